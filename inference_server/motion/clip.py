@@ -1,0 +1,146 @@
+"""Host-neutral motion data: a skeleton and a clip of local rotations over time.
+
+Conventions (DESIGN.md): metres, seconds, right-handed Y-up, quaternions (x, y, z, w). A character
+at rest faces +Z with its left side towards +X (the VRM 1.0 / glTF convention).
+
+Local rotations include the rest rotation: the global rotation of joint j is
+    G[j] = G[parent[j]] * rotations[j]
+and its global position is
+    P[j] = P[parent[j]] + rotate(G[parent[j]], offsets[j])
+with the root placed at root_translation (a world position) and G[root] = rotations[root].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from inference_server.motion import quat
+
+
+class FrameFlag(IntEnum):
+    """Per-frame provenance of a captured pose; values match keygrip.v1.FrameFlag."""
+
+    TRACKED = 1
+    INTERPOLATED = 2
+    MISSING = 3
+
+
+@dataclass
+class Skeleton:
+    """Joint hierarchy with its rest pose.
+
+    names: joint names, parents before children.
+    parents: (J,) int index of each joint's parent, -1 for the root.
+    offsets: (J, 3) rest translation of each joint in its parent's frame, metres.
+    rest_rotations: (J, 4) local rest rotations (x, y, z, w); identity for a skeleton whose rest
+        pose is expressed in offsets alone (BVH, our canonical skeleton).
+    """
+
+    names: list[str]
+    parents: np.ndarray
+    offsets: np.ndarray
+    rest_rotations: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.parents = np.asarray(self.parents, dtype=np.int64)
+        self.offsets = np.asarray(self.offsets, dtype=np.float64).reshape(-1, 3)
+        if self.rest_rotations is None:
+            self.rest_rotations = quat.identity((len(self.names),))
+        self.rest_rotations = np.asarray(self.rest_rotations, dtype=np.float64).reshape(-1, 4)
+        n = len(self.names)
+        if not (len(self.parents) == len(self.offsets) == len(self.rest_rotations) == n):
+            raise ValueError("skeleton arrays must all have one entry per joint")
+        for j, p in enumerate(self.parents):
+            if p >= j:
+                raise ValueError(f"joint {self.names[j]!r} is listed before its parent")
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def children(self, j: int) -> list[int]:
+        return [int(c) for c in np.nonzero(self.parents == j)[0]]
+
+    def rest_global(self) -> tuple[np.ndarray, np.ndarray]:
+        """Global rest rotations (J, 4) and positions (J, 3), root at the origin."""
+        rot, pos = forward_kinematics(self, self.rest_rotations[None], np.zeros((1, 3)))
+        return rot[0], pos[0]
+
+
+@dataclass
+class MotionClip:
+    """A skeleton animated over F frames.
+
+    times: (F,) seconds from the first frame (real timestamps; variable frame rate is allowed).
+    rotations: (F, J, 4) local rotations (x, y, z, w), rest included.
+    root_translation: (F, 3) world position of the root joint, metres.
+    confidence: (F, J) 0..1 per joint per frame.
+    frame_flags: (F,) FrameFlag values.
+    contact_names / contacts: (C,) names and (F, C) bool foot contacts
+        (leftHeel, leftToes, rightHeel, rightToes for captured clips).
+    face_names / face_curves: (K,) ARKit blendshape names and (F, K) weights in 0..1.
+    """
+
+    skeleton: Skeleton
+    fps: float
+    times: np.ndarray
+    rotations: np.ndarray
+    root_translation: np.ndarray
+    confidence: np.ndarray | None = None
+    frame_flags: np.ndarray | None = None
+    contact_names: list[str] = field(default_factory=list)
+    contacts: np.ndarray | None = None
+    face_names: list[str] = field(default_factory=list)
+    face_curves: np.ndarray | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.times = np.asarray(self.times, dtype=np.float64)
+        self.rotations = np.asarray(self.rotations, dtype=np.float64)
+        self.root_translation = np.asarray(self.root_translation, dtype=np.float64)
+        f, j = len(self.times), self.skeleton.num_joints
+        if self.rotations.shape != (f, j, 4):
+            raise ValueError(f"rotations must be ({f}, {j}, 4), got {self.rotations.shape}")
+        if self.root_translation.shape != (f, 3):
+            raise ValueError(f"root_translation must be ({f}, 3), got {self.root_translation.shape}")
+        if self.confidence is None:
+            self.confidence = np.ones((f, j), dtype=np.float32)
+        if self.frame_flags is None:
+            self.frame_flags = np.full(f, FrameFlag.TRACKED, dtype=np.uint8)
+        if self.contacts is None:
+            self.contacts = np.zeros((f, len(self.contact_names)), dtype=bool)
+        if self.face_curves is None:
+            self.face_curves = np.zeros((f, len(self.face_names)), dtype=np.float32)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.times)
+
+    def global_transforms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Global rotations (F, J, 4) and positions (F, J, 3)."""
+        return forward_kinematics(self.skeleton, self.rotations, self.root_translation)
+
+
+def forward_kinematics(
+    skeleton: Skeleton, rotations: np.ndarray, root_translation: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Global rotations and positions for local rotations (F, J, 4); loops over joints, not frames."""
+    f = rotations.shape[0]
+    j_count = skeleton.num_joints
+    g_rot = np.empty((f, j_count, 4))
+    g_pos = np.empty((f, j_count, 3))
+    for j in range(j_count):
+        p = skeleton.parents[j]
+        if p < 0:
+            g_rot[:, j] = rotations[:, j]
+            g_pos[:, j] = root_translation
+        else:
+            g_rot[:, j] = quat.multiply(g_rot[:, p], rotations[:, j])
+            g_pos[:, j] = g_pos[:, p] + quat.rotate(g_rot[:, p], skeleton.offsets[j])
+    return g_rot, g_pos
