@@ -1,0 +1,119 @@
+"""Server configuration: a TOML file, overridden by KEYGRIP_* environment variables, overridden by flags.
+
+Example keygrip.toml:
+
+    listen = "127.0.0.1:50051"          # or "unix:///run/user/1000/keygrip.sock"
+    data_dir = "~/.local/share/keygrip"
+    token = ""                          # required for any non-loopback address unless TLS is set
+    allowed_roots = ["~/footage"]       # where MediaInput.path may point; empty: paths refused
+    workers = 2
+    max_queue = 64
+    max_upload_bytes = 8589934592
+    metrics_listen = "127.0.0.1:9464"   # Prometheus; empty: off
+    retention_days = 30
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "keygrip"
+
+
+@dataclass
+class Config:
+    listen: str = DEFAULT_ADDRESS
+    data_dir: Path = field(default_factory=default_data_dir)
+    token: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    allowed_roots: list[str] = field(default_factory=list)
+    workers: int = 0                          # 0: one per core, at most 4
+    max_queue: int = 64
+    max_upload_bytes: int = 8 * 1024**3
+    max_message_bytes: int = 8 * 1024**2
+    metrics_listen: str = ""
+    retention_days: float = 30.0
+    log_level: str = "INFO"
+    log_format: str = "json"                  # "json" or "text"
+    cancel_grace_seconds: float = 2.0         # after this a worker that ignores cancel is killed
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser()
+        self.allowed_roots = [str(Path(r).expanduser().resolve()) for r in self.allowed_roots]
+        if self.workers <= 0:
+            self.workers = max(1, min(4, os.cpu_count() or 1))
+
+    def validate(self) -> None:
+        """Refuse unsafe or impossible settings before anything starts listening."""
+        if not is_local_address(self.listen) and not (self.token or (self.tls_cert and self.tls_key)):
+            raise ValueError(
+                f"refusing to listen on {self.listen} without a token or TLS: set --token "
+                "(or KEYGRIP_TOKEN) or --tls-cert/--tls-key, or listen on 127.0.0.1 or a unix socket"
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.log_format not in ("json", "text"):
+            raise ValueError("log_format must be 'json' or 'text'")
+
+
+def is_local_address(address: str) -> bool:
+    """True for unix sockets and loopback TCP addresses."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_ENV_PREFIX = "KEYGRIP_"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Config)}[name]
+    if isinstance(value, str):
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "list[str]":
+            return [v for v in value.split(os.pathsep) if v]
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    """Build the configuration from file, then environment, then explicit overrides (flags)."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    path = path or environ.get(_ENV_PREFIX + "CONFIG")
+    if path:
+        with open(Path(path).expanduser(), "rb") as fh:
+            data = tomllib.load(fh)
+        known = {f.name for f in fields(Config)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+        values.update(data)
+    for f in fields(Config):
+        env_value = environ.get(_ENV_PREFIX + f.name.upper())
+        if env_value is not None:
+            values[f.name] = _coerce(f.name, env_value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    return Config(**values)

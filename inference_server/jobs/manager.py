@@ -1,0 +1,302 @@
+"""The job manager: a bounded queue in front of worker processes, with events for watchers.
+
+All state changes happen on the event-loop thread (worker messages are handed over with
+call_soon_threadsafe), so no locks are needed around the store or the watcher lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+
+from google.protobuf import any_pb2, message, timestamp_pb2
+
+from inference_server.config import Config
+from inference_server.errors import FailedPrecondition, NotFound, ResourceExhausted
+from inference_server.jobs.workers import Worker
+from inference_server.metrics import Metrics
+from inference_server.store import jobs as js
+from inference_server.store.artifacts import ArtifactStore
+from keygrip.v1 import common_pb2
+
+log = logging.getLogger("keygrip.jobs")
+
+
+def _timestamp(t: float | None) -> timestamp_pb2.Timestamp | None:
+    if t is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(t * 1e9))
+    return ts
+
+
+class JobManager:
+    def __init__(self, config: Config, store: js.JobStore, artifacts: ArtifactStore, metrics: Metrics) -> None:
+        self.config = config
+        self.store = store
+        self.artifacts = artifacts
+        self.metrics = metrics
+        self.queue: deque[str] = deque()
+        self.workers: list[Worker] = []
+        self.watchers: dict[str, set[asyncio.Queue]] = {}
+        self.cancel_requested: set[str] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # Life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._recover()
+        for i in range(self.config.workers):
+            self.workers.append(self._spawn(i))
+        self._dispatch()
+
+    async def stop(self) -> None:
+        for job_id in [w.job_id for w in self.workers if w.job_id]:
+            self._finish(job_id, js.FAILED, error=("UNAVAILABLE", "SERVER_STOPPED",
+                         "the server shut down while this job was running; submit it again"))
+        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
+        self.workers.clear()
+
+    def _spawn(self, index: int) -> Worker:
+        return Worker(index, self.config.data_dir, self.config.allowed_roots, self._on_worker_message)
+
+    def _recover(self) -> None:
+        """Jobs running when the server last stopped failed; queued ones run again, oldest first."""
+        for rec in self.store.list(states=[js.RUNNING], limit=1_000_000):
+            self._finish(rec.id, js.FAILED, error=(
+                "ABORTED", "SERVER_RESTARTED",
+                "the server stopped while this job was running; submit it again"))
+        queued = self.store.list(states=[js.QUEUED], limit=1_000_000)
+        for rec in sorted(queued, key=lambda r: r.created):
+            self.queue.append(rec.id)
+        self.metrics.queue_depth.set(len(self.queue))
+
+    # Requests ------------------------------------------------------------------------------
+
+    def submit(self, job_type: str, request: message.Message, request_id: str = "") -> js.JobRecord:
+        if request_id:
+            existing = self.store.by_request_id(request_id)
+            if existing is not None:
+                return existing  # a retried submit: same job, no new work
+        if len(self.queue) >= self.config.max_queue:
+            raise ResourceExhausted(
+                f"the job queue is full ({len(self.queue)} jobs waiting); try again later or start "
+                "the server with a larger --max-queue", reason="QUEUE_FULL")
+        packed = any_pb2.Any()
+        packed.Pack(request)
+        job_id = uuid.uuid4().hex
+        rec = self.store.create(job_id, job_type, packed.SerializeToString(), request_id or None)
+        self.queue.append(job_id)
+        self.metrics.queue_depth.set(len(self.queue))
+        self._emit(job_id, state=js.QUEUED, message="queued")
+        self._dispatch()
+        return self.store.get(job_id) or rec
+
+    def get(self, job_id: str) -> js.JobRecord:
+        rec = self.store.get(job_id)
+        if rec is None:
+            raise NotFound(f"job {job_id!r} does not exist on this server (deleted, or never submitted here)")
+        return rec
+
+    def cancel(self, job_id: str) -> js.JobRecord:
+        rec = self.get(job_id)
+        if rec.ended:
+            return rec
+        if job_id in self.queue:
+            self.queue.remove(job_id)
+            self.metrics.queue_depth.set(len(self.queue))
+            self._finish(job_id, js.CANCELLED, error=("CANCELLED", "CANCELLED", "cancelled before it started"))
+            return self.get(job_id)
+        self.cancel_requested.add(job_id)
+        worker = self._worker_of(job_id)
+        if worker is not None:
+            worker.send(("cancel", job_id))
+            assert self.loop is not None
+            self.loop.call_later(self.config.cancel_grace_seconds, self._enforce_cancel, job_id, worker)
+        self._emit(job_id, message="cancelling")
+        return self.get(job_id)
+
+    def delete(self, job_id: str) -> None:
+        rec = self.get(job_id)
+        if not rec.ended:
+            raise FailedPrecondition(f"job {job_id} is still {common_pb2.JobState.Name(rec.state)}; cancel it first")
+        self.store.delete(job_id)
+        for q in self.watchers.pop(job_id, ()):
+            q.put_nowait(None)
+
+    async def watch(self, job_id: str, after_sequence: int) -> AsyncIterator[common_pb2.JobEvent]:
+        """Stored events after `after_sequence`, then live ones until the job ends."""
+        self.get(job_id)
+        live: asyncio.Queue = asyncio.Queue()
+        # Subscribe before reading history so that no event falls between the two.
+        self.watchers.setdefault(job_id, set()).add(live)
+        try:
+            last = after_sequence
+            for blob in self.store.events(job_id, after_sequence):
+                ev = common_pb2.JobEvent.FromString(blob)
+                last = ev.sequence
+                yield ev
+                if ev.terminal:
+                    return
+            rec = self.store.get(job_id)
+            if rec is None or rec.ended:
+                return
+            while True:
+                ev = await live.get()
+                if ev is None:  # job deleted
+                    return
+                if ev.sequence <= last:
+                    continue
+                last = ev.sequence
+                yield ev
+                if ev.terminal:
+                    return
+        finally:
+            subs = self.watchers.get(job_id)
+            if subs is not None:
+                subs.discard(live)
+                if not subs:
+                    self.watchers.pop(job_id, None)
+
+    def queue_position(self, job_id: str) -> int:
+        try:
+            return self.queue.index(job_id) + 1
+        except ValueError:
+            return 0
+
+    def to_proto(self, rec: js.JobRecord) -> common_pb2.Job:
+        job = common_pb2.Job(id=rec.id, type=rec.type, state=rec.state, request_id=rec.request_id or "",
+                             queue_position=self.queue_position(rec.id), last_sequence=rec.last_sequence)
+        for name, value in (("created_at", rec.created), ("started_at", rec.started),
+                            ("finished_at", rec.finished)):
+            ts = _timestamp(value)
+            if ts is not None:
+                getattr(job, name).CopyFrom(ts)
+        if rec.progress:
+            job.progress.ParseFromString(rec.progress)
+        if rec.error_code:
+            job.error.code, job.error.reason, job.error.message = rec.error_code, rec.error_reason, rec.error_message
+        if rec.result:
+            job.result.ParseFromString(rec.result)
+        job.request.ParseFromString(rec.request)
+        return job
+
+    # Scheduling ----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        for worker in self.workers:
+            if not self.queue:
+                break
+            if worker.busy or not worker.process.is_alive():
+                continue
+            job_id = self.queue.popleft()
+            rec = self.store.get(job_id)
+            if rec is None or rec.state != js.QUEUED:
+                continue
+            worker.job_id = job_id
+            now = time.time()
+            self.store.update(job_id, state=js.RUNNING, started=now)
+            self._emit(job_id, state=js.RUNNING, message=f"running on worker {worker.index}")
+            any_req = any_pb2.Any.FromString(rec.request)
+            if not worker.send(("run", job_id, rec.type, any_req.SerializeToString())):
+                worker.job_id = None
+                self._finish(job_id, js.FAILED, error=("UNAVAILABLE", "WORKER_LOST", "the worker process was lost; submit the job again"))
+        self.metrics.queue_depth.set(len(self.queue))
+
+    def _worker_of(self, job_id: str) -> Worker | None:
+        return next((w for w in self.workers if w.job_id == job_id), None)
+
+    def _enforce_cancel(self, job_id: str, worker: Worker) -> None:
+        if worker.job_id == job_id and worker in self.workers:
+            log.warning("worker %d ignored cancel of job %s; killing it", worker.index, job_id)
+            worker.kill()  # its reader thread reports "exited", which finishes the job as cancelled
+
+    def _on_worker_message(self, worker: Worker, msg: tuple) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._handle, worker, msg)
+
+    def _handle(self, worker: Worker, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "ready":
+            self._dispatch()
+            return
+        if kind == "exited":
+            self._worker_exited(worker)
+            return
+        job_id = msg[1]
+        if worker.job_id != job_id:
+            return  # a message from a job already finished (e.g. killed after cancel)
+        if kind == "progress":
+            progress = common_pb2.Progress.FromString(msg[2])
+            progress.eta_seconds = (progress.maximum - progress.value) / progress.fps if progress.fps > 0 else -1
+            self.store.update(job_id, progress=progress.SerializeToString())
+            self._emit(job_id, progress=progress, preview=msg[3])
+            return
+        worker.job_id = None
+        if kind == "done":
+            self.store.link_artifacts(job_id, list(msg[3]))
+            self._finish(job_id, js.SUCCEEDED, result=msg[2])
+        elif kind == "error":
+            _, _, code, reason, text = msg
+            state = js.CANCELLED if code == "CANCELLED" else js.FAILED
+            self._finish(job_id, state, error=(code, reason, text))
+        self._dispatch()
+
+    def _worker_exited(self, worker: Worker) -> None:
+        if worker not in self.workers:
+            return  # stopped on purpose
+        job_id = worker.job_id
+        worker.job_id = None
+        code = worker.process.exitcode
+        if job_id is not None:
+            if job_id in self.cancel_requested:
+                self._finish(job_id, js.CANCELLED, error=("CANCELLED", "CANCELLED", "cancelled by the user"))
+            else:
+                self._finish(job_id, js.FAILED, error=(
+                    "INTERNAL", "WORKER_DIED",
+                    f"the worker process died (exit code {code}) while running this job; "
+                    "if it ran out of memory, try a shorter frame range"))
+        log.warning("worker %d exited (code %s); starting a new one", worker.index, code)
+        self.workers[self.workers.index(worker)] = self._spawn(worker.index)
+
+    def _finish(self, job_id: str, state: int, *, result: bytes | None = None,
+                error: tuple[str, str, str] | None = None) -> None:
+        rec = self.store.get(job_id)
+        if rec is None or rec.ended:
+            return
+        now = time.time()
+        values: dict[str, object] = {"state": state, "finished": now}
+        if result is not None:
+            values["result"] = result
+        if error is not None:
+            values["error_code"], values["error_reason"], values["error_message"] = error
+        self.store.update(job_id, **values)
+        self.cancel_requested.discard(job_id)
+        label = common_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()
+        self.metrics.jobs_total.labels(rec.type, label).inc()
+        if rec.started:
+            self.metrics.job_seconds.labels(rec.type, label).observe(now - rec.started)
+        if state == js.FAILED:
+            self.metrics.failures.labels(rec.type, error[0] if error else "UNKNOWN").inc()
+        log.info("job ended", extra={"job_id": job_id, "job_type": rec.type, "state": label,
+                                     "error": error[2] if error else ""})
+        self._emit(job_id, state=state, message=error[2] if error else "done", terminal=True)
+
+    def _emit(self, job_id: str, *, state: int = 0, progress: common_pb2.Progress | None = None,
+              message: str = "", preview: bytes = b"", terminal: bool = False) -> None:
+        rec = self.store.get(job_id)
+        if rec is None:
+            return
+        ev = common_pb2.JobEvent(sequence=rec.last_sequence + 1, job_id=job_id, state=state or rec.state,
+                                 message=message, preview_png=preview, terminal=terminal)
+        ev.time.GetCurrentTime()
+        if progress is not None:
+            ev.progress.CopyFrom(progress)
+        self.store.append_event(job_id, ev.sequence, ev.SerializeToString())
+        for q in self.watchers.get(job_id, ()):
+            q.put_nowait(ev)

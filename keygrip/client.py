@@ -1,0 +1,330 @@
+"""The blocking Python client. Hosts call it from a worker thread; scripts call it directly.
+
+Every call raises a keygrip.errors exception (never a raw grpc.RpcError) with the server's message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+from google.protobuf import message as pb_message
+
+from keygrip import errors, events
+from keygrip.v1 import (
+    animation_pb2,
+    animation_pb2_grpc,
+    artifacts_pb2,
+    artifacts_pb2_grpc,
+    common_pb2,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    media_pb2,
+    media_pb2_grpc,
+    mocap_pb2,
+    mocap_pb2_grpc,
+    motion_pb2,
+    server_pb2,
+    server_pb2_grpc,
+)
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+CHUNK_BYTES = 1024 * 1024
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+_RESULT_TYPES = {m.DESCRIPTOR.full_name: m for m in (
+    media_pb2.ProbeMediaResult, mocap_pb2.CaptureMotionResult, animation_pb2.RetargetResult)}
+_ENDED = (common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED)
+
+ProgressCallback = Callable[[int, int], None]
+Source = str | os.PathLike | common_pb2.ArtifactRef
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK_BYTES):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Client:
+    """A connection to one Keygrip server.
+
+    address: "host:port" or "unix:///path/to/socket". token: sent as "authorization: Bearer ..."
+    when given. root_certificates: PEM bytes to connect with TLS.
+    """
+
+    def __init__(self, address: str | None = None, token: str | None = None, *,
+                 root_certificates: bytes | None = None, timeout: float = 30.0) -> None:
+        self.address = address or os.environ.get("KEYGRIP_ADDRESS") or DEFAULT_ADDRESS
+        token = token if token is not None else os.environ.get("KEYGRIP_TOKEN")
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        if root_certificates is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates)
+            self._channel = grpc.secure_channel(self.address, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=options)
+        self.jobs_stub = jobs_pb2_grpc.JobsStub(self._channel)
+        self.artifacts_stub = artifacts_pb2_grpc.ArtifactsStub(self._channel)
+        self.server_stub = server_pb2_grpc.ServerStub(self._channel)
+        self.media_stub = media_pb2_grpc.MediaStub(self._channel)
+        self.mocap_stub = mocap_pb2_grpc.MotionCaptureStub(self._channel)
+        self.animation_stub = animation_pb2_grpc.AnimationStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def call(self, method: Callable, request: object, *, timeout: float | None = None):
+        """Invoke a unary stub method with auth and error mapping (for calls not wrapped below)."""
+        try:
+            return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+        except grpc.RpcError as err:
+            raise errors.from_rpc_error(err, self.address) from None
+
+    # Discovery -----------------------------------------------------------------------------
+
+    def info(self) -> server_pb2.ServerInfo:
+        return self.call(self.server_stub.GetServerInfo, server_pb2.GetServerInfoRequest())
+
+    # Artifacts -----------------------------------------------------------------------------
+
+    def upload(self, path: str | os.PathLike, *, name: str | None = None, media_type: str | None = None,
+               progress: ProgressCallback | None = None, retries: int = 5) -> common_pb2.ArtifactRef:
+        """Upload a file; skipped when the server already holds its digest, resumed after a break."""
+        path = Path(path)
+        if not path.is_file():
+            raise errors.InvalidArgument(f"{path} is not a file")
+        size = path.stat().st_size
+        digest = sha256_file(path)
+        start = artifacts_pb2.StartUploadRequest(
+            sha256=digest, size=size, name=name or path.name,
+            media_type=media_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        for attempt in range(retries + 1):
+            try:
+                status = self.artifacts_stub.StartUpload(start, metadata=self._metadata, timeout=self.timeout)
+                if not status.complete:
+                    chunks = self._chunks(path, status.upload_id, status.offset,
+                                          min(CHUNK_BYTES, status.max_chunk_bytes or CHUNK_BYTES), size, progress)
+                    status = self.artifacts_stub.Upload(chunks, metadata=self._metadata)
+                if status.complete:
+                    if progress:
+                        progress(size, size)
+                    return status.artifact
+            except grpc.RpcError as err:
+                if err.code() not in _RETRYABLE or attempt == retries:
+                    raise errors.from_rpc_error(err, self.address) from None
+                time.sleep(min(2.0, 0.2 * 2**attempt))
+        raise errors.ServerUnavailable(f"upload of {path} did not complete after {retries} retries")
+
+    @staticmethod
+    def _chunks(path: Path, upload_id: str, offset: int, chunk: int, size: int,
+                progress: ProgressCallback | None) -> Iterator[artifacts_pb2.UploadChunk]:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            while data := fh.read(chunk):
+                yield artifacts_pb2.UploadChunk(upload_id=upload_id, offset=offset, data=data)
+                offset += len(data)
+                if progress:
+                    progress(offset, size)
+
+    def stat(self, artifact_id: str) -> common_pb2.ArtifactRef:
+        return self.call(self.artifacts_stub.Stat, artifacts_pb2.StatRequest(artifact_id=artifact_id))
+
+    def download(self, artifact_id: str, dest: str | os.PathLike, *, retries: int = 5,
+                 progress: ProgressCallback | None = None) -> Path:
+        """Download to a file (written beside it, then renamed), resuming after a broken connection."""
+        dest = Path(dest)
+        part = dest.with_name(dest.name + ".part")
+        part.unlink(missing_ok=True)
+        offset = 0
+        for attempt in range(retries + 1):
+            try:
+                stream = self.artifacts_stub.Download(
+                    artifacts_pb2.DownloadRequest(artifact_id=artifact_id, offset=offset),
+                    metadata=self._metadata)
+                with open(part, "ab") as fh:
+                    for chunk in stream:
+                        fh.write(chunk.data)
+                        offset += len(chunk.data)
+                        if progress:
+                            progress(offset, chunk.total_size)
+                break
+            except grpc.RpcError as err:
+                if err.code() not in _RETRYABLE or attempt == retries:
+                    part.unlink(missing_ok=True)
+                    raise errors.from_rpc_error(err, self.address) from None
+                time.sleep(min(2.0, 0.2 * 2**attempt))
+        if sha256_file(part) != artifact_id:
+            part.unlink(missing_ok=True)
+            raise errors.KeygripError(f"downloaded bytes of {artifact_id[:12]} do not match their digest")
+        os.replace(part, dest)
+        return dest
+
+    def download_bytes(self, artifact_id: str) -> bytes:
+        try:
+            stream = self.artifacts_stub.Download(artifacts_pb2.DownloadRequest(artifact_id=artifact_id),
+                                                  metadata=self._metadata)
+            return b"".join(chunk.data for chunk in stream)
+        except grpc.RpcError as err:
+            raise errors.from_rpc_error(err, self.address) from None
+
+    def read_message(self, ref: common_pb2.ArtifactRef | str, cls: type[pb_message.Message]):
+        """Download an artifact holding a serialized message (a MotionClip, a RigAnimation)."""
+        return cls.FromString(self.download_bytes(ref if isinstance(ref, str) else ref.id))
+
+    def read_clip(self, ref: common_pb2.ArtifactRef | str) -> motion_pb2.MotionClip:
+        return self.read_message(ref, motion_pb2.MotionClip)
+
+    # Jobs ------------------------------------------------------------------------------------
+
+    def media_input(self, source: Source, *, server_path: bool = False,
+                    progress: ProgressCallback | None = None) -> common_pb2.MediaInput:
+        """An uploaded file (the default), a file on the server's machine, or an existing artifact."""
+        if isinstance(source, common_pb2.ArtifactRef):
+            return common_pb2.MediaInput(artifact_id=source.id)
+        if server_path:
+            return common_pb2.MediaInput(path=str(source))
+        return common_pb2.MediaInput(artifact_id=self.upload(source, progress=progress).id)
+
+    def probe(self, source: Source, *, server_path: bool = False, request_id: str | None = None,
+              thumbnail_max_side: int = 0) -> Job:
+        req = media_pb2.ProbeMediaRequest(input=self.media_input(source, server_path=server_path),
+                                          request_id=request_id or uuid.uuid4().hex,
+                                          thumbnail_max_side=thumbnail_max_side)
+        return Job(self, self.call(self.media_stub.ProbeMedia, req))
+
+    def capture_motion(self, source: Source, *, server_path: bool = False,
+                       upload_progress: ProgressCallback | None = None, **options: object) -> Job:
+        """Start a motion capture. Options are CaptureMotionRequest fields: hands, face, smoothing,
+        foot_lock, root_motion, subject_height_m, fov_degrees, preview, start_frame, end_frame, ..."""
+        start, end = options.pop("start_frame", 0), options.pop("end_frame", 0)
+        req = mocap_pb2.CaptureMotionRequest(
+            input=self.media_input(source, server_path=server_path, progress=upload_progress),
+            frame_range=common_pb2.FrameRange(start=int(start), end=int(end or 0)),
+            request_id=str(options.pop("request_id", "") or uuid.uuid4().hex), **options)
+        return Job(self, self.call(self.mocap_stub.CaptureMotion, req))
+
+    def map_bones(self, rig: animation_pb2.Rig) -> animation_pb2.BoneMap:
+        return self.call(self.animation_stub.MapBones, animation_pb2.MapBonesRequest(rig=rig))
+
+    def retarget(self, request: animation_pb2.RetargetRequest) -> Job:
+        req = animation_pb2.RetargetRequest()
+        req.CopyFrom(request)
+        req.request_id = req.request_id or uuid.uuid4().hex
+        return Job(self, self.call(self.animation_stub.Retarget, req))
+
+    def get_job(self, job_id: str) -> Job:
+        return Job(self, self.call(self.jobs_stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id)))
+
+    def list_jobs(self, states: list[int] | None = None, job_type: str = "", limit: int = 100) -> list[Job]:
+        out: list[Job] = []
+        token = ""
+        while len(out) < limit:
+            resp = self.call(self.jobs_stub.ListJobs, jobs_pb2.ListJobsRequest(
+                states=states or [], type=job_type, page_size=min(limit - len(out), 1000), page_token=token))
+            out += [Job(self, j) for j in resp.jobs]
+            token = resp.next_page_token
+            if not token:
+                break
+        return out
+
+
+class Job:
+    """A handle on a server job: watch its events, wait for its result, cancel it."""
+
+    def __init__(self, client: Client, proto: common_pb2.Job) -> None:
+        self.client = client
+        self.proto = proto
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.type} {self.state}>"
+
+    @property
+    def id(self) -> str:
+        return self.proto.id
+
+    @property
+    def type(self) -> str:
+        return self.proto.type
+
+    @property
+    def state(self) -> str:
+        return events.state_name(self.proto.state)
+
+    @property
+    def done(self) -> bool:
+        return self.proto.state in _ENDED
+
+    def refresh(self) -> Job:
+        self.proto = self.client.call(self.client.jobs_stub.GetJob, jobs_pb2.GetJobRequest(job_id=self.id))
+        return self
+
+    def watch(self, after_sequence: int = 0, *, timeout: float | None = None,
+              reconnects: int = 5) -> Iterator[events.ProgressEvent | events.StateEvent]:
+        """Typed events until the job ends. A broken stream is resumed from the last sequence seen."""
+        last, state, attempt = after_sequence, 0, 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                stream = self.client.jobs_stub.WatchJob(
+                    jobs_pb2.WatchJobRequest(job_id=self.id, after_sequence=last),
+                    metadata=self.client._metadata, timeout=remaining)
+                for ev in stream:
+                    attempt = 0
+                    last = ev.sequence
+                    yield from events.from_proto(ev, state)
+                    state = ev.state
+                    if ev.terminal:
+                        self.refresh()
+                        return
+                self.refresh()
+                if self.done:
+                    return
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise TimeoutError(f"job {self.id} did not finish within {timeout} s") from None
+                if err.code() not in _RETRYABLE or attempt >= reconnects:
+                    raise errors.from_rpc_error(err, self.client.address) from None
+                attempt += 1
+                time.sleep(min(2.0, 0.2 * 2**attempt))
+
+    def wait(self, timeout: float | None = None) -> Job:
+        for _ in self.watch(self.proto.last_sequence if self.done else 0, timeout=timeout):
+            pass
+        return self.refresh()
+
+    def result(self, timeout: float | None = None):
+        """The job's result message; raises JobFailed or JobCancelled with the server's reason."""
+        if not self.done:
+            self.wait(timeout)
+        if self.proto.state != common_pb2.JOB_STATE_SUCCEEDED:
+            err = self.proto.error
+            raise errors.for_job_error(err.code, err.reason, err.message or f"job {self.id} {self.state}")
+        cls = _RESULT_TYPES[self.proto.result.TypeName()]
+        result = cls()
+        self.proto.result.Unpack(result)
+        return result
+
+    def cancel(self) -> Job:
+        self.proto = self.client.call(self.client.jobs_stub.CancelJob, jobs_pb2.CancelJobRequest(job_id=self.id))
+        return self
+
+    def delete(self) -> None:
+        self.client.call(self.client.jobs_stub.DeleteJob, jobs_pb2.DeleteJobRequest(job_id=self.id))

@@ -1,0 +1,97 @@
+"""Python exceptions for the server's status codes, carrying the server's own message."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class KeygripError(Exception):
+    """Base class. `code` is the gRPC status code name, `reason` the server's ErrorInfo reason."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, message: str, *, code: str | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.reason = reason
+
+
+class InvalidArgument(KeygripError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(KeygripError):
+    code = "NOT_FOUND"
+
+
+class FailedPrecondition(KeygripError):
+    code = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(KeygripError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class PermissionDenied(KeygripError):
+    code = "PERMISSION_DENIED"
+
+
+class Unauthenticated(KeygripError):
+    code = "UNAUTHENTICATED"
+
+
+class ServerUnavailable(KeygripError):
+    """The server cannot be reached: not running, wrong address, or the connection broke."""
+
+    code = "UNAVAILABLE"
+
+
+class JobFailed(KeygripError):
+    """A job ended in FAILED; `code` and `reason` come from the job's error."""
+
+
+class JobCancelled(KeygripError):
+    code = "CANCELLED"
+
+
+_BY_CODE: dict[str, type[KeygripError]] = {
+    cls.code: cls for cls in (InvalidArgument, NotFound, FailedPrecondition, ResourceExhausted,
+                              PermissionDenied, Unauthenticated, ServerUnavailable)
+}
+
+
+def _reason(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason from google.rpc status details, if the server sent one."""
+    try:
+        from google.rpc import error_details_pb2, status_pb2
+    except ImportError:  # googleapis-common-protos is optional for hosts
+        return ""
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info.reason
+    return ""
+
+
+def from_rpc_error(err: grpc.RpcError, address: str = "") -> KeygripError:
+    code = err.code()
+    details = err.details() or code.name
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ServerUnavailable(
+            f"cannot reach the Keygrip server at {address or 'its address'} ({details}); "
+            "start it with `keygrip serve` or check --address / KEYGRIP_ADDRESS")
+    if code == grpc.StatusCode.CANCELLED:
+        return JobCancelled(details)
+    cls = _BY_CODE.get(code.name, KeygripError)
+    return cls(details, code=code.name, reason=_reason(err))
+
+
+def for_job_error(code: str, reason: str, message: str) -> KeygripError:
+    if code == "CANCELLED":
+        return JobCancelled(message, reason=reason)
+    return JobFailed(message, code=code, reason=reason)

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for keygrip.v1. Do not edit: run scripts/gen_protos.py."""
