@@ -1,0 +1,230 @@
+"""The `keygrip` command: run a server, or drive one from a shell.
+
+    keygrip serve --listen 127.0.0.1:50051 --data-dir ~/keygrip-data
+    keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
+    keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from keygrip import errors, events
+from keygrip.client import DEFAULT_ADDRESS, Client, Job
+from keygrip.progress import ProgressBar
+from keygrip.v1 import common_pb2
+
+_STATES = {events.state_name(v): v for v in common_pb2.JobState.values() if v}
+
+
+def _print_message(msg, as_json: bool) -> None:
+    text = json_format.MessageToJson(msg, preserving_proto_field_name=True) if as_json else str(msg).rstrip()
+    print(text)
+
+
+def _upload_bar(bar: ProgressBar) -> Callable[[int, int], None]:
+    return lambda done, total: bar.update("upload", done / 2**20, total / 2**20, unit=" MiB")
+
+
+def follow(job: Job, bar: ProgressBar | None) -> Job:
+    """Show a job's progress until it ends; Ctrl+C cancels it on the server."""
+    try:
+        for ev in job.watch():
+            if bar is None:
+                continue
+            if isinstance(ev, events.ProgressEvent):
+                bar.update(ev.stage, ev.value, ev.maximum, fps=ev.fps, eta_seconds=ev.eta_seconds)
+            elif ev.state == "queued":
+                bar.update("queued", 0, 1)
+    except KeyboardInterrupt:
+        if bar:
+            bar.close()
+        print(f"cancelling job {job.id} ...", file=sys.stderr)
+        job.cancel().wait(timeout=30)
+    finally:
+        if bar:
+            bar.close()
+    return job
+
+
+def cmd_info(client: Client, args: argparse.Namespace) -> int:
+    info = client.info()
+    if args.json:
+        _print_message(info, True)
+        return 0
+    print(f"Keygrip server {info.version} ({info.api_version}) at {client.address}")
+    for d in info.devices:
+        print(f"  device  {d.kind:<5} {d.name}  {d.memory_total_bytes / 2**30:.1f} GiB")
+    for c in info.capabilities:
+        print(f"  {'ok ' if c.available else 'no '}    {c.name}" + (f"  ({c.reason})" if c.reason else ""))
+    for m in info.models:
+        state = "available" if m.state in (1, 2) else "MISSING"
+        print(f"  model   {m.name}: {state}" + (f"  ({m.reason})" if m.reason else ""))
+    return 0
+
+
+def cmd_probe(client: Client, args: argparse.Namespace) -> int:
+    bar = None if args.json else ProgressBar()
+    source = args.file if args.server_path else Path(args.file)
+    if not args.server_path and not Path(args.file).is_file():
+        raise errors.InvalidArgument(f"{args.file} does not exist (use --server-path for a file on the server)")
+    job = client.probe(source, server_path=args.server_path)
+    result = follow(job, bar).result()
+    if args.json:
+        _print_message(result, True)
+        return 0
+    print(f"{args.file}: {result.codec} {result.width}x{result.height} {result.fps:.3f} fps, "
+          f"{result.frame_count} frames, {result.duration_seconds:.2f} s"
+          + (f", rotated {result.rotation_degrees} deg" if result.rotation_degrees else "")
+          + (", variable frame rate" if result.variable_frame_rate else ""))
+    if args.thumbnail:
+        client.download(result.thumbnail.id, args.thumbnail)
+        print(f"poster frame written to {args.thumbnail}")
+    return 0
+
+
+def _job_line(job: Job) -> str:
+    p = job.proto.progress
+    progress = f"{p.stage} {p.value:.0f}/{p.maximum:.0f}" if p.maximum else ""
+    queued = f"#{job.proto.queue_position}" if job.proto.queue_position else ""
+    return f"{job.id}  {job.type:<15} {job.state:<10} {queued:<4} {progress}"
+
+
+def cmd_jobs(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "ls":
+        states = [_STATES[s] for s in args.state or []]
+        jobs = client.list_jobs(states=states, job_type=args.type or "", limit=args.limit)
+        if args.json:
+            print(json.dumps([json_format.MessageToDict(j.proto, preserving_proto_field_name=True) for j in jobs]))
+        else:
+            for job in jobs:
+                print(_job_line(job))
+        return 0
+    if not args.job_id:
+        raise errors.InvalidArgument(f"`keygrip jobs {args.action}` needs a job id")
+    job = client.get_job(args.job_id)
+    if args.action == "get":
+        _print_message(job.proto, args.json)
+    elif args.action == "watch":
+        follow(job, None if args.json else ProgressBar())
+        _print_message(job.proto, args.json) if args.json else print(_job_line(job))
+    elif args.action == "cancel":
+        job.cancel()
+        print(_job_line(job))
+    elif args.action == "rm":
+        job.delete()
+        print(f"deleted {job.id}")
+    return 0
+
+
+def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
+    bar = None if args.json else ProgressBar()
+    options = dict(hands=args.hands, face=args.face, smoothing=args.smoothing, foot_lock=not args.no_foot_lock,
+                   root_motion=not args.no_root_motion, subject_height_m=args.height or 0.0,
+                   fov_degrees=args.fov or 0.0, preview=bool(args.preview), start_frame=args.start,
+                   end_frame=args.end or 0, workers=args.workers or 0)
+    job = client.capture_motion(args.video if args.server_path else Path(args.video), server_path=args.server_path,
+                                upload_progress=_upload_bar(bar) if bar else None, **options)
+    result = follow(job, bar).result()
+    written = []
+    for ref, dest in ((result.bvh, args.out), (result.preview, args.preview), (result.clip, args.clip),
+                      (result.landmarks, args.landmarks)):
+        if dest and ref.id:
+            client.download(ref.id, dest)
+            written.append(str(dest))
+    if args.json:
+        _print_message(result, True)
+    else:
+        s = result.summary
+        print(f"captured {s.frames} frames ({s.tracked_frames} tracked, {s.interpolated_frames} interpolated, "
+              f"{s.missing_frames} missing) at {s.processing_fps:.1f} fps")
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keygrip", description="Keygrip: AI motion capture and animation for DCC tools")
+    parser.add_argument("--address", default=os.environ.get("KEYGRIP_ADDRESS", DEFAULT_ADDRESS),
+                        help=f"server address, host:port or unix:///path (default {DEFAULT_ADDRESS}, or KEYGRIP_ADDRESS)")
+    parser.add_argument("--token", default=os.environ.get("KEYGRIP_TOKEN"), help="bearer token (or KEYGRIP_TOKEN)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run an inference server")
+    cleanup = sub.add_parser("cleanup", help="apply the retention policy to a server's data directory")
+    try:
+        from inference_server.__main__ import add_cleanup_arguments, add_serve_arguments
+    except ImportError:  # the SDK alone, without the server extra
+        pass
+    else:
+        add_serve_arguments(serve)
+        add_cleanup_arguments(cleanup)
+
+    sub.add_parser("info", help="server version, devices, capabilities and models")
+
+    probe = sub.add_parser("probe", help="fps, frames, codec, size and rotation of a video or image sequence")
+    probe.add_argument("file")
+    probe.add_argument("--server-path", action="store_true", help="FILE is a path on the server, not uploaded")
+    probe.add_argument("--thumbnail", type=Path, help="also save the poster frame PNG here")
+
+    jobs = sub.add_parser("jobs", help="list, watch, cancel or delete jobs")
+    jobs.add_argument("action", choices=["ls", "get", "watch", "cancel", "rm"])
+    jobs.add_argument("job_id", nargs="?")
+    jobs.add_argument("--state", action="append", choices=sorted(_STATES), help="filter ls by state")
+    jobs.add_argument("--type", help="filter ls by job type")
+    jobs.add_argument("--limit", type=int, default=50)
+
+    mocap = sub.add_parser("mocap", help="motion capture from a video to BVH")
+    mocap.add_argument("video")
+    mocap.add_argument("--out", type=Path, required=True, help="BVH file to write")
+    mocap.add_argument("--preview", type=Path, help="also write a QA video with the skeleton drawn over it")
+    mocap.add_argument("--clip", type=Path, help="also write the MotionClip (protobuf) for retargeting")
+    mocap.add_argument("--landmarks", type=Path, help="also write the raw MediaPipe landmarks (NPZ)")
+    mocap.add_argument("--hands", action="store_true", help="capture finger motion")
+    mocap.add_argument("--face", action="store_true", help="capture ARKit face curves")
+    mocap.add_argument("--smoothing", type=float, default=0.5, help="0 (raw) to 1 (strong)")
+    mocap.add_argument("--no-foot-lock", action="store_true")
+    mocap.add_argument("--no-root-motion", action="store_true")
+    mocap.add_argument("--height", type=float, help="subject height in metres")
+    mocap.add_argument("--fov", type=float, help="camera horizontal field of view in degrees")
+    mocap.add_argument("--start", type=int, default=0, help="first frame")
+    mocap.add_argument("--end", type=int, help="frame after the last")
+    mocap.add_argument("--workers", type=int, help="parallel inference processes")
+    mocap.add_argument("--server-path", action="store_true", help="VIDEO is a path on the server")
+    return parser
+
+
+_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+    "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("serve", "cleanup"):
+        try:
+            from inference_server.__main__ import cleanup_command, serve_command
+        except ImportError:
+            print("keygrip: the server is not installed here: pip install 'keygrip[server]'", file=sys.stderr)
+            return 2
+        return serve_command(args) if args.command == "serve" else cleanup_command(args)
+    try:
+        with Client(args.address, args.token) as client:
+            return _COMMANDS[args.command](client, args)
+    except errors.KeygripError as exc:
+        print(f"keygrip: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
