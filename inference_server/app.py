@@ -95,19 +95,10 @@ class KeygripServer:
         return self.address
 
     def _add_capability_services(self, server: grpc.aio.Server) -> None:
-        """Capability services register themselves here as their pipelines land."""
-        try:
-            from inference_server.services.mocap import register as register_mocap
-        except ImportError:
-            pass
-        else:
-            register_mocap(server, self.config, self.manager)
-        try:
-            from inference_server.services.animation import register as register_animation
-        except ImportError:
-            pass
-        else:
-            register_animation(server, self.config, self.manager)
+        from inference_server.services import animation, mocap
+
+        mocap.register(server, self.config, self.manager)
+        animation.register(server, self.config, self.manager)
 
     def _bind(self, server: grpc.aio.Server) -> str:
         cfg = self.config

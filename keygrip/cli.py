@@ -151,9 +151,10 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keygrip", description="Keygrip: AI motion capture and animation for DCC tools")
+    parser = argparse.ArgumentParser(prog="keygrip",
+                                     description="Keygrip: AI motion capture and animation for DCC tools")
     parser.add_argument("--address", default=os.environ.get("KEYGRIP_ADDRESS", DEFAULT_ADDRESS),
-                        help=f"server address, host:port or unix:///path (default {DEFAULT_ADDRESS}, or KEYGRIP_ADDRESS)")
+                        help=f"host:port or unix:///path (default {DEFAULT_ADDRESS}, or KEYGRIP_ADDRESS)")
     parser.add_argument("--token", default=os.environ.get("KEYGRIP_TOKEN"), help="bearer token (or KEYGRIP_TOKEN)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)

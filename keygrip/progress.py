@@ -32,7 +32,8 @@ class ProgressBar:
         bar = "#" * fill + "-" * (self.width - fill)
         rate = f" {fps:.1f}/s" if fps > 0 else ""
         eta = f" ETA {_duration(eta_seconds)}" if eta_seconds >= 0 else ""
-        text = f"{stage:<10} [{bar}] {frac * 100:5.1f}% {value:.0f}/{maximum:.0f}{unit}{rate}{eta}"
+        digits = 1 if maximum < 100 and unit else 0
+        text = f"{stage:<10} [{bar}] {frac * 100:5.1f}% {value:.{digits}f}/{maximum:.{digits}f}{unit}{rate}{eta}"
         if self.tty:
             self.stream.write("\r" + text.ljust(79))
             self._drawn = True

@@ -205,7 +205,8 @@ class JobManager:
             any_req = any_pb2.Any.FromString(rec.request)
             if not worker.send(("run", job_id, rec.type, any_req.SerializeToString())):
                 worker.job_id = None
-                self._finish(job_id, js.FAILED, error=("UNAVAILABLE", "WORKER_LOST", "the worker process was lost; submit the job again"))
+                self._finish(job_id, js.FAILED, error=("UNAVAILABLE", "WORKER_LOST",
+                                                       "the worker process was lost; submit the job again"))
         self.metrics.queue_depth.set(len(self.queue))
 
     def _worker_of(self, job_id: str) -> Worker | None:

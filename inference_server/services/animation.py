@@ -1,0 +1,70 @@
+"""The Animation service: bone mapping (answered at once) and retarget jobs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from inference_server.config import Config
+from inference_server.errors import FailedPrecondition, InvalidInput, NotFound
+from inference_server.jobs.manager import JobManager
+from inference_server.motion.wire import bone_map_to_proto, rig_from_proto
+from inference_server.services.errors import rpc_errors
+from inference_server.services.inputs import check_path
+from inference_server.store import jobs as js
+from inference_server.store.artifacts import check_digest
+from keygrip.v1 import animation_pb2, animation_pb2_grpc, mocap_pb2
+
+
+def _map_bones(rig_msg: animation_pb2.Rig) -> animation_pb2.BoneMap:
+    from inference_server.animation.mapping import map_rig
+
+    rig = rig_from_proto(rig_msg)
+    return bone_map_to_proto(map_rig(rig), rig.warnings)
+
+
+class AnimationService(animation_pb2_grpc.AnimationServicer):
+    def __init__(self, config: Config, manager: JobManager) -> None:
+        self.config = config
+        self.manager = manager
+
+    @rpc_errors
+    async def MapBones(self, request: animation_pb2.MapBonesRequest, context: grpc.aio.ServicerContext):
+        return await asyncio.to_thread(_map_bones, request.rig)
+
+    @rpc_errors
+    async def Retarget(self, request: animation_pb2.RetargetRequest, context: grpc.aio.ServicerContext):
+        req = animation_pb2.RetargetRequest()
+        req.CopyFrom(request)
+        self._check_source(req.source)
+        if not req.rig.bone_names:
+            raise InvalidInput("the request has no rig: send the target armature's bones and rest matrices")
+        # Validate the rig now so that a malformed one fails at submit, not in a worker.
+        await asyncio.to_thread(rig_from_proto, req.rig)
+        return self.manager.to_proto(self.manager.submit("retarget", req, request.request_id))
+
+    def _check_source(self, source: animation_pb2.MotionSource) -> None:
+        """Resolve the source to an artifact or an allowed path, in place."""
+        which = source.WhichOneof("source")
+        if which in ("clip_artifact_id", "bvh_artifact_id"):
+            self.manager.artifacts.stat(check_digest(getattr(source, which)))
+        elif which == "bvh_path":
+            source.bvh_path = check_path(self.config, source.bvh_path)
+        elif which == "capture_job_id":
+            rec = self.manager.store.get(source.capture_job_id)
+            if rec is None or rec.type != "motion_capture":
+                raise NotFound(f"no motion capture job {source.capture_job_id!r} on this server")
+            if rec.state != js.SUCCEEDED:
+                raise FailedPrecondition(f"capture job {source.capture_job_id} has not succeeded yet; "
+                                         "wait for it (keygrip jobs watch ID) before retargeting")
+            result = mocap_pb2.CaptureMotionResult()
+            self.manager.to_proto(rec).result.Unpack(result)
+            source.clip_artifact_id = result.clip.id
+        else:
+            raise InvalidInput("the request names no motion: set source.clip_artifact_id, bvh_artifact_id, "
+                               "bvh_path or capture_job_id")
+
+
+def register(server: grpc.aio.Server, config: Config, manager: JobManager) -> None:
+    animation_pb2_grpc.add_AnimationServicer_to_server(AnimationService(config, manager), server)
