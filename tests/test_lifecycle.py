@@ -1,0 +1,106 @@
+"""Cancellation, restarts and retention against a real server running real capture jobs."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import keygrip
+from keygrip import events
+
+CLIP = Path(__file__).parent / "data" / "video" / "pose2sim_cam01.mp4"
+
+
+def _wait_running(job: keygrip.Job, timeout: float = 60.0) -> None:
+    """Until the job reports inference progress (the worker is really busy with frames)."""
+    for ev in job.watch(timeout=timeout):
+        if isinstance(ev, events.ProgressEvent) and ev.stage == "inference" and ev.value > 0:
+            return
+        if isinstance(ev, events.StateEvent) and ev.terminal:
+            raise AssertionError(f"job ended before it could be interrupted: {ev}")
+
+
+def test_cancel_running_and_queued_jobs(server_factory) -> None:
+    srv = server_factory(workers=1)
+    with keygrip.Client(srv.address) as c:
+        long_job = c.capture_motion(CLIP, workers=1)
+        queued = c.probe(CLIP)
+        assert queued.refresh().proto.queue_position == 1
+        queued.cancel()
+        assert queued.refresh().state == "cancelled"
+        with pytest.raises(keygrip.JobCancelled):
+            queued.result()
+        _wait_running(long_job)
+        t0 = time.monotonic()
+        long_job.cancel()
+        long_job.wait(timeout=30)
+        assert long_job.state == "cancelled"
+        assert time.monotonic() - t0 < 5.0  # within a frame batch, or the grace kill
+        assert "cancel" in long_job.proto.error.message
+        # The worker is free again: the next job runs.
+        assert c.probe(CLIP).result(timeout=60).frame_count == 100
+
+
+def test_restart_with_jobs_queued_running_and_finished(server_factory) -> None:
+    srv = server_factory(workers=1)
+    with keygrip.Client(srv.address) as c:
+        finished = c.probe(CLIP)
+        finished.wait(timeout=60)
+        running = c.capture_motion(CLIP, workers=1)
+        queued = c.probe(CLIP, request_id="queued-across-restart")
+        _wait_running(running)
+    srv.kill()  # a crash: no chance to tidy up
+    srv.start()
+    with keygrip.Client(srv.address) as c:
+        assert c.get_job(finished.id).result().frame_count == 100
+        crashed = c.get_job(running.id)
+        assert crashed.state == "failed"
+        assert crashed.proto.error.reason == "SERVER_RESTARTED"
+        assert "submit it again" in crashed.proto.error.message
+        # The queued job survived and runs after the restart; its history is intact.
+        again = c.get_job(queued.id)
+        assert again.result(timeout=120).frame_count == 100
+        seqs = [e.sequence for e in again.watch()]
+        assert seqs == sorted(seqs)
+        assert c.probe(CLIP, request_id="queued-across-restart").id == queued.id
+
+
+def test_metrics_endpoint(server_factory) -> None:
+    srv = server_factory("--metrics-listen", "127.0.0.1:0")
+    port = next(int(m.group(1)) for line in srv.stderr if (m := re.search(r'"port": (\d+)', line)))
+    with keygrip.Client(srv.address) as c:
+        c.probe(CLIP).result(timeout=60)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert "keygrip_queue_depth" in body
+    assert 'keygrip_jobs_total{state="succeeded",type="probe_media"} 1.0' in body
+    assert "keygrip_job_duration_seconds_bucket" in body
+    assert "keygrip_worker_resident_bytes" in body
+
+
+def test_cleanup_applies_retention(server_factory, tmp_path: Path) -> None:
+    from inference_server.cleanup import cleanup
+    from inference_server.config import Config
+
+    srv = server_factory()
+    with keygrip.Client(srv.address) as c:
+        job = c.probe(CLIP)
+        job.result(timeout=60)
+        loose = tmp_path / "loose.bin"
+        loose.write_bytes(b"unreferenced" * 100)
+        loose_ref = c.upload(loose)
+    srv.stop()
+    cfg = Config(data_dir=srv.data_dir)
+    # Nothing is old enough yet.
+    assert cleanup(cfg, max_age_days=1).jobs_deleted == 0
+    report = cleanup(cfg, max_age_days=0)
+    assert report.jobs_deleted == 1 and report.artifacts_deleted >= 2
+    srv.start()
+    with keygrip.Client(srv.address) as c:
+        with pytest.raises(keygrip.NotFound):
+            c.get_job(job.id)
+        with pytest.raises(keygrip.NotFound):
+            c.stat(loose_ref.id)
