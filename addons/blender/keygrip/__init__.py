@@ -1,0 +1,48 @@
+"""Keygrip for Blender: motion capture and retargeting from a local Keygrip server.
+
+The add-on is thin: it talks to the server through the Keygrip SDK (the `keygrip` package, vendored
+into the extension zip under vendor/) and turns results into Blender data (writeback.py, rig.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import bpy
+
+from .panels import KeygripPanel
+from .preferences import KeygripPreferences
+
+_CLASSES = (KeygripPreferences, KeygripPanel)
+
+# The built extension carries the SDK as vendor/keygrip; in a development checkout the SDK is
+# importable already and this folder does not exist.
+_VENDOR = Path(__file__).resolve().parent / "vendor"
+
+
+def _add_vendored_sdk() -> None:
+    if _VENDOR.is_dir() and str(_VENDOR) not in sys.path:
+        sys.path.insert(0, str(_VENDOR))
+
+
+def _remove_vendored_sdk() -> None:
+    if str(_VENDOR) in sys.path:
+        sys.path.remove(str(_VENDOR))
+    # Forget the vendored modules too, so that an updated extension imports its own SDK.
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None) or ""
+        if (name == "keygrip" or name.startswith("keygrip.")) and origin.startswith(str(_VENDOR)):
+            del sys.modules[name]
+
+
+def register() -> None:
+    _add_vendored_sdk()
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(_CLASSES):
+        bpy.utils.unregister_class(cls)
+    _remove_vendored_sdk()

@@ -1,0 +1,226 @@
+"""Build the Keygrip Blender extension zip: dist/keygrip-<version>.zip.
+
+The zip holds the add-on (addons/blender/keygrip), the Keygrip SDK (the repository's `keygrip/`
+package) vendored under vendor/keygrip, and the grpcio and protobuf wheels the SDK needs, listed in
+the manifest's `wheels` so that Blender installs them into its own Python.
+
+Where the wheels come from (exactly one of):
+  --wheels-dir DIR   pick them from a folder of .whl files (offline);
+  --download         fetch them with `pip download` for every --platforms x --python-versions
+                     (the only path that touches the network);
+  --no-wheels        bundle none: the extension then relies on grpcio and protobuf being importable
+                     in Blender's Python already (what the tests do, since they cannot download).
+
+Blender 4.2-5.0 embed Python 3.11 and later releases 3.13, so both are bundled by default; Blender
+installs only the wheels that match the running platform and Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import parse_wheel_filename
+
+REPO = Path(__file__).resolve().parents[1]
+ADDON_DIR = REPO / "addons" / "blender" / "keygrip"
+SDK_DIR = REPO / "keygrip"
+# The distributions bundled as wheels; their version ranges come from pyproject.toml.
+WHEEL_DISTRIBUTIONS = ("grpcio", "protobuf")
+PYTHON_VERSIONS = ("3.11", "3.13")
+
+# Blender platform name -> pip --platform tags. pip widens macOS tags to older releases and
+# universal2 by itself; manylinux wheels carry both the 2014 and the 2_17 name.
+PIP_PLATFORMS = {
+    "linux-x64": ["manylinux_2_17_x86_64", "manylinux2014_x86_64"],
+    "windows-x64": ["win_amd64"],
+    "macos-arm64": ["macosx_11_0_arm64"],
+    "macos-x64": ["macosx_11_0_x86_64"],
+}
+
+
+def current_platform() -> str:
+    """This machine as a Blender platform name (linux-x64, windows-x64, macos-arm64, ...)."""
+    system = {"linux": "linux", "win32": "windows", "darwin": "macos"}.get(sys.platform, sys.platform)
+    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(
+        platform.machine().lower(), platform.machine().lower())
+    return f"{system}-{machine}"
+
+
+def wheel_platform_matches(platform_tag: str, blender_platform: str) -> bool:
+    """Whether a wheel platform tag runs on a Blender platform (the rules Blender applies)."""
+    if platform_tag == "any":
+        return True
+    system, machine = blender_platform.split("-")
+    if system == "linux":
+        arch = {"x64": "x86_64"}.get(machine, machine)
+        return platform_tag.startswith(("manylinux", "linux")) and platform_tag.endswith("_" + arch)
+    if system == "windows":
+        return platform_tag == {"x64": "win_amd64"}.get(machine, f"win_{machine}")
+    if system == "macos":
+        arch = {"x64": "x86_64"}.get(machine, machine)
+        return platform_tag.startswith("macosx_") and platform_tag.endswith(("_" + arch, "_universal2"))
+    return False
+
+
+def wheel_python_matches(interpreter: str, abi: str, python_version: str) -> bool:
+    """Whether a wheel's interpreter/ABI tags load on CPython `python_version` ("3.11")."""
+    major, minor = (int(p) for p in python_version.split("."))
+    match = re.fullmatch(r"(cp|py)(\d)(\d*)", interpreter)
+    if match is None or int(match.group(2)) != major:
+        return False
+    if match.group(1) == "py" or not match.group(3):
+        return True
+    built_for = int(match.group(3))
+    # A stable-ABI (abi3) wheel built for 3.x also runs on every later 3.y.
+    return built_for == minor or (abi == "abi3" and built_for <= minor)
+
+
+def select_wheels(
+    wheel_files: list[Path], requirements: list[Requirement], platforms: list[str], pythons: list[str]
+) -> list[Path]:
+    """The newest wheel of each requirement for every platform x Python, without duplicates.
+
+    Raises SystemExit naming what is missing, so the user knows which wheel to add.
+    """
+    chosen: list[Path] = []
+    missing: list[str] = []
+    parsed = []
+    for path in wheel_files:
+        name, version, _, tags = parse_wheel_filename(path.name)
+        parsed.append((path, name, version, tags))
+    for req in requirements:
+        for plat in platforms:
+            for py in pythons:
+                fits = [
+                    (version, path)
+                    for path, name, version, tags in parsed
+                    if name == req.name and req.specifier.contains(version, prereleases=False)
+                    and any(wheel_platform_matches(t.platform, plat)
+                            and wheel_python_matches(t.interpreter, t.abi, py) for t in tags)
+                ]
+                if not fits:
+                    missing.append(f"{req} for {plat} / Python {py}")
+                    continue
+                best = max(fits)[1]
+                if best not in chosen:
+                    chosen.append(best)
+    if missing:
+        raise SystemExit(
+            "no wheel for: " + "; ".join(missing)
+            + ". Add them to the wheels folder, build with --download, or use --no-wheels."
+        )
+    return chosen
+
+
+def download_wheels(
+    requirements: list[Requirement], platforms: list[str], pythons: list[str], dest: Path
+) -> None:
+    """`pip download` binary wheels for every platform x Python into dest (needs the network)."""
+    for plat in platforms:
+        for py in pythons:
+            cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
+                   "--implementation", "cp", "--python-version", py, "--dest", str(dest)]
+            for tag in PIP_PLATFORMS[plat]:
+                cmd += ["--platform", tag]
+            subprocess.run(cmd + [str(r) for r in requirements], check=True)
+
+
+def wheel_requirements() -> list[Requirement]:
+    """grpcio and protobuf with the version ranges the SDK declares in pyproject.toml."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    return [r for r in reqs if r.name in WHEEL_DISTRIBUTIONS]
+
+
+def manifest_with_wheels(text: str, wheels: list[str], platforms: list[str]) -> str:
+    """The manifest with its `wheels = []` line filled in (and `platforms` when wheels are
+    platform-specific), checked by parsing it back."""
+    if not re.search(r"^wheels = \[\]$", text, flags=re.M):
+        raise SystemExit("blender_manifest.toml must contain the line `wheels = []` for the build to fill in")
+    lines = "wheels = [\n" + "".join(f'  "./wheels/{w}",\n' for w in wheels) + "]"
+    if any(not w.endswith("-any.whl") for w in wheels):
+        lines += "\nplatforms = [" + ", ".join(f'"{p}"' for p in platforms) + "]"
+    out = re.sub(r"^wheels = \[\]$", lambda _: lines, text, count=1, flags=re.M)
+    parsed = tomllib.loads(out)
+    if parsed["wheels"] != [f"./wheels/{w}" for w in wheels]:
+        raise SystemExit("internal error: the manifest's wheels list did not round-trip")
+    return out
+
+
+def _package_files(root: Path) -> list[Path]:
+    """Source files of a package folder, without caches."""
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".pyc", ".pyo"}
+    )
+
+
+def build(out_dir: Path, wheels: list[Path], platforms: list[str], sdk_dir: Path = SDK_DIR) -> Path:
+    """Write the extension zip and return its path."""
+    if not (sdk_dir / "__init__.py").is_file():
+        raise SystemExit(f"the Keygrip SDK package was not found at {sdk_dir}")
+    manifest_text = (ADDON_DIR / "blender_manifest.toml").read_text()
+    version = tomllib.loads(manifest_text)["version"]
+    manifest_text = manifest_with_wheels(manifest_text, [w.name for w in wheels], platforms)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    zip_path = out_dir / f"keygrip-{version}.zip"
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("blender_manifest.toml", manifest_text)
+        for path in _package_files(ADDON_DIR):
+            if path.name != "blender_manifest.toml":
+                zf.write(path, path.relative_to(ADDON_DIR).as_posix())
+        for path in _package_files(sdk_dir):
+            zf.write(path, "vendor/keygrip/" + path.relative_to(sdk_dir).as_posix())
+        for wheel in wheels:
+            zf.write(wheel, f"wheels/{wheel.name}")
+    return zip_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wheels-dir", type=Path, help="folder of grpcio/protobuf .whl files")
+    source.add_argument("--download", action="store_true", help="pip download the wheels (network)")
+    source.add_argument("--no-wheels", action="store_true",
+                        help="bundle no wheels; grpcio and protobuf must already be in Blender's Python")
+    parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[current_platform()],
+                        help="Blender platforms to bundle wheels for (default: this machine's)")
+    parser.add_argument("--python-versions", nargs="+", default=list(PYTHON_VERSIONS),
+                        help="Python versions of the Blender releases to support (default: 3.11 3.13)")
+    parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default: dist/)")
+    parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to vendor")
+    args = parser.parse_args(argv)
+
+    requirements = wheel_requirements()
+    with tempfile.TemporaryDirectory(prefix="keygrip-wheels-") as tmp:
+        wheels: list[Path] = []
+        if not args.no_wheels:
+            folder = args.wheels_dir
+            if args.download:
+                # Downloaded into a temporary folder, then selected exactly like a --wheels-dir.
+                folder = Path(tmp)
+                download_wheels(requirements, args.platforms, args.python_versions, folder)
+            elif not folder.is_dir():
+                raise SystemExit(f"--wheels-dir {folder} is not a folder")
+            wheels = select_wheels(sorted(folder.glob("*.whl")), requirements, args.platforms,
+                                   args.python_versions)
+        zip_path = build(args.out, wheels, args.platforms, args.sdk)
+    print(f"built {zip_path} ({zip_path.stat().st_size / 1e6:.1f} MB, {len(wheels)} wheels)")
+    for wheel in wheels:
+        print(f"  {wheel.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
