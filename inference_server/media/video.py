@@ -1,0 +1,344 @@
+"""Probe and decode video files and image sequences with PyAV, streaming RGB frames.
+
+Frames come out as displayed: the container's display matrix (how phones record portrait video) is
+applied, so a clip shot rotated comes out upright. Frame indices count frames in presentation order
+from the start of the stream, and frame times are real timestamps (pts), so variable-frame-rate clips
+keep their true timing.
+
+An image sequence is a directory of images (sorted by name, numbers compared as numbers) or a
+printf pattern such as ``frames/img_%04d.png``. It has no frame rate of its own:
+DEFAULT_SEQUENCE_FPS is assumed and callers override it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from inference_server.errors import InvalidInput
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+DEFAULT_SEQUENCE_FPS = 24.0
+_PRINTF_INT = re.compile(r"%(0?)(\d*)d")
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a clip holds, read without decoding more than needed.
+
+    fps: nominal frame rate (the mean rate for a variable-frame-rate clip).
+    frame_count: frames that can be decoded (counted from the packets; for a truncated file, decoded).
+    duration_s: seconds from the first frame's start to the last frame's end.
+    width, height: displayed size in pixels, after rotation.
+    rotation_deg: 0, 90, 180 or 270: the counter-clockwise rotation a player applies to the coded
+        image to display it (FFmpeg's display-matrix convention; a phone held upright usually gives 270).
+    variable_frame_rate: frame durations differ by more than 10 % (and 2 time-base ticks).
+    truncated: the file ends early (fewer packets than the header promised, or a damaged last packet).
+    """
+
+    path: str
+    fps: float
+    frame_count: int
+    duration_s: float
+    codec: str
+    width: int
+    height: int
+    rotation_deg: int
+    variable_frame_rate: bool
+    has_audio: bool
+    is_image_sequence: bool
+    pixel_format: str
+    truncated: bool = False
+
+
+@dataclass
+class Frame:
+    """One decoded frame.
+
+    index: frame number in presentation order from the start of the source.
+    time: seconds from the first frame of the source (real pts).
+    image: (H, W, 3) uint8 RGB, upright.
+    scale: displayed full-resolution size / returned size (1.0 when not downscaled), so that pixel
+        coordinates in image times scale are full-resolution pixels.
+    """
+
+    index: int
+    time: float
+    image: np.ndarray
+    scale: float = 1.0
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Describe a video file or image sequence; raises InvalidInput for anything that is not one."""
+    files = _sequence_files(path)
+    if files is not None:
+        return _probe_sequence(path, files)
+    p = _check_file(path)
+    packets = _scan_packets(p)
+    container, stream = _open_video(p)
+    with container:
+        codec = stream.codec_context.name
+        has_audio = len(container.streams.audio) > 0
+        first = None
+        decoded = 0
+        for frame in _decode(container, stream):
+            if first is None:
+                first = frame
+                if not packets.truncated:
+                    break
+            decoded += 1
+        if first is None:
+            raise InvalidInput(
+                f"{p.name}: no frame of its {codec} video could be decoded. The file is damaged or "
+                "incomplete; export it again or convert it to H.264 MP4."
+            )
+        rate = stream.average_rate or stream.guessed_rate
+    frame_count = decoded if packets.truncated else max(packets.count, 1)
+    rotation = _rotation_deg(first)
+    w, h = first.width, first.height
+    if rotation in (90, 270):
+        w, h = h, w
+    median_dt, variable = _frame_spacing(packets.pts)
+    tb = float(stream.time_base) if stream.time_base else 0.0
+    fps = float(rate) if rate else (1.0 / (median_dt * tb) if median_dt and tb else 0.0)
+    if fps <= 0:
+        raise InvalidInput(f"{p.name}: the video has no usable frame rate; convert it to H.264 MP4.")
+    if len(packets.pts) >= 2 and tb:
+        duration = (packets.pts[-1] - packets.pts[0] + median_dt) * tb
+    else:
+        duration = frame_count / fps
+    if packets.truncated:
+        duration = min(duration, frame_count / fps)
+    return MediaInfo(
+        path=str(p), fps=fps, frame_count=frame_count, duration_s=float(duration), codec=codec,
+        width=w, height=h, rotation_deg=rotation, variable_frame_rate=variable, has_audio=has_audio,
+        is_image_sequence=False, pixel_format=first.format.name, truncated=packets.truncated,
+    )
+
+
+def iter_frames(
+    path: str | Path, start: int = 0, end: int | None = None, max_side: int | None = None
+) -> Iterator[Frame]:
+    """Yield frames start <= index < end (end None: to the last), upright RGB.
+
+    Streams: one decoded frame is held at a time. max_side downsizes (never enlarges) each frame so
+    that its longer side is at most max_side pixels, with cv2.INTER_AREA. Seeks to the keyframe
+    before start instead of decoding from the beginning.
+    """
+    if start < 0 or (end is not None and end < start):
+        raise InvalidInput(f"invalid frame range {start}-{end}: start must be >= 0 and end >= start")
+    files = _sequence_files(path)
+    if files is not None:
+        yield from _iter_sequence(files, start, end, max_side)
+        return
+    p = _check_file(path)
+    pts_index = _scan_packets(p).pts
+    # A frame's index is its rank among the stream's presentation timestamps; that stays right after a
+    # seek and on variable-frame-rate clips. Without timestamps (rare raw streams) frames are counted.
+    use_pts = len(pts_index) > 0
+    seek = use_pts and 0 < start < len(pts_index)
+    while True:
+        container, stream = _open_video(p)
+        with container:
+            if seek:
+                container.seek(pts_index[start], stream=stream, backward=True, any_frame=False)
+            tb = float(stream.time_base)
+            counter = 0
+            restart = False
+            for frame in _decode(container, stream):
+                if use_pts and frame.pts is not None:
+                    index = min(bisect.bisect_left(pts_index, frame.pts), len(pts_index) - 1)
+                    time = (frame.pts - pts_index[0]) * tb
+                else:
+                    index = counter
+                    time = counter / float(stream.average_rate or DEFAULT_SEQUENCE_FPS)
+                counter += 1
+                if seek and counter == 1 and index > start:
+                    # The demuxer landed after the wanted frame (imprecise seeking in some containers):
+                    # decode from the beginning instead.
+                    restart = True
+                    break
+                if index < start:
+                    continue
+                if end is not None and index >= end:
+                    break
+                image, scale = _to_rgb(frame.to_ndarray(format="rgb24"), max_side, _rotation_deg(frame))
+                yield Frame(index=index, time=float(time), image=image, scale=scale)
+        if not restart:
+            return
+        seek = False
+
+
+def poster_frame_png(path: str | Path, max_side: int = 256) -> bytes:
+    """A small PNG of the frame about 10 % into the clip (or the first frame)."""
+    info = probe(path)
+    target = int(info.frame_count * 0.1)
+    frame = next(iter_frames(path, start=target, end=target + 1, max_side=max_side), None)
+    if frame is None:
+        frame = next(iter_frames(path, end=1, max_side=max_side))
+    ok, data = cv2.imencode(".png", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InvalidInput(f"{Path(path).name}: could not encode a thumbnail")
+    return data.tobytes()
+
+
+@dataclass
+class _Packets:
+    count: int
+    pts: list[int]
+    truncated: bool
+
+
+def _check_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InvalidInput(f"{p}: file not found. Check the path, or upload the file first.")
+    if p.is_dir():
+        raise InvalidInput(f"{p}: the folder holds no images; pick a video file or a folder of frames.")
+    if p.stat().st_size == 0:
+        raise InvalidInput(f"{p.name}: the file is empty (0 bytes); copy or export it again.")
+    return p
+
+
+def _open_video(p: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    try:
+        container = av.open(str(p), mode="r")
+    except av.error.FFmpegError as e:
+        raise InvalidInput(
+            f"{p.name}: not a readable video ({e.strerror or e}). Pick a video file (MP4, MOV, MKV, ...) "
+            "or an image sequence; a file cut short while copying loses its index and cannot be read."
+        ) from None
+    if not container.streams.video:
+        container.close()
+        raise InvalidInput(f"{p.name}: the file has no video stream (audio only?); pick a video file.")
+    stream = container.streams.video[0]
+    # Frame threading roughly doubles decode speed. It drops the last frames before a damaged packet,
+    # so probe decodes with it too and counts exactly the frames iter_frames yields.
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _scan_packets(p: Path) -> _Packets:
+    """Count the video packets and collect their pts without decoding (cheap: reads the file once)."""
+    container, stream = _open_video(p)
+    count, pts, truncated = 0, [], False
+    with container:
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # the flush packet that ends demuxing
+                count += 1
+                if packet.pts is not None:
+                    pts.append(packet.pts)
+                truncated |= packet.is_corrupt
+        except av.error.FFmpegError:
+            truncated = True
+        if stream.frames and count < stream.frames:
+            truncated = True
+    if len(pts) != count:
+        pts = []  # incomplete timestamps cannot index frames
+    pts.sort()
+    return _Packets(count=count, pts=pts, truncated=truncated)
+
+
+def _decode(container: av.container.InputContainer, stream: av.video.stream.VideoStream
+            ) -> Iterator[av.VideoFrame]:
+    """Decode packet by packet, skipping damaged packets so that a truncated file yields what it can."""
+    try:
+        for packet in container.demux(stream):
+            try:
+                yield from packet.decode()
+            except av.error.InvalidDataError:
+                continue
+    except av.error.FFmpegError:
+        pass
+    # Demuxing ended early or on a damaged packet: drain the frames still inside the decoder.
+    try:
+        yield from stream.codec_context.decode(None)
+    except av.error.FFmpegError:
+        return
+
+
+def _rotation_deg(frame: av.VideoFrame) -> int:
+    return int(round(frame.rotation / 90.0)) % 4 * 90
+
+
+def _frame_spacing(pts: list[int]) -> tuple[float, bool]:
+    """Median frame duration in time-base ticks, and whether the spacing varies."""
+    if len(pts) < 2:
+        return 0.0, False
+    dt = np.diff(np.asarray(pts, dtype=np.int64))
+    median = float(np.median(dt))
+    variable = bool(np.any(np.abs(dt - median) > max(2.0, 0.1 * median)))
+    return median, variable
+
+
+def _to_rgb(image: np.ndarray, max_side: int | None, rotation_deg: int) -> tuple[np.ndarray, float]:
+    h, w = image.shape[:2]
+    if max_side and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        image = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    scale = w / image.shape[1]
+    if rotation_deg:
+        # np.rot90 turns counter-clockwise, the display matrix's direction.
+        image = np.ascontiguousarray(np.rot90(image, rotation_deg // 90))
+    return image, float(scale)
+
+
+def _sequence_files(path: str | Path) -> list[Path] | None:
+    """The images of an image sequence in order, or None when path is not a sequence."""
+    p = Path(path)
+    if p.is_dir():
+        files = [f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()]
+        if not files:
+            raise InvalidInput(f"{p}: the folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        return sorted(files, key=_natural_key)
+    match = _PRINTF_INT.search(p.name)
+    if match is None:
+        return None
+    digits = rf"\d{{{match.group(2)}}}" if match.group(1) else r"\d+"
+    regex = re.compile(re.escape(p.name[: match.start()]) + f"({digits})" + re.escape(p.name[match.end():]))
+    numbered = []
+    if p.parent.is_dir():
+        for f in p.parent.iterdir():
+            m = regex.fullmatch(f.name)
+            if m:
+                numbered.append((int(m.group(1)), f))
+    if not numbered:
+        raise InvalidInput(f"{p}: no image matches this pattern; check the folder and the number format.")
+    return [f for _, f in sorted(numbered)]
+
+
+def _natural_key(p: Path) -> list[object]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def _read_image(f: Path) -> np.ndarray:
+    # IMREAD_COLOR applies the EXIF orientation, so photos come out upright too.
+    image = cv2.imread(str(f), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InvalidInput(f"{f.name}: not a readable image; re-export the sequence as PNG or JPEG.")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _probe_sequence(path: str | Path, files: list[Path]) -> MediaInfo:
+    h, w = _read_image(files[0]).shape[:2]
+    return MediaInfo(
+        path=str(path), fps=DEFAULT_SEQUENCE_FPS, frame_count=len(files),
+        duration_s=len(files) / DEFAULT_SEQUENCE_FPS, codec=files[0].suffix.lower().lstrip("."),
+        width=w, height=h, rotation_deg=0, variable_frame_rate=False, has_audio=False,
+        is_image_sequence=True, pixel_format="rgb24",
+    )
+
+
+def _iter_sequence(files: list[Path], start: int, end: int | None, max_side: int | None) -> Iterator[Frame]:
+    for index in range(start, len(files) if end is None else min(end, len(files))):
+        image, scale = _to_rgb(_read_image(files[index]), max_side, 0)
+        yield Frame(index=index, time=index / DEFAULT_SEQUENCE_FPS, image=image, scale=scale)

@@ -1,0 +1,413 @@
+"""MediaPipe landmarks for a clip, in tracking (video) mode, spread over CPU cores.
+
+One MediaPipe graph is sequential and keeps about one core busy, so the frame range is cut into
+consecutive chunks run side by side: the calling process runs the first chunk itself (no start-up
+cost) and spawned worker processes run the others. Each worker decodes its own chunk and first runs
+the tracker over WARMUP_FRAMES frames before the chunk (the overlap) so that detection, tracking
+and landmark smoothing have settled when its own frames start; the overlap results are discarded.
+
+Seams: MediaPipe tracks the first person it detects. With several people in view, a chunk could
+lock onto someone else than the chunk before it. On the overlap frames both chunks saw the same
+images, so the parent compares them, and when they tracked different people it runs that chunk again
+with the warm-up frames masked to the previous chunk's person, which the tracker then follows.
+
+Models: Pose (model_complexity=1, smoothed) for the body alone; Holistic (model_complexity=1, no
+refined face) when hands or face are asked for. Holistic's left_hand_landmarks is the subject's own
+left hand (it is found from the pose's left wrist, landmark 15); checked on real footage, and
+tests/test_mocap_inference.py checks it again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from inference_server.errors import FailedPrecondition, InvalidInput, KeygripError
+from inference_server.jobs.context import JobContext
+from inference_server.media.video import iter_frames, probe
+from inference_server.mocap.landmarks import Landmarks
+
+NUM_POSE = 33
+NUM_HAND = 21
+NUM_FACE = 468
+WARMUP_FRAMES = 15
+CHUNK_MIN_FRAMES = 60
+# Two chunks tracked the same person when their overlap landmarks agree within this normalised
+# distance (mean over the visible landmarks); different people are much further apart.
+SAME_PERSON_MAX_DIST = 0.05
+_PROGRESS_INTERVAL_S = 0.25
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Frames [start, end) are kept; [warm_start, start) only warm the tracker up."""
+
+    index: int
+    warm_start: int
+    start: int
+    end: int
+
+
+@dataclass
+class _ChunkResult:
+    """Per-frame arrays of one chunk over [warm_start, end); layouts as in Landmarks, float32."""
+
+    frame_indices: np.ndarray
+    times: np.ndarray
+    pose_image: np.ndarray
+    pose_world: np.ndarray
+    pose_visibility: np.ndarray
+    pose_present: np.ndarray
+    left_hand_image: np.ndarray | None = None
+    right_hand_image: np.ndarray | None = None
+    face_image: np.ndarray | None = None
+
+    def select(self, mask: np.ndarray) -> _ChunkResult:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return _ChunkResult(**{k: None if v is None else v[mask] for k, v in values.items()})
+
+
+def detect(
+    path: str | Path,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    hands: bool = False,
+    face: bool = False,
+    workers: int | None = None,
+    max_side: int = 1280,
+    ctx: JobContext,
+) -> Landmarks:
+    """MediaPipe landmarks of the tracked person over frames start <= index < end of a clip.
+
+    workers: processes to use; None picks 1 on two cores or fewer, else min(cores - 1,
+        frames / CHUNK_MIN_FRAMES). A chunk is
+        never shorter than WARMUP_FRAMES, which may lower an explicit value on very short ranges.
+    max_side: frames are downsized so that their longer side is at most this many pixels before
+        inference (normalised landmarks do not depend on it; speed and accuracy do).
+    Progress goes to ctx as stage "inference" (value = frames done of the range); ctx.check_cancelled()
+    is polled at least every 0.1 s and cancelling terminates the workers.
+    Raises InvalidInput for an unreadable clip or an empty range, FailedPrecondition when nobody is
+    found in any frame.
+    """
+    info = probe(path)
+    end = info.frame_count if end is None else min(end, info.frame_count)
+    if not 0 <= start < end:
+        raise InvalidInput(
+            f"frame range {start}-{end} is empty: {Path(path).name} has {info.frame_count} frames "
+            f"(0-{info.frame_count - 1}); pick a start frame below the end frame."
+        )
+    total = end - start
+    if workers is None:
+        # One MediaPipe graph keeps about one core busy, and decoding needs some of another; a
+        # spawned worker costs 1-2 s to import MediaPipe. Measured on 2 cores, a second worker
+        # lost (0.63x), so parallel chunks start at 3 cores and only for clips long enough to pay.
+        cores = os.cpu_count() or 1
+        workers = 1 if cores <= 2 else min(cores - 1, total // CHUNK_MIN_FRAMES)
+    workers = max(1, min(workers, total // WARMUP_FRAMES))
+    chunks = _split(start, end, workers)
+    job = _Job(str(path), hands, face, max_side)
+    results = _run_chunks(job, chunks, total, ctx)
+    results = _fix_seams(job, chunks, results, ctx)
+    kept = [r.select(r.frame_indices >= c.start) for c, r in zip(chunks, results, strict=True)]
+
+    def cat(name: str) -> np.ndarray | None:
+        parts = [getattr(r, name) for r in kept]
+        return None if parts[0] is None else np.concatenate(parts)
+
+    present = cat("pose_present")
+    if not present.any():
+        raise FailedPrecondition(
+            f"no person found in frames {start}-{end - 1} of {Path(path).name}: MediaPipe saw nobody in "
+            "any frame. Use a clip where one person is in full view, or pick a frame range that shows them.",
+            reason="NO_PERSON",
+        )
+    return Landmarks(
+        times=cat("times").astype(np.float64),
+        frame_indices=cat("frame_indices").astype(np.int64),
+        image_size=(info.width, info.height),
+        fps=info.fps,
+        pose_image=cat("pose_image"),
+        pose_world=cat("pose_world"),
+        pose_visibility=cat("pose_visibility"),
+        pose_present=present,
+        left_hand_image=cat("left_hand_image"),
+        right_hand_image=cat("right_hand_image"),
+        face_image=cat("face_image"),
+    )
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    hands: bool
+    face: bool
+    max_side: int
+
+
+def _split(start: int, end: int, n: int) -> list[_Chunk]:
+    bounds = np.linspace(start, end, n + 1).round().astype(int)
+    return [
+        _Chunk(i, max(start, int(a) - WARMUP_FRAMES) if i else int(a), int(a), int(b))
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+    ]
+
+
+class _Tracker:
+    """One MediaPipe graph in tracking mode; turns its results into arrays."""
+
+    def __init__(self, hands: bool, face: bool) -> None:
+        import mediapipe as mp  # heavy: imported where inference runs, not where the module is loaded
+
+        self.hands, self.face = hands, face
+        self.holistic = hands or face
+        if self.holistic:
+            self.graph = mp.solutions.holistic.Holistic(
+                static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+                refine_face_landmarks=False)
+        else:
+            self.graph = mp.solutions.pose.Pose(
+                static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+                enable_segmentation=False)
+
+    def close(self) -> None:
+        self.graph.close()
+
+    def run(self, job: _Job, chunk: _Chunk, hint: dict[int, tuple[float, float, float, float]] | None,
+            on_frame: Callable[[int], None]) -> _ChunkResult:
+        """Track frames [chunk.warm_start, chunk.end); on_frame(kept frames done) after each frame.
+
+        hint: normalised boxes (x0, y0, x1, y1) per warm-up frame; outside them the image is blacked
+        out so that the detector can only find the person inside.
+        """
+        rows: dict[str, list] = {k: [] for k in ("idx", "t", "pi", "pw", "pv", "pp", "lh", "rh", "fc")}
+        done = 0
+        for frame in iter_frames(job.path, chunk.warm_start, chunk.end, job.max_side):
+            image = frame.image
+            if hint and frame.index in hint:
+                image = _mask_outside(image, hint[frame.index])
+            image.flags.writeable = False
+            r = self.graph.process(image)
+            rows["idx"].append(frame.index)
+            rows["t"].append(frame.time)
+            pose = r.pose_landmarks
+            rows["pp"].append(pose is not None)
+            rows["pi"].append(_xyz(pose, NUM_POSE))
+            rows["pw"].append(_xyz(r.pose_world_landmarks, NUM_POSE))
+            rows["pv"].append(np.array([lm.visibility for lm in pose.landmark], np.float32)
+                              if pose is not None else np.zeros(NUM_POSE, np.float32))
+            if self.hands:
+                rows["lh"].append(_xyz(r.left_hand_landmarks, NUM_HAND))
+                rows["rh"].append(_xyz(r.right_hand_landmarks, NUM_HAND))
+            if self.face:
+                rows["fc"].append(_xyz(r.face_landmarks, NUM_FACE))
+            if frame.index >= chunk.start:
+                done += 1
+            on_frame(done)
+        if not rows["idx"]:
+            raise InvalidInput(f"{Path(job.path).name}: frames {chunk.warm_start}-{chunk.end - 1} "
+                               "could not be decoded; the file may be damaged.")
+        return _ChunkResult(
+            frame_indices=np.asarray(rows["idx"], np.int64),
+            times=np.asarray(rows["t"], np.float64),
+            pose_image=np.stack(rows["pi"]),
+            pose_world=np.stack(rows["pw"]),
+            pose_visibility=np.stack(rows["pv"]),
+            pose_present=np.asarray(rows["pp"], bool),
+            left_hand_image=np.stack(rows["lh"]) if self.hands else None,
+            right_hand_image=np.stack(rows["rh"]) if self.hands else None,
+            face_image=np.stack(rows["fc"]) if self.face else None,
+        )
+
+
+def _xyz(landmarks: object | None, n: int) -> np.ndarray:
+    if landmarks is None:
+        return np.full((n, 3), np.nan, np.float32)
+    return np.array([(lm.x, lm.y, lm.z) for lm in landmarks.landmark], np.float32)
+
+
+def _mask_outside(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    out = np.zeros_like(image)
+    ys, ye = max(0, int(y0 * h)), min(h, int(np.ceil(y1 * h)))
+    xs, xe = max(0, int(x0 * w)), min(w, int(np.ceil(x1 * w)))
+    out[ys:ye, xs:xe] = image[ys:ye, xs:xe]
+    return out
+
+
+def _worker_main(out: multiprocessing.Queue, job: _Job, chunk: _Chunk) -> None:
+    """Entry point of a spawned worker: runs one chunk and reports progress and the result."""
+    last = [0.0]
+
+    def on_frame(done: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= _PROGRESS_INTERVAL_S:
+            last[0] = now
+            out.put(("progress", chunk.index, done))
+
+    try:
+        tracker = _Tracker(job.hands, job.face)
+        try:
+            result = tracker.run(job, chunk, None, on_frame)
+        finally:
+            tracker.close()
+        out.put(("done", chunk.index, result))
+    except KeygripError as e:
+        out.put(("error", chunk.index, e))
+    except Exception as e:  # anything else is a bug; it must still reach the parent, which would wait
+        out.put(("error", chunk.index, RuntimeError(f"inference worker failed: {e!r}")))
+
+
+class _Progress:
+    """Sums the frames done by every chunk and reports them to the job context, throttled."""
+
+    def __init__(self, ctx: JobContext, n_chunks: int, total: int) -> None:
+        self.ctx, self.total = ctx, total
+        self.done = [0] * n_chunks
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def update(self, chunk: int, done: int, force: bool = False) -> None:
+        self.done[chunk] = done
+        now = time.monotonic()
+        if force or now - self.last >= _PROGRESS_INTERVAL_S:
+            self.last = now
+            n = sum(self.done)
+            fps = n / max(now - self.t0, 1e-6)
+            self.ctx.progress("inference", n, self.total, f"tracking frame {n} of {self.total}", fps=fps)
+
+
+def _run_chunks(job: _Job, chunks: list[_Chunk], total: int, ctx: JobContext) -> list[_ChunkResult]:
+    progress = _Progress(ctx, len(chunks), total)
+    results: list[_ChunkResult | None] = [None] * len(chunks)
+    mp_ctx = multiprocessing.get_context("spawn")
+    messages: multiprocessing.Queue = mp_ctx.Queue()
+    procs = [mp_ctx.Process(target=_worker_main, args=(messages, job, c), daemon=True) for c in chunks[1:]]
+
+    def drain(block: bool) -> None:
+        try:
+            while True:
+                kind, i, payload = messages.get(timeout=_POLL_S) if block else messages.get_nowait()
+                block = False
+                if kind == "progress":
+                    progress.update(i, payload)
+                elif kind == "done":
+                    results[i] = payload
+                    progress.update(i, int((payload.frame_indices >= chunks[i].start).sum()))
+                else:
+                    raise payload
+        except queue.Empty:
+            return
+
+    last_check = [0.0]
+
+    def on_frame(done: int) -> None:
+        progress.update(0, done)
+        now = time.monotonic()
+        if now - last_check[0] >= _POLL_S:
+            last_check[0] = now
+            ctx.check_cancelled()
+            drain(block=False)
+
+    try:
+        for p in procs:
+            p.start()
+        tracker = _Tracker(job.hands, job.face)
+        try:
+            results[0] = tracker.run(job, chunks[0], None, on_frame)
+        finally:
+            tracker.close()
+        while any(r is None for r in results):
+            ctx.check_cancelled()
+            drain(block=True)
+            for i, p in enumerate(procs, start=1):
+                if results[i] is None and p.exitcode not in (None, 0):
+                    drain(block=False)
+                    if results[i] is None:
+                        frames = f"{chunks[i].start}-{chunks[i].end - 1}"
+                        raise RuntimeError(f"inference worker for frames {frames} died (exit {p.exitcode})")
+        progress.update(0, progress.done[0], force=True)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+        messages.close()
+    return results  # type: ignore[return-value]
+
+
+def _fix_seams(job: _Job, chunks: list[_Chunk], results: list[_ChunkResult], ctx: JobContext
+               ) -> list[_ChunkResult]:
+    """Re-run any chunk that tracked a different person than the chunk before it (see module doc).
+
+    First the chunk runs again with a longer warm-up masked to the previous chunk's person (people
+    may overlap in the image at the seam but stand apart a little earlier). If it still disagrees,
+    the two chunks run as one, sequentially, which is exactly what a single process would do.
+    """
+    hints: list[dict[int, tuple[float, float, float, float]] | None] = [None] * len(chunks)
+    for k in range(1, len(chunks)):
+        prev, chunk = chunks[k - 1], chunks[k]
+        if _same_person(results[k - 1], results[k], np.arange(chunk.warm_start, chunk.start)):
+            continue
+        longer = _Chunk(k, max(prev.start, chunk.start - 4 * WARMUP_FRAMES), chunk.start, chunk.end)
+        hint = _person_boxes(results[k - 1], np.arange(longer.warm_start, longer.start))
+        if not hint:
+            continue  # the previous chunk lost its person at the seam: nobody to follow
+        retry = _track(job, longer, hint, ctx)
+        if _same_person(results[k - 1], retry, np.arange(chunk.warm_start, chunk.start)):
+            results[k], hints[k] = retry, hint
+            continue
+        merged = _track(job, _Chunk(k, prev.warm_start, prev.start, chunk.end), hints[k - 1], ctx)
+        results[k - 1] = merged.select(merged.frame_indices < chunk.start)
+        results[k] = merged.select(merged.frame_indices >= chunk.warm_start)
+        hints[k] = hints[k - 1]
+    return results
+
+
+def _track(job: _Job, chunk: _Chunk, hint: dict[int, tuple[float, float, float, float]] | None,
+           ctx: JobContext) -> _ChunkResult:
+    """Run one chunk in this process, checking for cancellation every frame."""
+    tracker = _Tracker(job.hands, job.face)
+    try:
+        return tracker.run(job, chunk, hint, lambda _done: ctx.check_cancelled())
+    finally:
+        tracker.close()
+
+
+def _rows(result: _ChunkResult, frames: np.ndarray) -> np.ndarray:
+    return np.searchsorted(result.frame_indices, frames).clip(0, len(result.frame_indices) - 1)
+
+
+def _same_person(prev: _ChunkResult, cur: _ChunkResult, frames: np.ndarray) -> bool:
+    """Whether both chunks tracked the same person on the last overlap frames (True if undecidable)."""
+    # The first overlap frames of cur are still settling; judge on the last third.
+    frames = frames[len(frames) * 2 // 3:]
+    a, b = prev.pose_image[_rows(prev, frames), :, :2], cur.pose_image[_rows(cur, frames), :, :2]
+    vis = np.minimum(prev.pose_visibility[_rows(prev, frames)], cur.pose_visibility[_rows(cur, frames)]) > 0.5
+    both = vis & ~np.isnan(a).any(-1) & ~np.isnan(b).any(-1)
+    if both.sum() < 5:
+        return True
+    return float(np.linalg.norm(a - b, axis=-1)[both].mean()) <= SAME_PERSON_MAX_DIST
+
+
+def _person_boxes(result: _ChunkResult, frames: np.ndarray) -> dict[int, tuple[float, float, float, float]]:
+    """Padded normalised bounding boxes of the tracked person on the given frames, where present."""
+    boxes = {}
+    for f, row in zip(frames, _rows(result, frames), strict=True):
+        if not result.pose_present[row]:
+            continue
+        xy = result.pose_image[row, :, :2]
+        (x0, y0), (x1, y1) = np.nanmin(xy, axis=0), np.nanmax(xy, axis=0)
+        pad_x, pad_y = 0.25 * (x1 - x0) + 0.02, 0.15 * (y1 - y0) + 0.02
+        boxes[int(f)] = (float(x0 - pad_x), float(y0 - pad_y), float(x1 + pad_x), float(y1 + pad_y))
+    return boxes

@@ -1,0 +1,112 @@
+"""Motion capture from video, end to end: decode + MediaPipe inference, solve, optional QA preview."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inference_server.errors import InvalidInput
+from inference_server.jobs.context import JobContext
+from inference_server.mocap.inference import detect
+from inference_server.mocap.landmarks import Landmarks
+from inference_server.motion.clip import MotionClip
+
+
+@dataclass
+class MocapOptions:
+    """What to capture and how.
+
+    start_frame / end_frame: frames start_frame <= index < end_frame of the clip (end None: to the end).
+    fps_override: frame rate to use instead of the file's (image sequences have none; 0/None keeps it).
+        Frame times become frame index / fps_override.
+    hands / face: also capture fingers / ARKit face curves (runs Holistic instead of Pose, slower).
+    smoothing, foot_lock, root_motion, subject_height_m, focal_length_px, fov_deg: passed to the
+        solver (inference_server.mocap.solve.SolveOptions documents them).
+    workers: inference processes; None picks one per core.
+    preview: also write the QA preview video (skeleton over footage).
+    """
+
+    start_frame: int = 0
+    end_frame: int | None = None
+    fps_override: float | None = None
+    hands: bool = False
+    face: bool = False
+    smoothing: float = 0.5
+    foot_lock: bool = True
+    root_motion: bool = True
+    subject_height_m: float | None = None
+    focal_length_px: float | None = None
+    fov_deg: float | None = None
+    workers: int | None = None
+    preview: bool = False
+
+
+@dataclass
+class MocapOutput:
+    """landmarks: the raw capture; clip: the solved motion; timings: seconds per stage
+    ("inference", "solve", "preview", "total"); preview_path: the QA video when asked for."""
+
+    landmarks: Landmarks
+    clip: MotionClip | None
+    timings: dict[str, float] = field(default_factory=dict)
+    preview_path: Path | None = None
+
+
+def run_mocap(
+    path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None
+) -> MocapOutput:
+    """Capture the person in a video file or image sequence and solve their motion.
+
+    out_dir: where the preview video goes (a new temporary folder when None). Raises InvalidInput
+    (bad options, not a video), FailedPrecondition (nobody in the frames) or JobCancelled.
+    """
+    if options.fps_override is not None and options.fps_override < 0:
+        raise InvalidInput(f"fps_override must be a positive frame rate, got {options.fps_override}.")
+    # Imported here: the solver is a separate module that the pipeline only calls.
+    from inference_server.mocap.solve import SolveOptions, solve
+
+    solve_options = SolveOptions(
+        smoothing=options.smoothing, foot_lock=options.foot_lock, root_motion=options.root_motion,
+        subject_height_m=options.subject_height_m, focal_length_px=options.focal_length_px,
+        fov_deg=options.fov_deg, hands=options.hands, face=options.face,
+    )
+    solve_options.validate()  # before the expensive part, so bad options fail at once
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    t = time.perf_counter()
+    landmarks = detect(
+        path, start=options.start_frame, end=options.end_frame, hands=options.hands, face=options.face,
+        workers=options.workers, ctx=ctx,
+    )
+    if options.fps_override:
+        landmarks = dataclasses.replace(
+            landmarks, fps=float(options.fps_override),
+            times=landmarks.frame_indices.astype(np.float64) / options.fps_override,
+        )
+    timings["inference"] = time.perf_counter() - t
+
+    ctx.check_cancelled()
+    t = time.perf_counter()
+    clip = solve(landmarks, solve_options, ctx)
+    timings["solve"] = time.perf_counter() - t
+
+    preview_path = None
+    if options.preview:
+        ctx.check_cancelled()
+        t = time.perf_counter()
+        folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="keygrip_mocap_"))
+        folder.mkdir(parents=True, exist_ok=True)
+        ctx.progress("preview", 0, 1, "writing the preview video")
+        from inference_server.mocap.preview import write_preview
+
+        preview_path = write_preview(path, landmarks, folder / f"{Path(path).stem}_preview.mp4", clip=clip)
+        ctx.progress("preview", 1, 1, "preview written")
+        timings["preview"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_start
+    return MocapOutput(landmarks=landmarks, clip=clip, timings=timings, preview_path=preview_path)
