@@ -37,6 +37,9 @@ from keygrip.v1 import (
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 CHUNK_BYTES = 1024 * 1024
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+STREAM_HASH_MIN_BYTES = 64 * 1024 * 1024
+# (path, size, mtime, inode) -> sha256 of files this process uploaded: a re-send is skipped.
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 _RESULT_TYPES = {m.DESCRIPTOR.full_name: m for m in (
     media_pb2.ProbeMediaResult, mocap_pb2.CaptureMotionResult, animation_pb2.RetargetResult)}
@@ -52,6 +55,27 @@ def sha256_file(path: str | os.PathLike) -> str:
         while block := fh.read(CHUNK_BYTES):
             h.update(block)
     return h.hexdigest()
+
+
+def _chunks(path: Path, upload_id: str, offset: int, chunk: int, size: int,
+            progress: ProgressCallback | None, hash_as_sent: bool) -> Iterator[artifacts_pb2.UploadChunk]:
+    """The chunks of a file from offset; with hash_as_sent the last one carries the file's digest."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if hash_as_sent:  # a resumed upload: the digest covers the bytes sent before the break too
+            while fh.tell() < offset:
+                hasher.update(fh.read(min(CHUNK_BYTES, offset - fh.tell())))
+        fh.seek(offset)
+        while data := fh.read(chunk):
+            msg = artifacts_pb2.UploadChunk(upload_id=upload_id, offset=offset, data=data)
+            offset += len(data)
+            if hash_as_sent:
+                hasher.update(data)
+                if offset >= size:
+                    msg.sha256 = hasher.hexdigest()
+            yield msg
+            if progress:
+                progress(offset, size)
 
 
 class Client:
@@ -106,25 +130,39 @@ class Client:
 
     def upload(self, path: str | os.PathLike, *, name: str | None = None, media_type: str | None = None,
                progress: ProgressCallback | None = None, retries: int = 5) -> common_pb2.ArtifactRef:
-        """Upload a file; skipped when the server already holds its digest, resumed after a break."""
+        """Upload a file; skipped when the server already holds its digest, resumed after a break.
+
+        Small files are hashed first, so that content the server has is never sent. A big file
+        seen for the first time is hashed while it is sent (hashing first would cost as long as
+        the transfer); its digest is remembered, so sending it again is skipped.
+        """
         path = Path(path)
         if not path.is_file():
             raise errors.InvalidArgument(f"{path} is not a file")
-        size = path.stat().st_size
-        digest = sha256_file(path)
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        digest = _DIGESTS.get(key)
+        if digest is None and st.st_size < STREAM_HASH_MIN_BYTES:
+            digest = sha256_file(path)
         start = artifacts_pb2.StartUploadRequest(
-            sha256=digest, size=size, name=name or path.name,
+            sha256=digest or "", size=st.st_size, name=name or path.name,
             media_type=media_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        upload_id = ""
         for attempt in range(retries + 1):
             try:
+                if upload_id and not digest:
+                    start = artifacts_pb2.StartUploadRequest(upload_id=upload_id)
                 status = self.artifacts_stub.StartUpload(start, metadata=self._metadata, timeout=self.timeout)
+                upload_id = status.upload_id
                 if not status.complete:
-                    chunks = self._chunks(path, status.upload_id, status.offset,
-                                          min(CHUNK_BYTES, status.max_chunk_bytes or CHUNK_BYTES), size, progress)
+                    chunk = min(CHUNK_BYTES, status.max_chunk_bytes or CHUNK_BYTES)
+                    chunks = _chunks(path, upload_id, status.offset, chunk, st.st_size, progress,
+                                     hash_as_sent=not digest)
                     status = self.artifacts_stub.Upload(chunks, metadata=self._metadata)
                 if status.complete:
+                    _DIGESTS[key] = status.artifact.id
                     if progress:
-                        progress(size, size)
+                        progress(st.st_size, st.st_size)
                     return status.artifact
             except grpc.RpcError as err:
                 if err.code() not in _RETRYABLE or attempt == retries:
@@ -132,45 +170,39 @@ class Client:
                 time.sleep(min(2.0, 0.2 * 2**attempt))
         raise errors.ServerUnavailable(f"upload of {path} did not complete after {retries} retries")
 
-    @staticmethod
-    def _chunks(path: Path, upload_id: str, offset: int, chunk: int, size: int,
-                progress: ProgressCallback | None) -> Iterator[artifacts_pb2.UploadChunk]:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            while data := fh.read(chunk):
-                yield artifacts_pb2.UploadChunk(upload_id=upload_id, offset=offset, data=data)
-                offset += len(data)
-                if progress:
-                    progress(offset, size)
-
     def stat(self, artifact_id: str) -> common_pb2.ArtifactRef:
         return self.call(self.artifacts_stub.Stat, artifacts_pb2.StatRequest(artifact_id=artifact_id))
 
     def download(self, artifact_id: str, dest: str | os.PathLike, *, retries: int = 5,
                  progress: ProgressCallback | None = None) -> Path:
-        """Download to a file (written beside it, then renamed), resuming after a broken connection."""
+        """Download to a file (written beside it, then renamed), resuming after a broken connection.
+
+        The bytes are hashed as they arrive and checked against the artifact id before the rename.
+        """
         dest = Path(dest)
         part = dest.with_name(dest.name + ".part")
-        part.unlink(missing_ok=True)
+        hasher = hashlib.sha256()
         offset = 0
-        for attempt in range(retries + 1):
-            try:
-                stream = self.artifacts_stub.Download(
-                    artifacts_pb2.DownloadRequest(artifact_id=artifact_id, offset=offset),
-                    metadata=self._metadata)
-                with open(part, "ab") as fh:
+        with open(part, "wb") as fh:
+            for attempt in range(retries + 1):
+                try:
+                    stream = self.artifacts_stub.Download(
+                        artifacts_pb2.DownloadRequest(artifact_id=artifact_id, offset=offset),
+                        metadata=self._metadata)
                     for chunk in stream:
                         fh.write(chunk.data)
+                        hasher.update(chunk.data)
                         offset += len(chunk.data)
                         if progress:
                             progress(offset, chunk.total_size)
-                break
-            except grpc.RpcError as err:
-                if err.code() not in _RETRYABLE or attempt == retries:
-                    part.unlink(missing_ok=True)
-                    raise errors.from_rpc_error(err, self.address) from None
-                time.sleep(min(2.0, 0.2 * 2**attempt))
-        if sha256_file(part) != artifact_id:
+                    break
+                except grpc.RpcError as err:
+                    if err.code() not in _RETRYABLE or attempt == retries:
+                        fh.close()
+                        part.unlink(missing_ok=True)
+                        raise errors.from_rpc_error(err, self.address) from None
+                    time.sleep(min(2.0, 0.2 * 2**attempt))
+        if hasher.hexdigest() != artifact_id:
             part.unlink(missing_ok=True)
             raise errors.KeygripError(f"downloaded bytes of {artifact_id[:12]} do not match their digest")
         os.replace(part, dest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import grpc
@@ -34,7 +35,7 @@ def test_upload_download_round_trip_and_dedupe(client: keygrip.Client, tmp_path:
     assert client.stat(ref.id).size == ref.size
 
 
-def test_upload_cut_in_the_middle_resumes(client: keygrip.Client, tmp_path: Path) -> None:
+def test_upload_cut_in_the_middle_resumes(client: keygrip.Client, shared_server, tmp_path: Path) -> None:
     data = os.urandom(5 * 1024 * 1024)
     src = tmp_path / "cut.bin"
     src.write_bytes(data)
@@ -43,9 +44,15 @@ def test_upload_cut_in_the_middle_resumes(client: keygrip.Client, tmp_path: Path
     status = stub.StartUpload(artifacts_pb2.StartUploadRequest(sha256=digest, size=len(data), name="cut.bin"))
     assert status.offset == 0 and not status.complete
 
+    part = shared_server.data_dir / "artifacts" / "uploads" / f"{digest}.part"
+
     def first_two_chunks_then_break():
         for i in range(2):
             yield artifacts_pb2.UploadChunk(upload_id=digest, offset=i * 2**20, data=data[i * 2**20:(i + 1) * 2**20])
+        # Bytes still in flight when a cable is pulled are lost; break once these two have landed.
+        deadline = time.monotonic() + 20
+        while (not part.exists() or part.stat().st_size < 2 * 2**20) and time.monotonic() < deadline:
+            time.sleep(0.01)
         raise ConnectionError("network cable pulled")
 
     with pytest.raises(grpc.RpcError):
@@ -101,6 +108,29 @@ def test_oversized_upload_and_oversized_message(server_factory, tmp_path: Path) 
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         channel.close()
         assert c.info().version
+
+
+def test_big_file_is_hashed_while_sent_and_resumes(client: keygrip.Client, tmp_path: Path) -> None:
+    data = os.urandom(3 * 2**20)
+    digest = hashlib.sha256(data).hexdigest()
+    stub = client.artifacts_stub
+    # Started without a digest: the server names the upload; the completing chunk carries the digest.
+    st = stub.StartUpload(artifacts_pb2.StartUploadRequest(size=len(data), name="big.bin"))
+    assert st.upload_id.startswith("u") and st.offset == 0
+    stub.Upload(iter([artifacts_pb2.UploadChunk(upload_id=st.upload_id, offset=0, data=data[:2**20])]))
+    resumed = stub.StartUpload(artifacts_pb2.StartUploadRequest(upload_id=st.upload_id))
+    assert resumed.offset == 2**20
+    with pytest.raises(grpc.RpcError) as info:  # completing without the digest is refused
+        stub.Upload(iter([artifacts_pb2.UploadChunk(upload_id=st.upload_id, offset=2**20, data=data[2**20:])]))
+    assert "must carry sha256" in info.value.details()
+    done = stub.Upload(iter([artifacts_pb2.UploadChunk(upload_id=st.upload_id, offset=2**20, data=data[2**20:],
+                                                       sha256=digest)]))
+    assert done.complete and done.artifact.id == digest
+    # The SDK takes this path for big files.
+    big = _random_file(tmp_path / "big.bin", 65 * 2**20)
+    ref = client.upload(big)
+    assert ref.id == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert client.stat(ref.id).size == big.stat().st_size
 
 
 def test_upload_resumes_across_a_server_restart(server_factory, tmp_path: Path) -> None:

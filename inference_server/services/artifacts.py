@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
+import uuid
 
 import grpc
 
@@ -26,22 +26,29 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
     def __init__(self, config: Config, store: ArtifactStore) -> None:
         self.config = config
         self.store = store
-        # Running digests of uploads in progress, so the final check does not re-read the file.
-        self._hashers: dict[str, tuple[int, hashlib._Hash]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._active: set[str] = set()  # uploads with a stream open right now
 
-    def _declared(self, digest: str) -> dict:
+    def _meta_path(self, upload_id: str):
+        return self.store.upload_path(upload_id).with_suffix(".json")
+
+    def _declared(self, upload_id: str) -> dict:
         try:
-            return json.loads(self.store.upload_path(digest).with_suffix(".json").read_text())
+            return json.loads(self._meta_path(upload_id).read_text())
         except (OSError, ValueError):
-            raise NotFound(f"no upload of {digest[:12]} is in progress: call StartUpload first") from None
+            raise NotFound(f"no upload {upload_id[:12]} is in progress: call StartUpload first") from None
+
+    def _status(self, upload_id: str, offset: int) -> artifacts_pb2.UploadStatus:
+        return artifacts_pb2.UploadStatus(upload_id=upload_id, offset=offset, max_chunk_bytes=MAX_CHUNK)
 
     @rpc_errors
     async def StartUpload(self, request: artifacts_pb2.StartUploadRequest, context: grpc.aio.ServicerContext):
-        digest = check_digest(request.sha256.lower())
+        if request.upload_id:  # resuming an upload that was started without a digest
+            self._declared(request.upload_id)
+            return self._status(request.upload_id, self.store.upload_offset(request.upload_id))
         if request.size < 0:
             raise InvalidInput("size must not be negative")
-        if self.store.exists(digest):
+        digest = check_digest(request.sha256.lower()) if request.sha256 else ""
+        if digest and self.store.exists(digest):
             return artifacts_pb2.UploadStatus(upload_id=digest, offset=request.size, complete=True,
                                               artifact=artifact_ref(self.store.stat(digest)),
                                               max_chunk_bytes=MAX_CHUNK)
@@ -49,65 +56,59 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
             raise ResourceExhausted(
                 f"{request.size} bytes is more than this server accepts ({self.config.max_upload_bytes}); "
                 "raise max_upload_bytes in the server's configuration", reason="UPLOAD_TOO_LARGE")
-        offset = self.store.upload_offset(digest)
+        upload_id = digest or "u" + uuid.uuid4().hex
+        offset = self.store.upload_offset(upload_id)
         if offset > request.size:  # a stale partial of a different declared size
-            self.store.upload_path(digest).unlink()
+            self.store.upload_path(upload_id).unlink()
             offset = 0
-        meta = {"size": request.size, "name": request.name, "media_type": request.media_type}
-        self.store.upload_path(digest).with_suffix(".json").write_text(json.dumps(meta))
-        if request.size == 0:
-            self.store.upload_path(digest).touch()
-            return await self._finish(digest, meta)
-        return artifacts_pb2.UploadStatus(upload_id=digest, offset=offset, max_chunk_bytes=MAX_CHUNK)
+        meta = {"size": request.size, "name": request.name, "media_type": request.media_type, "sha256": digest}
+        self._meta_path(upload_id).write_text(json.dumps(meta))
+        if request.size == 0 and digest:
+            writer = self.store.open_upload(upload_id)
+            return await self._finish(upload_id, writer, meta, digest)
+        return self._status(upload_id, offset)
 
     @rpc_errors
     async def Upload(self, request_iterator, context: grpc.aio.ServicerContext):
-        digest = ""
-        offset = 0
+        upload_id = ""
+        writer = None
         meta: dict = {}
-        async for chunk in request_iterator:
-            if not digest:
-                digest = check_digest(chunk.upload_id)
-                meta = self._declared(digest)
-                lock = self._locks.setdefault(digest, asyncio.Lock())
-                if lock.locked():
-                    raise InvalidInput(f"another upload of {digest[:12]} is in progress")
-                await lock.acquire()
-            elif chunk.upload_id and chunk.upload_id != digest:
-                raise InvalidInput("all chunks of one Upload call must carry the same upload_id")
-            if len(chunk.data) > MAX_CHUNK:
-                raise InvalidInput(f"chunks may hold at most {MAX_CHUNK} bytes")
-            if chunk.offset + len(chunk.data) > meta["size"]:
-                raise InvalidInput(f"chunk at {chunk.offset} runs past the declared size {meta['size']}")
-            offset = self.store.append_upload(digest, chunk.offset, chunk.data)
-            held, hasher = self._hashers.get(digest, (0, hashlib.sha256()))
-            if held == chunk.offset:
-                hasher.update(chunk.data)
-                self._hashers[digest] = (offset, hasher)
-            else:
-                self._hashers.pop(digest, None)
         try:
-            if not digest:
+            async for chunk in request_iterator:
+                if writer is None:
+                    upload_id = chunk.upload_id
+                    meta = self._declared(upload_id)
+                    if upload_id in self._active:
+                        raise InvalidInput(f"another stream is already sending upload {upload_id[:12]}")
+                    self._active.add(upload_id)
+                    writer = await asyncio.to_thread(self.store.open_upload, upload_id)
+                elif chunk.upload_id and chunk.upload_id != upload_id:
+                    raise InvalidInput("all chunks of one Upload call must carry the same upload_id")
+                if len(chunk.data) > MAX_CHUNK:
+                    raise InvalidInput(f"chunks may hold at most {MAX_CHUNK} bytes")
+                if chunk.offset + len(chunk.data) > meta["size"]:
+                    raise InvalidInput(f"chunk at {chunk.offset} runs past the declared size {meta['size']}")
+                completes = chunk.offset + len(chunk.data) == meta["size"]
+                expected = meta["sha256"] or chunk.sha256
+                if completes and not expected:
+                    raise InvalidInput("the chunk that completes an upload started without a digest "
+                                       "must carry sha256")
+                # Write and hash off the event loop: both release the GIL, so gRPC keeps receiving.
+                await asyncio.to_thread(writer.write, chunk.offset, chunk.data)
+                if completes:
+                    return await self._finish(upload_id, writer, meta, check_digest(expected))
+            if writer is None:
                 raise InvalidInput("an Upload call must send at least one chunk")
-            if offset == meta["size"]:
-                return await self._finish(digest, meta)
-            return artifacts_pb2.UploadStatus(upload_id=digest, offset=offset, max_chunk_bytes=MAX_CHUNK)
+            return self._status(upload_id, writer.offset)
         finally:
-            if digest and digest in self._locks and self._locks[digest].locked():
-                self._locks[digest].release()
+            if writer is not None:
+                writer.close()
+            self._active.discard(upload_id)
 
-    async def _finish(self, digest: str, meta: dict) -> artifacts_pb2.UploadStatus:
-        held, hasher = self._hashers.pop(digest, (-1, None))
-        verified = hasher is not None and held == meta["size"]
-        if verified and hasher.hexdigest() != digest:
-            self.store.upload_path(digest).unlink(missing_ok=True)
-            raise InvalidInput(f"upload digest mismatch: declared {digest}, received bytes hash to "
-                               f"{hasher.hexdigest()}; the upload was discarded, send it again",
-                               reason="DIGEST_MISMATCH")
-        art = await asyncio.to_thread(self.store.finish_upload, digest, meta["name"], meta["media_type"],
-                                    verified)
-        self.store.upload_path(digest).with_suffix(".json").unlink(missing_ok=True)
-        return artifacts_pb2.UploadStatus(upload_id=digest, offset=art.size, complete=True,
+    async def _finish(self, upload_id: str, writer, meta: dict, expected: str) -> artifacts_pb2.UploadStatus:
+        art = await asyncio.to_thread(self.store.finish_upload, writer, expected, meta["name"], meta["media_type"])
+        self._meta_path(upload_id).unlink(missing_ok=True)
+        return artifacts_pb2.UploadStatus(upload_id=upload_id, offset=art.size, complete=True,
                                           artifact=artifact_ref(art), max_chunk_bytes=MAX_CHUNK)
 
     @rpc_errors

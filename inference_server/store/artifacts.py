@@ -24,6 +24,8 @@ from pathlib import Path
 from inference_server.errors import InvalidInput, NotFound
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+# An upload is named by its digest, or by "u" + 32 hex digits when the client hashes as it sends.
+_UPLOAD_ID = re.compile(r"^(?:[0-9a-f]{64}|u[0-9a-f]{32})$")
 CHUNK = 1024 * 1024
 
 
@@ -33,6 +35,46 @@ def _sha256_file(path: Path) -> str:
         while block := fh.read(CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+class UploadWriter:
+    """Appends chunks to a partial upload and hashes them as they arrive.
+
+    Reopening a partial (a resumed upload, maybe after a restart) hashes the bytes already held,
+    so the digest check at the end never needs a second pass over the whole file.
+    No fsync per chunk (it would halve throughput): after a crash the file size tells how much
+    arrived, and the digest check at the end catches anything the OS lost.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._hash = hashlib.sha256()
+        if path.exists():
+            with open(path, "rb") as fh:
+                while block := fh.read(CHUNK):
+                    self._hash.update(block)
+        self._fh = open(path, "ab")  # noqa: SIM115 - held open across the chunks of one stream
+        self.offset = self._fh.tell()
+
+    def write(self, offset: int, data: bytes) -> int:
+        if offset != self.offset:
+            raise InvalidInput(f"upload is at byte {self.offset}, not {offset}: "
+                               "call StartUpload again to learn where to resume")
+        self._fh.write(data)
+        self._hash.update(data)
+        self.offset += len(data)
+        return self.offset
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def close(self, sync: bool = False) -> None:
+        if self._fh.closed:
+            return
+        self._fh.flush()
+        if sync:
+            os.fsync(self._fh.fileno())
+        self._fh.close()
 
 
 @dataclass(frozen=True)
@@ -112,40 +154,31 @@ class ArtifactStore:
 
     # Resumable uploads ---------------------------------------------------------------------
 
-    def upload_path(self, digest: str) -> Path:
-        return self.uploads / f"{check_digest(digest)}.part"
+    def upload_path(self, upload_id: str) -> Path:
+        if not _UPLOAD_ID.match(upload_id or ""):
+            raise InvalidInput(f"{upload_id!r} is not an upload id: use the one StartUpload returned")
+        return self.uploads / f"{upload_id}.part"
 
-    def upload_offset(self, digest: str) -> int:
-        part = self.upload_path(digest)
+    def upload_offset(self, upload_id: str) -> int:
+        part = self.upload_path(upload_id)
         return part.stat().st_size if part.exists() else 0
 
-    def append_upload(self, digest: str, offset: int, data: bytes) -> int:
-        """Append a chunk at offset (which must be the bytes held so far); returns the new offset."""
-        held = self.upload_offset(digest)
-        if offset != held:
-            raise InvalidInput(f"upload of {digest[:12]} is at byte {held}, not {offset}: "
-                               "call StartUpload again to learn where to resume")
-        # No fsync per chunk (it would halve throughput): after a crash the file size tells how
-        # much arrived, and the digest check at the end catches anything the OS lost.
-        with open(self.upload_path(digest), "ab") as fh:
-            fh.write(data)
-        return held + len(data)
+    def open_upload(self, upload_id: str) -> UploadWriter:
+        return UploadWriter(self.upload_path(upload_id))
 
-    def finish_upload(self, digest: str, name: str, media_type: str, verified: bool = False) -> Artifact:
-        """Verify the digest of a complete upload and publish it; a mismatch discards the bytes.
-
-        verified: the caller hashed the bytes as they arrived, so they need not be read again.
-        """
-        part = self.upload_path(digest)
-        with open(part, "rb+") as fh:
-            os.fsync(fh.fileno())
-        actual = digest if verified else _sha256_file(part)
-        if actual != digest:
-            part.unlink(missing_ok=True)
-            raise InvalidInput(f"upload digest mismatch: declared {digest}, received bytes hash to {actual}; "
-                               "the upload was discarded, send it again")
-        self._commit(part, digest, name, media_type)
-        return self.stat(digest)
+    def finish_upload(self, writer: UploadWriter, expected: str, name: str, media_type: str) -> Artifact:
+        """Check the digest of a complete upload and publish it; a mismatch discards the bytes."""
+        writer.close(sync=True)
+        actual = writer.hexdigest()
+        if expected and actual != expected:
+            writer.path.unlink(missing_ok=True)
+            raise InvalidInput(f"upload digest mismatch: declared {expected}, received bytes hash to {actual}; "
+                               "the upload was discarded, send it again", reason="DIGEST_MISMATCH")
+        if self.exists(actual):
+            writer.path.unlink(missing_ok=True)  # someone else uploaded the same bytes meanwhile
+        else:
+            self._commit(writer.path, actual, name, media_type)
+        return self.stat(actual)
 
     def stale_uploads(self, older_than: float) -> list[Path]:
         return [p for p in self.uploads.glob("*.part") if p.stat().st_mtime < older_than]

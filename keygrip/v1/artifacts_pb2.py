@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from keygrip.v1 import common_pb2 as keygrip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akeygrip/v1/artifacts.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"T\n\x12StartUploadRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"\x87\x01\n\x0cUploadStatus\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12)\n\x08\x61rtifact\x18\x04 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\x17\n\x0fmax_chunk_bytes\x18\x05 \x01(\x03\">\n\x0bUploadChunk\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"K\n\x0f\x44ownloadRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x03 \x01(\x03\"A\n\rDownloadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"\"\n\x0bStatRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t2\x93\x02\n\tArtifacts\x12G\n\x0bStartUpload\x12\x1e.keygrip.v1.StartUploadRequest\x1a\x18.keygrip.v1.UploadStatus\x12=\n\x06Upload\x12\x17.keygrip.v1.UploadChunk\x1a\x18.keygrip.v1.UploadStatus(\x01\x12\x44\n\x08\x44ownload\x12\x1b.keygrip.v1.DownloadRequest\x1a\x19.keygrip.v1.DownloadChunk0\x01\x12\x38\n\x04Stat\x12\x17.keygrip.v1.StatRequest\x1a\x17.keygrip.v1.ArtifactRefb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akeygrip/v1/artifacts.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"g\n\x12StartUploadRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\t\x12\x11\n\tupload_id\x18\x05 \x01(\t\"\x87\x01\n\x0cUploadStatus\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12)\n\x08\x61rtifact\x18\x04 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\x17\n\x0fmax_chunk_bytes\x18\x05 \x01(\x03\"N\n\x0bUploadChunk\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"K\n\x0f\x44ownloadRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x03 \x01(\x03\"A\n\rDownloadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"\"\n\x0bStatRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t2\x93\x02\n\tArtifacts\x12G\n\x0bStartUpload\x12\x1e.keygrip.v1.StartUploadRequest\x1a\x18.keygrip.v1.UploadStatus\x12=\n\x06Upload\x12\x17.keygrip.v1.UploadChunk\x1a\x18.keygrip.v1.UploadStatus(\x01\x12\x44\n\x08\x44ownload\x12\x1b.keygrip.v1.DownloadRequest\x1a\x19.keygrip.v1.DownloadChunk0\x01\x12\x38\n\x04Stat\x12\x17.keygrip.v1.StatRequest\x1a\x17.keygrip.v1.ArtifactRefb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,17 +23,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keygrip.v1.artifacts_pb2', 
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_STARTUPLOADREQUEST']._serialized_start=67
-  _globals['_STARTUPLOADREQUEST']._serialized_end=151
-  _globals['_UPLOADSTATUS']._serialized_start=154
-  _globals['_UPLOADSTATUS']._serialized_end=289
-  _globals['_UPLOADCHUNK']._serialized_start=291
-  _globals['_UPLOADCHUNK']._serialized_end=353
-  _globals['_DOWNLOADREQUEST']._serialized_start=355
-  _globals['_DOWNLOADREQUEST']._serialized_end=430
-  _globals['_DOWNLOADCHUNK']._serialized_start=432
-  _globals['_DOWNLOADCHUNK']._serialized_end=497
-  _globals['_STATREQUEST']._serialized_start=499
-  _globals['_STATREQUEST']._serialized_end=533
-  _globals['_ARTIFACTS']._serialized_start=536
-  _globals['_ARTIFACTS']._serialized_end=811
+  _globals['_STARTUPLOADREQUEST']._serialized_end=170
+  _globals['_UPLOADSTATUS']._serialized_start=173
+  _globals['_UPLOADSTATUS']._serialized_end=308
+  _globals['_UPLOADCHUNK']._serialized_start=310
+  _globals['_UPLOADCHUNK']._serialized_end=388
+  _globals['_DOWNLOADREQUEST']._serialized_start=390
+  _globals['_DOWNLOADREQUEST']._serialized_end=465
+  _globals['_DOWNLOADCHUNK']._serialized_start=467
+  _globals['_DOWNLOADCHUNK']._serialized_end=532
+  _globals['_STATREQUEST']._serialized_start=534
+  _globals['_STATREQUEST']._serialized_end=568
+  _globals['_ARTIFACTS']._serialized_start=571
+  _globals['_ARTIFACTS']._serialized_end=846
 # @@protoc_insertion_point(module_scope)

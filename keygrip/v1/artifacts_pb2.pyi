@@ -6,16 +6,18 @@ from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Opti
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StartUploadRequest(_message.Message):
-    __slots__ = ("sha256", "size", "name", "media_type")
+    __slots__ = ("sha256", "size", "name", "media_type", "upload_id")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     size: int
     name: str
     media_type: str
-    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., name: _Optional[str] = ..., media_type: _Optional[str] = ...) -> None: ...
+    upload_id: str
+    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., name: _Optional[str] = ..., media_type: _Optional[str] = ..., upload_id: _Optional[str] = ...) -> None: ...
 
 class UploadStatus(_message.Message):
     __slots__ = ("upload_id", "offset", "complete", "artifact", "max_chunk_bytes")
@@ -32,14 +34,16 @@ class UploadStatus(_message.Message):
     def __init__(self, upload_id: _Optional[str] = ..., offset: _Optional[int] = ..., complete: bool = ..., artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., max_chunk_bytes: _Optional[int] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
-    __slots__ = ("upload_id", "offset", "data")
+    __slots__ = ("upload_id", "offset", "data", "sha256")
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     upload_id: str
     offset: int
     data: bytes
-    def __init__(self, upload_id: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    sha256: str
+    def __init__(self, upload_id: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("artifact_id", "offset", "chunk_bytes")
