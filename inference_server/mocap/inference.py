@@ -191,7 +191,8 @@ class _Tracker:
         rows: dict[str, list] = {k: [] for k in ("idx", "t", "pi", "pw", "pv", "pp", "lh", "rh", "fc")}
         done = 0
         for frame in iter_frames(job.path, chunk.warm_start, chunk.end, job.max_side):
-            image = frame.image
+            # MediaPipe refuses views (a rotated or odd-width frame can be one): pass a contiguous copy.
+            image = np.ascontiguousarray(frame.image)
             if hint and frame.index in hint:
                 image = _mask_outside(image, hint[frame.index])
             image.flags.writeable = False

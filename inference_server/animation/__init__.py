@@ -1,0 +1,1 @@
+"""Character animation: rigs, bone mapping, retargeting, foot locking and clip tools (host-neutral numpy)."""

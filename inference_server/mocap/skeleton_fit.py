@@ -1,0 +1,307 @@
+"""Fit the canonical humanoid to MediaPipe pose landmarks: constant bone lengths and joint rotations.
+
+Axes: MediaPipe world landmarks (x right, y down, z away from the camera) are turned into a
+right-handed Y-up frame (x right, y up, z towards the camera) by flipping y and z, a proper
+rotation. A subject facing the camera then faces +Z with their left towards +X, which is exactly
+the canonical rest orientation, so the rest pose needs no extra turn.
+
+Rest pose: a T-pose with identity rest rotations; the pose lives in the offsets. Spine chain and
+limbs point along +Y, arms along +X (left) / -X (right), legs along -Y, feet forward and down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference_server.motion import humanoid, quat
+from inference_server.motion.clip import Skeleton
+
+# MediaPipe Pose landmark indices.
+NOSE = 0
+L_EYE, R_EYE = 2, 5
+L_EAR, R_EAR = 7, 8
+MOUTH_L, MOUTH_R = 9, 10
+L_SHOULDER, R_SHOULDER = 11, 12
+L_ELBOW, R_ELBOW = 13, 14
+L_WRIST, R_WRIST = 15, 16
+L_PINKY, R_PINKY = 17, 18
+L_INDEX, R_INDEX = 19, 20
+L_HIP, R_HIP = 23, 24
+L_KNEE, R_KNEE = 25, 26
+L_ANKLE, R_ANKLE = 27, 28
+L_HEEL, R_HEEL = 29, 30
+L_TOE, R_TOE = 31, 32
+
+MP_TO_Y_UP = np.array([1.0, -1.0, -1.0])
+
+# Where the spine joints sit along the hips -> shoulder-midpoint line, as fractions of its length
+# (spine, chest, upperChest, neck); they sum to 1 so the neck lands on the shoulder midpoint.
+_SPINE_SPLIT = (0.2, 0.25, 0.25, 0.3)
+# Top of the skull above the ear line, as a fraction of the ear-to-ear width (adult head
+# proportions); only used to turn a subject height into a scale.
+_HEAD_TOP_PER_EAR_WIDTH = 0.85
+# Weight of the fallback hinge axis of elbows and knees: large enough to fix the twist of a
+# straight limb, small enough that any visible bend (above ~10 degrees) decides it.
+_HINGE_FALLBACK = 0.1
+
+# Landmarks that decide each body joint's confidence (min of their visibilities).
+JOINT_LANDMARKS: dict[str, tuple[int, ...]] = {
+    "hips": (L_HIP, R_HIP),
+    "spine": (L_HIP, R_HIP, L_SHOULDER, R_SHOULDER),
+    "chest": (L_HIP, R_HIP, L_SHOULDER, R_SHOULDER),
+    "upperChest": (L_SHOULDER, R_SHOULDER),
+    "neck": (L_SHOULDER, R_SHOULDER, L_EAR, R_EAR),
+    "head": (L_EAR, R_EAR, NOSE),
+    "leftShoulder": (L_SHOULDER,),
+    "leftUpperArm": (L_SHOULDER, L_ELBOW),
+    "leftLowerArm": (L_ELBOW, L_WRIST),
+    "leftHand": (L_WRIST, L_INDEX, L_PINKY),
+    "rightShoulder": (R_SHOULDER,),
+    "rightUpperArm": (R_SHOULDER, R_ELBOW),
+    "rightLowerArm": (R_ELBOW, R_WRIST),
+    "rightHand": (R_WRIST, R_INDEX, R_PINKY),
+    "leftUpperLeg": (L_HIP, L_KNEE),
+    "leftLowerLeg": (L_KNEE, L_ANKLE),
+    "leftFoot": (L_ANKLE, L_HEEL, L_TOE),
+    "leftToes": (L_TOE,),
+    "rightUpperLeg": (R_HIP, R_KNEE),
+    "rightLowerLeg": (R_KNEE, R_ANKLE),
+    "rightFoot": (R_ANKLE, R_HEEL, R_TOE),
+    "rightToes": (R_TOE,),
+}
+
+
+@dataclass
+class BodyMeasures:
+    """Robust body dimensions of one subject, metres (left and right averaged)."""
+
+    hip_half_width: float
+    trunk: float  # hips midpoint to shoulder midpoint
+    neck: float  # shoulder midpoint to ear midpoint
+    shoulder_half_width: float
+    upper_arm: float
+    forearm: float
+    thigh: float
+    shin: float
+    ankle_height: float  # ankle above the floor with the foot flat
+    heel_back: float  # heel behind the ankle
+    toe_front: float  # toe tip in front of the ankle
+    ear_width: float
+
+    def standing_height(self) -> float:
+        """Floor to the top of the head, upright."""
+        return (self.ankle_height + self.shin + self.thigh + self.trunk + self.neck
+                + _HEAD_TOP_PER_EAR_WIDTH * self.ear_width)
+
+    def scaled(self, factor: float) -> BodyMeasures:
+        return BodyMeasures(**{k: v * factor for k, v in vars(self).items()})
+
+
+def to_y_up(points: np.ndarray) -> np.ndarray:
+    """MediaPipe-axis points (..., 3) to the Y-up frame (x right, y up, z towards the camera)."""
+    return np.asarray(points, dtype=np.float64) * MP_TO_Y_UP
+
+
+def _norm(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
+
+
+def _robust_length(points: np.ndarray, vis: np.ndarray, pairs: list[tuple[int, int]]) -> float:
+    """Median distance between landmark pairs over confident frames, pooled over the pairs."""
+    samples = []
+    for a, b in pairs:
+        d = np.linalg.norm(points[:, a] - points[:, b], axis=-1)
+        ok = np.isfinite(d) & (np.minimum(vis[:, a], vis[:, b]) > 0.5)
+        if ok.sum() < 3:  # too few confident frames: use every detected one
+            ok = np.isfinite(d)
+        samples.append(d[ok])
+    pooled = np.concatenate(samples)
+    return float(np.median(pooled)) if len(pooled) else 0.0
+
+
+def measure_body(points: np.ndarray, vis: np.ndarray) -> BodyMeasures:
+    """Bone lengths from world landmarks (F, 33, 3) and visibility (F, 33), medians over the clip.
+
+    Medians over confident frames ignore the frames where MediaPipe foreshortens or mislocates a
+    limb, and pooling left with right gives a symmetric skeleton.
+    """
+    mid_hip = 0.5 * (points[:, L_HIP] + points[:, R_HIP])
+    mid_sh = 0.5 * (points[:, L_SHOULDER] + points[:, R_SHOULDER])
+    mid_ear = 0.5 * (points[:, L_EAR] + points[:, R_EAR])
+    vis_hip = np.minimum(vis[:, L_HIP], vis[:, R_HIP])
+    vis_sh = np.minimum(vis[:, L_SHOULDER], vis[:, R_SHOULDER])
+    vis_ear = np.minimum(vis[:, L_EAR], vis[:, R_EAR])
+    ext = np.concatenate([points, mid_hip[:, None], mid_sh[:, None], mid_ear[:, None]], axis=1)
+    ext_vis = np.concatenate([vis, vis_hip[:, None], vis_sh[:, None], vis_ear[:, None]], axis=1)
+    hip_c, sh_c, ear_c = 33, 34, 35
+
+    heel_ankle = _robust_length(ext, ext_vis, [(L_HEEL, L_ANKLE), (R_HEEL, R_ANKLE)])
+    toe_ankle = _robust_length(ext, ext_vis, [(L_TOE, L_ANKLE), (R_TOE, R_ANKLE)])
+    foot = _robust_length(ext, ext_vis, [(L_TOE, L_HEEL), (R_TOE, R_HEEL)])
+    # Lay heel and toe flat on the floor below the ankle: a triangle with the three measured sides.
+    foot = max(foot, 1e-3)
+    toe_front = float(np.clip(0.5 * (foot + (toe_ankle**2 - heel_ankle**2) / foot), 0.0, foot))
+    heel_back = foot - toe_front
+    ankle_height = float(np.sqrt(max(toe_ankle**2 - toe_front**2, (0.2 * foot) ** 2)))
+
+    return BodyMeasures(
+        hip_half_width=0.5 * _robust_length(ext, ext_vis, [(L_HIP, R_HIP)]),
+        trunk=_robust_length(ext, ext_vis, [(hip_c, sh_c)]),
+        neck=_robust_length(ext, ext_vis, [(sh_c, ear_c)]),
+        shoulder_half_width=0.5 * _robust_length(ext, ext_vis, [(L_SHOULDER, R_SHOULDER)]),
+        upper_arm=_robust_length(ext, ext_vis, [(L_SHOULDER, L_ELBOW), (R_SHOULDER, R_ELBOW)]),
+        forearm=_robust_length(ext, ext_vis, [(L_ELBOW, L_WRIST), (R_ELBOW, R_WRIST)]),
+        thigh=_robust_length(ext, ext_vis, [(L_HIP, L_KNEE), (R_HIP, R_KNEE)]),
+        shin=_robust_length(ext, ext_vis, [(L_KNEE, L_ANKLE), (R_KNEE, R_ANKLE)]),
+        ankle_height=ankle_height,
+        heel_back=heel_back,
+        toe_front=toe_front,
+        ear_width=_robust_length(ext, ext_vis, [(L_EAR, R_EAR)]),
+    )
+
+
+def heel_offset(m: BodyMeasures) -> np.ndarray:
+    """Heel contact point in the foot joint's rest frame (3,)."""
+    return np.array([0.0, -m.ankle_height, -m.heel_back])
+
+
+def toe_offset(m: BodyMeasures) -> np.ndarray:
+    """Toe tip (the toes joint) in the foot joint's rest frame (3,)."""
+    return np.array([0.0, -m.ankle_height, m.toe_front])
+
+
+def build_skeleton(m: BodyMeasures, finger_offsets: dict[str, np.ndarray] | None = None) -> Skeleton:
+    """The canonical T-pose skeleton for these measures; fingers only when finger_offsets is given
+    (name -> (3,) offset in the parent's frame, for the left and right finger joints)."""
+    t = m.trunk
+    s = _SPINE_SPLIT
+    body = {
+        "hips": (0.0, 0.0, 0.0),
+        "spine": (0.0, s[0] * t, 0.0),
+        "chest": (0.0, s[1] * t, 0.0),
+        "upperChest": (0.0, s[2] * t, 0.0),
+        "neck": (0.0, s[3] * t, 0.0),
+        "head": (0.0, m.neck, 0.0),
+        # The clavicle joint starts 15% of the way out so the upper arm lands on the shoulder.
+        "leftShoulder": (0.15 * m.shoulder_half_width, s[3] * t, 0.0),
+        "leftUpperArm": (0.85 * m.shoulder_half_width, 0.0, 0.0),
+        "leftLowerArm": (m.upper_arm, 0.0, 0.0),
+        "leftHand": (m.forearm, 0.0, 0.0),
+        "leftUpperLeg": (m.hip_half_width, 0.0, 0.0),
+        "leftLowerLeg": (0.0, -m.thigh, 0.0),
+        "leftFoot": (0.0, -m.shin, 0.0),
+        "leftToes": tuple(toe_offset(m)),
+    }
+    for name in list(body):
+        if name.startswith("left"):
+            x, y, z = body[name]
+            body["right" + name[4:]] = (-x, y, z)
+    joints = humanoid.hierarchy(with_fingers=finger_offsets is not None)
+    names = [n for n, _ in joints]
+    parents = [-1 if p is None else names.index(p) for _, p in joints]
+    offsets = np.array([body[n] if n in body else finger_offsets[n] for n in names])
+    return Skeleton(names=names, parents=np.array(parents), offsets=offsets)
+
+
+def frame_rotation(primary: np.ndarray, secondary: np.ndarray,
+                   primary_rest: np.ndarray, secondary_rest: np.ndarray) -> np.ndarray:
+    """Rotation (..., 4) taking the rest frame built from (primary, secondary) rest directions onto
+    the observed one: primary is matched exactly, secondary fixes the twist about it."""
+    def basis(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        e1 = _norm(a)
+        e3 = _norm(np.cross(e1, b))
+        e2 = np.cross(e3, e1)
+        return np.stack([e1, e2, e3], axis=-1)
+
+    rest = basis(np.broadcast_to(primary_rest, primary.shape), np.broadcast_to(secondary_rest, primary.shape))
+    return quat.from_matrix(basis(primary, secondary) @ np.swapaxes(rest, -1, -2))
+
+
+def _hinge(upper: np.ndarray, lower: np.ndarray, fallback_dir: np.ndarray) -> np.ndarray:
+    """Bend axis of a two-bone limb (F, 3), with a fallback that decides it when straight."""
+    u, low = _norm(upper), _norm(lower)
+    return np.cross(u, low) + _HINGE_FALLBACK * _norm(np.cross(u, fallback_dir))
+
+
+def body_global_rotations(p: np.ndarray, m: BodyMeasures, names: list[str]) -> np.ndarray:
+    """Global rotations (F, J, 4) of the body joints from Y-up landmarks p (F, 33, 3).
+
+    Finger joints (if any in names) are left at identity for hands.py to fill in.
+    """
+    f = len(p)
+    g = quat.identity((f, len(names)))
+    x_axis, y_axis, z_axis = np.eye(3)
+    mid_hip = 0.5 * (p[:, L_HIP] + p[:, R_HIP])
+    mid_sh = 0.5 * (p[:, L_SHOULDER] + p[:, R_SHOULDER])
+    trunk = mid_sh - mid_hip
+
+    def put(name: str, q: np.ndarray) -> None:
+        g[:, names.index(name)] = q
+
+    hips = frame_rotation(trunk, p[:, L_HIP] - p[:, R_HIP], y_axis, x_axis)
+    upper_chest = frame_rotation(trunk, p[:, L_SHOULDER] - p[:, R_SHOULDER], y_axis, x_axis)
+    put("hips", hips)
+    # Share the twist between pelvis and shoulders along the spine; all share the trunk axis,
+    # so the neck still lands on the shoulder midpoint.
+    put("spine", quat.slerp(hips, upper_chest, np.full(f, 1.0 / 3.0)))
+    put("chest", quat.slerp(hips, upper_chest, np.full(f, 2.0 / 3.0)))
+    put("upperChest", upper_chest)
+    put("leftShoulder", upper_chest)
+    put("rightShoulder", upper_chest)
+
+    mid_ear = 0.5 * (p[:, L_EAR] + p[:, R_EAR])
+    neck = quat.multiply(quat.between(quat.rotate(upper_chest, y_axis), mid_ear - mid_sh), upper_chest)
+    put("neck", neck)
+    face_up = 0.5 * (p[:, L_EYE] + p[:, R_EYE]) - 0.5 * (p[:, MOUTH_L] + p[:, MOUTH_R])
+    put("head", frame_rotation(p[:, L_EAR] - p[:, R_EAR], face_up, x_axis, y_axis))
+
+    forward = quat.rotate(upper_chest, z_axis)
+    backward = -quat.rotate(hips, z_axis)
+    for side, sign, (sh, el, wr, pk, ix) in (
+        ("left", 1.0, (L_SHOULDER, L_ELBOW, L_WRIST, L_PINKY, L_INDEX)),
+        ("right", -1.0, (R_SHOULDER, R_ELBOW, R_WRIST, R_PINKY, R_INDEX)),
+    ):
+        upper, lower = p[:, el] - p[:, sh], p[:, wr] - p[:, el]
+        hinge = _hinge(upper, lower, forward)
+        # Rest: arm along +-X, elbow bending the forearm forward, so the hinge is -+Y.
+        put(f"{side}UpperArm", frame_rotation(upper, hinge, sign * x_axis, -sign * y_axis))
+        put(f"{side}LowerArm", frame_rotation(lower, hinge, sign * x_axis, -sign * y_axis))
+        hand_dir = 0.5 * (p[:, pk] + p[:, ix]) - p[:, wr]
+        put(f"{side}Hand", frame_rotation(hand_dir, p[:, ix] - p[:, pk], sign * x_axis, z_axis))
+
+    heel_rest, toe_rest = heel_offset(m), toe_offset(m)
+    foot_side_rest = np.cross(heel_rest, toe_rest)
+    for side, (hp, kn, an, he, to) in (
+        ("left", (L_HIP, L_KNEE, L_ANKLE, L_HEEL, L_TOE)),
+        ("right", (R_HIP, R_KNEE, R_ANKLE, R_HEEL, R_TOE)),
+    ):
+        upper, lower = p[:, kn] - p[:, hp], p[:, an] - p[:, kn]
+        # Rest: leg along -Y, knee bending the shin backwards, so the hinge is +X.
+        hinge = _hinge(upper, lower, backward)
+        put(f"{side}UpperLeg", frame_rotation(upper, hinge, -y_axis, x_axis))
+        put(f"{side}LowerLeg", frame_rotation(lower, hinge, -y_axis, x_axis))
+        to_toe, to_heel = p[:, to] - p[:, an], p[:, he] - p[:, an]
+        put(f"{side}Foot", frame_rotation(to_toe, np.cross(to_heel, to_toe), toe_rest, foot_side_rest))
+        put(f"{side}Toes", g[:, names.index(f"{side}Foot")])
+    return g
+
+
+def to_local(skeleton: Skeleton, global_rot: np.ndarray) -> np.ndarray:
+    """Local rotations (F, J, 4) from global ones: inverse(G[parent]) * G[joint]."""
+    local = global_rot.copy()
+    for j, parent in enumerate(skeleton.parents):
+        if parent >= 0:
+            local[:, j] = quat.multiply(quat.inverse(global_rot[:, parent]), global_rot[:, j])
+    return quat.make_continuous(quat.normalize(local), axis=0)
+
+
+def joint_confidence(vis: np.ndarray, names: list[str]) -> np.ndarray:
+    """Per-joint confidence (F, J) float32: the lowest visibility of the landmarks that drive it.
+    Joints without landmarks of their own (fingers) are set by the caller."""
+    conf = np.zeros((len(vis), len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        if name in JOINT_LANDMARKS:
+            conf[:, j] = vis[:, list(JOINT_LANDMARKS[name])].min(axis=1)
+    return conf

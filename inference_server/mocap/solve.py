@@ -1,0 +1,208 @@
+"""Turn raw MediaPipe landmarks into a clean animated canonical skeleton.
+
+Stages: fill detection gaps, scale, place the body in space through a pinhole camera, low-pass
+filter without phase lag, fit constant bone lengths, derive joint rotations, put the feet on the
+floor, detect foot contacts and lock the feet, then solve fingers and the face when asked.
+
+The output MotionClip follows DESIGN.md: Y-up metres, quaternions (x, y, z, w), a T-pose rest with
+identity rest rotations, VRM humanoid joint names. The world frame is the camera's, levelled: x to
+the image right, y up, z towards the camera, with the floor at y = 0; a subject facing the camera
+faces +Z. The camera is assumed level (no roll or pitch); a tilted camera tilts the floor.
+
+Finger joints are in the skeleton only when SolveOptions.hands is on; without hand tracking they
+are omitted rather than left at a rest pose the artist would take for captured data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from inference_server.errors import FailedPrecondition, InvalidInput
+from inference_server.jobs.context import JobContext, NullContext
+from inference_server.mocap import contacts as contact_solver
+from inference_server.mocap import face as face_solver
+from inference_server.mocap import filters, root_motion, skeleton_fit
+from inference_server.mocap import hands as hand_solver
+from inference_server.mocap.landmarks import Landmarks
+from inference_server.motion import humanoid, quat
+from inference_server.motion.clip import FrameFlag, MotionClip, Skeleton, forward_kinematics
+
+# Detection gaps up to this long are interpolated; longer ones are held and flagged MISSING.
+MAX_INTERPOLATED_GAP_S = 0.25
+_STAGES = 7
+
+
+@dataclass
+class SolveOptions:
+    """How to solve a capture.
+
+    smoothing: 0..1 strength of the zero-phase low-pass filter (0 = none).
+    foot_lock: pin feet in contact with the floor (removes sliding).
+    root_motion: keep the horizontal travel of the hips; off keeps the hips above the origin.
+    subject_height_m: the subject's standing height, to scale the skeleton and its travel; None
+        keeps MediaPipe's metric estimate (an average adult).
+    focal_length_px / fov_deg: the camera, in pixels or as the field of view across the longer
+        image side; neither given means a focal length equal to the image diagonal.
+    hands: solve 15 finger joints per hand (needs hand landmarks).
+    face: solve ARKit face curves (needs face landmarks).
+    """
+
+    smoothing: float = 0.5
+    foot_lock: bool = True
+    root_motion: bool = True
+    subject_height_m: float | None = None
+    focal_length_px: float | None = None
+    fov_deg: float | None = None
+    hands: bool = False
+    face: bool = False
+
+    def validate(self) -> None:
+        if not 0.0 <= self.smoothing <= 1.0:
+            raise InvalidInput(f"smoothing must be between 0 and 1, got {self.smoothing}.")
+        if self.subject_height_m is not None and not 0.5 <= self.subject_height_m <= 2.6:
+            raise InvalidInput(f"subject_height_m must be a standing height in metres (0.5 to 2.6), "
+                               f"got {self.subject_height_m}; leave it empty to estimate it.")
+
+
+def _check_input(lm: Landmarks, options: SolveOptions) -> None:
+    if lm.num_frames == 0:
+        raise InvalidInput("The landmarks hold no frames; run detection on a video with frames.")
+    if not np.any(lm.pose_present):
+        raise FailedPrecondition("No person was found in any frame. Use a video where one person's "
+                                 "whole body is visible, or widen the frame range.")
+    if options.hands and lm.left_hand_image is None and lm.right_hand_image is None:
+        raise InvalidInput("Hands were asked for but the landmarks have no hand tracks; "
+                           "run detection with hands on, or turn hands off.")
+    if options.face and lm.face_image is None:
+        raise InvalidInput("The face was asked for but the landmarks have no face mesh; "
+                           "run detection with the face on, or turn the face off.")
+
+
+def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = None) -> MotionClip:
+    """Solve landmarks into a MotionClip on the canonical humanoid (see the module docstring).
+
+    The Landmarks are not modified; the caller keeps them as the raw capture.
+    """
+    ctx = ctx or NullContext()
+    options.validate()
+    _check_input(landmarks, options)
+    lm = landmarks
+    fps = float(lm.fps) if lm.fps > 0 else 30.0
+    step = 0
+
+    def stage(message: str) -> None:
+        nonlocal step
+        ctx.check_cancelled()
+        ctx.progress("solve", step, _STAGES, message)
+        step += 1
+
+    stage("placing the body")
+    present = np.asarray(lm.pose_present, dtype=bool) & np.all(np.isfinite(lm.pose_world), axis=(1, 2))
+    max_gap = max(1, round(MAX_INTERPOLATED_GAP_S * fps))
+    vis = np.where(present[:, None], np.nan_to_num(lm.pose_visibility), 0.0)
+    measures = skeleton_fit.measure_body(skeleton_fit.to_y_up(lm.pose_world[present]), vis[present])
+    scale = 1.0
+    if options.subject_height_m is not None:
+        scale = options.subject_height_m / measures.standing_height()
+    pose_world = lm.pose_world * scale
+    focal = root_motion.focal_length_px(lm.image_size, options.focal_length_px, options.fov_deg)
+    cam = root_motion.camera_translation(lm.pose_image, pose_world, vis, lm.image_size, focal)
+    placed = present & np.all(np.isfinite(cam), axis=1)
+    if not placed.any():
+        raise FailedPrecondition("The person could not be placed in the camera view in any frame; "
+                                 "check the focal length or field of view you gave.")
+    pose_world = root_motion.snap_to_rays(lm.pose_image, pose_world, cam, lm.image_size, focal)
+    # Bone lengths from the landmarks as the solver will use them, so the fit follows the pose.
+    measures = skeleton_fit.measure_body(skeleton_fit.to_y_up(pose_world[placed]), vis[placed])
+
+    stage("filling gaps")
+    world, flags = filters.fill_gaps(skeleton_fit.to_y_up(pose_world), placed, max_gap)
+    root = skeleton_fit.to_y_up(filters.fill_gaps(cam, placed, max_gap)[0])
+    # Level the world: turn the body's up onto +Y so the floor is horizontal.
+    up = root_motion.estimate_up(world[placed], vis[placed])
+    level = quat.between(up, np.array([0.0, 1.0, 0.0]))
+    world = quat.rotate(level, world)
+    root = quat.rotate(level, root)
+
+    stage("filtering")
+    cutoff = filters.smoothing_cutoff_hz(options.smoothing, fps)
+    world = filters.lowpass(world, fps, cutoff)
+    root = filters.lowpass(root, fps, cutoff)
+
+    stage("fitting the skeleton")
+    hand_tracks = hand_solver.HandTracks.from_landmarks(lm, present, max_gap, fps, cutoff, level) \
+        if options.hands else None
+    finger_offsets = hand_solver.finger_offsets(hand_tracks, measures) if hand_tracks else None
+    skeleton = skeleton_fit.build_skeleton(measures, finger_offsets)
+    names = skeleton.names
+    g_rot = skeleton_fit.body_global_rotations(world, measures, names)
+    confidence = skeleton_fit.joint_confidence(vis, names)
+    if hand_tracks is not None:
+        hand_solver.apply_finger_rotations(hand_tracks, g_rot, confidence, names)
+    rotations = skeleton_fit.to_local(skeleton, g_rot)
+    # The hips joint sits on the hips midpoint, the world landmarks' origin.
+    root = root + world[:, [skeleton_fit.L_HIP, skeleton_fit.R_HIP]].mean(axis=1)
+
+    stage("finding the floor")
+    heel, toe = skeleton_fit.heel_offset(measures), skeleton_fit.toe_offset(measures)
+    points = _contact_points(skeleton, rotations, root, heel, toe)
+    floor = root_motion.floor_height(points[..., 1])
+    root[:, 1] -= floor
+    camera = np.array([0.0, -floor, 0.0])
+    points = _contact_points(skeleton, rotations, root, heel, toe)
+    contacts = contact_solver.detect_contacts(points, fps, camera)
+
+    stage("locking feet")
+    if options.foot_lock:
+        per_foot = {"left": contacts[:, 0] | contacts[:, 1], "right": contacts[:, 2] | contacts[:, 3]}
+        rotations, root = contact_solver.lock_feet(skeleton, rotations, root, per_foot, fps, camera)
+
+    stage("solving the face")
+    face_names: list[str] = []
+    face_curves = None
+    if options.face:
+        face_names = list(face_solver.FACE_CURVES)
+        face_curves = face_solver.solve_face(lm.face_image, lm.image_size, fps, cutoff)
+
+    # Filtering and foot locking reach into long gaps; a lost person must hold still there.
+    tracked = flags != FrameFlag.MISSING
+    rotations = filters.fill_gaps(rotations, tracked, max_gap=0)[0]
+    root = filters.fill_gaps(root, tracked, max_gap=0)[0]
+    contacts = filters.fill_gaps(contacts, tracked, max_gap=0)[0] > 0.5
+    if face_curves is not None:
+        face_curves = filters.fill_gaps(face_curves, tracked, max_gap=0)[0]
+    if not options.root_motion:
+        # In place: the hips stay above the origin (feet locked in the world slide with it).
+        root[:, [0, 2]] = 0.0
+    ctx.progress("solve", _STAGES, _STAGES, "done")
+    meta = {k: str(v) for k, v in asdict(options).items()}
+    meta.update(focal_length_px=f"{focal:.1f}", scale=f"{scale:.4f}",
+                cutoff_hz="none" if cutoff is None else f"{cutoff:.2f}")
+    return MotionClip(
+        skeleton=skeleton,
+        fps=fps,
+        times=np.asarray(lm.times, dtype=np.float64),
+        rotations=rotations,
+        root_translation=root,
+        confidence=np.where((flags == FrameFlag.TRACKED)[:, None], confidence, 0.0).astype(np.float32),
+        frame_flags=flags,
+        contact_names=list(humanoid.CONTACT_NAMES),
+        contacts=contacts,
+        face_names=face_names,
+        face_curves=face_curves,
+        metadata=meta,
+    )
+
+
+def _contact_points(skeleton: Skeleton, rotations: np.ndarray, root: np.ndarray, heel: np.ndarray,
+                    toe: np.ndarray) -> np.ndarray:
+    """World positions (F, 4, 3) of leftHeel, leftToes, rightHeel, rightToes (CONTACT_NAMES)."""
+    g_rot, g_pos = forward_kinematics(skeleton, rotations, root)
+    out = []
+    for side in ("left", "right"):
+        foot = skeleton.index(f"{side}Foot")
+        for offset in (heel, toe):
+            out.append(g_pos[:, foot] + quat.rotate(g_rot[:, foot], offset))
+    return np.stack(out, axis=1)

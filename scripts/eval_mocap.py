@@ -1,0 +1,151 @@
+"""Evaluate single-camera mocap against the Pose2Sim four-camera reconstruction.
+
+For each of the four Pose2Sim balancing-trial cameras alone, compares the raw MediaPipe world
+landmarks and our solved skeleton (forward kinematics of the MotionClip) with the reference .trc:
+
+  PA-MPJPE    mean joint error after a per-frame similarity (Procrustes) alignment, mm
+  accel err   mean |second difference| error of the aligned joints vs the reference, mm/frame^2
+  bone CV     coefficient of variation of thigh, shin, upper-arm and forearm lengths, %
+  foot slide  ankle travel per frame on the reference's foot-contact frames, mm/frame
+
+over hips, knees, ankles, shoulders, elbows and wrists. The reference is Pose2Sim's own markerless
+triangulation (OpenPose BODY_25B, Butterworth-filtered), not marker ground truth, and its keypoints
+are defined differently from MediaPipe's, so part of every error is definition, not accuracy.
+Frame n of the .trc (Frame# n+1) is video frame n in every camera (see the data MANIFEST).
+
+    python scripts/eval_mocap.py [--data ../shared/data] [--smoothing 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inference_server.jobs.context import NullContext  # noqa: E402
+from inference_server.mocap import root_motion, skeleton_fit  # noqa: E402
+from inference_server.mocap.inference import detect  # noqa: E402
+from inference_server.mocap.solve import SolveOptions, solve  # noqa: E402
+
+TRIAL = Path("video") / "pose2sim_balancing"
+REFERENCE = "reference_3d/S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
+CALIBRATION = "calibration/Calib_qualisys_converted_by_pose2sim.toml"
+CAMERAS = ["cam01", "cam02", "cam03", "cam04"]
+
+# (reference keypoint, MediaPipe landmark, canonical joint) for the joints all three share.
+JOINTS = [
+    ("LHip", 23, "leftUpperLeg"), ("RHip", 24, "rightUpperLeg"),
+    ("LKnee", 25, "leftLowerLeg"), ("RKnee", 26, "rightLowerLeg"),
+    ("LAnkle", 27, "leftFoot"), ("RAnkle", 28, "rightFoot"),
+    ("LShoulder", 11, "leftUpperArm"), ("RShoulder", 12, "rightUpperArm"),
+    ("LElbow", 13, "leftLowerArm"), ("RElbow", 14, "rightLowerArm"),
+    ("LWrist", 15, "leftHand"), ("RWrist", 16, "rightHand"),
+]
+# Bones as index pairs into JOINTS.
+BONES = [(0, 2), (1, 3), (2, 4), (3, 5), (6, 8), (7, 9), (8, 10), (9, 11)]
+ANKLES = [4, 5]
+
+
+def load_trc(path: Path) -> tuple[list[str], np.ndarray]:
+    """Keypoint names and positions (F, K, 3) in metres from an OpenSim .trc file."""
+    rows = [line.rstrip("\n").split("\t") for line in path.read_text().splitlines()]
+    names = [n for n in rows[3][2:] if n]
+    data = np.array([[float(v) for v in r[2:2 + 3 * len(names)]] for r in rows[5:] if r and r[0].strip()])
+    return names, data.reshape(len(data), len(names), 3)
+
+
+def procrustes_align(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """pred (F, K, 3) moved onto ref by the best similarity transform of each frame (Umeyama)."""
+    mp, mr = pred.mean(axis=1, keepdims=True), ref.mean(axis=1, keepdims=True)
+    p, r = pred - mp, ref - mr
+    u, s, vt = np.linalg.svd(np.einsum("fki,fkj->fij", r, p))
+    d = np.sign(np.linalg.det(u @ vt))
+    s[:, 2] *= d
+    u[:, :, 2] *= d[:, None]
+    rot = u @ vt
+    scale = s.sum(axis=1) / np.sum(p**2, axis=(1, 2))
+    return scale[:, None, None] * np.einsum("fij,fkj->fki", rot, p) + mr
+
+
+def reference_contacts(ref: np.ndarray, fps: float) -> np.ndarray:
+    """(F, 2) foot contacts of the reference ankles: slow and near their lowest height."""
+    ankles = ref[:, ANKLES]
+    speed = np.linalg.norm(np.gradient(ankles, axis=0), axis=-1) * fps
+    low = ankles[..., 1] < np.percentile(ankles[..., 1], 5, axis=0) + 0.04
+    return low & (speed < 0.25)
+
+
+def metrics(pred: np.ndarray, ref: np.ndarray, world: np.ndarray, contact: np.ndarray) -> dict[str, float]:
+    """pred (F, 12, 3) body-frame joints, ref (F, 12, 3), world (F, 12, 3) placed in space."""
+    aligned = procrustes_align(pred, ref)
+    accel = np.diff(aligned, 2, axis=0) - np.diff(ref, 2, axis=0)
+    lengths = np.stack([np.linalg.norm(pred[:, a] - pred[:, b], axis=-1) for a, b in BONES], axis=1)
+    step = np.linalg.norm(np.diff(world[:, ANKLES], axis=0), axis=-1)
+    both = contact[1:] & contact[:-1]
+    return {
+        "PA-MPJPE mm": 1000 * float(np.linalg.norm(aligned - ref, axis=-1).mean()),
+        "accel err mm/f2": 1000 * float(np.linalg.norm(accel, axis=-1).mean()),
+        "bone CV %": 100 * float((lengths.std(axis=0) / lengths.mean(axis=0)).mean()),
+        "foot slide mm/f": 1000 * float(step[both].mean()) if both.any() else float("nan"),
+    }
+
+
+def evaluate_camera(trial: Path, cam: str, calib: dict, ref: np.ndarray, contact: np.ndarray,
+                    options: SolveOptions) -> dict[str, dict[str, float]]:
+    lm = detect(trial / "videos" / f"{cam}.mp4", workers=1, ctx=NullContext())
+    n = min(lm.num_frames, len(ref))
+    ref, contact = ref[:n], contact[:n]
+    focal = float(calib[f"cam_{cam[-2:]}"]["matrix"][0][0])
+    mp_idx = [j[1] for j in JOINTS]
+
+    raw = skeleton_fit.to_y_up(lm.pose_world[:n, mp_idx])
+    cam_t = root_motion.camera_translation(lm.pose_image, lm.pose_world, lm.pose_visibility,
+                                           lm.image_size, focal)
+    raw_world = raw + skeleton_fit.to_y_up(cam_t[:n])[:, None]
+
+    clip = solve(lm, SolveOptions(**{**vars(options), "focal_length_px": focal}))
+    _, pos = clip.global_transforms()
+    ours = pos[:n, [clip.skeleton.index(j[2]) for j in JOINTS]]
+    return {"raw MediaPipe": metrics(raw, ref, raw_world, contact),
+            "solved": metrics(ours, ref, ours, contact)}
+
+
+def main() -> int:
+    default_data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=default_data, help="the shared data folder")
+    parser.add_argument("--smoothing", type=float, default=0.5)
+    parser.add_argument("--no-foot-lock", action="store_true")
+    args = parser.parse_args()
+    trial = args.data / TRIAL
+    if not (trial / REFERENCE).exists():
+        print(f"skipped: the Pose2Sim balancing trial is not under {args.data} (pass --data)")
+        return 0
+    names, ref_all = load_trc(trial / REFERENCE)
+    ref = ref_all[:, [names.index(j[0]) for j in JOINTS]]
+    fps = 60.0
+    contact = reference_contacts(ref, fps)
+    calib = tomllib.loads((trial / CALIBRATION).read_text())
+    options = SolveOptions(smoothing=args.smoothing, foot_lock=not args.no_foot_lock)
+    print(f"reference: {REFERENCE} ({len(ref)} frames); contact frames left/right: "
+          f"{contact[:, 0].sum()}/{contact[:, 1].sum()}; options: {options}")
+
+    results = {cam: evaluate_camera(trial, cam, calib, ref, contact, options) for cam in CAMERAS}
+    keys = list(next(iter(results.values()))["solved"])
+    header = f"{'':8} {'':14}" + "".join(f"{k:>18}" for k in keys)
+    for cam, res in [*results.items(), ("mean", None)]:
+        print(f"\n{cam}\n{header}")
+        for kind in ("raw MediaPipe", "solved"):
+            vals = res[kind] if res else {k: np.mean([r[kind][k] for r in results.values()]) for k in keys}
+            print(f"{'':8} {kind:14}" + "".join(f"{vals[k]:>18.2f}" for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""The mocap solver on real MediaPipe landmarks of real video (Pose2Sim balancing trial, cam01)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference_server.errors import FailedPrecondition, InvalidInput, JobCancelled
+from inference_server.jobs.context import NullContext
+from inference_server.mocap import skeleton_fit
+from inference_server.mocap.inference import detect
+from inference_server.mocap.solve import MAX_INTERPOLATED_GAP_S, SolveOptions, solve
+from inference_server.motion import humanoid, quat
+from inference_server.motion.clip import FrameFlag
+
+DATA = Path(__file__).parent / "data" / "pose2sim"
+CAM01 = DATA / "cam01.mp4"  # one man balancing on his left leg, 60 fps, 100 frames
+REFERENCE = DATA / "S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
+FOCAL_CAM01 = 1681.24  # px, from Calib_qualisys_converted_by_pose2sim.toml
+# Local-only data (GRID must not be copied into the repository).
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+GRID = SHARED / "face_video" / "grid" / "id2_vcd_swwp2s.mpg"
+GRID_ALIGN = SHARED / "face_video" / "grid" / "swwp2s.align"
+ASTRONAUT = SHARED / "images" / "faces" / "astronaut_eileen_collins.png"
+
+LIMB_BONES = [("leftUpperLeg", "leftLowerLeg"), ("leftLowerLeg", "leftFoot"),
+              ("rightUpperArm", "rightLowerArm"), ("rightLowerArm", "rightHand"), ("neck", "head")]
+
+
+@pytest.fixture(scope="module")
+def landmarks():
+    return detect(CAM01, workers=1, ctx=NullContext())
+
+
+@pytest.fixture(scope="module")
+def clip(landmarks):
+    return solve(landmarks, SolveOptions(focal_length_px=FOCAL_CAM01))
+
+
+def _positions(clip, names):
+    _, pos = clip.global_transforms()
+    return pos[:, [clip.skeleton.index(n) for n in names]]
+
+
+def _ankle_slide(clip, side):
+    """Mean ankle travel per frame (m) over frames where that foot is in contact both frames."""
+    contact = clip.contacts[:, [humanoid.CONTACT_NAMES.index(f"{side}Heel"),
+                                humanoid.CONTACT_NAMES.index(f"{side}Toes")]].any(axis=1)
+    ankle = _positions(clip, [f"{side}Foot"])[:, 0]
+    both = contact[1:] & contact[:-1]
+    return float(np.linalg.norm(np.diff(ankle, axis=0), axis=-1)[both].mean()), int(both.sum())
+
+
+def test_clip_layout(clip, landmarks):
+    assert clip.skeleton.names == humanoid.BODY_JOINTS  # fingers omitted without hand tracking
+    assert clip.num_frames == landmarks.num_frames == 100
+    assert np.allclose(clip.skeleton.rest_rotations, quat.identity((clip.skeleton.num_joints,)))
+    assert np.isfinite(clip.rotations).all() and np.isfinite(clip.root_translation).all()
+    assert np.allclose(np.linalg.norm(clip.rotations, axis=-1), 1.0)
+    assert clip.contact_names == humanoid.CONTACT_NAMES
+    assert (clip.frame_flags == FrameFlag.TRACKED).all()
+    assert ((clip.confidence >= 0) & (clip.confidence <= 1)).all()
+    # T-pose rest facing +Z: left arm along +X, legs down, toes forward.
+    rest = dict(zip(clip.skeleton.names, clip.skeleton.offsets, strict=True))
+    assert rest["leftLowerArm"][0] > 0.15 and rest["rightLowerArm"][0] < -0.15
+    assert rest["leftFoot"][1] < -0.25 and rest["leftToes"][2] > 0.05
+    # The subject stands upright: head well above the hips, hips about a leg above the floor.
+    head, hips = _positions(clip, ["head", "hips"]).transpose(1, 0, 2)
+    assert np.median(head[:, 1] - hips[:, 1]) > 0.5
+    assert 0.6 < np.median(hips[:, 1]) < 1.2
+
+
+def test_bone_lengths_are_constant(clip, landmarks):
+    _, pos = clip.global_transforms()
+    names = clip.skeleton.names
+    for a, b in LIMB_BONES:
+        length = np.linalg.norm(pos[:, names.index(a)] - pos[:, names.index(b)], axis=-1)
+        assert length.std() / length.mean() < 0.01, (a, b)
+    # The raw landmarks are far from it (so the check above means something).
+    w = landmarks.pose_world
+    raw = np.linalg.norm(w[:, 25] - w[:, 27], axis=-1)
+    assert raw.std() / raw.mean() > 0.02
+
+
+def test_smoothing_lowers_acceleration(landmarks):
+    def accel(options):
+        pos = _positions(solve(landmarks, options), ["leftHand", "rightHand", "leftFoot", "head"])
+        return float(np.linalg.norm(np.diff(pos, 2, axis=0), axis=-1).mean())
+
+    raw = accel(SolveOptions(smoothing=0.0, foot_lock=False))
+    light = accel(SolveOptions(smoothing=0.2, foot_lock=False))
+    strong = accel(SolveOptions(smoothing=0.8, foot_lock=False))
+    assert strong < light < raw
+    assert strong < 0.5 * raw
+
+
+def test_feet_on_the_floor_during_contacts(clip):
+    heel_toe = _positions(clip, ["leftToes", "rightToes"])
+    assert clip.contacts.any()
+    toe_contact = clip.contacts[:, [1, 3]]
+    assert np.abs(heel_toe[..., 1][toe_contact]).mean() < 0.06
+    # The floor is the lowest the feet get, not below them.
+    assert np.percentile(heel_toe[..., 1].min(axis=1), 5) > -0.05
+
+
+def test_contacts_of_a_standing_subject(clip):
+    left = clip.contacts[:, :2].any(axis=1)
+    right = clip.contacts[:, 2:].any(axis=1)
+    # He stands on his left leg and swings the right one.
+    assert left.mean() > 0.5
+    assert left.mean() > right.mean()
+
+
+def test_foot_lock_reduces_sliding(landmarks, clip):
+    free = solve(landmarks, SolveOptions(focal_length_px=FOCAL_CAM01, foot_lock=False))
+    locked_slide, frames = _ankle_slide(clip, "left")
+    free_slide, _ = _ankle_slide(free, "left")
+    assert frames > 20
+    assert locked_slide < 0.5 * free_slide
+    assert np.array_equal(free.contacts, clip.contacts)
+
+
+def test_person_lost_mid_clip(landmarks):
+    lost = dataclasses.replace(landmarks, pose_world=landmarks.pose_world.copy(),
+                               pose_image=landmarks.pose_image.copy(),
+                               pose_visibility=landmarks.pose_visibility.copy(),
+                               pose_present=landmarks.pose_present.copy())
+    short = slice(20, 24)  # 4 frames: interpolated
+    long_gap = slice(50, 80)  # 30 frames (0.5 s at 60 fps): missing
+    assert 4 <= MAX_INTERPOLATED_GAP_S * 60 < 30
+    for gap in (short, long_gap):
+        lost.pose_world[gap] = np.nan
+        lost.pose_image[gap] = np.nan
+        lost.pose_visibility[gap] = 0.0
+        lost.pose_present[gap] = False
+    out = solve(lost, SolveOptions())
+    assert (out.frame_flags[short] == FrameFlag.INTERPOLATED).all()
+    assert (out.frame_flags[long_gap] == FrameFlag.MISSING).all()
+    assert (out.frame_flags[:20] == FrameFlag.TRACKED).all()
+    assert np.isfinite(out.rotations).all() and np.isfinite(out.root_translation).all()
+    assert (out.confidence[long_gap] == 0).all()
+    # Held, not drifting: the pose barely changes through the long gap.
+    hold = quat.angle_between(out.rotations[55:75], out.rotations[55:56])
+    assert np.degrees(hold).max() < 2.0
+    assert landmarks.pose_present.all()  # the caller's raw landmarks are untouched
+
+
+def test_subject_height_scales_the_skeleton(landmarks):
+    def skeleton_height(height):
+        sk = solve(landmarks, SolveOptions(subject_height_m=height, foot_lock=False)).skeleton
+        _, rest = sk.rest_global()
+        # Floor (toe tips) to the head joint, which sits at ear level.
+        return rest[sk.index("head"), 1] - rest[sk.index("leftToes"), 1]
+
+    short, tall = skeleton_height(1.5), skeleton_height(1.9)
+    assert tall / short == pytest.approx(1.9 / 1.5, rel=0.02)
+    # Ears sit about 0.9 of the standing height up.
+    assert 0.85 * 1.9 < tall < 0.97 * 1.9
+
+
+def test_closer_to_reference_than_raw(landmarks, clip):
+    """Procrustes-aligned joint error against Pose2Sim's 4-camera reconstruction."""
+    rows = [r.split("\t") for r in REFERENCE.read_text().splitlines()]
+    names = [n for n in rows[3][2:] if n]
+    ref = np.array([[float(v) for v in r[2:2 + 3 * len(names)]] for r in rows[5:] if r and r[0].strip()])
+    ref = ref.reshape(len(ref), len(names), 3)
+    joints = [("LHip", 23, "leftUpperLeg"), ("RHip", 24, "rightUpperLeg"), ("LKnee", 25, "leftLowerLeg"),
+              ("RKnee", 26, "rightLowerLeg"), ("LAnkle", 27, "leftFoot"), ("RAnkle", 28, "rightFoot"),
+              ("LShoulder", 11, "leftUpperArm"), ("RShoulder", 12, "rightUpperArm"),
+              ("LElbow", 13, "leftLowerArm"), ("RElbow", 14, "rightLowerArm"),
+              ("LWrist", 15, "leftHand"), ("RWrist", 16, "rightHand")]
+    ref = ref[:, [names.index(j[0]) for j in joints]]
+
+    def pa_mpjpe(pred):
+        p = pred - pred.mean(axis=1, keepdims=True)
+        r = ref - ref.mean(axis=1, keepdims=True)
+        u, s, vt = np.linalg.svd(np.einsum("fki,fkj->fij", r, p))
+        d = np.sign(np.linalg.det(u @ vt))
+        s[:, 2] *= d
+        u[:, :, 2] *= d[:, None]
+        scale = s.sum(axis=1) / np.sum(p**2, axis=(1, 2))
+        aligned = scale[:, None, None] * np.einsum("fij,fkj->fki", u @ vt, p)
+        return float(np.linalg.norm(aligned - r, axis=-1).mean())
+
+    raw = pa_mpjpe(skeleton_fit.to_y_up(landmarks.pose_world[:, [j[1] for j in joints]]))
+    ours = pa_mpjpe(_positions(clip, [j[2] for j in joints]))
+    assert ours < raw < 0.15
+
+
+def test_progress_and_cancel(landmarks):
+    ctx = NullContext()
+    solve(landmarks, SolveOptions(), ctx)
+    stages = [e for e in ctx.events if e[0] == "solve"]
+    assert stages[-1][1] == stages[-1][2] and len(stages) >= 5
+
+    class Cancelled(NullContext):
+        def check_cancelled(self):
+            raise JobCancelled("cancelled by the user")
+
+    with pytest.raises(JobCancelled):
+        solve(landmarks, SolveOptions(), Cancelled())
+
+
+def test_bad_input(landmarks):
+    nobody = dataclasses.replace(landmarks, pose_present=np.zeros_like(landmarks.pose_present))
+    with pytest.raises(FailedPrecondition, match="No person"):
+        solve(nobody, SolveOptions())
+    with pytest.raises(InvalidInput, match="hand"):
+        solve(landmarks, SolveOptions(hands=True))
+    with pytest.raises(InvalidInput, match="smoothing"):
+        solve(landmarks, SolveOptions(smoothing=2.0))
+
+
+def test_fingers_from_hand_landmarks():
+    lm = detect(CAM01, hands=True, workers=1, ctx=NullContext())
+    out = solve(lm, SolveOptions(hands=True))
+    names = out.skeleton.names
+    for side in ("left", "right"):
+        fingers = [names.index(n) for n in humanoid.HAND_JOINTS[side]]
+        assert len(fingers) == 15
+        seen = np.isfinite(getattr(lm, f"{side}_hand_image")[:, 0, 0])
+        assert seen.any()
+        conf = out.confidence[:, fingers]
+        assert (conf[seen] == 1.0).all()
+        # Real fingers bend: the middle joints turn away from the rest pose where the hand is seen.
+        middle = [names.index(f"{side}{f}Intermediate") for f in ("Index", "Middle", "Ring", "Little")]
+        bend = np.degrees(quat.angle_between(out.rotations[:, middle], quat.identity((1, 4))))
+        assert bend[seen].max() > 10.0
+    assert np.isfinite(out.rotations).all()
+
+
+@pytest.mark.skipif(not GRID.exists(), reason="GRID clips are local-only evaluation data (../shared/data)")
+def test_face_curves_follow_speech():
+    lm = detect(GRID, face=True, workers=1, ctx=NullContext())
+    out = solve(lm, SolveOptions(face=True))
+    curves = out.face_curves
+    assert out.face_names[:4] == ["eyeBlinkLeft", "eyeBlinkRight", "eyeWideLeft", "eyeWideRight"]
+    assert set(out.face_names) <= set(humanoid.ARKIT_BLENDSHAPES)
+    assert ((curves >= 0) & (curves <= 1)).all()
+    jaw = curves[:, out.face_names.index("jawOpen")]
+    # Word timing: start and end in 1/25000 s; divide by 1000 for the 25 fps frame.
+    speech = np.zeros(len(jaw), dtype=bool)
+    for line in GRID_ALIGN.read_text().split("\n"):
+        parts = line.split()
+        if len(parts) == 3 and parts[2] != "sil":
+            speech[int(parts[0]) // 1000:int(parts[1]) // 1000] = True
+    assert jaw.std() > 0.05
+    assert jaw[speech].mean() > jaw[~speech].mean() + 0.05
+
+
+@pytest.mark.skipif(not ASTRONAUT.exists(), reason="the astronaut photo is in ../shared/data")
+def test_face_at_rest_on_a_photo():
+    lm = detect(ASTRONAUT, face=True, workers=1, ctx=NullContext())
+    out = solve(lm, SolveOptions(face=True))
+    curves = dict(zip(out.face_names, out.face_curves[0], strict=True))
+    assert all(0.0 <= v <= 1.0 for v in curves.values())
+    # Eyes open, mouth closed (she smiles, so the smile curves are left free).
+    assert curves["eyeBlinkLeft"] < 0.3 and curves["eyeBlinkRight"] < 0.3
+    assert curves["jawOpen"] < 0.3
