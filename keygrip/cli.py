@@ -3,6 +3,7 @@
     keygrip serve --listen 127.0.0.1:50051 --data-dir ~/keygrip-data
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
     keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
+    keygrip retarget CLIP_OR_BVH --rig rig.json --out result.bvh
 """
 
 from __future__ import annotations
@@ -150,6 +151,53 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+_ROOT_MODES = {"hips": 1, "root-bone": 2, "in-place": 3, "keep": 4}
+
+
+def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
+    from keygrip import rigs
+    from keygrip.v1 import animation_pb2
+
+    try:
+        description = json.loads(Path(args.rig).read_text())
+        rig = rigs.rig_from_description(description)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise errors.InvalidArgument(f"cannot read the rig {args.rig}: {exc}") from None
+    source = animation_pb2.MotionSource(bvh_scale=args.bvh_scale or 0.0)
+    path = Path(args.motion)
+    if args.motion_job:
+        source.capture_job_id = args.motion
+    elif path.suffix.lower() == ".bvh":
+        source.bvh_artifact_id = client.upload(path, media_type="application/x-bvh").id
+    else:
+        source.clip_artifact_id = client.upload(path).id
+    request = animation_pb2.RetargetRequest(source=source, rig=rig, root_motion=_ROOT_MODES[args.root_motion],
+                                            foot_lock=not args.no_foot_lock)
+    if args.bone_map:
+        try:
+            mapping, dropped = rigs.load_bone_map_preset(args.bone_map, rig.bone_names)
+        except ValueError as exc:
+            raise errors.InvalidArgument(str(exc)) from None
+        for bone in dropped:
+            print(f"warning: the preset maps {bone!r}, which this rig does not have", file=sys.stderr)
+        request.bone_map.CopyFrom(rigs.bone_map_from_dict(mapping))
+    bar = None if args.json else ProgressBar()
+    result = follow(client.retarget(request), bar).result()
+    client.download(result.bvh.id, args.out)
+    if args.animation:
+        client.download(result.animation.id, args.animation)
+    if args.json:
+        _print_message(result, True)
+        return 0
+    print(f"retargeted {result.frames} frames onto {len(rig.bone_names)} bones "
+          f"({len(result.bone_map.mappings)} mapped); wrote {args.out}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if result.bone_map.missing_roles:
+        print(f"roles the rig has no bone for: {', '.join(result.bone_map.missing_roles)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keygrip",
                                      description="Keygrip: AI motion capture and animation for DCC tools")
@@ -200,11 +248,23 @@ def build_parser() -> argparse.ArgumentParser:
     mocap.add_argument("--end", type=int, help="frame after the last")
     mocap.add_argument("--workers", type=int, help="parallel inference processes")
     mocap.add_argument("--server-path", action="store_true", help="VIDEO is a path on the server")
+
+    retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig")
+    retarget.add_argument("motion", help="a .bvh file, a clip file from `keygrip mocap --clip`, or a capture job id")
+    retarget.add_argument("--rig", required=True, type=Path,
+                          help="JSON rig description: bone_names, parents, rest_matrices (Y-up metres), tails")
+    retarget.add_argument("--out", required=True, type=Path, help="BVH of the result on the rig's skeleton")
+    retarget.add_argument("--animation", type=Path, help="also write the RigAnimation (protobuf) for hosts")
+    retarget.add_argument("--bone-map", type=Path, help="a bone map preset (JSON) instead of automatic mapping")
+    retarget.add_argument("--root-motion", choices=sorted(_ROOT_MODES), default="hips")
+    retarget.add_argument("--no-foot-lock", action="store_true")
+    retarget.add_argument("--bvh-scale", type=float, help="metres per BVH unit (default: detect)")
+    retarget.add_argument("--motion-job", action="store_true", help="MOTION is the id of a finished capture job")
     return parser
 
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
-    "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap,
+    "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap, "retarget": cmd_retarget,
 }
 
 

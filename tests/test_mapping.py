@@ -126,13 +126,14 @@ def test_rigify_metarig():
         "DEF-forearm.R"] == "rightLowerArm"
 
 
-def test_json_round_trip(cmu):
-    bmap = map_skeleton(cmu.skeleton)
-    back = BoneMap.from_json(bmap.to_json())
-    assert back.bone_to_role == bmap.bone_to_role
-    assert back.unmapped_bones == bmap.unmapped_bones and back.missing_roles == bmap.missing_roles
-    with pytest.raises(InvalidInput):
-        BoneMap.from_json('{"bone_to_role": {"a": "tail"}}')
+def test_explicit_map_is_checked(cmu):
+    names = cmu.skeleton.names
+    bmap = BoneMap.from_roles(names, {"Hips": "hips", "LeftHip": "leftUpperLeg"})
+    assert "LeftKnee" in bmap.unmapped_bones and "rightUpperLeg" in bmap.missing_roles
+    with pytest.raises(InvalidInput, match="unknown roles"):
+        BoneMap.from_roles(names, {"Hips": "tail"})
+    with pytest.raises(InvalidInput, match="does not have"):
+        BoneMap.from_roles(names, {"wing": "hips"})
 
 
 def test_no_humanoid_lists_bones():

@@ -143,29 +143,15 @@ class BoneMap:
     def role_to_bone(self) -> dict[str, str]:
         return {r: b for b, r in self.bone_to_role.items()}
 
-    def to_json(self) -> str:
-        return json.dumps({"version": 1, "bone_to_role": self.bone_to_role,
-                           "unmapped_bones": self.unmapped_bones, "missing_roles": self.missing_roles},
-                          indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> BoneMap:
-        try:
-            data = json.loads(text)
-            mapping = {str(k): str(v) for k, v in data["bone_to_role"].items()}
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise InvalidInput(f"not a bone map preset ({exc}); save one with BoneMap.to_json") from None
-        bad = sorted(set(mapping.values()) - set(ROLES))
-        if bad:
-            raise InvalidInput(f"bone map preset uses unknown roles {bad}; roles are VRM humanoid names")
-        return cls(mapping, list(data.get("unmapped_bones", [])), list(data.get("missing_roles", [])))
-
     @classmethod
     def from_roles(cls, names: list[str], bone_to_role: dict[str, str]) -> BoneMap:
         """A BoneMap from an explicit mapping (a user's preset edited by hand), with its report."""
         unknown = sorted(set(bone_to_role) - set(names))
         if unknown:
             raise InvalidInput(f"bone map names bones the rig does not have: {unknown}")
+        bad = sorted(set(bone_to_role.values()) - set(ROLES))
+        if bad:
+            raise InvalidInput(f"bone map uses unknown roles {bad}; roles are VRM humanoid names")
         return _report(names, dict(bone_to_role))
 
 
