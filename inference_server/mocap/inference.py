@@ -22,10 +22,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -33,6 +35,8 @@ from inference_server.errors import FailedPrecondition, InvalidInput, KeygripErr
 from inference_server.jobs.context import JobContext
 from inference_server.media.video import iter_frames, probe
 from inference_server.mocap.landmarks import Landmarks
+
+T = TypeVar("T")
 
 NUM_POSE = 33
 NUM_HAND = 21
@@ -190,7 +194,7 @@ class _Tracker:
         """
         rows: dict[str, list] = {k: [] for k in ("idx", "t", "pi", "pw", "pv", "pp", "lh", "rh", "fc")}
         done = 0
-        for frame in iter_frames(job.path, chunk.warm_start, chunk.end, job.max_side):
+        for frame in prefetch(iter_frames(job.path, chunk.warm_start, chunk.end, job.max_side)):
             # MediaPipe refuses views (a rotated or odd-width frame can be one): pass a contiguous copy.
             image = np.ascontiguousarray(frame.image)
             if hint and frame.index in hint:
@@ -227,6 +231,43 @@ class _Tracker:
             right_hand_image=np.stack(rows["rh"]) if self.hands else None,
             face_image=np.stack(rows["fc"]) if self.face else None,
         )
+
+
+def prefetch(frames: Iterator[T], depth: int = 4) -> Iterator[T]:
+    """Yield from `frames`, produced by a background thread up to `depth` items ahead.
+
+    Decoding and resizing release the GIL, and so does MediaPipe's graph: overlapping them keeps
+    two cores busy where a plain loop alternates between them.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in frames:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="keygrip-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _xyz(landmarks: object | None, n: int) -> np.ndarray:
