@@ -14,6 +14,7 @@ from inference_server.errors import InvalidInput
 from inference_server.jobs.context import JobContext
 from inference_server.mocap.inference import detect
 from inference_server.mocap.landmarks import Landmarks
+from inference_server.mocap.solve import SolveOptions, solve
 from inference_server.motion.clip import MotionClip
 
 
@@ -24,24 +25,15 @@ class MocapOptions:
     start_frame / end_frame: frames start_frame <= index < end_frame of the clip (end None: to the end).
     fps_override: frame rate to use instead of the file's (image sequences have none; 0/None keeps it).
         Frame times become frame index / fps_override.
-    hands / face: also capture fingers / ARKit face curves (runs Holistic instead of Pose, slower).
-    smoothing, foot_lock, root_motion, subject_height_m, focal_length_px, fov_deg: passed to the
-        solver (inference_server.mocap.solve.SolveOptions documents them).
-    workers: inference processes; None picks one per core.
+    solve: how to solve the skeleton; its hands / face switches also choose Holistic over Pose.
+    workers: inference processes; None picks a count for this machine (see inference.detect).
     preview: also write the QA preview video (skeleton over footage).
     """
 
     start_frame: int = 0
     end_frame: int | None = None
     fps_override: float | None = None
-    hands: bool = False
-    face: bool = False
-    smoothing: float = 0.5
-    foot_lock: bool = True
-    root_motion: bool = True
-    subject_height_m: float | None = None
-    focal_length_px: float | None = None
-    fov_deg: float | None = None
+    solve: SolveOptions = field(default_factory=SolveOptions)
     workers: int | None = None
     preview: bool = False
 
@@ -67,21 +59,15 @@ def run_mocap(
     """
     if options.fps_override is not None and options.fps_override < 0:
         raise InvalidInput(f"fps_override must be a positive frame rate, got {options.fps_override}.")
-    # Imported here: the solver is a separate module that the pipeline only calls.
-    from inference_server.mocap.solve import SolveOptions, solve
-
-    solve_options = SolveOptions(
-        smoothing=options.smoothing, foot_lock=options.foot_lock, root_motion=options.root_motion,
-        subject_height_m=options.subject_height_m, focal_length_px=options.focal_length_px,
-        fov_deg=options.fov_deg, hands=options.hands, face=options.face,
-    )
+    solve_options = options.solve
     solve_options.validate()  # before the expensive part, so bad options fail at once
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
     t = time.perf_counter()
     landmarks = detect(
-        path, start=options.start_frame, end=options.end_frame, hands=options.hands, face=options.face,
+        path, start=options.start_frame, end=options.end_frame, hands=solve_options.hands,
+        face=solve_options.face,
         workers=options.workers, ctx=ctx,
     )
     if options.fps_override:

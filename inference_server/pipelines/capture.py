@@ -15,20 +15,23 @@ from keygrip.v1 import mocap_pb2
 
 def options_from_request(req: mocap_pb2.CaptureMotionRequest):
     from inference_server.mocap.pipeline import MocapOptions
+    from inference_server.mocap.solve import SolveOptions
 
+    defaults = SolveOptions()
+    solve = SolveOptions(
+        hands=req.hands, face=req.face,
+        smoothing=req.smoothing if req.HasField("smoothing") else defaults.smoothing,
+        foot_lock=req.foot_lock if req.HasField("foot_lock") else defaults.foot_lock,
+        root_motion=req.root_motion if req.HasField("root_motion") else defaults.root_motion,
+        subject_height_m=req.subject_height_m or None,
+        focal_length_px=req.focal_length_px or None,
+        fov_deg=req.fov_degrees or None,
+    )
     return MocapOptions(
         start_frame=max(0, req.frame_range.start),
         end_frame=req.frame_range.end if req.frame_range.end > 0 else None,
         fps_override=req.fps_override or None,
-        hands=req.hands, face=req.face,
-        smoothing=req.smoothing if req.HasField("smoothing") else 0.5,
-        foot_lock=req.foot_lock if req.HasField("foot_lock") else True,
-        root_motion=req.root_motion if req.HasField("root_motion") else True,
-        subject_height_m=req.subject_height_m or None,
-        focal_length_px=req.focal_length_px or None,
-        fov_deg=req.fov_degrees or None,
-        workers=req.workers or None,
-        preview=req.preview,
+        solve=solve, workers=req.workers or None, preview=req.preview,
     )
 
 

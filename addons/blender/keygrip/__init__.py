@@ -2,22 +2,20 @@
 
 The add-on is thin: it talks to the server through the Keygrip SDK (the `keygrip` package, vendored
 into the extension zip under vendor/) and turns results into Blender data (writeback.py, rig.py).
+Network calls run on a worker thread (connection.py); the scene changes only on the main thread.
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 from pathlib import Path
 
 import bpy
 
-from .panels import KeygripPanel
-from .preferences import KeygripPreferences
-
-_CLASSES = (KeygripPreferences, KeygripPanel)
-
 # The built extension carries the SDK as vendor/keygrip; in a development checkout the SDK is
-# importable already and this folder does not exist.
+# importable already and this folder does not exist. It must be on sys.path before the modules
+# below import the SDK.
 _VENDOR = Path(__file__).resolve().parent / "vendor"
 
 
@@ -36,13 +34,28 @@ def _remove_vendored_sdk() -> None:
             del sys.modules[name]
 
 
+_add_vendored_sdk()
+
+from . import connection, local_server, operators, panels, properties  # noqa: E402
+from .preferences import KeygripPreferences  # noqa: E402
+
+_CLASSES = (KeygripPreferences, *operators.CLASSES, *panels.CLASSES)
+
+
 def register() -> None:
     _add_vendored_sdk()
+    properties.register()
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
+    connection.listeners.append(operators.update_ui)
+    atexit.register(local_server.stop)
 
 
 def unregister() -> None:
+    connection.shutdown()
+    local_server.stop()
+    atexit.unregister(local_server.stop)
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)
+    properties.unregister()
     _remove_vendored_sdk()

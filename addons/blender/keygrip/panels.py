@@ -4,6 +4,46 @@ from __future__ import annotations
 
 import bpy
 
+from . import connection, preferences
+
+
+class BoneMapList(bpy.types.UIList):
+    """One row per bone: the bone's name and its humanoid role, which the artist can edit."""
+
+    bl_idname = "KEYGRIP_UL_bone_map"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        row.label(text=item.bone, icon="BONE_DATA")
+        row.prop(item, "role", text="")
+
+
+def _draw_progress(layout: bpy.types.UILayout, session: connection.Session) -> None:
+    box = layout.box()
+    box.label(text=session.title, icon="TIME")
+    p = session.progress
+    if hasattr(box, "progress"):  # Blender 4.0+
+        box.progress(factor=p.fraction, type="BAR", text=p.text())
+    else:
+        box.label(text=p.text())
+    if p.message:
+        box.label(text=p.message)
+    box.operator("keygrip.cancel", icon="CANCEL")
+
+
+def _draw_outcome(layout: bpy.types.UILayout, session: connection.Session) -> None:
+    if session.state == "succeeded":
+        summary = session.value if isinstance(session.value, dict) else {}
+        if "action" in summary:
+            layout.label(text=f"{summary['armature']}: {summary['action']}", icon="CHECKMARK")
+        for warning in summary.get("warnings", [])[:4]:
+            layout.label(text=warning, icon="INFO")
+        if summary.get("missing_shape_keys"):
+            layout.label(text=f"{len(summary['missing_shape_keys'])} face curves had no shape key", icon="INFO")
+    elif session.error:
+        for line in preferences.wrap(session.error, 50):
+            layout.label(text=line, icon="ERROR" if session.state == "failed" else "CANCEL")
+
 
 class KeygripPanel(bpy.types.Panel):
     bl_label = "Keygrip"
@@ -13,4 +53,63 @@ class KeygripPanel(bpy.types.Panel):
     bl_category = "Keygrip"
 
     def draw(self, context: bpy.types.Context) -> None:
-        self.layout.label(text="Connect to a Keygrip server in Preferences", icon="INFO")
+        layout = self.layout
+        s = context.scene.keygrip
+        status = preferences.server_status
+        row = layout.row()
+        row.label(text=f"Server {status['version']}" if "version" in status else str(status["state"]),
+                  icon="LINKED" if "version" in status else "UNLINKED")
+        row.operator("keygrip.connect", text="", icon="FILE_REFRESH")
+
+        col = layout.column(heading="Video")
+        col.prop(s, "source", expand=True)
+        col.prop(s, "video_path" if s.source == "FILE" else "clip", text="")
+        row = col.row(align=True)
+        row.prop(s, "frame_start")
+        row.prop(s, "frame_end")
+        row.operator("keygrip.probe", text="", icon="VIEWZOOM")
+        if s.video_frames:
+            col.label(text=f"{s.video_frames} frames at {s.video_fps:.3g} fps")
+
+        col = layout.column(heading="Capture")
+        row = col.row(align=True)
+        row.label(text="Body", icon="CHECKBOX_HLT")
+        row.prop(s, "hands", toggle=True)
+        row.prop(s, "face", toggle=True)
+        col.prop(s, "smoothing")
+        col.prop(s, "foot_lock")
+        col.prop(s, "root_motion")
+        col.prop(s, "preview")
+
+        col = layout.column(heading="Target")
+        col.prop(s, "target", expand=True)
+        if s.target == "SELECTED":
+            col.prop(s, "armature")
+            obj = s.armature or (context.active_object if context.active_object
+                                 and context.active_object.type == "ARMATURE" else None)
+            if obj is not None:
+                row = col.row(align=True)
+                row.operator("keygrip.map_bones", icon="GROUP_BONE")
+                row.operator("keygrip.bone_map_load", text="", icon="IMPORT")
+                row.operator("keygrip.bone_map_save", text="", icon="EXPORT")
+                col.template_list("KEYGRIP_UL_bone_map", "", obj, "keygrip_bone_map", obj,
+                                  "keygrip_bone_map_index", rows=6)
+        col.prop(s, "face_mesh")
+        col.prop(s, "reference_video")
+        col.prop(s, "match_fps")
+        if s.last_capture_job:
+            col.prop(s, "reuse_capture")
+
+        busy = connection.running()
+        layout.operator("keygrip.capture", icon="ARMATURE_DATA")
+        row = layout.row(align=True)
+        row.operator("keygrip.import_bvh", icon="IMPORT")
+        row.operator("keygrip.export_bvh", icon="EXPORT")
+        for session in busy:
+            _draw_progress(layout, session)
+        last = connection.latest()
+        if last is not None and not last.busy:
+            _draw_outcome(layout, last)
+
+
+CLASSES = (BoneMapList, KeygripPanel)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import bpy
+import mathutils
 import numpy as np
 
 from . import axes
@@ -83,6 +84,53 @@ def _tail(j: int, heads: np.ndarray, parents: np.ndarray) -> np.ndarray:
     return heads[j] + direction / length * max(0.5 * length, 0.02)
 
 
+def canonical_heads_tails(
+    joint_names: Sequence[str], parents: Sequence[int], offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blender Z-up heads (J, 3) and tails (J, 3) of a canonical skeleton's bones, and parents (J,).
+
+    offsets: (J, 3) rest translation of each joint from its parent, Y-up metres (world axes).
+    """
+    parents_arr = np.asarray(parents, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 3)
+    if not (len(joint_names) == len(parents_arr) == len(offsets)):
+        raise ValueError("joint_names, parents and offsets must have one entry per joint")
+    heads = np.zeros_like(offsets)
+    for j, p in enumerate(parents_arr):
+        if p >= j:
+            raise ValueError(f"joint {joint_names[j]!r} is listed before its parent")
+        heads[j] = offsets[j] + (heads[p] if p >= 0 else 0.0)
+    tails = np.array([_tail(j, heads, parents_arr) for j in range(len(heads))]).reshape(-1, 3)
+    return axes.vectors_to_blender(heads), axes.vectors_to_blender(tails), parents_arr
+
+
+def describe_canonical(
+    joint_names: Sequence[str], parents: Sequence[int], offsets: np.ndarray, *, name: str = "Keygrip Armature"
+) -> dict[str, Any]:
+    """What describe_armature will say about build_canonical_armature's result, without creating it.
+
+    Lets the retarget run before anything is added to the scene (so a cancel leaves it untouched).
+    Same arguments as build_canonical_armature; same keys as describe_armature (scale 1).
+    """
+    heads_z, tails_z, parents_arr = canonical_heads_tails(joint_names, parents, offsets)
+    rest = np.tile(np.eye(4), (len(heads_z), 1, 1))
+    for j in range(len(heads_z)):
+        # Edit bones with roll 0 get exactly this rest frame (Blender's vec_roll_to_mat3).
+        axis = mathutils.Vector(tails_z[j] - heads_z[j]).normalized()
+        rest[j, :3, :3] = np.asarray(bpy.types.Bone.MatrixFromAxisRoll(axis, 0.0))
+        rest[j, :3, 3] = heads_z[j]
+    return {
+        "name": name,
+        "bone_names": list(joint_names),
+        "parents": [int(p) for p in parents_arr],
+        "rest_matrices": axes.matrices_from_blender(rest).tolist(),
+        "heads": [tuple(v) for v in axes.vectors_from_blender(heads_z).tolist()],
+        "tails": [tuple(v) for v in axes.vectors_from_blender(tails_z).tolist()],
+        "rolls": [0.0] * len(heads_z),
+        "scale": (1.0, 1.0, 1.0),
+    }
+
+
 def build_canonical_armature(
     joint_names: Sequence[str],
     parents: Sequence[int],
@@ -101,18 +149,7 @@ def build_canonical_armature(
     Each bone points at its child (see _tail) with Blender's default roll; use describe_armature
     for the resulting rest frames. The new object is left active and in Object Mode.
     """
-    parents_arr = np.asarray(parents, dtype=np.int64)
-    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 3)
-    if not (len(joint_names) == len(parents_arr) == len(offsets)):
-        raise ValueError("joint_names, parents and offsets must have one entry per joint")
-    heads = np.zeros_like(offsets)
-    for j, p in enumerate(parents_arr):
-        if p >= j:
-            raise ValueError(f"joint {joint_names[j]!r} is listed before its parent")
-        heads[j] = offsets[j] + (heads[p] if p >= 0 else 0.0)
-    tails = np.array([_tail(j, heads, parents_arr) for j in range(len(heads))]).reshape(-1, 3)
-    heads_z, tails_z = axes.vectors_to_blender(heads), axes.vectors_to_blender(tails)
-
+    heads_z, tails_z, parents_arr = canonical_heads_tails(joint_names, parents, offsets)
     context = bpy.context
     data = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, data)

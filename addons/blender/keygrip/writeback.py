@@ -89,6 +89,7 @@ def write_armature_action(
     provenance: Mapping[str, Any] | None = None,
     interpolation: str = "LINEAR",
     push_previous_to_nla: bool = True,
+    bone_locations: Mapping[str, np.ndarray] | None = None,
 ) -> bpy.types.Action:
     """Write a clip onto an armature as a new action and make it the active one.
 
@@ -101,14 +102,16 @@ def write_armature_action(
     provenance: custom properties stored on the action and the object (job id, options, server
         version) so that a TD can re-run the job.
     interpolation: Blender keyframe interpolation; LINEAR suits densely sampled motion.
+    bone_locations: {bone: (F, 3) pose-bone `location` values, armature units} keyed as they are
+        (e.g. a top root bone carrying the travel while root_bone is the hips).
     Returns the new action. The touched bones are switched to QUATERNION rotation mode.
     """
     if armature_obj is None or armature_obj.type != "ARMATURE":
         raise ValueError("select an armature to write the animation onto")
     bone_names = list(bone_names)
     missing = [n for n in bone_names if n not in armature_obj.pose.bones]
-    if root_bone is not None and root_bone not in armature_obj.pose.bones:
-        missing.append(root_bone)
+    bone_locations = dict(bone_locations or {})
+    missing += [n for n in [root_bone, *bone_locations] if n is not None and n not in armature_obj.pose.bones]
     if missing:
         raise ValueError(
             f"armature {armature_obj.name!r} has no bone(s) {', '.join(missing)}; "
@@ -125,6 +128,9 @@ def write_armature_action(
         if root_location is None or np.shape(root_location) != (len(frames), 3):
             raise ValueError(f"root_location must have shape (F, 3) = {(len(frames), 3)}")
         locations = root_locations_to_pose(armature_obj, root_bone, np.asarray(root_location))
+    for name, values in bone_locations.items():
+        if np.shape(values) != (len(frames), 3):
+            raise ValueError(f"bone_locations[{name!r}] must have shape (F, 3) = {(len(frames), 3)}")
 
     writer = new_action(action_name, "OBJECT", armature_obj.name)
     for b, name in enumerate(bone_names):
@@ -136,6 +142,10 @@ def write_armature_action(
         path = _bone_path(root_bone, "location")
         for i in range(3):
             writer.write_curve(path, i, root_bone, frames, locations[:, i], interpolation)
+    for name, values in bone_locations.items():
+        path = _bone_path(name, "location")
+        for i in range(3):
+            writer.write_curve(path, i, name, frames, np.asarray(values)[:, i], interpolation)
 
     assign_action(armature_obj, writer, push_previous_to_nla=push_previous_to_nla)
     stamp_provenance([writer.action], provenance)

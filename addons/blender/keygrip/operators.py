@@ -1,0 +1,298 @@
+"""The buttons. Each one snapshots the panel, starts a Session and returns at once.
+
+Invoked from the UI, the long-running operators stay modal (passing every event through, so the
+artist keeps working) only to catch Esc and to report the outcome; the work itself is drained by
+the bpy.app.timers tick in connection.py. Called with EXEC_DEFAULT (scripts, background tests) they
+start the session and return; connection.drain() then plays the timer's part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy_extras.io_utils import ExportHelper, ImportHelper
+
+from . import connection, preferences, properties, rig, tasks
+from .connection import Session
+from .tasks import Plan
+
+
+def _armature(context: bpy.types.Context) -> bpy.types.Object | None:
+    """The panel's armature, else the active object when it is one."""
+    obj = context.scene.keygrip.armature
+    if obj is None and context.active_object is not None and context.active_object.type == "ARMATURE":
+        obj = context.active_object
+    return obj
+
+
+def video_path(context: bpy.types.Context) -> str:
+    s = context.scene.keygrip
+    if s.source == "CLIP":
+        return bpy.path.abspath(s.clip.filepath, library=s.clip.library) if s.clip else ""
+    return bpy.path.abspath(s.video_path) if s.video_path else ""
+
+
+def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> Plan:
+    """The panel's settings as a Plan; raises ValueError with a fix-it message when incomplete."""
+    s = context.scene.keygrip
+    video = video_path(context)
+    if bvh_path:
+        source = "bvh"
+    elif s.reuse_capture and s.last_capture_job:
+        source = "capture_job"
+    else:
+        source = "video"
+        if not video or not Path(video).is_file():
+            raise ValueError("pick a video file (or a Movie Clip) in the Keygrip panel first")
+    plan = Plan(
+        source=source, video=video if not bvh_path else "", capture_job_id=s.last_capture_job,
+        bvh_path=bvh_path,
+        capture_options={"hands": s.hands, "face": s.face, "smoothing": s.smoothing, "foot_lock": s.foot_lock,
+                         "start_frame": s.frame_start, "end_frame": s.frame_end, "preview": s.preview},
+        root_motion=s.root_motion, foot_lock=s.foot_lock, target="SELECTED" if bvh_path else s.target,
+        face_mesh_name=s.face_mesh.name if s.face_mesh else "", reference_video=s.reference_video and not bvh_path,
+        match_fps=s.match_fps, frame_start=context.scene.frame_start)
+    if plan.target == "SELECTED":
+        obj = _armature(context)
+        if obj is None:
+            raise ValueError("select the armature to animate (or choose 'New armature' as the target)")
+        plan.armature_name = obj.name
+        plan.rig = rig.describe_armature(obj)
+        plan.bone_map = properties.bone_map_of(obj)
+    return plan
+
+
+class _SessionOperator:
+    """Start a session; when invoked from the UI, stay modal to catch Esc and report the outcome."""
+
+    _session: Session | None = None
+    _timer = None
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        raise NotImplementedError
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            self._session = connection.submit(self.make_session(context))
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if self.execute(context) != {"FINISHED"}:
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        session = self._session
+        if event.type == "ESC" and event.value == "PRESS" and session.busy:
+            session.cancel()
+            self._end(context)
+            self.report({"WARNING"}, f"Keygrip: cancelling {session.title}")
+            return {"CANCELLED"}
+        if session.busy:
+            return {"PASS_THROUGH"}
+        self._end(context)
+        if session.state == "succeeded":
+            self.report({"INFO"}, f"Keygrip: {session.title} done")
+            return {"FINISHED"}
+        self.report({"ERROR"} if session.state == "failed" else {"WARNING"}, f"Keygrip: {session.error}")
+        return {"CANCELLED"}
+
+    def _end(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+
+
+class CaptureOperator(_SessionOperator, bpy.types.Operator):
+    """Capture the video and animate the target with it (Esc cancels)"""
+
+    bl_idname = "keygrip.capture"
+    bl_label = "Capture Motion"
+    # No UNDO here: the scene changes only when the result arrives, and that write-back pushes its
+    # own single undo step (apply.py), after whatever the artist did while the job ran.
+    bl_options = {"REGISTER"}
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        return tasks.capture_session(plan_from_panel(context), preferences.server_settings(context))
+
+
+class ImportBvhOperator(_SessionOperator, bpy.types.Operator, ImportHelper):
+    """Retarget a BVH file onto the selected armature through the server"""
+
+    bl_idname = "keygrip.import_bvh"
+    bl_label = "Import BVH onto Rig"
+    bl_options = {"REGISTER"}
+    filename_ext = ".bvh"
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        if not Path(self.filepath).is_file():
+            raise ValueError(f"{self.filepath} is not a file")
+        return tasks.capture_session(plan_from_panel(context, bvh_path=self.filepath),
+                                     preferences.server_settings(context))
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        # The file browser first; its OK button calls execute, which starts the session.
+        return ImportHelper.invoke(self, context, event)
+
+
+class ExportBvhOperator(bpy.types.Operator, ExportHelper):
+    """Save the armature's Keygrip result as BVH (the server's file when it has one)"""
+
+    bl_idname = "keygrip.export_bvh"
+    bl_label = "Export BVH"
+    filename_ext = ".bvh"
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        obj = _armature(context)
+        if obj is None:
+            self.report({"ERROR"}, "select the armature to export")
+            return {"CANCELLED"}
+        record = obj.get("keygrip")
+        artifact = record.get("bvh_artifact_id", "") if record is not None else ""
+        if artifact:
+            connection.submit(tasks.download_session(artifact, self.filepath, preferences.server_settings(context)))
+            return {"FINISHED"}
+        # Not from the server (or retargeted elsewhere): Blender's own exporter writes the action.
+        context.view_layer.objects.active = obj
+        action = obj.animation_data.action if obj.animation_data else None
+        frames = action.frame_range if action else (context.scene.frame_start, context.scene.frame_end)
+        return bpy.ops.export_anim.bvh(filepath=self.filepath, frame_start=int(frames[0]),
+                                       frame_end=int(frames[1]), rotate_mode="NATIVE")
+
+
+class ConnectOperator(_SessionOperator, bpy.types.Operator):
+    """Connect to the Keygrip server and show what it can do"""
+
+    bl_idname = "keygrip.connect"
+    bl_label = "Connect"
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        preferences.server_status.clear()
+        preferences.server_status["state"] = "connecting..."
+        return tasks.connect_session(preferences.server_settings(context))
+
+
+class ProbeOperator(_SessionOperator, bpy.types.Operator):
+    """Read the video's frame count and rate from the server and fill the frame range"""
+
+    bl_idname = "keygrip.probe"
+    bl_label = "Probe Video"
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        video = video_path(context)
+        if not video or not Path(video).is_file():
+            raise ValueError("pick a video file (or a Movie Clip) first")
+        return tasks.probe_session(video, preferences.server_settings(context), context.scene.name)
+
+
+class MapBonesOperator(_SessionOperator, bpy.types.Operator):
+    """Ask the server to map the armature's bones to humanoid roles (editable afterwards)"""
+
+    bl_idname = "keygrip.map_bones"
+    bl_label = "Auto-map Bones"
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        obj = _armature(context)
+        if obj is None:
+            raise ValueError("select the armature whose bones to map")
+        return tasks.map_bones_session(rig.describe_armature(obj), obj.name, preferences.server_settings(context))
+
+
+class CancelOperator(bpy.types.Operator):
+    """Cancel the running Keygrip jobs (on the server too)"""
+
+    bl_idname = "keygrip.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        for session in connection.running():
+            session.cancel()
+        return {"FINISHED"}
+
+
+class SaveBoneMapOperator(bpy.types.Operator, ExportHelper):
+    """Save the armature's bone map as a JSON preset"""
+
+    bl_idname = "keygrip.bone_map_save"
+    bl_label = "Save Bone Map Preset"
+    filename_ext = ".json"
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from keygrip import rigs
+
+        obj = _armature(context)
+        if obj is None:
+            self.report({"ERROR"}, "select the armature whose bone map to save")
+            return {"CANCELLED"}
+        try:
+            rigs.save_bone_map_preset(self.filepath, properties.bone_map_of(obj), rig_name=obj.name)
+        except (ValueError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
+    """Load a JSON bone map preset onto the armature"""
+
+    bl_idname = "keygrip.bone_map_load"
+    bl_label = "Load Bone Map Preset"
+    bl_options = {"REGISTER", "UNDO"}
+    filename_ext = ".json"
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from keygrip import rigs
+
+        obj = _armature(context)
+        if obj is None:
+            self.report({"ERROR"}, "select the armature to load the bone map onto")
+            return {"CANCELLED"}
+        try:
+            mapping, absent = rigs.load_bone_map_preset(self.filepath, [b.name for b in obj.data.bones])
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        properties.set_bone_map(obj, mapping)
+        if absent:
+            self.report({"WARNING"}, f"{len(absent)} bone(s) of the preset are not in {obj.name}: "
+                                     f"{', '.join(absent[:5])}")
+        return {"FINISHED"}
+
+
+CLASSES = (CaptureOperator, ImportBvhOperator, ExportBvhOperator, ConnectOperator, ProbeOperator,
+           MapBonesOperator, CancelOperator, SaveBoneMapOperator, LoadBoneMapOperator)
+
+
+# Progress in the status bar and redraws, after every tick ---------------------------------------
+
+_status_bar = {"active": False}
+
+
+def update_ui() -> None:
+    wm = bpy.context.window_manager
+    if wm is None or bpy.app.background:
+        return
+    busy = connection.running()
+    if busy and not _status_bar["active"]:
+        wm.progress_begin(0, 1000)
+        _status_bar["active"] = True
+    if busy:
+        wm.progress_update(int(1000 * busy[-1].progress.fraction))
+    elif _status_bar["active"]:
+        wm.progress_end()
+        _status_bar["active"] = False
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()

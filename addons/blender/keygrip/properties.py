@@ -1,0 +1,101 @@
+"""What the artist sets in the Keygrip panel: saved in the .blend (scene and armature settings)."""
+
+from __future__ import annotations
+
+import bpy
+
+ROOT_MOTION_ITEMS = [
+    ("HIPS", "Hips", "Travel on the hips bone, scaled to the rig's leg length"),
+    ("ROOT_BONE", "Root bone", "Ground-plane travel on the rig's top root bone, height on the hips"),
+    ("IN_PLACE", "In place", "Horizontal travel removed"),
+    ("KEEP", "Keep", "Travel as captured, unscaled, on the hips"),
+]
+
+
+def _roles(self, context, edit_text):
+    from keygrip.rigs import HUMANOID_ROLES
+
+    return [r for r in HUMANOID_ROLES if edit_text.lower() in r.lower()]
+
+
+class KeygripBoneMapItem(bpy.types.PropertyGroup):
+    bone: bpy.props.StringProperty(name="Bone", description="Bone of this armature")
+    role: bpy.props.StringProperty(
+        name="Role", description="VRM humanoid role (empty: the bone is not driven)", search=_roles)
+
+
+def _is_armature(self, obj: bpy.types.Object) -> bool:
+    return obj.type == "ARMATURE"
+
+
+def _has_shape_keys(self, obj: bpy.types.Object) -> bool:
+    return obj.type == "MESH" and obj.data.shape_keys is not None
+
+
+class KeygripSceneSettings(bpy.types.PropertyGroup):
+    source: bpy.props.EnumProperty(
+        name="Source", items=[("FILE", "Video file", "A video file on disk"),
+                              ("CLIP", "Movie Clip", "A Movie Clip already in this file")], default="FILE")
+    video_path: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
+    clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)
+    frame_start: bpy.props.IntProperty(name="Start", min=0, description="First video frame (0-based)")
+    frame_end: bpy.props.IntProperty(name="End", min=0, description="Video frame after the last one; 0: to the end")
+    video_frames: bpy.props.IntProperty(name="Frames", min=0, description="Frames in the video (from Probe)")
+    video_fps: bpy.props.FloatProperty(name="Video fps", min=0.0)
+    hands: bpy.props.BoolProperty(name="Hands", description="Capture finger motion", default=False)
+    face: bpy.props.BoolProperty(name="Face", description="Capture ARKit face curves", default=False)
+    smoothing: bpy.props.FloatProperty(name="Smoothing", min=0.0, max=1.0, default=0.5, subtype="FACTOR")
+    foot_lock: bpy.props.BoolProperty(name="Foot lock", default=True,
+                                      description="Pin the feet while they touch the ground")
+    root_motion: bpy.props.EnumProperty(name="Root motion", items=ROOT_MOTION_ITEMS, default="HIPS")
+    target: bpy.props.EnumProperty(
+        name="Target", items=[("NEW", "New armature", "A new armature with Keygrip's canonical skeleton"),
+                              ("SELECTED", "Armature", "An existing armature, through the bone map")],
+        default="NEW")
+    armature: bpy.props.PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,
+                                        description="The rig to animate (empty: the active object)")
+    face_mesh: bpy.props.PointerProperty(name="Face mesh", type=bpy.types.Object, poll=_has_shape_keys,
+                                         description="A mesh whose ARKit-named shape keys get the face curves")
+    reference_video: bpy.props.BoolProperty(name="Video on camera", default=True,
+                                            description="Show the video as the camera's background")
+    match_fps: bpy.props.BoolProperty(name="Match scene fps", default=True,
+                                      description="Set the scene frame rate to the video's, one key per frame")
+    preview: bpy.props.BoolProperty(name="QA preview", default=False,
+                                    description="Also render a video with the tracked skeleton drawn over it")
+    reuse_capture: bpy.props.BoolProperty(
+        name="Reuse last capture", default=False,
+        description="Retarget the last capture of this scene again instead of re-running the capture")
+    last_capture_job: bpy.props.StringProperty(name="Last capture job")
+
+
+_CLASSES = (KeygripBoneMapItem, KeygripSceneSettings)
+
+
+def register() -> None:
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.keygrip = bpy.props.PointerProperty(type=KeygripSceneSettings)
+    bpy.types.Object.keygrip_bone_map = bpy.props.CollectionProperty(type=KeygripBoneMapItem)
+    bpy.types.Object.keygrip_bone_map_index = bpy.props.IntProperty()
+
+
+def unregister() -> None:
+    del bpy.types.Object.keygrip_bone_map_index
+    del bpy.types.Object.keygrip_bone_map
+    del bpy.types.Scene.keygrip
+    for cls in reversed(_CLASSES):
+        bpy.utils.unregister_class(cls)
+
+
+def bone_map_of(obj: bpy.types.Object) -> dict[str, str]:
+    """The armature's edited bone map {bone: role}; bones with no role are left out."""
+    return {item.bone: item.role for item in obj.keygrip_bone_map if item.role}
+
+
+def set_bone_map(obj: bpy.types.Object, mapping: dict[str, str]) -> None:
+    """One row per bone of the armature, in bone order, with its role from `mapping` (or empty)."""
+    obj.keygrip_bone_map.clear()
+    for bone in obj.data.bones:
+        item = obj.keygrip_bone_map.add()
+        item.bone = bone.name
+        item.role = mapping.get(bone.name, "")

@@ -1,0 +1,327 @@
+"""The add-on end to end, in the bpy wheel against a real server: what an artist clicks.
+
+One real capture of the bundled clip per module; the other targets reuse that capture through the
+retarget path ("Reuse last capture"), as an artist retargeting one take onto several rigs would.
+Background mode has no event loop, so connection.drain() plays the bpy.app.timers tick.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from importlib import import_module
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+from addon_loader import ADDON_MODULE, load_addon
+
+from inference_server.motion import humanoid
+
+# Blender's scripts/modules (addon_utils) are importable only once bpy is.
+addon_utils = import_module("addon_utils")
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+VIDEO = DATA / "video" / "pose2sim_cam01.mp4"
+BVH = DATA / "bvh" / "cmu_131_01_walk.bvh"
+
+
+def enable_addon():
+    module = load_addon()
+    # addon_utils reloads a module whose file changed since import; this one is freshly imported.
+    module.__time__ = os.path.getmtime(module.__file__)
+    assert addon_utils.enable(ADDON_MODULE, default_set=True) is module
+    return module
+
+
+def prefs():
+    return bpy.context.preferences.addons[ADDON_MODULE].preferences
+
+
+def new_scene():
+    # read_homefile keeps add-ons and preferences (read_factory_settings would reset them).
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    return bpy.context.scene
+
+
+def run_capture(**panel) -> object:
+    """Set the panel, click Capture, drain like the timer would; the finished session."""
+    connection = import_module(f"{ADDON_MODULE}.connection")
+    settings = bpy.context.scene.keygrip
+    for key, value in panel.items():
+        setattr(settings, key, value)
+    assert bpy.ops.keygrip.capture() == {"FINISHED"}
+    session = connection.latest()
+    connection.drain(timeout=240)
+    return session
+
+
+def world_heads(obj, bone: str, frames) -> np.ndarray:
+    out = []
+    for f in frames:
+        bpy.context.scene.frame_set(int(f))
+        out.append(np.asarray(obj.matrix_world @ obj.pose.bones[bone].head))
+    return np.array(out)
+
+
+def key_frames(action) -> np.ndarray:
+    fcurves = (action.layers[0].strips[0].channelbag(action.slots[0]).fcurves
+               if hasattr(action, "layers") else action.fcurves)
+    points = fcurves[0].keyframe_points
+    co = np.empty(2 * len(points), dtype=np.float32)
+    points.foreach_get("co", co)
+    return co[0::2]
+
+
+def check_motion(obj, action, contacts, hand: str, foot: str, toes: str) -> dict:
+    """Keys on frames 1..F and a moving wrist; the left foot's heights on the capture's contact frames."""
+    frames = 1 + np.arange(len(contacts))
+    np.testing.assert_allclose(key_frames(action), frames)
+    assert obj.animation_data.action == action
+    wrist = world_heads(obj, hand, frames)
+    path = float(np.linalg.norm(np.diff(wrist, axis=0), axis=1).sum())
+    assert path > 0.2, f"the wrist barely moves ({path:.3f} m)"
+    names = humanoid.CONTACT_NAMES
+    heel = contacts[:, names.index("leftHeel")] > 0
+    ball = contacts[:, names.index("leftToes")] > 0
+    assert heel.any() and ball.any(), "the clip should have left-foot contacts"
+    ankle_z = world_heads(obj, foot, frames[heel])[:, 2]
+    ball_z = world_heads(obj, toes, frames[ball])[:, 2]
+    rest = obj.matrix_world @ obj.data.bones[foot].head_local - obj.matrix_world @ obj.data.bones[toes].head_local
+    stats = {"wrist_path_m": path, "ankle_z": (float(ankle_z.min()), float(ankle_z.max())),
+             "ball_z": (float(ball_z.min()), float(ball_z.max())), "rest_ankle_over_ball": rest.z}
+    print(obj.name, stats)
+    return stats
+
+
+def assert_feet_on_floor(stats: dict, tol: float) -> None:
+    """On contact frames the ball of the foot is on the floor (z = 0), the ankle at most its rest height
+    above the ball higher."""
+    lo, hi = stats["ball_z"]
+    assert -tol < lo and hi < tol, stats
+    lo, hi = stats["ankle_z"]
+    assert lo > 0.0 and hi < stats["rest_ankle_over_ball"] + tol, stats
+
+
+@pytest.fixture(scope="module")
+def addon(shared_server):
+    module = enable_addon()
+    prefs().server_address = shared_server.address
+    yield module
+    if ADDON_MODULE in bpy.context.preferences.addons:
+        addon_utils.disable(ADDON_MODULE, default_set=True)
+
+
+@pytest.fixture(scope="module")
+def capture(addon, shared_server):
+    """The one real capture: the bundled clip onto a new canonical armature."""
+    from keygrip import Client
+    from keygrip.tensors import from_tensor
+
+    new_scene()
+    session = run_capture(video_path=str(VIDEO), target="NEW")
+    assert session.state == "succeeded", session.error
+    scene = bpy.context.scene
+    with Client(shared_server.address) as client:
+        job = client.get_job(scene.keygrip.last_capture_job)
+        clip = client.read_clip(job.result().clip)
+    rig_module = import_module(f"{ADDON_MODULE}.rig")
+    canonical = rig_module.describe_armature(bpy.data.objects[session.value["armature"]])
+    return {"session": session, "job_id": job.id, "contacts": from_tensor(clip.contacts),
+            "frames": len(from_tensor(clip.times)), "canonical": canonical}
+
+
+def test_capture_onto_new_armature(capture):
+    import json
+
+    session = capture["session"]
+    scene = bpy.context.scene  # the capture fixture's scene: this test must run first
+    obj = bpy.data.objects[session.value["armature"]]
+    action = bpy.data.actions[session.value["action"]]
+    assert capture["frames"] == 100
+    assert scene.render.fps == 60 and scene.frame_end >= 100
+    assert_feet_on_floor(check_motion(obj, action, capture["contacts"], "leftHand", "leftFoot", "leftToes"), 0.12)
+    record = obj["keygrip"]
+    assert record["capture_job_id"] == capture["job_id"] and record["retarget_job_id"]
+    assert record["server_version"] and json.loads(record["options"])["capture"]["smoothing"] == 0.5
+    assert action["keygrip"]["bvh_artifact_id"] == record["bvh_artifact_id"]
+    # The video is the camera's background, aligned so that scene frame 1 shows video frame 0.
+    (bg,) = scene.camera.data.background_images
+    assert bg.source == "MOVIE_CLIP" and Path(bg.clip.filepath) == VIDEO and bg.clip.frame_start == 1
+
+
+def test_retarget_onto_rigify_metarig_and_undo(capture):
+    new_scene()
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    metarig = bpy.context.active_object
+    bpy.ops.ed.undo_push(message="metarig")
+    objects_before = sorted(o.name for o in bpy.data.objects)
+
+    session = run_capture(target="SELECTED", armature=metarig, reuse_capture=True,
+                          last_capture_job=capture["job_id"], reference_video=False)
+    assert session.state == "succeeded", session.error
+    action = bpy.data.actions[session.value["action"]]
+    check_motion(metarig, action, capture["contacts"], "hand.L", "foot.L", "toe.L")
+    assert metarig["keygrip"]["capture_job_id"] == capture["job_id"]
+
+    # One undo step takes the whole write-back away.
+    bpy.ops.ed.undo()
+    metarig = bpy.data.objects["metarig"]
+    assert sorted(o.name for o in bpy.data.objects) == objects_before
+    assert metarig.animation_data is None or metarig.animation_data.action is None
+    assert "keygrip" not in metarig and len(bpy.data.actions) == 0
+    addon_utils.disable("rigify", default_set=True)
+
+
+@pytest.mark.xfail(strict=True, reason="server retarget: on the Rigify metarig the feet float 0.14-0.24 m above "
+                   "the floor on contact frames (canonical and Mixamo rigs are on it); reported to the lead")
+def test_rigify_metarig_feet_on_floor(capture):
+    new_scene()
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    metarig = bpy.context.active_object
+    session = run_capture(target="SELECTED", armature=metarig, reuse_capture=True,
+                          last_capture_job=capture["job_id"], reference_video=False)
+    addon_utils.disable("rigify", default_set=True)
+    action = bpy.data.actions[session.value["action"]]
+    assert_feet_on_floor(check_motion(metarig, action, capture["contacts"], "hand.L", "foot.L", "toe.L"), 0.12)
+
+
+_MIXAMO = {"hips": "Hips", "spine": "Spine", "chest": "Spine1", "upperChest": "Spine2", "neck": "Neck",
+           "head": "Head", "Shoulder": "Shoulder", "UpperArm": "Arm", "LowerArm": "ForeArm", "Hand": "Hand",
+           "UpperLeg": "UpLeg", "LowerLeg": "Leg", "Foot": "Foot", "Toes": "ToeBase"}
+
+
+def mixamo_name(role: str) -> str:
+    for side in ("left", "right"):
+        if role.startswith(side):
+            return f"mixamorig:{side.capitalize()}{_MIXAMO[role[len(side):]]}"
+    return f"mixamorig:{_MIXAMO[role]}"
+
+
+def build_mixamo_rig(canonical_desc: dict, rig_module) -> bpy.types.Object:
+    """A Mixamo-named rig as Mixamo's FBX arrive: centimetre bones under an object scaled 0.01."""
+    roles = humanoid.BODY_JOINTS
+    heads = np.array(canonical_desc["heads"])
+    index = [canonical_desc["bone_names"].index(r) for r in roles]
+    parents = [roles.index(p) if p else -1 for _, p in humanoid.hierarchy(with_fingers=False)]
+    offsets = np.array([heads[i] - (heads[index[p]] if p >= 0 else 0) for i, p in zip(index, parents, strict=True)])
+    obj = rig_module.build_canonical_armature([mixamo_name(r) for r in roles], parents, offsets * 100,
+                                              name="Mixamo")
+    obj.scale = (0.01, 0.01, 0.01)
+    bpy.context.view_layer.update()
+    return obj
+
+
+def test_retarget_onto_mixamo_rig_with_edited_bone_map_preset(capture, tmp_path):
+    from keygrip import rigs
+
+    rig_module = import_module(f"{ADDON_MODULE}.rig")
+    connection = import_module(f"{ADDON_MODULE}.connection")
+    new_scene()
+    obj = build_mixamo_rig(capture["canonical"], rig_module)
+    bpy.context.scene.keygrip.armature = obj
+
+    # Auto-map on the server, then the artist's rows: every bone, its role editable.
+    assert bpy.ops.keygrip.map_bones() == {"FINISHED"}
+    connection.drain(timeout=60)
+    rows = {item.bone: item.role for item in obj.keygrip_bone_map}
+    assert len(rows) == len(obj.data.bones)
+    assert rows["mixamorig:LeftForeArm"] == "leftLowerArm" and rows["mixamorig:Hips"] == "hips"
+    # Save as a preset, spoil the map, load the preset back.
+    preset = tmp_path / "mixamo.json"
+    assert bpy.ops.keygrip.bone_map_save(filepath=str(preset)) == {"FINISHED"}
+    obj.keygrip_bone_map[0].role = ""
+    assert bpy.ops.keygrip.bone_map_load(filepath=str(preset)) == {"FINISHED"}
+    assert {i.bone: i.role for i in obj.keygrip_bone_map} == rows
+    assert rigs.load_bone_map_preset(preset)[0]["mixamorig:RightUpLeg"] == "rightUpperLeg"
+
+    session = run_capture(target="SELECTED", reuse_capture=True, last_capture_job=capture["job_id"],
+                          reference_video=False)
+    assert session.state == "succeeded", session.error
+    action = bpy.data.actions[session.value["action"]]
+    stats = check_motion(obj, action, capture["contacts"], "mixamorig:LeftHand", "mixamorig:LeftFoot",
+                         "mixamorig:LeftToeBase")
+    assert_feet_on_floor(stats, 0.12)
+
+
+def test_bvh_import_onto_rig_and_export(capture, tmp_path):
+    connection = import_module(f"{ADDON_MODULE}.connection")
+    new_scene()
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    metarig = bpy.context.active_object
+    bpy.context.scene.keygrip.armature = metarig
+    assert bpy.ops.keygrip.import_bvh(filepath=str(BVH)) == {"FINISHED"}
+    session = connection.latest()
+    connection.drain(timeout=120)
+    assert session.state == "succeeded", session.error
+    action = bpy.data.actions[session.value["action"]]
+    hips = world_heads(metarig, "spine", action.frame_range)
+    assert np.linalg.norm(hips[-1] - hips[0]) > 2.0, hips  # CMU 131_01: start, walk, stop
+    assert metarig["keygrip"]["source"] == str(BVH) and action["keygrip"]["capture_job_id"] == ""
+
+    out = tmp_path / "retargeted.bvh"
+    assert bpy.ops.keygrip.export_bvh(filepath=str(out)) == {"FINISHED"}
+    connection.drain(timeout=60)
+    text = out.read_text()
+    assert text.startswith("HIERARCHY") and "spine" in text and "MOTION" in text
+    addon_utils.disable("rigify", default_set=True)
+
+
+def test_cancel_leaves_the_scene_unchanged(addon, shared_server):
+    from keygrip import Client
+
+    connection = import_module(f"{ADDON_MODULE}.connection")
+    new_scene()
+    bpy.context.scene.keygrip.video_path = str(VIDEO)
+    before = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
+    assert bpy.ops.keygrip.capture() == {"FINISHED"}
+    session = connection.latest()
+    # Cancel once the server is working on the capture (the same as Esc or the Cancel button).
+    while session.busy and not session.progress.stage.startswith("capture"):
+        session.poll()
+    assert bpy.ops.keygrip.cancel() == {"FINISHED"}
+    connection.drain(timeout=60)
+    assert session.state == "cancelled" and session.error == "cancelled"
+    after = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
+    assert after == before
+    with Client(shared_server.address) as client:
+        assert client.get_job(session.job_ids[-1]).state == "cancelled"
+
+
+def test_dead_server_gives_a_clear_report(addon, shared_server):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again at once: nothing listens there
+    new_scene()
+    prefs().server_address = f"127.0.0.1:{port}"
+    try:
+        session = run_capture(video_path=str(VIDEO))
+    finally:
+        prefs().server_address = shared_server.address
+    assert session.state == "failed"
+    assert f"server not reachable at 127.0.0.1:{port}" in session.error
+    assert "python -m inference_server" in session.error and "Start a local server" in session.error
+    assert len(bpy.data.objects) == 0
+
+
+def test_unregister_leaves_no_handlers_or_timers(addon, shared_server):
+    connection = import_module(f"{ADDON_MODULE}.connection")
+    handlers = {n: len(getattr(bpy.app.handlers, n)) for n in dir(bpy.app.handlers)
+                if isinstance(getattr(bpy.app.handlers, n), list)}
+    new_scene()
+    bpy.context.scene.keygrip.video_path = str(VIDEO)
+    # Quit mid-job: the job is cancelled, the timer goes, the types go.
+    assert bpy.ops.keygrip.capture() == {"FINISHED"}
+    assert bpy.app.timers.is_registered(connection.tick)
+    addon_utils.disable(ADDON_MODULE, default_set=True)
+    assert not bpy.app.timers.is_registered(connection.tick)
+    assert connection.sessions() == [] and connection.listeners == []
+    assert not hasattr(bpy.types.Scene, "keygrip") and not hasattr(bpy.types, "KEYGRIP_PT_main")
+    assert not hasattr(bpy.types, "KEYGRIP_OT_capture")
+    assert {n: len(getattr(bpy.app.handlers, n)) for n in handlers} == handlers
+    enable_addon()
+    prefs().server_address = shared_server.address
