@@ -59,7 +59,11 @@ def test_cesiumman_directions_and_root(walk, cesium):
     t_idx = {r: cesium.index(b) for r, b in res.bone_map.role_to_bone.items()}
     ratio = leg_length(cesium.heads, t_idx) / leg_length(walk.skeleton.rest_global()[1], s_idx)
     _, ps = walk.global_transforms()
-    np.testing.assert_allclose(res.root_position_world, ps[:, 0] * ratio, atol=1e-9)
+    # Travel is the source's scaled by leg length; height may shift by a constant that puts the feet
+    # where the source's feet touch down (a few mm on this rig).
+    np.testing.assert_allclose(res.root_position_world[:, [0, 2]], ps[:, 0, [0, 2]] * ratio, atol=1e-9)
+    shift = res.root_position_world[:, 1] - ps[:, 0, 1] * ratio
+    assert np.ptp(shift) < 1e-9 and abs(shift[0]) < 0.01
     assert res.root_bone == "Skeleton_torso_joint_1"
 
 
@@ -121,9 +125,10 @@ def test_root_modes(walk, cesium):
     hips = retarget(walk, cesium, options=RetargetOptions(foot_lock=False))
     in_place = retarget(walk, cesium, options=RetargetOptions(root_motion="in_place", foot_lock=False))
     assert np.ptp(in_place.root_position_world[:, [0, 2]], axis=0).max() < 1e-9
-    np.testing.assert_allclose(in_place.root_position_world[:, 1], hips.root_position_world[:, 1])
+    np.testing.assert_allclose(in_place.root_position_world[:, 1], hips.root_position_world[:, 1], atol=0.005)
     keep = retarget(walk, cesium, options=RetargetOptions(root_motion="keep", foot_lock=False))
-    np.testing.assert_allclose(keep.root_position_world, walk.global_transforms()[1][:, 0], atol=1e-9)
+    np.testing.assert_allclose(keep.root_position_world[:, [0, 2]], walk.global_transforms()[1][:, 0, [0, 2]],
+                               atol=1e-9)
     # A rig with a root bone above the hips carries the travel on that bone.
     n = cesium.num_bones
     mats = np.concatenate([np.eye(4)[None], cesium.rest_matrices])

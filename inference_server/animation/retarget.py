@@ -299,15 +299,16 @@ def retarget(source: MotionClip, rig: Rig, bone_map: BoneMap | None = None,
             travel = np.zeros((f, 3))
             travel[:, [0, 2]] = hips_pos[:, [0, 2]] - heads[hips_b, [0, 2]]
             locations[top] = quat.rotate(quat.conjugate(r_rest[top]), travel)
-    # Solve the hips location against its parent's posed frame (root bones may move the parent).
-    p = int(rig.parents[hips_b])
-    if p >= 0:
-        w_all, h_all = rig.forward_kinematics(local, locations)
-        locations[hips_b] = rig.location_for(hips_b, hips_pos, w_all[:, p], h_all[:, p])
-    else:
-        locations[hips_b] = rig.location_for(hips_b, hips_pos, None, None)
-
     contacts = source_contacts(source, s_idx, p_src, s_leg)
+    _place_hips(rig, local, locations, hips_b, hips_pos)
+    # Rigs differ in where their hips bone sits relative to the legs (Rigify's "spine" head lies
+    # below the thighs), so scaled hips heights alone leave feet above or below the floor. Shift
+    # the whole clip vertically so that the feet touch down where the source's scaled feet do.
+    scale = 1.0 if options.root_motion == "keep" else ratio
+    offset = _ground_offset(rig, local, locations, t_idx, s_idx, p_src, contacts, scale)
+    if offset:
+        hips_pos[:, 1] -= offset
+        _place_hips(rig, local, locations, hips_b, hips_pos)
     if options.foot_lock and options.root_motion != "in_place":
         context.progress("retarget", 3, 4, "foot locking")
         local = _lock_feet(rig, local, locations, t_idx, contacts,
@@ -323,6 +324,31 @@ def retarget(source: MotionClip, rig: Rig, bone_map: BoneMap | None = None,
         bone_map=bone_map, source_map=source_map,
         contact_names=list(humanoid.CONTACT_NAMES), contacts=contacts,
         face_names=face_names, face_curves=face_curves, warnings=warnings)
+
+
+def _place_hips(rig: Rig, local: np.ndarray, locations: dict[int, np.ndarray], hips_b: int,
+                hips_pos: np.ndarray) -> None:
+    """Set the hips location so its head lands on hips_pos, against its parent's posed frame."""
+    p = int(rig.parents[hips_b])
+    locations.pop(hips_b, None)
+    if p >= 0:
+        w_all, h_all = rig.forward_kinematics(local, locations)
+        locations[hips_b] = rig.location_for(hips_b, hips_pos, w_all[:, p], h_all[:, p])
+    else:
+        locations[hips_b] = rig.location_for(hips_b, hips_pos, None, None)
+
+
+def _ground_offset(rig: Rig, local: np.ndarray, locations: dict[int, np.ndarray], t_idx: dict[str, int],
+                   s_idx: dict[str, int], p_src: np.ndarray, contacts: np.ndarray, scale: float) -> float:
+    """Median height (m) of the target's feet above the source's scaled feet on contact frames."""
+    _, heads = rig.forward_kinematics(local, locations)
+    diffs = []
+    for c, name in enumerate(humanoid.CONTACT_NAMES):
+        role = name.replace("Heel", "Foot")
+        if role in t_idx and role in s_idx and contacts[:, c].any():
+            d = heads[:, t_idx[role], 1] - scale * p_src[:, s_idx[role], 1]
+            diffs.append(d[contacts[:, c]])
+    return float(np.median(np.concatenate(diffs))) if diffs else 0.0
 
 
 def _segment_in_bone_frame(rig: Rig, top: int, bottom: int, copied: dict[int, np.ndarray],

@@ -175,8 +175,6 @@ def test_retarget_onto_rigify_metarig_and_undo(capture):
     addon_utils.disable("rigify", default_set=True)
 
 
-@pytest.mark.xfail(strict=True, reason="server retarget: on the Rigify metarig the feet float 0.14-0.24 m above "
-                   "the floor on contact frames (canonical and Mixamo rigs are on it); reported to the lead")
 def test_rigify_metarig_feet_on_floor(capture):
     new_scene()
     addon_utils.enable("rigify", default_set=True)
