@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -57,23 +59,40 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+class _ThreadedHash:
+    """sha256 computed on a helper thread (hashlib releases the GIL), overlapping the receive loop."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        self._thread = threading.Thread(target=self._run, name="keygrip-hash", daemon=True)
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._hash.update(data)
+
+    def __enter__(self) -> _ThreadedHash:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def update(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 def _chunks(path: Path, upload_id: str, offset: int, chunk: int, size: int,
-            progress: ProgressCallback | None, hash_as_sent: bool) -> Iterator[artifacts_pb2.UploadChunk]:
-    """The chunks of a file from offset; with hash_as_sent the last one carries the file's digest."""
-    hasher = hashlib.sha256()
+            progress: ProgressCallback | None) -> Iterator[artifacts_pb2.UploadChunk]:
     with open(path, "rb") as fh:
-        if hash_as_sent:  # a resumed upload: the digest covers the bytes sent before the break too
-            while fh.tell() < offset:
-                hasher.update(fh.read(min(CHUNK_BYTES, offset - fh.tell())))
         fh.seek(offset)
         while data := fh.read(chunk):
-            msg = artifacts_pb2.UploadChunk(upload_id=upload_id, offset=offset, data=data)
+            yield artifacts_pb2.UploadChunk(upload_id=upload_id, offset=offset, data=data)
             offset += len(data)
-            if hash_as_sent:
-                hasher.update(data)
-                if offset >= size:
-                    msg.sha256 = hasher.hexdigest()
-            yield msg
             if progress:
                 progress(offset, size)
 
@@ -133,8 +152,9 @@ class Client:
         """Upload a file; skipped when the server already holds its digest, resumed after a break.
 
         Small files are hashed first, so that content the server has is never sent. A big file
-        seen for the first time is hashed while it is sent (hashing first would cost as long as
-        the transfer); its digest is remembered, so sending it again is skipped.
+        seen for the first time is sent unhashed (hashing first would cost as long as the
+        transfer): the server hashes it on arrival, and the digest it returns is remembered, so
+        sending the same unchanged file again is skipped.
         """
         path = Path(path)
         if not path.is_file():
@@ -156,8 +176,7 @@ class Client:
                 upload_id = status.upload_id
                 if not status.complete:
                     chunk = min(CHUNK_BYTES, status.max_chunk_bytes or CHUNK_BYTES)
-                    chunks = _chunks(path, upload_id, status.offset, chunk, st.st_size, progress,
-                                     hash_as_sent=not digest)
+                    chunks = _chunks(path, upload_id, status.offset, chunk, st.st_size, progress)
                     status = self.artifacts_stub.Upload(chunks, metadata=self._metadata)
                 if status.complete:
                     _DIGESTS[key] = status.artifact.id
@@ -181,9 +200,9 @@ class Client:
         """
         dest = Path(dest)
         part = dest.with_name(dest.name + ".part")
-        hasher = hashlib.sha256()
+        hasher = _ThreadedHash()
         offset = 0
-        with open(part, "wb") as fh:
+        with hasher, open(part, "wb") as fh:
             for attempt in range(retries + 1):
                 try:
                     stream = self.artifacts_stub.Download(

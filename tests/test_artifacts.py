@@ -110,27 +110,31 @@ def test_oversized_upload_and_oversized_message(server_factory, tmp_path: Path) 
         assert c.info().version
 
 
-def test_big_file_is_hashed_while_sent_and_resumes(client: keygrip.Client, tmp_path: Path) -> None:
+def test_upload_without_digest_is_named_by_the_server_and_resumes(client: keygrip.Client, tmp_path: Path) -> None:
     data = os.urandom(3 * 2**20)
     digest = hashlib.sha256(data).hexdigest()
     stub = client.artifacts_stub
-    # Started without a digest: the server names the upload; the completing chunk carries the digest.
+    # Started without a digest: the server names the upload and hashes the bytes itself.
     st = stub.StartUpload(artifacts_pb2.StartUploadRequest(size=len(data), name="big.bin"))
     assert st.upload_id.startswith("u") and st.offset == 0
     stub.Upload(iter([artifacts_pb2.UploadChunk(upload_id=st.upload_id, offset=0, data=data[:2**20])]))
     resumed = stub.StartUpload(artifacts_pb2.StartUploadRequest(upload_id=st.upload_id))
     assert resumed.offset == 2**20
-    with pytest.raises(grpc.RpcError) as info:  # completing without the digest is refused
-        stub.Upload(iter([artifacts_pb2.UploadChunk(upload_id=st.upload_id, offset=2**20, data=data[2**20:])]))
-    assert "must carry sha256" in info.value.details()
-    done = stub.Upload(iter([artifacts_pb2.UploadChunk(upload_id=st.upload_id, offset=2**20, data=data[2**20:],
-                                                       sha256=digest)]))
+    done = stub.Upload(iter([artifacts_pb2.UploadChunk(upload_id=st.upload_id, offset=2**20, data=data[2**20:])]))
     assert done.complete and done.artifact.id == digest
-    # The SDK takes this path for big files.
+    # A digest on the completing chunk is checked.
+    other = os.urandom(1000)
+    st = stub.StartUpload(artifacts_pb2.StartUploadRequest(size=len(other)))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Upload(iter([artifacts_pb2.UploadChunk(upload_id=st.upload_id, offset=0, data=other, sha256=digest)]))
+    assert "digest mismatch" in info.value.details()
+    # The SDK sends big files this way, then remembers the digest: a second upload sends nothing.
     big = _random_file(tmp_path / "big.bin", 65 * 2**20)
     ref = client.upload(big)
     assert ref.id == hashlib.sha256(big.read_bytes()).hexdigest()
-    assert client.stat(ref.id).size == big.stat().st_size
+    sent: list[int] = []
+    assert client.upload(big, progress=lambda done, total: sent.append(done)).id == ref.id
+    assert sent == [big.stat().st_size]
 
 
 def test_upload_resumes_across_a_server_restart(server_factory, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from keygrip.v1 import artifacts_pb2, artifacts_pb2_grpc, common_pb2
 
 MAX_CHUNK = 4 * 1024 * 1024
 DEFAULT_DOWNLOAD_CHUNK = 1024 * 1024
+_LOCK_WAIT_S = 5.0
 
 
 def artifact_ref(art: Artifact) -> common_pb2.ArtifactRef:
@@ -26,7 +27,7 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
     def __init__(self, config: Config, store: ArtifactStore) -> None:
         self.config = config
         self.store = store
-        self._active: set[str] = set()  # uploads with a stream open right now
+        self._locks: dict[str, asyncio.Lock] = {}  # one stream at a time per upload
 
     def _meta_path(self, upload_id: str):
         return self.store.upload_path(upload_id).with_suffix(".json")
@@ -76,11 +77,15 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
         try:
             async for chunk in request_iterator:
                 if writer is None:
+                    meta = self._declared(chunk.upload_id)
+                    lock = self._locks.setdefault(chunk.upload_id, asyncio.Lock())
+                    # A client resuming after a break may arrive while the broken stream still
+                    # closes its file: wait for that, but not for a stream that is really sending.
+                    try:
+                        await asyncio.wait_for(lock.acquire(), timeout=_LOCK_WAIT_S)
+                    except TimeoutError:
+                        raise InvalidInput(f"another stream is already sending upload {chunk.upload_id[:12]}") from None
                     upload_id = chunk.upload_id
-                    meta = self._declared(upload_id)
-                    if upload_id in self._active:
-                        raise InvalidInput(f"another stream is already sending upload {upload_id[:12]}")
-                    self._active.add(upload_id)
                     writer = await asyncio.to_thread(self.store.open_upload, upload_id)
                 elif chunk.upload_id and chunk.upload_id != upload_id:
                     raise InvalidInput("all chunks of one Upload call must carry the same upload_id")
@@ -88,22 +93,26 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
                     raise InvalidInput(f"chunks may hold at most {MAX_CHUNK} bytes")
                 if chunk.offset + len(chunk.data) > meta["size"]:
                     raise InvalidInput(f"chunk at {chunk.offset} runs past the declared size {meta['size']}")
-                completes = chunk.offset + len(chunk.data) == meta["size"]
-                expected = meta["sha256"] or chunk.sha256
-                if completes and not expected:
-                    raise InvalidInput("the chunk that completes an upload started without a digest "
-                                       "must carry sha256")
-                # Write and hash off the event loop: both release the GIL, so gRPC keeps receiving.
-                await asyncio.to_thread(writer.write, chunk.offset, chunk.data)
-                if completes:
-                    return await self._finish(upload_id, writer, meta, check_digest(expected))
+                # The writer's thread writes and hashes; wait off the loop only when it falls behind.
+                if writer.full:
+                    await asyncio.to_thread(writer.write, chunk.offset, chunk.data)
+                else:
+                    writer.write(chunk.offset, chunk.data)
+                if writer.offset == meta["size"]:
+                    expected = meta["sha256"] or chunk.sha256
+                    return await self._finish(upload_id, writer, meta, check_digest(expected) if expected else "")
             if writer is None:
                 raise InvalidInput("an Upload call must send at least one chunk")
             return self._status(upload_id, writer.offset)
         finally:
-            if writer is not None:
-                writer.close()
-            self._active.discard(upload_id)
+            if upload_id:
+                try:
+                    if writer is not None:
+                        await asyncio.to_thread(writer.close)
+                finally:
+                    self._locks[upload_id].release()
+                    if writer is not None and writer.offset == meta["size"]:
+                        self._locks.pop(upload_id, None)  # complete: no stream will come back
 
     async def _finish(self, upload_id: str, writer, meta: dict, expected: str) -> artifacts_pb2.UploadStatus:
         art = await asyncio.to_thread(self.store.finish_upload, writer, expected, meta["name"], meta["media_type"])

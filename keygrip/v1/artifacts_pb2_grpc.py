@@ -44,9 +44,9 @@ class ArtifactsServicer(object):
         """Declares an upload. If the server already holds the digest, complete is true and nothing
         needs to be sent. Otherwise offset says how many bytes a previous, broken upload of the
         same digest already stored: send from there.
-        A client may also start without a digest (to hash while sending, for big files): the server
-        returns a fresh upload_id, and the chunk that completes the upload carries the digest.
-        Such an upload resumes with StartUpload(upload_id=...).
+        A client may also start without a digest (a big file it has not hashed): the server returns a
+        fresh upload_id and names the artifact by the digest it computes; if the completing chunk
+        carries sha256, the server checks it. Such an upload resumes with StartUpload(upload_id=...).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
