@@ -31,8 +31,8 @@ from keygrip.v1 import common_pb2
 
 log = logging.getLogger("keygrip.workers")
 
-# job type -> (module, function, request message class path). Handlers import their heavy
-# dependencies themselves, so a worker only loads MediaPipe once it runs a capture.
+# job type -> "module:function". Handlers import their heavy dependencies themselves, so a worker
+# only loads MediaPipe once it runs a capture.
 HANDLERS: dict[str, str] = {
     "probe_media": "inference_server.pipelines.probe:run",
     "motion_capture": "inference_server.pipelines.capture:run",
@@ -67,7 +67,8 @@ class WorkerContext:
     def check_cancelled(self) -> None:
         while not self._cancelled and self._conn.poll():
             msg = self._conn.recv()
-            if msg[0] == "cancel" and msg[1] == self.job_id:
+            # "stop" arrives when the server shuts down mid-job: end the job as promptly as a cancel.
+            if msg[0] == "stop" or (msg[0] == "cancel" and msg[1] == self.job_id):
                 self._cancelled = True
         if self._cancelled:
             raise JobCancelled("cancelled by the user")
