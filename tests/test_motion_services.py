@@ -62,6 +62,19 @@ def test_nobody_in_the_video_is_a_failed_precondition(client: keygrip.Client, tm
     assert "no person" in info.value.message and "0-19" in info.value.message
 
 
+def test_capture_of_something_that_is_not_a_video(client: keygrip.Client, tmp_path: Path) -> None:
+    notes = tmp_path / "take3.mov"
+    notes.write_text("shot list, not a video\n" * 20)
+    with pytest.raises(keygrip.JobFailed) as info:
+        client.capture_motion(notes).result(timeout=120)
+    assert info.value.code == "INVALID_ARGUMENT"
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(CLIP.read_bytes()[: CLIP.stat().st_size // 3])
+    with pytest.raises(keygrip.JobFailed) as info:
+        client.capture_motion(truncated).result(timeout=120)
+    assert info.value.code == "INVALID_ARGUMENT"
+
+
 def test_bad_capture_options_fail_at_submit(client: keygrip.Client) -> None:
     with pytest.raises(keygrip.InvalidArgument, match="smoothing"):
         client.capture_motion(CLIP, smoothing=2.0)
