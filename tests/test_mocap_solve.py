@@ -10,7 +10,7 @@ import pytest
 
 from inference_server.errors import FailedPrecondition, InvalidInput, JobCancelled
 from inference_server.jobs.context import NullContext
-from inference_server.mocap import skeleton_fit
+from inference_server.mocap import pose_fit, root_motion, skeleton_fit, swaps
 from inference_server.mocap.inference import detect
 from inference_server.mocap.solve import MAX_INTERPOLATED_GAP_S, SolveOptions, solve
 from inference_server.motion import humanoid, quat
@@ -188,6 +188,47 @@ def test_closer_to_reference_than_raw(landmarks, clip):
     raw = pa_mpjpe(skeleton_fit.to_y_up(landmarks.pose_world[:, [j[1] for j in joints]]))
     ours = pa_mpjpe(_positions(clip, [j[2] for j in joints]))
     assert ours < raw < 0.15
+
+
+def test_left_right_swaps_are_undone(landmarks):
+    """MediaPipe's label swaps (seen on cam02 of this trial) are found from the image tracks."""
+    w, h = landmarks.image_size
+    xy = landmarks.pose_image[..., :2] * (w, h)
+    vis, present = landmarks.pose_visibility, landmarks.pose_present
+    assert not swaps.find_swaps(xy, vis, present).any()  # cam01 has none
+    swapped = np.zeros(landmarks.num_frames, dtype=bool)
+    swapped[40:65] = True
+    relabelled = swaps.unswap(landmarks, swapped)
+    assert np.array_equal(relabelled.pose_world[50, 11], landmarks.pose_world[50, 12])
+    found = swaps.find_swaps(relabelled.pose_image[..., :2] * (w, h), relabelled.pose_visibility, present)
+    assert np.array_equal(found, swapped)
+    # Relabelling the found frames back restores the capture exactly.
+    restored = swaps.unswap(relabelled, found)
+    assert np.array_equal(restored.pose_world, landmarks.pose_world, equal_nan=True)
+
+
+def test_pose_fit_keeps_the_image_and_fixes_bone_lengths(landmarks):
+    vis = landmarks.pose_visibility
+    cam = root_motion.camera_translation(landmarks.pose_image, landmarks.pose_world, vis,
+                                         landmarks.image_size, FOCAL_CAM01)
+    w, h = landmarks.image_size
+    rays = (landmarks.pose_image[..., :2] * (w, h) - 0.5 * np.array([w, h])) / FOCAL_CAM01
+    world = root_motion.snap_to_rays(landmarks.pose_image, landmarks.pose_world, cam, landmarks.image_size,
+                                     FOCAL_CAM01)
+    measures = skeleton_fit.measure_body(skeleton_fit.to_y_up(world), vis)
+    before = world + cam[:, None]
+    after = pose_fit.fit_pose(before, rays, vis, measures)
+
+    def shin_cv(p):
+        length = np.linalg.norm(p[:, 25] - p[:, 27], axis=-1)
+        return length.std() / length.mean()
+
+    assert shin_cv(after) < 0.5 * shin_cv(before)
+    # Visible joints stay within a few pixels of where MediaPipe saw them.
+    pixels = after[..., :2] / after[..., 2:] * FOCAL_CAM01 - rays * FOCAL_CAM01
+    error = np.linalg.norm(pixels, axis=-1)[:, pose_fit.FITTED]
+    assert np.median(error[vis[:, pose_fit.FITTED] > 0.9]) < 5.0
+    assert np.array_equal(after[:, 0], before[:, 0])  # the nose is not fitted
 
 
 def test_progress_and_cancel(landmarks):

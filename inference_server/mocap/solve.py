@@ -1,8 +1,9 @@
 """Turn raw MediaPipe landmarks into a clean animated canonical skeleton.
 
-Stages: fill detection gaps, scale, place the body in space through a pinhole camera, low-pass
-filter without phase lag, fit constant bone lengths, derive joint rotations, put the feet on the
-floor, detect foot contacts and lock the feet, then solve fingers and the face when asked.
+Stages: undo left/right label swaps, scale, place the body in space through a pinhole camera,
+fit the limbs to the image, MediaPipe's depth and constant bone lengths, fill detection gaps,
+low-pass filter without phase lag, derive joint rotations, put the feet on the floor, detect foot
+contacts and lock the feet, then solve fingers and the face when asked.
 
 The output MotionClip follows DESIGN.md: Y-up metres, quaternions (x, y, z, w), a T-pose rest with
 identity rest rotations, VRM humanoid joint names. The world frame is the camera's, levelled: x to
@@ -23,7 +24,7 @@ from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext, NullContext
 from inference_server.mocap import contacts as contact_solver
 from inference_server.mocap import face as face_solver
-from inference_server.mocap import filters, root_motion, skeleton_fit
+from inference_server.mocap import filters, pose_fit, root_motion, skeleton_fit, swaps
 from inference_server.mocap import hands as hand_solver
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.motion import humanoid, quat
@@ -100,6 +101,8 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
 
     stage("placing the body")
     present = np.asarray(lm.pose_present, dtype=bool) & np.all(np.isfinite(lm.pose_world), axis=(1, 2))
+    w, h = lm.image_size
+    lm = swaps.unswap(lm, swaps.find_swaps(lm.pose_image[..., :2] * (w, h), lm.pose_visibility, present))
     max_gap = max(1, round(MAX_INTERPOLATED_GAP_S * fps))
     vis = np.where(present[:, None], np.nan_to_num(lm.pose_visibility), 0.0)
     measures = skeleton_fit.measure_body(skeleton_fit.to_y_up(lm.pose_world[present]), vis[present])
@@ -116,6 +119,7 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     pose_world = root_motion.snap_to_rays(lm.pose_image, pose_world, cam, lm.image_size, focal)
     # Bone lengths from the landmarks as the solver will use them, so the fit follows the pose.
     measures = skeleton_fit.measure_body(skeleton_fit.to_y_up(pose_world[placed]), vis[placed])
+    pose_world = pose_fit.fit_pose(pose_world + cam[:, None], _rays(lm, focal), vis, measures) - cam[:, None]
 
     stage("filling gaps")
     world, flags = filters.fill_gaps(skeleton_fit.to_y_up(pose_world), placed, max_gap)
@@ -206,3 +210,9 @@ def _contact_points(skeleton: Skeleton, rotations: np.ndarray, root: np.ndarray,
         for offset in (heel, toe):
             out.append(g_pos[:, foot] + quat.rotate(g_rot[:, foot], offset))
     return np.stack(out, axis=1)
+
+
+def _rays(lm: Landmarks, focal: float) -> np.ndarray:
+    """Image landmarks (F, 33, 2) as pinhole ray slopes (x - cx) / f, (y - cy) / f."""
+    w, h = lm.image_size
+    return (lm.pose_image[..., :2] * (w, h) - 0.5 * np.array([w, h])) / focal
