@@ -205,6 +205,13 @@ def test_left_right_swaps_are_undone(landmarks):
     # Relabelling the found frames back restores the capture exactly.
     restored = swaps.unswap(relabelled, found)
     assert np.array_equal(restored.pose_world, landmarks.pose_world, equal_nan=True)
+    # Hand tracks follow the pose's labels.
+    f = landmarks.num_frames
+    with_hands = dataclasses.replace(landmarks, left_hand_image=np.zeros((f, 21, 3)),
+                                     right_hand_image=np.ones((f, 21, 3)))
+    moved = swaps.unswap(with_hands, swapped)
+    assert (moved.left_hand_image[swapped] == 1).all() and (moved.left_hand_image[~swapped] == 0).all()
+    assert (moved.right_hand_image[swapped] == 0).all()
 
 
 def test_pose_fit_keeps_the_image_and_fixes_bone_lengths(landmarks):

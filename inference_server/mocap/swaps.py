@@ -82,13 +82,20 @@ def find_swaps(image_xy: np.ndarray, visibility: np.ndarray, present: np.ndarray
 
 
 def unswap(lm: Landmarks, swapped: np.ndarray) -> Landmarks:
-    """A copy of the pose landmarks with left and right exchanged in the swapped frames (F,).
+    """A copy with left and right exchanged in the swapped frames (F,).
 
-    Image and world landmarks and visibility are relabelled; hand and face tracks are kept."""
+    Pose image and world landmarks and visibility are relabelled, and so are the hand tracks:
+    Holistic names hands after the pose's wrists, so a swapped pose came with swapped hands.
+    """
     def fix(a: np.ndarray) -> np.ndarray:
         out = np.array(a, copy=True)
         out[swapped] = out[swapped][:, MIRROR]
         return out
 
-    return Landmarks(**{**vars(lm), "pose_image": fix(lm.pose_image), "pose_world": fix(lm.pose_world),
-                        "pose_visibility": fix(lm.pose_visibility)})
+    changes = {"pose_image": fix(lm.pose_image), "pose_world": fix(lm.pose_world),
+               "pose_visibility": fix(lm.pose_visibility)}
+    if lm.left_hand_image is not None and lm.right_hand_image is not None:
+        left, right = np.array(lm.left_hand_image, copy=True), np.array(lm.right_hand_image, copy=True)
+        left[swapped], right[swapped] = lm.right_hand_image[swapped], lm.left_hand_image[swapped]
+        changes.update(left_hand_image=left, right_hand_image=right)
+    return Landmarks(**{**vars(lm), **changes})
