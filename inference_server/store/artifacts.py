@@ -24,19 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference_server.errors import InvalidInput, NotFound
+from keygrip.client import sha256_file
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 # An upload is named by its digest, or by "u" + 32 hex digits when the client hashes as it sends.
 _UPLOAD_ID = re.compile(r"^(?:[0-9a-f]{64}|u[0-9a-f]{32})$")
 CHUNK = 1024 * 1024
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 class UploadWriter:
@@ -186,7 +179,7 @@ class ArtifactStore:
 
     def put_file(self, src: Path, name: str = "", media_type: str = "") -> Artifact:
         """Copy a file in (used for results that pipelines wrote to a scratch path)."""
-        digest = _sha256_file(src)
+        digest = sha256_file(src)
         if not self.exists(digest):
             tmp = self._tmp_file()
             shutil.copyfile(src, tmp)
