@@ -37,7 +37,7 @@ from keygrip.v1 import (
 )
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 STREAM_HASH_MIN_BYTES = 64 * 1024 * 1024
 # (path, size, mtime, inode) -> sha256 of files this process uploaded: a re-send is skipped.
@@ -206,7 +206,8 @@ class Client:
             for attempt in range(retries + 1):
                 try:
                     stream = self.artifacts_stub.Download(
-                        artifacts_pb2.DownloadRequest(artifact_id=artifact_id, offset=offset),
+                        artifacts_pb2.DownloadRequest(artifact_id=artifact_id, offset=offset,
+                                                      chunk_bytes=CHUNK_BYTES),
                         metadata=self._metadata)
                     for chunk in stream:
                         fh.write(chunk.data)
