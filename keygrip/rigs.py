@@ -14,32 +14,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from keygrip import humanoid
 from keygrip.tensors import to_tensor
 from keygrip.v1 import animation_pb2
 
 PRESET_FORMAT = "keygrip.bone_map"
 PRESET_VERSION = 1
-
-_BODY_ROLES = [
-    "hips", "spine", "chest", "upperChest", "neck", "head",
-    "leftShoulder", "leftUpperArm", "leftLowerArm", "leftHand",
-    "rightShoulder", "rightUpperArm", "rightLowerArm", "rightHand",
-    "leftUpperLeg", "leftLowerLeg", "leftFoot", "leftToes",
-    "rightUpperLeg", "rightLowerLeg", "rightFoot", "rightToes",
-]
-_FINGER_SEGMENTS = {
-    "Thumb": ("Metacarpal", "Proximal", "Distal"),
-    "Index": ("Proximal", "Intermediate", "Distal"),
-    "Middle": ("Proximal", "Intermediate", "Distal"),
-    "Ring": ("Proximal", "Intermediate", "Distal"),
-    "Little": ("Proximal", "Intermediate", "Distal"),
-}
-# The VRM 1.0 humanoid bone names a bone map may use as roles: body first, then fingers.
-HUMANOID_ROLES: list[str] = _BODY_ROLES + [
-    f"{side}{finger}{segment}"
-    for side in ("left", "right") for finger, segments in _FINGER_SEGMENTS.items() for segment in segments
-]
-
 
 def rig_from_description(description: Mapping[str, Any]) -> animation_pb2.Rig:
     """The Rig message for a host's armature description.
@@ -80,7 +60,7 @@ def bone_map_from_dict(mapping: Mapping[str, str]) -> animation_pb2.BoneMap:
 
 def check_mapping(mapping: Mapping[str, str]) -> None:
     """Raise ValueError, naming the culprits, when roles are unknown or claimed twice."""
-    unknown = sorted({r for r in mapping.values() if r and r not in HUMANOID_ROLES})
+    unknown = sorted({r for r in mapping.values() if r and r not in humanoid.ROLES})
     if unknown:
         raise ValueError(f"unknown humanoid role(s) {', '.join(unknown)}; use VRM 1.0 names such as "
                          "hips, leftUpperArm, rightIndexProximal")

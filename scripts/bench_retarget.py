@@ -23,8 +23,9 @@ from inference_server.animation import cliptools  # noqa: E402
 from inference_server.animation.mapping import map_rig, map_skeleton  # noqa: E402
 from inference_server.animation.retarget import RetargetOptions, retarget  # noqa: E402
 from inference_server.animation.rig import Rig  # noqa: E402
-from inference_server.motion import humanoid, quat  # noqa: E402
+from inference_server.motion import quat
 from inference_server.motion.bvh import read_bvh  # noqa: E402
+from keygrip import humanoid  # noqa: E402
 
 
 def sixty_bone_rig(source) -> Rig:

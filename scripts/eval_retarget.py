@@ -33,8 +33,9 @@ from inference_server.animation.retarget import (  # noqa: E402
     retarget,
 )
 from inference_server.animation.rig import Rig  # noqa: E402
-from inference_server.motion import humanoid, quat  # noqa: E402
+from inference_server.motion import quat
 from inference_server.motion.bvh import read_bvh  # noqa: E402
+from keygrip import humanoid  # noqa: E402
 
 MIXAMO = {
     "hips": "Hips", "spine": "Spine", "chest": "Spine1", "upperChest": "Spine2", "neck": "Neck",

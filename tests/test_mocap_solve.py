@@ -13,11 +13,12 @@ from inference_server.jobs.context import NullContext
 from inference_server.mocap import pose_fit, root_motion, skeleton_fit, swaps
 from inference_server.mocap.inference import detect
 from inference_server.mocap.solve import MAX_INTERPOLATED_GAP_S, SolveOptions, solve
-from inference_server.motion import humanoid, quat
+from inference_server.motion import quat
 from inference_server.motion.clip import FrameFlag
+from keygrip import humanoid
 
 DATA = Path(__file__).parent / "data" / "pose2sim"
-CAM01 = DATA / "cam01.mp4"  # one man balancing on his left leg, 60 fps, 100 frames
+CAM01 = DATA.parent / "video" / "pose2sim_cam01.mp4"  # one man balancing on his left leg, 60 fps, 100 frames
 REFERENCE = DATA / "S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
 FOCAL_CAM01 = 1681.24  # px, from Calib_qualisys_converted_by_pose2sim.toml
 # Local-only data (GRID must not be copied into the repository).

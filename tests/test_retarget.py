@@ -14,8 +14,9 @@ from inference_server.animation.mapping import map_skeleton
 from inference_server.animation.retarget import RetargetOptions, leg_length, retarget
 from inference_server.animation.rig import Rig
 from inference_server.errors import InvalidInput
-from inference_server.motion import humanoid, quat
+from inference_server.motion import quat
 from inference_server.motion.bvh import read_bvh
+from keygrip import humanoid
 
 DATA = Path(__file__).parent / "data"
 

@@ -16,8 +16,9 @@ from inference_server.animation.mapping import map_skeleton
 from inference_server.animation.retarget import RetargetOptions, retarget
 from inference_server.animation.rig import Rig
 from inference_server.errors import InvalidInput
-from inference_server.motion import bvh, humanoid, quat
+from inference_server.motion import bvh, quat
 from inference_server.motion.clip import MotionClip
+from keygrip import humanoid
 
 
 def _take(clip: MotionClip, index: np.ndarray, times: np.ndarray) -> MotionClip:

@@ -1,6 +1,6 @@
 """Bone mapping: which bone of a rig (or joint of a BVH) plays which canonical humanoid role.
 
-Roles are the VRM 1.0 humanoid names of inference_server.motion.humanoid. Mapping works on names
+Roles are the VRM 1.0 humanoid names of keygrip.humanoid. Mapping works on names
 first, through alias tables for the usual conventions (VRM, Rigify metarig and its DEF-/ORG- bones,
 Mixamo with any namespace prefix, Unreal mannequin, CMU/cgspeed BVH in both its MotionBuilder and
 3ds Max flavours, Khronos CesiumMan), after normalising sides (.L, _l, Left, left_, L_, l...) and case.
@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inference_server.errors import FailedPrecondition, InvalidInput
-from inference_server.motion import humanoid
+from keygrip import humanoid
 
-ROLES: list[str] = [name for name, _ in humanoid.hierarchy(with_fingers=True)]
 ROLE_PARENT: dict[str, str | None] = dict(humanoid.hierarchy(with_fingers=True))
 
 # Leading tokens that only say which tool or namespace made the bone.
@@ -149,7 +148,7 @@ class BoneMap:
         unknown = sorted(set(bone_to_role) - set(names))
         if unknown:
             raise InvalidInput(f"bone map names bones the rig does not have: {unknown}")
-        bad = sorted(set(bone_to_role.values()) - set(ROLES))
+        bad = sorted(set(bone_to_role.values()) - set(humanoid.ROLES))
         if bad:
             raise InvalidInput(f"bone map uses unknown roles {bad}; roles are VRM humanoid names")
         return _report(names, dict(bone_to_role))
@@ -158,7 +157,7 @@ class BoneMap:
 def _report(names: list[str], bone_to_role: dict[str, str]) -> BoneMap:
     used = set(bone_to_role.values())
     return BoneMap(bone_to_role, [n for n in names if n not in bone_to_role],
-                   [r for r in ROLES if r not in used])
+                   [r for r in humanoid.ROLES if r not in used])
 
 
 def _ancestors(parents: np.ndarray, b: int) -> list[int]:

@@ -27,8 +27,9 @@ from inference_server.animation.mapping import BoneMap, map_rig, map_skeleton
 from inference_server.animation.rig import Rig
 from inference_server.errors import InvalidInput
 from inference_server.jobs.context import JobContext, NullContext
-from inference_server.motion import humanoid, quat
+from inference_server.motion import quat
 from inference_server.motion.clip import MotionClip
+from keygrip import humanoid
 
 ROOT_MODES = ("hips", "keep", "in_place", "root_bone")
 

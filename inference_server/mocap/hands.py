@@ -19,8 +19,9 @@ import numpy as np
 from inference_server.mocap import filters
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.skeleton_fit import BodyMeasures, frame_rotation, to_y_up
-from inference_server.motion import humanoid, quat
+from inference_server.motion import quat
 from inference_server.motion.clip import FrameFlag
+from keygrip import humanoid
 
 WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 0, 5, 9, 17
 # Hand landmark of each finger's first joint; the next three landmarks follow along the finger.

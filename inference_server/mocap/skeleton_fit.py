@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference_server.motion import humanoid, quat
+from inference_server.motion import quat
 from inference_server.motion.clip import Skeleton
+from keygrip import humanoid
 
 # MediaPipe Pose landmark indices.
 NOSE = 0

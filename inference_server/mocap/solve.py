@@ -27,8 +27,9 @@ from inference_server.mocap import face as face_solver
 from inference_server.mocap import filters, pose_fit, root_motion, skeleton_fit, swaps
 from inference_server.mocap import hands as hand_solver
 from inference_server.mocap.landmarks import Landmarks
-from inference_server.motion import humanoid, quat
+from inference_server.motion import quat
 from inference_server.motion.clip import FrameFlag, MotionClip, Skeleton, forward_kinematics
+from keygrip import humanoid
 
 # Detection gaps up to this long are interpolated; longer ones are held and flagged MISSING.
 MAX_INTERPOLATED_GAP_S = 0.25

@@ -14,15 +14,10 @@ from addon_loader import ADDON_MODULE
 from test_addon_capture import enable_addon, new_scene, prefs
 from test_writeback import canonical_skeleton
 
-from inference_server.motion import humanoid
 from keygrip import rigs
 
 # Blender's scripts/modules (addon_utils) are importable only once bpy is.
 addon_utils = import_module("addon_utils")
-
-
-def test_humanoid_roles_are_the_servers():
-    assert [n for n, _ in humanoid.hierarchy(with_fingers=True)] == rigs.HUMANOID_ROLES
 
 
 def test_bone_map_presets_round_trip_and_refuse_nonsense(tmp_path):

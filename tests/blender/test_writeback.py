@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from addon_loader import ADDON_MODULE, load_addon
 
-from inference_server.motion import humanoid, quat
+from inference_server.motion import quat
+from keygrip import humanoid
 
 load_addon()
 axes = import_module(f"{ADDON_MODULE}.axes")

@@ -13,9 +13,9 @@ ROOT_MOTION_ITEMS = [
 
 
 def _roles(self, context, edit_text):
-    from keygrip.rigs import HUMANOID_ROLES
+    from keygrip.humanoid import ROLES
 
-    return [r for r in HUMANOID_ROLES if edit_text.lower() in r.lower()]
+    return [r for r in ROLES if edit_text.lower() in r.lower()]
 
 
 class KeygripBoneMapItem(bpy.types.PropertyGroup):

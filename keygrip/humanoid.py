@@ -1,6 +1,8 @@
-"""The canonical humanoid: VRM 1.0 humanoid bone names and their hierarchy.
+"""The canonical humanoid: VRM 1.0 humanoid bone names and their hierarchy, ARKit face names.
 
-Captured clips use exactly these names; retargeting maps every other naming scheme onto them.
+Part of the protocol's vocabulary, so it lives in the SDK (pure Python) where hosts and the server
+both read it: captured clips use exactly these names, retargeting maps every other scheme onto them,
+and bone maps use them as roles.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def hierarchy(with_fingers: bool = True) -> list[tuple[str, str | None]]:
         joints += finger_joints("left") + finger_joints("right")
     return joints
 
+
+# Every role a bone map may give a bone: body first, then left and right fingers.
+ROLES: list[str] = [name for name, _ in hierarchy(with_fingers=True)]
 
 CONTACT_NAMES = ["leftHeel", "leftToes", "rightHeel", "rightToes"]
 
