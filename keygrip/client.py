@@ -229,12 +229,16 @@ class Client:
         return dest
 
     def download_bytes(self, artifact_id: str) -> bytes:
+        """A small artifact in memory, checked against its digest like download()."""
         try:
             stream = self.artifacts_stub.Download(artifacts_pb2.DownloadRequest(artifact_id=artifact_id),
                                                   metadata=self._metadata)
-            return b"".join(chunk.data for chunk in stream)
+            data = b"".join(chunk.data for chunk in stream)
         except grpc.RpcError as err:
             raise errors.from_rpc_error(err, self.address) from None
+        if hashlib.sha256(data).hexdigest() != artifact_id:
+            raise errors.KeygripError(f"downloaded bytes of {artifact_id[:12]} do not match their digest")
+        return data
 
     def read_message(self, ref: common_pb2.ArtifactRef | str, cls: type[pb_message.Message]):
         """Download an artifact holding a serialized message (a MotionClip, a RigAnimation)."""

@@ -12,26 +12,11 @@ whole clip would take minutes, so its time for the whole clip is extrapolated fr
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
-
-ADDON_DIR = Path(__file__).resolve().parents[1] / "addons" / "blender" / "keygrip"
-
-
-def load_addon() -> ModuleType:
-    # The add-on package is named `keygrip` like the SDK: import it under another name.
-    spec = importlib.util.spec_from_file_location(
-        "keygrip_blender_addon", ADDON_DIR / "__init__.py", submodule_search_locations=[str(ADDON_DIR)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from blender_addon import load_addon  # noqa: E402  (scripts/ is on the path)
 
 
 def synthetic_clip(frames: int, bones: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,6 @@ preview.mp4 into demo_out/, prints where they are and how long each stage took, 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -23,9 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
-ADDON_DIR = REPO / "addons" / "blender" / "keygrip"
-# The add-on package is called `keygrip` like the SDK, so it is imported under another name.
-ADDON_MODULE = "keygrip_blender_addon"
+from blender_addon import ADDON_MODULE, load_addon  # noqa: E402  (scripts/ is on the path)
 
 
 def start_server(data_dir: Path, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
@@ -47,12 +44,7 @@ def start_server(data_dir: Path, timeout: float = 120.0) -> tuple[subprocess.Pop
 def enable_addon() -> ModuleType:
     import addon_utils
 
-    spec = importlib.util.spec_from_file_location(ADDON_MODULE, ADDON_DIR / "__init__.py",
-                                                  submodule_search_locations=[str(ADDON_DIR)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[ADDON_MODULE] = module
-    spec.loader.exec_module(module)
-    module.__time__ = os.path.getmtime(module.__file__)  # freshly imported: no reload by addon_utils
+    module = load_addon()
     addon_utils.enable(ADDON_MODULE, default_set=True)
     return module
 

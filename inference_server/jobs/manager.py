@@ -25,6 +25,10 @@ from keygrip.v1 import common_pb2
 
 log = logging.getLogger("keygrip.jobs")
 
+# How a job that was running when the server stopped (cleanly, or by a crash found at the next
+# start) ends: one reason either way, since the client sees it only after the restart.
+_INTERRUPTED = ("ABORTED", "SERVER_RESTARTED", "the server stopped while this job was running; submit it again")
+
 
 def _timestamp(t: float | None) -> timestamp_pb2.Timestamp | None:
     if t is None:
@@ -57,20 +61,17 @@ class JobManager:
 
     async def stop(self) -> None:
         for job_id in [w.job_id for w in self.workers if w.job_id]:
-            self._finish(job_id, js.FAILED, error=("UNAVAILABLE", "SERVER_STOPPED",
-                         "the server shut down while this job was running; submit it again"))
+            self._finish(job_id, js.FAILED, error=_INTERRUPTED)
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
         self.workers.clear()
 
     def _spawn(self, index: int) -> Worker:
-        return Worker(index, self.config.data_dir, self.config.allowed_roots, self._on_worker_message)
+        return Worker(index, self.config.data_dir, self._on_worker_message)
 
     def _recover(self) -> None:
         """Jobs running when the server last stopped failed; queued ones run again, oldest first."""
         for rec in self.store.list(states=[js.RUNNING], limit=1_000_000):
-            self._finish(rec.id, js.FAILED, error=(
-                "ABORTED", "SERVER_RESTARTED",
-                "the server stopped while this job was running; submit it again"))
+            self._finish(rec.id, js.FAILED, error=_INTERRUPTED)
         queued = self.store.list(states=[js.QUEUED], limit=1_000_000)
         for rec in sorted(queued, key=lambda r: r.created):
             self.queue.append(rec.id)

@@ -16,6 +16,7 @@ import importlib
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import threading
 import time
 import traceback
@@ -89,7 +90,7 @@ def _load_handler(job_type: str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
-def worker_main(conn: Connection, data_dir: str, allowed_roots: list[str]) -> None:
+def worker_main(conn: Connection, data_dir: str) -> None:
     """Entry point of a worker process."""
     import signal
 
@@ -127,25 +128,19 @@ def worker_main(conn: Connection, data_dir: str, allowed_roots: list[str]) -> No
             log.error("job %s crashed:\n%s", job_id, traceback.format_exc())
             conn.send(("error", job_id, "INTERNAL", "INTERNAL", f"internal error: {exc!r}"))
         finally:
-            _remove_tree(scratch)
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Worker:
     """The front's handle on one worker process; a reader thread forwards its messages."""
 
-    def __init__(self, index: int, data_dir: Path, allowed_roots: list[str],
+    def __init__(self, index: int, data_dir: Path,
                  on_message: Callable[[Worker, tuple], None]) -> None:
         self.index = index
         self.on_message = on_message
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=worker_main, args=(child, str(data_dir), allowed_roots),
+        self.process = ctx.Process(target=worker_main, args=(child, str(data_dir)),
                                    name=f"keygrip-worker-{index}", daemon=True)
         self.process.start()
         child.close()

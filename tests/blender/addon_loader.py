@@ -1,33 +1,18 @@
-"""Import the Blender add-on in tests and scripts that run in the bpy wheel.
-
-The add-on's package is called `keygrip` like the SDK, so it is imported under another name (its
-modules import each other relatively, so the name does not matter to them).
-"""
+"""Puts the repository and the add-on loader (scripts/blender_addon.py) on sys.path for the Blender tests."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
-ADDON_DIR = REPO / "addons" / "blender" / "keygrip"
-ADDON_MODULE = "keygrip_blender_addon"
-
-# The tests build their rigs from the project's canonical humanoid (inference_server.motion).
+# The tests use the server's code (inference_server) and load the add-on from the checkout. Never
+# put addons/blender itself on the path: its package `keygrip` would shadow the SDK.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(REPO / "scripts") not in sys.path:
+    sys.path.append(str(REPO / "scripts"))
 
+from blender_addon import ADDON_MODULE, load_addon  # noqa: E402
 
-def load_addon() -> ModuleType:
-    """The add-on package imported as `keygrip_blender_addon` (once per process)."""
-    if ADDON_MODULE in sys.modules:
-        return sys.modules[ADDON_MODULE]
-    spec = importlib.util.spec_from_file_location(
-        ADDON_MODULE, ADDON_DIR / "__init__.py", submodule_search_locations=[str(ADDON_DIR)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[ADDON_MODULE] = module
-    spec.loader.exec_module(module)
-    return module
+__all__ = ["ADDON_MODULE", "REPO", "load_addon"]

@@ -7,7 +7,6 @@ Background mode has no event loop, so connection.drain() plays the bpy.app.timer
 
 from __future__ import annotations
 
-import os
 import socket
 from importlib import import_module
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from addon_loader import ADDON_MODULE, load_addon
 
-from inference_server.motion import humanoid
+from keygrip import humanoid
 
 # Blender's scripts/modules (addon_utils) are importable only once bpy is.
 addon_utils = import_module("addon_utils")
@@ -29,8 +28,6 @@ BVH = DATA / "bvh" / "cmu_131_01_walk.bvh"
 
 def enable_addon():
     module = load_addon()
-    # addon_utils reloads a module whose file changed since import; this one is freshly imported.
-    module.__time__ = os.path.getmtime(module.__file__)
     assert addon_utils.enable(ADDON_MODULE, default_set=True) is module
     return module
 
