@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import urllib.request
 from pathlib import Path
 
@@ -68,7 +67,8 @@ def test_restart_with_jobs_queued_running_and_finished(server_factory) -> None:
 
 def test_metrics_endpoint(server_factory) -> None:
     srv = server_factory("--metrics-listen", "127.0.0.1:0")
-    port = next(int(m.group(1)) for line in srv.stderr if (m := re.search(r'"port": (\d+)', line)))
+    # Logged on stderr before the server announces itself on stdout; wait for it rather than read a snapshot.
+    port = int(srv.wait_for_log(r'"msg": "metrics listening".*"port": (\d+)').group(1))
     with keygrip.Client(srv.address) as c:
         c.probe(CLIP).result(timeout=60)
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
