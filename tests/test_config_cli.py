@@ -69,18 +69,14 @@ def test_cli_reports_a_dead_server() -> None:
     assert "cannot reach the Keygrip server" in out.stderr
 
 
-def test_keygrip_serve_starts_a_server(tmp_path: Path) -> None:
+def test_keygrip_serve_starts_a_server(server_factory, tmp_path: Path) -> None:
     import keygrip
 
-    proc = subprocess.Popen([sys.executable, "-m", "keygrip.cli", "serve", "--listen", "127.0.0.1:0",
-                             "--data-dir", str(tmp_path), "--workers", "1"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert "listening on" in line
-        with keygrip.Client(line.rsplit(" ", 1)[1].strip()) as c:
-            assert c.info().limits.workers == 1
-    finally:
-        proc.terminate()
-        assert proc.wait(30) == 0  # SIGTERM is a clean shutdown
+    # The fixture waits (with a timeout) for the "listening on" line, however slowly the server starts.
+    srv = server_factory(workers=1, data_dir=tmp_path, launcher=("-m", "keygrip.cli", "serve"))
+    with keygrip.Client(srv.address) as c:
+        assert c.info().limits.workers == 1
+    assert srv.proc is not None
+    srv.proc.terminate()
+    assert srv.proc.wait(30) == 0  # SIGTERM is a clean shutdown
     assert (tmp_path / "jobs.sqlite3").exists()
