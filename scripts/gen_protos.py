@@ -1,14 +1,21 @@
 """Regenerate the committed Python stubs in keygrip/v1 from protos/keygrip/v1/*.proto.
 
-Run with the grpcio-tools pinned in pyproject (its protobuf runtime must match the server's):
+Run with the dev extra installed (grpcio-tools and mypy-protobuf as pinned in pyproject: the protobuf
+runtime they target must match the server's):
     python scripts/gen_protos.py            # write keygrip/v1/
     python scripts/gen_protos.py --out DIR  # write elsewhere (the staleness test uses this)
+
+For each proto it writes the code (*_pb2.py, *_pb2_grpc.py, from grpcio-tools) and the type stubs the
+type checker reads (*_pb2.pyi, *_pb2_grpc.pyi, from mypy-protobuf: enums get a ValueType, so that
+`RootMotion.Value("ROOT_MOTION_HIPS")` and `JobState.ValueType(n)` are typed, and the gRPC stubs and
+servicers are typed with their request and response messages).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -17,21 +24,36 @@ ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "protos"
 
 
+def _plugin(folder: Path, name: str, entry: str) -> Path:
+    """An executable protoc plugin that runs mypy-protobuf's `entry` in this interpreter (no reliance on
+    console scripts, whose #! line names the environment they were installed from)."""
+    path = folder / name
+    path.write_text(f"#!{sys.executable}\nimport sys\nfrom mypy_protobuf.main import {entry}\nsys.exit({entry}())\n")
+    path.chmod(0o755)
+    return path
+
+
 def generate(out_dir: Path) -> list[Path]:
-    """Generate *_pb2.py, *_pb2.pyi and *_pb2_grpc.py for every proto into out_dir/keygrip/v1."""
+    """Generate *_pb2.py(i) and *_pb2_grpc.py(i) for every proto into out_dir/keygrip/v1."""
+    import mypy_protobuf.main  # noqa: F401  (fail here, clearly, when the dev extra is missing)
+
     protos = sorted(PROTO_ROOT.glob("keygrip/v1/*.proto"))
     include = Path(protoc.__file__).parent / "_proto"  # google/protobuf/*.proto shipped with grpcio-tools
-    args = [
-        "protoc",
-        f"-I{PROTO_ROOT}",
-        f"-I{include}",
-        f"--python_out={out_dir}",
-        f"--pyi_out={out_dir}",
-        f"--grpc_python_out={out_dir}",
-        *[str(p.relative_to(PROTO_ROOT)) for p in protos],
-    ]
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed")
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [
+            "protoc",
+            f"-I{PROTO_ROOT}",
+            f"-I{include}",
+            f"--plugin=protoc-gen-mypy={_plugin(Path(tmp), 'protoc-gen-mypy', 'main')}",
+            f"--plugin=protoc-gen-mypy_grpc={_plugin(Path(tmp), 'protoc-gen-mypy_grpc', 'grpc')}",
+            f"--python_out={out_dir}",
+            f"--grpc_python_out={out_dir}",
+            f"--mypy_out=quiet:{out_dir}",
+            f"--mypy_grpc_out=quiet:{out_dir}",
+            *[str(p.relative_to(PROTO_ROOT)) for p in protos],
+        ]
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc failed")
     pkg = out_dir / "keygrip" / "v1"
     init = pkg / "__init__.py"
     init.write_text('"""Generated gRPC stubs for keygrip.v1. Do not edit: run scripts/gen_protos.py."""\n')
@@ -39,7 +61,7 @@ def generate(out_dir: Path) -> list[Path]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT, help="output root (default: the repository)")
     args = parser.parse_args()
     for path in generate(args.out):

@@ -11,12 +11,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_committed_stubs_match_protos(tmp_path: Path) -> None:
+    """keygrip/v1 holds exactly what scripts/gen_protos.py makes, byte for byte: *_pb2.py and *_pb2_grpc.py,
+    each with the .pyi type stub beside it."""
     subprocess.run([sys.executable, str(REPO / "scripts" / "gen_protos.py"), "--out", str(tmp_path)], check=True,
                    capture_output=True)
     fresh = tmp_path / "keygrip" / "v1"
     committed = REPO / "keygrip" / "v1"
     names = sorted(p.name for p in fresh.iterdir())
-    assert names == sorted(p.name for p in committed.iterdir() if p.name != "__pycache__")
+    modules = [n for n in names if n.endswith(("_pb2.py", "_pb2_grpc.py"))]
+    assert modules and all(n + "i" in names for n in modules), f"a generated module without its .pyi: {names}"
+    have = sorted(p.name for p in committed.iterdir() if p.name != "__pycache__")
+    missing, extra = sorted(set(names) - set(have)), sorted(set(have) - set(names))
+    assert not missing and not extra, f"run scripts/gen_protos.py: missing {missing}, not generated {extra}"
     stale = [n for n in names if not filecmp.cmp(fresh / n, committed / n, shallow=False)]
     assert not stale, f"stubs differ from the .proto files; run scripts/gen_protos.py: {stale}"
 
