@@ -16,16 +16,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from keygrip import errors, events
 from keygrip.client import DEFAULT_ADDRESS, Client, Job
 from keygrip.progress import ProgressBar
-from keygrip.v1 import common_pb2
+from keygrip.v1 import animation_pb2, common_pb2, server_pb2
 
-_STATES = {events.state_name(v): v for v in common_pb2.JobState.values() if v}
+# `--state running` and the like: every job state by its proto name, without the JOB_STATE_ prefix.
+_STATES = {events.state_name(v): v for v in common_pb2.JobState.values() if v != common_pb2.JOB_STATE_UNSPECIFIED}
+# Models that can run now: on disk (loads on first use) or already loaded.
+_MODEL_READY = (server_pb2.MODEL_STATE_AVAILABLE, server_pb2.MODEL_STATE_LOADED)
+_ROOT_MODES = {
+    "hips": animation_pb2.ROOT_MOTION_HIPS,
+    "root-bone": animation_pb2.ROOT_MOTION_ROOT_BONE,
+    "in-place": animation_pb2.ROOT_MOTION_IN_PLACE,
+    "keep": animation_pb2.ROOT_MOTION_KEEP,
+}
 
 
-def _print_message(msg, as_json: bool) -> None:
+def _print_message(msg: Message, as_json: bool) -> None:
     text = json_format.MessageToJson(msg, preserving_proto_field_name=True) if as_json else str(msg).rstrip()
     print(text)
 
@@ -66,7 +76,7 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
     for c in info.capabilities:
         print(f"  {'ok ' if c.available else 'no '}    {c.name}" + (f"  ({c.reason})" if c.reason else ""))
     for m in info.models:
-        state = "available" if m.state in (1, 2) else "MISSING"
+        state = "available" if m.state in _MODEL_READY else "MISSING"
         print(f"  model   {m.name}: {state}" + (f"  ({m.reason})" if m.reason else ""))
     return 0
 
@@ -100,8 +110,8 @@ def _job_line(job: Job) -> str:
 
 def cmd_jobs(client: Client, args: argparse.Namespace) -> int:
     if args.action == "ls":
-        states = [_STATES[s] for s in args.state or []]
-        jobs = client.list_jobs(states=states, job_type=args.type or "", limit=args.limit)
+        jobs = client.list_jobs(states=[_STATES[s] for s in args.state or []], job_type=args.type or "",
+                                limit=args.limit)
         if args.json:
             print(json.dumps([json_format.MessageToDict(j.proto, preserving_proto_field_name=True) for j in jobs]))
         else:
@@ -151,12 +161,8 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-_ROOT_MODES = {"hips": 1, "root-bone": 2, "in-place": 3, "keep": 4}
-
-
 def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
     from keygrip import rigs
-    from keygrip.v1 import animation_pb2
 
     try:
         description = json.loads(Path(args.rig).read_text())
