@@ -112,10 +112,9 @@ class ServerProcess:
             self.stop(signal.SIGKILL)
             tail = "".join(self._stderr.finish()[-40:])
             raise RuntimeError(f"server did not start ({exc}):\n{tail}") from None
+        # Every start binds a fresh port (tests reconnect to .address). Reusing the old one would race with
+        # any process that picks port 0 meanwhile, and gRPC's SO_REUSEPORT would let both servers bind it.
         self.address = match.group(1)
-        if not self.listen.startswith("unix:"):
-            # Restarts come back on the same port, as a real server would.
-            self.listen = self.address
         return self
 
     def wait_for_log(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
