@@ -26,13 +26,15 @@ def test_cancel_running_and_queued_jobs(server_factory) -> None:
     srv = server_factory(workers=1)
     with keygrip.Client(srv.address) as c:
         long_job = c.capture_motion(CLIP, workers=1)
+        # Once the only worker is busy with frames, the next job waits, first in line (however long the
+        # worker took to start or to set its handler up).
+        _wait_running(long_job)
         queued = c.probe(CLIP)
         assert queued.refresh().proto.queue_position == 1
         queued.cancel()
         assert queued.refresh().state == "cancelled"
         with pytest.raises(keygrip.JobCancelled):
             queued.result()
-        _wait_running(long_job)
         long_job.cancel()
         long_job.wait(timeout=30)
         assert long_job.state == "cancelled"
