@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,10 @@ def test_cli_info_probe_and_jobs(shared_server, tmp_path: Path) -> None:
 
 
 def test_cli_reports_a_dead_server() -> None:
-    out = _keygrip("127.0.0.1:9", "info")
+    # A port this test holds without listening: connections are refused, and no other process can take it.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        out = _keygrip(f"127.0.0.1:{held.getsockname()[1]}", "info")
     assert out.returncode == 1
     assert "cannot reach the Keygrip server" in out.stderr
 
