@@ -14,8 +14,8 @@ servicers are typed with their request and response messages).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -24,36 +24,33 @@ ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "protos"
 
 
-def _plugin(folder: Path, name: str, entry: str) -> Path:
-    """An executable protoc plugin that runs mypy-protobuf's `entry` in this interpreter (no reliance on
-    console scripts, whose #! line names the environment they were installed from)."""
-    path = folder / name
-    path.write_text(f"#!{sys.executable}\nimport sys\nfrom mypy_protobuf.main import {entry}\nsys.exit({entry}())\n")
-    path.chmod(0o755)
-    return path
+def _plugin(name: str) -> Path:
+    """mypy-protobuf's protoc plugin, installed beside this interpreter (or else on PATH)."""
+    beside = Path(sys.executable).parent / name
+    found = beside if beside.is_file() else shutil.which(name)
+    if not found:
+        raise SystemExit(f"{name} not found: install the dev extra (mypy-protobuf, pinned in pyproject.toml)")
+    return Path(found)
 
 
 def generate(out_dir: Path) -> list[Path]:
     """Generate *_pb2.py(i) and *_pb2_grpc.py(i) for every proto into out_dir/keygrip/v1."""
-    import mypy_protobuf.main  # noqa: F401  (fail here, clearly, when the dev extra is missing)
-
     protos = sorted(PROTO_ROOT.glob("keygrip/v1/*.proto"))
     include = Path(protoc.__file__).parent / "_proto"  # google/protobuf/*.proto shipped with grpcio-tools
-    with tempfile.TemporaryDirectory() as tmp:
-        args = [
-            "protoc",
-            f"-I{PROTO_ROOT}",
-            f"-I{include}",
-            f"--plugin=protoc-gen-mypy={_plugin(Path(tmp), 'protoc-gen-mypy', 'main')}",
-            f"--plugin=protoc-gen-mypy_grpc={_plugin(Path(tmp), 'protoc-gen-mypy_grpc', 'grpc')}",
-            f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}",
-            f"--mypy_out=quiet:{out_dir}",
-            f"--mypy_grpc_out=quiet:{out_dir}",
-            *[str(p.relative_to(PROTO_ROOT)) for p in protos],
-        ]
-        if protoc.main(args) != 0:
-            raise SystemExit("protoc failed")
+    args = [
+        "protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{include}",
+        f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
+        f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
+        f"--python_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        f"--mypy_out=quiet:{out_dir}",
+        f"--mypy_grpc_out=quiet:{out_dir}",
+        *[str(p.relative_to(PROTO_ROOT)) for p in protos],
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
     pkg = out_dir / "keygrip" / "v1"
     init = pkg / "__init__.py"
     init.write_text('"""Generated gRPC stubs for keygrip.v1. Do not edit: run scripts/gen_protos.py."""\n')
