@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# The tests use the server's code (inference_server) and load the add-on from the checkout. Never
-# put addons/blender itself on the path: its package `keygrip` would shadow the SDK.
+# The tests use the server's code (inference_server) and load the add-on (keygrip_blender) from the
+# checkout through the same loader as the demo and the benchmark.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 if str(REPO / "scripts") not in sys.path:

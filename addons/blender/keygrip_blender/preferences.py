@@ -16,7 +16,7 @@ server_status: dict[str, object] = {"state": "not connected"}
 
 class KeygripPreferences(bpy.types.AddonPreferences):
     # Blender looks preferences up by the add-on's module name, which differs between an
-    # installed extension (bl_ext.<repo>.keygrip) and a legacy add-on (keygrip).
+    # installed extension (bl_ext.<repo>.keygrip) and a checkout loaded by name (keygrip_blender).
     bl_idname = __package__
 
     server_address: bpy.props.StringProperty(
