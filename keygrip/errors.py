@@ -95,3 +95,22 @@ def for_job_error(code: str, reason: str, message: str) -> KeygripError:
     if code == "CANCELLED":
         return JobCancelled(message, reason=reason)
     return JobFailed(message, code=code, reason=reason)
+
+
+def user_message(exc: BaseException, address: str = "") -> str:
+    """One line for an artist that says what went wrong and what to do next (every host shows this).
+
+    address: the server the host tried, named when it cannot be reached.
+    """
+    if isinstance(exc, ServerUnavailable):
+        where = address or "its address"
+        return (f"server not reachable at {where}: start it with "
+                f"`python -m inference_server --listen {where}` "
+                "or enable 'Start a local server' in the Keygrip preferences")
+    if isinstance(exc, Unauthenticated):
+        return "the server refused the token: set the token the server was started with in the Keygrip preferences"
+    if isinstance(exc, JobCancelled):
+        return "cancelled"
+    if isinstance(exc, KeygripError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
