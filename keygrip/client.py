@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, Union
 
@@ -52,7 +52,7 @@ _RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 _ENDED = (common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED)
 
 ProgressCallback = Callable[[int, int], None]
-Source = Union[str, "os.PathLike[str]", common_pb2.ArtifactRef]   # typing.Union: Python 3.9 hosts
+Source = Union[str, "os.PathLike[str]", common_pb2.ArtifactRef]  # typing.Union: evaluated on Python 3.9 too
 M = TypeVar("M", bound=pb_message.Message)
 R = TypeVar("R", bound=pb_message.Message)
 S = TypeVar("S")
@@ -348,13 +348,14 @@ class Client:
     def get_job(self, job_id: str) -> Job[Any]:
         return Job(self, self.call(self.jobs_stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id)))
 
-    def list_jobs(self, states: list[int] | None = None, job_type: str = "", limit: int = 100
-                  ) -> list[Job[Any]]:
+    def list_jobs(self, states: Iterable[int] = (), job_type: str = "", limit: int = 100) -> list[Job[Any]]:
+        """Jobs, newest first. states: common_pb2.JobState values (none: every state)."""
+        state_names = [common_pb2.JobState.Name(s) for s in states]
         out: list[Job[Any]] = []
         token = ""
         while len(out) < limit:
             resp = self.call(self.jobs_stub.ListJobs, jobs_pb2.ListJobsRequest(
-                states=states or [], type=job_type, page_size=min(limit - len(out), 1000), page_token=token))
+                states=state_names, type=job_type, page_size=min(limit - len(out), 1000), page_token=token))
             out += [Job(self, j) for j in resp.jobs]
             token = resp.next_page_token
             if not token:

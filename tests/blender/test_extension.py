@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from addon_loader import REPO
+from addon_helpers import REPO
 
 _spec = importlib.util.spec_from_file_location(
     "build_blender_extension", REPO / "scripts" / "build_blender_extension.py"

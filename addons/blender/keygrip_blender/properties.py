@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+# Identifiers are keygrip.v1 RootMotion names without their ROOT_MOTION_ prefix (the SDK's Plan
+# looks the enum up by name).
 ROOT_MOTION_ITEMS = [
     ("HIPS", "Hips", "Travel on the hips bone, scaled to the rig's leg length"),
     ("ROOT_BONE", "Root bone", "Ground-plane travel on the rig's top root bone, height on the hips"),
