@@ -25,7 +25,7 @@ def load_addon() -> ModuleType:
         sys.path.append(str(ADDONS_DIR))
     fresh = ADDON_MODULE not in sys.modules
     module = importlib.import_module(ADDON_MODULE)
-    if fresh:
+    if fresh and module.__file__:
         # addon_utils.enable reloads a module whose file changed since import; this one is fresh.
         module.__time__ = os.path.getmtime(module.__file__)  # type: ignore[attr-defined]
     return module

@@ -70,8 +70,10 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Pla
     return plan, scene_plan
 
 
-class _SessionOperator:
-    """Start a session; when invoked from the UI, stay modal to catch Esc and report the outcome."""
+class _SessionOperator(bpy.types.Operator):
+    """Start a session; when invoked from the UI, stay modal to catch Esc and report the outcome.
+
+    A base class only: Blender registers the subclasses."""
 
     _session: Session | None = None
     _timer = None
@@ -120,7 +122,7 @@ class _SessionOperator:
             self._timer = None
 
 
-class CaptureOperator(_SessionOperator, bpy.types.Operator):
+class CaptureOperator(_SessionOperator):
     """Capture the video and animate the target with it (Esc cancels)"""
 
     bl_idname = "keygrip.capture"
@@ -133,14 +135,14 @@ class CaptureOperator(_SessionOperator, bpy.types.Operator):
         return tasks.capture_session(*plan_from_panel(context), preferences.server_settings(context))
 
 
-class ImportBvhOperator(_SessionOperator, bpy.types.Operator, ImportHelper):
+class ImportBvhOperator(_SessionOperator, ImportHelper):
     """Retarget a BVH file onto the selected armature through the server"""
 
     bl_idname = "keygrip.import_bvh"
     bl_label = "Import BVH onto Rig"
     bl_options = {"REGISTER"}
     filename_ext = ".bvh"
-    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})  # type: ignore[valid-type]
 
     def make_session(self, context: bpy.types.Context) -> Session:
         if not Path(self.filepath).is_file():
@@ -159,7 +161,7 @@ class ExportBvhOperator(bpy.types.Operator, ExportHelper):
     bl_idname = "keygrip.export_bvh"
     bl_label = "Export BVH"
     filename_ext = ".bvh"
-    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         obj = _armature(context)
@@ -179,7 +181,7 @@ class ExportBvhOperator(bpy.types.Operator, ExportHelper):
                                        frame_end=int(frames[1]), rotate_mode="NATIVE")
 
 
-class ConnectOperator(_SessionOperator, bpy.types.Operator):
+class ConnectOperator(_SessionOperator):
     """Connect to the Keygrip server and show what it can do"""
 
     bl_idname = "keygrip.connect"
@@ -190,7 +192,7 @@ class ConnectOperator(_SessionOperator, bpy.types.Operator):
         return tasks.connect_session(preferences.server_settings(context))
 
 
-class ProbeOperator(_SessionOperator, bpy.types.Operator):
+class ProbeOperator(_SessionOperator):
     """Read the video's frame count and rate from the server and fill the frame range"""
 
     bl_idname = "keygrip.probe"
@@ -203,7 +205,7 @@ class ProbeOperator(_SessionOperator, bpy.types.Operator):
         return tasks.probe_session(video, preferences.server_settings(context), context.scene.name)
 
 
-class MapBonesOperator(_SessionOperator, bpy.types.Operator):
+class MapBonesOperator(_SessionOperator):
     """Ask the server to map the armature's bones to humanoid roles (editable afterwards)"""
 
     bl_idname = "keygrip.map_bones"
@@ -234,7 +236,7 @@ class SaveBoneMapOperator(bpy.types.Operator, ExportHelper):
     bl_idname = "keygrip.bone_map_save"
     bl_label = "Save Bone Map Preset"
     filename_ext = ".json"
-    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         obj = _armature(context)
@@ -256,7 +258,7 @@ class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
     bl_label = "Load Bone Map Preset"
     bl_options = {"REGISTER", "UNDO"}
     filename_ext = ".json"
-    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         obj = _armature(context)

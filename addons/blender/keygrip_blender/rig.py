@@ -75,7 +75,7 @@ def _tail(j: int, heads: np.ndarray, parents: np.ndarray) -> np.ndarray:
             return heads[central]
     p = parents[j]
     direction = heads[j] - heads[p] if p >= 0 else np.array([0.0, 1.0, 0.0])
-    length = np.linalg.norm(direction)
+    length = float(np.linalg.norm(direction))
     if length < 1e-4:
         direction, length = np.array([0.0, 1.0, 0.0]), 0.2
     return heads[j] + direction / length * max(0.5 * length, 0.02)
@@ -154,7 +154,7 @@ def build_canonical_armature(
         bpy.ops.object.mode_set(mode="OBJECT")
     context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
-    edit_bones = []
+    edit_bones: list[Any] = []
     for j, joint in enumerate(joint_names):
         bone = data.edit_bones.new(joint)
         bone.head = heads_z[j]
