@@ -335,7 +335,7 @@ class Client:
         return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).CaptureMotion, req)
 
     def map_bones(self, rig: animation_pb2.Rig) -> animation_pb2.BoneMap:
-        return self.call(self.stub(animation_pb2_grpc.AnimationStub).MapBones,  # type: ignore[no-any-return]
+        return self.call(self.stub(animation_pb2_grpc.AnimationStub).MapBones,
                          animation_pb2.MapBonesRequest(rig=rig))
 
     def retarget(self, request: animation_pb2.RetargetRequest) -> Job[animation_pb2.RetargetResult]:

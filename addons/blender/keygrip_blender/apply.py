@@ -117,7 +117,7 @@ def _window_context() -> contextlib.AbstractContextManager[object]:
     wm = bpy.context.window_manager
     if bpy.context.window is None and wm is not None and wm.windows:
         window = wm.windows[0]
-        return bpy.context.temp_override(window=window, screen=window.screen)  # type: ignore[no-any-return]
+        return bpy.context.temp_override(window=window, screen=window.screen)
     return contextlib.nullcontext()
 
 
