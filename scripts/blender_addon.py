@@ -14,13 +14,17 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-ADDONS_DIR = Path(__file__).resolve().parents[1] / "addons" / "blender"
+REPO = Path(__file__).resolve().parents[1]
+ADDONS_DIR = REPO / "addons" / "blender"
 ADDON_MODULE = "keygrip_blender"
 ADDON_DIR = ADDONS_DIR / ADDON_MODULE
 
 
 def load_addon() -> ModuleType:
-    """The add-on package, imported as `keygrip_blender` (once per process)."""
+    """The add-on package, imported as `keygrip_blender` (once per process), with this checkout's SDK
+    first on sys.path (as the built extension carries its own SDK under vendor/)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
     if str(ADDONS_DIR) not in sys.path:
         sys.path.append(str(ADDONS_DIR))
     fresh = ADDON_MODULE not in sys.modules
