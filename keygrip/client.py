@@ -1,6 +1,10 @@
 """The blocking Python client. Hosts call it from a worker thread; scripts call it directly.
 
 Every call raises a keygrip.errors exception (never a raw grpc.RpcError) with the server's message.
+
+A capability's SDK surface is one method here: build its request, then
+`self._submit(self.stub(<service>Stub).<Method>, request)`. Stubs are made on first use, and a job's
+result message is found by its type name in the protobuf descriptor pool, so nothing else lists it.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar, Union
 
 import grpc
+from google.protobuf import descriptor_pool, message_factory
 from google.protobuf import message as pb_message
 
 from keygrip import errors, events
@@ -43,12 +49,35 @@ STREAM_HASH_MIN_BYTES = 64 * 1024 * 1024
 # (path, size, mtime, inode) -> sha256 of files this process uploaded: a re-send is skipped.
 _DIGESTS: dict[tuple[str, int, int, int], str] = {}
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
-_RESULT_TYPES = {m.DESCRIPTOR.full_name: m for m in (
-    media_pb2.ProbeMediaResult, mocap_pb2.CaptureMotionResult, animation_pb2.RetargetResult)}
 _ENDED = (common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED)
 
 ProgressCallback = Callable[[int, int], None]
-Source = str | os.PathLike | common_pb2.ArtifactRef
+Source = Union[str, "os.PathLike[str]", common_pb2.ArtifactRef]  # typing.Union: evaluated on Python 3.9 too
+M = TypeVar("M", bound=pb_message.Message)
+R = TypeVar("R", bound=pb_message.Message)
+S = TypeVar("S")
+
+
+class _JobRequest(Protocol):
+    """What every capability's job request has (a message with a request_id field)."""
+
+    request_id: str
+
+    def SerializeToString(self) -> bytes: ...  # noqa: N802 - protobuf's name
+
+
+def message_class(full_name: str) -> type[pb_message.Message]:
+    """The generated class of a message type by its full name ("keygrip.v1.CaptureMotionResult").
+
+    Every keygrip.v1 module the SDK imports registers its types in the default descriptor pool, so a
+    new capability's result is found here without being listed anywhere.
+    """
+    try:
+        descriptor = descriptor_pool.Default().FindMessageTypeByName(full_name)
+    except KeyError:
+        raise errors.KeygripError(f"this SDK does not know the message type {full_name!r}; "
+                                  "update the Keygrip SDK to match the server") from None
+    return message_factory.GetMessageClass(descriptor)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -117,12 +146,7 @@ class Client:
             self._channel = grpc.secure_channel(self.address, creds, options=options)
         else:
             self._channel = grpc.insecure_channel(self.address, options=options)
-        self.jobs_stub = jobs_pb2_grpc.JobsStub(self._channel)
-        self.artifacts_stub = artifacts_pb2_grpc.ArtifactsStub(self._channel)
-        self.server_stub = server_pb2_grpc.ServerStub(self._channel)
-        self.media_stub = media_pb2_grpc.MediaStub(self._channel)
-        self.mocap_stub = mocap_pb2_grpc.MotionCaptureStub(self._channel)
-        self.animation_stub = animation_pb2_grpc.AnimationStub(self._channel)
+        self._stubs: dict[object, object] = {}
 
     def __enter__(self) -> Client:
         return self
@@ -133,12 +157,42 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def call(self, method: Callable, request: object, *, timeout: float | None = None):
+    def stub(self, stub_class: Callable[[grpc.Channel], S]) -> S:
+        """The generated stub of a service on this client's channel (made once, on first use).
+
+            client.call(client.stub(media_pb2_grpc.MediaStub).ProbeMedia, request)
+        """
+        stub = self._stubs.get(stub_class)
+        if stub is None:
+            stub = self._stubs[stub_class] = stub_class(self._channel)
+        return stub  # type: ignore[return-value]  # keyed by its own class
+
+    # The spine's services, which every capability's jobs and artifacts go through.
+    @property
+    def jobs_stub(self) -> jobs_pb2_grpc.JobsStub:
+        return self.stub(jobs_pb2_grpc.JobsStub)
+
+    @property
+    def artifacts_stub(self) -> artifacts_pb2_grpc.ArtifactsStub:
+        return self.stub(artifacts_pb2_grpc.ArtifactsStub)
+
+    @property
+    def server_stub(self) -> server_pb2_grpc.ServerStub:
+        return self.stub(server_pb2_grpc.ServerStub)
+
+    def call(self, method: Callable[..., Any], request: object, *, timeout: float | None = None) -> Any:
         """Invoke a unary stub method with auth and error mapping (for calls not wrapped below)."""
         try:
             return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
         except grpc.RpcError as err:
             raise errors.from_rpc_error(err, self.address) from None
+
+    def _submit(self, method: Callable[..., Any], request: _JobRequest) -> Job[Any]:
+        """Submit a job through a capability's rpc (one that answers with a Job). A request without a
+        request_id (the server's idempotency key) gets a fresh one."""
+        if not request.request_id:
+            request.request_id = uuid.uuid4().hex
+        return Job(self, self.call(method, request))
 
     # Discovery -----------------------------------------------------------------------------
 
@@ -240,9 +294,11 @@ class Client:
             raise errors.KeygripError(f"downloaded bytes of {artifact_id[:12]} do not match their digest")
         return data
 
-    def read_message(self, ref: common_pb2.ArtifactRef | str, cls: type[pb_message.Message]):
+    def read_message(self, ref: common_pb2.ArtifactRef | str, cls: type[M]) -> M:
         """Download an artifact holding a serialized message (a MotionClip, a RigAnimation)."""
-        return cls.FromString(self.download_bytes(ref if isinstance(ref, str) else ref.id))
+        message = cls()
+        message.ParseFromString(self.download_bytes(ref if isinstance(ref, str) else ref.id))
+        return message
 
     def read_clip(self, ref: common_pb2.ArtifactRef | str) -> motion_pb2.MotionClip:
         return self.read_message(ref, motion_pb2.MotionClip)
@@ -258,42 +314,48 @@ class Client:
             return common_pb2.MediaInput(path=str(source))
         return common_pb2.MediaInput(artifact_id=self.upload(source, progress=progress).id)
 
+    # Capabilities: one method each -------------------------------------------------------------
+
     def probe(self, source: Source, *, server_path: bool = False, request_id: str | None = None,
-              thumbnail_max_side: int = 0) -> Job:
+              thumbnail_max_side: int = 0) -> Job[media_pb2.ProbeMediaResult]:
         req = media_pb2.ProbeMediaRequest(input=self.media_input(source, server_path=server_path),
-                                          request_id=request_id or uuid.uuid4().hex,
-                                          thumbnail_max_side=thumbnail_max_side)
-        return Job(self, self.call(self.media_stub.ProbeMedia, req))
+                                          request_id=request_id or "", thumbnail_max_side=thumbnail_max_side)
+        return self._submit(self.stub(media_pb2_grpc.MediaStub).ProbeMedia, req)
 
     def capture_motion(self, source: Source, *, server_path: bool = False,
-                       upload_progress: ProgressCallback | None = None, **options: object) -> Job:
+                       upload_progress: ProgressCallback | None = None,
+                       **options: Any) -> Job[mocap_pb2.CaptureMotionResult]:
         """Start a motion capture. Options are CaptureMotionRequest fields: hands, face, smoothing,
         foot_lock, root_motion, subject_height_m, fov_degrees, preview, start_frame, end_frame, ..."""
         start, end = options.pop("start_frame", 0), options.pop("end_frame", 0)
         req = mocap_pb2.CaptureMotionRequest(
             input=self.media_input(source, server_path=server_path, progress=upload_progress),
             frame_range=common_pb2.FrameRange(start=int(start), end=int(end or 0)),
-            request_id=str(options.pop("request_id", "") or uuid.uuid4().hex), **options)
-        return Job(self, self.call(self.mocap_stub.CaptureMotion, req))
+            request_id=str(options.pop("request_id", "") or ""), **options)
+        return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).CaptureMotion, req)
 
     def map_bones(self, rig: animation_pb2.Rig) -> animation_pb2.BoneMap:
-        return self.call(self.animation_stub.MapBones, animation_pb2.MapBonesRequest(rig=rig))
+        return self.call(self.stub(animation_pb2_grpc.AnimationStub).MapBones,
+                         animation_pb2.MapBonesRequest(rig=rig))
 
-    def retarget(self, request: animation_pb2.RetargetRequest) -> Job:
+    def retarget(self, request: animation_pb2.RetargetRequest) -> Job[animation_pb2.RetargetResult]:
         req = animation_pb2.RetargetRequest()
         req.CopyFrom(request)
-        req.request_id = req.request_id or uuid.uuid4().hex
-        return Job(self, self.call(self.animation_stub.Retarget, req))
+        return self._submit(self.stub(animation_pb2_grpc.AnimationStub).Retarget, req)
 
-    def get_job(self, job_id: str) -> Job:
+    # Jobs of any capability ---------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> Job[Any]:
         return Job(self, self.call(self.jobs_stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id)))
 
-    def list_jobs(self, states: list[int] | None = None, job_type: str = "", limit: int = 100) -> list[Job]:
-        out: list[Job] = []
+    def list_jobs(self, states: Iterable[int] = (), job_type: str = "", limit: int = 100) -> list[Job[Any]]:
+        """Jobs, newest first. states: common_pb2.JobState values (none: every state)."""
+        state_names = [common_pb2.JobState.Name(s) for s in states]
+        out: list[Job[Any]] = []
         token = ""
         while len(out) < limit:
             resp = self.call(self.jobs_stub.ListJobs, jobs_pb2.ListJobsRequest(
-                states=states or [], type=job_type, page_size=min(limit - len(out), 1000), page_token=token))
+                states=state_names, type=job_type, page_size=min(limit - len(out), 1000), page_token=token))
             out += [Job(self, j) for j in resp.jobs]
             token = resp.next_page_token
             if not token:
@@ -301,8 +363,12 @@ class Client:
         return out
 
 
-class Job:
-    """A handle on a server job: watch its events, wait for its result, cancel it."""
+class Job(Generic[R]):
+    """A handle on a server job: watch its events, wait for its result, cancel it.
+
+    R is the job's result message (Job[mocap_pb2.CaptureMotionResult] from capture_motion); a job
+    looked up by id is a Job[Any].
+    """
 
     def __init__(self, client: Client, proto: common_pb2.Job) -> None:
         self.client = client
@@ -327,7 +393,7 @@ class Job:
     def done(self) -> bool:
         return self.proto.state in _ENDED
 
-    def refresh(self) -> Job:
+    def refresh(self) -> Job[R]:
         self.proto = self.client.call(self.client.jobs_stub.GetJob, jobs_pb2.GetJobRequest(job_id=self.id))
         return self
 
@@ -361,24 +427,23 @@ class Job:
                 attempt += 1
                 time.sleep(min(2.0, 0.2 * 2**attempt))
 
-    def wait(self, timeout: float | None = None) -> Job:
+    def wait(self, timeout: float | None = None) -> Job[R]:
         for _ in self.watch(self.proto.last_sequence if self.done else 0, timeout=timeout):
             pass
         return self.refresh()
 
-    def result(self, timeout: float | None = None):
+    def result(self, timeout: float | None = None) -> R:
         """The job's result message; raises JobFailed or JobCancelled with the server's reason."""
         if not self.done:
             self.wait(timeout)
         if self.proto.state != common_pb2.JOB_STATE_SUCCEEDED:
             err = self.proto.error
             raise errors.for_job_error(err.code, err.reason, err.message or f"job {self.id} {self.state}")
-        cls = _RESULT_TYPES[self.proto.result.TypeName()]
-        result = cls()
+        result = message_class(self.proto.result.TypeName())()
         self.proto.result.Unpack(result)
-        return result
+        return result  # type: ignore[return-value]  # R names the type the server sends for this job
 
-    def cancel(self) -> Job:
+    def cancel(self) -> Job[R]:
         self.proto = self.client.call(self.client.jobs_stub.CancelJob, jobs_pb2.CancelJobRequest(job_id=self.id))
         return self
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 
 
@@ -43,9 +45,16 @@ class Unauthenticated(KeygripError):
 
 
 class ServerUnavailable(KeygripError):
-    """The server cannot be reached: not running, wrong address, or the connection broke."""
+    """The server cannot be reached: not running, wrong address, or the connection broke.
+
+    address: the server that was tried, when known.
+    """
 
     code = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, code: str | None = None, reason: str = "", address: str = "") -> None:
+        super().__init__(message, code=code, reason=reason)
+        self.address = address
 
 
 class JobFailed(KeygripError):
@@ -68,7 +77,8 @@ def _reason(err: grpc.RpcError) -> str:
         from google.rpc import error_details_pb2, status_pb2
     except ImportError:  # googleapis-common-protos is optional for hosts
         return ""
-    for key, value in err.trailing_metadata() or ():
+    for item in err.trailing_metadata() or ():
+        key, value = cast("tuple[str, bytes]", item)  # the stubs say _Metadatum; it is a (key, value) pair
         if key == "grpc-status-details-bin":
             status = status_pb2.Status.FromString(value)
             for detail in status.details:
@@ -84,7 +94,7 @@ def from_rpc_error(err: grpc.RpcError, address: str = "") -> KeygripError:
     if code == grpc.StatusCode.UNAVAILABLE:
         return ServerUnavailable(
             f"cannot reach the Keygrip server at {address or 'its address'} ({details}); "
-            "start it with `keygrip serve` or check --address / KEYGRIP_ADDRESS")
+            "start it with `keygrip serve` or check --address / KEYGRIP_ADDRESS", address=address)
     if code == grpc.StatusCode.CANCELLED:
         return JobCancelled(details)
     cls = _BY_CODE.get(code.name, KeygripError)
@@ -95,3 +105,23 @@ def for_job_error(code: str, reason: str, message: str) -> KeygripError:
     if code == "CANCELLED":
         return JobCancelled(message, reason=reason)
     return JobFailed(message, code=code, reason=reason)
+
+
+def user_message(exc: BaseException, address: str = "") -> str:
+    """One line for an artist that says what went wrong and what to do next (every host shows this).
+
+    address: the server the host meant to reach, named when it cannot be reached (else the one the
+    error names).
+    """
+    if isinstance(exc, ServerUnavailable):
+        where = address or exc.address or "its address"
+        return (f"server not reachable at {where}: start it with "
+                f"`python -m inference_server --listen {where}` "
+                "or enable 'Start a local server' in the Keygrip preferences")
+    if isinstance(exc, Unauthenticated):
+        return "the server refused the token: set the token the server was started with in the Keygrip preferences"
+    if isinstance(exc, JobCancelled):
+        return "cancelled"
+    if isinstance(exc, KeygripError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"

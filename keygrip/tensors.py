@@ -10,7 +10,7 @@ from keygrip.v1 import common_pb2
 if TYPE_CHECKING:
     import numpy as np
 
-_DTYPES = {
+_DTYPES: dict[int, str] = {
     common_pb2.DTYPE_FLOAT32: "<f4",
     common_pb2.DTYPE_FLOAT64: "<f8",
     common_pb2.DTYPE_INT32: "<i4",
@@ -18,7 +18,7 @@ _DTYPES = {
 }
 
 
-def to_tensor(array: np.ndarray, dtype: int = common_pb2.DTYPE_FLOAT32) -> common_pb2.Tensor:
+def to_tensor(array: np.ndarray, dtype: common_pb2.DType = common_pb2.DTYPE_FLOAT32) -> common_pb2.Tensor:
     import numpy as np
 
     arr = np.ascontiguousarray(np.asarray(array), dtype=_DTYPES[dtype])

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print("the bpy wheel is not installed; skipping")
         return 0
     load_addon()
-    from keygrip_blender_addon import rig, writeback
+    from keygrip_blender import rig, writeback
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     # A binary tree of bones, each 5 cm from its parent: only the bone count matters here.

@@ -1,31 +1,35 @@
 """Import the Blender add-on straight from a repository checkout, inside the bpy wheel.
 
 The tests, the demo and the write-back benchmark use this; an installed extension is imported by
-Blender itself. The add-on package is called `keygrip` like the SDK, so it is imported as
-`keygrip_blender_addon` (its modules import each other relatively, so the name does not matter).
+Blender itself (as bl_ext.<repository>.keygrip). In a checkout the add-on package is
+addons/blender/keygrip_blender: a name of its own, so putting addons/blender on sys.path never
+shadows the SDK (`keygrip`).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
-ADDON_DIR = Path(__file__).resolve().parents[1] / "addons" / "blender" / "keygrip"
-ADDON_MODULE = "keygrip_blender_addon"
+REPO = Path(__file__).resolve().parents[1]
+ADDONS_DIR = REPO / "addons" / "blender"
+ADDON_MODULE = "keygrip_blender"
+ADDON_DIR = ADDONS_DIR / ADDON_MODULE
 
 
 def load_addon() -> ModuleType:
-    """The add-on package imported as `keygrip_blender_addon` (once per process)."""
-    if ADDON_MODULE in sys.modules:
-        return sys.modules[ADDON_MODULE]
-    spec = importlib.util.spec_from_file_location(
-        ADDON_MODULE, ADDON_DIR / "__init__.py", submodule_search_locations=[str(ADDON_DIR)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[ADDON_MODULE] = module
-    spec.loader.exec_module(module)
-    # addon_utils.enable reloads a module whose file changed since import; this one is fresh.
-    module.__time__ = os.path.getmtime(module.__file__)
+    """The add-on package, imported as `keygrip_blender` (once per process), with this checkout's SDK
+    first on sys.path (as the built extension carries its own SDK under vendor/)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    if str(ADDONS_DIR) not in sys.path:
+        sys.path.append(str(ADDONS_DIR))
+    fresh = ADDON_MODULE not in sys.modules
+    module = importlib.import_module(ADDON_MODULE)
+    if fresh and module.__file__:
+        # addon_utils.enable reloads a module whose file changed since import; this one is fresh.
+        module.__time__ = os.path.getmtime(module.__file__)  # type: ignore[attr-defined]
     return module

@@ -1,7 +1,8 @@
 """Build the Keygrip Blender extension zip: dist/keygrip-<version>.zip.
 
-The zip holds the add-on (addons/blender/keygrip), the Keygrip SDK (the repository's `keygrip/`
-package) vendored under vendor/keygrip, and the grpcio and protobuf wheels the SDK needs, listed in
+The zip holds the add-on (addons/blender/keygrip_blender, at the zip's root: Blender installs it
+under the manifest's id, "keygrip"), the Keygrip SDK (the repository's `keygrip/` package) vendored
+under vendor/keygrip, and the grpcio and protobuf wheels the SDK needs, listed in
 the manifest's `wheels` so that Blender installs them into its own Python.
 
 Where the wheels come from (exactly one of):
@@ -31,7 +32,7 @@ from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 
 REPO = Path(__file__).resolve().parents[1]
-ADDON_DIR = REPO / "addons" / "blender" / "keygrip"
+ADDON_DIR = REPO / "addons" / "blender" / "keygrip_blender"
 SDK_DIR = REPO / "keygrip"
 # The distributions bundled as wheels; their version ranges come from pyproject.toml.
 WHEEL_DISTRIBUTIONS = ("grpcio", "protobuf")

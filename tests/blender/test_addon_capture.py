@@ -2,7 +2,7 @@
 
 One real capture of the bundled clip per module; the other targets reuse that capture through the
 retarget path ("Reuse last capture"), as an artist retargeting one take onto several rigs would.
-Background mode has no event loop, so connection.drain() plays the bpy.app.timers tick.
+Background mode has no event loop, so main_thread.drain() plays the bpy.app.timers tick.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from addon_loader import ADDON_MODULE, load_addon
+from addon_helpers import ADDON_MODULE, enable_addon, new_scene, prefs
 
 from keygrip import humanoid
 
@@ -26,31 +26,15 @@ VIDEO = DATA / "video" / "pose2sim_cam01.mp4"
 BVH = DATA / "bvh" / "cmu_131_01_walk.bvh"
 
 
-def enable_addon():
-    module = load_addon()
-    assert addon_utils.enable(ADDON_MODULE, default_set=True) is module
-    return module
-
-
-def prefs():
-    return bpy.context.preferences.addons[ADDON_MODULE].preferences
-
-
-def new_scene():
-    # read_homefile keeps add-ons and preferences (read_factory_settings would reset them).
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    return bpy.context.scene
-
-
 def run_capture(**panel) -> object:
     """Set the panel, click Capture, drain like the timer would; the finished session."""
-    connection = import_module(f"{ADDON_MODULE}.connection")
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
     settings = bpy.context.scene.keygrip
     for key, value in panel.items():
         setattr(settings, key, value)
     assert bpy.ops.keygrip.capture() == {"FINISHED"}
-    session = connection.latest()
-    connection.drain(timeout=240)
+    session = main_thread.latest()
+    main_thread.drain(timeout=240)
     return session
 
 
@@ -124,7 +108,7 @@ def capture(addon, shared_server):
         job = client.get_job(scene.keygrip.last_capture_job)
         clip = client.read_clip(job.result().clip)
     rig_module = import_module(f"{ADDON_MODULE}.rig")
-    canonical = rig_module.describe_armature(bpy.data.objects[session.value["armature"]])
+    canonical = rig_module.describe_armature(bpy.data.objects[session.value.target])
     return {"session": session, "job_id": job.id, "contacts": from_tensor(clip.contacts),
             "frames": len(from_tensor(clip.times)), "canonical": canonical}
 
@@ -134,8 +118,8 @@ def test_capture_onto_new_armature(capture):
 
     session = capture["session"]
     scene = bpy.context.scene  # the capture fixture's scene: this test must run first
-    obj = bpy.data.objects[session.value["armature"]]
-    action = bpy.data.actions[session.value["action"]]
+    obj = bpy.data.objects[session.value.target]
+    action = bpy.data.actions[session.value.animation]
     assert capture["frames"] == 100
     assert scene.render.fps == 60 and scene.frame_end >= 100
     assert_feet_on_floor(check_motion(obj, action, capture["contacts"], "leftHand", "leftFoot", "leftToes"), 0.12)
@@ -159,7 +143,7 @@ def test_retarget_onto_rigify_metarig_and_undo(capture):
     session = run_capture(target="SELECTED", armature=metarig, reuse_capture=True,
                           last_capture_job=capture["job_id"], reference_video=False)
     assert session.state == "succeeded", session.error
-    action = bpy.data.actions[session.value["action"]]
+    action = bpy.data.actions[session.value.animation]
     check_motion(metarig, action, capture["contacts"], "hand.L", "foot.L", "toe.L")
     assert metarig["keygrip"]["capture_job_id"] == capture["job_id"]
 
@@ -180,7 +164,7 @@ def test_rigify_metarig_feet_on_floor(capture):
     session = run_capture(target="SELECTED", armature=metarig, reuse_capture=True,
                           last_capture_job=capture["job_id"], reference_video=False)
     addon_utils.disable("rigify", default_set=True)
-    action = bpy.data.actions[session.value["action"]]
+    action = bpy.data.actions[session.value.animation]
     assert_feet_on_floor(check_motion(metarig, action, capture["contacts"], "hand.L", "foot.L", "toe.L"), 0.12)
 
 
@@ -196,11 +180,11 @@ def mixamo_name(role: str) -> str:
     return f"mixamorig:{_MIXAMO[role]}"
 
 
-def build_mixamo_rig(canonical_desc: dict, rig_module) -> bpy.types.Object:
+def build_mixamo_rig(canonical_desc, rig_module) -> bpy.types.Object:
     """A Mixamo-named rig as Mixamo's FBX arrive: centimetre bones under an object scaled 0.01."""
     roles = humanoid.BODY_JOINTS
-    heads = np.array(canonical_desc["heads"])
-    index = [canonical_desc["bone_names"].index(r) for r in roles]
+    heads = np.array(canonical_desc.heads)
+    index = [canonical_desc.bone_names.index(r) for r in roles]
     parents = [roles.index(p) if p else -1 for _, p in humanoid.hierarchy(with_fingers=False)]
     offsets = np.array([heads[i] - (heads[index[p]] if p >= 0 else 0) for i, p in zip(index, parents, strict=True)])
     obj = rig_module.build_canonical_armature([mixamo_name(r) for r in roles], parents, offsets * 100,
@@ -214,14 +198,14 @@ def test_retarget_onto_mixamo_rig_with_edited_bone_map_preset(capture, tmp_path)
     from keygrip import rigs
 
     rig_module = import_module(f"{ADDON_MODULE}.rig")
-    connection = import_module(f"{ADDON_MODULE}.connection")
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
     new_scene()
     obj = build_mixamo_rig(capture["canonical"], rig_module)
     bpy.context.scene.keygrip.armature = obj
 
     # Auto-map on the server, then the artist's rows: every bone, its role editable.
     assert bpy.ops.keygrip.map_bones() == {"FINISHED"}
-    connection.drain(timeout=60)
+    main_thread.drain(timeout=60)
     rows = {item.bone: item.role for item in obj.keygrip_bone_map}
     assert len(rows) == len(obj.data.bones)
     assert rows["mixamorig:LeftForeArm"] == "leftLowerArm" and rows["mixamorig:Hips"] == "hips"
@@ -236,31 +220,31 @@ def test_retarget_onto_mixamo_rig_with_edited_bone_map_preset(capture, tmp_path)
     session = run_capture(target="SELECTED", reuse_capture=True, last_capture_job=capture["job_id"],
                           reference_video=False)
     assert session.state == "succeeded", session.error
-    action = bpy.data.actions[session.value["action"]]
+    action = bpy.data.actions[session.value.animation]
     stats = check_motion(obj, action, capture["contacts"], "mixamorig:LeftHand", "mixamorig:LeftFoot",
                          "mixamorig:LeftToeBase")
     assert_feet_on_floor(stats, 0.12)
 
 
 def test_bvh_import_onto_rig_and_export(capture, tmp_path):
-    connection = import_module(f"{ADDON_MODULE}.connection")
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
     new_scene()
     addon_utils.enable("rigify", default_set=True)
     bpy.ops.object.armature_human_metarig_add()
     metarig = bpy.context.active_object
     bpy.context.scene.keygrip.armature = metarig
     assert bpy.ops.keygrip.import_bvh(filepath=str(BVH)) == {"FINISHED"}
-    session = connection.latest()
-    connection.drain(timeout=120)
+    session = main_thread.latest()
+    main_thread.drain(timeout=120)
     assert session.state == "succeeded", session.error
-    action = bpy.data.actions[session.value["action"]]
+    action = bpy.data.actions[session.value.animation]
     hips = world_heads(metarig, "spine", action.frame_range)
     assert np.linalg.norm(hips[-1] - hips[0]) > 2.0, hips  # CMU 131_01: start, walk, stop
     assert metarig["keygrip"]["source"] == str(BVH) and action["keygrip"]["capture_job_id"] == ""
 
     out = tmp_path / "retargeted.bvh"
     assert bpy.ops.keygrip.export_bvh(filepath=str(out)) == {"FINISHED"}
-    connection.drain(timeout=60)
+    main_thread.drain(timeout=60)
     text = out.read_text()
     assert text.startswith("HIERARCHY") and "spine" in text and "MOTION" in text
     addon_utils.disable("rigify", default_set=True)
@@ -269,17 +253,17 @@ def test_bvh_import_onto_rig_and_export(capture, tmp_path):
 def test_cancel_leaves_the_scene_unchanged(addon, shared_server):
     from keygrip import Client
 
-    connection = import_module(f"{ADDON_MODULE}.connection")
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
     new_scene()
     bpy.context.scene.keygrip.video_path = str(VIDEO)
     before = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
     assert bpy.ops.keygrip.capture() == {"FINISHED"}
-    session = connection.latest()
+    session = main_thread.latest()
     # Cancel once the server is working on the capture (the same as Esc or the Cancel button).
     while session.busy and not session.progress.stage.startswith("capture"):
-        session.poll()
+        main_thread.poll_all(wait=0.05)
     assert bpy.ops.keygrip.cancel() == {"FINISHED"}
-    connection.drain(timeout=60)
+    main_thread.drain(timeout=60)
     assert session.state == "cancelled" and session.error == "cancelled"
     after = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
     assert after == before
@@ -304,17 +288,17 @@ def test_dead_server_gives_a_clear_report(addon, shared_server):
 
 
 def test_unregister_leaves_no_handlers_or_timers(addon, shared_server):
-    connection = import_module(f"{ADDON_MODULE}.connection")
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
     handlers = {n: len(getattr(bpy.app.handlers, n)) for n in dir(bpy.app.handlers)
                 if isinstance(getattr(bpy.app.handlers, n), list)}
     new_scene()
     bpy.context.scene.keygrip.video_path = str(VIDEO)
     # Quit mid-job: the job is cancelled, the timer goes, the types go.
     assert bpy.ops.keygrip.capture() == {"FINISHED"}
-    assert bpy.app.timers.is_registered(connection.tick)
+    assert bpy.app.timers.is_registered(main_thread.tick)
     addon_utils.disable(ADDON_MODULE, default_set=True)
-    assert not bpy.app.timers.is_registered(connection.tick)
-    assert connection.sessions() == [] and connection.listeners == []
+    assert not bpy.app.timers.is_registered(main_thread.tick)
+    assert main_thread.sessions() == [] and main_thread.listeners == []
     assert not hasattr(bpy.types.Scene, "keygrip") and not hasattr(bpy.types, "KEYGRIP_PT_main")
     assert not hasattr(bpy.types, "KEYGRIP_OT_capture")
     assert {n: len(getattr(bpy.app.handlers, n)) for n in handlers} == handlers

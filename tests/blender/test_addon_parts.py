@@ -10,11 +10,10 @@ from importlib import import_module
 import bpy
 import numpy as np
 import pytest
-from addon_loader import ADDON_MODULE
-from test_addon_capture import enable_addon, new_scene, prefs
-from test_writeback import canonical_skeleton
+from addon_helpers import ADDON_MODULE, canonical_skeleton, enable_addon, new_scene, prefs
 
-from keygrip import rigs
+from keygrip import local_server, rigs
+from keygrip.v1 import animation_pb2
 
 # Blender's scripts/modules (addon_utils) are importable only once bpy is.
 addon_utils = import_module("addon_utils")
@@ -37,6 +36,13 @@ def test_bone_map_presets_round_trip_and_refuse_nonsense(tmp_path):
         rigs.load_bone_map_preset(tmp_path / "other.json")
 
 
+def test_root_motion_choices_are_protocol_names():
+    enable_addon()
+    properties = import_module(f"{ADDON_MODULE}.properties")
+    for identifier, _, _ in properties.ROOT_MOTION_ITEMS:
+        animation_pb2.RootMotion.Value(f"ROOT_MOTION_{identifier}")  # raises ValueError when unknown
+
+
 def test_new_armature_is_described_before_it_exists(empty_scene):
     enable_addon()
     rig = import_module(f"{ADDON_MODULE}.rig")
@@ -44,17 +50,16 @@ def test_new_armature_is_described_before_it_exists(empty_scene):
     predicted = rig.describe_canonical(names, parents, offsets, name="Target")
     assert len(bpy.data.objects) == 0  # nothing was added to the scene
     actual = rig.describe_armature(rig.build_canonical_armature(names, parents, offsets, name="Target"))
-    assert predicted["bone_names"] == actual["bone_names"] and predicted["parents"] == actual["parents"]
-    np.testing.assert_allclose(predicted["rest_matrices"], actual["rest_matrices"], atol=1e-5)
-    np.testing.assert_allclose(predicted["tails"], actual["tails"], atol=1e-5)
+    assert predicted.bone_names == actual.bone_names and predicted.parents == actual.parents
+    np.testing.assert_allclose(predicted.rest_matrices, actual.rest_matrices, atol=1e-5)
+    np.testing.assert_allclose(predicted.tails, actual.tails, atol=1e-5)
     msg = rigs.rig_from_description(predicted)
     assert list(msg.bone_names) == names and list(msg.rest_matrices.shape) == [len(names), 4, 4]
 
 
 def test_connect_starts_a_local_server_and_unregister_stops_it(tmp_path):
     enable_addon()
-    connection = import_module(f"{ADDON_MODULE}.connection")
-    local_server = import_module(f"{ADDON_MODULE}.local_server")
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
     preferences = import_module(f"{ADDON_MODULE}.preferences")
     socket_path = tmp_path / "keygrip.sock"
     # A private socket for the test, so that no other Keygrip server of this user answers instead.
@@ -65,11 +70,11 @@ def test_connect_starts_a_local_server_and_unregister_stops_it(tmp_path):
     try:
         new_scene()
         assert bpy.ops.keygrip.connect() == {"FINISHED"}
-        connection.drain(timeout=120)
+        main_thread.drain(timeout=120)
         status = preferences.server_status
-        assert status["state"] == "connected", status
-        assert status["address"] == f"unix://{socket_path}" and status["version"]
-        assert any(name == "mocap.body" for name, _, _ in status["capabilities"])
+        assert status.state == "connected", status
+        assert status.address == f"unix://{socket_path}" and status.version
+        assert any(name == "mocap.body" for name, _, _ in status.capabilities)
         server = local_server._instance
         assert server is not None and server.running
         addon_utils.disable(ADDON_MODULE, default_set=True)

@@ -8,7 +8,6 @@ test environment, where they are installed already.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,14 +16,9 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import addon_helpers  # noqa: F401 - first: puts the repository and scripts/ on sys.path
+import build_blender_extension as build_script
 import pytest
-from addon_loader import REPO
-
-_spec = importlib.util.spec_from_file_location(
-    "build_blender_extension", REPO / "scripts" / "build_blender_extension.py"
-)
-build_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build_script)
 
 # Runs inside Blender (the bpy wheel): install, enable, disable, enable, disable; report as JSON.
 _IN_BLENDER = r"""

@@ -8,36 +8,15 @@ from importlib import import_module
 import bpy
 import numpy as np
 import pytest
-from addon_loader import ADDON_MODULE, load_addon
+from addon_helpers import ADDON_MODULE, canonical_skeleton, load_addon
 
 from inference_server.motion import quat
-from keygrip import humanoid
+from keygrip import rigs
 
 load_addon()
 axes = import_module(f"{ADDON_MODULE}.axes")
 rig = import_module(f"{ADDON_MODULE}.rig")
 writeback = import_module(f"{ADDON_MODULE}.writeback")
-
-# A plausible canonical T-pose: (Y-up metres) offset of each joint from its parent.
-_OFFSETS = {
-    "hips": (0.0, 0.95, 0.0), "spine": (0.0, 0.10, 0.0), "chest": (0.0, 0.12, 0.0),
-    "upperChest": (0.0, 0.12, 0.0), "neck": (0.0, 0.12, 0.0), "head": (0.0, 0.10, 0.0),
-    "leftShoulder": (0.04, 0.09, 0.0), "leftUpperArm": (0.12, 0.0, 0.0),
-    "leftLowerArm": (0.27, 0.0, 0.0), "leftHand": (0.25, 0.0, 0.0),
-    "leftUpperLeg": (0.09, -0.06, 0.0), "leftLowerLeg": (0.0, -0.42, 0.0),
-    "leftFoot": (0.0, -0.41, 0.0), "leftToes": (0.0, -0.06, 0.13),
-}
-
-
-def canonical_skeleton() -> tuple[list[str], list[int], np.ndarray]:
-    joints = humanoid.hierarchy(with_fingers=False)
-    names = [n for n, _ in joints]
-    parents = [names.index(p) if p else -1 for _, p in joints]
-    offsets = []
-    for n in names:
-        x, y, z = _OFFSETS.get(n.replace("right", "left"), (0.0, 0.0, 0.0))
-        offsets.append((-x, y, z) if n.startswith("right") else (x, y, z))
-    return names, parents, np.array(offsets)
 
 
 def sine_clip(frames: int, bones: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -103,22 +82,26 @@ def test_canonical_armature_describes_back_in_y_up_metres(canonical_rig):
         heads[j] = offsets[j] + (heads[p] if p >= 0 else 0)
 
     desc = rig.describe_armature(obj)
-    assert desc["bone_names"] == names
-    assert desc["parents"] == parents
-    np.testing.assert_allclose(desc["heads"], heads, atol=1e-5)
+    assert desc.bone_names == names
+    assert desc.parents == parents
+    np.testing.assert_allclose(desc.heads, heads, atol=1e-5)
     # Blender stores the bones Z-up: the head of "head" is high on Blender's Z.
     assert obj.data.bones["head"].head_local.z == pytest.approx(heads[names.index("head"), 1], abs=1e-5)
-    rest = np.array(desc["rest_matrices"])
+    rest = np.array(desc.rest_matrices)
     np.testing.assert_allclose(rest[:, :3, 3], heads, atol=1e-5)
     # Each rest frame's Y axis points along its bone, head to tail, in Y-up space too.
-    along = np.array(desc["tails"]) - np.array(desc["heads"])
+    along = np.array(desc.tails) - np.array(desc.heads)
     along /= np.linalg.norm(along, axis=1, keepdims=True)
     np.testing.assert_allclose(rest[:, :3, 1], along, atol=1e-5)
-    json.dumps(desc)  # plain Python values only: ready to become a protobuf message
+    # As a rig.json file (what `keygrip retarget --rig` reads) and back.
+    again = rigs.RigDescription.from_mapping(json.loads(json.dumps(desc.to_dict())))
+    assert again.bone_names == desc.bone_names and again.scale == desc.scale
+    np.testing.assert_allclose(again.rest_matrices, desc.rest_matrices)
+    np.testing.assert_allclose(again.tails, desc.tails)
 
     obj.scale = (2.0, 2.0, 2.0)
     bpy.context.view_layer.update()
-    np.testing.assert_allclose(rig.describe_armature(obj)["heads"], 2 * heads, atol=1e-5)
+    np.testing.assert_allclose(rig.describe_armature(obj).heads, 2 * heads, atol=1e-5)
 
 
 def test_written_pose_matches_input(canonical_rig):

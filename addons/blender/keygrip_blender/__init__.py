@@ -1,8 +1,17 @@
 """Keygrip for Blender: motion capture and retargeting from a local Keygrip server.
 
-The add-on is thin: it talks to the server through the Keygrip SDK (the `keygrip` package, vendored
-into the extension zip under vendor/) and turns results into Blender data (writeback.py, rig.py).
-Network calls run on a worker thread (connection.py); the scene changes only on the main thread.
+The add-on is thin: the Keygrip SDK (the `keygrip` package, vendored into the extension zip under
+vendor/) holds the host-neutral flow (keygrip.session, keygrip.animate); the add-on keeps Blender's
+main-thread scheduling (main_thread.py) and turns results into Blender data (apply.py, writeback.py,
+rig.py). Network calls run on worker threads; the scene changes only on the main thread.
+
+Its modules import each other without a cycle (A <- B: B imports A):
+
+    axes <- rig, writeback;  actions <- writeback, apply;  rig, writeback <- apply
+    apply, rig, preferences, properties <- tasks
+    tasks, apply, rig, main_thread, preferences, properties <- operators
+    main_thread, preferences <- panels
+    axes, actions, properties, preferences and main_thread import no sibling.
 """
 
 from __future__ import annotations
@@ -36,7 +45,9 @@ def _remove_vendored_sdk() -> None:
 
 _add_vendored_sdk()
 
-from . import connection, local_server, operators, panels, properties  # noqa: E402
+from keygrip import local_server  # noqa: E402
+
+from . import main_thread, operators, panels, properties  # noqa: E402
 from .preferences import KeygripPreferences  # noqa: E402
 
 _CLASSES = (KeygripPreferences, *operators.CLASSES, *panels.CLASSES)
@@ -47,12 +58,12 @@ def register() -> None:
     properties.register()
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
-    connection.listeners.append(operators.update_ui)
+    main_thread.listeners.append(operators.update_ui)
     atexit.register(local_server.stop)
 
 
 def unregister() -> None:
-    connection.shutdown()
+    main_thread.shutdown()
     local_server.stop()
     atexit.unregister(local_server.stop)
     for cls in reversed(_CLASSES):

@@ -13,6 +13,8 @@ import bpy
 import mathutils
 import numpy as np
 
+from keygrip.rigs import RigDescription
+
 from . import axes
 
 
@@ -27,20 +29,14 @@ def bones_parent_first(bones: Any) -> list[Any]:
     return order
 
 
-def describe_armature(armature_obj: bpy.types.Object) -> dict[str, Any]:
-    """The armature's rest pose in armature space, Y-up metres, as plain Python values.
+def describe_armature(armature_obj: bpy.types.Object) -> RigDescription:
+    """The armature's rest pose in armature space, Y-up metres.
 
-    Keys:
-      name: the object's name.
-      bone_names: B names, parents before children.
-      parents: B parent indices, -1 for a root.
-      rest_matrices: B row-major 4x4 nested lists: each bone's rest frame (Blender's
-          bone.matrix_local: the bone's own axes, Y along the bone) in armature space.
-      heads, tails: B (x, y, z) tuples, metres.
-      rolls: B roll angles in radians (Blender's roll convention, kept for a round trip).
-      scale: (sx, sy, sz) the object's world scale that turned armature units into metres.
-    Per-bone rotations written back with writeback.write_armature_action are relative to these
-    rest frames.
+    name: the object's name. bone_names: parents before children. rest_matrices: each bone's rest
+    frame (Blender's bone.matrix_local: the bone's own axes, Y along the bone) in armature space.
+    heads, tails: metres. rolls: Blender's roll angles. scale: the object's world scale that turned
+    armature units into metres. Per-bone rotations written back with
+    writeback.write_armature_action are relative to these rest frames.
     """
     if armature_obj is None or armature_obj.type != "ARMATURE":
         raise ValueError("select an armature to describe")
@@ -50,17 +46,18 @@ def describe_armature(armature_obj: bpy.types.Object) -> dict[str, Any]:
     rest = np.array([np.asarray(b.matrix_local, dtype=np.float64) for b in bones]).reshape(-1, 4, 4)
     heads = np.array([tuple(b.head_local) for b in bones]).reshape(-1, 3)
     tails = np.array([tuple(b.tail_local) for b in bones]).reshape(-1, 3)
-    rolls = [float(bpy.types.Bone.AxisRollFromMatrix(b.matrix_local.to_3x3())[1]) for b in bones]
-    return {
-        "name": armature_obj.name,
-        "bone_names": [b.name for b in bones],
-        "parents": [index[b.parent.name] if b.parent else -1 for b in bones],
-        "rest_matrices": axes.matrices_from_blender(rest, scale).tolist(),
-        "heads": [tuple(v) for v in axes.vectors_from_blender(heads * scale).tolist()],
-        "tails": [tuple(v) for v in axes.vectors_from_blender(tails * scale).tolist()],
-        "rolls": rolls,
-        "scale": tuple(float(s) for s in scale),
-    }
+    rolls = tuple(float(bpy.types.Bone.AxisRollFromMatrix(b.matrix_local.to_3x3())[1]) for b in bones)
+    sx, sy, sz = (float(s) for s in scale)
+    return RigDescription(
+        name=armature_obj.name,
+        bone_names=[b.name for b in bones],
+        parents=[index[b.parent.name] if b.parent else -1 for b in bones],
+        rest_matrices=axes.matrices_from_blender(rest, scale),
+        heads=axes.vectors_from_blender(heads * scale),
+        tails=axes.vectors_from_blender(tails * scale),
+        rolls=rolls,
+        scale=(sx, sy, sz),
+    )
 
 
 def _tail(j: int, heads: np.ndarray, parents: np.ndarray) -> np.ndarray:
@@ -78,7 +75,7 @@ def _tail(j: int, heads: np.ndarray, parents: np.ndarray) -> np.ndarray:
             return heads[central]
     p = parents[j]
     direction = heads[j] - heads[p] if p >= 0 else np.array([0.0, 1.0, 0.0])
-    length = np.linalg.norm(direction)
+    length = float(np.linalg.norm(direction))
     if length < 1e-4:
         direction, length = np.array([0.0, 1.0, 0.0]), 0.2
     return heads[j] + direction / length * max(0.5 * length, 0.02)
@@ -106,11 +103,11 @@ def canonical_heads_tails(
 
 def describe_canonical(
     joint_names: Sequence[str], parents: Sequence[int], offsets: np.ndarray, *, name: str = "Keygrip Armature"
-) -> dict[str, Any]:
+) -> RigDescription:
     """What describe_armature will say about build_canonical_armature's result, without creating it.
 
     Lets the retarget run before anything is added to the scene (so a cancel leaves it untouched).
-    Same arguments as build_canonical_armature; same keys as describe_armature (scale 1).
+    Same arguments as build_canonical_armature.
     """
     heads_z, tails_z, parents_arr = canonical_heads_tails(joint_names, parents, offsets)
     rest = np.tile(np.eye(4), (len(heads_z), 1, 1))
@@ -119,16 +116,15 @@ def describe_canonical(
         axis = mathutils.Vector(tails_z[j] - heads_z[j]).normalized()
         rest[j, :3, :3] = np.asarray(bpy.types.Bone.MatrixFromAxisRoll(axis, 0.0))
         rest[j, :3, 3] = heads_z[j]
-    return {
-        "name": name,
-        "bone_names": list(joint_names),
-        "parents": [int(p) for p in parents_arr],
-        "rest_matrices": axes.matrices_from_blender(rest).tolist(),
-        "heads": [tuple(v) for v in axes.vectors_from_blender(heads_z).tolist()],
-        "tails": [tuple(v) for v in axes.vectors_from_blender(tails_z).tolist()],
-        "rolls": [0.0] * len(heads_z),
-        "scale": (1.0, 1.0, 1.0),
-    }
+    return RigDescription(
+        name=name,
+        bone_names=list(joint_names),
+        parents=[int(p) for p in parents_arr],
+        rest_matrices=axes.matrices_from_blender(rest),
+        heads=axes.vectors_from_blender(heads_z),
+        tails=axes.vectors_from_blender(tails_z),
+        rolls=(0.0,) * len(heads_z),
+    )
 
 
 def build_canonical_armature(
@@ -158,7 +154,7 @@ def build_canonical_armature(
         bpy.ops.object.mode_set(mode="OBJECT")
     context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
-    edit_bones = []
+    edit_bones: list[Any] = []
     for j, joint in enumerate(joint_names):
         bone = data.edit_bones.new(joint)
         bone.head = heads_z[j]

@@ -19,7 +19,7 @@ import numpy as np
 PROVENANCE_KEY = "keygrip"
 
 
-def _enum_value(struct: type, prop: str, identifier: str) -> int:
+def _enum_value(struct: Any, prop: str, identifier: str) -> int:
     """Integer value of an RNA enum item, as foreach_set wants it (looked up, not hard-coded)."""
     items = struct.bl_rna.properties[prop].enum_items
     if identifier not in items:

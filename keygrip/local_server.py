@@ -1,7 +1,8 @@
-"""A Keygrip server that the add-on starts itself, on a private Unix socket, when the artist asks.
+"""A Keygrip server that a host starts itself, on a private Unix socket, when the artist asks.
 
-No bpy here: ensure_running() blocks until the server prints its "listening on" line, so it is
-only ever called from the worker thread (connection.py), never from Blender's main thread.
+ensure_running() blocks until the server prints its "listening on" line, so a host calls it only
+from a worker thread (keygrip.session's connector does), never from its UI thread. The host stops
+the server when it quits (stop()); jobs and results stay in the data folder for the next start.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ class LocalServer:
     data_dir: where the server keeps jobs and artifacts.
     """
 
-    def __init__(self, python: str, data_dir: Path, socket_path: Path | None = None) -> None:
+    def __init__(self, python: str, data_dir: str | os.PathLike[str], socket_path: Path | None = None) -> None:
         self.python = python
         self.data_dir = Path(data_dir)
         self.socket_path = socket_path or default_socket_path()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[str] | None = None
         self.output: deque[str] = deque(maxlen=40)
         self._lock = threading.Lock()
 
@@ -76,8 +77,9 @@ class LocalServer:
                 self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                 start_new_session=sys.platform != "win32")
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                line = self.proc.stdout.readline()
+            stdout = self.proc.stdout
+            while stdout is not None and time.monotonic() < deadline:
+                line = stdout.readline()
                 if not line:
                     break
                 self.output.append(line.rstrip())
@@ -88,9 +90,9 @@ class LocalServer:
             tail = "\n".join(list(self.output)[-10:])
             raise RuntimeError(f"the local Keygrip server did not start ({' '.join(self.command())}):\n{tail}")
 
-    def _drain(self, proc: subprocess.Popen) -> None:
+    def _drain(self, proc: subprocess.Popen[str]) -> None:
         # Keep reading so that a chatty server never blocks on a full pipe.
-        for line in proc.stdout:
+        for line in proc.stdout or ():
             self.output.append(line.rstrip())
 
     def _kill(self) -> None:
@@ -119,8 +121,8 @@ class LocalServer:
 _instance: LocalServer | None = None
 
 
-def get(python: str, data_dir: Path) -> LocalServer:
-    """The one local server of this Blender session (replaced when its settings change)."""
+def get(python: str, data_dir: str | os.PathLike[str]) -> LocalServer:
+    """The one local server of this process (replaced when its settings change)."""
     global _instance
     if _instance is None or _instance.python != python or _instance.data_dir != Path(data_dir):
         stop()
@@ -129,7 +131,7 @@ def get(python: str, data_dir: Path) -> LocalServer:
 
 
 def stop() -> None:
-    """Stop the local server if this Blender started one (add-on unregister and quit)."""
+    """Stop the local server if this process started one (host add-on unregister and quit)."""
     global _instance
     if _instance is not None:
         _instance.stop()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import connection, preferences
+from keygrip.animate import WriteSummary
+from keygrip.session import Session
+
+from . import main_thread, preferences
 
 
 class BoneMapList(bpy.types.UIList):
@@ -18,7 +21,7 @@ class BoneMapList(bpy.types.UIList):
         row.prop(item, "role", text="")
 
 
-def _draw_progress(layout: bpy.types.UILayout, session: connection.Session) -> None:
+def _draw_progress(layout: bpy.types.UILayout, session: Session) -> None:
     box = layout.box()
     box.label(text=session.title, icon="TIME")
     p = session.progress
@@ -31,15 +34,16 @@ def _draw_progress(layout: bpy.types.UILayout, session: connection.Session) -> N
     box.operator("keygrip.cancel", icon="CANCEL")
 
 
-def _draw_outcome(layout: bpy.types.UILayout, session: connection.Session) -> None:
+def _draw_outcome(layout: bpy.types.UILayout, session: Session) -> None:
     if session.state == "succeeded":
-        summary = session.value if isinstance(session.value, dict) else {}
-        if "action" in summary:
-            layout.label(text=f"{summary['armature']}: {summary['action']}", icon="CHECKMARK")
-        for warning in summary.get("warnings", [])[:4]:
+        summary = session.value
+        if not isinstance(summary, WriteSummary):   # probe, connect, bone map, download
+            return
+        layout.label(text=f"{summary.target}: {summary.animation}", icon="CHECKMARK")
+        for warning in summary.warnings[:4]:
             layout.label(text=warning, icon="INFO")
-        if summary.get("missing_shape_keys"):
-            layout.label(text=f"{len(summary['missing_shape_keys'])} face curves had no shape key", icon="INFO")
+        if summary.missing_shape_keys:
+            layout.label(text=f"{len(summary.missing_shape_keys)} face curves had no shape key", icon="INFO")
     elif session.error:
         for line in preferences.wrap(session.error, 50):
             layout.label(text=line, icon="ERROR" if session.state == "failed" else "CANCEL")
@@ -57,8 +61,8 @@ class KeygripPanel(bpy.types.Panel):
         s = context.scene.keygrip
         status = preferences.server_status
         row = layout.row()
-        row.label(text=f"Server {status['version']}" if "version" in status else str(status["state"]),
-                  icon="LINKED" if "version" in status else "UNLINKED")
+        row.label(text=f"Server {status.version}" if status.version else status.state,
+                  icon="LINKED" if status.version else "UNLINKED")
         row.operator("keygrip.connect", text="", icon="FILE_REFRESH")
 
         col = layout.column(heading="Video")
@@ -100,14 +104,14 @@ class KeygripPanel(bpy.types.Panel):
         if s.last_capture_job:
             col.prop(s, "reuse_capture")
 
-        busy = connection.running()
+        busy = main_thread.running()
         layout.operator("keygrip.capture", icon="ARMATURE_DATA")
         row = layout.row(align=True)
         row.operator("keygrip.import_bvh", icon="IMPORT")
         row.operator("keygrip.export_bvh", icon="EXPORT")
         for session in busy:
             _draw_progress(layout, session)
-        last = connection.latest()
+        last = main_thread.latest()
         if last is not None and not last.busy:
             _draw_outcome(layout, last)
 

@@ -2,8 +2,8 @@
 
 Invoked from the UI, the long-running operators stay modal (passing every event through, so the
 artist keeps working) only to catch Esc and to report the outcome; the work itself is drained by
-the bpy.app.timers tick in connection.py. Called with EXEC_DEFAULT (scripts, background tests) they
-start the session and return; connection.drain() then plays the timer's part.
+the bpy.app.timers tick in main_thread.py. Called with EXEC_DEFAULT (scripts, background tests) they
+start the session and return; main_thread.drain() then plays the timer's part.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from pathlib import Path
 import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import connection, preferences, properties, rig, tasks
-from .connection import Session
-from .tasks import Plan
+from keygrip import rigs
+from keygrip.animate import CaptureOptions, Plan, SourceKind
+from keygrip.session import Session
+
+from . import main_thread, preferences, properties, rig, tasks
+from .apply import ScenePlan
 
 
 def _armature(context: bpy.types.Context) -> bpy.types.Object | None:
@@ -33,10 +36,12 @@ def video_path(context: bpy.types.Context) -> str:
     return bpy.path.abspath(s.video_path) if s.video_path else ""
 
 
-def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> Plan:
-    """The panel's settings as a Plan; raises ValueError with a fix-it message when incomplete."""
+def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Plan, ScenePlan]:
+    """The panel's settings as the SDK's Plan and where the result lands in this scene; raises
+    ValueError with a fix-it message when incomplete."""
     s = context.scene.keygrip
     video = video_path(context)
+    source: SourceKind
     if bvh_path:
         source = "bvh"
     elif s.reuse_capture and s.last_capture_job:
@@ -48,23 +53,27 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> Plan:
     plan = Plan(
         source=source, video=video if not bvh_path else "", capture_job_id=s.last_capture_job,
         bvh_path=bvh_path,
-        capture_options={"hands": s.hands, "face": s.face, "smoothing": s.smoothing, "foot_lock": s.foot_lock,
-                         "start_frame": s.frame_start, "end_frame": s.frame_end, "preview": s.preview},
-        root_motion=s.root_motion, foot_lock=s.foot_lock, target="SELECTED" if bvh_path else s.target,
-        face_mesh_name=s.face_mesh.name if s.face_mesh else "", reference_video=s.reference_video and not bvh_path,
-        match_fps=s.match_fps, frame_start=context.scene.frame_start)
+        capture=CaptureOptions(hands=s.hands, face=s.face, smoothing=s.smoothing, foot_lock=s.foot_lock,
+                               start_frame=s.frame_start, end_frame=s.frame_end, preview=s.preview),
+        root_motion=s.root_motion, foot_lock=s.foot_lock, target="SELECTED" if bvh_path else s.target)
+    armature_name = ""
     if plan.target == "SELECTED":
         obj = _armature(context)
         if obj is None:
             raise ValueError("select the armature to animate (or choose 'New armature' as the target)")
-        plan.armature_name = obj.name
+        armature_name = obj.name
         plan.rig = rig.describe_armature(obj)
         plan.bone_map = properties.bone_map_of(obj)
-    return plan
+    scene_plan = ScenePlan(armature_name=armature_name, face_mesh_name=s.face_mesh.name if s.face_mesh else "",
+                           reference_video=s.reference_video and not bvh_path, match_fps=s.match_fps,
+                           frame_start=context.scene.frame_start)
+    return plan, scene_plan
 
 
-class _SessionOperator:
-    """Start a session; when invoked from the UI, stay modal to catch Esc and report the outcome."""
+class _SessionOperator(bpy.types.Operator):
+    """Start a session; when invoked from the UI, stay modal to catch Esc and report the outcome.
+
+    A base class only: Blender registers the subclasses."""
 
     _session: Session | None = None
     _timer = None
@@ -74,7 +83,7 @@ class _SessionOperator:
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            self._session = connection.submit(self.make_session(context))
+            self._session = main_thread.submit(self.make_session(context))
         except ValueError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -90,6 +99,9 @@ class _SessionOperator:
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         session = self._session
+        if session is None:
+            self._end(context)
+            return {"CANCELLED"}
         if event.type == "ESC" and event.value == "PRESS" and session.busy:
             session.cancel()
             self._end(context)
@@ -110,7 +122,7 @@ class _SessionOperator:
             self._timer = None
 
 
-class CaptureOperator(_SessionOperator, bpy.types.Operator):
+class CaptureOperator(_SessionOperator):
     """Capture the video and animate the target with it (Esc cancels)"""
 
     bl_idname = "keygrip.capture"
@@ -120,22 +132,22 @@ class CaptureOperator(_SessionOperator, bpy.types.Operator):
     bl_options = {"REGISTER"}
 
     def make_session(self, context: bpy.types.Context) -> Session:
-        return tasks.capture_session(plan_from_panel(context), preferences.server_settings(context))
+        return tasks.capture_session(*plan_from_panel(context), preferences.server_settings(context))
 
 
-class ImportBvhOperator(_SessionOperator, bpy.types.Operator, ImportHelper):
+class ImportBvhOperator(_SessionOperator, ImportHelper):
     """Retarget a BVH file onto the selected armature through the server"""
 
     bl_idname = "keygrip.import_bvh"
     bl_label = "Import BVH onto Rig"
     bl_options = {"REGISTER"}
     filename_ext = ".bvh"
-    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})  # type: ignore[valid-type]
 
     def make_session(self, context: bpy.types.Context) -> Session:
         if not Path(self.filepath).is_file():
             raise ValueError(f"{self.filepath} is not a file")
-        return tasks.capture_session(plan_from_panel(context, bvh_path=self.filepath),
+        return tasks.capture_session(*plan_from_panel(context, bvh_path=self.filepath),
                                      preferences.server_settings(context))
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
@@ -149,7 +161,7 @@ class ExportBvhOperator(bpy.types.Operator, ExportHelper):
     bl_idname = "keygrip.export_bvh"
     bl_label = "Export BVH"
     filename_ext = ".bvh"
-    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         obj = _armature(context)
@@ -159,7 +171,7 @@ class ExportBvhOperator(bpy.types.Operator, ExportHelper):
         record = obj.get("keygrip")
         artifact = record.get("bvh_artifact_id", "") if record is not None else ""
         if artifact:
-            connection.submit(tasks.download_session(artifact, self.filepath, preferences.server_settings(context)))
+            main_thread.submit(tasks.download_session(artifact, self.filepath, preferences.server_settings(context)))
             return {"FINISHED"}
         # Not from the server (or retargeted elsewhere): Blender's own exporter writes the action.
         context.view_layer.objects.active = obj
@@ -169,19 +181,18 @@ class ExportBvhOperator(bpy.types.Operator, ExportHelper):
                                        frame_end=int(frames[1]), rotate_mode="NATIVE")
 
 
-class ConnectOperator(_SessionOperator, bpy.types.Operator):
+class ConnectOperator(_SessionOperator):
     """Connect to the Keygrip server and show what it can do"""
 
     bl_idname = "keygrip.connect"
     bl_label = "Connect"
 
     def make_session(self, context: bpy.types.Context) -> Session:
-        preferences.server_status.clear()
-        preferences.server_status["state"] = "connecting..."
+        preferences.server_status.reset("connecting...")
         return tasks.connect_session(preferences.server_settings(context))
 
 
-class ProbeOperator(_SessionOperator, bpy.types.Operator):
+class ProbeOperator(_SessionOperator):
     """Read the video's frame count and rate from the server and fill the frame range"""
 
     bl_idname = "keygrip.probe"
@@ -194,7 +205,7 @@ class ProbeOperator(_SessionOperator, bpy.types.Operator):
         return tasks.probe_session(video, preferences.server_settings(context), context.scene.name)
 
 
-class MapBonesOperator(_SessionOperator, bpy.types.Operator):
+class MapBonesOperator(_SessionOperator):
     """Ask the server to map the armature's bones to humanoid roles (editable afterwards)"""
 
     bl_idname = "keygrip.map_bones"
@@ -214,7 +225,7 @@ class CancelOperator(bpy.types.Operator):
     bl_label = "Cancel"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        for session in connection.running():
+        for session in main_thread.running():
             session.cancel()
         return {"FINISHED"}
 
@@ -225,11 +236,9 @@ class SaveBoneMapOperator(bpy.types.Operator, ExportHelper):
     bl_idname = "keygrip.bone_map_save"
     bl_label = "Save Bone Map Preset"
     filename_ext = ".json"
-    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from keygrip import rigs
-
         obj = _armature(context)
         if obj is None:
             self.report({"ERROR"}, "select the armature whose bone map to save")
@@ -249,11 +258,9 @@ class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
     bl_label = "Load Bone Map Preset"
     bl_options = {"REGISTER", "UNDO"}
     filename_ext = ".json"
-    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from keygrip import rigs
-
         obj = _armature(context)
         if obj is None:
             self.report({"ERROR"}, "select the armature to load the bone map onto")
@@ -283,7 +290,7 @@ def update_ui() -> None:
     wm = bpy.context.window_manager
     if wm is None or bpy.app.background:
         return
-    busy = connection.running()
+    busy = main_thread.running()
     if busy and not _status_bar["active"]:
         wm.progress_begin(0, 1000)
         _status_bar["active"] = True

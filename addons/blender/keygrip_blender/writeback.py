@@ -138,7 +138,7 @@ def write_armature_action(
         path = _bone_path(name, "rotation_quaternion")
         for i in range(4):
             writer.write_curve(path, i, name, frames, wxyz[:, b, i], interpolation)
-    if locations is not None:
+    if locations is not None and root_bone is not None:
         path = _bone_path(root_bone, "location")
         for i in range(3):
             writer.write_curve(path, i, root_bone, frames, locations[:, i], interpolation)

@@ -2,46 +2,73 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
 
-from . import connection, local_server
+from keygrip import local_server
+from keygrip.client import DEFAULT_ADDRESS
+from keygrip.session import ServerSettings
+from keygrip.v1 import server_pb2
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
 
-# What the last Connect found out, for the preferences to show (main thread only).
-server_status: dict[str, object] = {"state": "not connected"}
+@dataclass
+class ServerStatus:
+    """What the last Connect found out, for the preferences and the panel (main thread only)."""
+
+    state: str = "not connected"
+    error: str = ""
+    address: str = ""
+    version: str = ""
+    devices: list[str] = field(default_factory=list)
+    capabilities: list[tuple[str, bool, str]] = field(default_factory=list)   # (name, available, reason)
+
+    def reset(self, state: str, error: str = "") -> None:
+        """Forget the last answer: a new state (and error message) and nothing else."""
+        self.state, self.error, self.address, self.version = state, error, "", ""
+        self.devices, self.capabilities = [], []
+
+    def record(self, info: server_pb2.ServerInfo, address: str) -> None:
+        """Remember a GetServerInfo answer."""
+        self.reset("connected")
+        self.address = address
+        self.version = info.version
+        self.devices = [f"{d.kind} {d.name}".strip() for d in info.devices]
+        self.capabilities = [(c.name, c.available, c.reason) for c in info.capabilities]
+
+
+server_status = ServerStatus()
 
 
 class KeygripPreferences(bpy.types.AddonPreferences):
     # Blender looks preferences up by the add-on's module name, which differs between an
-    # installed extension (bl_ext.<repo>.keygrip) and a legacy add-on (keygrip).
+    # installed extension (bl_ext.<repo>.keygrip) and a checkout loaded by name (keygrip_blender).
     bl_idname = __package__
 
-    server_address: bpy.props.StringProperty(
+    server_address: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Server address",
         description="host:port or unix:///path/to/socket of the Keygrip inference server",
         default=DEFAULT_ADDRESS,
     )
-    token: bpy.props.StringProperty(
+    token: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Token",
         description="Bearer token, needed only when the server listens beyond this machine",
         default="",
         subtype="PASSWORD",
     )
-    start_local: bpy.props.BoolProperty(
+    start_local: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Start a local server when needed",
         description="Start `<Server Python> -m inference_server` on a private socket when no server answers",
         default=False,
     )
-    server_python: bpy.props.StringProperty(
+    server_python: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Server Python",
         description="The python executable of the environment where the Keygrip server is installed",
         default="",
         subtype="FILE_PATH",
     )
-    data_dir: bpy.props.StringProperty(
+    data_dir: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Server data folder",
         description="Where a local server keeps its jobs and results (empty: Blender's user data folder)",
         default="",
@@ -61,21 +88,21 @@ class KeygripPreferences(bpy.types.AddonPreferences):
             col.label(text=f"Listens on {local_server.socket_address(local_server.default_socket_path())}")
         row = layout.row()
         row.operator("keygrip.connect", icon="LINKED")
-        row.label(text=str(server_status["state"]))
+        row.label(text=server_status.state)
         draw_server_status(layout)
 
 
 def draw_server_status(layout: bpy.types.UILayout) -> None:
-    if server_status.get("error"):
-        for line in wrap(str(server_status["error"])):
-            layout.label(text=line, icon="ERROR")
-    if "version" not in server_status:
+    status = server_status
+    for line in wrap(status.error) if status.error else ():
+        layout.label(text=line, icon="ERROR")
+    if not status.version:
         return
     box = layout.box()
-    box.label(text=f"Keygrip server {server_status['version']} at {server_status['address']}")
-    for device in server_status.get("devices", []):
+    box.label(text=f"Keygrip server {status.version} at {status.address}")
+    for device in status.devices:
         box.label(text=device, icon="MEMORY")
-    for name, available, reason in server_status.get("capabilities", []):
+    for name, available, reason in status.capabilities:
         box.label(text=name if available else f"{name}: {reason}", icon="CHECKMARK" if available else "CANCEL")
 
 
@@ -98,10 +125,10 @@ def _default_data_dir() -> str:
         return str(Path(bpy.utils.user_resource("DATAFILES", path="keygrip", create=True)) / "server")
 
 
-def server_settings(context: bpy.types.Context | None = None) -> connection.ServerSettings:
+def server_settings(context: bpy.types.Context | None = None) -> ServerSettings:
     """The preferences as a plain snapshot for the worker thread."""
     prefs = get(context)
-    return connection.ServerSettings(
+    return ServerSettings(
         address=prefs.server_address.strip() or DEFAULT_ADDRESS,
         token=prefs.token,
         start_local=prefs.start_local,
@@ -109,19 +136,3 @@ def server_settings(context: bpy.types.Context | None = None) -> connection.Serv
         data_dir=bpy.path.abspath(prefs.data_dir) if prefs.data_dir else _default_data_dir(),
     )
 
-
-def record_server_info(info, address: str) -> None:
-    """Remember a GetServerInfo answer for the preferences and the panel."""
-    server_status.clear()
-    server_status.update({
-        "state": "connected",
-        "address": address,
-        "version": info.version,
-        "devices": [f"{d.kind} {d.name}".strip() for d in info.devices],
-        "capabilities": [(c.name, c.available, c.reason) for c in info.capabilities],
-    })
-
-
-def record_error(message: str) -> None:
-    server_status.clear()
-    server_status.update({"state": "not connected", "error": message})

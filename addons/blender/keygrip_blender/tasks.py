@@ -1,0 +1,90 @@
+"""The sessions behind each button: the SDK's host-neutral steps, plus what only Blender does on its
+main thread (describe a new armature, write the result, fill the panel).
+
+Worker steps read only their arguments and the server, never bpy data; the plans are snapshots of the
+panel taken when the artist clicks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from keygrip import animate, rigs
+from keygrip.animate import Plan, Retargeted, Skeleton, WriteSummary
+from keygrip.rigs import RigDescription
+from keygrip.session import Main, ServerSettings, Session, Worker, WorkerContext, connector
+from keygrip.v1 import animation_pb2, media_pb2
+
+from . import apply, preferences, properties, rig
+from .apply import ScenePlan
+
+
+def capture_session(plan: Plan, scene_plan: ScenePlan, settings: ServerSettings) -> Session:
+    """Capture (or reuse a capture, or upload a BVH), retarget, write back: the main job."""
+
+    def describe_new_rig(skeleton: Skeleton) -> RigDescription:
+        return rig.describe_canonical(skeleton.joint_names, skeleton.parents, skeleton.offsets,
+                                      name=apply.new_armature_name(plan))
+
+    def write(done: Retargeted) -> WriteSummary:
+        return apply.apply_result(plan, scene_plan, done)
+
+    return Session(plan.title, animate.steps(plan, describe_new_rig=describe_new_rig, write=write),
+                   connector(settings))
+
+
+def connect_session(settings: ServerSettings) -> Session:
+    """GetServerInfo (connecting also starts the local server when allowed)."""
+    return Session("connect", [Worker(lambda ctx, _: ctx.server_info)], connector(settings),
+                   on_finish=_record_connection)
+
+
+def _record_connection(session: Session) -> None:
+    if session.server_info is not None:
+        preferences.server_status.record(session.server_info, session.address)
+    elif session.error:
+        preferences.server_status.reset("not connected", session.error)
+
+
+def probe_session(video: str, settings: ServerSettings, scene_name: str) -> Session:
+    """Probe the video and fill the panel's frame range."""
+
+    def probe(ctx: WorkerContext, _: Any) -> media_pb2.ProbeMediaResult:
+        return ctx.run_job(ctx.client.probe(video), "probe")
+
+    def fill(result: media_pb2.ProbeMediaResult) -> media_pb2.ProbeMediaResult:
+        panel = bpy.data.scenes[scene_name].keygrip
+        panel.video_frames = result.frame_count
+        panel.video_fps = result.fps
+        panel.frame_start = 0
+        panel.frame_end = result.frame_count
+        return result
+
+    return Session(f"probe {Path(video).name}", [Worker(probe), Main(fill)], connector(settings))
+
+
+def map_bones_session(description: RigDescription, object_name: str, settings: ServerSettings) -> Session:
+    """The server's automatic bone map for an armature, as editable rows on it."""
+
+    def ask(ctx: WorkerContext, _: Any) -> animation_pb2.BoneMap:
+        return ctx.client.map_bones(description.to_proto())
+
+    def fill(bone_map: animation_pb2.BoneMap) -> animation_pb2.BoneMap:
+        properties.set_bone_map(bpy.data.objects[object_name], rigs.bone_map_to_dict(bone_map))
+        return bone_map
+
+    return Session(f"map bones of {object_name}", [Worker(ask), Main(fill)], connector(settings))
+
+
+def download_session(artifact_id: str, path: str, settings: ServerSettings) -> Session:
+    """Download an artifact (e.g. the retargeted BVH) to a file."""
+
+    def fetch(ctx: WorkerContext, _: Any) -> str:
+        def report(done: int, total: int) -> None:
+            ctx.progress("downloading", done / total if total else 1.0)
+        return str(ctx.client.download(artifact_id, path, progress=report))
+
+    return Session(f"download {Path(path).name}", [Worker(fetch)], connector(settings))

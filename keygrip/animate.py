@@ -1,0 +1,332 @@
+"""A character animated from a video or a BVH, for every host: capture the video (or reuse an earlier
+capture, or upload the BVH), retarget the motion onto the host's rig, and hand typed results to the
+host, whose only job left is writing them into its scene.
+
+    plan = Plan(source="video", video="take.mp4", target="NEW")
+    chain = animate.steps(plan, describe_new_rig=host_describe, write=host_write)
+    Session(plan.title, chain, connector(settings)).start(main_thread)
+
+The chain is fetch_motion (worker thread) -> the target's RigDescription (main thread: the host
+describes the armature it will build from the captured skeleton, or the plan carries the artist's
+rig) -> retarget (worker thread) -> write (main thread: the host's scene writing, one undo step).
+Nothing reaches the scene before the last step, so a cancel or a failure leaves it as it was.
+
+Conventions are the protocol's: seconds, right-handed Y-up metres, quaternions (x, y, z, w).
+No host API is imported here; numpy is imported on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from keygrip.rigs import RigDescription, bone_map_from_dict
+from keygrip.session import Main, Step, Worker, WorkerContext
+from keygrip.tensors import from_tensor
+from keygrip.v1 import animation_pb2, mocap_pb2, motion_pb2
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from keygrip.client import Job
+
+# Where the motion comes from: a video to capture, an earlier capture job, or a BVH file.
+SourceKind = Literal["video", "capture_job", "bvh"]
+# What it animates: a new armature with the canonical skeleton, or the artist's rig (Plan.rig).
+TargetKind = Literal["NEW", "SELECTED"]
+CAPTURE_JOB_TYPE = "motion_capture"
+
+
+@dataclass
+class CaptureOptions:
+    """The capture's options (CaptureMotionRequest fields). start_frame/end_frame: video frames,
+    0-based, end exclusive; end 0: to the end."""
+
+    hands: bool = False
+    face: bool = False
+    smoothing: float = 0.5
+    foot_lock: bool = True
+    start_frame: int = 0
+    end_frame: int = 0
+    preview: bool = False
+
+    def request_fields(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Plan:
+    """Everything a capture-and-retarget needs, snapshotted from the host's UI when the artist clicks.
+
+    root_motion: an animation_pb2.RootMotion name without its prefix ("HIPS", "ROOT_BONE", ...).
+    rig: the SELECTED target's description; bone_map: the artist's {bone: role} (empty: the server
+    maps the bones itself).
+    """
+
+    source: SourceKind
+    video: str = ""
+    capture_job_id: str = ""
+    bvh_path: str = ""
+    capture: CaptureOptions = field(default_factory=CaptureOptions)
+    root_motion: str = "HIPS"
+    foot_lock: bool = True
+    target: TargetKind = "NEW"
+    rig: RigDescription | None = None
+    bone_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        what = Path(self.video or self.bvh_path).name or f"capture {self.capture_job_id[:8]}"
+        onto = self.rig.name if self.target == "SELECTED" and self.rig is not None else "a new armature"
+        return f"{what} onto {onto}"
+
+    @property
+    def stem(self) -> str:
+        """A short name for what is created: the video's or BVH's file name without suffix."""
+        return Path(self.video or self.bvh_path).stem or "capture"
+
+    @property
+    def root_motion_name(self) -> str:
+        """The RootMotion enum's full name ("ROOT_MOTION_HIPS"); ValueError for one it does not have."""
+        name = f"ROOT_MOTION_{self.root_motion}"
+        try:
+            animation_pb2.RootMotion.Value(name)
+        except ValueError:
+            raise ValueError(f"unknown root motion {self.root_motion!r}; "
+                             "use one of HIPS, ROOT_BONE, IN_PLACE, KEEP") from None
+        return name
+
+    def options_record(self) -> dict[str, object]:
+        """The options as provenance: enough for a TD to re-run the same jobs."""
+        return {"capture": self.capture.request_fields(), "root_motion": self.root_motion,
+                "foot_lock": self.foot_lock, "target": self.target, "bone_map": dict(self.bone_map)}
+
+
+# Typed results ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Skeleton:
+    """A captured clip's canonical skeleton at rest: joint_names (J, parents first), parents (J, -1
+    for the root), offsets (J, 3) from each joint's parent in world axes, Y-up metres."""
+
+    joint_names: list[str]
+    parents: list[int]
+    offsets: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Motion:
+    """Step 1's result, the motion to retarget: a capture (its job, its result, and its skeleton when
+    the target is a new armature) or an uploaded BVH."""
+
+    capture_job_id: str = ""
+    capture: mocap_pb2.CaptureMotionResult | None = None
+    skeleton: Skeleton | None = None
+    bvh_artifact_id: str = ""
+
+    def source(self) -> animation_pb2.MotionSource:
+        if self.bvh_artifact_id:
+            return animation_pb2.MotionSource(bvh_artifact_id=self.bvh_artifact_id)
+        return animation_pb2.MotionSource(capture_job_id=self.capture_job_id)
+
+
+@dataclass(frozen=True, eq=False)
+class RigAnimation:
+    """A RigAnimation message as numpy arrays (F frames, B bones, K shape keys).
+
+    times: (F,) seconds. rotations: (F, B, 4) (x, y, z, w) relative to each bone's rest frame.
+    root_bone: the bone carrying the travel; root_location: (F, 3) its offset from its rest head in
+    its rest frame, metres; root_position: (F, 3) the hips head in rig space, Y-up metres.
+    shape_key_weights: (F, K) in 0..1, None when the capture has no face curves.
+    """
+
+    bone_names: list[str]
+    fps: float
+    times: np.ndarray
+    rotations: np.ndarray
+    root_bone: str
+    root_location: np.ndarray
+    root_position: np.ndarray
+    shape_key_names: list[str]
+    shape_key_weights: np.ndarray | None
+
+    @classmethod
+    def from_proto(cls, anim: animation_pb2.RigAnimation) -> RigAnimation:
+        return cls(bone_names=list(anim.bone_names), fps=anim.fps, times=from_tensor(anim.times),
+                   rotations=from_tensor(anim.rotations), root_bone=anim.root_bone,
+                   root_location=from_tensor(anim.root_location), root_position=from_tensor(anim.root_position),
+                   shape_key_names=list(anim.shape_key_names),
+                   shape_key_weights=from_tensor(anim.shape_key_weights) if anim.shape_key_names else None)
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the last."""
+        return float(self.times[-1] - self.times[0]) if len(self.times) else 0.0
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a write-back came from, stored by the host with what it creates (Blender: custom
+    properties) so that a TD can re-run the same jobs."""
+
+    capture_job_id: str
+    retarget_job_id: str
+    source: str
+    options: dict[str, object]
+    server_version: str
+    server_address: str
+    bvh_artifact_id: str
+    animation_artifact_id: str
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Retargeted:
+    """Step 2's result: the motion retargeted onto `rig`, with the server that did it."""
+
+    motion: Motion
+    rig: RigDescription
+    job_id: str
+    result: animation_pb2.RetargetResult
+    animation: RigAnimation
+    server_version: str = ""
+    server_address: str = ""
+
+    @property
+    def hips_bone(self) -> str | None:
+        """The rig's bone the bone map gave the hips role, if any."""
+        return next((m.bone for m in self.result.bone_map.mappings if m.role == "hips"), None)
+
+    def provenance(self, plan: Plan) -> Provenance:
+        return Provenance(
+            capture_job_id=self.motion.capture_job_id, retarget_job_id=self.job_id,
+            source=plan.video or plan.bvh_path or plan.capture_job_id, options=plan.options_record(),
+            server_version=self.server_version, server_address=self.server_address,
+            bvh_artifact_id=self.result.bvh.id, animation_artifact_id=self.result.animation.id)
+
+
+@dataclass
+class WriteSummary:
+    """What a host wrote into its scene, for its panel and for scripts.
+
+    target: the animated object (Blender: the armature object). animation: what holds its keys
+    (Blender: the action). face_animation: the same for the face curves, empty when none were
+    written. missing_shape_keys: face curves with no shape key to drive. warnings: the server's and
+    the host's, for the artist.
+    """
+
+    target: str
+    animation: str
+    face_animation: str = ""
+    missing_shape_keys: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# The canonical skeleton of a capture --------------------------------------------------------------
+
+def canonical_skeleton(clip: motion_pb2.MotionClip) -> Skeleton:
+    """A MotionClip's skeleton with its rest rotations folded into the offsets (world axes)."""
+    import numpy as np
+
+    sk = clip.skeleton
+    parents = [int(p) for p in sk.parents]
+    offsets = from_tensor(sk.rest_offsets).astype(np.float64).reshape(-1, 3)
+    rest = from_tensor(sk.rest_rotations).astype(np.float64).reshape(-1, 4)
+    world = np.zeros_like(rest)
+    out = np.zeros_like(offsets)
+    for j, p in enumerate(parents):
+        out[j] = _rotate(world[p], offsets[j]) if p >= 0 else offsets[j]
+        world[j] = _multiply(world[p], rest[j]) if p >= 0 else rest[j]
+    return Skeleton(list(sk.joint_names), parents, out)
+
+
+def _multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of two (x, y, z, w) quaternions."""
+    import numpy as np
+
+    (ax, ay, az, aw), (bx, by, bz, bw) = a, b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
+
+
+def _rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """v rotated by the unit (x, y, z, w) quaternion q."""
+    import numpy as np
+
+    u, w = q[:3], q[3]
+    return v + 2.0 * np.cross(u, np.cross(u, v) + w * v)
+
+
+# Worker steps -------------------------------------------------------------------------------------
+
+def fetch_motion(ctx: WorkerContext, plan: Plan) -> Motion:
+    """Step 1: the motion to retarget: a fresh capture, an earlier one, or an uploaded BVH."""
+    client = ctx.client
+    if plan.source == "bvh":
+        return Motion(bvh_artifact_id=client.upload(plan.bvh_path, progress=ctx.upload_progress("BVH")).id)
+    job: Job[mocap_pb2.CaptureMotionResult]
+    if plan.source == "video":
+        job = client.capture_motion(plan.video, upload_progress=ctx.upload_progress("video"),
+                                    **plan.capture.request_fields())
+    else:
+        found = client.get_job(plan.capture_job_id)
+        if found.type != CAPTURE_JOB_TYPE:
+            raise ValueError(f"job {plan.capture_job_id} is a {found.type} job, not a motion capture")
+        job = cast("Job[mocap_pb2.CaptureMotionResult]", found)
+    capture = ctx.run_job(job, "capture")
+    skeleton = None
+    if plan.target == "NEW":
+        ctx.progress("reading the skeleton", 1.0)
+        skeleton = canonical_skeleton(client.read_clip(capture.clip))
+    return Motion(capture_job_id=job.id, capture=capture, skeleton=skeleton)
+
+
+def retarget(ctx: WorkerContext, plan: Plan, motion: Motion, rig: RigDescription) -> Retargeted:
+    """Step 2: the retarget job onto the described rig, and its RigAnimation as numpy arrays."""
+    req = animation_pb2.RetargetRequest(source=motion.source(), rig=rig.to_proto(),
+                                        root_motion=plan.root_motion_name, foot_lock=plan.foot_lock)
+    if plan.bone_map:
+        req.bone_map.CopyFrom(bone_map_from_dict(plan.bone_map))
+    job = ctx.client.retarget(req)
+    result = ctx.run_job(job, "retarget")
+    ctx.progress("downloading", 0.5)
+    anim = ctx.client.read_message(result.animation, animation_pb2.RigAnimation)
+    return Retargeted(motion=motion, rig=rig, job_id=job.id, result=result, animation=RigAnimation.from_proto(anim),
+                      server_version=ctx.server_info.version, server_address=ctx.connection.address)
+
+
+# The chain ----------------------------------------------------------------------------------------
+
+def steps(plan: Plan, *, describe_new_rig: Callable[[Skeleton], RigDescription],
+          write: Callable[[Retargeted], WriteSummary]) -> list[Step]:
+    """fetch_motion -> the target rig -> retarget -> write, for a Session.
+
+    describe_new_rig(skeleton): main thread, for a NEW target: the RigDescription of the armature the
+    host will build from the skeleton (built only in `write`, so that a cancel adds nothing).
+    write(retargeted): main thread: the host's scene writing; its summary is the session's value.
+    """
+
+    def target_rig(motion: Motion) -> tuple[Motion, RigDescription]:
+        if plan.target == "NEW":
+            if motion.skeleton is None:
+                raise ValueError("a new armature needs a captured skeleton: capture a video, or pick a rig")
+            return motion, describe_new_rig(motion.skeleton)
+        if plan.rig is None:
+            raise ValueError("select the armature to animate (or choose 'New armature' as the target)")
+        return motion, plan.rig
+
+    def retarget_step(ctx: WorkerContext, target: tuple[Motion, RigDescription]) -> Retargeted:
+        motion, rig = target
+        return retarget(ctx, plan, motion, rig)
+
+    return [
+        Worker(lambda ctx, _: fetch_motion(ctx, plan)),
+        Main(target_rig),
+        Worker(retarget_step),
+        Main(write),
+    ]
