@@ -348,14 +348,15 @@ class Client:
     def get_job(self, job_id: str) -> Job[Any]:
         return Job(self, self.call(self.jobs_stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id)))
 
-    def list_jobs(self, states: Iterable[int] = (), job_type: str = "", limit: int = 100) -> list[Job[Any]]:
-        """Jobs, newest first. states: common_pb2.JobState values (none: every state)."""
-        state_names = [common_pb2.JobState.Name(s) for s in states]
+    def list_jobs(self, states: Iterable[common_pb2.JobState.ValueType] = (), job_type: str = "",
+                  limit: int = 100) -> list[Job[Any]]:
+        """Jobs, newest first. states: common_pb2.JobState values such as JOB_STATE_RUNNING (none: all)."""
+        state_values = list(states)
         out: list[Job[Any]] = []
         token = ""
         while len(out) < limit:
             resp = self.call(self.jobs_stub.ListJobs, jobs_pb2.ListJobsRequest(
-                states=state_names, type=job_type, page_size=min(limit - len(out), 1000), page_token=token))
+                states=state_values, type=job_type, page_size=min(limit - len(out), 1000), page_token=token))
             out += [Job(self, j) for j in resp.jobs]
             token = resp.next_page_token
             if not token:

@@ -31,8 +31,8 @@ class StateEvent:
     terminal: bool
 
 
-def state_name(state: int) -> str:
-    return common_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()
+def state_name(state: common_pb2.JobState.ValueType | int) -> str:
+    return common_pb2.JobState.Name(common_pb2.JobState.ValueType(state)).removeprefix("JOB_STATE_").lower()
 
 
 def from_proto(ev: common_pb2.JobEvent, previous_state: int) -> list[ProgressEvent | StateEvent]:

@@ -18,7 +18,7 @@ _DTYPES: dict[int, str] = {
 }
 
 
-def to_tensor(array: np.ndarray, dtype: common_pb2.DType = common_pb2.DTYPE_FLOAT32) -> common_pb2.Tensor:
+def to_tensor(array: np.ndarray, dtype: common_pb2.DType.ValueType = common_pb2.DTYPE_FLOAT32) -> common_pb2.Tensor:
     import numpy as np
 
     arr = np.ascontiguousarray(np.asarray(array), dtype=_DTYPES[dtype])

@@ -142,7 +142,7 @@ class ImportBvhOperator(_SessionOperator, ImportHelper):
     bl_label = "Import BVH onto Rig"
     bl_options = {"REGISTER"}
     filename_ext = ".bvh"
-    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})  # type: ignore[valid-type]
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
 
     def make_session(self, context: bpy.types.Context) -> Session:
         if not Path(self.filepath).is_file():
@@ -161,7 +161,7 @@ class ExportBvhOperator(bpy.types.Operator, ExportHelper):
     bl_idname = "keygrip.export_bvh"
     bl_label = "Export BVH"
     filename_ext = ".bvh"
-    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})  # type: ignore[valid-type]
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         obj = _armature(context)
@@ -236,7 +236,7 @@ class SaveBoneMapOperator(bpy.types.Operator, ExportHelper):
     bl_idname = "keygrip.bone_map_save"
     bl_label = "Save Bone Map Preset"
     filename_ext = ".json"
-    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})  # type: ignore[valid-type]
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         obj = _armature(context)
@@ -258,7 +258,7 @@ class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
     bl_label = "Load Bone Map Preset"
     bl_options = {"REGISTER", "UNDO"}
     filename_ext = ".json"
-    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})  # type: ignore[valid-type]
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         obj = _armature(context)

@@ -46,29 +46,29 @@ class KeygripPreferences(bpy.types.AddonPreferences):
     # installed extension (bl_ext.<repo>.keygrip) and a checkout loaded by name (keygrip_blender).
     bl_idname = __package__
 
-    server_address: bpy.props.StringProperty(  # type: ignore[valid-type]
+    server_address: bpy.props.StringProperty(
         name="Server address",
         description="host:port or unix:///path/to/socket of the Keygrip inference server",
         default=DEFAULT_ADDRESS,
     )
-    token: bpy.props.StringProperty(  # type: ignore[valid-type]
+    token: bpy.props.StringProperty(
         name="Token",
         description="Bearer token, needed only when the server listens beyond this machine",
         default="",
         subtype="PASSWORD",
     )
-    start_local: bpy.props.BoolProperty(  # type: ignore[valid-type]
+    start_local: bpy.props.BoolProperty(
         name="Start a local server when needed",
         description="Start `<Server Python> -m inference_server` on a private socket when no server answers",
         default=False,
     )
-    server_python: bpy.props.StringProperty(  # type: ignore[valid-type]
+    server_python: bpy.props.StringProperty(
         name="Server Python",
         description="The python executable of the environment where the Keygrip server is installed",
         default="",
         subtype="FILE_PATH",
     )
-    data_dir: bpy.props.StringProperty(  # type: ignore[valid-type]
+    data_dir: bpy.props.StringProperty(
         name="Server data folder",
         description="Where a local server keeps its jobs and results (empty: Blender's user data folder)",
         default="",

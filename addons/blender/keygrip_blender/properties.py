@@ -2,7 +2,7 @@
 
 Blender declares properties as class annotations that are calls (`name: bpy.props.StringProperty()`),
 which type checkers reject as annotations: those lines (here, in preferences.py and operators.py)
-carry `# type: ignore[valid-type]`.
+are checked with valid-type off (pyproject.toml).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def _roles(self, context, edit_text):
 
 
 class KeygripBoneMapItem(bpy.types.PropertyGroup):
-    bone: bpy.props.StringProperty(name="Bone", description="Bone of this armature")  # type: ignore[valid-type]
-    role: bpy.props.StringProperty(  # type: ignore[valid-type]
+    bone: bpy.props.StringProperty(name="Bone", description="Bone of this armature")
+    role: bpy.props.StringProperty(
         name="Role", description="VRM humanoid role (empty: the bone is not driven)", search=_roles)
 
 
@@ -40,39 +40,39 @@ def _has_shape_keys(self, obj: bpy.types.Object) -> bool:
 
 
 class KeygripSceneSettings(bpy.types.PropertyGroup):
-    source: bpy.props.EnumProperty(  # type: ignore[valid-type]
+    source: bpy.props.EnumProperty(
         name="Source", items=[("FILE", "Video file", "A video file on disk"),
                               ("CLIP", "Movie Clip", "A Movie Clip already in this file")], default="FILE")
-    video_path: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")  # type: ignore[valid-type]
-    clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)  # type: ignore[valid-type]
-    frame_start: bpy.props.IntProperty(name="Start", min=0, description="First video frame (0-based)")  # type: ignore[valid-type]
-    frame_end: bpy.props.IntProperty(name="End", min=0, description="Video frame after the last one; 0: to the end")  # type: ignore[valid-type]
-    video_frames: bpy.props.IntProperty(name="Frames", min=0, description="Frames in the video (from Probe)")  # type: ignore[valid-type]
-    video_fps: bpy.props.FloatProperty(name="Video fps", min=0.0)  # type: ignore[valid-type]
-    hands: bpy.props.BoolProperty(name="Hands", description="Capture finger motion", default=False)  # type: ignore[valid-type]
-    face: bpy.props.BoolProperty(name="Face", description="Capture ARKit face curves", default=False)  # type: ignore[valid-type]
-    smoothing: bpy.props.FloatProperty(name="Smoothing", min=0.0, max=1.0, default=0.5, subtype="FACTOR")  # type: ignore[valid-type]
-    foot_lock: bpy.props.BoolProperty(name="Foot lock", default=True,  # type: ignore[valid-type]
+    video_path: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
+    clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)
+    frame_start: bpy.props.IntProperty(name="Start", min=0, description="First video frame (0-based)")
+    frame_end: bpy.props.IntProperty(name="End", min=0, description="Video frame after the last one; 0: to the end")
+    video_frames: bpy.props.IntProperty(name="Frames", min=0, description="Frames in the video (from Probe)")
+    video_fps: bpy.props.FloatProperty(name="Video fps", min=0.0)
+    hands: bpy.props.BoolProperty(name="Hands", description="Capture finger motion", default=False)
+    face: bpy.props.BoolProperty(name="Face", description="Capture ARKit face curves", default=False)
+    smoothing: bpy.props.FloatProperty(name="Smoothing", min=0.0, max=1.0, default=0.5, subtype="FACTOR")
+    foot_lock: bpy.props.BoolProperty(name="Foot lock", default=True,
                                       description="Pin the feet while they touch the ground")
-    root_motion: bpy.props.EnumProperty(name="Root motion", items=ROOT_MOTION_ITEMS, default="HIPS")  # type: ignore[valid-type]
-    target: bpy.props.EnumProperty(  # type: ignore[valid-type]
+    root_motion: bpy.props.EnumProperty(name="Root motion", items=ROOT_MOTION_ITEMS, default="HIPS")
+    target: bpy.props.EnumProperty(
         name="Target", items=[("NEW", "New armature", "A new armature with Keygrip's canonical skeleton"),
                               ("SELECTED", "Armature", "An existing armature, through the bone map")],
         default="NEW")
-    armature: bpy.props.PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,  # type: ignore[valid-type]
+    armature: bpy.props.PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,
                                         description="The rig to animate (empty: the active object)")
-    face_mesh: bpy.props.PointerProperty(name="Face mesh", type=bpy.types.Object, poll=_has_shape_keys,  # type: ignore[valid-type]
+    face_mesh: bpy.props.PointerProperty(name="Face mesh", type=bpy.types.Object, poll=_has_shape_keys,
                                          description="A mesh whose ARKit-named shape keys get the face curves")
-    reference_video: bpy.props.BoolProperty(name="Video on camera", default=True,  # type: ignore[valid-type]
+    reference_video: bpy.props.BoolProperty(name="Video on camera", default=True,
                                             description="Show the video as the camera's background")
-    match_fps: bpy.props.BoolProperty(name="Match scene fps", default=True,  # type: ignore[valid-type]
+    match_fps: bpy.props.BoolProperty(name="Match scene fps", default=True,
                                       description="Set the scene frame rate to the video's, one key per frame")
-    preview: bpy.props.BoolProperty(name="QA preview", default=False,  # type: ignore[valid-type]
+    preview: bpy.props.BoolProperty(name="QA preview", default=False,
                                     description="Also render a video with the tracked skeleton drawn over it")
-    reuse_capture: bpy.props.BoolProperty(  # type: ignore[valid-type]
+    reuse_capture: bpy.props.BoolProperty(
         name="Reuse last capture", default=False,
         description="Retarget the last capture of this scene again instead of re-running the capture")
-    last_capture_job: bpy.props.StringProperty(name="Last capture job")  # type: ignore[valid-type]
+    last_capture_job: bpy.props.StringProperty(name="Last capture job")
 
 
 _CLASSES = (KeygripBoneMapItem, KeygripSceneSettings)
