@@ -289,7 +289,8 @@ def fetch_motion(ctx: WorkerContext, plan: Plan) -> Motion:
 def retarget(ctx: WorkerContext, plan: Plan, motion: Motion, rig: RigDescription) -> Retargeted:
     """Step 2: the retarget job onto the described rig, and its RigAnimation as numpy arrays."""
     req = animation_pb2.RetargetRequest(source=motion.source(), rig=rig.to_proto(),
-                                        root_motion=animation_pb2.RootMotion.Value(plan.root_motion_name), foot_lock=plan.foot_lock)
+                                        root_motion=animation_pb2.RootMotion.Value(plan.root_motion_name),
+                                        foot_lock=plan.foot_lock)
     if plan.bone_map:
         req.bone_map.CopyFrom(bone_map_from_dict(plan.bone_map))
     job = ctx.client.retarget(req)
