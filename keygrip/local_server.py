@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import deque
 from pathlib import Path
 
@@ -76,24 +75,25 @@ class LocalServer:
             self.proc = subprocess.Popen(
                 self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                 start_new_session=sys.platform != "win32")
-            deadline = time.monotonic() + timeout
-            stdout = self.proc.stdout
-            while stdout is not None and time.monotonic() < deadline:
-                line = stdout.readline()
-                if not line:
-                    break
-                self.output.append(line.rstrip())
-                if "listening on" in line:
-                    threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
-                    return self.address
+            # A reader thread collects the output from the start, so that a server that hangs
+            # before printing anything cannot stall this wait past its deadline.
+            ready = threading.Event()
+            threading.Thread(target=self._drain, args=(self.proc, ready), daemon=True).start()
+            ready.wait(timeout)
+            if self.proc.poll() is None and any("listening on" in line for line in list(self.output)):
+                return self.address
             self._kill()
             tail = "\n".join(list(self.output)[-10:])
             raise RuntimeError(f"the local Keygrip server did not start ({' '.join(self.command())}):\n{tail}")
 
-    def _drain(self, proc: subprocess.Popen[str]) -> None:
-        # Keep reading so that a chatty server never blocks on a full pipe.
+    def _drain(self, proc: subprocess.Popen[str], ready: threading.Event) -> None:
+        """Keep reading so that a chatty server never blocks on a full pipe; set `ready` once the
+        server announces its address, or when its output ends."""
         for line in proc.stdout or ():
             self.output.append(line.rstrip())
+            if "listening on" in line:
+                ready.set()
+        ready.set()
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -8,6 +8,7 @@ Background mode has no event loop, so main_thread.drain() plays the bpy.app.time
 from __future__ import annotations
 
 import socket
+import time
 from importlib import import_module
 from pathlib import Path
 
@@ -260,8 +261,11 @@ def test_cancel_leaves_the_scene_unchanged(addon, shared_server):
     assert bpy.ops.keygrip.capture() == {"FINISHED"}
     session = main_thread.latest()
     # Cancel once the server is working on the capture (the same as Esc or the Cancel button).
+    deadline = time.monotonic() + 120
     while session.busy and not session.progress.stage.startswith("capture"):
+        assert time.monotonic() < deadline, f"the capture never started: {session.progress}"
         main_thread.poll_all(wait=0.05)
+    assert session.busy, f"the session ended before it could be cancelled: {session.state} {session.error}"
     assert bpy.ops.keygrip.cancel() == {"FINISHED"}
     main_thread.drain(timeout=60)
     assert session.state == "cancelled" and session.error == "cancelled"
@@ -273,14 +277,14 @@ def test_cancel_leaves_the_scene_unchanged(addon, shared_server):
 
 def test_dead_server_gives_a_clear_report(addon, shared_server):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again at once: nothing listens there
-    new_scene()
-    prefs().server_address = f"127.0.0.1:{port}"
-    try:
-        session = run_capture(video_path=str(VIDEO))
-    finally:
-        prefs().server_address = shared_server.address
+        s.bind(("127.0.0.1", 0))  # bound but not listening for the whole test: nothing answers there
+        port = s.getsockname()[1]
+        new_scene()
+        prefs().server_address = f"127.0.0.1:{port}"
+        try:
+            session = run_capture(video_path=str(VIDEO))
+        finally:
+            prefs().server_address = shared_server.address
     assert session.state == "failed"
     assert f"server not reachable at 127.0.0.1:{port}" in session.error
     assert "python -m inference_server" in session.error and "Start a local server" in session.error
