@@ -16,7 +16,7 @@ are omitted rather than left at a rest pose the artist would take for captured d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from inference_server.mocap import face as face_solver
 from inference_server.mocap import filters, pose_fit, root_motion, skeleton_fit, swaps
 from inference_server.mocap import hands as hand_solver
 from inference_server.mocap.landmarks import Landmarks
+from inference_server.mocap.options import SolveOptions, check_solve
 from inference_server.motion import quat
 from inference_server.motion.clip import FrameFlag, MotionClip, Skeleton, forward_kinematics
 from keygrip import humanoid
@@ -34,38 +35,6 @@ from keygrip import humanoid
 # Detection gaps up to this long are interpolated; longer ones are held and flagged MISSING.
 MAX_INTERPOLATED_GAP_S = 0.25
 _STAGES = 7
-
-
-@dataclass
-class SolveOptions:
-    """How to solve a capture.
-
-    smoothing: 0..1 strength of the zero-phase low-pass filter (0 = none).
-    foot_lock: pin feet in contact with the floor (removes sliding).
-    root_motion: keep the horizontal travel of the hips; off keeps the hips above the origin.
-    subject_height_m: the subject's standing height, to scale the skeleton and its travel; None
-        keeps MediaPipe's metric estimate (an average adult).
-    focal_length_px / fov_deg: the camera, in pixels or as the field of view across the longer
-        image side; neither given means a focal length equal to the image diagonal.
-    hands: solve 15 finger joints per hand (needs hand landmarks).
-    face: solve ARKit face curves (needs face landmarks).
-    """
-
-    smoothing: float = 0.5
-    foot_lock: bool = True
-    root_motion: bool = True
-    subject_height_m: float | None = None
-    focal_length_px: float | None = None
-    fov_deg: float | None = None
-    hands: bool = False
-    face: bool = False
-
-    def validate(self) -> None:
-        if not 0.0 <= self.smoothing <= 1.0:
-            raise InvalidInput(f"smoothing must be between 0 and 1, got {self.smoothing}.")
-        if self.subject_height_m is not None and not 0.5 <= self.subject_height_m <= 2.6:
-            raise InvalidInput(f"subject_height_m must be a standing height in metres (0.5 to 2.6), "
-                               f"got {self.subject_height_m}; leave it empty to estimate it.")
 
 
 def _check_input(lm: Landmarks, options: SolveOptions) -> None:
@@ -88,7 +57,7 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     The Landmarks are not modified; the caller keeps them as the raw capture.
     """
     ctx = ctx or NullContext()
-    options.validate()
+    check_solve(options)
     _check_input(landmarks, options)
     lm = landmarks
     fps = float(lm.fps) if lm.fps > 0 else 30.0

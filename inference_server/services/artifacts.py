@@ -11,16 +11,12 @@ import grpc
 from inference_server.config import Config
 from inference_server.errors import InvalidInput, NotFound, ResourceExhausted
 from inference_server.services.errors import rpc_errors
-from inference_server.store.artifacts import Artifact, ArtifactStore, check_digest
-from keygrip.v1 import artifacts_pb2, artifacts_pb2_grpc, common_pb2
+from inference_server.store.artifacts import ArtifactStore, artifact_ref, check_digest
+from keygrip.v1 import artifacts_pb2, artifacts_pb2_grpc
 
 MAX_CHUNK = 4 * 1024 * 1024
 DEFAULT_DOWNLOAD_CHUNK = 1024 * 1024
 _LOCK_WAIT_S = 5.0
-
-
-def artifact_ref(art: Artifact) -> common_pb2.ArtifactRef:
-    return common_pb2.ArtifactRef(id=art.id, size=art.size, name=art.name, media_type=art.media_type)
 
 
 class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
