@@ -22,13 +22,12 @@ import numpy as np
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext, NullContext
-from inference_server.mocap import contacts as contact_solver
 from inference_server.mocap import face as face_solver
 from inference_server.mocap import filters, pose_fit, root_motion, skeleton_fit, swaps
 from inference_server.mocap import hands as hand_solver
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import SolveOptions, check_solve
-from inference_server.motion import quat
+from inference_server.motion import foot_lock, quat
 from inference_server.motion.clip import FrameFlag, MotionClip, Skeleton, forward_kinematics
 from keygrip import humanoid
 
@@ -126,12 +125,12 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     root[:, 1] -= floor
     camera = np.array([0.0, -floor, 0.0])
     points = _contact_points(skeleton, rotations, root, heel, toe)
-    contacts = contact_solver.detect_contacts(points, fps, camera)
+    contacts = foot_lock.floor_contacts(points, fps, camera)
 
     stage("locking feet")
     if options.foot_lock:
         per_foot = {"left": contacts[:, 0] | contacts[:, 1], "right": contacts[:, 2] | contacts[:, 3]}
-        rotations, root = contact_solver.lock_feet(skeleton, rotations, root, per_foot, fps, camera)
+        rotations, root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, per_foot, fps, camera)
 
     stage("solving the face")
     face_names: list[str] = []
