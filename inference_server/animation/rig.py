@@ -214,6 +214,7 @@ class Rig:
         p = int(self.parents[b])
         if p < 0:
             return quat.rotate(quat.conjugate(rest), world_head - self.heads[b])
+        assert parent_world is not None and parent_head is not None, "a child bone needs its parent's pose"
         # head = parent_head + W_p (R_p^-1 (h_b - h_p) + R_p^-1 R_b loc)
         frame = quat.multiply(parent_world, quat.multiply(quat.conjugate(self.rest_rotations[p]), rest))
         rest_part = quat.rotate(quat.conjugate(rest), self.heads[b] - self.heads[p])
@@ -229,10 +230,11 @@ class Rig:
         return cls(list(skeleton.names), skeleton.parents.copy(), mats)
 
     @classmethod
-    def from_z_up(cls, names: list[str], parents, matrices_z_up, tails_z_up=None) -> Rig:
+    def from_z_up(cls, names: list[str], parents: np.ndarray | list[int], matrices_z_up: np.ndarray,
+                  tails_z_up: np.ndarray | None = None) -> Rig:
         """A rig from Blender-style Z-up armature-space rest matrices (B, 4, 4) and tails (B, 3)."""
         mats = Z_UP_TO_Y_UP @ np.asarray(matrices_z_up, dtype=np.float64)
         tails = None
         if tails_z_up is not None:
             tails = np.asarray(tails_z_up, dtype=np.float64) @ Z_UP_TO_Y_UP[:3, :3].T
-        return cls(list(names), parents, mats, tails)
+        return cls(list(names), np.asarray(parents), mats, tails)

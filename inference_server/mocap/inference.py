@@ -26,9 +26,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class _ChunkResult:
 
     def select(self, mask: np.ndarray) -> _ChunkResult:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return _ChunkResult(**{k: None if v is None else v[mask] for k, v in values.items()})
+        return replace(self, **{k: v[mask] for k, v in values.items() if v is not None})
 
 
 def detect(
@@ -124,9 +124,12 @@ def detect(
     results = _fix_seams(job, chunks, results, ctx)
     kept = [r.select(r.frame_indices >= c.start) for c, r in zip(chunks, results, strict=True)]
 
-    def cat(name: str) -> np.ndarray | None:
-        parts = [getattr(r, name) for r in kept]
-        return None if parts[0] is None else np.concatenate(parts)
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(r, name) for r in kept])
+
+    def cat_tracks(name: str) -> np.ndarray | None:
+        """Hand and face tracks, which only Holistic has."""
+        return None if getattr(kept[0], name) is None else cat(name)
 
     present = cat("pose_present")
     if not present.any():
@@ -144,9 +147,9 @@ def detect(
         pose_world=cat("pose_world"),
         pose_visibility=cat("pose_visibility"),
         pose_present=present,
-        left_hand_image=cat("left_hand_image"),
-        right_hand_image=cat("right_hand_image"),
-        face_image=cat("face_image"),
+        left_hand_image=cat_tracks("left_hand_image"),
+        right_hand_image=cat_tracks("right_hand_image"),
+        face_image=cat_tracks("face_image"),
     )
 
 
@@ -271,7 +274,7 @@ def prefetch(frames: Iterator[T], depth: int = 4) -> Iterator[T]:
         thread.join(timeout=5)
 
 
-def _xyz(landmarks: object | None, n: int) -> np.ndarray:
+def _xyz(landmarks: Any, n: int) -> np.ndarray:
     if landmarks is None:
         return np.full((n, 3), np.nan, np.float32)
     return np.array([(lm.x, lm.y, lm.z) for lm in landmarks.landmark], np.float32)

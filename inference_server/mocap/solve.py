@@ -136,6 +136,7 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     face_names: list[str] = []
     face_curves = None
     if options.face:
+        assert lm.face_image is not None  # _check_input refused a face without face landmarks
         face_names = list(face_solver.FACE_CURVES)
         face_curves = face_solver.solve_face(lm.face_image, lm.image_size, fps, cutoff)
 

@@ -222,15 +222,15 @@ def lock_skeleton_feet(skeleton: Skeleton, rotations: np.ndarray, root_translati
     g_rot, g_pos = forward_kinematics(skeleton, rotations, root)
     side_axis = g_pos[:, skeleton.index("leftUpperLeg")] - g_pos[:, skeleton.index("rightUpperLeg")]
     for side, (anchor, weight) in targets.items():
-        hip, knee, ankle = (skeleton.index(f"{side}{n}") for n in ("UpperLeg", "LowerLeg", "Foot"))
+        hip, knee, foot = (skeleton.index(f"{side}{n}") for n in ("UpperLeg", "LowerLeg", "Foot"))
         if not weight.any():
             continue
-        target = g_pos[:, ankle] + weight[:, None] * (anchor - g_pos[:, ankle])
-        upper, lower = two_bone_ik(g_pos[:, hip], g_pos[:, knee], g_pos[:, ankle], target, side_axis)
+        target = g_pos[:, foot] + weight[:, None] * (anchor - g_pos[:, foot])
+        upper, lower = two_bone_ik(g_pos[:, hip], g_pos[:, knee], g_pos[:, foot], target, side_axis)
         g_upper = quat.multiply(upper, g_rot[:, hip])
         g_lower = quat.multiply(lower, g_rot[:, knee])
         parent = skeleton.parents[hip]
         out[:, hip] = quat.multiply(quat.inverse(g_rot[:, parent]), g_upper)
         out[:, knee] = quat.multiply(quat.inverse(g_upper), g_lower)
-        out[:, ankle] = quat.multiply(quat.inverse(g_lower), g_rot[:, ankle])
+        out[:, foot] = quat.multiply(quat.inverse(g_lower), g_rot[:, foot])
     return quat.make_continuous(quat.normalize(out), axis=0), root
