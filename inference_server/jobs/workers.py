@@ -25,6 +25,7 @@ from typing import Any
 
 from google.protobuf import any_pb2
 
+from inference_server.capabilities import job_handlers
 from inference_server.capability import JobHandler
 from inference_server.errors import JobCancelled, KeygripError
 from inference_server.jobs.messages import (
@@ -141,8 +142,6 @@ def _run(handlers: Handlers, conn: Connection, msg: RunJob, artifacts: ArtifactS
 def worker_main(conn: Connection, data_dir: str) -> None:
     """Entry point of a worker process."""
     import signal
-
-    from inference_server.capabilities import job_handlers
 
     # Ctrl+C in the terminal reaches the whole process group: let the front shut workers down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
