@@ -99,6 +99,7 @@ class CountingHandler(JobHandler[media_pb2.ProbeMediaRequest]):
 def test_a_worker_keeps_one_handler_per_job_type() -> None:
     handlers = Handlers({"count": f"{__name__}:CountingHandler"})
     first = handlers.get("count")
+    assert isinstance(first, CountingHandler)
     results = [first.run(media_pb2.ProbeMediaRequest(), NullContext()) for _ in range(2)]
     assert handlers.get("count") is first and CountingHandler.setups == 1
     assert [r.frame_count for r in results] == [1, 2]  # state kept between jobs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from inference_server.mocap.options import (
 from keygrip.v1 import common_pb2, mocap_pb2
 
 
-def _request(**fields: object) -> mocap_pb2.CaptureMotionRequest:
+def _request(**fields: Any) -> mocap_pb2.CaptureMotionRequest:
     start, end = fields.pop("start", 0), fields.pop("end", 0)
     return mocap_pb2.CaptureMotionRequest(frame_range=common_pb2.FrameRange(start=start, end=end), **fields)
 
@@ -50,7 +51,7 @@ def test_unset_and_zero_mean_automatic() -> None:
     ({"start": 20, "end": 10}, "frame range [20, 10) is empty"),
     ({"workers": -1}, "workers must not be negative"),
 ])
-def test_bad_options_name_the_request_field(fields: dict[str, object], message: str) -> None:
+def test_bad_options_name_the_request_field(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput) as info:
         check_request(_request(**fields))
     assert info.value.message == message
