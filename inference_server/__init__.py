@@ -1,4 +1,4 @@
-"""Keygrip inference server: gRPC front, job manager, stores and pipelines."""
+"""Keygrip inference server: gRPC front, job manager, stores, and one package per capability."""
 
 from keygrip import __version__
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from inference_server.config import DEFAULT_ADDRESS, load_config
+from inference_server.config import DEFAULT_ADDRESS, Config, load_config
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=["json", "text"])
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> Config:
     keys = ["listen", "data_dir", "token", "tls_cert", "tls_key", "allowed_roots", "workers", "max_queue",
             "max_upload_bytes", "metrics_listen", "log_level", "log_format"]
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})

@@ -17,38 +17,34 @@ from grpc_reflection.v1alpha import reflection
 
 from inference_server import __version__
 from inference_server.auth import TokenAuth
+from inference_server.capabilities import CAPABILITIES
+from inference_server.capability import ServerParts
 from inference_server.config import Config
 from inference_server.jobs.manager import JobManager
 from inference_server.metrics import Metrics
 from inference_server.services.artifacts import ArtifactsService
 from inference_server.services.jobs import JobsService
-from inference_server.services.media import MediaService
 from inference_server.services.server_info import ServerService
 from inference_server.store.artifacts import ArtifactStore
 from inference_server.store.jobs import JobStore
 from keygrip.v1 import (
-    animation_pb2,
     artifacts_pb2,
     artifacts_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
-    media_pb2,
-    media_pb2_grpc,
-    mocap_pb2,
     server_pb2,
     server_pb2_grpc,
 )
 
 log = logging.getLogger("keygrip.server")
 
-SERVICE_NAMES = [
+# The spine: services every server has, whatever its capabilities.
+SPINE_SERVICE_NAMES = [
     jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
     artifacts_pb2.DESCRIPTOR.services_by_name["Artifacts"].full_name,
     server_pb2.DESCRIPTOR.services_by_name["Server"].full_name,
-    media_pb2.DESCRIPTOR.services_by_name["Media"].full_name,
-    mocap_pb2.DESCRIPTOR.services_by_name["MotionCapture"].full_name,
-    animation_pb2.DESCRIPTOR.services_by_name["Animation"].full_name,
 ]
+SERVICE_NAMES = [*SPINE_SERVICE_NAMES, *(cap.service_name for cap in CAPABILITIES)]
 
 
 class KeygripServer:
@@ -75,9 +71,10 @@ class KeygripServer:
         server = grpc.aio.server(interceptors=interceptors, options=options)
         jobs_pb2_grpc.add_JobsServicer_to_server(JobsService(self.manager), server)
         artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsService(cfg, self.artifacts), server)
-        server_pb2_grpc.add_ServerServicer_to_server(ServerService(cfg), server)
-        media_pb2_grpc.add_MediaServicer_to_server(MediaService(cfg, self.manager), server)
-        self._add_capability_services(server)
+        server_pb2_grpc.add_ServerServicer_to_server(ServerService(cfg, CAPABILITIES), server)
+        parts = ServerParts(cfg, self.manager)
+        for cap in CAPABILITIES:
+            cap.add_service(server, parts)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection([*SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health"],
@@ -93,12 +90,6 @@ class KeygripServer:
         await health.set("", health_pb2.HealthCheckResponse.SERVING)
         self.server = server
         return self.address
-
-    def _add_capability_services(self, server: grpc.aio.Server) -> None:
-        from inference_server.services import animation, mocap
-
-        mocap.register(server, self.config, self.manager)
-        animation.register(server, self.config, self.manager)
 
     def _bind(self, server: grpc.aio.Server) -> str:
         cfg = self.config

@@ -46,7 +46,8 @@ def baseline_fps(video: Path, max_side: int) -> tuple[int, float]:
 
 def ours_fps(video: Path, workers: int) -> tuple[int, float, dict[str, float]]:
     from inference_server.jobs.context import NullContext
-    from inference_server.mocap.pipeline import MocapOptions, run_mocap
+    from inference_server.mocap.capture import run_mocap
+    from inference_server.mocap.options import MocapOptions
 
     t0 = time.perf_counter()
     out = run_mocap(video, MocapOptions(workers=workers), NullContext())

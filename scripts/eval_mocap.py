@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inference_server.jobs.context import NullContext  # noqa: E402
 from inference_server.mocap import root_motion, skeleton_fit  # noqa: E402
 from inference_server.mocap.inference import detect  # noqa: E402
-from inference_server.mocap.solve import SolveOptions, solve  # noqa: E402
+from inference_server.mocap.options import SolveOptions  # noqa: E402
+from inference_server.mocap.solve import solve  # noqa: E402
 
 TRIAL = Path("video") / "pose2sim_balancing"
 REFERENCE = "reference_3d/S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"

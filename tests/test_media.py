@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from inference_server.errors import InvalidInput
-from inference_server.media import iter_frames, poster_frame_png, probe
+from inference_server.media.video import iter_frames, poster_frame_png, probe
 
 DATA = Path(__file__).parent / "data" / "video"
 CAM01 = DATA / "pose2sim_cam01.mp4"  # H.264, 1080x1920 portrait, 60 fps, 100 frames, no audio

@@ -13,7 +13,7 @@ import pytest
 
 from inference_server.errors import FailedPrecondition, JobCancelled
 from inference_server.jobs.context import NullContext
-from inference_server.media import iter_frames, probe
+from inference_server.media.video import iter_frames, probe
 from inference_server.mocap.inference import detect
 from inference_server.mocap.preview import write_preview
 

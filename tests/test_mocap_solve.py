@@ -12,7 +12,8 @@ from inference_server.errors import FailedPrecondition, InvalidInput, JobCancell
 from inference_server.jobs.context import NullContext
 from inference_server.mocap import pose_fit, root_motion, skeleton_fit, swaps
 from inference_server.mocap.inference import detect
-from inference_server.mocap.solve import MAX_INTERPOLATED_GAP_S, SolveOptions, solve
+from inference_server.mocap.options import SolveOptions
+from inference_server.mocap.solve import MAX_INTERPOLATED_GAP_S, solve
 from inference_server.motion import quat
 from inference_server.motion.clip import FrameFlag
 from keygrip import humanoid

@@ -45,6 +45,13 @@ def test_capture_results(client: keygrip.Client, capture, tmp_path: Path) -> Non
     assert lm["pose_world"].shape == (100, 33, 3)
 
 
+def test_capture_split_over_chunk_tasks(client: keygrip.Client) -> None:
+    # workers=2: the job's worker process runs the second chunk as a task in a process of its own.
+    result = client.capture_motion(CLIP, end_frame=40, workers=2).result(timeout=300)
+    assert result.summary.frames == 40
+    assert result.summary.tracked_frames + result.summary.interpolated_frames == 40
+
+
 def test_nobody_in_the_video_is_a_failed_precondition(client: keygrip.Client, tmp_path: Path) -> None:
     import av
 

@@ -1,1 +1,46 @@
-"""Character animation: rigs, bone mapping, retargeting, foot locking and clip tools (host-neutral numpy)."""
+"""The character animation capability: motion onto an artist's own rig.
+
+Takes motion as a MotionClip or BVH (motion/: the shared motion data model, whether it came from
+mocap/ or from a file) and a rig as a host describes it, and answers with animation keyed on that
+rig's own bones. It knows nothing about video: capturing the motion in the first place is mocap/.
+
+- service.py: the Animation gRPC service (MapBones at once, Retarget as a job);
+- jobs.py: RetargetHandler, the retarget job (RigAnimation and BVH out);
+- rig.py: the target rig (bones, rest frames) with its forward kinematics, to_clip for BVH export;
+  gltf_rig.py reads one from a glTF character;
+- mapping.py: which bone plays which humanoid role (VRM names);
+- retarget.py: the retargeting itself (rest alignment, swing, root motion, foot locking with
+  motion/foot_lock.py);
+- cliptools.py: trim, resample, smooth, remove foot sliding, export BVH.
+
+Host-neutral numpy; importing this package stays light (the gRPC front does).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from inference_server.capability import Capability, Feature, ServerParts
+from keygrip.v1 import animation_pb2
+
+if TYPE_CHECKING:
+    import grpc
+
+
+def features() -> list[Feature]:
+    return [Feature("animation.retarget", True), Feature("animation.bvh", True)]
+
+
+def _add_service(server: grpc.aio.Server, parts: ServerParts) -> None:
+    from inference_server.animation.service import add_to_server
+
+    add_to_server(server, parts)
+
+
+CAPABILITY = Capability(
+    name="animation",
+    service_name=animation_pb2.DESCRIPTOR.services_by_name["Animation"].full_name,
+    add_service=_add_service,
+    handlers={"retarget": "inference_server.animation.jobs:RetargetHandler"},
+    features=features,
+)

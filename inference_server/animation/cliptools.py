@@ -94,7 +94,7 @@ def remove_foot_sliding(clip: MotionClip, *, blend_s: float = 0.1) -> MotionClip
     # local rotation followed by the rig's rest-relative rotation.
     out.rotations = quat.make_continuous(
         quat.multiply(clip.skeleton.rest_rotations[None], result.rotations), axis=0)
-    if not out.contact_names:
+    if not out.contact_names and result.contacts is not None:
         out.contact_names = list(humanoid.CONTACT_NAMES)
         out.contacts = result.contacts
     return out

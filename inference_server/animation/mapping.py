@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inference_server.errors import FailedPrecondition, InvalidInput
+
+if TYPE_CHECKING:
+    from inference_server.animation.rig import Rig
+    from inference_server.motion.clip import Skeleton
 from keygrip import humanoid
 
 ROLE_PARENT: dict[str, str | None] = dict(humanoid.hierarchy(with_fingers=True))
@@ -194,7 +200,7 @@ def _main_chain(parents: np.ndarray, start: int, size: np.ndarray) -> list[int]:
         chain.append(int(kids[np.argmax(size[kids])]))
 
 
-def auto_map(names: list[str], parents, rest_positions) -> BoneMap:
+def auto_map(names: list[str], parents: np.ndarray, rest_positions: np.ndarray) -> BoneMap:
     """Map bones to canonical roles from names first, then structure.
 
     names: (B,) bone names; parents: (B,) parent indices (-1 root);
@@ -275,7 +281,8 @@ def _structural_hips(parents: np.ndarray, pos: np.ndarray, size: np.ndarray) -> 
     return None
 
 
-def _structural_legs(parents, pos, size, hips, role_of, bone) -> None:
+def _structural_legs(parents: np.ndarray, pos: np.ndarray, size: np.ndarray, hips: int, role_of: dict[int, str],
+                     bone: Callable[[str], int | None]) -> None:
     for side, sign in (("left", 1.0), ("right", -1.0)):
         if bone(f"{side}UpperLeg") is not None:
             continue
@@ -295,7 +302,8 @@ def _structural_legs(parents, pos, size, hips, role_of, bone) -> None:
             role_of[b] = side + part
 
 
-def _structural_arms(parents, pos, size, role_of, bone) -> None:
+def _structural_arms(parents: np.ndarray, pos: np.ndarray, size: np.ndarray, role_of: dict[int, str],
+                     bone: Callable[[str], int | None]) -> None:
     """Arms (and the neck, when unnamed) from the chains leaving the top of the torso."""
     top = next((bone(r) for r in ("upperChest", "chest", "spine") if bone(r) is not None), None)
     if top is None:
@@ -322,7 +330,8 @@ def _structural_arms(parents, pos, size, role_of, bone) -> None:
                 role_of[b] = side + part
 
 
-def _structural_torso(parents, pos, size, hips, role_of, bone) -> None:
+def _structural_torso(parents: np.ndarray, pos: np.ndarray, size: np.ndarray, hips: int, role_of: dict[int, str],
+                      bone: Callable[[str], int | None]) -> None:
     """spine / chest / upperChest from the chain between hips and neck (or where the arms attach)."""
     for r in ("spine", "chest", "upperChest"):
         b = bone(r)
@@ -331,8 +340,7 @@ def _structural_torso(parents, pos, size, hips, role_of, bone) -> None:
     top = bone("neck")
     chain = _path(parents, hips, top) if top is not None else None
     if chain is None:
-        arms = [bone(f"{s}{p}") for s in ("left", "right") for p in ("Shoulder", "UpperArm")]
-        arms = [a for a in arms if a is not None]
+        arms = [a for s in ("left", "right") for p in ("Shoulder", "UpperArm") if (a := bone(f"{s}{p}")) is not None]
         if arms:
             chain = _path(parents, hips, arms[0])
             # Up to the arm's parent, inclusive: that is where the shoulders attach.
@@ -357,12 +365,12 @@ def _structural_torso(parents, pos, size, hips, role_of, bone) -> None:
         role_of[b] = r
 
 
-def map_skeleton(skeleton) -> BoneMap:
+def map_skeleton(skeleton: Skeleton) -> BoneMap:
     """auto_map for a MotionClip skeleton (a BVH or our canonical mocap skeleton)."""
     _, pos = skeleton.rest_global()
     return auto_map(list(skeleton.names), skeleton.parents, pos)
 
 
-def map_rig(rig) -> BoneMap:
+def map_rig(rig: Rig) -> BoneMap:
     """auto_map for a Rig."""
     return auto_map(list(rig.names), rig.parents, rig.heads)

@@ -13,7 +13,7 @@ Unmapped target bones keep their rest pose relative to their parent, except bone
 matches an unmapped source joint (a clip retargeted onto its own skeleton), which copy its motion.
 
 Root motion is the source hips' trajectory scaled by the ratio of leg lengths (thigh + shin).
-Feet are then locked on the source's contact frames with analytic two-bone IK.
+Feet are then locked on the source's contact frames (motion/foot_lock.py).
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference_server.animation import foot_ik
 from inference_server.animation.mapping import BoneMap, map_rig, map_skeleton
 from inference_server.animation.rig import Rig
 from inference_server.errors import InvalidInput
 from inference_server.jobs.context import JobContext, NullContext
-from inference_server.motion import quat
+from inference_server.motion import foot_lock, quat
 from inference_server.motion.clip import MotionClip
 from keygrip import humanoid
 
@@ -149,7 +148,7 @@ def source_contacts(clip: MotionClip, src_index: dict[str, int], world_pos: np.n
             have.append(role in src_index)
             points.append(world_pos[:, src_index[role]] if role in src_index else world_pos[:, 0] * np.nan)
     pts = np.stack(points, axis=1)
-    contacts = foot_ik.detect_contacts(np.nan_to_num(pts, nan=1e9), clip.fps, leg)
+    contacts = foot_lock.relative_contacts(np.nan_to_num(pts, nan=1e9), clip.fps, leg)
     contacts[:, ~np.array(have)] = False
     return contacts
 
@@ -390,23 +389,22 @@ def _lock_feet(rig: Rig, local: np.ndarray, locations: dict[int, np.ndarray], t_
         toes = contacts[:, names.index(f"{side}Toes")] & (f"{side}Toes" in t_idx)
         ankle = heads[:, foot]
         # Heel down: lock the ankle. Toes only: lock the toes and carry the ankle with them.
-        offset = foot_ik.lock_offsets(ankle, heel, blend)
+        offset = foot_lock.lock_offsets(ankle, heel, blend)
         if f"{side}Toes" in t_idx:
             toe_only = toes & ~heel
-            offset = offset + foot_ik.lock_offsets(heads[:, t_idx[f"{side}Toes"]], toe_only, blend) * (
+            offset = offset + foot_lock.lock_offsets(heads[:, t_idx[f"{side}Toes"]], toe_only, blend) * (
                 ~heel)[:, None]
         if not np.any(offset):
             continue
         side_axis = heads[:, t_idx["leftUpperLeg"]] - heads[:, t_idx["rightUpperLeg"]] if (
             "leftUpperLeg" in t_idx and "rightUpperLeg" in t_idx) else np.tile([1.0, 0.0, 0.0], (len(ankle), 1))
-        up_delta, low_delta = foot_ik.two_bone_ik(heads[:, up], heads[:, low], ankle, ankle + offset, side_axis)
+        up_delta, low_delta = foot_lock.two_bone_ik(heads[:, up], heads[:, low], ankle, ankle + offset, side_axis)
         # Bones from the thigh down to the shin turn with the thigh, from the shin to the foot with
-        # both; the foot keeps its world rotation so it stays flat on the ground.
+        # the shin; the foot keeps its world rotation so it stays flat on the ground.
         chain = _path_down(rig, up, foot)
         lower = chain.index(low)
-        both = quat.multiply(up_delta, low_delta)
         for i, b in enumerate(chain[:-1]):
-            world[:, b] = quat.multiply(up_delta if i < lower else both, world[:, b])
+            world[:, b] = quat.multiply(up_delta if i < lower else low_delta, world[:, b])
         fixed.extend(chain)
     if not fixed:
         return local

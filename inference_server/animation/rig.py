@@ -15,6 +15,7 @@ import numpy as np
 
 from inference_server.errors import InvalidInput
 from inference_server.motion import quat
+from inference_server.motion.clip import MotionClip, Skeleton
 
 # Z-up (Blender) to Y-up (glTF) basis change: x stays, Blender's z becomes y, Blender's -y becomes z.
 Z_UP_TO_Y_UP = np.array([
@@ -163,6 +164,29 @@ class Rig:
             heads[:, b] = heads[:, p] + quat.rotate(world[:, p], rel_off)
         return world, heads
 
+    def to_clip(self, local_rotations: np.ndarray, locations: dict[int, np.ndarray], times: np.ndarray,
+                fps: float) -> MotionClip:
+        """A pose sequence as a BVH-style clip on the rig's own skeleton (identity rest rotations).
+
+        local_rotations / locations: as forward_kinematics takes them. Translation is kept on the
+        skeleton's root only (BVH has no other place for it).
+        """
+        index = {int(b): i for i, b in enumerate(self.order)}
+        world, heads = self.forward_kinematics(local_rotations, locations)
+        order = [int(b) for b in self.order]
+        parents = np.array([index[int(self.parents[b])] if self.parents[b] >= 0 else -1 for b in order])
+        offsets = np.array([self.heads[b] - (self.heads[self.parents[b]] if self.parents[b] >= 0 else 0.0)
+                            for b in order])
+        # BVH joints carry no rest rotation: take each bone's posed-vs-rest world rotation.
+        g = quat.multiply(world[:, order], quat.conjugate(self.rest_rotations[order]))
+        local = g.copy()
+        for i, p in enumerate(parents):
+            if p >= 0:
+                local[:, i] = quat.multiply(quat.conjugate(g[:, p]), g[:, i])
+        root_ids = [i for i, p in enumerate(parents) if p < 0]
+        skeleton = Skeleton([self.names[b] for b in order], parents, offsets)
+        return MotionClip(skeleton, fps, times, quat.make_continuous(local), heads[:, order[root_ids[0]]])
+
     def to_local(self, world: np.ndarray, bones: list[int] | None = None) -> np.ndarray:
         """Local rotations relative to rest (F, B, 4) from posed world rotations (F, B, 4).
 
@@ -190,13 +214,14 @@ class Rig:
         p = int(self.parents[b])
         if p < 0:
             return quat.rotate(quat.conjugate(rest), world_head - self.heads[b])
+        assert parent_world is not None and parent_head is not None, "a child bone needs its parent's pose"
         # head = parent_head + W_p (R_p^-1 (h_b - h_p) + R_p^-1 R_b loc)
         frame = quat.multiply(parent_world, quat.multiply(quat.conjugate(self.rest_rotations[p]), rest))
         rest_part = quat.rotate(quat.conjugate(rest), self.heads[b] - self.heads[p])
         return quat.rotate(quat.conjugate(frame), world_head - parent_head) - rest_part
 
     @classmethod
-    def from_skeleton(cls, skeleton, scale: float = 1.0) -> Rig:
+    def from_skeleton(cls, skeleton: Skeleton, scale: float = 1.0) -> Rig:
         """A rig whose bones are a MotionClip skeleton's joints at rest (identity-axis bones for BVH)."""
         rot, pos = skeleton.rest_global()
         mats = np.tile(np.eye(4), (skeleton.num_joints, 1, 1))
@@ -205,10 +230,11 @@ class Rig:
         return cls(list(skeleton.names), skeleton.parents.copy(), mats)
 
     @classmethod
-    def from_z_up(cls, names: list[str], parents, matrices_z_up, tails_z_up=None) -> Rig:
+    def from_z_up(cls, names: list[str], parents: np.ndarray | list[int], matrices_z_up: np.ndarray,
+                  tails_z_up: np.ndarray | None = None) -> Rig:
         """A rig from Blender-style Z-up armature-space rest matrices (B, 4, 4) and tails (B, 3)."""
         mats = Z_UP_TO_Y_UP @ np.asarray(matrices_z_up, dtype=np.float64)
         tails = None
         if tails_z_up is not None:
             tails = np.asarray(tails_z_up, dtype=np.float64) @ Z_UP_TO_Y_UP[:3, :3].T
-        return cls(list(names), parents, mats, tails)
+        return cls(list(names), np.asarray(parents), mats, tails)

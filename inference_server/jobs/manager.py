@@ -17,6 +17,16 @@ from google.protobuf import any_pb2, message, timestamp_pb2
 
 from inference_server.config import Config
 from inference_server.errors import FailedPrecondition, NotFound, ResourceExhausted
+from inference_server.jobs.messages import (
+    CancelJob,
+    FromWorker,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    RunJob,
+    WorkerExited,
+    WorkerReady,
+)
 from inference_server.jobs.workers import Worker
 from inference_server.metrics import Metrics
 from inference_server.store import jobs as js
@@ -116,7 +126,7 @@ class JobManager:
         self.cancel_requested.add(job_id)
         worker = self._worker_of(job_id)
         if worker is not None:
-            worker.send(("cancel", job_id))
+            worker.send(CancelJob(job_id))
             assert self.loop is not None
             self.loop.call_later(self.config.cancel_grace_seconds, self._enforce_cancel, job_id, worker)
         self._emit(job_id, message="cancelling")
@@ -203,8 +213,7 @@ class JobManager:
             now = time.time()
             self.store.update(job_id, state=js.RUNNING, started=now)
             self._emit(job_id, state=js.RUNNING, message=f"running on worker {worker.index}")
-            any_req = any_pb2.Any.FromString(rec.request)
-            if not worker.send(("run", job_id, rec.type, any_req.SerializeToString())):
+            if not worker.send(RunJob(job_id, rec.type, rec.request)):
                 worker.job_id = None
                 self._finish(job_id, js.FAILED, error=("UNAVAILABLE", "WORKER_LOST",
                                                        "the worker process was lost; submit the job again"))
@@ -218,35 +227,34 @@ class JobManager:
             log.warning("worker %d ignored cancel of job %s; killing it", worker.index, job_id)
             worker.kill()  # its reader thread reports "exited", which finishes the job as cancelled
 
-    def _on_worker_message(self, worker: Worker, msg: tuple) -> None:
+    def _on_worker_message(self, worker: Worker, msg: FromWorker) -> None:
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._handle, worker, msg)
 
-    def _handle(self, worker: Worker, msg: tuple) -> None:
-        kind = msg[0]
-        if kind == "ready":
+    def _handle(self, worker: Worker, msg: FromWorker) -> None:
+        if isinstance(msg, WorkerReady):
             self._dispatch()
             return
-        if kind == "exited":
+        if isinstance(msg, WorkerExited):
             self._worker_exited(worker)
             return
-        job_id = msg[1]
+        job_id = msg.job_id
         if worker.job_id != job_id:
             return  # a message from a job already finished (e.g. killed after cancel)
-        if kind == "progress":
-            progress = common_pb2.Progress.FromString(msg[2])
+        if isinstance(msg, JobProgress):
+            progress = common_pb2.Progress(stage=msg.stage, value=msg.value, maximum=msg.maximum, fps=msg.fps,
+                                           message=msg.message)
             progress.eta_seconds = (progress.maximum - progress.value) / progress.fps if progress.fps > 0 else -1
             self.store.update(job_id, progress=progress.SerializeToString())
-            self._emit(job_id, progress=progress, preview=msg[3])
+            self._emit(job_id, progress=progress, preview=msg.preview_png)
             return
         worker.job_id = None
-        if kind == "done":
-            self.store.link_artifacts(job_id, list(msg[3]))
-            self._finish(job_id, js.SUCCEEDED, result=msg[2])
-        elif kind == "error":
-            _, _, code, reason, text = msg
-            state = js.CANCELLED if code == "CANCELLED" else js.FAILED
-            self._finish(job_id, state, error=(code, reason, text))
+        if isinstance(msg, JobDone):
+            self.store.link_artifacts(job_id, list(msg.artifacts))
+            self._finish(job_id, js.SUCCEEDED, result=msg.result)
+        elif isinstance(msg, JobFailed):
+            state = js.CANCELLED if msg.code == "CANCELLED" else js.FAILED
+            self._finish(job_id, state, error=(msg.code, msg.reason, msg.message))
         self._dispatch()
 
     def _worker_exited(self, worker: Worker) -> None:
@@ -266,7 +274,7 @@ class JobManager:
         log.warning("worker %d exited (code %s); starting a new one", worker.index, code)
         self.workers[self.workers.index(worker)] = self._spawn(worker.index)
 
-    def _finish(self, job_id: str, state: int, *, result: bytes | None = None,
+    def _finish(self, job_id: str, state: common_pb2.JobState, *, result: bytes | None = None,
                 error: tuple[str, str, str] | None = None) -> None:
         rec = self.store.get(job_id)
         if rec is None or rec.ended:
@@ -289,8 +297,9 @@ class JobManager:
                                      "error": error[2] if error else ""})
         self._emit(job_id, state=state, message=error[2] if error else "done", terminal=True)
 
-    def _emit(self, job_id: str, *, state: int = 0, progress: common_pb2.Progress | None = None,
-              message: str = "", preview: bytes = b"", terminal: bool = False) -> None:
+    def _emit(self, job_id: str, *, state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED,
+              progress: common_pb2.Progress | None = None, message: str = "", preview: bytes = b"",
+              terminal: bool = False) -> None:
         rec = self.store.get(job_id)
         if rec is None:
             return

@@ -1,13 +1,11 @@
 """Worker processes that run the heavy part of jobs, off the gRPC event loop.
 
-Each worker is a spawned process with one duplex pipe to the front:
-    front -> worker: ("run", job_id, job_type, request_bytes) | ("cancel", job_id) | ("stop",)
-    worker -> front: ("progress", job_id, Progress bytes, preview_png)
-                     | ("done", job_id, result Any bytes, [artifact ids])
-                     | ("error", job_id, code name, reason, message)
-A worker runs one job at a time. Cancellation is cooperative (the pipeline calls
-check_cancelled between frames or steps); a worker that does not stop within the grace period is
-killed and replaced, so a cancel always takes effect.
+Each worker is a spawned process with one duplex pipe to the front, over which the typed messages
+of jobs/messages.py travel. A worker runs one job at a time, with the JobHandler its capability
+names for the job's type (inference_server/capabilities.py): one instance per job type, made and
+set up when the first job of that type arrives and kept for the next ones. Cancellation is
+cooperative (the handler calls check_cancelled between frames or steps); a worker that does not stop
+within the grace period is killed and replaced, so a cancel always takes effect.
 """
 
 from __future__ import annotations
@@ -20,37 +18,46 @@ import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import any_pb2
 
+from inference_server.capabilities import job_handlers
+from inference_server.capability import JobHandler
 from inference_server.errors import JobCancelled, KeygripError
+from inference_server.jobs.messages import (
+    CancelJob,
+    FromWorker,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    RunJob,
+    StopWorker,
+    ToWorker,
+    WorkerExited,
+    WorkerReady,
+)
+from inference_server.jobs.tasks import LocalTaskRunner, TaskRunner
 from inference_server.store.artifacts import Artifact, ArtifactStore
-from keygrip.v1 import common_pb2
 
 log = logging.getLogger("keygrip.workers")
-
-# job type -> "module:function". Handlers import their heavy dependencies themselves, so a worker
-# only loads MediaPipe once it runs a capture.
-HANDLERS: dict[str, str] = {
-    "probe_media": "inference_server.pipelines.probe:run",
-    "motion_capture": "inference_server.pipelines.capture:run",
-    "retarget": "inference_server.pipelines.retarget:run",
-}
 
 _PROGRESS_INTERVAL_S = 0.1
 
 
 class WorkerContext:
-    """The JobContext a pipeline sees inside a worker process."""
+    """The JobContext a handler sees inside a worker process."""
 
-    def __init__(self, conn: Connection, job_id: str, artifacts: ArtifactStore, scratch: Path) -> None:
+    def __init__(self, conn: Connection, job_id: str, artifacts: ArtifactStore, scratch: Path,
+                 tasks: TaskRunner) -> None:
         self._conn = conn
         self.job_id = job_id
         self.artifacts = artifacts
         self.scratch = scratch
+        self.tasks = tasks
         self.produced: list[str] = []
         self._last_sent = 0.0
         self._cancelled = False
@@ -62,14 +69,13 @@ class WorkerContext:
         if now - self._last_sent < _PROGRESS_INTERVAL_S and value < maximum and not preview_png:
             return
         self._last_sent = now
-        p = common_pb2.Progress(stage=stage, value=value, maximum=maximum, fps=fps, message=message)
-        self._conn.send(("progress", self.job_id, p.SerializeToString(), preview_png))
+        self._conn.send(JobProgress(self.job_id, stage, value, maximum, message, fps, preview_png))
 
     def check_cancelled(self) -> None:
         while not self._cancelled and self._conn.poll():
             msg = self._conn.recv()
-            # "stop" arrives when the server shuts down mid-job: end the job as promptly as a cancel.
-            if msg[0] == "stop" or (msg[0] == "cancel" and msg[1] == self.job_id):
+            # StopWorker arrives when the server shuts down mid-job: end the job as promptly as a cancel.
+            if isinstance(msg, StopWorker) or (isinstance(msg, CancelJob) and msg.job_id == self.job_id):
                 self._cancelled = True
         if self._cancelled:
             raise JobCancelled("cancelled by the user")
@@ -85,9 +91,52 @@ class WorkerContext:
         return art
 
 
-def _load_handler(job_type: str) -> Callable:
-    module, func = HANDLERS[job_type].split(":")
-    return getattr(importlib.import_module(module), func)
+class Handlers:
+    """A worker's handlers: one per job type, made and set up on first use, kept for later jobs."""
+
+    def __init__(self, paths: Mapping[str, str]) -> None:
+        self.paths = dict(paths)  # job type -> "module:HandlerClass"
+        self._made: dict[str, JobHandler[Any]] = {}
+
+    def get(self, job_type: str) -> JobHandler[Any]:
+        handler = self._made.get(job_type)
+        if handler is None:
+            module, name = self.paths[job_type].split(":")
+            handler = getattr(importlib.import_module(module), name)()
+            handler.setup()  # a setup that fails is tried again by the next job of this type
+            self._made[job_type] = handler
+        return handler
+
+    def close(self) -> None:
+        for handler in self._made.values():
+            try:
+                handler.close()
+            except Exception:
+                log.exception("closing the %s handler failed", type(handler).__name__)
+        self._made.clear()
+
+
+def _run(handlers: Handlers, conn: Connection, msg: RunJob, artifacts: ArtifactStore, scratch_root: Path,
+         tasks: TaskRunner) -> None:
+    scratch = scratch_root / msg.job_id
+    scratch.mkdir(parents=True, exist_ok=True)
+    ctx = WorkerContext(conn, msg.job_id, artifacts, scratch, tasks)
+    try:
+        handler = handlers.get(msg.job_type)
+        result = handler.run(handler.unpack(any_pb2.Any.FromString(msg.request)), ctx)
+        packed = any_pb2.Any()
+        packed.Pack(result)
+        conn.send(JobDone(msg.job_id, packed.SerializeToString(), ctx.produced))
+    except KeygripError as exc:
+        conn.send(JobFailed(msg.job_id, exc.code.name, exc.reason, exc.message))
+    except MemoryError:
+        conn.send(JobFailed(msg.job_id, "RESOURCE_EXHAUSTED", "OUT_OF_MEMORY",
+                            "the worker ran out of memory; try a shorter frame range or fewer workers"))
+    except Exception as exc:  # a bug: report it rather than kill the worker
+        log.error("job %s crashed:\n%s", msg.job_id, traceback.format_exc())
+        conn.send(JobFailed(msg.job_id, "INTERNAL", "INTERNAL", f"internal error: {exc!r}"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def worker_main(conn: Connection, data_dir: str) -> None:
@@ -96,46 +145,34 @@ def worker_main(conn: Connection, data_dir: str) -> None:
 
     # Ctrl+C in the terminal reaches the whole process group: let the front shut workers down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The front starts workers as daemons (they end with it), and a daemon may not start processes;
+    # a job's tasks (jobs/tasks.py) need to, and they end with this worker by themselves.
+    mp.current_process().daemon = False
     artifacts = ArtifactStore(Path(data_dir) / "artifacts")
     scratch_root = Path(data_dir) / "scratch"
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            msg = conn.recv()
-        except EOFError:
-            return
-        if msg[0] == "stop":
-            return
-        if msg[0] != "run":
-            continue  # a late cancel for a job that already ended
-        _, job_id, job_type, request_bytes = msg
-        scratch = scratch_root / job_id
-        scratch.mkdir(parents=True, exist_ok=True)
-        ctx = WorkerContext(conn, job_id, artifacts, scratch)
-        try:
-            request = any_pb2.Any()
-            request.ParseFromString(request_bytes)
-            result = _load_handler(job_type)(request, ctx)
-            packed = any_pb2.Any()
-            packed.Pack(result)
-            conn.send(("done", job_id, packed.SerializeToString(), ctx.produced))
-        except KeygripError as exc:
-            conn.send(("error", job_id, exc.code.name, exc.reason, exc.message))
-        except MemoryError:
-            conn.send(("error", job_id, "RESOURCE_EXHAUSTED", "OUT_OF_MEMORY",
-                       "the worker ran out of memory; try a shorter frame range or fewer workers"))
-        except Exception as exc:  # a bug: report it rather than kill the worker
-            log.error("job %s crashed:\n%s", job_id, traceback.format_exc())
-            conn.send(("error", job_id, "INTERNAL", "INTERNAL", f"internal error: {exc!r}"))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+    handlers = Handlers(job_handlers())
+    tasks = LocalTaskRunner()
+    conn.send(WorkerReady(os.getpid()))
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except EOFError:
+                return
+            if isinstance(msg, StopWorker):
+                return
+            if isinstance(msg, RunJob):
+                _run(handlers, conn, msg, artifacts, scratch_root, tasks)
+            # anything else is a late cancel for a job that already ended
+    finally:
+        handlers.close()
 
 
 class Worker:
     """The front's handle on one worker process; a reader thread forwards its messages."""
 
     def __init__(self, index: int, data_dir: Path,
-                 on_message: Callable[[Worker, tuple], None]) -> None:
+                 on_message: Callable[[Worker, FromWorker], None]) -> None:
         self.index = index
         self.on_message = on_message
         ctx = mp.get_context("spawn")
@@ -153,7 +190,7 @@ class Worker:
     def busy(self) -> bool:
         return self.job_id is not None
 
-    def send(self, msg: tuple) -> bool:
+    def send(self, msg: ToWorker) -> bool:
         try:
             with self._send_lock:
                 self.conn.send(msg)
@@ -166,7 +203,7 @@ class Worker:
             try:
                 msg = self.conn.recv()
             except (EOFError, OSError):
-                self.on_message(self, ("exited", self.process.pid))
+                self.on_message(self, WorkerExited(self.process.pid))
                 return
             self.on_message(self, msg)
 
@@ -176,7 +213,7 @@ class Worker:
         self.process.join(timeout=5)
 
     def stop(self, timeout: float = 3.0) -> None:
-        self.send(("stop",))
+        self.send(StopWorker())
         self.process.join(timeout=timeout)
         if self.process.is_alive():
             self.kill()

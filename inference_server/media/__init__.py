@@ -1,5 +1,39 @@
-"""Media input: probing and decoding video files and image sequences into RGB frames."""
+"""The media capability: facts about a clip (probe_media jobs) and the video decoding every
+other capability reads footage with.
 
-from inference_server.media.video import Frame, MediaInfo, iter_frames, poster_frame_png, probe
+- service.py: the Media gRPC service (ProbeMedia checks the input and queues a probe_media job);
+- jobs.py: ProbeHandler, the probe_media job (facts plus a poster-frame thumbnail);
+- video.py: probing and decoding video files and image sequences into RGB frames (PyAV).
 
-__all__ = ["Frame", "MediaInfo", "iter_frames", "poster_frame_png", "probe"]
+Import video.py where frames are needed: this package itself stays light for the gRPC front.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from inference_server.capability import INSTALL_HINT, Capability, Feature, ServerParts, package_dir
+from keygrip.v1 import media_pb2
+
+if TYPE_CHECKING:
+    import grpc
+
+
+def features() -> list[Feature]:
+    has_av = package_dir("av") is not None
+    return [Feature("media.probe", has_av, "PyAV is not installed; " + INSTALL_HINT)]
+
+
+def _add_service(server: grpc.aio.Server, parts: ServerParts) -> None:
+    from inference_server.media.service import add_to_server
+
+    add_to_server(server, parts)
+
+
+CAPABILITY = Capability(
+    name="media",
+    service_name=media_pb2.DESCRIPTOR.services_by_name["Media"].full_name,
+    add_service=_add_service,
+    handlers={"probe_media": "inference_server.media.jobs:ProbeHandler"},
+    features=features,
+)

@@ -149,6 +149,8 @@ def iter_frames(
         with container:
             if seek:
                 container.seek(pts_index[start], stream=stream, backward=True, any_frame=False)
+            if stream.time_base is None:
+                raise InvalidInput(f"{p.name}: the video stream has no time base; re-encode the file")
             tb = float(stream.time_base)
             counter = 0
             restart = False

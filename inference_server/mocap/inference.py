@@ -2,9 +2,10 @@
 
 One MediaPipe graph is sequential and keeps about one core busy, so the frame range is cut into
 consecutive chunks run side by side: the calling process runs the first chunk itself (no start-up
-cost) and spawned worker processes run the others. Each worker decodes its own chunk and first runs
-the tracker over WARMUP_FRAMES frames before the chunk (the overlap) so that detection, tracking
-and landmark smoothing have settled when its own frames start; the overlap results are discarded.
+cost) and the others run as tasks of the job (jobs/tasks.py: locally, one spawned process each).
+Each task decodes its own chunk and first runs the tracker over WARMUP_FRAMES frames before the
+chunk (the overlap) so that detection, tracking and landmark smoothing have settled when its own
+frames start; the overlap results are discarded.
 
 Seams: MediaPipe tracks the first person it detects. With several people in view, a chunk could
 lock onto someone else than the chunk before it. On the overlap frames both chunks saw the same
@@ -19,19 +20,19 @@ tests/test_mocap_inference.py checks it again.
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from inference_server.errors import FailedPrecondition, InvalidInput, KeygripError
+from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext
 from inference_server.media.video import iter_frames, probe
 from inference_server.mocap.landmarks import Landmarks
@@ -76,7 +77,7 @@ class _ChunkResult:
 
     def select(self, mask: np.ndarray) -> _ChunkResult:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return _ChunkResult(**{k: None if v is None else v[mask] for k, v in values.items()})
+        return replace(self, **{k: v[mask] for k, v in values.items() if v is not None})
 
 
 def detect(
@@ -98,7 +99,7 @@ def detect(
     max_side: frames are downsized so that their longer side is at most this many pixels before
         inference (normalised landmarks do not depend on it; speed and accuracy do).
     Progress goes to ctx as stage "inference" (value = frames done of the range); ctx.check_cancelled()
-    is polled at least every 0.1 s and cancelling terminates the workers.
+    is polled at least every 0.1 s and cancelling ends the chunk tasks (ctx.tasks).
     Raises InvalidInput for an unreadable clip or an empty range, FailedPrecondition when nobody is
     found in any frame.
     """
@@ -123,9 +124,12 @@ def detect(
     results = _fix_seams(job, chunks, results, ctx)
     kept = [r.select(r.frame_indices >= c.start) for c, r in zip(chunks, results, strict=True)]
 
-    def cat(name: str) -> np.ndarray | None:
-        parts = [getattr(r, name) for r in kept]
-        return None if parts[0] is None else np.concatenate(parts)
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(r, name) for r in kept])
+
+    def cat_tracks(name: str) -> np.ndarray | None:
+        """Hand and face tracks, which only Holistic has."""
+        return None if getattr(kept[0], name) is None else cat(name)
 
     present = cat("pose_present")
     if not present.any():
@@ -143,9 +147,9 @@ def detect(
         pose_world=cat("pose_world"),
         pose_visibility=cat("pose_visibility"),
         pose_present=present,
-        left_hand_image=cat("left_hand_image"),
-        right_hand_image=cat("right_hand_image"),
-        face_image=cat("face_image"),
+        left_hand_image=cat_tracks("left_hand_image"),
+        right_hand_image=cat_tracks("right_hand_image"),
+        face_image=cat_tracks("face_image"),
     )
 
 
@@ -270,7 +274,7 @@ def prefetch(frames: Iterator[T], depth: int = 4) -> Iterator[T]:
         thread.join(timeout=5)
 
 
-def _xyz(landmarks: object | None, n: int) -> np.ndarray:
+def _xyz(landmarks: Any, n: int) -> np.ndarray:
     if landmarks is None:
         return np.full((n, 3), np.nan, np.float32)
     return np.array([(lm.x, lm.y, lm.z) for lm in landmarks.landmark], np.float32)
@@ -286,27 +290,27 @@ def _mask_outside(image: np.ndarray, box: tuple[float, float, float, float]) -> 
     return out
 
 
-def _worker_main(out: multiprocessing.Queue, job: _Job, chunk: _Chunk) -> None:
-    """Entry point of a spawned worker: runs one chunk and reports progress and the result."""
-    last = [0.0]
+def _track_chunk(job: _Job, chunk: _Chunk, *, report: Callable[[int], None]) -> _ChunkResult:
+    """A task (jobs/tasks.py): track one chunk, reporting the kept frames done now and then."""
+    last = 0.0
 
     def on_frame(done: int) -> None:
+        nonlocal last
         now = time.monotonic()
-        if now - last[0] >= _PROGRESS_INTERVAL_S:
-            last[0] = now
-            out.put(("progress", chunk.index, done))
+        if now - last >= _PROGRESS_INTERVAL_S:
+            last = now
+            report(done)
 
+    return _run_tracker(job, chunk, None, on_frame)
+
+
+def _run_tracker(job: _Job, chunk: _Chunk, hint: dict[int, tuple[float, float, float, float]] | None,
+                 on_frame: Callable[[int], None]) -> _ChunkResult:
+    tracker = _Tracker(job.hands, job.face)
     try:
-        tracker = _Tracker(job.hands, job.face)
-        try:
-            result = tracker.run(job, chunk, None, on_frame)
-        finally:
-            tracker.close()
-        out.put(("done", chunk.index, result))
-    except KeygripError as e:
-        out.put(("error", chunk.index, e))
-    except Exception as e:  # anything else is a bug; it must still reach the parent, which would wait
-        out.put(("error", chunk.index, RuntimeError(f"inference worker failed: {e!r}")))
+        return tracker.run(job, chunk, hint, on_frame)
+    finally:
+        tracker.close()
 
 
 class _Progress:
@@ -329,63 +333,40 @@ class _Progress:
 
 
 def _run_chunks(job: _Job, chunks: list[_Chunk], total: int, ctx: JobContext) -> list[_ChunkResult]:
+    """Chunk 0 in this process, the others as tasks running meanwhile."""
     progress = _Progress(ctx, len(chunks), total)
     results: list[_ChunkResult | None] = [None] * len(chunks)
-    mp_ctx = multiprocessing.get_context("spawn")
-    messages: multiprocessing.Queue = mp_ctx.Queue()
-    procs = [mp_ctx.Process(target=_worker_main, args=(messages, job, c), daemon=True) for c in chunks[1:]]
+    with ctx.tasks.group() as group:
+        tasks = [group.submit(_track_chunk, job, c, name=f"inference worker for frames {c.start}-{c.end - 1}",
+                              on_progress=functools.partial(progress.update, c.index)) for c in chunks[1:]]
 
-    def drain(block: bool) -> None:
-        try:
-            while True:
-                kind, i, payload = messages.get(timeout=_POLL_S) if block else messages.get_nowait()
-                block = False
-                if kind == "progress":
-                    progress.update(i, payload)
-                elif kind == "done":
-                    results[i] = payload
-                    progress.update(i, int((payload.frame_indices >= chunks[i].start).sum()))
-                else:
-                    raise payload
-        except queue.Empty:
-            return
+        def collect() -> None:
+            """Take the results that arrived (raising a task's error here)."""
+            for c, task in zip(chunks[1:], tasks, strict=True):
+                if results[c.index] is None and task.done():
+                    result: _ChunkResult = task.result()
+                    results[c.index] = result
+                    progress.update(c.index, int((result.frame_indices >= c.start).sum()))
 
-    last_check = [0.0]
+        last_check = 0.0
 
-    def on_frame(done: int) -> None:
-        progress.update(0, done)
-        now = time.monotonic()
-        if now - last_check[0] >= _POLL_S:
-            last_check[0] = now
-            ctx.check_cancelled()
-            drain(block=False)
+        def on_frame(done: int) -> None:
+            nonlocal last_check
+            progress.update(0, done)
+            now = time.monotonic()
+            if now - last_check >= _POLL_S:
+                last_check = now
+                ctx.check_cancelled()
+                group.wait(tasks, timeout=0)
+                collect()
 
-    try:
-        for p in procs:
-            p.start()
-        tracker = _Tracker(job.hands, job.face)
-        try:
-            results[0] = tracker.run(job, chunks[0], None, on_frame)
-        finally:
-            tracker.close()
+        results[0] = _run_tracker(job, chunks[0], None, on_frame)
         while any(r is None for r in results):
             ctx.check_cancelled()
-            drain(block=True)
-            for i, p in enumerate(procs, start=1):
-                if results[i] is None and p.exitcode not in (None, 0):
-                    drain(block=False)
-                    if results[i] is None:
-                        frames = f"{chunks[i].start}-{chunks[i].end - 1}"
-                        raise RuntimeError(f"inference worker for frames {frames} died (exit {p.exitcode})")
+            group.wait(tasks, timeout=_POLL_S)
+            collect()
         progress.update(0, progress.done[0], force=True)
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=5)
-        messages.close()
-    return results  # type: ignore[return-value]
+    return [r for r in results if r is not None]
 
 
 def _fix_seams(job: _Job, chunks: list[_Chunk], results: list[_ChunkResult], ctx: JobContext
@@ -419,11 +400,7 @@ def _fix_seams(job: _Job, chunks: list[_Chunk], results: list[_ChunkResult], ctx
 def _track(job: _Job, chunk: _Chunk, hint: dict[int, tuple[float, float, float, float]] | None,
            ctx: JobContext) -> _ChunkResult:
     """Run one chunk in this process, checking for cancellation every frame."""
-    tracker = _Tracker(job.hands, job.face)
-    try:
-        return tracker.run(job, chunk, hint, lambda _done: ctx.check_cancelled())
-    finally:
-        tracker.close()
+    return _run_tracker(job, chunk, hint, lambda _done: ctx.check_cancelled())
 
 
 def _rows(result: _ChunkResult, frames: np.ndarray) -> np.ndarray:

@@ -12,8 +12,6 @@ import math
 
 import numpy as np
 
-from inference_server.errors import InvalidInput
-
 # Enough confident landmarks to fix the three unknowns of a placement (with some redundancy).
 _MIN_PLACEMENT_LANDMARKS = 3
 
@@ -22,16 +20,11 @@ def focal_length_px(image_size: tuple[int, int], focal_length: float | None = No
                     fov_deg: float | None = None) -> float:
     """Focal length in pixels: given, from a field of view across the larger image side (Blender's
     automatic sensor fit), or by default the image diagonal (about a 53 degree diagonal view,
-    typical of phones and consumer cameras)."""
+    typical of phones and consumer cameras). The values are checked by options.check_solve."""
     w, h = image_size
     if focal_length is not None:
-        if not focal_length > 0:
-            raise InvalidInput(f"focal_length_px must be positive, got {focal_length}; leave it "
-                               "empty to estimate it from the field of view or the image size.")
         return float(focal_length)
     if fov_deg is not None:
-        if not 1.0 <= fov_deg < 179.0:
-            raise InvalidInput(f"fov_deg must be between 1 and 179 degrees, got {fov_deg}.")
         return 0.5 * max(w, h) / math.tan(math.radians(fov_deg) / 2.0)
     return float(math.hypot(w, h))
 

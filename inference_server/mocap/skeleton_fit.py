@@ -202,7 +202,8 @@ def build_skeleton(m: BodyMeasures, finger_offsets: dict[str, np.ndarray] | None
     joints = humanoid.hierarchy(with_fingers=finger_offsets is not None)
     names = [n for n, _ in joints]
     parents = [-1 if p is None else names.index(p) for _, p in joints]
-    offsets = np.array([body[n] if n in body else finger_offsets[n] for n in names])
+    fingers = finger_offsets or {}
+    offsets = np.array([body[n] if n in body else fingers[n] for n in names])
     return Skeleton(names=names, parents=np.array(parents), offsets=offsets)
 
 

@@ -16,56 +16,24 @@ are omitted rather than left at a rest pose the artist would take for captured d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext, NullContext
-from inference_server.mocap import contacts as contact_solver
 from inference_server.mocap import face as face_solver
 from inference_server.mocap import filters, pose_fit, root_motion, skeleton_fit, swaps
 from inference_server.mocap import hands as hand_solver
 from inference_server.mocap.landmarks import Landmarks
-from inference_server.motion import quat
+from inference_server.mocap.options import SolveOptions, check_solve
+from inference_server.motion import foot_lock, quat
 from inference_server.motion.clip import FrameFlag, MotionClip, Skeleton, forward_kinematics
 from keygrip import humanoid
 
 # Detection gaps up to this long are interpolated; longer ones are held and flagged MISSING.
 MAX_INTERPOLATED_GAP_S = 0.25
 _STAGES = 7
-
-
-@dataclass
-class SolveOptions:
-    """How to solve a capture.
-
-    smoothing: 0..1 strength of the zero-phase low-pass filter (0 = none).
-    foot_lock: pin feet in contact with the floor (removes sliding).
-    root_motion: keep the horizontal travel of the hips; off keeps the hips above the origin.
-    subject_height_m: the subject's standing height, to scale the skeleton and its travel; None
-        keeps MediaPipe's metric estimate (an average adult).
-    focal_length_px / fov_deg: the camera, in pixels or as the field of view across the longer
-        image side; neither given means a focal length equal to the image diagonal.
-    hands: solve 15 finger joints per hand (needs hand landmarks).
-    face: solve ARKit face curves (needs face landmarks).
-    """
-
-    smoothing: float = 0.5
-    foot_lock: bool = True
-    root_motion: bool = True
-    subject_height_m: float | None = None
-    focal_length_px: float | None = None
-    fov_deg: float | None = None
-    hands: bool = False
-    face: bool = False
-
-    def validate(self) -> None:
-        if not 0.0 <= self.smoothing <= 1.0:
-            raise InvalidInput(f"smoothing must be between 0 and 1, got {self.smoothing}.")
-        if self.subject_height_m is not None and not 0.5 <= self.subject_height_m <= 2.6:
-            raise InvalidInput(f"subject_height_m must be a standing height in metres (0.5 to 2.6), "
-                               f"got {self.subject_height_m}; leave it empty to estimate it.")
 
 
 def _check_input(lm: Landmarks, options: SolveOptions) -> None:
@@ -88,7 +56,7 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     The Landmarks are not modified; the caller keeps them as the raw capture.
     """
     ctx = ctx or NullContext()
-    options.validate()
+    check_solve(options)
     _check_input(landmarks, options)
     lm = landmarks
     fps = float(lm.fps) if lm.fps > 0 else 30.0
@@ -157,17 +125,18 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     root[:, 1] -= floor
     camera = np.array([0.0, -floor, 0.0])
     points = _contact_points(skeleton, rotations, root, heel, toe)
-    contacts = contact_solver.detect_contacts(points, fps, camera)
+    contacts = foot_lock.floor_contacts(points, fps, camera)
 
     stage("locking feet")
     if options.foot_lock:
         per_foot = {"left": contacts[:, 0] | contacts[:, 1], "right": contacts[:, 2] | contacts[:, 3]}
-        rotations, root = contact_solver.lock_feet(skeleton, rotations, root, per_foot, fps, camera)
+        rotations, root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, per_foot, fps, camera)
 
     stage("solving the face")
     face_names: list[str] = []
     face_curves = None
     if options.face:
+        assert lm.face_image is not None  # _check_input refused a face without face landmarks
         face_names = list(face_solver.FACE_CURVES)
         face_curves = face_solver.solve_face(lm.face_image, lm.image_size, fps, cutoff)
 

@@ -243,7 +243,7 @@ def read_bvh(source: str | Path | IO[str], *, scale: float | str = "auto") -> Mo
     warnings: list[str] = []
     col = 0
     for ji, joint in enumerate(joints):
-        pos_cols = [None, None, None]
+        pos_cols: list[int | None] = [None, None, None]
         for c in joint.channels:
             if c in _POS:
                 pos_cols[_POS[c]] = col

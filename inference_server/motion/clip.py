@@ -12,23 +12,24 @@ with the root placed at root_translation (a world position) and G[root] = rotati
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
 
 from inference_server.motion import quat
+from keygrip.v1 import motion_pb2
 
 
 class FrameFlag(IntEnum):
-    """Per-frame provenance of a captured pose; values match keygrip.v1.FrameFlag."""
+    """Per-frame provenance of a captured pose: keygrip.v1.FrameFlag's values, by name."""
 
-    TRACKED = 1
-    INTERPOLATED = 2
-    MISSING = 3
+    TRACKED = motion_pb2.FRAME_FLAG_TRACKED
+    INTERPOLATED = motion_pb2.FRAME_FLAG_INTERPOLATED
+    MISSING = motion_pb2.FRAME_FLAG_MISSING
 
 
-@dataclass
+@dataclass(init=False)
 class Skeleton:
     """Joint hierarchy with its rest pose.
 
@@ -42,14 +43,16 @@ class Skeleton:
     names: list[str]
     parents: np.ndarray
     offsets: np.ndarray
-    rest_rotations: np.ndarray | None = None
+    rest_rotations: np.ndarray
 
-    def __post_init__(self) -> None:
-        self.parents = np.asarray(self.parents, dtype=np.int64)
-        self.offsets = np.asarray(self.offsets, dtype=np.float64).reshape(-1, 3)
-        if self.rest_rotations is None:
-            self.rest_rotations = quat.identity((len(self.names),))
-        self.rest_rotations = np.asarray(self.rest_rotations, dtype=np.float64).reshape(-1, 4)
+    def __init__(self, names: list[str], parents: np.ndarray, offsets: np.ndarray,
+                 rest_rotations: np.ndarray | None = None) -> None:
+        self.names = names
+        self.parents = np.asarray(parents, dtype=np.int64)
+        self.offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 3)
+        if rest_rotations is None:
+            rest_rotations = quat.identity((len(self.names),))
+        self.rest_rotations = np.asarray(rest_rotations, dtype=np.float64).reshape(-1, 4)
         n = len(self.names)
         if not (len(self.parents) == len(self.offsets) == len(self.rest_rotations) == n):
             raise ValueError("skeleton arrays must all have one entry per joint")
@@ -73,7 +76,7 @@ class Skeleton:
         return rot[0], pos[0]
 
 
-@dataclass
+@dataclass(init=False)
 class MotionClip:
     """A skeleton animated over F frames.
 
@@ -92,31 +95,38 @@ class MotionClip:
     times: np.ndarray
     rotations: np.ndarray
     root_translation: np.ndarray
-    confidence: np.ndarray | None = None
-    frame_flags: np.ndarray | None = None
-    contact_names: list[str] = field(default_factory=list)
-    contacts: np.ndarray | None = None
-    face_names: list[str] = field(default_factory=list)
-    face_curves: np.ndarray | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    confidence: np.ndarray
+    frame_flags: np.ndarray
+    contact_names: list[str]
+    contacts: np.ndarray
+    face_names: list[str]
+    face_curves: np.ndarray
+    metadata: dict[str, str]
 
-    def __post_init__(self) -> None:
-        self.times = np.asarray(self.times, dtype=np.float64)
-        self.rotations = np.asarray(self.rotations, dtype=np.float64)
-        self.root_translation = np.asarray(self.root_translation, dtype=np.float64)
+    def __init__(self, skeleton: Skeleton, fps: float, times: np.ndarray, rotations: np.ndarray,
+                 root_translation: np.ndarray, confidence: np.ndarray | None = None,
+                 frame_flags: np.ndarray | None = None, contact_names: list[str] | None = None,
+                 contacts: np.ndarray | None = None, face_names: list[str] | None = None,
+                 face_curves: np.ndarray | None = None, metadata: dict[str, str] | None = None) -> None:
+        """Arrays left None get defaults: all confident, all tracked, no contact, no face."""
+        self.skeleton = skeleton
+        self.fps = fps
+        self.times = np.asarray(times, dtype=np.float64)
+        self.rotations = np.asarray(rotations, dtype=np.float64)
+        self.root_translation = np.asarray(root_translation, dtype=np.float64)
         f, j = len(self.times), self.skeleton.num_joints
         if self.rotations.shape != (f, j, 4):
             raise ValueError(f"rotations must be ({f}, {j}, 4), got {self.rotations.shape}")
         if self.root_translation.shape != (f, 3):
             raise ValueError(f"root_translation must be ({f}, 3), got {self.root_translation.shape}")
-        if self.confidence is None:
-            self.confidence = np.ones((f, j), dtype=np.float32)
-        if self.frame_flags is None:
-            self.frame_flags = np.full(f, FrameFlag.TRACKED, dtype=np.uint8)
-        if self.contacts is None:
-            self.contacts = np.zeros((f, len(self.contact_names)), dtype=bool)
-        if self.face_curves is None:
-            self.face_curves = np.zeros((f, len(self.face_names)), dtype=np.float32)
+        self.contact_names = [] if contact_names is None else contact_names
+        self.face_names = [] if face_names is None else face_names
+        self.metadata = {} if metadata is None else metadata
+        self.confidence = np.ones((f, j), dtype=np.float32) if confidence is None else confidence
+        self.frame_flags = np.full(f, FrameFlag.TRACKED, dtype=np.uint8) if frame_flags is None else frame_flags
+        self.contacts = np.zeros((f, len(self.contact_names)), dtype=bool) if contacts is None else contacts
+        self.face_curves = (np.zeros((f, len(self.face_names)), dtype=np.float32) if face_curves is None
+                            else face_curves)
 
     @property
     def num_frames(self) -> int:

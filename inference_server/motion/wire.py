@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from inference_server.motion.clip import MotionClip, Skeleton
 from keygrip.tensors import from_tensor, to_tensor
 from keygrip.v1 import animation_pb2, common_pb2, motion_pb2
+
+if TYPE_CHECKING:  # animation/ builds on motion/, not the other way round: imported where used
+    from inference_server.animation.mapping import BoneMap
+    from inference_server.animation.retarget import RetargetResult
+    from inference_server.animation.rig import Rig
 
 F32, F64, U8 = common_pb2.DTYPE_FLOAT32, common_pb2.DTYPE_FLOAT64, common_pb2.DTYPE_UINT8
 
@@ -54,7 +61,7 @@ def clip_from_proto(msg: motion_pb2.MotionClip) -> MotionClip:
 
 # Rigs, bone maps and rig animation ---------------------------------------------------------------
 
-def rig_from_proto(msg: animation_pb2.Rig):
+def rig_from_proto(msg: animation_pb2.Rig) -> Rig:
     from inference_server.animation.rig import Rig
     from inference_server.errors import InvalidInput
 
@@ -71,7 +78,7 @@ def rig_from_proto(msg: animation_pb2.Rig):
     return Rig(list(msg.bone_names), np.array(msg.parents, dtype=np.int64), mats, tails)
 
 
-def rig_to_proto(rig, name: str = "") -> animation_pb2.Rig:
+def rig_to_proto(rig: Rig, name: str = "") -> animation_pb2.Rig:
     msg = animation_pb2.Rig(name=name, bone_names=rig.names, parents=[int(p) for p in rig.parents],
                             rest_matrices=to_tensor(rig.rest_matrices, F32))
     if rig.tails is not None:
@@ -79,13 +86,13 @@ def rig_to_proto(rig, name: str = "") -> animation_pb2.Rig:
     return msg
 
 
-def bone_map_to_proto(bone_map, warnings: list[str] | None = None) -> animation_pb2.BoneMap:
+def bone_map_to_proto(bone_map: BoneMap, warnings: list[str] | None = None) -> animation_pb2.BoneMap:
     return animation_pb2.BoneMap(
         mappings=[animation_pb2.BoneMapping(bone=b, role=r) for b, r in bone_map.bone_to_role.items()],
         unmapped_bones=bone_map.unmapped_bones, missing_roles=bone_map.missing_roles, warnings=warnings or [])
 
 
-def rig_animation_to_proto(result) -> animation_pb2.RigAnimation:
+def rig_animation_to_proto(result: RetargetResult) -> animation_pb2.RigAnimation:
     """A retarget result (inference_server.animation.retarget.RetargetResult) for the wire."""
     msg = animation_pb2.RigAnimation(
         bone_names=result.bone_names, fps=result.fps, times=to_tensor(result.times, F64),

@@ -5,22 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 
 from inference_server.config import Config
 from inference_server.errors import InvalidInput, NotFound, ResourceExhausted
 from inference_server.services.errors import rpc_errors
-from inference_server.store.artifacts import Artifact, ArtifactStore, check_digest
+from inference_server.store.artifacts import ArtifactStore, UploadWriter, artifact_ref, check_digest
 from keygrip.v1 import artifacts_pb2, artifacts_pb2_grpc, common_pb2
 
 MAX_CHUNK = 4 * 1024 * 1024
 DEFAULT_DOWNLOAD_CHUNK = 1024 * 1024
 _LOCK_WAIT_S = 5.0
-
-
-def artifact_ref(art: Artifact) -> common_pb2.ArtifactRef:
-    return common_pb2.ArtifactRef(id=art.id, size=art.size, name=art.name, media_type=art.media_type)
 
 
 class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
@@ -29,7 +27,7 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
         self.store = store
         self._locks: dict[str, asyncio.Lock] = {}  # one stream at a time per upload
 
-    def _meta_path(self, upload_id: str):
+    def _meta_path(self, upload_id: str) -> Path:
         return self.store.upload_path(upload_id).with_suffix(".json")
 
     def _declared(self, upload_id: str) -> dict:
@@ -42,7 +40,8 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
         return artifacts_pb2.UploadStatus(upload_id=upload_id, offset=offset, max_chunk_bytes=MAX_CHUNK)
 
     @rpc_errors
-    async def StartUpload(self, request: artifacts_pb2.StartUploadRequest, context: grpc.aio.ServicerContext):
+    async def StartUpload(self, request: artifacts_pb2.StartUploadRequest,
+                          context: grpc.aio.ServicerContext) -> artifacts_pb2.UploadStatus:
         if request.upload_id:  # resuming an upload that was started without a digest
             self._declared(request.upload_id)
             return self._status(request.upload_id, self.store.upload_offset(request.upload_id))
@@ -70,7 +69,8 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
         return self._status(upload_id, offset)
 
     @rpc_errors
-    async def Upload(self, request_iterator, context: grpc.aio.ServicerContext):
+    async def Upload(self, request_iterator: AsyncIterator[artifacts_pb2.UploadChunk],
+                     context: grpc.aio.ServicerContext) -> artifacts_pb2.UploadStatus:
         upload_id = ""
         writer = None
         meta: dict = {}
@@ -114,14 +114,16 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
                     if writer is not None and writer.offset == meta["size"]:
                         self._locks.pop(upload_id, None)  # complete: no stream will come back
 
-    async def _finish(self, upload_id: str, writer, meta: dict, expected: str) -> artifacts_pb2.UploadStatus:
+    async def _finish(self, upload_id: str, writer: UploadWriter, meta: dict,
+                      expected: str) -> artifacts_pb2.UploadStatus:
         art = await asyncio.to_thread(self.store.finish_upload, writer, expected, meta["name"], meta["media_type"])
         self._meta_path(upload_id).unlink(missing_ok=True)
         return artifacts_pb2.UploadStatus(upload_id=upload_id, offset=art.size, complete=True,
                                           artifact=artifact_ref(art), max_chunk_bytes=MAX_CHUNK)
 
     @rpc_errors
-    async def Download(self, request: artifacts_pb2.DownloadRequest, context: grpc.aio.ServicerContext):
+    async def Download(self, request: artifacts_pb2.DownloadRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[artifacts_pb2.DownloadChunk]:
         art = self.store.stat(check_digest(request.artifact_id))
         size = min(request.chunk_bytes or DEFAULT_DOWNLOAD_CHUNK, MAX_CHUNK)
         if not 0 <= request.offset <= art.size:
@@ -134,5 +136,6 @@ class ArtifactsService(artifacts_pb2_grpc.ArtifactsServicer):
                 offset += len(data)
 
     @rpc_errors
-    async def Stat(self, request: artifacts_pb2.StatRequest, context: grpc.aio.ServicerContext):
+    async def Stat(self, request: artifacts_pb2.StatRequest,
+                   context: grpc.aio.ServicerContext) -> common_pb2.ArtifactRef:
         return artifact_ref(self.store.stat(check_digest(request.artifact_id)))

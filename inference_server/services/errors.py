@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -34,22 +35,26 @@ async def abort(context: grpc.aio.ServicerContext, exc: KeygripError) -> None:
     await context.abort_with_status(status_for(exc.code, exc.message, exc.reason, exc.metadata))
 
 
-def rpc_errors(method: Callable) -> Callable:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rpc_errors(method: F) -> F:
     """Wrap a unary or server-streaming aio servicer method."""
     if inspect.isasyncgenfunction(method):
         @functools.wraps(method)
-        async def stream_wrapper(self, request, context):
+        async def stream_wrapper(self: object, request: object,
+                                 context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
                 async for item in method(self, request, context):
                     yield item
             except KeygripError as exc:
                 await abort(context, exc)
-        return stream_wrapper
+        return cast(F, stream_wrapper)
 
     @functools.wraps(method)
-    async def unary_wrapper(self, request, context):
+    async def unary_wrapper(self: object, request: object, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(self, request, context)
         except KeygripError as exc:
             await abort(context, exc)
-    return unary_wrapper
+    return cast(F, unary_wrapper)

@@ -38,9 +38,3 @@ def check_media_input(config: Config, artifacts: ArtifactStore, media: common_pb
         return common_pb2.MediaInput(path=check_path(config, media.path))
     raise InvalidInput("the request names no input: set input.artifact_id (after an upload) or input.path")
 
-
-def local_path(artifacts: ArtifactStore, media: common_pb2.MediaInput) -> Path:
-    """Where a checked input lies on this machine (used inside workers)."""
-    if media.WhichOneof("source") == "artifact_id":
-        return artifacts.path(media.artifact_id)
-    return Path(media.path)

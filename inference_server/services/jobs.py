@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from inference_server.errors import InvalidInput
 from inference_server.jobs.manager import JobManager
 from inference_server.services.errors import rpc_errors
-from keygrip.v1 import jobs_pb2, jobs_pb2_grpc
+from keygrip.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc
 
 _MAX_PAGE = 1000
 
@@ -17,11 +19,13 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         self.manager = manager
 
     @rpc_errors
-    async def GetJob(self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext):
+    async def GetJob(self, request: jobs_pb2.GetJobRequest,
+                     context: grpc.aio.ServicerContext) -> common_pb2.Job:
         return self.manager.to_proto(self.manager.get(request.job_id))
 
     @rpc_errors
-    async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext):
+    async def ListJobs(self, request: jobs_pb2.ListJobsRequest,
+                       context: grpc.aio.ServicerContext) -> jobs_pb2.ListJobsResponse:
         size = min(request.page_size or 100, _MAX_PAGE)
         try:
             offset = int(request.page_token or 0)
@@ -35,15 +39,18 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         return resp
 
     @rpc_errors
-    async def WatchJob(self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext):
+    async def WatchJob(self, request: jobs_pb2.WatchJobRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[common_pb2.JobEvent]:
         async for event in self.manager.watch(request.job_id, request.after_sequence):
             yield event
 
     @rpc_errors
-    async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext):
+    async def CancelJob(self, request: jobs_pb2.CancelJobRequest,
+                        context: grpc.aio.ServicerContext) -> common_pb2.Job:
         return self.manager.to_proto(self.manager.cancel(request.job_id))
 
     @rpc_errors
-    async def DeleteJob(self, request: jobs_pb2.DeleteJobRequest, context: grpc.aio.ServicerContext):
+    async def DeleteJob(self, request: jobs_pb2.DeleteJobRequest,
+                        context: grpc.aio.ServicerContext) -> jobs_pb2.DeleteJobResponse:
         self.manager.delete(request.job_id)
         return jobs_pb2.DeleteJobResponse()

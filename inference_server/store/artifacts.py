@@ -25,6 +25,7 @@ from pathlib import Path
 
 from inference_server.errors import InvalidInput, NotFound
 from keygrip.client import sha256_file
+from keygrip.v1 import common_pb2
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 # An upload is named by its digest, or by "u" + 32 hex digits when the client hashes as it sends.
@@ -131,6 +132,18 @@ def check_digest(digest: str) -> str:
     return digest
 
 
+def artifact_ref(art: Artifact) -> common_pb2.ArtifactRef:
+    """How an artifact is named on the wire (in results and upload replies)."""
+    return common_pb2.ArtifactRef(id=art.id, size=art.size, name=art.name, media_type=art.media_type)
+
+
+def local_path(artifacts: ArtifactStore, media: common_pb2.MediaInput) -> Path:
+    """Where a checked input (services.inputs.check_media_input) lies on this machine."""
+    if media.WhichOneof("source") == "artifact_id":
+        return artifacts.path(media.artifact_id)
+    return Path(media.path)
+
+
 class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -178,7 +191,7 @@ class ArtifactStore:
         return self.stat(digest)
 
     def put_file(self, src: Path, name: str = "", media_type: str = "") -> Artifact:
-        """Copy a file in (used for results that pipelines wrote to a scratch path)."""
+        """Copy a file in (used for results that jobs wrote to a scratch path)."""
         digest = sha256_file(src)
         if not self.exists(digest):
             tmp = self._tmp_file()

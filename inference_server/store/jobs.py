@@ -7,6 +7,7 @@ still resume from any sequence number.
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ CREATE TABLE IF NOT EXISTS job_artifacts (
 class JobRecord:
     id: str
     type: str
-    state: int
+    state: common_pb2.JobState
     request_id: str | None
     request: bytes            # serialized google.protobuf.Any
     result: bytes | None      # serialized google.protobuf.Any
@@ -93,7 +94,9 @@ class JobStore:
             "INSERT INTO jobs (id, type, state, request_id, request, created) VALUES (?, ?, ?, ?, ?, ?)",
             (job_id, job_type, QUEUED, request_id or None, request, time.time()),
         )
-        return self.get(job_id)
+        rec = self.get(job_id)
+        assert rec is not None
+        return rec
 
     def get(self, job_id: str) -> JobRecord | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -103,9 +106,10 @@ class JobStore:
         row = self.db.execute("SELECT * FROM jobs WHERE request_id = ?", (request_id,)).fetchone()
         return JobRecord(**dict(row)) if row else None
 
-    def list(self, states: list[int] | None = None, job_type: str = "", limit: int = 100,
-             offset: int = 0, created_before: float | None = None) -> list[JobRecord]:
-        query, args = "SELECT * FROM jobs WHERE 1=1", []
+    def list(self, states: builtins.list[common_pb2.JobState] | None = None, job_type: str = "",
+             limit: int = 100, offset: int = 0, created_before: float | None = None) -> list[JobRecord]:
+        query = "SELECT * FROM jobs WHERE 1=1"
+        args: builtins.list[object] = []
         if states:
             query += f" AND state IN ({','.join('?' * len(states))})"
             args += list(states)
@@ -130,14 +134,14 @@ class JobStore:
                             (job_id, sequence, event))
             self.db.execute("UPDATE jobs SET last_sequence = ? WHERE id = ?", (sequence, job_id))
 
-    def events(self, job_id: str, after_sequence: int) -> list[bytes]:
+    def events(self, job_id: str, after_sequence: int) -> builtins.list[bytes]:
         rows = self.db.execute(
             "SELECT event FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence",
             (job_id, after_sequence),
         )
         return [r[0] for r in rows]
 
-    def link_artifacts(self, job_id: str, artifact_ids: list[str]) -> None:
+    def link_artifacts(self, job_id: str, artifact_ids: builtins.list[str]) -> None:
         self.db.executemany("INSERT OR IGNORE INTO job_artifacts (job_id, artifact_id) VALUES (?, ?)",
                             [(job_id, a) for a in artifact_ids])
 

@@ -6,6 +6,7 @@ import asyncio
 
 import grpc
 
+from inference_server.capability import ServerParts
 from inference_server.config import Config
 from inference_server.errors import FailedPrecondition, InvalidInput, NotFound
 from inference_server.jobs.manager import JobManager
@@ -14,7 +15,7 @@ from inference_server.services.errors import rpc_errors
 from inference_server.services.inputs import check_path
 from inference_server.store import jobs as js
 from inference_server.store.artifacts import check_digest
-from keygrip.v1 import animation_pb2, animation_pb2_grpc, mocap_pb2
+from keygrip.v1 import animation_pb2, animation_pb2_grpc, common_pb2, mocap_pb2
 
 
 def _map_bones(rig_msg: animation_pb2.Rig) -> animation_pb2.BoneMap:
@@ -30,11 +31,13 @@ class AnimationService(animation_pb2_grpc.AnimationServicer):
         self.manager = manager
 
     @rpc_errors
-    async def MapBones(self, request: animation_pb2.MapBonesRequest, context: grpc.aio.ServicerContext):
+    async def MapBones(self, request: animation_pb2.MapBonesRequest,
+                       context: grpc.aio.ServicerContext) -> animation_pb2.BoneMap:
         return await asyncio.to_thread(_map_bones, request.rig)
 
     @rpc_errors
-    async def Retarget(self, request: animation_pb2.RetargetRequest, context: grpc.aio.ServicerContext):
+    async def Retarget(self, request: animation_pb2.RetargetRequest,
+                       context: grpc.aio.ServicerContext) -> common_pb2.Job:
         req = animation_pb2.RetargetRequest()
         req.CopyFrom(request)
         self._check_source(req.source)
@@ -66,5 +69,5 @@ class AnimationService(animation_pb2_grpc.AnimationServicer):
                                "bvh_path or capture_job_id")
 
 
-def register(server: grpc.aio.Server, config: Config, manager: JobManager) -> None:
-    animation_pb2_grpc.add_AnimationServicer_to_server(AnimationService(config, manager), server)
+def add_to_server(server: grpc.aio.Server, parts: ServerParts) -> None:
+    animation_pb2_grpc.add_AnimationServicer_to_server(AnimationService(parts.config, parts.manager), server)

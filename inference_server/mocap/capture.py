@@ -10,32 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from inference_server.errors import InvalidInput
 from inference_server.jobs.context import JobContext
 from inference_server.mocap.inference import detect
 from inference_server.mocap.landmarks import Landmarks
-from inference_server.mocap.solve import SolveOptions, solve
+from inference_server.mocap.options import MocapOptions, check
+from inference_server.mocap.solve import solve
 from inference_server.motion.clip import MotionClip
-
-
-@dataclass
-class MocapOptions:
-    """What to capture and how.
-
-    start_frame / end_frame: frames start_frame <= index < end_frame of the clip (end None: to the end).
-    fps_override: frame rate to use instead of the file's (image sequences have none; 0/None keeps it).
-        Frame times become frame index / fps_override.
-    solve: how to solve the skeleton; its hands / face switches also choose Holistic over Pose.
-    workers: inference processes; None picks a count for this machine (see inference.detect).
-    preview: also write the QA preview video (skeleton over footage).
-    """
-
-    start_frame: int = 0
-    end_frame: int | None = None
-    fps_override: float | None = None
-    solve: SolveOptions = field(default_factory=SolveOptions)
-    workers: int | None = None
-    preview: bool = False
 
 
 @dataclass
@@ -44,7 +24,7 @@ class MocapOutput:
     ("inference", "solve", "preview", "total"); preview_path: the QA video when asked for."""
 
     landmarks: Landmarks
-    clip: MotionClip | None
+    clip: MotionClip
     timings: dict[str, float] = field(default_factory=dict)
     preview_path: Path | None = None
 
@@ -57,10 +37,8 @@ def run_mocap(
     out_dir: where the preview video goes (a new temporary folder when None). Raises InvalidInput
     (bad options, not a video), FailedPrecondition (nobody in the frames) or JobCancelled.
     """
-    if options.fps_override is not None and options.fps_override < 0:
-        raise InvalidInput(f"fps_override must be a positive frame rate, got {options.fps_override}.")
+    check(options)  # before the expensive part, so bad options fail at once
     solve_options = options.solve
-    solve_options.validate()  # before the expensive part, so bad options fail at once
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 

@@ -1,0 +1,79 @@
+"""The retarget job: a MotionClip or BVH onto the artist's rig, as RigAnimation and BVH."""
+
+from __future__ import annotations
+
+import importlib
+import io
+
+from inference_server.capability import JobHandler
+from inference_server.jobs.context import JobContext
+from inference_server.motion.clip import MotionClip
+from inference_server.store.artifacts import artifact_ref
+from keygrip.v1 import animation_pb2, motion_pb2
+
+_ROOT_MODES = {
+    animation_pb2.ROOT_MOTION_UNSPECIFIED: "hips",
+    animation_pb2.ROOT_MOTION_HIPS: "hips",
+    animation_pb2.ROOT_MOTION_ROOT_BONE: "root_bone",
+    animation_pb2.ROOT_MOTION_IN_PLACE: "in_place",
+    animation_pb2.ROOT_MOTION_KEEP: "keep",
+}
+
+
+def load_source(source: animation_pb2.MotionSource, ctx: JobContext) -> MotionClip:
+    """The motion a request names (the service has resolved a capture job to its clip artifact)."""
+    from inference_server.motion.bvh import read_bvh
+    from inference_server.motion.wire import clip_from_proto
+
+    scale: float | str = source.bvh_scale or "auto"
+    which = source.WhichOneof("source")
+    if which == "clip_artifact_id":
+        return clip_from_proto(motion_pb2.MotionClip.FromString(ctx.artifacts.read_bytes(source.clip_artifact_id)))
+    if which == "bvh_artifact_id":
+        return read_bvh(ctx.artifacts.path(source.bvh_artifact_id), scale=scale)
+    return read_bvh(source.bvh_path, scale=scale)
+
+
+class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
+    request_type = animation_pb2.RetargetRequest
+
+    def setup(self) -> None:
+        importlib.import_module("inference_server.animation.retarget")  # with SciPy, once per worker
+
+    def run(self, request: animation_pb2.RetargetRequest, ctx: JobContext) -> animation_pb2.RetargetResult:
+        from inference_server.animation.mapping import BoneMap
+        from inference_server.animation.retarget import RetargetOptions, retarget
+        from inference_server.motion.bvh import write_bvh
+        from inference_server.motion.wire import bone_map_to_proto, rig_animation_to_proto, rig_from_proto
+
+        ctx.progress("load", 0, 1, "reading the motion")
+        source = load_source(request.source, ctx)
+        if request.frame_range.start > 0 or request.frame_range.end > 0:
+            from inference_server.animation.cliptools import trim
+
+            end = request.frame_range.end if request.frame_range.end > 0 else source.num_frames
+            source = trim(source, source.times[min(request.frame_range.start, source.num_frames - 1)],
+                          source.times[min(end, source.num_frames) - 1])
+        rig = rig_from_proto(request.rig)
+        bone_map = None
+        if request.bone_map.mappings:
+            bone_map = BoneMap.from_roles(rig.names, {m.bone: m.role for m in request.bone_map.mappings})
+        options = RetargetOptions(root_motion=_ROOT_MODES[request.root_motion],
+                                  foot_lock=request.foot_lock if request.HasField("foot_lock") else True,
+                                  face_mapping=dict(request.face_map) or None)
+        ctx.check_cancelled()
+        result = retarget(source, rig, bone_map, options=options, context=ctx)
+        ctx.check_cancelled()
+        ctx.progress("export", 0, 2, "writing results")
+        out = animation_pb2.RetargetResult(frames=len(result.times), warnings=rig.warnings + result.warnings)
+        out.bone_map.CopyFrom(bone_map_to_proto(result.bone_map))
+        anim = rig_animation_to_proto(result)
+        out.animation.CopyFrom(artifact_ref(ctx.put_bytes(anim.SerializeToString(), "animation.keygrip-anim",
+                                                          "application/x-protobuf")))
+        bvh = io.StringIO()
+        locations = {rig.index(name): loc for name, loc in result.locations.items()}
+        write_bvh(rig.to_clip(result.rotations, locations, result.times, result.fps), bvh)
+        out.bvh.CopyFrom(artifact_ref(ctx.put_bytes(bvh.getvalue().encode(), "retargeted.bvh",
+                                                    "application/x-bvh")))
+        ctx.progress("export", 2, 2, "done")
+        return out

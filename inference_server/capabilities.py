@@ -1,0 +1,24 @@
+"""The server's capabilities, in the order GetServerInfo lists them.
+
+Adding a capability: write its package (see inference_server/capability.py and mocap/ for an
+example), add its .proto under protos/keygrip/v1 and a client method in the SDK, and add its
+CAPABILITY here. Nothing else in the server names a capability.
+"""
+
+from __future__ import annotations
+
+from inference_server import animation, media, mocap
+from inference_server.capability import Capability
+
+CAPABILITIES: list[Capability] = [media.CAPABILITY, mocap.CAPABILITY, animation.CAPABILITY]
+
+
+def job_handlers(capabilities: list[Capability] = CAPABILITIES) -> dict[str, str]:
+    """Job type -> "module:HandlerClass" over all capabilities; a job type belongs to one only."""
+    table: dict[str, str] = {}
+    for cap in capabilities:
+        for job_type, handler in cap.handlers.items():
+            if job_type in table:
+                raise ValueError(f"job type {job_type!r} of capability {cap.name!r} is taken by another capability")
+            table[job_type] = handler
+    return table

@@ -1,0 +1,139 @@
+"""What a capability is: one package that describes itself to the server.
+
+A capability (media, mocap, animation, and the ones to come) is a package under inference_server/
+whose __init__.py holds a CAPABILITY: its gRPC service, the job types it runs and the handler class
+of each, its readiness checks and the models it needs. The server assembles itself from the list in
+inference_server/capabilities.py:
+
+- app.py registers every capability's servicer and lists its service for reflection;
+- jobs/workers.py builds each worker's handler table from the capabilities' handlers;
+- services/server_info.py reports their features and models in GetServerInfo.
+
+Importing a capability package must stay light (no MediaPipe, PyAV, SciPy, torch): the gRPC front
+imports every one of them. Heavy imports belong in JobHandler.setup() or run(), which only run
+inside worker processes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from google.protobuf import any_pb2, message
+
+from keygrip.v1 import server_pb2
+
+if TYPE_CHECKING:
+    import grpc
+
+    from inference_server.config import Config
+    from inference_server.jobs.context import JobContext
+    from inference_server.jobs.manager import JobManager
+
+# What to tell a user whose server lacks a package a capability needs.
+INSTALL_HINT = "reinstall the server with `pip install 'keygrip[server]'` (mediapipe==0.10.21 bundles it)"
+
+
+@dataclass(frozen=True)
+class ServerParts:
+    """What a capability's service gets from the server: its configuration and the job manager
+    (which also holds the job store and the artifact store)."""
+
+    config: Config
+    manager: JobManager
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One thing a capability can do, as GetServerInfo lists it (keygrip.v1.Capability)."""
+
+    name: str
+    available: bool
+    reason: str = ""  # why it is unavailable, and what to do about it
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a capability needs, as GetServerInfo lists it (keygrip.v1.Model)."""
+
+    name: str
+    kind: str
+    state: server_pb2.ModelState
+    reason: str = ""  # why it is not available
+    source: str = ""  # where it is loaded from
+
+    @property
+    def available(self) -> bool:
+        return self.state in (server_pb2.MODEL_STATE_AVAILABLE, server_pb2.MODEL_STATE_LOADED)
+
+
+def _no_features() -> list[Feature]:
+    return []
+
+
+def _no_models() -> list[ModelSpec]:
+    return []
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A capability's self-description.
+
+    name: short name ("mocap"), the prefix of its feature names.
+    service_name: the full name of its gRPC service ("keygrip.v1.MotionCapture"), for reflection.
+    add_service: registers its servicer on the server; it should import the servicer module
+        itself, so that importing the capability package stays light.
+    handlers: job type -> "module:HandlerClass" (a JobHandler subclass); imported only inside
+        worker processes.
+    features: readiness checks, cheap and without loading a model (they run at server start).
+    models: the models it needs, with their state.
+    """
+
+    name: str
+    service_name: str
+    add_service: Callable[[grpc.aio.Server, ServerParts], None]
+    handlers: Mapping[str, str] = field(default_factory=dict)
+    features: Callable[[], list[Feature]] = _no_features
+    models: Callable[[], list[ModelSpec]] = _no_models
+
+
+RequestT = TypeVar("RequestT", bound=message.Message)
+
+
+class JobHandler(Generic[RequestT]):
+    """Runs the jobs of one type inside a worker process, and may keep state between them.
+
+    A worker makes one instance per job type when the first such job arrives, calls setup() once,
+    then run() for every job of that type; whatever setup() or run() keeps on self (a loaded model,
+    a cache) serves the next job on the same worker. A cluster executor can host the same object
+    (a Ray actor). Handlers type their context as JobContext, never as a concrete context class.
+    """
+
+    request_type: type[RequestT]
+
+    def setup(self) -> None:
+        """Load what every job of this type needs (heavy modules, models); called once per worker."""
+
+    def run(self, request: RequestT, ctx: JobContext) -> message.Message:
+        """Run one job and return its result message. Raise a KeygripError for what the user can fix."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what setup() took; called when the worker stops."""
+
+    def unpack(self, packed: any_pb2.Any) -> RequestT:
+        """The job's request, from the google.protobuf.Any the job store keeps."""
+        request = self.request_type()
+        if not packed.Unpack(request):
+            raise TypeError(f"{type(self).__name__} runs {self.request_type.DESCRIPTOR.full_name} requests, "
+                            f"not {packed.TypeName()}")
+        return request
+
+
+def package_dir(name: str) -> Path | None:
+    """The folder of an installed package, found without importing it (None when not installed)."""
+    spec = importlib.util.find_spec(name)
+    return Path(spec.origin).parent if spec and spec.origin else None
