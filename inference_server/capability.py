@@ -61,7 +61,7 @@ class ModelSpec:
 
     name: str
     kind: str
-    state: server_pb2.ModelState
+    state: server_pb2.ModelState.ValueType
     reason: str = ""  # why it is not available
     source: str = ""  # where it is loaded from
 

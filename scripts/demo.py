@@ -63,7 +63,7 @@ class Stages:
         return out
 
 
-def click_capture(connection: ModuleType, **panel) -> object:
+def click_capture(main_thread: ModuleType, **panel) -> object:
     """Set the Keygrip panel and click Capture; drain the session as Blender's timer would."""
     import bpy
 
@@ -71,8 +71,8 @@ def click_capture(connection: ModuleType, **panel) -> object:
     for key, value in panel.items():
         setattr(settings, key, value)
     bpy.ops.keygrip.capture()
-    session = connection.latest()
-    connection.drain(timeout=1800)
+    session = main_thread.latest()
+    main_thread.drain(timeout=1800)
     if session.state != "succeeded":
         raise SystemExit(f"Keygrip: {session.error}")
     return session
@@ -98,17 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stages.run("enable add-on", enable_addon)
         addon_utils = import_module("addon_utils")
-        connection = import_module(f"{ADDON_MODULE}.connection")
+        main_thread = import_module(f"{ADDON_MODULE}.main_thread")
         bpy.context.preferences.addons[ADDON_MODULE].preferences.server_address = address
         bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
 
-        canonical = stages.run("capture + retarget onto a new armature", click_capture, connection,
+        canonical = stages.run("capture + retarget onto a new armature", click_capture, main_thread,
                                video_path=str(video), target="NEW", preview=True)
         addon_utils.enable("rigify", default_set=True)
         bpy.ops.object.armature_human_metarig_add()
         metarig = bpy.context.active_object
         metarig.location.x = 1.5  # beside the canonical armature
-        stages.run("retarget onto a Rigify metarig", click_capture, connection, target="SELECTED",
+        stages.run("retarget onto a Rigify metarig", click_capture, main_thread, target="SELECTED",
                    armature=metarig, reuse_capture=True)
 
         from keygrip import Client
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         def export_bvh() -> None:
             bpy.context.scene.keygrip.armature = metarig
             bpy.ops.keygrip.export_bvh(filepath=str(out / "retargeted.bvh"))
-            connection.drain(timeout=300)
+            main_thread.drain(timeout=300)
 
         stages.run("export retargeted.bvh", export_bvh)
         stages.run("save keygrip_demo.blend", bpy.ops.wm.save_as_mainfile, filepath=str(out / "keygrip_demo.blend"))
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncaptured {summary.frames} frames ({summary.tracked_frames} tracked) at "
               f"{summary.processing_fps:.1f} fps on the server; server stages: "
               + ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items()))
-        print(f"armatures: {canonical.value['armature']} and {metarig.name}")
+        print(f"armatures: {canonical.value.target} and {metarig.name}")
     finally:
         proc.terminate()
         proc.wait(30)

@@ -274,7 +274,7 @@ class JobManager:
         log.warning("worker %d exited (code %s); starting a new one", worker.index, code)
         self.workers[self.workers.index(worker)] = self._spawn(worker.index)
 
-    def _finish(self, job_id: str, state: common_pb2.JobState, *, result: bytes | None = None,
+    def _finish(self, job_id: str, state: common_pb2.JobState.ValueType, *, result: bytes | None = None,
                 error: tuple[str, str, str] | None = None) -> None:
         rec = self.store.get(job_id)
         if rec is None or rec.ended:
@@ -297,7 +297,7 @@ class JobManager:
                                      "error": error[2] if error else ""})
         self._emit(job_id, state=state, message=error[2] if error else "done", terminal=True)
 
-    def _emit(self, job_id: str, *, state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED,
+    def _emit(self, job_id: str, *, state: common_pb2.JobState.ValueType = common_pb2.JOB_STATE_UNSPECIFIED,
               progress: common_pb2.Progress | None = None, message: str = "", preview: bytes = b"",
               terminal: bool = False) -> None:
         rec = self.store.get(job_id)

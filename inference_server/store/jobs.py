@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS job_artifacts (
 class JobRecord:
     id: str
     type: str
-    state: common_pb2.JobState
+    state: common_pb2.JobState.ValueType
     request_id: str | None
     request: bytes            # serialized google.protobuf.Any
     result: bytes | None      # serialized google.protobuf.Any
@@ -106,7 +106,7 @@ class JobStore:
         row = self.db.execute("SELECT * FROM jobs WHERE request_id = ?", (request_id,)).fetchone()
         return JobRecord(**dict(row)) if row else None
 
-    def list(self, states: builtins.list[common_pb2.JobState] | None = None, job_type: str = "",
+    def list(self, states: builtins.list[common_pb2.JobState.ValueType] | None = None, job_type: str = "",
              limit: int = 100, offset: int = 0, created_before: float | None = None) -> list[JobRecord]:
         query = "SELECT * FROM jobs WHERE 1=1"
         args: builtins.list[object] = []
