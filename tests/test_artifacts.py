@@ -46,6 +46,8 @@ def test_upload_cut_in_the_middle_resumes(client: keygrip.Client, shared_server,
 
     part = shared_server.data_dir / "artifacts" / "uploads" / f"{digest}.part"
 
+    landed: list[bool] = []
+
     def first_two_chunks_then_break():
         for i in range(2):
             yield artifacts_pb2.UploadChunk(upload_id=digest, offset=i * 2**20, data=data[i * 2**20:(i + 1) * 2**20])
@@ -53,10 +55,12 @@ def test_upload_cut_in_the_middle_resumes(client: keygrip.Client, shared_server,
         deadline = time.monotonic() + 20
         while (not part.exists() or part.stat().st_size < 2 * 2**20) and time.monotonic() < deadline:
             time.sleep(0.01)
+        landed.append(part.exists() and part.stat().st_size >= 2 * 2**20)
         raise ConnectionError("network cable pulled")
 
     with pytest.raises(grpc.RpcError):
         stub.Upload(first_two_chunks_then_break())
+    assert landed == [True], "the server did not write the first two chunks within 20 s"
     resumed = stub.StartUpload(artifacts_pb2.StartUploadRequest(sha256=digest, size=len(data), name="cut.bin"))
     assert resumed.offset == 2 * 2**20  # the server kept what arrived
     ref = client.upload(src)  # the SDK picks up from there

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
@@ -146,9 +147,12 @@ def test_two_clients_at_once(shared_server) -> None:
 
 
 def test_server_down_gives_a_clear_error() -> None:
-    with keygrip.Client("127.0.0.1:9", timeout=3) as c, pytest.raises(keygrip.ServerUnavailable,
-                                                                       match="keygrip serve"):
-        c.info()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, never listening: nothing can answer on this port
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+        with keygrip.Client(address, timeout=3) as c, pytest.raises(keygrip.ServerUnavailable,
+                                                                    match="keygrip serve"):
+            c.info()
 
 
 def test_raw_grpc_errors_carry_rpc_status_details(client: keygrip.Client) -> None:

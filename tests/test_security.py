@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,8 @@ def test_health_check_needs_no_token(server_factory) -> None:
 
 
 def test_unix_socket_is_private(server_factory, tmp_path: Path) -> None:
-    sock = Path("/tmp") / f"keygrip-test-{tmp_path.name}.sock"
+    # A short path (sockets allow about 100 bytes) that no concurrent run shares.
+    sock = Path(tempfile.mkdtemp(prefix="kg", dir="/tmp")) / "k.sock"
     srv = server_factory("--listen", f"unix://{sock}")
     try:
         assert srv.address == f"unix://{sock}"
@@ -60,7 +63,7 @@ def test_unix_socket_is_private(server_factory, tmp_path: Path) -> None:
             assert c.info().version
     finally:
         srv.stop()
-        sock.unlink(missing_ok=True)
+        shutil.rmtree(sock.parent, ignore_errors=True)
 
 
 def test_reflection_lists_the_services(shared_server) -> None:
