@@ -274,31 +274,82 @@ global___ArtifactRef = ArtifactRef
 
 @typing.final
 class MediaInput(google.protobuf.message.Message):
-    """Where a job reads its media from: an uploaded artifact, or a path on the server's machine that
-    lies inside one of the server's allowed roots.
+    """Where a job reads its media from: an uploaded artifact, a path on the server's machine that
+    lies inside one of the server's allowed roots (a file, a folder of numbered images, or a sequence
+    pattern such as plate.####.exr, plate.%04d.exr or plate.$F4.exr), or an uploaded image sequence.
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ARTIFACT_ID_FIELD_NUMBER: builtins.int
     PATH_FIELD_NUMBER: builtins.int
+    SEQUENCE_FIELD_NUMBER: builtins.int
     artifact_id: builtins.str
     path: builtins.str
+    @property
+    def sequence(self) -> global___ImageSequence: ...
     def __init__(
         self,
         *,
         artifact_id: builtins.str = ...,
         path: builtins.str = ...,
+        sequence: global___ImageSequence | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "path", b"path", "source", b"source"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "path", b"path", "source", b"source"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["source", b"source"]) -> typing.Literal["artifact_id", "path"] | None: ...
+    def HasField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "path", b"path", "sequence", b"sequence", "source", b"source"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "path", b"path", "sequence", b"sequence", "source", b"source"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["source", b"source"]) -> typing.Literal["artifact_id", "path", "sequence"] | None: ...
 
 global___MediaInput = MediaInput
 
 @typing.final
+class ImageSequence(google.protobuf.message.Message):
+    """A numbered image sequence whose frames were uploaded one artifact each (deduplicated by content)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PATTERN_FIELD_NUMBER: builtins.int
+    FRAMES_FIELD_NUMBER: builtins.int
+    pattern: builtins.str
+    """how the user named it, e.g. "plate.####.png" (for messages)"""
+    @property
+    def frames(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___SequenceFrame]:
+        """ascending frame numbers; gaps are allowed and reported"""
+
+    def __init__(
+        self,
+        *,
+        pattern: builtins.str = ...,
+        frames: collections.abc.Iterable[global___SequenceFrame] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["frames", b"frames", "pattern", b"pattern"]) -> None: ...
+
+global___ImageSequence = ImageSequence
+
+@typing.final
+class SequenceFrame(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: builtins.int
+    ARTIFACT_ID_FIELD_NUMBER: builtins.int
+    number: builtins.int
+    """the frame number on disk, e.g. 1001"""
+    artifact_id: builtins.str
+    def __init__(
+        self,
+        *,
+        number: builtins.int = ...,
+        artifact_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "number", b"number"]) -> None: ...
+
+global___SequenceFrame = SequenceFrame
+
+@typing.final
 class FrameRange(google.protobuf.message.Message):
-    """Frames [start, end) of a clip; end <= 0 means "to the last frame"."""
+    """Frames [start, end) of a clip, in the source's frame numbers: 0-based indices for a video, the
+    numbers on disk for an image sequence (a plate from 1001 starts at 1001; a start before the first
+    frame means "from the first"); end <= 0 means "to the last frame".
+    """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 

@@ -4,7 +4,9 @@ isort:skip_file
 Media: facts about a video or image sequence that hosts need before anything else (frame ranges)."""
 
 import builtins
+import collections.abc
 import google.protobuf.descriptor
+import google.protobuf.internal.containers
 import google.protobuf.message
 import keygrip.v1.common_pb2
 import typing
@@ -52,6 +54,9 @@ class ProbeMediaResult(google.protobuf.message.Message):
     HAS_AUDIO_FIELD_NUMBER: builtins.int
     PIXEL_FORMAT_FIELD_NUMBER: builtins.int
     THUMBNAIL_FIELD_NUMBER: builtins.int
+    FIRST_FRAME_FIELD_NUMBER: builtins.int
+    MISSING_FRAMES_FIELD_NUMBER: builtins.int
+    SEQUENCE_PATTERN_FIELD_NUMBER: builtins.int
     fps: builtins.float
     frame_count: builtins.int
     duration_seconds: builtins.float
@@ -65,9 +70,17 @@ class ProbeMediaResult(google.protobuf.message.Message):
     is_image_sequence: builtins.bool
     has_audio: builtins.bool
     pixel_format: builtins.str
+    first_frame: builtins.int
+    """number of the first frame: 0 for a video, e.g. 1001 for a sequence"""
+    sequence_pattern: builtins.str
+    """an image sequence's name as a pattern, e.g. "plate.####.png" """
     @property
     def thumbnail(self) -> keygrip.v1.common_pb2.ArtifactRef:
         """PNG poster frame"""
+
+    @property
+    def missing_frames(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[keygrip.v1.common_pb2.FrameRange]:
+        """gaps in a sequence's numbering, [start, end) each"""
 
     def __init__(
         self,
@@ -84,8 +97,11 @@ class ProbeMediaResult(google.protobuf.message.Message):
         has_audio: builtins.bool = ...,
         pixel_format: builtins.str = ...,
         thumbnail: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        first_frame: builtins.int = ...,
+        missing_frames: collections.abc.Iterable[keygrip.v1.common_pb2.FrameRange] | None = ...,
+        sequence_pattern: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["thumbnail", b"thumbnail"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["codec", b"codec", "duration_seconds", b"duration_seconds", "fps", b"fps", "frame_count", b"frame_count", "has_audio", b"has_audio", "height", b"height", "is_image_sequence", b"is_image_sequence", "pixel_format", b"pixel_format", "rotation_degrees", b"rotation_degrees", "thumbnail", b"thumbnail", "variable_frame_rate", b"variable_frame_rate", "width", b"width"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["codec", b"codec", "duration_seconds", b"duration_seconds", "first_frame", b"first_frame", "fps", b"fps", "frame_count", b"frame_count", "has_audio", b"has_audio", "height", b"height", "is_image_sequence", b"is_image_sequence", "missing_frames", b"missing_frames", "pixel_format", b"pixel_format", "rotation_degrees", b"rotation_degrees", "sequence_pattern", b"sequence_pattern", "thumbnail", b"thumbnail", "variable_frame_rate", b"variable_frame_rate", "width", b"width"]) -> None: ...
 
 global___ProbeMediaResult = ProbeMediaResult

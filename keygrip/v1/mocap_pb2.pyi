@@ -112,11 +112,14 @@ class CaptureSummary(google.protobuf.message.Message):
     MISSING_FRAMES_FIELD_NUMBER: builtins.int
     PROCESSING_FPS_FIELD_NUMBER: builtins.int
     STAGE_SECONDS_FIELD_NUMBER: builtins.int
+    FIRST_FRAME_FIELD_NUMBER: builtins.int
     frames: builtins.int
     tracked_frames: builtins.int
     interpolated_frames: builtins.int
     missing_frames: builtins.int
     processing_fps: builtins.float
+    first_frame: builtins.int
+    """source frame number of the clip's first frame (1001 for a plate from 1001)"""
     @property
     def stage_seconds(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.float]: ...
     def __init__(
@@ -128,8 +131,9 @@ class CaptureSummary(google.protobuf.message.Message):
         missing_frames: builtins.int = ...,
         processing_fps: builtins.float = ...,
         stage_seconds: collections.abc.Mapping[builtins.str, builtins.float] | None = ...,
+        first_frame: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["frames", b"frames", "interpolated_frames", b"interpolated_frames", "missing_frames", b"missing_frames", "processing_fps", b"processing_fps", "stage_seconds", b"stage_seconds", "tracked_frames", b"tracked_frames"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["first_frame", b"first_frame", "frames", b"frames", "interpolated_frames", b"interpolated_frames", "missing_frames", b"missing_frames", "processing_fps", b"processing_fps", "stage_seconds", b"stage_seconds", "tracked_frames", b"tracked_frames"]) -> None: ...
 
 global___CaptureSummary = CaptureSummary
 
@@ -142,6 +146,7 @@ class CaptureMotionResult(google.protobuf.message.Message):
     LANDMARKS_FIELD_NUMBER: builtins.int
     PREVIEW_FIELD_NUMBER: builtins.int
     SUMMARY_FIELD_NUMBER: builtins.int
+    WARNINGS_FIELD_NUMBER: builtins.int
     @property
     def clip(self) -> keygrip.v1.common_pb2.ArtifactRef:
         """a serialized keygrip.v1.MotionClip"""
@@ -160,6 +165,10 @@ class CaptureMotionResult(google.protobuf.message.Message):
 
     @property
     def summary(self) -> global___CaptureSummary: ...
+    @property
+    def warnings(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """what the user should know: skipped steps, gaps, low frame rates"""
+
     def __init__(
         self,
         *,
@@ -168,8 +177,9 @@ class CaptureMotionResult(google.protobuf.message.Message):
         landmarks: keygrip.v1.common_pb2.ArtifactRef | None = ...,
         preview: keygrip.v1.common_pb2.ArtifactRef | None = ...,
         summary: global___CaptureSummary | None = ...,
+        warnings: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "summary", b"summary"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "summary", b"summary"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "summary", b"summary", "warnings", b"warnings"]) -> None: ...
 
 global___CaptureMotionResult = CaptureMotionResult
