@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inference_server.errors import InvalidInput
+from inference_server.errors import InvalidInput, NotFound
 from inference_server.media.video import iter_frames, poster_frame_png, probe
 
 DATA = Path(__file__).parent / "data" / "video"
@@ -162,11 +162,15 @@ def test_image_sequence(tmp_path):
     for i, im in enumerate(images):
         cv2.imwrite(str(folder / f"img_{i + 8:04d}.png"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
     (folder / "notes.txt").write_text("not a frame")
-    for source in (folder, folder / "img_%04d.png"):
+    for source in (folder, folder / "img_%04d.png", folder / "img_####.png", folder / "img_0008.png"):
         info = probe(source)
         assert info.is_image_sequence and info.frame_count == 5 and (info.width, info.height) == (90, 160)
-        frames = list(iter_frames(source, start=1, end=3))
-        assert [f.index for f in frames] == [1, 2]
+        assert (info.first_frame, info.missing_frames, info.sequence_pattern) == (8, (), "img_####.png")
+        # Frames keep their numbers on disk; a range counts those numbers.
+        frames = list(iter_frames(source, start=9, end=11))
+        assert [f.index for f in frames] == [9, 10]
+        assert [f.time for f in frames] == pytest.approx([1 / 24, 2 / 24])
         assert np.array_equal(frames[0].image, images[1])  # PNG is lossless
-    with pytest.raises(InvalidInput, match="no image"):
-        probe(folder / "other_%03d.png")
+        assert [f.index for f in iter_frames(source, start=0, end=10)] == [8, 9]  # before the first: from it
+    with pytest.raises(NotFound, match="no file matches the pattern other_###.png"):
+        probe(folder / "other_###.png")
