@@ -359,18 +359,30 @@ def _read_image(f: Path) -> np.ndarray:
     if f.stat().st_size == 0:
         raise InvalidInput(f"{f.name}: the frame is empty (0 bytes); render or copy it again.")
     # IMREAD_COLOR applies the EXIF orientation, so photos come out upright too.
-    image = cv2.imread(str(f), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(str(f), cv2.IMREAD_COLOR)
+    except cv2.error:  # a codec OpenCV has but keeps disabled (EXR unless enabled at import)
+        image = None
     if image is not None:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     # OpenCV reads no DPX, and EXR only when enabled at import: FFmpeg's image decoders read both.
     try:
         with av.open(str(f), mode="r") as container:
             for frame in container.decode(video=0):
+                if "f32" in frame.format.name or "f16" in frame.format.name:
+                    return _linear_to_srgb8(np.asarray(frame.to_ndarray())[..., :3])
                 return np.asarray(frame.to_ndarray(format="rgb24"))
     except (av.error.FFmpegError, IndexError, ValueError):
         pass
     raise InvalidInput(f"{f.name}: the frame is not a readable image (damaged, or not an image at all); "
                        "re-render or re-export it, or remove it and its number is reported as missing.")
+
+
+def _linear_to_srgb8(rgb: np.ndarray) -> np.ndarray:
+    """Scene-linear float RGB (EXR) as display sRGB uint8, which is what the trackers were trained on."""
+    x = np.clip(np.nan_to_num(rgb.astype(np.float32)), 0.0, 1.0)
+    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.ascontiguousarray(np.round(srgb * 255.0).astype(np.uint8))
 
 
 def _probe_sequence(path: str | Path, seq: Sequence) -> MediaInfo:
