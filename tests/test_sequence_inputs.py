@@ -160,6 +160,9 @@ def test_clear_errors(client: keygrip.Client, plate: Path, tmp_path: Path) -> No
         common_pb2.SequenceFrame(number=1001, artifact_id="0" * 64)]))
     with pytest.raises(keygrip.NotFound, match=r"frame 1001 \(plate\.1001\.png\)"):
         client.call(client.stub(media_pb2_grpc.MediaStub).ProbeMedia, media_pb2.ProbeMediaRequest(input=missing))
+    # A range of numbers the plate does not have.
+    with pytest.raises(keygrip.JobFailed, match=r"frame range 1004-1006 holds no frame.*1001-1036"):
+        client.capture_motion(plate / "plate.####.png", start_frame=1004, end_frame=1006).result(timeout=120)
     # A damaged frame: capture fails on it with INVALID_ARGUMENT naming the file.
     broken = tmp_path / "broken"
     shutil.copytree(plate, broken)

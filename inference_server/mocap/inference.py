@@ -110,14 +110,16 @@ def detect(
     """
     info = probe(path)
     first, stop = info.first_frame, info.first_frame + info.frame_count
+    asked = f"{start}-{'end' if end is None else end}"
     if info.is_image_sequence:
         start, end = _trim_to_frames(info, max(start, first), stop if end is None else min(end, stop))
     else:
         end = stop if end is None else min(end, stop)
     if not first <= start < end:
+        gaps = " (some of them missing on disk)" if info.missing_frames else ""
         raise InvalidInput(
-            f"frame range {start}-{end} is empty: {Path(path).name} has {info.frame_count} frames "
-            f"({first}-{stop - 1}); pick a start frame below the end frame."
+            f"frame range {asked} holds no frame: {Path(path).name} has {info.frame_count} frames "
+            f"({first}-{stop - 1}){gaps}; pick a range inside them, with the start below the end."
         )
     # The frames there are in the range (a sequence may skip numbers); chunks split them evenly.
     numbers = np.arange(start, end, dtype=np.int64)
