@@ -3,6 +3,9 @@
     keygrip serve --listen 127.0.0.1:50051 --data-dir ~/keygrip-data
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
     keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
+
+VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
+numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
     keygrip retarget CLIP_OR_BVH --rig rig.json --out result.bvh
 """
 
@@ -12,14 +15,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from keygrip import errors, events
-from keygrip.client import DEFAULT_ADDRESS, Client, Job
+from keygrip import errors, events, sequences
+from keygrip.client import DEFAULT_ADDRESS, Client, Job, Source, find_local_sequence
 from keygrip.progress import ProgressBar
 from keygrip.v1 import animation_pb2, common_pb2, server_pb2
 
@@ -81,16 +84,36 @@ def cmd_info(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _media_source(name: str, server_path: bool) -> Source:
+    """What the user named: a path on the server as is, else a local file or image sequence (a
+    pattern such as plate.####.png, a folder of frames, or a first frame), found here."""
+    if server_path:
+        return name
+    seq = find_local_sequence(name)
+    if seq is not None:
+        return seq
+    if not Path(name).is_file():
+        raise errors.InvalidArgument(
+            f"{name} does not exist (name a video, an image sequence such as plate.####.png or a folder of "
+            "frames, or use --server-path for a path on the server)")
+    return Path(name)
+
+
+def _frames_line(pattern: str, first: int, count: int, missing: Iterable[common_pb2.FrameRange]) -> str:
+    """plate.####.png frames 1001-1100, missing 1004-1005 (missing: [start, end) ranges)."""
+    return sequences.describe_frames(pattern, first, first + count - 1, [(r.start, r.end - 1) for r in missing])
+
+
 def cmd_probe(client: Client, args: argparse.Namespace) -> int:
     bar = None if args.json else ProgressBar()
-    source = args.file if args.server_path else Path(args.file)
-    if not args.server_path and not Path(args.file).is_file():
-        raise errors.InvalidArgument(f"{args.file} does not exist (use --server-path for a file on the server)")
-    job = client.probe(source, server_path=args.server_path)
+    source = _media_source(args.file, args.server_path)
+    job = client.probe(source, server_path=args.server_path, upload_progress=_upload_bar(bar) if bar else None)
     result = follow(job, bar).result()
     if args.json:
         _print_message(result, True)
         return 0
+    if result.is_image_sequence:
+        print(_frames_line(result.sequence_pattern, result.first_frame, result.frame_count, result.missing_frames))
     print(f"{args.file}: {result.codec} {result.width}x{result.height} {result.fps:.3f} fps, "
           f"{result.frame_count} frames, {result.duration_seconds:.2f} s"
           + (f", rotated {result.rotation_degrees} deg" if result.rotation_degrees else "")
@@ -141,7 +164,10 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
                    root_motion=not args.no_root_motion, subject_height_m=args.height or 0.0,
                    fov_degrees=args.fov or 0.0, preview=bool(args.preview), start_frame=args.start,
                    end_frame=args.end or 0, workers=args.workers or 0)
-    job = client.capture_motion(args.video if args.server_path else Path(args.video), server_path=args.server_path,
+    source = _media_source(args.video, args.server_path)
+    if isinstance(source, sequences.Sequence) and not args.json:
+        print(sequences.describe_frames(source.file_pattern(), source.first, source.last, source.gaps()))
+    job = client.capture_motion(source, server_path=args.server_path,
                                 upload_progress=_upload_bar(bar) if bar else None, **options)
     result = follow(job, bar).result()
     written = []
@@ -154,8 +180,10 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
         _print_message(result, True)
     else:
         s = result.summary
-        print(f"captured {s.frames} frames ({s.tracked_frames} tracked, {s.interpolated_frames} interpolated, "
-              f"{s.missing_frames} missing) at {s.processing_fps:.1f} fps")
+        print(f"captured {s.frames} frames {s.first_frame}-{s.first_frame + s.frames - 1} ({s.tracked_frames} tracked, "
+              f"{s.interpolated_frames} interpolated, {s.missing_frames} missing) at {s.processing_fps:.1f} fps")
+        for warning in result.warnings:
+            print(f"warning: {warning}")
         for path in written:
             print(f"wrote {path}")
     return 0
@@ -226,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("info", help="server version, devices, capabilities and models")
 
     probe = sub.add_parser("probe", help="fps, frames, codec, size and rotation of a video or image sequence")
-    probe.add_argument("file")
+    probe.add_argument("file", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
+                                    "a folder of frames or the first frame")
     probe.add_argument("--server-path", action="store_true", help="FILE is a path on the server, not uploaded")
     probe.add_argument("--thumbnail", type=Path, help="also save the poster frame PNG here")
 
@@ -237,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--type", help="filter ls by job type")
     jobs.add_argument("--limit", type=int, default=50)
 
-    mocap = sub.add_parser("mocap", help="motion capture from a video to BVH")
-    mocap.add_argument("video")
+    mocap = sub.add_parser("mocap", help="motion capture from a video or image sequence to BVH")
+    mocap.add_argument("video", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
+                                     "a folder of frames or the first frame")
     mocap.add_argument("--out", type=Path, required=True, help="BVH file to write")
     mocap.add_argument("--preview", type=Path, help="also write a QA video with the skeleton drawn over it")
     mocap.add_argument("--clip", type=Path, help="also write the MotionClip (protobuf) for retargeting")
@@ -250,10 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     mocap.add_argument("--no-root-motion", action="store_true")
     mocap.add_argument("--height", type=float, help="subject height in metres")
     mocap.add_argument("--fov", type=float, help="camera horizontal field of view in degrees")
-    mocap.add_argument("--start", type=int, default=0, help="first frame")
+    mocap.add_argument("--start", type=int, default=0,
+                       help="first frame (a sequence's own numbers, e.g. 1001; before its first: from the first)")
     mocap.add_argument("--end", type=int, help="frame after the last")
     mocap.add_argument("--workers", type=int, help="parallel inference processes")
-    mocap.add_argument("--server-path", action="store_true", help="VIDEO is a path on the server")
+    mocap.add_argument("--server-path", action="store_true",
+                       help="VIDEO is a path on the server (a file, a folder of frames or a pattern)")
 
     retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig")
     retarget.add_argument("motion", help="a .bvh file, a clip file from `keygrip mocap --clip`, or a capture job id")

@@ -24,7 +24,7 @@ import grpc
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf import message as pb_message
 
-from keygrip import errors, events
+from keygrip import errors, events, sequences
 from keygrip.v1 import (
     animation_pb2,
     animation_pb2_grpc,
@@ -52,7 +52,10 @@ _RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 _ENDED = (common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED)
 
 ProgressCallback = Callable[[int, int], None]
-Source = Union[str, "os.PathLike[str]", common_pb2.ArtifactRef]  # typing.Union: evaluated on Python 3.9 too
+# A file, an image sequence (a pattern such as plate.####.png, a folder of frames, a first frame, or a
+# Sequence already found), an artifact already on the server, or an input media_input() made before
+# (to probe and capture one upload). typing.Union: evaluated on Python 3.9 too.
+Source = Union[str, "os.PathLike[str]", common_pb2.ArtifactRef, sequences.Sequence, common_pb2.MediaInput]
 M = TypeVar("M", bound=pb_message.Message)
 R = TypeVar("R", bound=pb_message.Message)
 S = TypeVar("S")
@@ -113,6 +116,20 @@ class _ThreadedHash:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+def find_local_sequence(path: str | os.PathLike[str]) -> sequences.Sequence | None:
+    """The image sequence a local path names (pattern, folder or first frame), or None for one file.
+
+    Raises NotFound when a pattern matches no file and InvalidArgument for a folder that holds no
+    numbered sequence or several; the message names the folder and the pattern searched.
+    """
+    try:
+        return sequences.find_sequence(path)
+    except sequences.SequenceNotFound as exc:
+        raise errors.NotFound(str(exc), reason="NO_FRAMES") from None
+    except sequences.SequenceError as exc:
+        raise errors.InvalidArgument(str(exc)) from None
 
 
 def _chunks(path: Path, upload_id: str, offset: int, chunk: int, size: int,
@@ -305,20 +322,62 @@ class Client:
 
     # Jobs ------------------------------------------------------------------------------------
 
+    def upload_sequence(self, sequence: sequences.Sequence, *,
+                        progress: ProgressCallback | None = None) -> common_pb2.ImageSequence:
+        """Upload every frame of an image sequence (one artifact each) and name them for a MediaInput.
+
+        Each frame goes through upload(): a frame the server already holds is not sent again, and a
+        broken transfer resumes. progress(bytes done, bytes in all) covers the whole sequence.
+        """
+        sizes = {number: path.stat().st_size for number, path in sequence.paths()}
+        total = sum(sizes.values())
+        done = 0
+        out = common_pb2.ImageSequence(pattern=sequence.file_pattern())
+        for number, path in sequence.paths():
+            frame_progress = None
+            if progress is not None:
+                def frame_progress(sent: int, _size: int, base: int = done) -> None:
+                    progress(base + sent, total)
+            ref = self.upload(path, progress=frame_progress)
+            out.frames.add(number=number, artifact_id=ref.id)
+            done += sizes[number]
+        if progress is not None and not sizes:
+            progress(0, 0)
+        return out
+
     def media_input(self, source: Source, *, server_path: bool = False,
                     progress: ProgressCallback | None = None) -> common_pb2.MediaInput:
-        """An uploaded file (the default), a file on the server's machine, or an existing artifact."""
+        """What a job reads: an uploaded file or image sequence (the default), a path on the server's
+        machine (server_path=True: a file, a folder of frames or a pattern, sent as is), an
+        existing artifact, or an input made before (returned as is).
+
+        An image sequence is a pattern (plate.####.png, plate.%04d.png, plate.$F4.png), a folder of
+        numbered frames or the first frame's path (keygrip.sequences); its frames are uploaded one
+        artifact each and sent as MediaInput.sequence with their numbers.
+        """
+        if isinstance(source, common_pb2.MediaInput):
+            return source
         if isinstance(source, common_pb2.ArtifactRef):
             return common_pb2.MediaInput(artifact_id=source.id)
+        if isinstance(source, sequences.Sequence):
+            if server_path:
+                return common_pb2.MediaInput(path=source.pattern())
+            return common_pb2.MediaInput(sequence=self.upload_sequence(source, progress=progress))
         if server_path:
             return common_pb2.MediaInput(path=str(source))
+        seq = find_local_sequence(source)
+        if seq is not None:
+            return common_pb2.MediaInput(sequence=self.upload_sequence(seq, progress=progress))
         return common_pb2.MediaInput(artifact_id=self.upload(source, progress=progress).id)
 
     # Capabilities: one method each -------------------------------------------------------------
 
     def probe(self, source: Source, *, server_path: bool = False, request_id: str | None = None,
-              thumbnail_max_side: int = 0) -> Job[media_pb2.ProbeMediaResult]:
-        req = media_pb2.ProbeMediaRequest(input=self.media_input(source, server_path=server_path),
+              thumbnail_max_side: int = 0,
+              upload_progress: ProgressCallback | None = None) -> Job[media_pb2.ProbeMediaResult]:
+        """Start a probe of a video file or image sequence (see media_input for what source may be)."""
+        req = media_pb2.ProbeMediaRequest(input=self.media_input(source, server_path=server_path,
+                                                                 progress=upload_progress),
                                           request_id=request_id or "", thumbnail_max_side=thumbnail_max_side)
         return self._submit(self.stub(media_pb2_grpc.MediaStub).ProbeMedia, req)
 

@@ -33,6 +33,10 @@ class SequenceError(ValueError):
     """A path that names a sequence but not a usable one; the message says what to fix."""
 
 
+class SequenceNotFound(SequenceError):
+    """A pattern that matches no file: the message names the folder and the pattern searched."""
+
+
 @dataclass(frozen=True)
 class Sequence:
     """A numbered image sequence on disk.
@@ -59,8 +63,7 @@ class Sequence:
         return len(self.frames)
 
     def name(self, frame: int) -> str:
-        number = f"{frame:0{self.padding}d}" if self.padding else str(frame)
-        return f"{self.head}{number}{self.tail}"
+        return frame_name(self.head, self.padding, self.tail, frame)
 
     def path(self, frame: int) -> Path:
         return self.folder / self.name(frame)
@@ -77,17 +80,39 @@ class Sequence:
 
     def pattern(self, style: str = "hash") -> str:
         """The sequence as a path pattern: style "hash" (####), "printf" (%04d) or "houdini" ($F4)."""
-        return str(self.folder / format_pattern(self.head, self.padding, self.tail, style))
+        return str(self.folder / self.file_pattern(style))
+
+    def file_pattern(self, style: str = "hash") -> str:
+        """The file names as a pattern without the folder, e.g. "plate.####.png"."""
+        return format_pattern(self.head, self.padding, self.tail, style)
 
     def describe(self) -> str:
         """One line for people: pattern, range, count and gaps."""
-        text = f"{self.pattern()} frames {self.first}-{self.last} ({len(self)} images)"
-        gaps = self.gaps()
-        if gaps:
-            shown = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in gaps[:5])
-            more = f" and {len(gaps) - 5} more" if len(gaps) > 5 else ""
-            text += f", missing {shown}{more}"
-        return text
+        return describe_frames(self.pattern(), self.first, self.last, self.gaps(), images=len(self))
+
+
+def describe_frames(name: str, first: int, last: int, gaps: list[tuple[int, int]], images: int | None = None
+                    ) -> str:
+    """A sequence's range and gaps in one line: plate.####.png frames 1001-1100, missing 1004-1005.
+
+    gaps: inclusive (start, end) ranges of missing frame numbers; images: how many there are, if shown.
+    """
+    text = f"{name} frames {first}-{last}" + (f" ({images} images)" if images is not None else "")
+    if gaps:
+        text += f", missing {format_gaps(gaps)}"
+    return text
+
+
+def format_gaps(gaps: list[tuple[int, int]], limit: int = 5) -> str:
+    """Inclusive (start, end) ranges of frame numbers for people: "1004-1005, 1010 and 2 more"."""
+    shown = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in gaps[:limit])
+    return shown + (f" and {len(gaps) - limit} more" if len(gaps) > limit else "")
+
+
+def frame_name(head: str, padding: int, tail: str, frame: int) -> str:
+    """The file name of one frame: head + the number zero-padded to `padding` digits (0: unpadded) + tail."""
+    number = f"{frame:0{padding}d}" if padding else str(frame)
+    return f"{head}{number}{tail}"
 
 
 def format_pattern(head: str, padding: int, tail: str, style: str = "hash") -> str:
@@ -136,21 +161,22 @@ def is_pattern(path: str | os.PathLike[str]) -> bool:
 def find_sequence(path: str | os.PathLike[str]) -> Sequence | None:
     """The sequence a path names, or None when it names a single file that is not part of one.
 
-    Accepts a pattern, a folder of numbered images, or one frame of a sequence. Raises
-    SequenceError when the path names a sequence that has no frames, or a folder that holds
-    none or several.
+    Accepts a pattern, a folder of numbered images, or one frame of a sequence. A file that
+    exists is never taken as a pattern, whatever its name holds ("take#1.png"). Raises
+    SequenceNotFound when a pattern matches no file, and SequenceError when the path names a
+    folder that holds no numbered images or several sequences.
     """
     p = Path(path).expanduser()
     if p.is_dir():
         return _sequence_in_folder(p)
-    parsed = parse_pattern(p.name)
+    parsed = None if p.is_file() else parse_pattern(p.name)
     if parsed is not None:
         head, padding, tail = parsed
         numbers = _numbers(p.parent, head, tail)
         frames = _frames(numbers, padding)
         if not frames:
-            raise SequenceError(f"{p}: no file matches this pattern in {p.parent}; check the folder, "
-                                "the name and the number of digits")
+            raise SequenceNotFound(f"{p}: no file matches the pattern {p.name} in the folder {p.parent}; "
+                                   "check the folder, the name and the number of digits")
         return Sequence(p.parent, head, tail, padding, frames)
     if p.suffix.lower() not in IMAGE_EXTENSIONS:
         return None

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inference_server.errors import InvalidInput
+from inference_server.errors import InvalidInput, NotFound
 from inference_server.media.video import iter_frames, poster_frame_png, probe
 
 DATA = Path(__file__).parent / "data" / "video"
@@ -162,11 +162,44 @@ def test_image_sequence(tmp_path):
     for i, im in enumerate(images):
         cv2.imwrite(str(folder / f"img_{i + 8:04d}.png"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
     (folder / "notes.txt").write_text("not a frame")
-    for source in (folder, folder / "img_%04d.png"):
+    for source in (folder, folder / "img_%04d.png", folder / "img_####.png", folder / "img_0008.png"):
         info = probe(source)
         assert info.is_image_sequence and info.frame_count == 5 and (info.width, info.height) == (90, 160)
-        frames = list(iter_frames(source, start=1, end=3))
-        assert [f.index for f in frames] == [1, 2]
+        assert (info.first_frame, info.missing_frames, info.sequence_pattern) == (8, (), "img_####.png")
+        # Frames keep their numbers on disk; a range counts those numbers.
+        frames = list(iter_frames(source, start=9, end=11))
+        assert [f.index for f in frames] == [9, 10]
+        assert [f.time for f in frames] == pytest.approx([1 / 24, 2 / 24])
         assert np.array_equal(frames[0].image, images[1])  # PNG is lossless
-    with pytest.raises(InvalidInput, match="no image"):
-        probe(folder / "other_%03d.png")
+        assert [f.index for f in iter_frames(source, start=0, end=10)] == [8, 9]  # before the first: from it
+    with pytest.raises(NotFound, match="no file matches the pattern other_###.png"):
+        probe(folder / "other_###.png")
+
+
+def _write_exr(path: Path, rgb: np.ndarray) -> Path:
+    """A scene-linear float EXR written by FFmpeg's encoder (OpenCV reads EXR only when enabled)."""
+    ctx = av.CodecContext.create("exr", "w")
+    ctx.height, ctx.width = rgb.shape[:2]
+    ctx.pix_fmt, ctx.time_base = "gbrpf32le", Fraction(1, 24)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.float32), format="gbrpf32le")
+    path.write_bytes(b"".join(bytes(p) for p in [*ctx.encode(frame), *ctx.encode(None)]))
+    return path
+
+
+def test_exr_sequence_and_unreadable_frames(tmp_path):
+    rgb = np.zeros((16, 24, 3), np.float32)
+    rgb[..., 0], rgb[..., 2] = 0.25, 1.0  # linear 0.25 is sRGB 137 of 255
+    for n in (1001, 1002, 1004):
+        _write_exr(tmp_path / f"beauty.{n}.exr", rgb)
+    info = probe(tmp_path / "beauty.####.exr")
+    assert (info.first_frame, info.frame_count, info.missing_frames) == (1001, 4, ((1003, 1004),))
+    assert info.codec == "exr" and (info.width, info.height) == (24, 16)
+    frames = list(iter_frames(tmp_path / "beauty.$F4.exr"))
+    assert [f.index for f in frames] == [1001, 1002, 1004]
+    assert frames[0].image[0, 0].tolist() == [137, 0, 255]
+    (tmp_path / "beauty.1002.exr").write_bytes(b"not an image")
+    with pytest.raises(InvalidInput, match=r"beauty\.1002\.exr: the frame is not a readable image"):
+        list(iter_frames(tmp_path / "beauty.%04d.exr"))
+    (tmp_path / "beauty.1004.exr").write_bytes(b"")
+    with pytest.raises(InvalidInput, match=r"beauty\.1004\.exr: frame 1004 is empty"):
+        probe(tmp_path)

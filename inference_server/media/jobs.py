@@ -7,7 +7,7 @@ import importlib
 from inference_server.capability import JobHandler
 from inference_server.jobs.context import JobContext
 from inference_server.store.artifacts import artifact_ref, local_path
-from keygrip.v1 import media_pb2
+from keygrip.v1 import common_pb2, media_pb2
 
 
 class ProbeHandler(JobHandler[media_pb2.ProbeMediaRequest]):
@@ -20,7 +20,7 @@ class ProbeHandler(JobHandler[media_pb2.ProbeMediaRequest]):
     def run(self, request: media_pb2.ProbeMediaRequest, ctx: JobContext) -> media_pb2.ProbeMediaResult:
         from inference_server.media import video
 
-        path = local_path(ctx.artifacts, request.input)
+        path = local_path(ctx.artifacts, request.input, ctx.scratch)
         ctx.progress("probe", 0, 2, "reading the container")
         info = video.probe(path)
         ctx.check_cancelled()
@@ -33,4 +33,6 @@ class ProbeHandler(JobHandler[media_pb2.ProbeMediaRequest]):
             width=info.width, height=info.height, rotation_degrees=info.rotation_deg,
             variable_frame_rate=info.variable_frame_rate, is_image_sequence=info.is_image_sequence,
             has_audio=info.has_audio, pixel_format=info.pixel_format, thumbnail=artifact_ref(thumb),
+            first_frame=info.first_frame, sequence_pattern=info.sequence_pattern,
+            missing_frames=[common_pb2.FrameRange(start=a, end=b) for a, b in info.missing_frames],
         )

@@ -5,15 +5,17 @@ applied, so a clip shot rotated comes out upright. Frame indices count frames in
 from the start of the stream, and frame times are real timestamps (pts), so variable-frame-rate clips
 keep their true timing.
 
-An image sequence is a directory of images (sorted by name, numbers compared as numbers) or a
-printf pattern such as ``frames/img_%04d.png``. It has no frame rate of its own:
-DEFAULT_SEQUENCE_FPS is assumed and callers override it.
+An image sequence is named as keygrip.sequences reads it, the one parser the SDK and the server
+share: ``plate.####.png``, ``plate.%04d.png``, ``plate.$F4.png``, a folder of numbered frames, or
+the first frame's path. Its frames keep their numbers on disk: Frame.index is the number (a plate
+from 1001 starts at 1001) and frame ranges count those numbers. Gaps in the numbering are reported
+(MediaInfo.missing_frames) and skipped when reading, never closed up. A sequence has no frame rate
+of its own: DEFAULT_SEQUENCE_FPS is assumed and callers override it.
 """
 
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +24,10 @@ import av
 import cv2
 import numpy as np
 
-from inference_server.errors import InvalidInput
+from inference_server.errors import InvalidInput, NotFound
+from keygrip.sequences import Sequence, SequenceError, SequenceNotFound, find_sequence, format_gaps
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 DEFAULT_SEQUENCE_FPS = 24.0
-_PRINTF_INT = re.compile(r"%(0?)(\d*)d")
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,16 @@ class MediaInfo:
 
     fps: nominal frame rate (the mean rate for a variable-frame-rate clip).
     frame_count: frames that can be decoded (counted from the packets; for a truncated file, decoded).
+        For an image sequence: the frame numbers from the first to the last, missing ones included.
     duration_s: seconds from the first frame's start to the last frame's end.
     width, height: displayed size in pixels, after rotation.
     rotation_deg: 0, 90, 180 or 270: the counter-clockwise rotation a player applies to the coded
         image to display it (FFmpeg's display-matrix convention; a phone held upright usually gives 270).
     variable_frame_rate: frame durations differ by more than 10 % (and 2 time-base ticks).
     truncated: the file ends early (fewer packets than the header promised, or a damaged last packet).
+    first_frame: the number of the first frame: 0 for a video, e.g. 1001 for a sequence.
+    missing_frames: gaps in a sequence's numbering, as [start, end) ranges of frame numbers.
+    sequence_pattern: a sequence's file names as a pattern, e.g. "plate.####.png" ("" for a video).
     """
 
     path: str
@@ -56,14 +61,18 @@ class MediaInfo:
     is_image_sequence: bool
     pixel_format: str
     truncated: bool = False
+    first_frame: int = 0
+    missing_frames: tuple[tuple[int, int], ...] = ()
+    sequence_pattern: str = ""
 
 
 @dataclass
 class Frame:
     """One decoded frame.
 
-    index: frame number in presentation order from the start of the source.
-    time: seconds from the first frame of the source (real pts).
+    index: frame number in presentation order from the start of the source (0-based), or the
+        frame's number on disk for an image sequence.
+    time: seconds from the first frame of the source (real pts; (number - first) / fps for a sequence).
     image: (H, W, 3) uint8 RGB, upright.
     scale: displayed full-resolution size / returned size (1.0 when not downscaled), so that pixel
         coordinates in image times scale are full-resolution pixels.
@@ -77,9 +86,9 @@ class Frame:
 
 def probe(path: str | Path) -> MediaInfo:
     """Describe a video file or image sequence; raises InvalidInput for anything that is not one."""
-    files = _sequence_files(path)
-    if files is not None:
-        return _probe_sequence(path, files)
+    seq = image_sequence(path)
+    if seq is not None:
+        return _probe_sequence(path, seq)
     p = _check_file(path)
     packets = _scan_packets(p)
     container, stream = _open_video(p)
@@ -128,16 +137,20 @@ def iter_frames(
 ) -> Iterator[Frame]:
     """Yield frames start <= index < end (end None: to the last), upright RGB.
 
-    Streams: one decoded frame is held at a time. max_side downsizes (never enlarges) each frame so
-    that its longer side is at most max_side pixels, with cv2.INTER_AREA. Seeks to the keyframe
-    before start instead of decoding from the beginning.
+    For an image sequence, start and end are frame numbers (a start before the first frame means
+    from the first) and missing numbers are skipped. Streams: one decoded frame is held at a time.
+    max_side downsizes (never enlarges) each frame so that its longer side is at most max_side
+    pixels, with cv2.INTER_AREA. Seeks to the keyframe before start instead of decoding from the
+    beginning.
     """
-    if start < 0 or (end is not None and end < start):
-        raise InvalidInput(f"invalid frame range {start}-{end}: start must be >= 0 and end >= start")
-    files = _sequence_files(path)
-    if files is not None:
-        yield from _iter_sequence(files, start, end, max_side)
+    if end is not None and end < start:
+        raise InvalidInput(f"invalid frame range {start}-{end}: the end must not be before the start")
+    seq = image_sequence(path)
+    if seq is not None:
+        yield from _iter_sequence(seq, start, end, max_side)
         return
+    if start < 0:
+        raise InvalidInput(f"invalid frame range {start}-{end}: a video's frames start at 0")
     p = _check_file(path)
     pts_index = _scan_packets(p).pts
     # A frame's index is its rank among the stream's presentation timestamps; that stays right after a
@@ -179,12 +192,12 @@ def iter_frames(
 
 
 def poster_frame_png(path: str | Path, max_side: int = 256) -> bytes:
-    """A small PNG of the frame about 10 % into the clip (or the first frame)."""
+    """A small PNG of the frame about 10 % into the clip (or the next one there is, or the first)."""
     info = probe(path)
-    target = int(info.frame_count * 0.1)
-    frame = next(iter_frames(path, start=target, end=target + 1, max_side=max_side), None)
+    target = info.first_frame + int(info.frame_count * 0.1)
+    frame = next(iter_frames(path, start=target, max_side=max_side), None)
     if frame is None:
-        frame = next(iter_frames(path, end=1, max_side=max_side))
+        frame = next(iter_frames(path, start=info.first_frame, max_side=max_side))
     ok, data = cv2.imencode(".png", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InvalidInput(f"{Path(path).name}: could not encode a thumbnail")
@@ -202,8 +215,6 @@ def _check_file(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists():
         raise InvalidInput(f"{p}: file not found. Check the path, or upload the file first.")
-    if p.is_dir():
-        raise InvalidInput(f"{p}: the folder holds no images; pick a video file or a folder of frames.")
     if p.stat().st_size == 0:
         raise InvalidInput(f"{p.name}: the file is empty (0 bytes); copy or export it again.")
     return p
@@ -294,53 +305,105 @@ def _to_rgb(image: np.ndarray, max_side: int | None, rotation_deg: int) -> tuple
     return image, float(scale)
 
 
-def _sequence_files(path: str | Path) -> list[Path] | None:
-    """The images of an image sequence in order, or None when path is not a sequence."""
-    p = Path(path)
-    if p.is_dir():
-        files = [f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()]
-        if not files:
-            raise InvalidInput(f"{p}: the folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
-        return sorted(files, key=_natural_key)
-    match = _PRINTF_INT.search(p.name)
-    if match is None:
-        return None
-    digits = rf"\d{{{match.group(2)}}}" if match.group(1) else r"\d+"
-    regex = re.compile(re.escape(p.name[: match.start()]) + f"({digits})" + re.escape(p.name[match.end():]))
-    numbered = []
-    if p.parent.is_dir():
-        for f in p.parent.iterdir():
-            m = regex.fullmatch(f.name)
-            if m:
-                numbered.append((int(m.group(1)), f))
-    if not numbered:
-        raise InvalidInput(f"{p}: no image matches this pattern; check the folder and the number format.")
-    return [f for _, f in sorted(numbered)]
+def image_sequence(path: str | Path) -> Sequence | None:
+    """The image sequence a path names (pattern, folder or first frame), or None for a single file.
+
+    Raises NotFound for a pattern that matches no file and InvalidInput for a folder without one
+    numbered sequence, each naming the folder and what was searched.
+    """
+    try:
+        return find_sequence(path)
+    except SequenceNotFound as exc:
+        raise NotFound(str(exc), reason="NO_FRAMES") from None
+    except SequenceError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
-def _natural_key(p: Path) -> list[object]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+def first_frame_number(path: str | Path) -> int:
+    """The number of a source's first frame: 0 for a video, the first number on disk for a sequence."""
+    seq = image_sequence(path)
+    return seq.first if seq is not None else 0
+
+
+def missing_in(info: MediaInfo, start: int, end: int) -> list[tuple[int, int]]:
+    """The gaps of info.missing_frames inside frames [start, end), as [start, end) ranges."""
+    out = []
+    for a, b in info.missing_frames:
+        a, b = max(a, start), min(b, end)
+        if a < b:
+            out.append((a, b))
+    return out
+
+
+def gap_warnings(path: str | Path, first: int, last: int) -> list[str]:
+    """What a user should hear about missing frames of a sequence among frames first..last.
+
+    Empty for a video or a sequence without gaps there. The numbers are kept: the missing ones are
+    frames where nobody could be seen, which capture fills in (interpolated, or flagged missing).
+    """
+    seq = image_sequence(path)
+    if seq is None:
+        return []
+    gaps = [(max(a, first), min(b, last)) for a, b in seq.gaps() if b >= first and a <= last]
+    if not gaps:
+        return []
+    count = sum(b - a + 1 for a, b in gaps)
+    return [f"{seq.file_pattern()}: {count} frame{'s' if count > 1 else ''} missing on disk "
+            f"({format_gaps(gaps)}); the numbering is kept and those frames are filled in from their "
+            "neighbours (interpolated, or held and flagged missing over long gaps). Render or copy the "
+            "missing files and capture again to track them."]
 
 
 def _read_image(f: Path) -> np.ndarray:
+    """An image file as RGB uint8; InvalidInput naming the file when it is not a readable image."""
+    if f.stat().st_size == 0:
+        raise InvalidInput(f"{f.name}: the frame is empty (0 bytes); render or copy it again.")
     # IMREAD_COLOR applies the EXIF orientation, so photos come out upright too.
-    image = cv2.imread(str(f), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InvalidInput(f"{f.name}: not a readable image; re-export the sequence as PNG or JPEG.")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    try:
+        image = cv2.imread(str(f), cv2.IMREAD_COLOR)
+    except cv2.error:  # a codec OpenCV has but keeps disabled (EXR unless enabled at import)
+        image = None
+    if image is not None:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    # OpenCV reads no DPX, and EXR only when enabled at import: FFmpeg's image decoders read both.
+    try:
+        with av.open(str(f), mode="r") as container:
+            for frame in container.decode(video=0):
+                if "f32" in frame.format.name or "f16" in frame.format.name:
+                    return _linear_to_srgb8(np.asarray(frame.to_ndarray())[..., :3])
+                return np.asarray(frame.to_ndarray(format="rgb24"))
+    except (av.error.FFmpegError, IndexError, ValueError):
+        pass
+    raise InvalidInput(f"{f.name}: the frame is not a readable image (damaged, or not an image at all); "
+                       "re-render or re-export it, or remove it and its number is reported as missing.")
 
 
-def _probe_sequence(path: str | Path, files: list[Path]) -> MediaInfo:
-    h, w = _read_image(files[0]).shape[:2]
+def _linear_to_srgb8(rgb: np.ndarray) -> np.ndarray:
+    """Scene-linear float RGB (EXR) as display sRGB uint8, which is what the trackers were trained on."""
+    x = np.clip(np.nan_to_num(rgb.astype(np.float32)), 0.0, 1.0)
+    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.ascontiguousarray(np.round(srgb * 255.0).astype(np.uint8))
+
+
+def _probe_sequence(path: str | Path, seq: Sequence) -> MediaInfo:
+    for number, f in seq.paths():
+        # Reading every frame would cost as much as the capture; an empty one is cheap to spot.
+        if f.stat().st_size == 0:
+            raise InvalidInput(f"{f.name}: frame {number} is empty (0 bytes); render or copy it again.")
+    h, w = _read_image(seq.path(seq.first)).shape[:2]
+    count = seq.last - seq.first + 1
     return MediaInfo(
-        path=str(path), fps=DEFAULT_SEQUENCE_FPS, frame_count=len(files),
-        duration_s=len(files) / DEFAULT_SEQUENCE_FPS, codec=files[0].suffix.lower().lstrip("."),
+        path=str(path), fps=DEFAULT_SEQUENCE_FPS, frame_count=count,
+        duration_s=count / DEFAULT_SEQUENCE_FPS, codec=seq.tail.rsplit(".", 1)[-1].lower(),
         width=w, height=h, rotation_deg=0, variable_frame_rate=False, has_audio=False,
-        is_image_sequence=True, pixel_format="rgb24",
+        is_image_sequence=True, pixel_format="rgb24", first_frame=seq.first,
+        missing_frames=tuple((a, b + 1) for a, b in seq.gaps()), sequence_pattern=seq.file_pattern(),
     )
 
 
-def _iter_sequence(files: list[Path], start: int, end: int | None, max_side: int | None) -> Iterator[Frame]:
-    for index in range(start, len(files) if end is None else min(end, len(files))):
-        image, scale = _to_rgb(_read_image(files[index]), max_side, 0)
-        yield Frame(index=index, time=index / DEFAULT_SEQUENCE_FPS, image=image, scale=scale)
+def _iter_sequence(seq: Sequence, start: int, end: int | None, max_side: int | None) -> Iterator[Frame]:
+    lo = bisect.bisect_left(seq.frames, start)
+    hi = len(seq.frames) if end is None else bisect.bisect_left(seq.frames, end)
+    for number in seq.frames[lo:hi]:
+        image, scale = _to_rgb(_read_image(seq.path(number)), max_side, 0)
+        yield Frame(index=number, time=(number - seq.first) / DEFAULT_SEQUENCE_FPS, image=image, scale=scale)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from inference_server.jobs.context import JobContext
+from inference_server.media.video import first_frame_number
 from inference_server.mocap.inference import detect
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import MocapOptions, check
@@ -49,9 +50,11 @@ def run_mocap(
         workers=options.workers, ctx=ctx,
     )
     if options.fps_override:
+        # Times count from the source's first frame: 0 for a video, e.g. 1001 for a plate.
+        first = first_frame_number(path)
         landmarks = dataclasses.replace(
             landmarks, fps=float(options.fps_override),
-            times=landmarks.frame_indices.astype(np.float64) / options.fps_override,
+            times=(landmarks.frame_indices - first).astype(np.float64) / options.fps_override,
         )
     timings["inference"] = time.perf_counter() - t
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext
-from inference_server.media.video import iter_frames, probe
+from inference_server.media.video import DEFAULT_SEQUENCE_FPS, MediaInfo, iter_frames, probe
 from inference_server.mocap.landmarks import Landmarks
 
 T = TypeVar("T")
@@ -93,6 +93,11 @@ def detect(
 ) -> Landmarks:
     """MediaPipe landmarks of the tracked person over frames start <= index < end of a clip.
 
+    For an image sequence, start and end are frame numbers on disk (a start before the first frame
+    means from the first) and the range is trimmed to the frames there are. Numbers missing from
+    the sequence inside the range get a row each where nobody was seen, so the result has a frame
+    per number and the solver fills the gaps like any lost detection.
+
     workers: processes to use; None picks 1 on two cores or fewer, else min(cores - 1,
         frames / CHUNK_MIN_FRAMES). A chunk is
         never shorter than WARMUP_FRAMES, which may lower an explicit value on very short ranges.
@@ -104,13 +109,23 @@ def detect(
     found in any frame.
     """
     info = probe(path)
-    end = info.frame_count if end is None else min(end, info.frame_count)
-    if not 0 <= start < end:
+    first, stop = info.first_frame, info.first_frame + info.frame_count
+    asked = f"{start}-{'end' if end is None else end}"
+    if info.is_image_sequence:
+        start, end = _trim_to_frames(info, max(start, first), stop if end is None else min(end, stop))
+    else:
+        end = stop if end is None else min(end, stop)
+    if not first <= start < end:
+        gaps = " (some of them missing on disk)" if info.missing_frames else ""
         raise InvalidInput(
-            f"frame range {start}-{end} is empty: {Path(path).name} has {info.frame_count} frames "
-            f"(0-{info.frame_count - 1}); pick a start frame below the end frame."
+            f"frame range {asked} holds no frame: {Path(path).name} has {info.frame_count} frames "
+            f"({first}-{stop - 1}){gaps}; pick a range inside them, with the start below the end."
         )
-    total = end - start
+    # The frames there are in the range (a sequence may skip numbers); chunks split them evenly.
+    numbers = np.arange(start, end, dtype=np.int64)
+    for a, b in info.missing_frames:
+        numbers = numbers[(numbers < a) | (numbers >= b)]
+    total = len(numbers)
     if workers is None:
         # One MediaPipe graph keeps about one core busy, and decoding needs some of another; a
         # spawned worker costs 1-2 s to import MediaPipe. Measured on 2 cores, a second worker
@@ -118,7 +133,7 @@ def detect(
         cores = os.cpu_count() or 1
         workers = 1 if cores <= 2 else min(cores - 1, total // CHUNK_MIN_FRAMES)
     workers = max(1, min(workers, total // WARMUP_FRAMES))
-    chunks = _split(start, end, workers)
+    chunks = _split(numbers, end, workers)
     job = _Job(str(path), hands, face, max_side)
     results = _run_chunks(job, chunks, total, ctx)
     results = _fix_seams(job, chunks, results, ctx)
@@ -138,7 +153,7 @@ def detect(
             "any frame. Use a clip where one person is in full view, or pick a frame range that shows them.",
             reason="NO_PERSON",
         )
-    return Landmarks(
+    landmarks = Landmarks(
         times=cat("times").astype(np.float64),
         frame_indices=cat("frame_indices").astype(np.int64),
         image_size=(info.width, info.height),
@@ -151,6 +166,37 @@ def detect(
         right_hand_image=cat_tracks("right_hand_image"),
         face_image=cat_tracks("face_image"),
     )
+    return _fill_missing_numbers(landmarks, start, end, first) if info.is_image_sequence else landmarks
+
+
+def _trim_to_frames(info: MediaInfo, start: int, end: int) -> tuple[int, int]:
+    """[start, end) of a sequence narrowed so that it begins and ends on frames there are."""
+    for a, b in info.missing_frames:
+        if a <= start < b:
+            start = b
+        if a < end <= b:
+            end = a
+    return start, end
+
+
+def _fill_missing_numbers(lm: Landmarks, start: int, end: int, first: int) -> Landmarks:
+    """Landmarks with one row per frame number in [start, end): numbers missing on disk become
+    frames where nobody was seen (NaN landmarks, visibility 0), at (number - first) / fps."""
+    numbers = np.arange(start, end, dtype=np.int64)
+    if len(numbers) == lm.num_frames:
+        return lm
+    rows = lm.frame_indices - start
+    values: dict[str, Any] = {}
+    for f in fields(lm):
+        value = getattr(lm, f.name)
+        if not isinstance(value, np.ndarray) or f.name in ("times", "frame_indices"):
+            continue
+        fill: Any = False if value.dtype == bool else (0 if f.name == "pose_visibility" else np.nan)
+        full = np.full((len(numbers), *value.shape[1:]), fill, dtype=value.dtype)
+        full[rows] = value
+        values[f.name] = full
+    fps = lm.fps if lm.fps > 0 else DEFAULT_SEQUENCE_FPS
+    return replace(lm, times=(numbers - first) / fps, frame_indices=numbers, **values)
 
 
 @dataclass(frozen=True)
@@ -161,8 +207,11 @@ class _Job:
     max_side: int
 
 
-def _split(start: int, end: int, n: int) -> list[_Chunk]:
-    bounds = np.linspace(start, end, n + 1).round().astype(int)
+def _split(numbers: np.ndarray, end: int, n: int) -> list[_Chunk]:
+    """n chunks of about as many frames each; numbers: the frames there are before end, ascending."""
+    start = int(numbers[0])
+    cuts = np.linspace(0, len(numbers), n + 1).round().astype(int)
+    bounds = [int(numbers[c]) for c in cuts[:-1]] + [end]
     return [
         _Chunk(i, max(start, int(a) - WARMUP_FRAMES) if i else int(a), int(a), int(b))
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))

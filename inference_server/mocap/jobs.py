@@ -9,7 +9,7 @@ from inference_server.capability import JobHandler
 from inference_server.jobs.context import JobContext
 from inference_server.mocap.options import options_from_request
 from inference_server.motion.clip import FrameFlag
-from inference_server.store.artifacts import artifact_ref, local_path
+from inference_server.store.artifacts import artifact_ref, input_name, local_path
 from keygrip.v1 import mocap_pb2
 
 
@@ -29,16 +29,21 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
         importlib.import_module("inference_server.mocap.capture")
 
     def run(self, request: mocap_pb2.CaptureMotionRequest, ctx: JobContext) -> mocap_pb2.CaptureMotionResult:
+        from inference_server.media.video import gap_warnings
         from inference_server.mocap.capture import run_mocap
         from inference_server.motion.bvh import write_bvh
         from inference_server.motion.wire import clip_to_proto
 
-        path = local_path(ctx.artifacts, request.input)
+        path = local_path(ctx.artifacts, request.input, ctx.scratch)
         out = run_mocap(path, options_from_request(request), ctx, out_dir=ctx.scratch)
         clip = out.clip
-        clip.metadata.update({"source": request.input.artifact_id or request.input.path, "job_id": ctx.job_id})
+        # The source's frame number of the clip's first frame (1001 for a plate from 1001), for hosts to key from.
+        numbers = out.landmarks.frame_indices
+        first_frame = int(numbers[0])
+        clip.metadata.update({"source": input_name(request.input), "job_id": ctx.job_id,
+                              "first_frame": str(first_frame)})
         ctx.progress("export", 0, 3, "writing results")
-        result = mocap_pb2.CaptureMotionResult()
+        result = mocap_pb2.CaptureMotionResult(warnings=gap_warnings(path, first_frame, int(numbers[-1])))
         result.clip.CopyFrom(artifact_ref(ctx.put_bytes(clip_to_proto(clip).SerializeToString(),
                                                         "clip.keygrip-clip", "application/x-protobuf")))
         bvh = io.StringIO()
@@ -53,6 +58,7 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
         flags = clip.frame_flags
         s = result.summary
         s.frames = clip.num_frames
+        s.first_frame = first_frame
         s.tracked_frames = int((flags == FrameFlag.TRACKED).sum())
         s.interpolated_frames = int((flags == FrameFlag.INTERPOLATED).sum())
         s.missing_frames = int((flags == FrameFlag.MISSING).sum())

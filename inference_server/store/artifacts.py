@@ -25,6 +25,7 @@ from pathlib import Path
 
 from inference_server.errors import InvalidInput, NotFound
 from keygrip.client import sha256_file
+from keygrip.sequences import SequenceError, format_pattern, frame_name, parse_pattern
 from keygrip.v1 import common_pb2
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -137,11 +138,60 @@ def artifact_ref(art: Artifact) -> common_pb2.ArtifactRef:
     return common_pb2.ArtifactRef(id=art.id, size=art.size, name=art.name, media_type=art.media_type)
 
 
-def local_path(artifacts: ArtifactStore, media: common_pb2.MediaInput) -> Path:
-    """Where a checked input (services.inputs.check_media_input) lies on this machine."""
-    if media.WhichOneof("source") == "artifact_id":
+def local_path(artifacts: ArtifactStore, media: common_pb2.MediaInput, scratch: Path | None = None) -> Path:
+    """Where a checked input (services.inputs.check_media_input) lies on this machine.
+
+    An uploaded image sequence is laid out in scratch (the job's own folder; required for one) as
+    links to its frames' artifacts named by frame number, and its pattern there is returned, so
+    that it is read by the same code as a sequence on disk.
+    """
+    which = media.WhichOneof("source")
+    if which == "artifact_id":
         return artifacts.path(media.artifact_id)
+    if which == "sequence":
+        if scratch is None:
+            raise ValueError("an uploaded image sequence needs the job's scratch folder to be laid out in")
+        return lay_out_sequence(artifacts, media.sequence, Path(scratch) / "sequence")
     return Path(media.path)
+
+
+def input_name(media: common_pb2.MediaInput) -> str:
+    """How an input is named for people and provenance: its path, sequence pattern or artifact id."""
+    which = media.WhichOneof("source")
+    if which == "sequence":
+        return media.sequence.pattern
+    return media.path if which == "path" else media.artifact_id
+
+
+def sequence_name(pattern: str) -> tuple[str, int, str]:
+    """(head, padding, tail) of an uploaded sequence's pattern (its file name part only)."""
+    name = pattern.replace("\\", "/").rsplit("/", 1)[-1]
+    if "\x00" in name:
+        raise InvalidInput("input.sequence.pattern holds a NUL character; name the files like plate.####.png")
+    try:
+        parsed = parse_pattern(name)
+    except SequenceError as exc:
+        raise InvalidInput(f"input.sequence.pattern: {exc}") from None
+    if parsed is None:
+        raise InvalidInput(f"input.sequence.pattern \"{pattern}\" has no frame-number token; "
+                           "name the sequence's files like plate.####.png")
+    return parsed
+
+
+def lay_out_sequence(artifacts: ArtifactStore, sequence: common_pb2.ImageSequence, folder: Path) -> Path:
+    """Links (copies where links cannot be made) named by frame number after the sequence's pattern,
+    one per frame, in folder; returns the pattern's path there (folder / "plate.####.png")."""
+    head, padding, tail = sequence_name(sequence.pattern)
+    folder.mkdir(parents=True, exist_ok=True)
+    for frame in sequence.frames:
+        link = folder / frame_name(head, padding, tail, frame.number)
+        target = artifacts.path(frame.artifact_id)
+        link.unlink(missing_ok=True)
+        try:
+            link.symlink_to(target)
+        except OSError:  # no symlinks here (some Windows set-ups): a copy reads the same
+            shutil.copyfile(target, link)
+    return folder / format_pattern(head, padding, tail)
 
 
 class ArtifactStore:

@@ -45,8 +45,9 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
                               ("CLIP", "Movie Clip", "A Movie Clip already in this file")], default="FILE")
     video_path: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
     clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)
-    frame_start: bpy.props.IntProperty(name="Start", min=0, description="First video frame (0-based)")
-    frame_end: bpy.props.IntProperty(name="End", min=0, description="Video frame after the last one; 0: to the end")
+    frame_start: bpy.props.IntProperty(name="Start", min=0, description="First frame: 0-based for a video, "
+                                       "the number on disk for an image sequence (e.g. 1001)")
+    frame_end: bpy.props.IntProperty(name="End", min=0, description="Frame after the last one; 0: to the end")
     video_frames: bpy.props.IntProperty(name="Frames", min=0, description="Frames in the video (from Probe)")
     video_fps: bpy.props.FloatProperty(name="Video fps", min=0.0)
     hands: bpy.props.BoolProperty(name="Hands", description="Capture finger motion", default=False)

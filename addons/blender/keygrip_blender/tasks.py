@@ -59,8 +59,9 @@ def probe_session(video: str, settings: ServerSettings, scene_name: str) -> Sess
         panel = bpy.data.scenes[scene_name].keygrip
         panel.video_frames = result.frame_count
         panel.video_fps = result.fps
-        panel.frame_start = 0
-        panel.frame_end = result.frame_count
+        # Frame ranges count the source's own numbers: 0-based for a video, 1001.. for a plate from 1001.
+        panel.frame_start = result.first_frame
+        panel.frame_end = result.first_frame + result.frame_count
         return result
 
     return Session(f"probe {Path(video).name}", [Worker(probe), Main(fill)], connector(settings))
