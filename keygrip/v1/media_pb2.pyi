@@ -59,6 +59,7 @@ class ProbeMediaResult(google.protobuf.message.Message):
     SEQUENCE_PATTERN_FIELD_NUMBER: builtins.int
     fps: builtins.float
     frame_count: builtins.int
+    """a sequence: last - first + 1, missing numbers included"""
     duration_seconds: builtins.float
     codec: builtins.str
     width: builtins.int
