@@ -32,6 +32,7 @@ from inference_server.mocap import filters
 from inference_server.mocap.inference import detect
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import SolveOptions
+from inference_server.mocap.preview import write_preview
 from inference_server.mocap.solve import solve
 from inference_server.motion import foot_lock
 from inference_server.motion.bvh import read_bvh
@@ -283,6 +284,14 @@ def test_clip_tools_refuse_unusable_numbers(landmarks: Landmarks) -> None:
     unknown_rate = solve(dataclasses.replace(retime(landmarks, 30.0, 8), fps=float("nan")), SolveOptions())
     assert unknown_rate.fps == pytest.approx(30.0)
     assert any("no usable frame rate" in w for w in unknown_rate.warnings)
+
+
+def test_preview_at_any_rate(landmarks: Landmarks, tmp_path: Path) -> None:
+    for fps in (5.0, 23.976, 240.0, 0.0, float("nan")):  # 0 and NaN: a file without a usable rate
+        lm = dataclasses.replace(retime(landmarks, 30.0, 4), fps=fps)
+        with av.open(str(write_preview(CAM01, lm, tmp_path / f"preview_{fps}.mp4"))) as video:
+            stream = video.streams.video[0]
+            assert stream.frames == 4 and float(stream.average_rate) == pytest.approx(fps if fps > 0 else 30.0, 1e-3)
 
 
 @pytest.mark.skipif(not GRID.is_file(), reason="GRID clips are local-only evaluation data (../shared/data)")

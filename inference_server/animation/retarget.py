@@ -326,7 +326,7 @@ def retarget(source: MotionClip, rig: Rig, bone_map: BoneMap | None = None,
     face_names, face_curves = _map_face(source, options, warnings)
     context.progress("retarget", 4, 4, "done")
     return RetargetResult(
-        bone_names=list(rig.names), times=source.times.copy(), fps=source.fps,
+        bone_names=list(rig.names), times=source.times.copy(), fps=source.frame_rate,
         rotations=quat.make_continuous(local, axis=0),
         locations={rig.names[b]: v for b, v in locations.items()},
         root_bone=rig.names[root_b], root_position_world=hips_pos,
