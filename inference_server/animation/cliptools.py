@@ -1,6 +1,8 @@
 """Clip tools on MotionClip: trim, resample, smooth, remove foot sliding, export BVH.
 
-All tools return a new clip and leave the input untouched; all are vectorised over frames.
+All tools return a new clip and leave the input untouched; all are vectorised over frames. They
+work at any frame rate and on clips from one frame up; values they cannot work with (an empty
+clip, a rate or strength that is not a positive number) raise InvalidInput.
 """
 
 from __future__ import annotations
@@ -28,8 +30,14 @@ def _take(clip: MotionClip, index: np.ndarray, times: np.ndarray) -> MotionClip:
         contacts=clip.contacts[index], face_curves=clip.face_curves[index], metadata=dict(clip.metadata))
 
 
+def _check_frames(clip: MotionClip, tool: str) -> None:
+    if clip.num_frames == 0:
+        raise InvalidInput(f"cannot {tool} a clip without frames")
+
+
 def trim(clip: MotionClip, start: float, end: float) -> MotionClip:
     """Frames with start <= time <= end (seconds); times restart at 0."""
+    _check_frames(clip, "trim")
     keep = np.flatnonzero((clip.times >= start - 1e-9) & (clip.times <= end + 1e-9))
     if len(keep) == 0:
         raise InvalidInput(f"trim {start:.3f}-{end:.3f} s keeps no frame of a {clip.times[-1]:.3f} s clip; "
@@ -40,8 +48,9 @@ def trim(clip: MotionClip, start: float, end: float) -> MotionClip:
 def resample(clip: MotionClip, fps: float) -> MotionClip:
     """Resample to a uniform `fps`: slerp for rotations, linear for translation and face curves,
     nearest frame for contacts and flags. Also turns a variable-rate clip into a uniform one."""
-    if fps <= 0:
-        raise InvalidInput(f"fps must be positive, got {fps}")
+    if not 0 < fps < float("inf"):  # also refuses NaN
+        raise InvalidInput(f"fps must be a positive number, got {fps}")
+    _check_frames(clip, "resample")
     duration = clip.times[-1] - clip.times[0]
     new_times = np.arange(int(np.floor(duration * fps + 1e-6)) + 1) / fps
     t = new_times + clip.times[0]
@@ -69,11 +78,12 @@ def smooth(clip: MotionClip, strength: float) -> MotionClip:
     Quaternions are made sign-continuous first (q and -q would average to nothing), filtered
     component-wise forwards and backwards at once (a symmetric kernel has no lag) and renormalised.
     """
-    if strength < 0:
+    if not 0 <= strength < float("inf"):  # also refuses NaN
         raise InvalidInput(f"smoothing strength must be >= 0 seconds, got {strength}")
     if strength == 0 or clip.num_frames < 3:
         return _take(clip, np.arange(clip.num_frames), clip.times.copy())
-    sigma = strength * clip.fps
+    # Beyond the clip's length a wider kernel changes nothing but its cost.
+    sigma = min(strength * clip.frame_rate, float(clip.num_frames))
     out = _take(clip, np.arange(clip.num_frames), clip.times.copy())
     rot = quat.make_continuous(clip.rotations, axis=0)
     out.rotations = quat.normalize(gaussian_filter1d(rot, sigma, axis=0, mode="nearest"))

@@ -65,7 +65,8 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
         result = retarget(source, rig, bone_map, options=options, context=ctx)
         ctx.check_cancelled()
         ctx.progress("export", 0, 2, "writing results")
-        out = animation_pb2.RetargetResult(frames=len(result.times), warnings=rig.warnings + result.warnings)
+        # result.warnings begin with the rig's own.
+        out = animation_pb2.RetargetResult(frames=len(result.times), warnings=result.warnings)
         out.bone_map.CopyFrom(bone_map_to_proto(result.bone_map))
         anim = rig_animation_to_proto(result)
         out.animation.CopyFrom(artifact_ref(ctx.put_bytes(anim.SerializeToString(), "animation.keygrip-anim",

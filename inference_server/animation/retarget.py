@@ -13,7 +13,9 @@ Unmapped target bones keep their rest pose relative to their parent, except bone
 matches an unmapped source joint (a clip retargeted onto its own skeleton), which copy its motion.
 
 Root motion is the source hips' trajectory scaled by the ratio of leg lengths (thigh + shin).
-Feet are then locked on the source's contact frames (motion/foot_lock.py).
+Feet are then locked on the source's contact frames (motion/foot_lock.py). Any frame rate and any
+clip length from one frame up retarget; a clip too short to find foot contacts on is retargeted
+without locking, and the result's warnings say so.
 """
 
 from __future__ import annotations
@@ -141,6 +143,8 @@ def source_contacts(clip: MotionClip, src_index: dict[str, int], world_pos: np.n
     names = humanoid.CONTACT_NAMES
     if clip.contacts is not None and all(n in clip.contact_names for n in names) and clip.contacts.any():
         return clip.contacts[:, [clip.contact_names.index(n) for n in names]].astype(bool)
+    if clip.num_frames < foot_lock.min_contact_frames(clip.frame_rate):
+        return np.zeros((clip.num_frames, len(names)), dtype=bool)
     points, have = [], []
     for side in ("left", "right"):
         for part in ("Foot", "Toes"):
@@ -148,7 +152,7 @@ def source_contacts(clip: MotionClip, src_index: dict[str, int], world_pos: np.n
             have.append(role in src_index)
             points.append(world_pos[:, src_index[role]] if role in src_index else world_pos[:, 0] * np.nan)
     pts = np.stack(points, axis=1)
-    contacts = foot_lock.relative_contacts(np.nan_to_num(pts, nan=1e9), clip.fps, leg)
+    contacts = foot_lock.relative_contacts(np.nan_to_num(pts, nan=1e9), clip.frame_rate, leg)
     contacts[:, ~np.array(have)] = False
     return contacts
 
@@ -310,14 +314,19 @@ def retarget(source: MotionClip, rig: Rig, bone_map: BoneMap | None = None,
         hips_pos[:, 1] -= offset
         _place_hips(rig, local, locations, hips_b, hips_pos)
     if options.foot_lock and options.root_motion != "in_place":
-        context.progress("retarget", 3, 4, "foot locking")
-        local = _lock_feet(rig, local, locations, t_idx, contacts,
-                           max(1, round(options.lock_blend_s * source.fps)))
+        min_contact = foot_lock.min_contact_frames(source.frame_rate)
+        if f < min_contact and not contacts.any():
+            warnings.append(f"clip has {f} frame{'' if f == 1 else 's'}: foot locking skipped "
+                            f"(finding foot contacts needs at least {min_contact} at {source.frame_rate:g} fps)")
+        else:
+            context.progress("retarget", 3, 4, "foot locking")
+            local = _lock_feet(rig, local, locations, t_idx, contacts,
+                               max(1, round(options.lock_blend_s * source.frame_rate)))
 
     face_names, face_curves = _map_face(source, options, warnings)
     context.progress("retarget", 4, 4, "done")
     return RetargetResult(
-        bone_names=list(rig.names), times=source.times.copy(), fps=source.fps,
+        bone_names=list(rig.names), times=source.times.copy(), fps=source.frame_rate,
         rotations=quat.make_continuous(local, axis=0),
         locations={rig.names[b]: v for b, v in locations.items()},
         root_bone=rig.names[root_b], root_position_world=hips_pos,

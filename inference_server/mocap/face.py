@@ -48,6 +48,9 @@ _FEATURES: dict[str, tuple[float, float, float]] = {
 }
 # Seconds of clip needed before its own neutral fully replaces the prior.
 _CALIBRATION_S = 1.0
+# The face is filtered at this multiple of the body's cut-off: blinks last about 0.1 s and must
+# survive. The low-pass keeps the result under the clip's Nyquist frequency.
+_FACE_CUTOFF_FACTOR = 2.0
 
 
 def _features(p: np.ndarray) -> dict[str, np.ndarray]:
@@ -88,25 +91,42 @@ def _activation(values: np.ndarray, neutral: float, full: float) -> np.ndarray:
     return (values - neutral) / full
 
 
+def face_cutoff_hz(body_cutoff_hz: float | None) -> float | None:
+    """The cut-off the face is asked to be filtered at for a body cut-off (None: no filtering)."""
+    return None if body_cutoff_hz is None else _FACE_CUTOFF_FACTOR * body_cutoff_hz
+
+
 def solve_face(face_image: np.ndarray, image_size: tuple[int, int], fps: float,
-               cutoff_hz: float | None) -> np.ndarray:
+               cutoff_hz: float | None, warnings: list[str] | None = None) -> np.ndarray:
     """Face curves (F, len(FACE_CURVES)) float32 in 0..1, columns in FACE_CURVES order.
 
-    face_image: (F, 468, 3) normalised face mesh, NaN where no face was found. Frames without a
-    face hold the nearest solved values; a clip without any face is all zeros.
+    face_image: (F, 468, 3) normalised face mesh, NaN where no face was found. cutoff_hz: the
+    body's low-pass cut-off (the face is filtered lighter, see face_cutoff_hz). Frames without a
+    face hold the nearest solved values; a clip without any face is all zeros. warnings, when
+    given, gets a line for a clip without a face and for one too short to calibrate on.
     """
     f = len(face_image)
     out = np.zeros((f, len(FACE_CURVES)), dtype=np.float32)
     valid = np.all(np.isfinite(face_image), axis=(1, 2))
+    notes = warnings if warnings is not None else []
     if not valid.any():
+        notes.append("the face was asked for but not found in any frame: its curves are all zero "
+                     "(the face must be visible, unmasked and not too small in the picture)")
         return out
     w, h = image_size
     points = to_y_up(face_image * np.array([w, h, w], dtype=np.float64))
     points, _ = filters.fill_gaps(points, valid, max_gap=f)
     # Blinks last about 0.1 s: filter the face lighter than the body so they survive.
-    feats = _features(filters.lowpass(points, fps, None if cutoff_hz is None else 2.0 * cutoff_hz))
+    face_cutoff = face_cutoff_hz(cutoff_hz)
+    feats = _features(filters.lowpass(points, fps, face_cutoff))
+    if f >= filters.MIN_FILTER_FRAMES:  # the body's note says when the clip is too short
+        notes.extend(filters.smoothing_notes("the face", f, fps, face_cutoff))
 
     weight = min(1.0, valid.sum() / max(_CALIBRATION_S * fps, 1.0))
+    if weight < 1.0:
+        notes.append(f"the face was seen for {valid.sum() / fps:.2f} s ({int(valid.sum())} frames): its "
+                     f"resting expression is {100 * (1 - weight):.0f}% an average face's "
+                     f"({_CALIBRATION_S:g} s of face calibrates it fully)")
     act = {}
     for name, (pct, prior, full) in _FEATURES.items():
         neutral = weight * float(np.percentile(feats[name][valid], pct)) + (1.0 - weight) * prior

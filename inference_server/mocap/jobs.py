@@ -65,4 +65,6 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
         total = out.timings.get("total", 0.0)
         s.processing_fps = clip.num_frames / total if total > 0 else 0.0
         s.stage_seconds.update(out.timings)
+        # Steps the solver skipped or limited (a short clip, a low frame rate, no face found).
+        result.warnings.extend(clip.warnings)
         return result

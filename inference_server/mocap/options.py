@@ -118,7 +118,7 @@ def _check_smoothing(options: SolveOptions) -> None:
 
 def _check_positive(name: str, value: float | None) -> None:
     """None is automatic (0 in the request); anything else must be a positive number."""
-    if value is not None and not value > 0:  # also refuses NaN
+    if value is not None and not 0 < value < float("inf"):  # also refuses NaN
         raise InvalidInput(f"{name} must be positive (or 0 for automatic), got {value}")
 
 

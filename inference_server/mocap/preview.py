@@ -16,7 +16,7 @@ import numpy as np
 
 from inference_server.media.video import iter_frames
 from inference_server.mocap.landmarks import Landmarks
-from inference_server.motion.clip import FrameFlag, MotionClip
+from inference_server.motion.clip import FrameFlag, MotionClip, frame_rate
 
 # MediaPipe Pose topology (landmark indices): face outline, arms, torso, legs and feet.
 POSE_EDGES = (
@@ -64,7 +64,8 @@ def write_preview(
                 continue
             image = np.ascontiguousarray(frame.image)
             if stream is None:
-                stream = out.add_stream("libx264", rate=Fraction(landmarks.fps).limit_denominator(1001))
+                fps = frame_rate(landmarks.fps, landmarks.times)  # a file without a usable rate gets one
+                stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                 # yuv420p needs even sizes; crop the odd last row or column.
                 stream.width, stream.height = image.shape[1] // 2 * 2, image.shape[0] // 2 * 2
                 stream.pix_fmt = "yuv420p"

@@ -14,6 +14,8 @@ import numpy as np
 
 # Enough confident landmarks to fix the three unknowns of a placement (with some redundancy).
 _MIN_PLACEMENT_LANDMARKS = 3
+# Frames of a confidently seen upright body estimate_up needs before it trusts the body over the camera.
+MIN_UP_FRAMES = 3
 
 
 def focal_length_px(image_size: tuple[int, int], focal_length: float | None = None,
@@ -95,7 +97,7 @@ def estimate_up(points: np.ndarray, visibility: np.ndarray) -> np.ndarray:
     line = shoulders - ankle
     line = line / np.maximum(np.linalg.norm(line, axis=-1, keepdims=True), 1e-9)
     ok = np.all(np.isfinite(line), axis=1) & (vis > 0.5)
-    if ok.sum() < 3:
+    if ok.sum() < MIN_UP_FRAMES:
         return camera_up
     up = np.median(line[ok], axis=0)
     up = up / max(float(np.linalg.norm(up)), 1e-9)

@@ -12,6 +12,11 @@ faces +Z. The camera is assumed level (no roll or pitch); a tilted camera tilts 
 
 Finger joints are in the skeleton only when SolveOptions.hands is on; without hand tracking they
 are omitted rather than left at a rest pose the artist would take for captured data.
+
+Any frame rate and any clip length from one frame up solve: steps that need more frames than the
+clip has (smoothing, foot contacts and locking, finding the floor's tilt, the face's neutral) are
+skipped or fall back, and the clip's warnings say which and why, as they say when a low frame rate
+limits smoothing.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from inference_server.mocap import hands as hand_solver
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import SolveOptions, check_solve
 from inference_server.motion import foot_lock, quat
-from inference_server.motion.clip import FrameFlag, MotionClip, Skeleton, forward_kinematics
+from inference_server.motion.clip import FrameFlag, MotionClip, Skeleton, forward_kinematics, frame_rate
 from keygrip import humanoid
 
 # Detection gaps up to this long are interpolated; longer ones are held and flagged MISSING.
@@ -59,7 +64,12 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     check_solve(options)
     _check_input(landmarks, options)
     lm = landmarks
-    fps = float(lm.fps) if lm.fps > 0 else 30.0
+    warnings: list[str] = []
+    fps = frame_rate(lm.fps, lm.times)
+    if fps != lm.fps:
+        warnings.append(f"the clip has no usable frame rate ({lm.fps:g}): {fps:g} fps was assumed; "
+                        "set fps_override to the footage's real rate")
+    frames = lm.num_frames
     step = 0
 
     def stage(message: str) -> None:
@@ -95,18 +105,30 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     root = skeleton_fit.to_y_up(filters.fill_gaps(cam, placed, max_gap)[0])
     # Level the world: turn the body's up onto +Y so the floor is horizontal.
     up = root_motion.estimate_up(world[placed], vis[placed])
+    if placed.sum() < root_motion.MIN_UP_FRAMES:
+        warnings.append(f"the body was placed in {filters.frames_text(int(placed.sum()))}: the floor is "
+                        f"taken as level with the camera (finding it from the body needs at least "
+                        f"{root_motion.MIN_UP_FRAMES})")
     level = quat.between(up, np.array([0.0, 1.0, 0.0]))
     world = quat.rotate(level, world)
     root = quat.rotate(level, root)
 
     stage("filtering")
+    asked = filters.smoothing_cutoff_hz(options.smoothing)
+    warnings.extend(filters.smoothing_notes("the body", frames, fps, asked))
+    # lowpass keeps any cut-off under the clip's Nyquist frequency; cutoff is what it will use.
     cutoff = filters.smoothing_cutoff_hz(options.smoothing, fps)
-    world = filters.lowpass(world, fps, cutoff)
-    root = filters.lowpass(root, fps, cutoff)
+    world = filters.lowpass(world, fps, asked)
+    root = filters.lowpass(root, fps, asked)
 
     stage("fitting the skeleton")
-    hand_tracks = hand_solver.HandTracks.from_landmarks(lm, present, max_gap, fps, cutoff, level) \
+    hand_tracks = hand_solver.HandTracks.from_landmarks(lm, present, max_gap, fps, asked, level) \
         if options.hands else None
+    if hand_tracks is not None:
+        lost = [side for side in ("left", "right") if side not in hand_tracks.points]
+        if lost:
+            warnings.append(f"the {' and '.join(lost)} hand{'s were' if len(lost) > 1 else ' was'} not found in "
+                            "any frame: those fingers keep their rest pose")
     finger_offsets = hand_solver.finger_offsets(hand_tracks, measures) if hand_tracks else None
     skeleton = skeleton_fit.build_skeleton(measures, finger_offsets)
     names = skeleton.names
@@ -126,9 +148,14 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     camera = np.array([0.0, -floor, 0.0])
     points = _contact_points(skeleton, rotations, root, heel, toe)
     contacts = foot_lock.floor_contacts(points, fps, camera)
+    min_contact = foot_lock.min_contact_frames(fps)
+    if frames < min_contact:
+        steps = "foot contact detection and foot locking" if options.foot_lock else "foot contact detection"
+        warnings.append(f"clip has {filters.frames_text(frames)}: {steps} skipped "
+                        f"(needs at least {min_contact} at {fps:g} fps)")
 
     stage("locking feet")
-    if options.foot_lock:
+    if options.foot_lock and frames >= min_contact:
         per_foot = {"left": contacts[:, 0] | contacts[:, 1], "right": contacts[:, 2] | contacts[:, 3]}
         rotations, root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, per_foot, fps, camera)
 
@@ -138,7 +165,7 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     if options.face:
         assert lm.face_image is not None  # _check_input refused a face without face landmarks
         face_names = list(face_solver.FACE_CURVES)
-        face_curves = face_solver.solve_face(lm.face_image, lm.image_size, fps, cutoff)
+        face_curves = face_solver.solve_face(lm.face_image, lm.image_size, fps, asked, warnings)
 
     # Filtering and foot locking reach into long gaps; a lost person must hold still there.
     tracked = flags != FrameFlag.MISSING
@@ -167,6 +194,7 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
         face_names=face_names,
         face_curves=face_curves,
         metadata=meta,
+        warnings=warnings,
     )
 
 

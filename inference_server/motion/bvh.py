@@ -214,8 +214,8 @@ def read_bvh(source: str | Path | IO[str], *, scale: float | str = "auto") -> Mo
         raise _bad(line, f"expected 'Frame Time:', found {t1!r} {t2!r}")
     tok, line = take("the frame time")
     frame_time = _number(tok, line)
-    if frame_time <= 0:
-        raise _bad(line, f"frame time {frame_time} must be positive")
+    if not 0 < frame_time < float("inf"):  # also refuses NaN
+        raise _bad(line, f"frame time {frame_time} must be a positive number of seconds")
 
     n_channels = sum(len(j.channels) for j in joints)
     rows = []
@@ -363,7 +363,7 @@ def write_bvh(clip: MotionClip, destination: str | Path | IO[str], *, order: str
     # The root's OFFSET is written as zero: its position channels hold the world position.
     columns = [clip.root_translation * scale] + [eulers[:, j] for j in file_order]
     table = np.concatenate(columns, axis=1)
-    out.write(f"MOTION\nFrames: {frames}\nFrame Time: {1.0 / clip.fps:.8f}\n")
+    out.write(f"MOTION\nFrames: {frames}\nFrame Time: {1.0 / clip.frame_rate:.8f}\n")
     np.savetxt(out, table, fmt="%.6f")
     text = out.getvalue()
     if hasattr(destination, "write"):

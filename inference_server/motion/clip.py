@@ -88,6 +88,8 @@ class MotionClip:
     contact_names / contacts: (C,) names and (F, C) bool foot contacts
         (leftHeel, leftToes, rightHeel, rightToes for captured clips).
     face_names / face_curves: (K,) ARKit blendshape names and (F, K) weights in 0..1.
+    warnings: what the user should know about how the clip was made (steps skipped on a short clip,
+        smoothing limited by a low frame rate); in memory only, the capture job reports them.
     """
 
     skeleton: Skeleton
@@ -102,12 +104,14 @@ class MotionClip:
     face_names: list[str]
     face_curves: np.ndarray
     metadata: dict[str, str]
+    warnings: list[str]
 
     def __init__(self, skeleton: Skeleton, fps: float, times: np.ndarray, rotations: np.ndarray,
                  root_translation: np.ndarray, confidence: np.ndarray | None = None,
                  frame_flags: np.ndarray | None = None, contact_names: list[str] | None = None,
                  contacts: np.ndarray | None = None, face_names: list[str] | None = None,
-                 face_curves: np.ndarray | None = None, metadata: dict[str, str] | None = None) -> None:
+                 face_curves: np.ndarray | None = None, metadata: dict[str, str] | None = None,
+                 warnings: list[str] | None = None) -> None:
         """Arrays left None get defaults: all confident, all tracked, no contact, no face."""
         self.skeleton = skeleton
         self.fps = fps
@@ -122,6 +126,7 @@ class MotionClip:
         self.contact_names = [] if contact_names is None else contact_names
         self.face_names = [] if face_names is None else face_names
         self.metadata = {} if metadata is None else metadata
+        self.warnings = [] if warnings is None else list(warnings)
         self.confidence = np.ones((f, j), dtype=np.float32) if confidence is None else confidence
         self.frame_flags = np.full(f, FrameFlag.TRACKED, dtype=np.uint8) if frame_flags is None else frame_flags
         self.contacts = np.zeros((f, len(self.contact_names)), dtype=bool) if contacts is None else contacts
@@ -132,9 +137,31 @@ class MotionClip:
     def num_frames(self) -> int:
         return len(self.times)
 
+    @property
+    def frame_rate(self) -> float:
+        """fps when it is a usable number, else what the times say (see frame_rate)."""
+        return frame_rate(self.fps, self.times)
+
     def global_transforms(self) -> tuple[np.ndarray, np.ndarray]:
         """Global rotations (F, J, 4) and positions (F, J, 3)."""
         return forward_kinematics(self.skeleton, self.rotations, self.root_translation)
+
+
+DEFAULT_FPS = 30.0
+
+
+def frame_rate(fps: float, times: np.ndarray | None = None) -> float:
+    """A usable frame rate: fps when it is a positive finite number, else one frame per median
+    step of times (F,) seconds, else DEFAULT_FPS. Files without a frame rate (image sequences, a
+    clip from elsewhere) and a damaged header give 0 or NaN; no filter or window may see those."""
+    if np.isfinite(fps) and fps > 0:
+        return float(fps)
+    if times is not None and len(times) > 1:
+        steps = np.diff(np.asarray(times, dtype=np.float64))
+        steps = steps[np.isfinite(steps) & (steps > 0)]
+        if len(steps) and np.isfinite(1.0 / np.median(steps)):
+            return float(1.0 / np.median(steps))
+    return DEFAULT_FPS
 
 
 def forward_kinematics(

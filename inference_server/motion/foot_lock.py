@@ -28,8 +28,17 @@ from inference_server.motion.clip import Skeleton, forward_kinematics
 # floor_contacts thresholds for a contact point (metres above the floor, metres per second horizontally).
 HEIGHT_ON, HEIGHT_OFF = 0.06, 0.10
 SPEED_ON, SPEED_OFF = 0.35, 0.60
-_MIN_FRAMES = 3  # contacts and gaps shorter than this are noise
+# Contacts and gaps between them shorter than this are noise: 3 frames at 60 fps, and never under
+# 2 frames, so that a one-frame flicker is dropped at any frame rate.
+MIN_CONTACT_S = 0.05
 _BLEND_S = 0.1  # blend time into and out of a lock, seconds
+
+
+def min_contact_frames(fps: float) -> int:
+    """Frames a contact must last at fps (MIN_CONTACT_S, at least 2); a clip shorter than this has
+    no contacts to find, and nothing to lock."""
+    frames = MIN_CONTACT_S * fps if np.isfinite(fps) and fps > 0 else 0.0
+    return max(2, int(round(frames)))
 
 
 # Contacts ----------------------------------------------------------------------------------------
@@ -43,10 +52,11 @@ def _across_view(vectors: np.ndarray, points: np.ndarray, camera: np.ndarray) ->
 
 def floor_contacts(points: np.ndarray, fps: float, camera: np.ndarray) -> np.ndarray:
     """Contacts (F, C) bool for contact points (F, C, 3), Y-up metres with the floor at y = 0,
-    seen from a camera at camera (3,)."""
+    seen from a camera at camera (3,). Clips shorter than min_contact_frames(fps) have none."""
     f = len(points)
-    if f < 2:
-        return np.asarray(points[..., 1] < HEIGHT_ON)
+    min_frames = min_contact_frames(fps)
+    if f < min_frames:
+        return np.zeros(points.shape[:2], dtype=bool)
     height = points[..., 1]
     velocity = _across_view(np.gradient(points, axis=0), points, camera)
     speed = np.linalg.norm(velocity[..., [0, 2]], axis=-1) * fps
@@ -57,21 +67,24 @@ def floor_contacts(points: np.ndarray, fps: float, camera: np.ndarray) -> np.nda
     last_on = np.maximum.accumulate(np.where(on, idx, -1), axis=0)
     last_off = np.maximum.accumulate(np.where(off, idx, -1), axis=0)
     state = last_on > last_off
-    structure = np.ones((_MIN_FRAMES, 1), dtype=bool)
+    structure = np.ones((min_frames, 1), dtype=bool)
     state = ndimage.binary_closing(state, structure=structure, border_value=0) | state
     return np.asarray(ndimage.binary_opening(state, structure=structure))
 
 
 def relative_contacts(points: np.ndarray, fps: float, leg_length: float, *, height_margin: float = 0.06,
-                      speed_limit: float = 0.5, min_frames: int = 3) -> np.ndarray:
+                      speed_limit: float = 0.5, min_frames: int | None = None) -> np.ndarray:
     """Contacts (F, P) bool of P foot points from their world positions (F, P, 3), Y-up metres.
 
     A point is in contact when it is within height_margin * leg_length of its own lowest height
     over the clip (5th percentile, robust to a glitch) and its horizontal speed is below
-    speed_limit * leg_length per second. Runs shorter than min_frames are dropped.
+    speed_limit * leg_length per second. Runs shorter than min_frames (None: min_contact_frames(fps))
+    are dropped.
     """
     f = points.shape[0]
-    if f < 2:
+    if min_frames is None:
+        min_frames = min_contact_frames(fps)
+    if f < max(2, min_frames):
         return np.zeros(points.shape[:2], dtype=bool)
     floor = np.percentile(points[..., 1], 5, axis=0)
     low = points[..., 1] < floor + height_margin * leg_length
