@@ -42,8 +42,8 @@ CAPTURE_JOB_TYPE = "motion_capture"
 
 @dataclass
 class CaptureOptions:
-    """The capture's options (CaptureMotionRequest fields). start_frame/end_frame: video frames,
-    0-based, end exclusive; end 0: to the end."""
+    """The capture's options (CaptureMotionRequest fields). start_frame/end_frame: the source's frame
+    numbers (0-based for a video, on-disk numbers for an image sequence), end exclusive; end 0: to the end."""
 
     hands: bool = False
     face: bool = False
@@ -201,6 +201,12 @@ class Retargeted:
     def hips_bone(self) -> str | None:
         """The rig's bone the bone map gave the hips role, if any."""
         return next((m.bone for m in self.result.bone_map.mappings if m.role == "hips"), None)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the artist should know, from the capture (skipped steps, gaps) and the retarget, once each."""
+        captured = list(self.motion.capture.warnings) if self.motion.capture is not None else []
+        return list(dict.fromkeys([*captured, *self.result.warnings]))
 
     def provenance(self, plan: Plan) -> Provenance:
         return Provenance(

@@ -100,7 +100,7 @@ class Host:
         self.threads.add(threading.get_ident())
         self.written.append(done)
         return WriteSummary(target=done.rig.name, animation=f"anim {done.job_id[:8]}",
-                            warnings=list(done.result.warnings))
+                            warnings=done.warnings)
 
 
 def run(session: Session, main: HostMainThread, timeout: float = 240.0) -> Session:
@@ -258,3 +258,18 @@ def test_plan_checks_enum_names_and_results_are_found_by_type_name(client) -> No
         message_class("keygrip.v9.Hologram")
     result = client.probe(VIDEO).result(timeout=60)
     assert isinstance(result, media_pb2.ProbeMediaResult) and result.frame_count == 100
+
+
+def test_capture_warnings_reach_the_host(shared_server) -> None:
+    """A 3-frame capture skips smoothing and foot locking; the host's summary says so."""
+    host, main = Host(), HostMainThread()
+    plan = Plan(source="video", video=str(VIDEO), target="NEW",
+                capture=CaptureOptions(smoothing=0.5, start_frame=10, end_frame=13))
+    session = run(Session(plan.title, animate.steps(plan, describe_new_rig=host.describe, write=host.write),
+                          connector(ServerSettings(shared_server.address))), main)
+    assert session.state == "succeeded", session.error
+    (done,) = host.written
+    assert done.motion.capture is not None and done.motion.capture.summary.frames == 3
+    assert any("smoothing skipped" in w for w in done.motion.capture.warnings)
+    assert any("smoothing skipped" in w for w in session.value.warnings)
+    assert len(session.value.warnings) == len(set(session.value.warnings))

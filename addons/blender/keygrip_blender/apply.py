@@ -134,7 +134,7 @@ def _apply(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSummary:
         obj, anim.bone_names, anim.times, anim.rotations, hips, positions,
         action_name=f"Keygrip {plan.stem}", fps=scene_fps, frame_start=scene_plan.frame_start,
         provenance=provenance, bone_locations=extra)
-    summary = WriteSummary(target=obj.name, animation=action.name, warnings=list(done.result.warnings))
+    summary = WriteSummary(target=obj.name, animation=action.name, warnings=done.warnings)
     last_frame = scene_plan.frame_start + float(anim.times[-1]) * scene_fps
     face = bpy.data.objects.get(scene_plan.face_mesh_name) if scene_plan.face_mesh_name else None
     if face is not None and anim.shape_key_weights is not None:
