@@ -10,6 +10,7 @@ server's log line with the traceback, never a Python repr.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -24,7 +25,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import ServerProcess
 
 import keygrip
 from inference_server.animation.gltf_rig import read_gltf_rig
@@ -43,6 +43,18 @@ BVH = DATA / "bvh" / "cmu_131_01_walk.bvh"
 REPO = Path(__file__).resolve().parents[1]
 FAULTS = "probe_media:probe,motion_capture:solve=memory,retarget:load=exit,rpc:ListJobs"
 ERROR_ID = re.compile(r"error id ([0-9a-f]{8})")
+
+
+def _load_server_process() -> type:
+    """tests/conftest.py's ServerProcess (`import conftest` may find tests/blender/conftest.py instead)."""
+    spec = importlib.util.spec_from_file_location("keygrip_tests_conftest", Path(__file__).parent / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ServerProcess
+
+
+ServerProcess = _load_server_process()
 
 
 @pytest.fixture(scope="module")
