@@ -184,7 +184,7 @@ def test_cli_unexpected_local_error_is_one_line_and_debug_shows_the_traceback(fa
     assert "--debug" in line
     debug = _keygrip(faulty.address, "--debug", *args)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
-    assert _keygrip(faulty.address, *args, env={"KEYGRIP_DEBUG": "1"}).stderr == debug.stderr
+    assert "Traceback (most recent call last)" in _keygrip(faulty.address, *args, env={"KEYGRIP_DEBUG": "1"}).stderr
 
 
 def test_user_errors_name_the_users_file_not_the_upload_digest(client: keygrip.Client, tmp_path: Path) -> None:
