@@ -63,6 +63,7 @@ class JobManager:
         self.watchers: dict[str, set[asyncio.Queue]] = {}
         self.cancel_requested: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = False
 
     # Life cycle ----------------------------------------------------------------------------
 
@@ -75,6 +76,7 @@ class JobManager:
         self._dispatch()
 
     async def stop(self) -> None:
+        self.stopping = True  # workers exiting from here on are not replaced
         for job_id in [w.job_id for w in self.workers if w.job_id]:
             self._finish(job_id, js.FAILED, error=_INTERRUPTED)
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
@@ -270,7 +272,7 @@ class JobManager:
         self._dispatch()
 
     def _worker_exited(self, worker: Worker) -> None:
-        if worker not in self.workers:
+        if worker not in self.workers or self.stopping:
             return  # stopped on purpose
         job_id, job_input = worker.job_id, worker.job_input
         worker.job_id, worker.job_input = None, None
