@@ -12,6 +12,7 @@ exit status 1; `--debug` (or KEYGRIP_DEBUG=1) also prints the traceback of an un
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -307,8 +308,9 @@ def error_line(exc: BaseException, debug: bool = False) -> str:
         text = " ".join(exc.message.split())  # a server message never spans lines here
         return f"{exc.code}: {text}" if exc.code and exc.code != "UNKNOWN" else text
     if isinstance(exc, OSError) and exc.strerror:
+        code = errno.errorcode.get(exc.errno or 0, "OS_ERROR")
         where = f" {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}:{where}; check the path and its permissions"
+        return f"{code}: {exc.strerror}:{where}; check the path and its permissions"
     what = f"{type(exc).__name__}: {' '.join(str(exc).split())}".rstrip(": ")
     hint = "the traceback is below" if debug else "run it again with --debug (or KEYGRIP_DEBUG=1) for the traceback"
     return (f"INTERNAL: the keygrip command hit an unexpected error ({what}); this is a bug in Keygrip: {hint}, "

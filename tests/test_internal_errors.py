@@ -187,6 +187,13 @@ def test_cli_unexpected_local_error_is_one_line_and_debug_shows_the_traceback(fa
     assert "Traceback (most recent call last)" in _keygrip(faulty.address, *args, env={"KEYGRIP_DEBUG": "1"}).stderr
 
 
+def test_cli_local_file_error_is_one_line_with_its_errno(shared_server: ServerProcess, tmp_path: Path) -> None:
+    missing = tmp_path / "no such folder" / "poster.png"
+    line = _error_line(_keygrip(shared_server.address, "probe", str(CLIP), "--thumbnail", str(missing)))
+    assert line == (f"keygrip: ENOENT: No such file or directory: {missing}.part; check the path and its "
+                    "permissions")
+
+
 def test_user_errors_name_the_users_file_not_the_upload_digest(client: keygrip.Client, tmp_path: Path) -> None:
     notes = tmp_path / "notes.mp4"
     notes.write_text("a shot list, not a video\n" * 20)
