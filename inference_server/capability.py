@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
     from inference_server.config import Config
     from inference_server.jobs.context import JobContext
+    from inference_server.jobs.failures import JobInput
     from inference_server.jobs.manager import JobManager
+    from inference_server.store.artifacts import ArtifactStore
 
 # What to tell a user whose server lacks a package a capability needs.
 INSTALL_HINT = "reinstall the server with `pip install 'keygrip[server]'` (mediapipe==0.10.21 bundles it)"
@@ -123,6 +125,14 @@ class JobHandler(Generic[RequestT]):
 
     def close(self) -> None:
         """Release what setup() took; called when the worker stops."""
+
+    def describe(self, request: RequestT, artifacts: ArtifactStore | None) -> JobInput:
+        """The job's input as the user knows it and what the job does to it, for the messages of a job
+        that fails ("while capturing shot.mp4"). Cheap, and must not need setup(): it also runs for a
+        job whose handler could not be set up. The default names the request's first MediaInput."""
+        from inference_server.jobs.failures import describe_request
+
+        return describe_request(request, artifacts)
 
     def unpack(self, packed: any_pb2.Any) -> RequestT:
         """The job's request, from the google.protobuf.Any the job store keeps."""

@@ -3,18 +3,23 @@
     keygrip serve --listen 127.0.0.1:50051 --data-dir ~/keygrip-data
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
     keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
+    keygrip retarget CLIP_OR_BVH --rig rig.json --out result.bvh
 
 VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
 numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
-    keygrip retarget CLIP_OR_BVH --rig rig.json --out result.bvh
+
+An error ends the command with one line on stderr, `keygrip: CODE: what happened and what to do`, and
+exit status 1; `--debug` (or KEYGRIP_DEBUG=1) also prints the traceback of an unexpected one.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -239,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"host:port or unix:///path (default {DEFAULT_ADDRESS}, or KEYGRIP_ADDRESS)")
     parser.add_argument("--token", default=os.environ.get("KEYGRIP_TOKEN"), help="bearer token (or KEYGRIP_TOKEN)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--debug", action="store_true", default=os.environ.get("KEYGRIP_DEBUG", "") not in ("", "0"),
+                        help="print the traceback of an unexpected error (or KEYGRIP_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run an inference server")
@@ -318,11 +325,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Client(args.address, args.token) as client:
             return _COMMANDS[args.command](client, args)
-    except errors.KeygripError as exc:
-        print(f"keygrip: {exc.message}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        print(f"keygrip: {error_line(exc, args.debug)}", file=sys.stderr)
+        if args.debug and not isinstance(exc, errors.KeygripError):
+            traceback.print_exc()
+        return 1
+
+
+def error_line(exc: BaseException, debug: bool = False) -> str:
+    """One line for a failed command: the status code and the message; never a traceback or a repr."""
+    if isinstance(exc, errors.KeygripError):
+        text = " ".join(exc.message.split())  # a server message never spans lines here
+        return f"{exc.code}: {text}" if exc.code and exc.code != "UNKNOWN" else text
+    if isinstance(exc, OSError) and exc.strerror:
+        code = errno.errorcode.get(exc.errno or 0, "OS_ERROR")
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{code}: {exc.strerror}:{where}; check the path and its permissions"
+    what = f"{type(exc).__name__}: {' '.join(str(exc).split())}".rstrip(": ")
+    hint = "the traceback is below" if debug else "run it again with --debug (or KEYGRIP_DEBUG=1) for the traceback"
+    return (f"INTERNAL: the keygrip command hit an unexpected error ({what}); this is a bug in Keygrip: {hint}, "
+            "and report it")
 
 
 if __name__ == "__main__":

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import cast
 
 import grpc
 
+_ERROR_ID = re.compile(r"\(error id ([0-9a-f]{8})\)")
+
 
 class KeygripError(Exception):
-    """Base class. `code` is the gRPC status code name, `reason` the server's ErrorInfo reason."""
+    """Base class. `code` is the gRPC status code name, `reason` the server's ErrorInfo reason.
+
+    error_id: for a bug on the server (INTERNAL) and the like, the id that finds the server's log line
+    with the traceback (it is in the message too); "" otherwise.
+    """
 
     code = "UNKNOWN"
 
-    def __init__(self, message: str, *, code: str | None = None, reason: str = "") -> None:
+    def __init__(self, message: str, *, code: str | None = None, reason: str = "", error_id: str = "") -> None:
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.reason = reason
+        match = None if error_id else _ERROR_ID.search(message)
+        self.error_id = error_id or (match.group(1) if match else "")
 
 
 class InvalidArgument(KeygripError):
@@ -44,6 +53,12 @@ class Unauthenticated(KeygripError):
     code = "UNAUTHENTICATED"
 
 
+class Internal(KeygripError):
+    """A bug in the server; error_id names its log line."""
+
+    code = "INTERNAL"
+
+
 class ServerUnavailable(KeygripError):
     """The server cannot be reached: not running, wrong address, or the connection broke.
 
@@ -67,16 +82,16 @@ class JobCancelled(KeygripError):
 
 _BY_CODE: dict[str, type[KeygripError]] = {
     cls.code: cls for cls in (InvalidArgument, NotFound, FailedPrecondition, ResourceExhausted,
-                              PermissionDenied, Unauthenticated, ServerUnavailable)
+                              PermissionDenied, Unauthenticated, ServerUnavailable, Internal)
 }
 
 
-def _reason(err: grpc.RpcError) -> str:
-    """The ErrorInfo reason from google.rpc status details, if the server sent one."""
+def _error_info(err: grpc.RpcError) -> tuple[str, dict[str, str]]:
+    """The ErrorInfo reason and metadata from google.rpc status details, if the server sent them."""
     try:
         from google.rpc import error_details_pb2, status_pb2
     except ImportError:  # googleapis-common-protos is optional for hosts
-        return ""
+        return "", {}
     for item in err.trailing_metadata() or ():
         key, value = cast("tuple[str, bytes]", item)  # the stubs say _Metadatum; it is a (key, value) pair
         if key == "grpc-status-details-bin":
@@ -84,8 +99,8 @@ def _reason(err: grpc.RpcError) -> str:
             for detail in status.details:
                 info = error_details_pb2.ErrorInfo()
                 if detail.Unpack(info):
-                    return info.reason
-    return ""
+                    return info.reason, dict(info.metadata)
+    return "", {}
 
 
 def from_rpc_error(err: grpc.RpcError, address: str = "") -> KeygripError:
@@ -98,7 +113,8 @@ def from_rpc_error(err: grpc.RpcError, address: str = "") -> KeygripError:
     if code == grpc.StatusCode.CANCELLED:
         return JobCancelled(details)
     cls = _BY_CODE.get(code.name, KeygripError)
-    return cls(details, code=code.name, reason=_reason(err))
+    reason, metadata = _error_info(err)
+    return cls(details, code=code.name, reason=reason, error_id=metadata.get("error_id", ""))
 
 
 def for_job_error(code: str, reason: str, message: str) -> KeygripError:

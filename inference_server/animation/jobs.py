@@ -7,8 +7,9 @@ import io
 
 from inference_server.capability import JobHandler
 from inference_server.jobs.context import JobContext
+from inference_server.jobs.failures import JobInput, artifact_name
 from inference_server.motion.clip import MotionClip
-from inference_server.store.artifacts import artifact_ref
+from inference_server.store.artifacts import ArtifactStore, artifact_ref
 from keygrip.v1 import animation_pb2, motion_pb2
 
 _ROOT_MODES = {
@@ -39,6 +40,20 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
 
     def setup(self) -> None:
         importlib.import_module("inference_server.animation.retarget")  # with SciPy, once per worker
+
+    def describe(self, request: animation_pb2.RetargetRequest, artifacts: ArtifactStore | None) -> JobInput:
+        source = request.source
+        which = source.WhichOneof("source")
+        if which == "bvh_artifact_id":
+            name = artifact_name(source.bvh_artifact_id, artifacts)
+        elif which == "clip_artifact_id":
+            name = artifact_name(source.clip_artifact_id, artifacts, "the captured clip")
+        elif which == "bvh_path":
+            name = source.bvh_path
+        else:
+            name = "the motion"
+        return JobInput(name=name, doing="retargeting", kind="motion or rig", smaller="a shorter frame range",
+                        after=f" onto the rig {request.rig.name}" if request.rig.name else " onto the rig")
 
     def run(self, request: animation_pb2.RetargetRequest, ctx: JobContext) -> animation_pb2.RetargetResult:
         from inference_server.animation.mapping import BoneMap

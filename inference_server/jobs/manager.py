@@ -16,13 +16,16 @@ from collections.abc import AsyncIterator
 from google.protobuf import any_pb2, message, timestamp_pb2
 
 from inference_server.config import Config
-from inference_server.errors import FailedPrecondition, NotFound, ResourceExhausted
+from inference_server.errors import FailedPrecondition, NotFound, ResourceExhausted, new_error_id
+from inference_server.jobs import faults
+from inference_server.jobs.failures import JobInput, describe_request, died_message
 from inference_server.jobs.messages import (
     CancelJob,
     FromWorker,
     JobDone,
     JobFailed,
     JobProgress,
+    JobStarted,
     RunJob,
     WorkerExited,
     WorkerReady,
@@ -31,6 +34,7 @@ from inference_server.jobs.workers import Worker
 from inference_server.metrics import Metrics
 from inference_server.store import jobs as js
 from inference_server.store.artifacts import ArtifactStore
+from keygrip.client import message_class
 from keygrip.v1 import common_pb2
 
 log = logging.getLogger("keygrip.jobs")
@@ -59,10 +63,12 @@ class JobManager:
         self.watchers: dict[str, set[asyncio.Queue]] = {}
         self.cancel_requested: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = False
 
     # Life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        faults.active()  # a malformed KEYGRIP_TEST_FAULTS stops the server here, not in a job
         self.loop = asyncio.get_running_loop()
         self._recover()
         for i in range(self.config.workers):
@@ -70,13 +76,15 @@ class JobManager:
         self._dispatch()
 
     async def stop(self) -> None:
+        self.stopping = True  # workers exiting from here on are not replaced
         for job_id in [w.job_id for w in self.workers if w.job_id]:
             self._finish(job_id, js.FAILED, error=_INTERRUPTED)
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
         self.workers.clear()
 
     def _spawn(self, index: int) -> Worker:
-        return Worker(index, self.config.data_dir, self._on_worker_message)
+        return Worker(index, self.config.data_dir, self._on_worker_message, log_level=self.config.log_level,
+                      log_format=self.config.log_format)
 
     def _recover(self) -> None:
         """Jobs running when the server last stopped failed; queued ones run again, oldest first."""
@@ -215,8 +223,10 @@ class JobManager:
             self._emit(job_id, state=js.RUNNING, message=f"running on worker {worker.index}")
             if not worker.send(RunJob(job_id, rec.type, rec.request)):
                 worker.job_id = None
-                self._finish(job_id, js.FAILED, error=("UNAVAILABLE", "WORKER_LOST",
-                                                       "the worker process was lost; submit the job again"))
+                self._finish(job_id, js.FAILED, error=(
+                    "UNAVAILABLE", "WORKER_LOST",
+                    f"the worker process for {self._describe(rec).what} was lost before it started; "
+                    "submit the job again"))
         self.metrics.queue_depth.set(len(self.queue))
 
     def _worker_of(self, job_id: str) -> Worker | None:
@@ -241,6 +251,9 @@ class JobManager:
         job_id = msg.job_id
         if worker.job_id != job_id:
             return  # a message from a job already finished (e.g. killed after cancel)
+        if isinstance(msg, JobStarted):
+            worker.job_input = msg.job_input
+            return
         if isinstance(msg, JobProgress):
             progress = common_pb2.Progress(stage=msg.stage, value=msg.value, maximum=msg.maximum, fps=msg.fps,
                                            message=msg.message)
@@ -249,6 +262,7 @@ class JobManager:
             self._emit(job_id, progress=progress, preview=msg.preview_png)
             return
         worker.job_id = None
+        worker.job_input = None
         if isinstance(msg, JobDone):
             self.store.link_artifacts(job_id, list(msg.artifacts))
             self._finish(job_id, js.SUCCEEDED, result=msg.result)
@@ -258,21 +272,39 @@ class JobManager:
         self._dispatch()
 
     def _worker_exited(self, worker: Worker) -> None:
-        if worker not in self.workers:
+        if worker not in self.workers or self.stopping:
             return  # stopped on purpose
-        job_id = worker.job_id
-        worker.job_id = None
+        job_id, job_input = worker.job_id, worker.job_input
+        worker.job_id, worker.job_input = None, None
+        worker.process.join(timeout=1.0)  # its pipe closed as it exited: the exit code follows at once
         code = worker.process.exitcode
         if job_id is not None:
             if job_id in self.cancel_requested:
                 self._finish(job_id, js.CANCELLED, error=("CANCELLED", "CANCELLED", "cancelled by the user"))
             else:
+                rec = self.store.get(job_id)
+                job = job_input or (self._describe(rec) if rec is not None else JobInput("this job"))
+                error_id = new_error_id()
+                # No traceback can come from a dead process; faulthandler wrote one above if it crashed.
+                log.error("worker %d died (exit code %s) while %s (error id %s)", worker.index, code, job.what,
+                          error_id, extra={"job_id": job_id, "error_id": error_id, "exit_code": code,
+                                           "input": job.name})
                 self._finish(job_id, js.FAILED, error=(
                     "INTERNAL", "WORKER_DIED",
-                    f"the worker process died (exit code {code}) while running this job; "
-                    "if it ran out of memory, try a shorter frame range"))
+                    died_message(job, "worker process", code, error_id)))
         log.warning("worker %d exited (code %s); starting a new one", worker.index, code)
         self.workers[self.workers.index(worker)] = self._spawn(worker.index)
+
+    def _describe(self, rec: js.JobRecord) -> JobInput:
+        """What a job works on, from its stored request, for when its worker could not say."""
+        try:
+            packed = any_pb2.Any.FromString(rec.request)
+            request = message_class(packed.TypeName())()
+            packed.Unpack(request)
+            return describe_request(request, self.artifacts)
+        except Exception:
+            log.exception("describing job %s failed", rec.id)
+            return JobInput(name=f"this {rec.type} job")
 
     def _finish(self, job_id: str, state: common_pb2.JobState.ValueType, *, result: bytes | None = None,
                 error: tuple[str, str, str] | None = None) -> None:

@@ -4,13 +4,15 @@ Every message is a small frozen dataclass (picklable, checked by type on arrival
 tuple whose meaning hangs on its position:
 
     front -> worker: RunJob | CancelJob | StopWorker
-    worker -> front: WorkerReady | JobProgress | JobDone | JobFailed
+    worker -> front: WorkerReady | JobStarted | JobProgress | JobDone | JobFailed
                      (WorkerExited is made up by the front's reader thread when the pipe closes)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from inference_server.jobs.failures import JobInput
 
 # Front -> worker ---------------------------------------------------------------------------------
 
@@ -46,6 +48,14 @@ class WorkerReady:
     """The worker started and waits for jobs."""
 
     pid: int
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    """The worker took the job: what it works on, in the user's words (for messages if the worker dies)."""
+
+    job_id: str
+    job_input: JobInput
 
 
 @dataclass(frozen=True)
@@ -87,4 +97,4 @@ class WorkerExited:
     pid: int | None
 
 
-FromWorker = WorkerReady | JobProgress | JobDone | JobFailed | WorkerExited
+FromWorker = WorkerReady | JobStarted | JobProgress | JobDone | JobFailed | WorkerExited

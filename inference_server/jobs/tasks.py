@@ -15,8 +15,10 @@ over (a Ray remote function per task, ray.cancel(force=True) to terminate):
 A task is a module-level (picklable) function with picklable arguments and result, called as
 fn(*args), or as fn(*args, report=report) when on_progress is given: each report(value) reaches
 on_progress(value) in the submitting thread, during wait(). A KeygripError raised by a task is
-raised again by result(); any other exception becomes a RuntimeError naming the task. Leaving the
-`with` block ends the tasks still running (after an error or a cancel), so none outlives the job.
+raised again by result(), and so is a MemoryError; any other exception, and a task process that
+died, become a TaskFailed (a RuntimeError naming the task) that carries the task's own traceback as
+its __cause__, for the job's log line. Leaving the `with` block ends the tasks still running (after
+an error or a cancel), so none outlives the job.
 
 LocalTaskRunner starts one spawned process per task at submit time, as many as the job asks for.
 Each task process also ends when the process that submitted it dies (a job worker killed after
@@ -30,6 +32,7 @@ import os
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -89,6 +92,33 @@ class TaskRunner(Protocol):
     def group(self) -> TaskGroup: ...
 
 
+class TaskFailed(RuntimeError):
+    """A task raised something other than a KeygripError (a bug), or its process died.
+
+    task: the task's name; error: "TypeName: message" of what it raised (empty when it died);
+    exitcode: the process's exit code when it died (negative: killed by that signal), else None.
+    remote_traceback: the traceback in the task's process, also set as __cause__ when raised.
+    """
+
+    def __init__(self, task: str, error: str = "", exitcode: int | None = None, remote_traceback: str = "") -> None:
+        super().__init__(f"{task} died (exit {exitcode})" if exitcode is not None else f"{task} failed: {error}")
+        self.task, self.error, self.exitcode, self.remote_traceback = task, error, exitcode, remote_traceback
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (TaskFailed, (self.task, self.error, self.exitcode, self.remote_traceback))
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in another process, shown as the cause of the local one."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\n{self.text}"
+
+
 # Messages from a task process to its group ---------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -129,10 +159,16 @@ def _task_main(out: multiprocessing.Queue[Any], index: int, name: str, fn: Calla
     try:
         kwargs = {"report": lambda v: out.put(_Progress(index, v))} if reports else {}
         out.put(_Result(index, fn(*args, **kwargs)))
-    except KeygripError as exc:
+    except (KeygripError, MemoryError) as exc:
         out.put(_Failure(index, exc))
     except Exception as exc:  # a bug; it must still reach the group, which would wait for it
-        out.put(_Failure(index, RuntimeError(f"{name} failed: {exc!r}")))
+        out.put(_Failure(index, TaskFailed(name, _describe(exc), remote_traceback=traceback.format_exc())))
+
+
+def _describe(exc: BaseException) -> str:
+    """"ZeroDivisionError: division by zero", never a repr."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class LocalTask(Generic[T]):
@@ -232,7 +268,10 @@ class LocalTaskGroup:
         elif isinstance(msg, _Result):
             task._finish(value=msg.value)
         else:
-            task._finish(error=msg.error)
+            error = msg.error
+            if isinstance(error, TaskFailed) and error.remote_traceback:
+                error.__cause__ = RemoteTraceback(error.remote_traceback)
+            task._finish(error=error)
 
     def _reap(self) -> None:
         """Fail the tasks whose process ended without sending a result."""
@@ -241,7 +280,7 @@ class LocalTaskGroup:
             return
         self._receive(0)  # what a process sent is in the pipe by the time it has exited
         for task in ended:
-            task._finish(error=RuntimeError(f"{task.name} died (exit {task.process.exitcode})"))
+            task._finish(error=TaskFailed(task.name, exitcode=task.process.exitcode))
 
 
 class LocalTaskRunner:

@@ -6,10 +6,16 @@ names for the job's type (inference_server/capabilities.py): one instance per jo
 set up when the first job of that type arrives and kept for the next ones. Cancellation is
 cooperative (the handler calls check_cancelled between frames or steps); a worker that does not stop
 within the grace period is killed and replaced, so a cancel always takes effect.
+
+A job that fails ends with a status whose message names the user's input (jobs/failures.py), and
+the worker logs it with its traceback; an unexpected error gets an error id in both. Before a job
+runs, the worker tells the front what the job works on (JobStarted), so that the front can say it
+too if the worker dies under the job; faulthandler writes the Python traceback of a crash.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
 import multiprocessing as mp
@@ -17,7 +23,6 @@ import os
 import shutil
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -27,13 +32,16 @@ from google.protobuf import any_pb2
 
 from inference_server.capabilities import job_handlers
 from inference_server.capability import JobHandler
-from inference_server.errors import JobCancelled, KeygripError
+from inference_server.errors import JobCancelled
+from inference_server.jobs import faults
+from inference_server.jobs.failures import JobInput, failure_for
 from inference_server.jobs.messages import (
     CancelJob,
     FromWorker,
     JobDone,
     JobFailed,
     JobProgress,
+    JobStarted,
     RunJob,
     StopWorker,
     ToWorker,
@@ -41,6 +49,7 @@ from inference_server.jobs.messages import (
     WorkerReady,
 )
 from inference_server.jobs.tasks import LocalTaskRunner, TaskRunner
+from inference_server.logs import setup_logging
 from inference_server.store.artifacts import Artifact, ArtifactStore
 
 log = logging.getLogger("keygrip.workers")
@@ -52,9 +61,10 @@ class WorkerContext:
     """The JobContext a handler sees inside a worker process."""
 
     def __init__(self, conn: Connection, job_id: str, artifacts: ArtifactStore, scratch: Path,
-                 tasks: TaskRunner) -> None:
+                 tasks: TaskRunner, job_type: str = "") -> None:
         self._conn = conn
         self.job_id = job_id
+        self.job_type = job_type
         self.artifacts = artifacts
         self.scratch = scratch
         self.tasks = tasks
@@ -64,6 +74,7 @@ class WorkerContext:
 
     def progress(self, stage: str, value: float, maximum: float, message: str = "", *,
                  fps: float = 0.0, preview_png: bytes = b"") -> None:
+        faults.trigger(self.job_type, stage)  # a no-op unless the server was started with test faults
         now = time.monotonic()
         # Throttle: watchers need a smooth bar, not one event per frame.
         if now - self._last_sent < _PROGRESS_INTERVAL_S and value < maximum and not preview_png:
@@ -101,11 +112,24 @@ class Handlers:
     def get(self, job_type: str) -> JobHandler[Any]:
         handler = self._made.get(job_type)
         if handler is None:
-            module, name = self.paths[job_type].split(":")
-            handler = getattr(importlib.import_module(module), name)()
+            handler = self._new(job_type)
             handler.setup()  # a setup that fails is tried again by the next job of this type
             self._made[job_type] = handler
         return handler
+
+    def _new(self, job_type: str) -> JobHandler[Any]:
+        module, name = self.paths[job_type].split(":")
+        handler: JobHandler[Any] = getattr(importlib.import_module(module), name)()
+        return handler
+
+    def describe(self, job_type: str, request: bytes, artifacts: ArtifactStore) -> JobInput:
+        """What the job works on, in the user's words (JobHandler.describe), whatever else fails."""
+        try:
+            handler = self._made.get(job_type) or self._new(job_type)
+            return handler.describe(handler.unpack(any_pb2.Any.FromString(request)), artifacts)
+        except Exception:
+            log.exception("describing a %s job failed", job_type)
+            return JobInput(name=f"this {job_type} job")
 
     def close(self) -> None:
         for handler in self._made.values():
@@ -118,31 +142,30 @@ class Handlers:
 
 def _run(handlers: Handlers, conn: Connection, msg: RunJob, artifacts: ArtifactStore, scratch_root: Path,
          tasks: TaskRunner) -> None:
+    job = handlers.describe(msg.job_type, msg.request, artifacts)
+    conn.send(JobStarted(msg.job_id, job))
     scratch = scratch_root / msg.job_id
-    scratch.mkdir(parents=True, exist_ok=True)
-    ctx = WorkerContext(conn, msg.job_id, artifacts, scratch, tasks)
     try:
+        scratch.mkdir(parents=True, exist_ok=True)
+        ctx = WorkerContext(conn, msg.job_id, artifacts, scratch, tasks, msg.job_type)
         handler = handlers.get(msg.job_type)
         result = handler.run(handler.unpack(any_pb2.Any.FromString(msg.request)), ctx)
         packed = any_pb2.Any()
         packed.Pack(result)
         conn.send(JobDone(msg.job_id, packed.SerializeToString(), ctx.produced))
-    except KeygripError as exc:
-        conn.send(JobFailed(msg.job_id, exc.code.name, exc.reason, exc.message))
-    except MemoryError:
-        conn.send(JobFailed(msg.job_id, "RESOURCE_EXHAUSTED", "OUT_OF_MEMORY",
-                            "the worker ran out of memory; try a shorter frame range or fewer workers"))
-    except Exception as exc:  # a bug: report it rather than kill the worker
-        log.error("job %s crashed:\n%s", msg.job_id, traceback.format_exc())
-        conn.send(JobFailed(msg.job_id, "INTERNAL", "INTERNAL", f"internal error: {exc!r}"))
+    except Exception as exc:  # whatever it is, the job ends with a status and the worker lives on
+        failure = failure_for(exc, job, job_id=msg.job_id, job_type=msg.job_type, log=log)
+        conn.send(JobFailed(msg.job_id, failure.code, failure.reason, failure.message))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def worker_main(conn: Connection, data_dir: str) -> None:
+def worker_main(conn: Connection, data_dir: str, log_level: str = "INFO", log_format: str = "json") -> None:
     """Entry point of a worker process."""
     import signal
 
+    setup_logging(log_level, log_format)  # the front's log format, on the same stderr
+    faulthandler.enable()  # a crash in native code (a decoder, MediaPipe) still leaves a traceback
     # Ctrl+C in the terminal reaches the whole process group: let the front shut workers down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The front starts workers as daemons (they end with it), and a daemon may not start processes;
@@ -172,16 +195,18 @@ class Worker:
     """The front's handle on one worker process; a reader thread forwards its messages."""
 
     def __init__(self, index: int, data_dir: Path,
-                 on_message: Callable[[Worker, FromWorker], None]) -> None:
+                 on_message: Callable[[Worker, FromWorker], None], *, log_level: str = "INFO",
+                 log_format: str = "json") -> None:
         self.index = index
         self.on_message = on_message
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=worker_main, args=(child, str(data_dir)),
+        self.process = ctx.Process(target=worker_main, args=(child, str(data_dir), log_level, log_format),
                                    name=f"keygrip-worker-{index}", daemon=True)
         self.process.start()
         child.close()
         self.job_id: str | None = None
+        self.job_input: JobInput | None = None  # what the running job works on (JobStarted)
         self._send_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name=f"keygrip-reader-{index}", daemon=True)
         self._reader.start()

@@ -6,7 +6,8 @@ import importlib
 
 from inference_server.capability import JobHandler
 from inference_server.jobs.context import JobContext
-from inference_server.store.artifacts import artifact_ref, local_path
+from inference_server.jobs.failures import JobInput, describe_media
+from inference_server.store.artifacts import ArtifactStore, artifact_ref, local_path
 from keygrip.v1 import common_pb2, media_pb2
 
 
@@ -16,6 +17,9 @@ class ProbeHandler(JobHandler[media_pb2.ProbeMediaRequest]):
     def setup(self) -> None:
         # PyAV and OpenCV load once per worker, before the first job's clock starts.
         importlib.import_module("inference_server.media.video")
+
+    def describe(self, request: media_pb2.ProbeMediaRequest, artifacts: ArtifactStore | None) -> JobInput:
+        return describe_media(request.input, artifacts, "probing", "footage")
 
     def run(self, request: media_pb2.ProbeMediaRequest, ctx: JobContext) -> media_pb2.ProbeMediaResult:
         from inference_server.media import video

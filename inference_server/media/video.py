@@ -117,6 +117,14 @@ def probe(path: str | Path) -> MediaInfo:
     median_dt, variable = _frame_spacing(packets.pts)
     tb = float(stream.time_base) if stream.time_base else 0.0
     fps = float(rate) if rate else (1.0 / (median_dt * tb) if median_dt and tb else 0.0)
+    # The mean rate over the whole clip, from its timestamps: a GIF's delays (7, 7, 6 hundredths)
+    # or a phone's variable rate give FFmpeg's nominal rate from the first frames only.
+    # Timestamps are whole ticks (milliseconds in MKV), so a short clip's mean is only that exact.
+    span = packets.pts[-1] - packets.pts[0] if len(packets.pts) >= 2 else 0
+    if span > 0 and tb:
+        mean = (len(packets.pts) - 1) / (span * tb)
+        if not fps or abs(fps - mean) > max(0.01, 2.0 / span) * mean:
+            fps = mean
     if fps <= 0:
         raise InvalidInput(f"{p.name}: the video has no usable frame rate; convert it to H.264 MP4.")
     if len(packets.pts) >= 2 and tb:
@@ -222,7 +230,9 @@ def _check_file(path: str | Path) -> Path:
 
 def _open_video(p: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     try:
-        container = av.open(str(p), mode="r")
+        # Cameras write metadata in other encodings than UTF-8 (a Latin-1 handler name): replace
+        # what does not decode rather than refuse the whole file.
+        container = av.open(str(p), mode="r", metadata_errors="replace")
     except av.error.FFmpegError as e:
         raise InvalidInput(
             f"{p.name}: not a readable video ({e.strerror or e}). Pick a video file (MP4, MOV, MKV, ...) "
@@ -232,6 +242,10 @@ def _open_video(p: Path) -> tuple[av.container.InputContainer, av.video.stream.V
         container.close()
         raise InvalidInput(f"{p.name}: the file has no video stream (audio only?); pick a video file.")
     stream = container.streams.video[0]
+    if stream.codec_context is None:
+        container.close()
+        raise InvalidInput(f"{p.name}: its video codec is unknown to Keygrip's decoder (or the file's header is "
+                           "damaged); convert it to H.264 MP4.")
     # Frame threading roughly doubles decode speed. It drops the last frames before a damaged packet,
     # so probe decodes with it too and counts exactly the frames iter_frames yields.
     stream.thread_type = "AUTO"
@@ -367,7 +381,7 @@ def _read_image(f: Path) -> np.ndarray:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     # OpenCV reads no DPX, and EXR only when enabled at import: FFmpeg's image decoders read both.
     try:
-        with av.open(str(f), mode="r") as container:
+        with av.open(str(f), mode="r", metadata_errors="replace") as container:
             for frame in container.decode(video=0):
                 if "f32" in frame.format.name or "f16" in frame.format.name:
                     return _linear_to_srgb8(np.asarray(frame.to_ndarray())[..., :3])

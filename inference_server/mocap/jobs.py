@@ -7,9 +7,10 @@ import io
 
 from inference_server.capability import JobHandler
 from inference_server.jobs.context import JobContext
+from inference_server.jobs.failures import JobInput, describe_media
 from inference_server.mocap.options import options_from_request
 from inference_server.motion.clip import FrameFlag
-from inference_server.store.artifacts import artifact_ref, input_name, local_path
+from inference_server.store.artifacts import ArtifactStore, artifact_ref, input_name, local_path
 from keygrip.v1 import mocap_pb2
 
 
@@ -27,6 +28,10 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
     def setup(self) -> None:
         importlib.import_module("mediapipe")
         importlib.import_module("inference_server.mocap.capture")
+
+    def describe(self, request: mocap_pb2.CaptureMotionRequest, artifacts: ArtifactStore | None) -> JobInput:
+        return describe_media(request.input, artifacts, "capturing", "footage",
+                              smaller="a shorter frame range (start and end frame), or without hands and face")
 
     def run(self, request: mocap_pb2.CaptureMotionRequest, ctx: JobContext) -> mocap_pb2.CaptureMotionResult:
         from inference_server.media.video import gap_warnings
