@@ -16,6 +16,7 @@ inside worker processes.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -86,8 +87,9 @@ class Capability:
 
     name: short name ("mocap"), the prefix of its feature names.
     service_name: the full name of its gRPC service ("keygrip.v1.MotionCapture"), for reflection.
-    add_service: registers its servicer on the server; it should import the servicer module
-        itself, so that importing the capability package stays light.
+    service: "module:function" that registers its servicer on a server, called as
+        function(server, parts); imported only when the server assembles itself, so that importing
+        the capability package stays light.
     handlers: job type -> "module:HandlerClass" (a JobHandler subclass); imported only inside
         worker processes.
     features: readiness checks, cheap and without loading a model (they run at server start).
@@ -96,10 +98,15 @@ class Capability:
 
     name: str
     service_name: str
-    add_service: Callable[[grpc.aio.Server, ServerParts], None]
+    service: str
     handlers: Mapping[str, str] = field(default_factory=dict)
     features: Callable[[], list[Feature]] = _no_features
     models: Callable[[], list[ModelSpec]] = _no_models
+
+    def add_service(self, server: grpc.aio.Server, parts: ServerParts) -> None:
+        """Register the capability's servicer on the server."""
+        module, function = self.service.split(":")
+        getattr(importlib.import_module(module), function)(server, parts)
 
 
 RequestT = TypeVar("RequestT", bound=message.Message)

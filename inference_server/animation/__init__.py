@@ -18,29 +18,18 @@ Host-neutral numpy; importing this package stays light (the gRPC front does).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from inference_server.capability import Capability, Feature, ServerParts
+from inference_server.capability import Capability, Feature
 from keygrip.v1 import animation_pb2
-
-if TYPE_CHECKING:
-    import grpc
 
 
 def features() -> list[Feature]:
     return [Feature("animation.retarget", True), Feature("animation.bvh", True)]
 
 
-def _add_service(server: grpc.aio.Server, parts: ServerParts) -> None:
-    from inference_server.animation.service import add_to_server
-
-    add_to_server(server, parts)
-
-
 CAPABILITY = Capability(
     name="animation",
     service_name=animation_pb2.DESCRIPTOR.services_by_name["Animation"].full_name,
-    add_service=_add_service,
+    service="inference_server.animation.service:add_to_server",
     handlers={"retarget": "inference_server.animation.jobs:RetargetHandler"},
     features=features,
 )

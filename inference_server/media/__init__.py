@@ -10,13 +10,8 @@ Import video.py where frames are needed: this package itself stays light for the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from inference_server.capability import INSTALL_HINT, Capability, Feature, ServerParts, package_dir
+from inference_server.capability import INSTALL_HINT, Capability, Feature, package_dir
 from keygrip.v1 import media_pb2
-
-if TYPE_CHECKING:
-    import grpc
 
 
 def features() -> list[Feature]:
@@ -24,16 +19,10 @@ def features() -> list[Feature]:
     return [Feature("media.probe", has_av, "PyAV is not installed; " + INSTALL_HINT)]
 
 
-def _add_service(server: grpc.aio.Server, parts: ServerParts) -> None:
-    from inference_server.media.service import add_to_server
-
-    add_to_server(server, parts)
-
-
 CAPABILITY = Capability(
     name="media",
     service_name=media_pb2.DESCRIPTOR.services_by_name["Media"].full_name,
-    add_service=_add_service,
+    service="inference_server.media.service:add_to_server",
     handlers={"probe_media": "inference_server.media.jobs:ProbeHandler"},
     features=features,
 )

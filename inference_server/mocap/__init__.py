@@ -21,13 +21,8 @@ Importing this package stays light (the gRPC front does); MediaPipe loads inside
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from inference_server.capability import INSTALL_HINT, Capability, Feature, ModelSpec, ServerParts, package_dir
+from inference_server.capability import INSTALL_HINT, Capability, Feature, ModelSpec, package_dir
 from keygrip.v1 import mocap_pb2, server_pb2
-
-if TYPE_CHECKING:
-    import grpc
 
 # Bundled MediaPipe graphs the capture job uses, relative to the mediapipe package.
 MEDIAPIPE_MODELS = {
@@ -63,16 +58,10 @@ def features() -> list[Feature]:
     ]
 
 
-def _add_service(server: grpc.aio.Server, parts: ServerParts) -> None:
-    from inference_server.mocap.service import add_to_server
-
-    add_to_server(server, parts)
-
-
 CAPABILITY = Capability(
     name="mocap",
     service_name=mocap_pb2.DESCRIPTOR.services_by_name["MotionCapture"].full_name,
-    add_service=_add_service,
+    service="inference_server.mocap.service:add_to_server",
     handlers={"motion_capture": "inference_server.mocap.jobs:CaptureHandler"},
     features=features,
     models=models,
