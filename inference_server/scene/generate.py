@@ -79,7 +79,7 @@ def check_settings(s: GenerateSettings, *, multiple_of: int = 8, world: bool = F
         raise InvalidInput("the prompt is empty: describe what to generate (for example 'weathered red brick wall')")
     for name, value in (("width", s.width), ("height", s.height)):
         if value <= 0 or value % multiple_of:
-            near = max(multiple_of, round(value / multiple_of) * multiple_of)
+            near = max(multiple_of, int(value / multiple_of + 0.5) * multiple_of)
             raise InvalidInput(f"{name} {value} must be a positive multiple of {multiple_of}: try {near}")
         if value > MAX_SIDE:
             raise InvalidInput(f"{name} {value} is larger than {MAX_SIDE}: generate smaller and upscale")
