@@ -319,8 +319,23 @@ def test_settings_are_checked_against_the_pipeline(pipe: Any) -> None:
     check_settings(GenerateSettings(prompt="a", width=1024, height=512), world=True)
     with pytest.raises(InvalidInput, match="2:1"):
         generate_world(pipe, GenerateSettings(prompt="sky", width=32, height=32, steps=2), NullContext())
-    with pytest.raises(InvalidInput, match="multiple of"):  # the tiny pipeline needs multiples of its own factor
+    with pytest.raises(InvalidInput, match="multiple of 8"):
         generate_texture(pipe, GenerateSettings(prompt="a", width=36, height=32, steps=2), NullContext())
+
+
+def test_tiling_needs_sizes_that_divide_down_through_the_unet() -> None:
+    from types import SimpleNamespace
+
+    from inference_server.scene.generate import _multiple_of
+
+    sd15 = SimpleNamespace(vae_scale_factor=8, unet=SimpleNamespace(config=SimpleNamespace(
+        block_out_channels=(320, 640, 1280, 1280))))
+    sdxl = SimpleNamespace(vae_scale_factor=8, unet=SimpleNamespace(config=SimpleNamespace(
+        block_out_channels=(320, 640, 1280))))
+    assert (_multiple_of(sd15, tile=True), _multiple_of(sd15, tile=False)) == (64, 8)
+    assert (_multiple_of(sdxl, tile=True), _multiple_of(sdxl, tile=False)) == (32, 8)
+    with pytest.raises(InvalidInput, match="width 520 must be a positive multiple of 64: try 512"):
+        generate_texture(sd15, GenerateSettings(prompt="a", width=520, height=512), NullContext(), tile=True)
 
 
 # --- EXR ------------------------------------------------------------------------------------------

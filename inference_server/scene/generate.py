@@ -105,7 +105,7 @@ def generate_texture(pipe: Any, s: GenerateSettings, ctx: JobContext, *, tile: b
     pipeline starts from it (img2img), keeping about 1 - strength of it; the text-to-image pipeline is
     turned into its img2img sibling sharing the same components when needed.
     """
-    check_settings(s, multiple_of=_multiple_of(pipe))
+    check_settings(s, multiple_of=_multiple_of(pipe, tile=tile))
     if init_image is not None and not 0.0 < strength <= 1.0:
         raise InvalidInput(f"strength must be more than 0 and at most 1, not {strength}")
     return _run(pipe, s, ctx, axes="xy" if tile else None, init_image=init_image, strength=strength)
@@ -114,13 +114,17 @@ def generate_texture(pipe: Any, s: GenerateSettings, ctx: JobContext, *, tile: b
 def generate_world(pipe: Any, s: GenerateSettings, ctx: JobContext) -> np.ndarray:
     """A (height, 2 * height, 3) float32 sRGB equirectangular panorama in 0..1, periodic in X only
     (its left and right edges meet; the poles do not wrap)."""
-    check_settings(s, multiple_of=_multiple_of(pipe), world=True)
+    check_settings(s, multiple_of=_multiple_of(pipe, tile=True), world=True)
     return _run(pipe, s, ctx, axes="x", init_image=None, strength=1.0)
 
 
-def _multiple_of(pipe: Any) -> int:
-    """The size images must be a multiple of: the VAE's scale times the UNet's own downsampling, at least 8."""
+def _multiple_of(pipe: Any, *, tile: bool) -> int:
+    """The size images must be a multiple of: 8 (the VAE's scale) or, when tiling, the VAE's scale times
+    the UNet's own downsampling (64 for SD 1.x/2.x, 32 for SDXL), so that every level of the UNet sees a
+    whole number of periods and the wrap-around is exact."""
     vae_scale = int(getattr(pipe, "vae_scale_factor", 8))
+    if not tile:
+        return max(8, vae_scale)
     unet = getattr(pipe, "unet", None)
     levels = len(getattr(getattr(unet, "config", None), "block_out_channels", ())) - 1
     return max(8, vae_scale * 2 ** max(levels, 0))
