@@ -188,7 +188,7 @@ def test_tiling_a_transformer_denoiser_is_refused_with_what_to_do() -> None:
     s = GenerateSettings(prompt="brick", width=32, height=32, steps=2)
     with pytest.raises(InvalidInput, match="is a transformer"):
         generate_texture(FluxPipeline(), s, NullContext(), tile=True)
-    with pytest.raises(InvalidInput, match="is a transformer"):
+    with pytest.raises(InvalidInput, match="is a transformer: a world wraps around in X, so pick an SD 1.x/2.x/XL"):
         generate_world(FluxPipeline(), GenerateSettings(prompt="sky", width=64, height=32, steps=2), NullContext())
 
 

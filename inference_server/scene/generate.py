@@ -115,6 +115,9 @@ def generate_world(pipe: Any, s: GenerateSettings, ctx: JobContext) -> np.ndarra
     """A (height, 2 * height, 3) float32 sRGB equirectangular panorama in 0..1, periodic in X only
     (its left and right edges meet; the poles do not wrap)."""
     check_settings(s, multiple_of=_multiple_of(pipe, tile=True), world=True)
+    from inference_server.scene.tiling import check_tileable
+
+    check_tileable(pipe, fix="a world wraps around in X, so pick an SD 1.x/2.x/XL model")
     return _run(pipe, s, ctx, axes="x", init_image=None, strength=1.0)
 
 

@@ -42,18 +42,17 @@ def _model_family(pipe: Any) -> str:
     return name
 
 
-def check_tileable(pipe: Any) -> None:
-    """InvalidInput unless the pipeline denoises with a convolutional UNet (and has a VAE)."""
+TURN_OFF = "turn tiling off or pick an SD 1.x/2.x/XL model"
+
+
+def check_tileable(pipe: Any, *, fix: str = TURN_OFF) -> None:
+    """InvalidInput unless the pipeline denoises with a convolutional UNet and has a VAE; `fix` says what to do."""
     if getattr(pipe, "unet", None) is None:
         if getattr(pipe, "transformer", None) is not None:
-            raise InvalidInput(
-                f"tiling needs a convolutional UNet; {_model_family(pipe)} is a transformer: "
-                "turn tiling off or pick an SD 1.x/2.x/XL model")
-        raise InvalidInput(f"tiling needs a convolutional UNet, and {_model_family(pipe)} has none: "
-                           "turn tiling off or pick an SD 1.x/2.x/XL model")
+            raise InvalidInput(f"tiling needs a convolutional UNet; {_model_family(pipe)} is a transformer: {fix}")
+        raise InvalidInput(f"tiling needs a convolutional UNet, and {_model_family(pipe)} has none: {fix}")
     if getattr(pipe, "vae", None) is None:
-        raise InvalidInput(f"tiling needs the pipeline's VAE, and {_model_family(pipe)} has none: "
-                           "turn tiling off or pick an SD 1.x/2.x/XL model")
+        raise InvalidInput(f"tiling needs the pipeline's VAE, and {_model_family(pipe)} has none: {fix}")
 
 
 def _padded_forward(conv: nn.Conv2d, pad: Pad, periodic_x: bool,
