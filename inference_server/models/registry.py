@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,18 +118,24 @@ class ModelRegistry:
 def load_registry(config: Config) -> ModelRegistry:
     """The config's [models.NAME] tables plus the models added with `keygrip models add`
     (data_dir/models.json); a TOML entry wins over a models.json one of the same name."""
-    tables = {name: ("models.json", table) for name, table in read_models_file(config.data_dir).items()}
+    broken: list[ModelEntry] = []
+    try:
+        added = read_models_file(config.data_dir)
+    except FailedPrecondition as exc:  # the server still starts, and says what is wrong
+        added = {}
+        broken.append(ModelEntry(name=MODELS_FILE, path=config.data_dir / MODELS_FILE, format="unknown",
+                                 family="unknown", size_bytes=0, available=False, reason=exc.message,
+                                 capabilities=(), source="models.json"))
+    tables = {name: ("models.json", table) for name, table in added.items()}
     tables.update({name: ("config", table) for name, table in config.models.items()})
-    return ModelRegistry(inspect_entry(name, table, source=src) for name, (src, table) in tables.items())
+    return ModelRegistry([*broken, *(inspect_entry(name, table, source=src) for name, (src, table) in tables.items())])
 
 
-def publish_config_models(config: Config) -> ModelRegistry:
+def publish_config_models(config: Config) -> None:
     """At server start: write the TOML's models (paths resolved) to data_dir/models-config.json for the
-    workers, which know only the data_dir, and return the registry the front reports."""
-    path = config.data_dir / CONFIG_MODELS_FILE
+    workers, which know only the data_dir."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(path, {"models": config.models})
-    return load_registry(config)
+    _write_json(config.data_dir / CONFIG_MODELS_FILE, {"models": config.models})
 
 
 _worker_data_dir: Path | None = None
@@ -245,6 +251,9 @@ def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> M
                                            "a complete .safetensors file")
 
 
+_MakeEntry = Callable[..., ModelEntry]
+
+
 def _pickle_reason(path: Path) -> str:
     return (f"{path.name} is a pickle checkpoint, which can run code when loaded: convert it to .safetensors, "
             "or set allow_pickle = true for this model (or `keygrip models add PATH --unsafe-pickle`) if you "
@@ -272,19 +281,19 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _inspect_folder(path: Path, allow_pickle: bool, entry: Any) -> ModelEntry:
+def _inspect_folder(path: Path, allow_pickle: bool, entry: _MakeEntry) -> ModelEntry:
     size = _folder_size(path)
     if _has_pickle_weights(path) and not allow_pickle:
-        return entry("diffusers", "unknown", _pickle_reason(path), size=size)  # type: ignore[no-any-return]
+        return entry("diffusers", "unknown", _pickle_reason(path), size=size)
     index = path / "model_index.json"
     if index.is_file():
         family = folder_family(path)
-        return entry("diffusers", family, size=size)  # type: ignore[no-any-return]
+        return entry("diffusers", family, size=size)
     config = path / "config.json"
     if config.is_file():
         cls = str(_read_json(config).get("_class_name", ""))
-        return entry("diffusers", _MODEL_FAMILIES.get(cls, "unknown"), size=size)  # type: ignore[no-any-return]
-    return entry("diffusers", "unknown",  # type: ignore[no-any-return]
+        return entry("diffusers", _MODEL_FAMILIES.get(cls, "unknown"), size=size)
+    return entry("diffusers", "unknown",
                  f"{path} is not a diffusers folder (no model_index.json or config.json): point at the folder "
                  "save_pretrained wrote, or at a single .safetensors file")
 
@@ -310,16 +319,16 @@ def folder_family(path: Path) -> str:
     return family or "unknown"
 
 
-def _inspect_file(path: Path, name: str, config_path: Path | None, allow_pickle: bool, entry: Any) -> ModelEntry:
+def _inspect_file(path: Path, name: str, config_path: Path | None, allow_pickle: bool, entry: _MakeEntry) -> ModelEntry:
     size = path.stat().st_size
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         if not allow_pickle:
-            return entry("single_file", "unknown", _pickle_reason(path), size=size)  # type: ignore[no-any-return]
+            return entry("single_file", "unknown", _pickle_reason(path), size=size)
         # Its family cannot be read without unpickling it (torch): the entry must say it.
-        return entry("single_file", "unknown", size=size)  # type: ignore[no-any-return]
+        return entry("single_file", "unknown", size=size)
     if suffix != ".safetensors":
-        return entry("single_file", "unknown",  # type: ignore[no-any-return]
+        return entry("single_file", "unknown",
                      f"{path.name}: a model is a diffusers folder or a .safetensors file")
     family = file_family(safetensors_header(path))
     reason = ""
@@ -330,7 +339,7 @@ def _inspect_file(path: Path, name: str, config_path: Path | None, allow_pickle:
     elif not (config_path / "model_index.json").is_file() and not (config_path / "config.json").is_file():
         reason = (f"the config folder {config_path} has no model_index.json: point config at a diffusers folder "
                   "of the same kind (the weights in it are not needed)")
-    return entry("single_file", family, reason, size=size)  # type: ignore[no-any-return]
+    return entry("single_file", family, reason, size=size)
 
 
 def safetensors_header(path: Path) -> dict[str, Any]:
