@@ -72,7 +72,7 @@ def tiny_sd_pipeline(work: Path, *, seed: int = SEED, sd2: bool = False) -> Any:
         vocab_size=vocab_size, max_position_embeddings=77, projection_dim=context,
         bos_token_id=bos, eos_token_id=eos, pad_token_id=eos))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False)
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
