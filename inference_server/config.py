@@ -11,6 +11,11 @@ Example keygrip.toml:
     max_upload_bytes = 8589934592
     metrics_listen = "127.0.0.1:9464"   # Prometheus; empty: off
     retention_days = 30
+
+    [models.sd15]                       # diffusion models (inference_server/models); relative paths
+    path = "~/models/sd15"              # are taken from this file's folder. A diffusers folder, or
+    # config = "~/models/sd15-config"   # a single .safetensors file (+ the diffusers config folder
+    # allow_pickle = false              # from_single_file needs); pickle checkpoints only with true
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "json"                  # "json" or "text"
     cancel_grace_seconds: float = 2.0         # after this a worker that ignores cancel is killed
+    # [models.NAME] tables: NAME -> {"path": ..., "config": ..., "allow_pickle": bool}; only from the file
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -65,6 +72,35 @@ class Config:
             raise ValueError("TLS needs both --tls-cert and --tls-key")
         if self.log_format not in ("json", "text"):
             raise ValueError("log_format must be 'json' or 'text'")
+        for name, table in self.models.items():
+            if not isinstance(table, dict) or not isinstance(table.get("path"), str) or not table["path"]:
+                raise ValueError(f"[models.{name}] needs a path: path = \"/models/{name}\" (a diffusers folder "
+                                 "or a .safetensors file)")
+            unknown = set(table) - MODEL_KEYS
+            if unknown:
+                raise ValueError(f"unknown settings in [models.{name}]: {', '.join(sorted(unknown))} "
+                                 f"(known: {', '.join(sorted(MODEL_KEYS))})")
+            if not isinstance(table.get("allow_pickle", False), bool):
+                raise ValueError(f"[models.{name}] allow_pickle must be true or false")
+
+
+# What a [models.NAME] table may hold.
+MODEL_KEYS = frozenset({"path", "config", "allow_pickle"})
+
+
+def _resolve_model_paths(models: Any, base: Path) -> Any:
+    """[models.NAME] paths relative to the configuration file's folder, as absolute paths."""
+    if not isinstance(models, dict):
+        raise ValueError("models must be a table of [models.NAME] tables")
+    resolved: dict[str, Any] = {}
+    for name, table in models.items():
+        if isinstance(table, dict):
+            table = dict(table)
+            for key in ("path", "config"):
+                if isinstance(table.get(key), str) and table[key]:
+                    table[key] = str((base / Path(table[key]).expanduser()).resolve())
+        resolved[name] = table
+    return resolved
 
 
 def is_local_address(address: str) -> bool:
@@ -108,8 +144,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+        if "models" in data:
+            data["models"] = _resolve_model_paths(data["models"], Path(path).expanduser().resolve().parent)
         values.update(data)
     for f in fields(Config):
+        if f.name == "models":
+            continue  # a table: only the file sets it
         env_value = environ.get(_ENV_PREFIX + f.name.upper())
         if env_value is not None:
             values[f.name] = _coerce(f.name, env_value)

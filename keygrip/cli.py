@@ -4,6 +4,7 @@
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
     keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
     keygrip retarget CLIP_OR_BVH --rig rig.json --out result.bvh
+    keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
 
 VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
 numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
@@ -237,6 +238,93 @@ def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _local_model(source: str) -> tuple[str, str, str]:
+    """(family, size, capabilities) of a model whose files are on this machine, read as the server reads
+    them; dashes when the server package is not installed here or the path is not local."""
+    try:
+        from inference_server.models.registry import FAMILY_CAPABILITIES, inspect_entry
+    except ImportError:
+        return "-", "-", "-"
+    if not source or not Path(source).exists():
+        return "-", "-", "-"
+    e = inspect_entry(Path(source).name, {"path": source})
+    return e.family, _size(e.size_bytes), ",".join(FAMILY_CAPABILITIES.get(e.family, ())) or "-"
+
+
+def cmd_models_ls(client: Client, args: argparse.Namespace) -> int:
+    info = client.info()
+    models = [m for m in info.models if m.kind == "diffusers"] if not args.all else list(info.models)
+    if args.json:
+        print(json.dumps([json_format.MessageToDict(m, preserving_proto_field_name=True) for m in models]))
+        return 0
+    if not models:
+        print("no diffusion models on this server: add one with `keygrip models add PATH --name NAME` "
+              "(a diffusers folder or a .safetensors file) and restart the server")
+        return 0
+    print(f"{'NAME':<20} {'FAMILY':<10} {'SIZE':>10}  {'STATE':<9} {'CAPABILITIES':<28} REASON")
+    for m in models:
+        family, size, caps = _local_model(m.source) if m.kind == "diffusers" else (m.kind, "-", "-")
+        state = server_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_").lower()
+        if m.state not in _MODEL_READY:
+            caps = "-"
+        print(f"{m.name:<20} {family:<10} {size:>10}  {state:<9} {caps:<28} {m.reason}".rstrip())
+    return 0
+
+
+def cmd_models_add(args: argparse.Namespace) -> int:
+    try:
+        from inference_server.config import default_data_dir
+        from inference_server.models.registry import FAMILIES, MODELS_FILE, add_model
+    except ImportError:
+        raise errors.FailedPrecondition("`keygrip models add` registers a model with a server on this machine: "
+                                        "install the server here (pip install 'keygrip[server]')") from None
+    if args.family and args.family not in FAMILIES:
+        raise errors.InvalidArgument(f"unknown family {args.family!r}: one of {', '.join(FAMILIES)}")
+    data_dir = Path(args.data_dir or os.environ.get("KEYGRIP_DATA_DIR") or default_data_dir()).expanduser()
+    try:
+        entry = add_model(data_dir, args.path, name=args.name or "", config_path=args.config,
+                          allow_pickle=args.unsafe_pickle, family=args.family or "")
+    except ValueError as exc:
+        raise errors.FailedPrecondition(str(exc)) from None
+    caps = ", ".join(entry.capabilities) or "nothing yet"
+    print(f"added {entry.name}: {entry.family}, {_size(entry.size_bytes)}, enables {caps} "
+          f"(in {data_dir / MODELS_FILE})")
+    print("restart the server (keygrip serve) to use it: a running server reads its models when it starts")
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    dest = Path(args.dest or Path.cwd() / args.repo_id.replace("/", "--")).expanduser()
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("", "0", "false", "no")
+    if offline:
+        raise errors.FailedPrecondition(
+            f"cannot download {args.repo_id}: HF_HUB_OFFLINE is set, so this machine is offline for the Hugging "
+            f"Face Hub; unset it and run this again, or download the model elsewhere, copy its folder here and run "
+            f"`keygrip models add DIR`")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise errors.FailedPrecondition(
+            f"cannot download {args.repo_id}: huggingface_hub is not installed here; `pip install huggingface_hub`, "
+            "or download the model elsewhere and run `keygrip models add DIR`") from None
+    try:
+        # Safetensors weights and configs only: never pickle checkpoints.
+        path = snapshot_download(args.repo_id, local_dir=str(dest),
+                                 allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.md"])
+    except Exception as exc:  # network, authentication, unknown repository: one line, with what to do
+        what = " ".join(str(exc).split())[:300]
+        raise errors.FailedPrecondition(
+            f"cannot download {args.repo_id} ({type(exc).__name__}: {what}); check the repository id, the network "
+            "and `huggingface-cli login` for gated models, or download it elsewhere and `keygrip models add DIR`"
+        ) from None
+    print(f"downloaded {args.repo_id} to {path}; register it with `keygrip models add {path}`")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keygrip",
                                      description="Keygrip: AI motion capture and animation for DCC tools")
@@ -305,12 +393,31 @@ def build_parser() -> argparse.ArgumentParser:
     retarget.add_argument("--no-foot-lock", action="store_true")
     retarget.add_argument("--bvh-scale", type=float, help="metres per BVH unit (default: detect)")
     retarget.add_argument("--motion-job", action="store_true", help="MOTION is the id of a finished capture job")
+
+    models = sub.add_parser("models", help="diffusion models: list the server's, register or download one")
+    models_sub = models.add_subparsers(dest="models_action", required=True)
+    models_ls = models_sub.add_parser("ls", help="the server's diffusion models: family, size, state, reason")
+    models_ls.add_argument("--all", action="store_true", help="also the bundled MediaPipe models")
+    add = models_sub.add_parser("add", help="register a diffusers folder or .safetensors file with the local server")
+    add.add_argument("path", type=Path, help="a diffusers folder or a single .safetensors file")
+    add.add_argument("--name", help="what to call it (default: the folder or file name)")
+    add.add_argument("--config", type=Path, help="for a single file: the diffusers config folder of its kind")
+    add.add_argument("--family", help="its family, when it cannot be read from the files (sd1, sd2, sdxl, ...)")
+    add.add_argument("--unsafe-pickle", action="store_true",
+                     help="allow a pickle checkpoint (.ckpt/.bin), which can run code when loaded")
+    add.add_argument("--data-dir", help="the server's data directory (default: KEYGRIP_DATA_DIR or the default)")
+    pull = models_sub.add_parser("pull", help="download a model from the Hugging Face Hub (only when you ask)")
+    pull.add_argument("repo_id", help="e.g. stable-diffusion-v1-5/stable-diffusion-v1-5")
+    pull.add_argument("--dest", help="folder to write (default: ./OWNER--NAME)")
     return parser
 
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap, "retarget": cmd_retarget,
+    "models": cmd_models_ls,
 }
+# Commands that work on this machine's files and need no server.
+_LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"add": cmd_models_add, "pull": cmd_models_pull}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return serve_command(args) if args.command == "serve" else cleanup_command(args)
     try:
+        if args.command == "models" and args.models_action in _LOCAL_COMMANDS:
+            return _LOCAL_COMMANDS[args.models_action](args)
         with Client(args.address, args.token) as client:
             return _COMMANDS[args.command](client, args)
     except KeyboardInterrupt:

@@ -18,5 +18,11 @@ fi
 echo "Setting up $VENV (first run takes a few minutes) ..." >&2
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
+# torch first, pinned: the server extra asks only for torch>=2.4 (so a GPU user can bring a CUDA build),
+# and a torch resolved through diffusers/accelerate could be a CUDA build of several GB. A GPU user
+# installs their CUDA torch into the venv before running this script instead (see the README).
+if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+    "$VENV/bin/python" -m pip install --quiet "torch==${KEYGRIP_TORCH_VERSION:-2.13.0}"
+fi
 "$VENV/bin/python" -m pip install --quiet -e "$ROOT[server,dev]"
 echo "$WANT" > "$STAMP"

@@ -50,6 +50,7 @@ from inference_server.jobs.messages import (
 )
 from inference_server.jobs.tasks import LocalTaskRunner, TaskRunner
 from inference_server.logs import setup_logging
+from inference_server.models.registry import set_worker_data_dir
 from inference_server.store.artifacts import Artifact, ArtifactStore
 
 log = logging.getLogger("keygrip.workers")
@@ -171,6 +172,9 @@ def worker_main(conn: Connection, data_dir: str, log_level: str = "INFO", log_fo
     # The front starts workers as daemons (they end with it), and a daemon may not start processes;
     # a job's tasks (jobs/tasks.py) need to, and they end with this worker by themselves.
     mp.current_process().daemon = False
+    # The model registry a handler builds with inference_server.models.worker_registry() reads this
+    # data_dir (models.json, and the TOML's models the front wrote to models-config.json at start).
+    set_worker_data_dir(Path(data_dir))
     artifacts = ArtifactStore(Path(data_dir) / "artifacts")
     scratch_root = Path(data_dir) / "scratch"
     handlers = Handlers(job_handlers())

@@ -12,6 +12,7 @@ import psutil
 from inference_server import __version__
 from inference_server.capability import Capability
 from inference_server.config import Config
+from inference_server.models import load_registry, model_specs, publish_config_models
 from inference_server.services.errors import rpc_errors
 from keygrip.v1 import server_pb2, server_pb2_grpc
 
@@ -46,6 +47,8 @@ def build_server_info(config: Config, capabilities: Sequence[Capability]) -> ser
         max_upload_bytes=config.max_upload_bytes, max_message_bytes=config.max_message_bytes,
         max_queue=config.max_queue, workers=config.workers, path_inputs=bool(config.allowed_roots)))
 
+    # Diffusion models (inference_server/models): from their files and headers, without torch.
+    diffusion = model_specs(load_registry(config))
     for cap in capabilities:
         for model in cap.models():
             info.models.append(server_pb2.Model(name=model.name, kind=model.kind, state=model.state,
@@ -53,11 +56,15 @@ def build_server_info(config: Config, capabilities: Sequence[Capability]) -> ser
         for feature in cap.features():
             info.capabilities.append(server_pb2.Capability(
                 name=feature.name, available=feature.available, reason="" if feature.available else feature.reason))
+    for model in diffusion:
+        info.models.append(server_pb2.Model(name=model.name, kind=model.kind, state=model.state,
+                                            reason=model.reason, source=model.source))
     return info
 
 
 class ServerService(server_pb2_grpc.ServerServicer):
     def __init__(self, config: Config, capabilities: Sequence[Capability]) -> None:
+        publish_config_models(config)  # the TOML's models, into data_dir for the workers
         self.info = build_server_info(config, capabilities)
 
     @rpc_errors

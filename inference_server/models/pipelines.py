@@ -1,0 +1,229 @@
+"""Devices and loaded pipelines, inside a worker process (imports torch and diffusers).
+
+PipelineCache loads a model's pipelines from local files only (from_pretrained / from_single_file with
+local_files_only=True; huggingface_hub is also put offline before diffusers is imported, so nothing is
+downloaded at run time), keeps them resident under a memory budget (least recently used model unloaded
+first) and shares one model's components between its pipelines (text-to-image and image-to-image are
+the same weights: from_pipe).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+# Before diffusers / transformers import huggingface_hub: a worker never reaches the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from inference_server.errors import FailedPrecondition, InvalidInput, ResourceExhausted  # noqa: E402
+from inference_server.models.registry import ModelEntry, ModelRegistry  # noqa: E402
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+log = logging.getLogger("keygrip.models")
+
+
+@dataclass(frozen=True)
+class Device:
+    kind: str                 # "cuda" | "mps" | "cpu"
+    dtype: torch.dtype        # fp16/bf16 on CUDA, fp16 on MPS, fp32 on CPU
+    index: int = 0            # which CUDA device
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(f"cuda:{self.index}" if self.kind == "cuda" else self.kind)
+
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def pick_device(preference: str = "auto") -> Device:
+    """"auto" (CUDA, then MPS, then CPU), or "cuda", "cuda:1", "mps", "cpu", optionally with a dtype:
+    "cuda:0:bf16", "cpu:fp32". InvalidInput for a device this machine does not have."""
+    parts = preference.lower().split(":") if preference else ["auto"]
+    dtype_name = parts.pop() if parts[-1] in _DTYPES else ""
+    kind = parts[0] if parts else "auto"
+    index = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    if kind == "auto":
+        if torch.cuda.is_available():
+            kind = "cuda"
+        elif torch.backends.mps.is_available():
+            kind = "mps"
+        else:
+            kind = "cpu"
+    if kind == "cuda" and not (torch.cuda.is_available() and index < torch.cuda.device_count()):
+        raise InvalidInput(f"no CUDA device {index} here (this torch: {torch.__version__}); use device \"cpu\" "
+                           "or install a CUDA build of torch")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InvalidInput("no MPS device here; use device \"cpu\"")
+    if kind not in ("cuda", "mps", "cpu"):
+        raise InvalidInput(f"unknown device {preference!r}: use auto, cuda, cuda:N, mps or cpu")
+    if dtype_name:
+        dtype = _DTYPES[dtype_name]
+    elif kind == "cuda":
+        dtype = torch.float16  # what SD checkpoints are trained and published in; bf16 on request
+    elif kind == "mps":
+        dtype = torch.float16
+    else:
+        dtype = torch.float32  # half precision on the CPU is slow and incomplete
+    return Device(kind=kind, dtype=dtype, index=index)
+
+
+# Pipeline classes by family: (text-to-image, image-to-image); None where the family has none.
+_PIPELINES: dict[str, tuple[str | None, str | None]] = {
+    "sd1": ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
+    "sd2": ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
+    "sdxl": ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
+    "sd3": ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline"),
+    "flux": ("FluxPipeline", "FluxImg2ImgPipeline"),
+    "depth": (None, "StableDiffusionDepth2ImgPipeline"),
+}
+
+
+def pipeline_bytes(pipe: Any) -> int:
+    """Memory a pipeline's weights take: its components' parameters and buffers, each tensor once."""
+    seen: set[int] = set()
+    total = 0
+    for component in getattr(pipe, "components", {}).values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        for tensor in (*component.parameters(), *component.buffers()):
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+@dataclass
+class _Loaded:
+    entry: ModelEntry
+    pipes: dict[str, Any] = field(default_factory=dict)   # "base", "text2img", "img2img" -> pipeline
+    size_bytes: int = 0
+
+
+class PipelineCache:
+    """Loaded pipelines, resident in one worker under a memory budget, least recently used unloaded first;
+    pipelines of one model share components (from_pipe)."""
+
+    def __init__(self, registry: ModelRegistry, device: Device, budget_bytes: int | None = None) -> None:
+        self.registry = registry
+        self.device = device
+        self.budget_bytes = budget_bytes  # None: no limit (one model at a time is still freed on demand)
+        self._loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
+
+    # ---- what handlers call ----
+
+    def text2img(self, name: str) -> DiffusionPipeline:
+        """The model's text-to-image pipeline (StableDiffusionPipeline, StableDiffusionXLPipeline, ...)."""
+        return self._pipeline(name, 0)
+
+    def img2img(self, name: str) -> DiffusionPipeline:
+        """The model's image-to-image pipeline, sharing the text-to-image one's components."""
+        return self._pipeline(name, 1)
+
+    def loaded(self) -> list[str]:
+        """Names of the resident models, least recently used first."""
+        return list(self._loaded)
+
+    def resident_bytes(self) -> int:
+        return sum(m.size_bytes for m in self._loaded.values())
+
+    def unload(self, name: str) -> None:
+        model = self._loaded.pop(name, None)
+        if model is None:
+            return
+        model.pipes.clear()
+        del model
+        self._free()
+        log.info("model unloaded", extra={"model": name})
+
+    def unload_all(self) -> None:
+        for name in list(self._loaded):
+            self.unload(name)
+
+    # ---- loading ----
+
+    def _pipeline(self, name: str, which: int) -> DiffusionPipeline:
+        entry = self.registry.get(name)
+        classes = _PIPELINES.get(entry.family)
+        kind = ("text2img", "img2img")[which]
+        if classes is None or classes[which] is None:
+            what = "a ControlNet goes beside a base model" if entry.family == "controlnet" else \
+                f"a {entry.family} model has no {kind} pipeline"
+            raise FailedPrecondition(f"model {name!r} cannot make this: {what}; pick an SD 1.x/2.x, SDXL, SD3 or "
+                                     "Flux model (`keygrip models ls`)", reason="MODEL_UNSUITABLE",
+                                     metadata={"model": name})
+        model = self._loaded.get(name)
+        if model is None:
+            model = self._load(entry)
+        self._loaded.move_to_end(name)
+        pipe = model.pipes.get(kind)
+        if pipe is None:
+            import diffusers
+
+            cls = getattr(diffusers, str(classes[which]))
+            pipe = cls.from_pipe(model.pipes["base"])  # the same modules: no copy, no extra memory
+            pipe.set_progress_bar_config(disable=True)
+            model.pipes[kind] = pipe
+        return pipe
+
+    def _load(self, entry: ModelEntry) -> _Loaded:
+        import diffusers
+
+        text_cls, image_cls = _PIPELINES[entry.family]
+        cls = getattr(diffusers, str(text_cls or image_cls))
+        self._make_room(entry.size_bytes)
+        log.info("loading model", extra={"model": entry.name, "family": entry.family, "format": entry.format,
+                                         "device": self.device.kind})
+        try:
+            if entry.format == "single_file":
+                pipe = cls.from_single_file(str(entry.path), config=str(entry.config_path), local_files_only=True,
+                                            torch_dtype=self.device.dtype)
+            else:
+                pipe = cls.from_pretrained(str(entry.path), local_files_only=True, torch_dtype=self.device.dtype,
+                                           use_safetensors=not entry.pickle)
+            pipe.to(self.device.torch_device)
+        except torch.cuda.OutOfMemoryError:
+            self._free()
+            raise ResourceExhausted(f"model {entry.name!r} does not fit in the GPU's memory: close other GPU "
+                                    "programs, or lower the server's model budget so fewer models stay loaded",
+                                    reason="OUT_OF_MEMORY", metadata={"model": entry.name}) from None
+        except (OSError, ValueError) as exc:
+            raise FailedPrecondition(f"model {entry.name!r} at {entry.path} could not be loaded: "
+                                     f"{' '.join(str(exc).split())[:400]}; check the files (a complete diffusers "
+                                     "folder, or a .safetensors file with its config folder)",
+                                     reason="MODEL_LOAD_FAILED", metadata={"model": entry.name}) from None
+        pipe.set_progress_bar_config(disable=True)
+        model = _Loaded(entry, {"base": pipe}, pipeline_bytes(pipe))
+        if text_cls is not None:
+            model.pipes["text2img"] = pipe
+        else:
+            model.pipes["img2img"] = pipe
+        self._loaded[entry.name] = model
+        self._make_room(0, keep=entry.name)
+        log.info("model loaded", extra={"model": entry.name, "bytes": model.size_bytes})
+        return model
+
+    def _make_room(self, incoming: int, keep: str = "") -> None:
+        """Unload least recently used models until what stays (plus `incoming`) fits the budget."""
+        if self.budget_bytes is None:
+            return
+        for name in list(self._loaded):
+            if self.resident_bytes() + incoming <= self.budget_bytes:
+                return
+            if name != keep:
+                self.unload(name)
+
+    def _free(self) -> None:
+        gc.collect()
+        if self.device.kind == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.kind == "mps":
+            torch.mps.empty_cache()

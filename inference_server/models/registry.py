@@ -1,0 +1,408 @@
+"""Which diffusion models this server knows, what each one is and what it enables.
+
+Models are local: a diffusers folder (model_index.json, or a single model's config.json) or a single
+.safetensors file (plus, for from_single_file offline, the diffusers config folder of its kind).
+They come from the server's TOML ([models.NAME] path = ...) and from `keygrip models add`, which
+keeps them in data_dir/models.json; a TOML entry wins over a models.json one of the same name.
+
+Everything here reads files, JSON configs and the JSON header of .safetensors files only: the gRPC
+front imports this module, and it must never import torch or load weights. Pickle checkpoints (.ckpt,
+.pt, .pth, .bin without a .safetensors beside them) are refused unless the entry sets
+allow_pickle = true: unpickling runs code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference_server.config import MODEL_KEYS, Config, default_data_dir
+from inference_server.errors import FailedPrecondition, NotFound
+
+MODELS_FILE = "models.json"                  # `keygrip models add` writes here
+CONFIG_MODELS_FILE = "models-config.json"    # the front's copy of the TOML's models, for workers
+
+FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "controlnet", "depth", "unknown")
+
+# What each family enables. U-Net families tile (circular padding in their convolutions); the DiT
+# families (sd3, flux) make worlds but not tiling textures; depth-conditioned ones project.
+FAMILY_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "sd1": ("scene.texture", "scene.world"),
+    "sd2": ("scene.texture", "scene.world"),
+    "sdxl": ("scene.texture", "scene.world"),
+    "sd3": ("scene.world",),
+    "flux": ("scene.world",),
+    "depth": ("scene.project",),         # Stable Diffusion 2 depth (depth2img)
+    "controlnet": ("scene.project",),    # a depth ControlNet, used beside an sd1/sd2/sdxl model
+    "unknown": (),
+}
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+ADD_HINT = "keygrip models add PATH --name NAME"
+
+# model_index.json _class_name -> family (the pipeline class names diffusers saves).
+_PIPELINE_FAMILIES = {
+    "StableDiffusionPipeline": "sd1", "StableDiffusionImg2ImgPipeline": "sd1",
+    "StableDiffusionInpaintPipeline": "sd1", "StableDiffusionControlNetPipeline": "sd1",
+    "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
+    "StableDiffusionXLInpaintPipeline": "sdxl", "StableDiffusionXLControlNetPipeline": "sdxl",
+    "StableDiffusionDepth2ImgPipeline": "depth",
+    "StableDiffusion3Pipeline": "sd3", "StableDiffusion3Img2ImgPipeline": "sd3",
+    "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux",
+}
+# A lone model's config.json _class_name -> family.
+_MODEL_FAMILIES = {
+    "ControlNetModel": "controlnet", "SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux",
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model, as checked from its files (nothing loaded)."""
+
+    name: str            # the user's name for it ("sd15", or the folder/file stem)
+    path: Path           # a diffusers folder, or a single .safetensors file
+    format: str          # "diffusers" | "single_file"
+    family: str          # one of FAMILIES
+    size_bytes: int
+    available: bool
+    reason: str          # why not, with the fix; empty when available
+    capabilities: tuple[str, ...]   # e.g. ("scene.texture", "scene.world")
+    config_path: Path | None = None  # the config folder from_single_file needs, when given
+    allow_pickle: bool = False       # the user allowed a pickle checkpoint explicitly
+    source: str = ""                 # where it was registered: "config" (the TOML) or "models.json"
+    missing: bool = False            # the path does not exist (MISSING rather than an error)
+
+    @property
+    def pickle(self) -> bool:
+        """The weights are a pickle checkpoint (loaded only because allow_pickle is set)."""
+        return self.allow_pickle and _has_pickle_weights(self.path)
+
+
+class ModelRegistry:
+    """The server's models by name, checked once when built (build a new one to see changes)."""
+
+    def __init__(self, entries: Iterable[ModelEntry]) -> None:
+        self._entries = {e.name: e for e in entries}
+
+    def entries(self) -> list[ModelEntry]:
+        return sorted(self._entries.values(), key=lambda e: e.name)
+
+    def get(self, name: str) -> ModelEntry:
+        """The entry, if it can be loaded; NotFound (unknown name) or FailedPrecondition (with its fix)."""
+        entry = self._entries.get(name)
+        if entry is None:
+            known = ", ".join(sorted(self._entries)) or "none yet"
+            raise NotFound(f"no model named {name!r} on this server (registered: {known}); add it with "
+                           f"`{ADD_HINT}` (or a [models.{name}] table in the server's TOML) and restart the server",
+                           reason="MODEL_NOT_FOUND", metadata={"model": name})
+        if not entry.available:
+            raise FailedPrecondition(f"model {name!r} cannot be loaded: {entry.reason}",
+                                     reason="MODEL_UNAVAILABLE", metadata={"model": name})
+        return entry
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# ---- where entries come from ----
+
+def load_registry(config: Config) -> ModelRegistry:
+    """The config's [models.NAME] tables plus the models added with `keygrip models add`
+    (data_dir/models.json); a TOML entry wins over a models.json one of the same name."""
+    broken: list[ModelEntry] = []
+    try:
+        added = read_models_file(config.data_dir)
+    except FailedPrecondition as exc:  # the server still starts, and says what is wrong
+        added = {}
+        broken.append(ModelEntry(name=MODELS_FILE, path=config.data_dir / MODELS_FILE, format="unknown",
+                                 family="unknown", size_bytes=0, available=False, reason=exc.message,
+                                 capabilities=(), source="models.json"))
+    tables = {name: ("models.json", table) for name, table in added.items()}
+    tables.update({name: ("config", table) for name, table in config.models.items()})
+    return ModelRegistry([*broken, *(inspect_entry(name, table, source=src) for name, (src, table) in tables.items())])
+
+
+def publish_config_models(config: Config) -> None:
+    """At server start: write the TOML's models (paths resolved) to data_dir/models-config.json for the
+    workers, which know only the data_dir."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(config.data_dir / CONFIG_MODELS_FILE, {"models": config.models})
+
+
+_worker_data_dir: Path | None = None
+_WORKER_ENV = "KEYGRIP_WORKER_DATA_DIR"
+
+
+def set_worker_data_dir(data_dir: Path) -> None:
+    """Called by a worker process at start (jobs/workers.py); inherited by the processes it starts."""
+    global _worker_data_dir
+    _worker_data_dir = Path(data_dir)
+    os.environ[_WORKER_ENV] = str(data_dir)
+
+
+def worker_registry(data_dir: Path | None = None) -> ModelRegistry:
+    """The registry inside a worker: data_dir/models-config.json (the TOML's models, written by the front
+    at start) plus data_dir/models.json. data_dir defaults to the worker's own."""
+    if data_dir is None:
+        data_dir = _worker_data_dir or Path(os.environ.get(_WORKER_ENV) or default_data_dir())
+    config_models: dict[str, Any] = {}
+    published = data_dir / CONFIG_MODELS_FILE
+    if published.is_file():
+        config_models = dict(json.loads(published.read_text()).get("models", {}))
+    return load_registry(Config(data_dir=data_dir, models=config_models, workers=1))
+
+
+def read_models_file(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """The models `keygrip models add` registered: {name: {"path": ..., ...}}; {} when none."""
+    path = Path(data_dir) / MODELS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise FailedPrecondition(f"cannot read {path}: {exc}; fix or delete the file and add the models again "
+                                 f"with `{ADD_HINT}`") from None
+    models = data.get("models", {}) if isinstance(data, dict) else {}
+    return {str(k): dict(v) for k, v in models.items() if isinstance(v, dict)}
+
+
+def add_model(data_dir: Path, path: Path, *, name: str = "", config_path: Path | None = None,
+              allow_pickle: bool = False, family: str = "") -> ModelEntry:
+    """Check a model and register it in data_dir/models.json (`keygrip models add`). Refuses (ValueError,
+    with the fix) a path that does not exist or a model that could not be loaded; a name already in
+    models.json is replaced."""
+    path = Path(path).expanduser().resolve()
+    name = name or default_name(path)
+    table: dict[str, Any] = {"path": str(path)}
+    if config_path is not None:
+        table["config"] = str(Path(config_path).expanduser().resolve())
+    if allow_pickle:
+        table["allow_pickle"] = True
+    if family:
+        table["family"] = family
+    entry = inspect_entry(name, table, source="models.json")
+    if not entry.available:
+        raise ValueError(f"not added: {entry.reason}")
+    models = read_models_file(data_dir)
+    models[name] = table
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    _write_json(Path(data_dir) / MODELS_FILE, {"models": models})
+    return entry
+
+
+def default_name(path: Path) -> str:
+    return path.stem if path.is_file() or path.suffix in (".safetensors", *PICKLE_SUFFIXES) else path.name
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)  # readers never see half a file
+
+
+# ---- inspecting one model ----
+
+def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> ModelEntry:
+    """A ModelEntry from one [models.NAME] table, checked from its files."""
+    path = Path(str(table.get("path", ""))).expanduser()
+    config_path = Path(str(table["config"])).expanduser() if table.get("config") else None
+    allow_pickle = table.get("allow_pickle") is True
+    forced_family = str(table.get("family", ""))
+    unknown = set(table) - MODEL_KEYS - {"family"}
+
+    def entry(fmt: str, family: str, reason: str = "", *, size: int = 0, missing: bool = False) -> ModelEntry:
+        family = forced_family or family
+        caps = FAMILY_CAPABILITIES.get(family, ())
+        if family == "controlnet" and "depth" not in f"{name} {path}".lower() and not forced_family:
+            caps = ()  # only a depth ControlNet conditions on the host's depth render
+        if not reason and family not in FAMILY_CAPABILITIES:
+            reason = f"unknown family {family!r} (known: {', '.join(FAMILIES)})"
+        if not reason and family == "unknown":
+            reason = ("not a model family Keygrip knows (SD 1.x/2.x, SDXL, SD3, Flux, ControlNet, SD 2 depth); "
+                      f"if it is one, set family = \"sd1\" (or another) in [models.{name}] of the server's TOML")
+        return ModelEntry(name=name, path=path, format=fmt, family=family, size_bytes=size,
+                          available=not reason, reason=reason, capabilities=caps if not reason else (),
+                          config_path=config_path, allow_pickle=allow_pickle, source=source, missing=missing)
+
+    if unknown:
+        return entry("unknown", "unknown", f"unknown settings {', '.join(sorted(unknown))} for this model "
+                                           f"(known: {', '.join(sorted(MODEL_KEYS))})")
+    if not str(table.get("path", "")):
+        return entry("unknown", "unknown", "no path: give the model's folder or .safetensors file")
+    if not path.exists():
+        return entry("unknown", "unknown", f"{path} does not exist: fix the path, or fetch the model with "
+                                           "`keygrip models pull REPO_ID --dest DIR` and add it with "
+                                           f"`{ADD_HINT}`", missing=True)
+    try:
+        if path.is_dir():
+            return _inspect_folder(path, allow_pickle, entry)
+        return _inspect_file(path, name, config_path, allow_pickle, entry)
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:
+        return entry("unknown", "unknown", f"cannot read {path}: {exc}; check that it is a diffusers folder or "
+                                           "a complete .safetensors file")
+
+
+_MakeEntry = Callable[..., ModelEntry]
+
+
+def _pickle_reason(path: Path) -> str:
+    return (f"{path.name} is a pickle checkpoint, which can run code when loaded: convert it to .safetensors, "
+            "or set allow_pickle = true for this model (or `keygrip models add PATH --unsafe-pickle`) if you "
+            "trust its source")
+
+
+def _has_pickle_weights(path: Path) -> bool:
+    """A single pickle file, or a diffusers folder whose weights are pickles only."""
+    if path.is_file():
+        return path.suffix.lower() in PICKLE_SUFFIXES
+    if not path.is_dir():
+        return False
+    files = [p for p in path.rglob("*") if p.is_file()]
+    pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES and "tokenizer" not in p.parent.name]
+    safes = [p for p in files if p.suffix == ".safetensors"]
+    return bool(pickles) and not safes
+
+
+def _folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def _inspect_folder(path: Path, allow_pickle: bool, entry: _MakeEntry) -> ModelEntry:
+    size = _folder_size(path)
+    if _has_pickle_weights(path) and not allow_pickle:
+        return entry("diffusers", "unknown", _pickle_reason(path), size=size)
+    index = path / "model_index.json"
+    if index.is_file():
+        family = folder_family(path)
+        return entry("diffusers", family, size=size)
+    config = path / "config.json"
+    if config.is_file():
+        cls = str(_read_json(config).get("_class_name", ""))
+        return entry("diffusers", _MODEL_FAMILIES.get(cls, "unknown"), size=size)
+    return entry("diffusers", "unknown",
+                 f"{path} is not a diffusers folder (no model_index.json or config.json): point at the folder "
+                 "save_pretrained wrote, or at a single .safetensors file")
+
+
+def folder_family(path: Path) -> str:
+    """The family of a diffusers pipeline folder, from model_index.json and its denoiser's config."""
+    cls = str(_read_json(path / "model_index.json").get("_class_name", ""))
+    unet = _read_json(path / "unet" / "config.json") if (path / "unet" / "config.json").is_file() else {}
+    transformer = (_read_json(path / "transformer" / "config.json")
+                   if (path / "transformer" / "config.json").is_file() else {})
+    family = _PIPELINE_FAMILIES.get(cls, "")
+    if transformer:
+        return _MODEL_FAMILIES.get(str(transformer.get("_class_name", "")), family or "unknown")
+    if unet:
+        if unet.get("addition_embed_type") == "text_time":
+            return "sdxl"
+        if unet.get("in_channels") == 5 or family == "depth":
+            return "depth"
+        if family in ("", "sd1", "sd2"):
+            # SD 2.x: OpenCLIP's 1024-wide context and linear projections in its transformers.
+            sd2 = unet.get("cross_attention_dim") == 1024 or unet.get("use_linear_projection") is True
+            return "sd2" if sd2 else "sd1"
+    return family or "unknown"
+
+
+def _inspect_file(path: Path, name: str, config_path: Path | None, allow_pickle: bool, entry: _MakeEntry) -> ModelEntry:
+    size = path.stat().st_size
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            return entry("single_file", "unknown", _pickle_reason(path), size=size)
+        # Its family cannot be read without unpickling it (torch): the entry must say it.
+        return entry("single_file", "unknown", size=size)
+    if suffix != ".safetensors":
+        return entry("single_file", "unknown",
+                     f"{path.name}: a model is a diffusers folder or a .safetensors file")
+    family = file_family(safetensors_header(path))
+    reason = ""
+    if config_path is None:
+        reason = (f"a single .safetensors file needs the diffusers config folder of its kind to load offline "
+                  f"(model_index.json, scheduler/, tokenizer/, the component configs): set config = \"DIR\" in "
+                  f"[models.{name}], or `keygrip models add {path.name} --config DIR`")
+    elif not (config_path / "model_index.json").is_file() and not (config_path / "config.json").is_file():
+        reason = (f"the config folder {config_path} has no model_index.json: point config at a diffusers folder "
+                  "of the same kind (the weights in it are not needed)")
+    return entry("single_file", family, reason, size=size)
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """A .safetensors file's JSON header (tensor name -> dtype, shape, offsets), without reading any weights."""
+    with open(path, "rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        if length <= 0 or length > 100 * 2**20:
+            raise ValueError(f"not a safetensors file (header length {length})")
+        header = json.loads(fh.read(length))
+    if not isinstance(header, dict):
+        raise ValueError("not a safetensors file (its header is not a table)")
+    header.pop("__metadata__", None)
+    return header
+
+
+def file_family(header: Mapping[str, Any]) -> str:
+    """The family of a single-file checkpoint from its tensor names and shapes (original layouts)."""
+    keys = set(header)
+
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in keys)
+
+    def shape(key: str) -> list[int]:
+        info = header.get(key)
+        return list(info.get("shape", [])) if isinstance(info, dict) else []
+
+    if has("double_blocks.") or has("model.diffusion_model.double_blocks."):
+        return "flux"
+    if has("model.diffusion_model.joint_blocks.") or has("joint_blocks."):
+        return "sd3"
+    if has("control_model.") or has("input_hint_block.") or has("controlnet_cond_embedding."):
+        return "controlnet"
+    if has("conditioner.embedders.") or has("model.diffusion_model.label_emb."):
+        return "sdxl"
+    conv_in = shape("model.diffusion_model.input_blocks.0.0.weight")
+    if conv_in:
+        if len(conv_in) == 4 and conv_in[1] == 5:
+            return "depth"
+        if has("cond_stage_model.model.") or has("depth_model."):
+            return "sd2"  # OpenCLIP text encoder
+        context = [shape(k)[1] for k in keys if k.startswith("model.diffusion_model.")
+                   and k.endswith("attn2.to_k.weight") and len(shape(k)) == 2]
+        if context and context[0] == 1024:
+            return "sd2"
+        return "sd1"
+    return "unknown"
+
+
+# ---- GetServerInfo ----
+
+def model_specs(registry: ModelRegistry) -> list[Any]:
+    """The registry as GetServerInfo's models (capability.ModelSpec): kind "diffusers", AVAILABLE, MISSING
+    (the path is gone) or ERROR (cannot be used, with the fix)."""
+    from inference_server.capability import ModelSpec
+    from keygrip.v1 import server_pb2
+
+    specs = []
+    for e in registry.entries():
+        if e.available:
+            state = server_pb2.MODEL_STATE_AVAILABLE
+        elif e.missing:
+            state = server_pb2.MODEL_STATE_MISSING
+        else:
+            state = server_pb2.MODEL_STATE_ERROR
+        specs.append(ModelSpec(name=e.name, kind="diffusers", state=state, reason=e.reason, source=str(e.path)))
+    return specs
