@@ -67,6 +67,9 @@ class ModelSpec:
     state: server_pb2.ModelState.ValueType
     reason: str = ""  # why it is not available
     source: str = ""  # where it is loaded from
+    family: str = ""  # diffusion models: "sd1", "sdxl", ... (models/registry.py)
+    size_bytes: int = 0
+    capabilities: tuple[str, ...] = ()  # the features it enables
 
     @property
     def available(self) -> bool:

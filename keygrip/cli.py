@@ -5,6 +5,7 @@
     keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
     keygrip retarget CLIP_OR_BVH --rig rig.json --out result.bvh
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
+    keygrip generate texture|world --model NAME --prompt TEXT [--seed N] --out FILE.png|.exr
 
 VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
 numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
@@ -19,10 +20,12 @@ import argparse
 import errno
 import json
 import os
+import random
 import sys
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -195,6 +198,29 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(client: Client, args: argparse.Namespace) -> int:
+    bar = None if args.json else ProgressBar()
+    # No seed given: draw one and say it, so that the image can be made again.
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    settings: dict[str, Any] = dict(negative_prompt=args.negative or "", seed=seed, steps=args.steps or 0,
+                    guidance=args.guidance or 0.0, width=args.width or 0, height=args.height or 0,
+                    scheduler=args.scheduler or "")
+    if args.kind == "texture":
+        job = client.generate_texture(args.model, args.prompt, tileable=not args.no_tile, init_image=args.init,
+                                      strength=args.strength or 0.0, **settings)
+    else:
+        job = client.generate_world(args.model, args.prompt, **settings)
+    result = follow(job, bar).result()
+    ref = result.exr if args.out.suffix.lower() == ".exr" else result.image
+    client.download(ref.id, args.out)
+    if args.json:
+        _print_message(result, True)
+    else:
+        print(f"wrote {args.out}: {result.width}x{result.height}, seed {result.seed}, model {result.model} "
+              f"({result.model_hash[:12]})")
+    return 0
+
+
 def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
     from keygrip import rigs
 
@@ -242,19 +268,6 @@ def _size(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def _local_model(source: str) -> tuple[str, str, str]:
-    """(family, size, capabilities) of a model whose files are on this machine, read as the server reads
-    them; dashes when the server package is not installed here or the path is not local."""
-    try:
-        from inference_server.models.registry import FAMILY_CAPABILITIES, inspect_entry
-    except ImportError:
-        return "-", "-", "-"
-    if not source or not Path(source).exists():
-        return "-", "-", "-"
-    e = inspect_entry(Path(source).name, {"path": source})
-    return e.family, _size(e.size_bytes), ",".join(FAMILY_CAPABILITIES.get(e.family, ())) or "-"
-
-
 def cmd_models_ls(client: Client, args: argparse.Namespace) -> int:
     info = client.info()
     models = [m for m in info.models if m.kind == "diffusers"] if not args.all else list(info.models)
@@ -267,7 +280,9 @@ def cmd_models_ls(client: Client, args: argparse.Namespace) -> int:
         return 0
     print(f"{'NAME':<20} {'FAMILY':<10} {'SIZE':>10}  {'STATE':<9} {'CAPABILITIES':<28} REASON")
     for m in models:
-        family, size, caps = _local_model(m.source) if m.kind == "diffusers" else (m.kind, "-", "-")
+        family = m.family or m.kind
+        size = _size(m.size_bytes) if m.size_bytes else "-"
+        caps = ", ".join(m.capabilities) or "-"
         state = server_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_").lower()
         if m.state not in _MODEL_READY:
             caps = "-"
@@ -382,6 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
     mocap.add_argument("--server-path", action="store_true",
                        help="VIDEO is a path on the server (a file, a folder of frames or a pattern)")
 
+    generate = sub.add_parser("generate", help="a tileable texture or a 360-degree world from text")
+    generate.add_argument("kind", choices=["texture", "world"])
+    generate.add_argument("--model", required=True, help="a model the server lists (keygrip models ls)")
+    generate.add_argument("--prompt", required=True)
+    generate.add_argument("--negative", help="negative prompt")
+    generate.add_argument("--seed", type=int, help="the same seed gives the same image (default: random, printed)")
+    generate.add_argument("--steps", type=int, help="denoising steps (default 25)")
+    generate.add_argument("--guidance", type=float, help="guidance scale (default 7)")
+    generate.add_argument("--width", type=int, help="pixels, a multiple of 8 (default 512; a world: 2 x height)")
+    generate.add_argument("--height", type=int, help="pixels, a multiple of 8 (default 512)")
+    generate.add_argument("--scheduler", help="a diffusers scheduler class name (default: the model's own)")
+    generate.add_argument("--no-tile", action="store_true", help="texture: not seamless")
+    generate.add_argument("--init", type=Path, help="texture: an image to start from")
+    generate.add_argument("--strength", type=float, help="texture: how far to move from --init, 0..1 (default 0.75)")
+    generate.add_argument("--out", required=True, type=Path, help=".png (8-bit sRGB) or .exr (linear float)")
+
     retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig")
     retarget.add_argument("motion", help="a .bvh file, a clip file from `keygrip mocap --clip`, or a capture job id")
     retarget.add_argument("--rig", required=True, type=Path,
@@ -415,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap, "retarget": cmd_retarget,
     "models": cmd_models_ls,
+    "generate": cmd_generate,
 }
 # Commands that work on this machine's files and need no server.
 _LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"add": cmd_models_add, "pull": cmd_models_pull}

@@ -38,6 +38,8 @@ from keygrip.v1 import (
     mocap_pb2,
     mocap_pb2_grpc,
     motion_pb2,
+    scene_pb2,
+    scene_pb2_grpc,
     server_pb2,
     server_pb2_grpc,
 )
@@ -401,6 +403,30 @@ class Client:
         req = animation_pb2.RetargetRequest()
         req.CopyFrom(request)
         return self._submit(self.stub(animation_pb2_grpc.AnimationStub).Retarget, req)
+
+    # Scene generation ---------------------------------------------------------------------------
+
+    def generate_texture(self, model: str, prompt: str, *, tileable: bool = True,
+                         init_image: str | os.PathLike[str] | common_pb2.ArtifactRef | None = None,
+                         strength: float = 0.0, request_id: str = "", **settings: Any) -> Job[scene_pb2.GeneratedImage]:
+        """Start a texture generation (seamless in X and Y unless tileable=False). settings are
+        GenerationSettings fields: negative_prompt, seed, steps, guidance, width, height, scheduler.
+        init_image: a file (uploaded, deduplicated) or an ArtifactRef to start from."""
+        req = scene_pb2.GenerateTextureRequest(
+            settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings),
+            tileable=tileable, strength=strength, request_id=request_id)
+        if init_image is not None:
+            req.init_image_artifact_id = (init_image.id if isinstance(init_image, common_pb2.ArtifactRef)
+                                          else self.upload(init_image).id)
+        return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).GenerateTexture, req)
+
+    def generate_world(self, model: str, prompt: str, *, request_id: str = "",
+                       **settings: Any) -> Job[scene_pb2.GeneratedImage]:
+        """Start a 360-degree world (equirectangular, width = 2 x height, periodic in X). settings as
+        for generate_texture."""
+        req = scene_pb2.GenerateWorldRequest(
+            settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings), request_id=request_id)
+        return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).GenerateWorld, req)
 
     # Jobs of any capability ---------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import any_pb2
 
-from inference_server import media, mocap
+from inference_server import media, mocap, scene
 from inference_server.capabilities import CAPABILITIES, job_handlers
 from inference_server.capability import Capability, JobHandler
 from inference_server.config import Config
@@ -31,7 +31,7 @@ def test_server_info_lists_every_capability_feature_and_model() -> None:
     info = build_server_info(Config(), CAPABILITIES)
     assert [(c.name, c.available) for c in info.capabilities] == [
         ("media.probe", True), ("mocap.body", True), ("mocap.hands", True), ("mocap.face", True),
-        ("animation.retarget", True), ("animation.bvh", True)]
+        ("animation.retarget", True), ("animation.bvh", True), ("scene.texture", True), ("scene.world", True)]
     assert [m.name for m in info.models] == ["mediapipe.pose_landmark_full", "mediapipe.pose_detection",
                                              "mediapipe.hand_landmark_full", "mediapipe.face_landmark"]
     assert all(m.state == server_pb2.MODEL_STATE_AVAILABLE and m.kind == "mediapipe" and not m.reason
@@ -41,7 +41,7 @@ def test_server_info_lists_every_capability_feature_and_model() -> None:
 
 def test_server_info_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     # As on a server installed without PyAV and MediaPipe.
-    for module in (media, mocap):
+    for module in (media, mocap, scene):
         monkeypatch.setattr(module, "package_dir", lambda name: None)
     info = build_server_info(Config(), CAPABILITIES)
     reasons = {c.name: c.reason for c in info.capabilities if not c.available}
@@ -50,6 +50,8 @@ def test_server_info_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> No
         "mocap.body": "MediaPipe Pose is unavailable; " + HINT,
         "mocap.hands": "MediaPipe Holistic hands are unavailable; " + HINT,
         "mocap.face": "MediaPipe Holistic face is unavailable; " + HINT,
+        "scene.texture": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
+        "scene.world": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
     }
     assert {(m.state, m.reason) for m in info.models} == {
         (server_pb2.MODEL_STATE_MISSING, "not found in the mediapipe package; " + HINT)}
@@ -59,12 +61,14 @@ def test_every_job_type_has_one_handler_class() -> None:
     table = job_handlers()
     assert table == {"probe_media": "inference_server.media.jobs:ProbeHandler",
                      "motion_capture": "inference_server.mocap.jobs:CaptureHandler",
-                     "retarget": "inference_server.animation.jobs:RetargetHandler"}
+                     "retarget": "inference_server.animation.jobs:RetargetHandler",
+                     "generate_texture": "inference_server.scene.jobs:TextureHandler",
+                     "generate_world": "inference_server.scene.jobs:WorldHandler"}
     for path in table.values():
         module, name = path.split(":")
         handler = getattr(importlib.import_module(module), name)
         assert issubclass(handler, JobHandler) and handler.request_type is not None
-    twice = Capability("twice", "keygrip.v1.Twice", lambda server, parts: None, handlers={"retarget": "x:Y"})
+    twice = Capability("twice", "keygrip.v1.Twice", "x:add_to_server", handlers={"retarget": "x:Y"})
     with pytest.raises(ValueError, match="retarget"):
         job_handlers([*CAPABILITIES, twice])
 

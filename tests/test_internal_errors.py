@@ -10,7 +10,6 @@ server's log line with the traceback, never a Python repr.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from server_process import ServerProcess
 
 import keygrip
 from inference_server.animation.gltf_rig import read_gltf_rig
@@ -45,16 +45,6 @@ FAULTS = "probe_media:probe,motion_capture:solve=memory,retarget:load=exit,rpc:L
 ERROR_ID = re.compile(r"error id ([0-9a-f]{8})")
 
 
-def _load_server_process() -> type:
-    """tests/conftest.py's ServerProcess (`import conftest` may find tests/blender/conftest.py instead)."""
-    spec = importlib.util.spec_from_file_location("keygrip_tests_conftest", Path(__file__).parent / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ServerProcess
-
-
-ServerProcess = _load_server_process()
 
 
 @pytest.fixture(scope="module")

@@ -404,5 +404,6 @@ def model_specs(registry: ModelRegistry) -> list[Any]:
             state = server_pb2.MODEL_STATE_MISSING
         else:
             state = server_pb2.MODEL_STATE_ERROR
-        specs.append(ModelSpec(name=e.name, kind="diffusers", state=state, reason=e.reason, source=str(e.path)))
+        specs.append(ModelSpec(name=e.name, kind="diffusers", state=state, reason=e.reason, source=str(e.path),
+                               family=e.family, size_bytes=e.size_bytes, capabilities=tuple(e.capabilities)))
     return specs

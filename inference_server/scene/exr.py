@@ -23,7 +23,7 @@ _RESERVED = {"channels", "compression", "dataWindow", "displayWindow", "lineOrde
 
 def _openexr() -> Any:
     """The OpenEXR module (a compiled extension that ships no type information)."""
-    import OpenEXR  # type: ignore[import-not-found]
+    import OpenEXR
 
     return OpenEXR
 

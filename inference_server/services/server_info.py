@@ -10,7 +10,7 @@ import grpc
 import psutil
 
 from inference_server import __version__
-from inference_server.capability import Capability
+from inference_server.capability import Capability, ModelSpec
 from inference_server.config import Config
 from inference_server.models import load_registry, model_specs, publish_config_models
 from inference_server.services.errors import rpc_errors
@@ -51,15 +51,18 @@ def build_server_info(config: Config, capabilities: Sequence[Capability]) -> ser
     diffusion = model_specs(load_registry(config))
     for cap in capabilities:
         for model in cap.models():
-            info.models.append(server_pb2.Model(name=model.name, kind=model.kind, state=model.state,
-                                                reason=model.reason, source=model.source))
+            info.models.append(_model(model))
         for feature in cap.features():
             info.capabilities.append(server_pb2.Capability(
                 name=feature.name, available=feature.available, reason="" if feature.available else feature.reason))
     for model in diffusion:
-        info.models.append(server_pb2.Model(name=model.name, kind=model.kind, state=model.state,
-                                            reason=model.reason, source=model.source))
+        info.models.append(_model(model))
     return info
+
+
+def _model(spec: ModelSpec) -> server_pb2.Model:
+    return server_pb2.Model(name=spec.name, kind=spec.kind, state=spec.state, reason=spec.reason, source=spec.source,
+                            family=spec.family, size_bytes=spec.size_bytes, capabilities=list(spec.capabilities))
 
 
 class ServerService(server_pb2_grpc.ServerServicer):

@@ -115,6 +115,9 @@ class Model(google.protobuf.message.Message):
     STATE_FIELD_NUMBER: builtins.int
     REASON_FIELD_NUMBER: builtins.int
     SOURCE_FIELD_NUMBER: builtins.int
+    FAMILY_FIELD_NUMBER: builtins.int
+    SIZE_BYTES_FIELD_NUMBER: builtins.int
+    CAPABILITIES_FIELD_NUMBER: builtins.int
     name: builtins.str
     kind: builtins.str
     """"mediapipe", "diffusers", ..."""
@@ -122,6 +125,14 @@ class Model(google.protobuf.message.Message):
     reason: builtins.str
     source: builtins.str
     """where it loads from"""
+    family: builtins.str
+    """diffusion models: "sd1", "sd2", "sdxl", "sd3", "flux", "controlnet", "depth", ..."""
+    size_bytes: builtins.int
+    """on disk"""
+    @property
+    def capabilities(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """the features it enables, e.g. "scene.texture", "scene.world" """
+
     def __init__(
         self,
         *,
@@ -130,8 +141,11 @@ class Model(google.protobuf.message.Message):
         state: global___ModelState.ValueType = ...,
         reason: builtins.str = ...,
         source: builtins.str = ...,
+        family: builtins.str = ...,
+        size_bytes: builtins.int = ...,
+        capabilities: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["kind", b"kind", "name", b"name", "reason", b"reason", "source", b"source", "state", b"state"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["capabilities", b"capabilities", "family", b"family", "kind", b"kind", "name", b"name", "reason", b"reason", "size_bytes", b"size_bytes", "source", b"source", "state", b"state"]) -> None: ...
 
 global___Model = Model
 

@@ -1,0 +1,137 @@
+"""The generate_texture and generate_world jobs: a prompt in; PNG, linear EXR and provenance out.
+
+The handlers keep a PipelineCache per worker, so a model loaded for one job serves the next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inference_server.capability import JobHandler
+from inference_server.jobs.context import JobContext
+from inference_server.jobs.failures import JobInput
+from inference_server.store.artifacts import ArtifactStore, artifact_ref
+from keygrip.v1 import scene_pb2
+
+if TYPE_CHECKING:
+    from inference_server.models.pipelines import PipelineCache
+    from inference_server.scene.generate import GenerateSettings
+
+
+def _png(rgb: np.ndarray, metadata: dict[str, str]) -> bytes:
+    """8-bit sRGB PNG with the provenance as text chunks (what reproduces it travels with the file)."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in metadata.items():
+        info.add_itxt(f"keygrip:{key}", value)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8), "RGB").save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+class _GenerateHandler:
+    """What both jobs share: the worker's pipeline cache, the settings, and writing the results."""
+
+    cache: PipelineCache
+
+    def _setup_cache(self) -> None:
+        from inference_server.models.pipelines import PipelineCache, pick_device
+        from inference_server.models.registry import worker_registry
+
+        self.cache = PipelineCache(worker_registry(), pick_device())
+
+    def _close_cache(self) -> None:
+        if getattr(self, "cache", None) is not None:
+            self.cache.unload_all()
+
+    def _results(self, rgb: np.ndarray, settings: scene_pb2.GenerationSettings, ctx: JobContext, stem: str,
+                 **extra: object) -> scene_pb2.GeneratedImage:
+        from inference_server.scene.exr import srgb_to_linear, write_exr
+        from inference_server.scene.provenance import model_fingerprint, settings_metadata
+
+        entry = self.cache.registry.get(settings.model)
+        model_hash = model_fingerprint(Path(entry.path))
+        meta = settings_metadata(settings, model_hash, **extra)
+        ctx.progress("export", 0, 2, "writing the image")
+        png = ctx.put_bytes(_png(rgb, meta), f"{stem}.png", "image/png")
+        exr_path = ctx.scratch / f"{stem}.exr"
+        write_exr(exr_path, srgb_to_linear(rgb), metadata=meta)
+        exr = ctx.put_file(exr_path, f"{stem}.exr", "image/x-exr")
+        ctx.progress("export", 2, 2, "done")
+        h, w = rgb.shape[:2]
+        return scene_pb2.GeneratedImage(image=artifact_ref(png), exr=artifact_ref(exr), width=w, height=h,
+                                        seed=settings.seed, model=settings.model, model_hash=model_hash,
+                                        metadata=meta)
+
+
+def _describe(settings: scene_pb2.GenerationSettings, verb: str) -> JobInput:
+    prompt = settings.prompt if len(settings.prompt) <= 40 else settings.prompt[:37] + "..."
+    return JobInput(name=f"'{prompt}' with model {settings.model}", doing=verb, kind="prompt",
+                    smaller="lower the width and height, or generate on a GPU with more memory")
+
+
+def _settings(s: scene_pb2.GenerationSettings) -> GenerateSettings:
+    from inference_server.scene.generate import GenerateSettings
+
+    return GenerateSettings(prompt=s.prompt, negative_prompt=s.negative_prompt, seed=s.seed, steps=s.steps,
+                            guidance=s.guidance, width=s.width, height=s.height, scheduler=s.scheduler)
+
+
+class TextureHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateTextureRequest]):
+    request_type = scene_pb2.GenerateTextureRequest
+
+    def setup(self) -> None:
+        self._setup_cache()
+
+    def close(self) -> None:
+        self._close_cache()
+
+    def describe(self, request: scene_pb2.GenerateTextureRequest, artifacts: ArtifactStore | None) -> JobInput:
+        return _describe(request.settings, "generating a texture from")
+
+    def run(self, request: scene_pb2.GenerateTextureRequest, ctx: JobContext) -> scene_pb2.GeneratedImage:
+        from inference_server.scene import options
+        from inference_server.scene.generate import generate_texture
+
+        req = options.texture_request(request)
+        init = None
+        if req.init_image_artifact_id:
+            from PIL import Image
+
+            with Image.open(ctx.artifacts.path(req.init_image_artifact_id)) as im:
+                init = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        ctx.progress("load", 0, 1, f"loading model {req.settings.model}")
+        pipe = self.cache.img2img(req.settings.model) if init is not None else self.cache.text2img(req.settings.model)
+        rgb = generate_texture(pipe, _settings(req.settings), ctx, tile=req.tileable, init_image=init,
+                               strength=req.strength)
+        strength = f"{req.strength:g}" if init is not None else ""
+        return self._results(rgb, req.settings, ctx, "texture", tileable=req.tileable,
+                             init_image=req.init_image_artifact_id, strength=strength)
+
+
+class WorldHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateWorldRequest]):
+    request_type = scene_pb2.GenerateWorldRequest
+
+    def setup(self) -> None:
+        self._setup_cache()
+
+    def close(self) -> None:
+        self._close_cache()
+
+    def describe(self, request: scene_pb2.GenerateWorldRequest, artifacts: ArtifactStore | None) -> JobInput:
+        return _describe(request.settings, "generating a world from")
+
+    def run(self, request: scene_pb2.GenerateWorldRequest, ctx: JobContext) -> scene_pb2.GeneratedImage:
+        from inference_server.scene import options
+        from inference_server.scene.generate import generate_world
+
+        req = options.world_request(request)
+        ctx.progress("load", 0, 1, f"loading model {req.settings.model}")
+        rgb = generate_world(self.cache.text2img(req.settings.model), _settings(req.settings), ctx)
+        return self._results(rgb, req.settings, ctx, "world", projection="equirectangular")
