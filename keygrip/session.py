@@ -83,6 +83,7 @@ class Progress:
     fps: float = 0.0
     eta_seconds: float = -1.0
     message: str = ""
+    preview_png: bytes = b""   # the session's latest step preview (a small PNG), empty before the first
 
     def text(self) -> str:
         parts = [f"{self.stage} {100 * self.fraction:.0f}%"]
@@ -177,8 +178,11 @@ class WorkerContext:
         return self.connection.info
 
     def progress(self, stage: str, fraction: float, message: str = "", fps: float = 0.0,
-                 eta_seconds: float = -1.0) -> None:
-        self.session._report(Progress(stage, fraction, fps, eta_seconds, message))
+                 eta_seconds: float = -1.0, preview_png: bytes = b"") -> None:
+        """Report progress; the session's latest step preview rides along until a newer one comes."""
+        if preview_png:
+            self.session._preview = preview_png
+        self.session._report(Progress(stage, fraction, fps, eta_seconds, message, self.session._preview))
 
     def upload_progress(self, what: str) -> Callable[[int, int], None]:
         """A Client progress callback that reports "uploading <what>"."""
@@ -193,7 +197,8 @@ class WorkerContext:
     def run_job(self, job: Job[R], label: str) -> R:
         """Watch a server job to its end, reporting its progress; returns its result message.
 
-        Cancelling the session while this runs cancels the job on the server.
+        Cancelling the session while this runs cancels the job on the server. The job's step previews
+        reach the host as Progress.preview_png.
         """
         self.session._set_job(job)
         self.check_cancelled()
@@ -201,7 +206,7 @@ class WorkerContext:
             for ev in job.watch():
                 if isinstance(ev, ProgressEvent):
                     stage = f"{label}: {ev.stage}" if ev.stage else label
-                    self.progress(stage, ev.fraction, ev.message, ev.fps, ev.eta_seconds)
+                    self.progress(stage, ev.fraction, ev.message, ev.fps, ev.eta_seconds, ev.preview_png)
             return job.result()
         finally:
             self.session._set_job(None)
@@ -239,6 +244,7 @@ class Session:
         self._lock = threading.Lock()
         self._job: Job[Any] | None = None
         self._pending_progress: Progress | None = None
+        self._preview = b""   # the latest step preview a worker reported (worker threads only)
         self._thread: threading.Thread | None = None
 
     # Main thread -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Keygrip for Blender: motion capture and retargeting from a local Keygrip server.
+"""Keygrip for Blender: motion capture and retargeting, and generated textures and worlds, from a local
+Keygrip server.
 
 The add-on is thin: the Keygrip SDK (the `keygrip` package, vendored into the extension zip under
 vendor/) holds the host-neutral flow (keygrip.session, keygrip.animate); the add-on keeps Blender's
@@ -7,11 +8,11 @@ rig.py). Network calls run on worker threads; the scene changes only on the main
 
 Its modules import each other without a cycle (A <- B: B imports A):
 
-    axes <- rig, writeback;  actions <- writeback, apply;  rig, writeback <- apply
-    apply, rig, preferences, properties <- tasks
-    tasks, apply, rig, main_thread, preferences, properties <- operators
-    main_thread, preferences <- panels
-    axes, actions, properties, preferences and main_thread import no sibling.
+    axes <- rig, writeback;  actions <- writeback, apply, shading;  rig, writeback <- apply <- shading
+    apply, rig, preferences, previews, properties, shading <- tasks
+    tasks, apply, rig, shading, main_thread, preferences, properties <- operators
+    main_thread, preferences, previews <- panels
+    axes, actions, properties, preferences, previews and main_thread import no sibling.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _add_vendored_sdk()
 
 from keygrip import local_server  # noqa: E402
 
-from . import main_thread, operators, panels, properties  # noqa: E402
+from . import main_thread, operators, panels, previews, properties  # noqa: E402
 from .preferences import KeygripPreferences  # noqa: E402
 
 _CLASSES = (KeygripPreferences, *operators.CLASSES, *panels.CLASSES)
@@ -64,6 +65,7 @@ def register() -> None:
 
 def unregister() -> None:
     main_thread.shutdown()
+    previews.clear()
     local_server.stop()
     atexit.unregister(local_server.stop)
     for cls in reversed(_CLASSES):

@@ -108,11 +108,11 @@ def _reference_video(scene: bpy.types.Scene, video: str, first_video_frame: int,
 
 def apply_result(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSummary:
     """Write the retargeted animation (and face curves, reference video) and push one undo step."""
-    with _window_context():
+    with window_context():
         return _apply(plan, scene_plan, done)
 
 
-def _window_context() -> contextlib.AbstractContextManager[object]:
+def window_context() -> contextlib.AbstractContextManager[object]:
     """A window for operators (mode_set, undo_push) when called from a timer, which has none."""
     wm = bpy.context.window_manager
     if bpy.context.window is None and wm is not None and wm.windows:

@@ -15,9 +15,10 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from keygrip import rigs
 from keygrip.animate import CaptureOptions, Plan, SourceKind
+from keygrip.generate import GenerateKind, GeneratePlan
 from keygrip.session import Session
 
-from . import main_thread, preferences, properties, rig, tasks
+from . import main_thread, preferences, properties, rig, shading, tasks
 from .apply import ScenePlan
 
 
@@ -218,6 +219,49 @@ class MapBonesOperator(_SessionOperator):
         return tasks.map_bones_session(rig.describe_armature(obj), obj.name, preferences.server_settings(context))
 
 
+def generate_plan_from_panel(context: bpy.types.Context, kind: GenerateKind
+                             ) -> tuple[GeneratePlan, shading.Target]:
+    """The Generate section as the SDK's plan and where the result lands; ValueError when incomplete."""
+    s = context.scene.keygrip
+    plan = GeneratePlan(kind=kind, model=s.gen_model.strip(), prompt=s.gen_prompt, seed=s.gen_seed,
+                        steps=s.gen_steps, width=s.gen_width if kind == "texture" else 0, height=s.gen_height,
+                        tileable=s.gen_tileable, negative_prompt=s.gen_negative)
+    plan.check()
+    objects: tuple[str, ...] = ()
+    if kind == "texture":
+        objects = tuple(o.name for o in context.selected_objects if o.type == "MESH")
+        if not objects:
+            raise ValueError("select the mesh objects to texture first")
+    return plan, shading.Target(objects=objects, scene=context.scene.name, scale=s.gen_scale,
+                                rotation=s.gen_rotation)
+
+
+class GenerateTextureOperator(_SessionOperator):
+    """Generate a seamless texture and give the selected meshes a material with it (Esc cancels)"""
+
+    bl_idname = "keygrip.generate_texture"
+    bl_label = "Generate Texture"
+    bl_options = {"REGISTER"}   # the write-back pushes its own undo step (shading.py)
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        plan, target = generate_plan_from_panel(context, "texture")
+        return tasks.generate_session(plan, target, preferences.server_settings(context),
+                                      str(shading.output_folder()))
+
+
+class GenerateWorldOperator(_SessionOperator):
+    """Generate a 360-degree environment and make it the scene's world (Esc cancels)"""
+
+    bl_idname = "keygrip.generate_world"
+    bl_label = "Generate World"
+    bl_options = {"REGISTER"}
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        plan, target = generate_plan_from_panel(context, "world")
+        return tasks.generate_session(plan, target, preferences.server_settings(context),
+                                      str(shading.output_folder()))
+
+
 class CancelOperator(bpy.types.Operator):
     """Cancel the running Keygrip jobs (on the server too)"""
 
@@ -278,7 +322,8 @@ class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
 
 
 CLASSES = (CaptureOperator, ImportBvhOperator, ExportBvhOperator, ConnectOperator, ProbeOperator,
-           MapBonesOperator, CancelOperator, SaveBoneMapOperator, LoadBoneMapOperator)
+           MapBonesOperator, GenerateTextureOperator, GenerateWorldOperator, CancelOperator,
+           SaveBoneMapOperator, LoadBoneMapOperator)
 
 
 # Progress in the status bar and redraws, after every tick ---------------------------------------

@@ -7,7 +7,7 @@ import bpy
 from keygrip.animate import WriteSummary
 from keygrip.session import Session
 
-from . import main_thread, preferences
+from . import main_thread, preferences, previews
 
 
 class BoneMapList(bpy.types.UIList):
@@ -31,6 +31,9 @@ def _draw_progress(layout: bpy.types.UILayout, session: Session) -> None:
         box.label(text=p.text())
     if p.message:
         box.label(text=p.message)
+    icon = previews.latest.get(session.title)
+    if icon is not None:
+        box.template_icon(icon_value=icon, scale=6.0)
     box.operator("keygrip.cancel", icon="CANCEL")
 
 
@@ -103,6 +106,24 @@ class KeygripPanel(bpy.types.Panel):
         col.prop(s, "match_fps")
         if s.last_capture_job:
             col.prop(s, "reuse_capture")
+
+        col = layout.column(heading="Generate")
+        col.prop(s, "gen_model")
+        col.prop(s, "gen_prompt")
+        col.prop(s, "gen_negative")
+        row = col.row(align=True)
+        row.prop(s, "gen_seed")
+        row.prop(s, "gen_steps")
+        row = col.row(align=True)
+        row.prop(s, "gen_width")
+        row.prop(s, "gen_height")
+        row = col.row(align=True)
+        row.prop(s, "gen_tileable")
+        row.prop(s, "gen_scale")
+        col.prop(s, "gen_rotation")
+        row = col.row(align=True)
+        row.operator("keygrip.generate_texture", icon="TEXTURE")
+        row.operator("keygrip.generate_world", icon="WORLD")
 
         busy = main_thread.running()
         layout.operator("keygrip.capture", icon="ARMATURE_DATA")

@@ -75,6 +75,25 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         description="Retarget the last capture of this scene again instead of re-running the capture")
     last_capture_job: bpy.props.StringProperty(name="Last capture job")
 
+    # Generate (keygrip.generate): a texture onto the selected meshes, or the scene's world.
+    gen_model: bpy.props.StringProperty(name="Model", description="A model registered on the server "
+                                        "(keygrip models ls)")
+    gen_prompt: bpy.props.StringProperty(name="Prompt", description="What to generate")
+    gen_negative: bpy.props.StringProperty(name="Negative", description="What to keep out of it")
+    gen_seed: bpy.props.IntProperty(name="Seed", min=0, default=0, description="0: a new random seed each time")
+    gen_steps: bpy.props.IntProperty(name="Steps", min=0, max=200, default=0, description="0: the server's default")
+    gen_width: bpy.props.IntProperty(name="Width", min=0, max=4096, step=8, default=0,
+                                     description="Texture width in pixels, a multiple of 8 (0: the model's default)")
+    gen_height: bpy.props.IntProperty(name="Height", min=0, max=4096, step=8, default=0,
+                                      description="Height in pixels, a multiple of 8; a world is twice as wide "
+                                      "(0: the model's default)")
+    gen_tileable: bpy.props.BoolProperty(name="Tileable", default=True,
+                                         description="Seamless in both directions (textures)")
+    gen_scale: bpy.props.FloatProperty(name="Scale", min=0.001, default=1.0,
+                                       description="Texture repeats per UV unit (the material's Mapping node)")
+    gen_rotation: bpy.props.FloatProperty(name="Rotation", subtype="ANGLE", default=0.0,
+                                          description="The world's turn about Z (its Mapping node)")
+
 
 _CLASSES = (KeygripBoneMapItem, KeygripSceneSettings)
 

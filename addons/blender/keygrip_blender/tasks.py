@@ -12,13 +12,13 @@ from typing import Any
 
 import bpy
 
-from keygrip import animate, rigs
+from keygrip import animate, generate, rigs
 from keygrip.animate import Plan, Retargeted, Skeleton, WriteSummary
 from keygrip.rigs import RigDescription
 from keygrip.session import Main, ServerSettings, Session, Worker, WorkerContext, connector
 from keygrip.v1 import animation_pb2, media_pb2
 
-from . import apply, preferences, properties, rig
+from . import apply, preferences, previews, properties, rig, shading
 from .apply import ScenePlan
 
 
@@ -89,3 +89,22 @@ def download_session(artifact_id: str, path: str, settings: ServerSettings) -> S
         return str(ctx.client.download(artifact_id, path, progress=report))
 
     return Session(f"download {Path(path).name}", [Worker(fetch)], connector(settings))
+
+
+def generate_session(plan: generate.GeneratePlan, target: shading.Target, settings: ServerSettings,
+                     folder: str) -> Session:
+    """Generate a texture or a world (a preview per step in the panel), then wire it into the scene."""
+
+    def write(done: generate.Generated) -> generate.Generated:
+        if plan.kind == "texture":
+            shading.write_texture(done, target)
+        else:
+            shading.write_world(done, target)
+        return done
+
+    def show_preview(session: Session) -> None:
+        if session.progress.preview_png:
+            previews.show(session.title, session.progress.preview_png)
+
+    return Session(plan.title, generate.steps(plan, folder=folder, write=write), connector(settings),
+                   on_progress=show_preview)

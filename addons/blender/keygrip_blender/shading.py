@@ -1,0 +1,174 @@
+"""Generated images into the scene (main thread only): a texture as a material on the selected meshes,
+a world as the scene's World node tree, each as ONE undo step with provenance custom properties.
+
+The node wiring lives in build_texture_material() and build_world(), which take any bpy image so that
+a test can wire a synthetic one exactly as a write-back does. Every image's colour space is set
+explicitly: the PNG is sRGB, the EXR scene-linear (Linear Rec.709).
+
+Images are referenced by absolute path, not packed: the files were downloaded next to the .blend
+(or into a temporary folder when the file is unsaved; File > External Data > Pack Resources keeps
+them in the .blend when that folder is temporary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from keygrip.generate import Generated
+
+from .actions import stamp_provenance
+from .apply import window_context
+
+SRGB = "sRGB"
+# Blender 4.x/5.0 name the scene-linear Rec.709 space "Linear Rec.709"; older configs "Linear".
+LINEAR_NAMES = ("Linear Rec.709", "Linear", "scene_linear")
+FOLDER_NAME = "keygrip_generated"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a result lands, snapshotted from the panel with the plan.
+
+    objects: the selected meshes' names (texture). scene: the scene whose world is replaced (world).
+    scale: the Mapping node's scale (texture repeats per UV unit). rotation: the world's Z rotation,
+    radians (the environment turns by this angle about +Z).
+    """
+
+    objects: tuple[str, ...] = ()
+    scene: str = ""
+    scale: float = 1.0
+    rotation: float = 0.0
+
+
+def output_folder() -> Path:
+    """Where generated files go: keygrip_generated/ next to the saved .blend, else a temporary folder."""
+    if bpy.data.filepath:
+        return Path(bpy.path.abspath("//")) / FOLDER_NAME
+    return Path(tempfile.gettempdir()) / FOLDER_NAME
+
+
+def set_colorspace(image: bpy.types.Image, *names: str) -> str:
+    """The first of `names` this Blender's colour configuration has; ValueError when none."""
+    items = image.colorspace_settings.bl_rna.properties["name"].enum_items.keys()
+    for name in names:
+        if name in items:
+            image.colorspace_settings.name = name
+            return name
+    raise ValueError(f"none of the colour spaces {names} exists in this Blender ({', '.join(items)})")
+
+
+def load_image(path: Path, *, linear: bool) -> bpy.types.Image:
+    image = bpy.data.images.load(str(Path(path).resolve()), check_existing=False)
+    set_colorspace(image, *(LINEAR_NAMES if linear else (SRGB,)))
+    return image
+
+
+def _node(tree: bpy.types.NodeTree, kind: str, x: float, y: float) -> bpy.types.Node:
+    node = tree.nodes.new(kind)
+    node.location = (x, y)
+    return node
+
+
+def build_texture_material(name: str, image: bpy.types.Image, scale: float = 1.0) -> bpy.types.Material:
+    """Texture Coordinate (UV) -> Mapping (scale) -> Image Texture -> Principled BSDF Base Color ->
+    Material Output, in a new material."""
+    mat = bpy.data.materials.new(name)
+    if mat.node_tree is None:   # before 5.0, where nodes are always on (and use_nodes deprecated)
+        mat.use_nodes = True
+    tree = mat.node_tree
+    tree.nodes.clear()
+    coords = _node(tree, "ShaderNodeTexCoord", -900, 0)
+    mapping = _node(tree, "ShaderNodeMapping", -700, 0)
+    mapping.vector_type = "POINT"
+    mapping.inputs["Scale"].default_value = (scale, scale, scale)
+    tex = _node(tree, "ShaderNodeTexImage", -450, 0)
+    tex.image = image
+    tex.extension = "REPEAT"
+    bsdf = _node(tree, "ShaderNodeBsdfPrincipled", -150, 0)
+    out = _node(tree, "ShaderNodeOutputMaterial", 200, 0)
+    links = tree.links
+    links.new(coords.outputs["UV"], mapping.inputs["Vector"])
+    links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
+    links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+    return mat
+
+
+def build_world(name: str, image: bpy.types.Image, rotation: float = 0.0) -> bpy.types.World:
+    """Texture Coordinate (Generated: the view direction) -> Mapping (Z rotation) -> Environment
+    Texture (equirectangular) -> Background -> World Output, in a new world.
+
+    The Mapping node is of type TEXTURE (the inverse transform), so `rotation` turns the environment
+    itself by that angle about +Z: what the image shows at direction d appears at Rz(rotation) d.
+    """
+    world = bpy.data.worlds.new(name)
+    if world.node_tree is None:
+        world.use_nodes = True
+    tree = world.node_tree
+    tree.nodes.clear()
+    coords = _node(tree, "ShaderNodeTexCoord", -900, 0)
+    mapping = _node(tree, "ShaderNodeMapping", -700, 0)
+    mapping.vector_type = "TEXTURE"
+    mapping.inputs["Rotation"].default_value = (0.0, 0.0, rotation)
+    env = _node(tree, "ShaderNodeTexEnvironment", -450, 0)
+    env.image = image
+    env.projection = "EQUIRECTANGULAR"
+    background = _node(tree, "ShaderNodeBackground", -150, 0)
+    out = _node(tree, "ShaderNodeOutputWorld", 100, 0)
+    links = tree.links
+    links.new(coords.outputs["Generated"], mapping.inputs["Vector"])
+    links.new(mapping.outputs["Vector"], env.inputs["Vector"])
+    links.new(env.outputs["Color"], background.inputs["Color"])
+    links.new(background.outputs["Background"], out.inputs["Surface"])
+    return world
+
+
+def direction_to_equirectangular(x: float, y: float, z: float) -> tuple[float, float]:
+    """Blender's equirectangular (u, v) in 0..1 of a direction (v = 0 at the image's bottom row), as
+    Cycles' direction_to_equirectangular computes it: +X at the centre, +Y at u = 0.25, up at v = 1."""
+    u = -math.atan2(y, x) / (2.0 * math.pi) + 0.5
+    v = math.atan2(z, math.hypot(x, y)) / math.pi + 0.5
+    return u, v
+
+
+def write_texture(done: Generated, target: Target) -> bpy.types.Material:
+    """A new material with the PNG on every target mesh (replacing its first slot, or added)."""
+    with _undo_step(f"Keygrip: {done.plan.title}"):
+        meshes = [o for o in (bpy.data.objects.get(n) for n in target.objects) if o is not None and o.type == "MESH"]
+        if not meshes:
+            raise ValueError("the selected meshes are gone; select the objects to texture and run again")
+        image = load_image(done.image_path, linear=False)
+        mat = build_texture_material(f"Keygrip {done.plan.stem}", image, target.scale)
+        stamp_provenance([mat, image], done.provenance())
+        for obj in meshes:
+            if obj.data.materials:
+                obj.data.materials[0] = mat
+            else:
+                obj.data.materials.append(mat)
+        return mat
+
+
+def write_world(done: Generated, target: Target) -> bpy.types.World:
+    """A new World from the linear EXR, made the scene's world."""
+    with _undo_step(f"Keygrip: {done.plan.title}"):
+        scene = bpy.data.scenes.get(target.scene) or bpy.context.scene
+        image = load_image(done.exr_path, linear=True)
+        world = build_world(f"Keygrip {done.plan.stem}", image, target.rotation)
+        stamp_provenance([world, image], done.provenance())
+        scene.world = world
+        return world
+
+
+@contextlib.contextmanager
+def _undo_step(message: str) -> Iterator[None]:
+    """Run the write in a window context (timers have none); push one undo step when it succeeds."""
+    with window_context():
+        yield
+        bpy.ops.ed.undo_push(message=message)
