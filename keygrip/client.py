@@ -275,26 +275,28 @@ class Client:
         part = dest.with_name(dest.name + ".part")
         hasher = _ThreadedHash()
         offset = 0
-        with hasher, open(part, "wb") as fh:
-            for attempt in range(retries + 1):
-                try:
-                    stream = self.artifacts_stub.Download(
-                        artifacts_pb2.DownloadRequest(artifact_id=artifact_id, offset=offset,
-                                                      chunk_bytes=CHUNK_BYTES),
-                        metadata=self._metadata)
-                    for chunk in stream:
-                        fh.write(chunk.data)
-                        hasher.update(chunk.data)
-                        offset += len(chunk.data)
-                        if progress:
-                            progress(offset, chunk.total_size)
-                    break
-                except grpc.RpcError as err:
-                    if err.code() not in _RETRYABLE or attempt == retries:
-                        fh.close()
-                        part.unlink(missing_ok=True)
-                        raise errors.from_rpc_error(err, self.address) from None
-                    time.sleep(min(2.0, 0.2 * 2**attempt))
+        try:
+            with hasher, open(part, "wb") as fh:
+                for attempt in range(retries + 1):
+                    try:
+                        stream = self.artifacts_stub.Download(
+                            artifacts_pb2.DownloadRequest(artifact_id=artifact_id, offset=offset,
+                                                          chunk_bytes=CHUNK_BYTES),
+                            metadata=self._metadata)
+                        for chunk in stream:
+                            fh.write(chunk.data)
+                            hasher.update(chunk.data)
+                            offset += len(chunk.data)
+                            if progress:
+                                progress(offset, chunk.total_size)  # may raise to stop (a cancel)
+                        break
+                    except grpc.RpcError as err:
+                        if err.code() not in _RETRYABLE or attempt == retries:
+                            raise errors.from_rpc_error(err, self.address) from None
+                        time.sleep(min(2.0, 0.2 * 2**attempt))
+        except BaseException:
+            part.unlink(missing_ok=True)  # however it ended early, leave no partial file behind
+            raise
         if hasher.hexdigest() != artifact_id:
             part.unlink(missing_ok=True)
             raise errors.KeygripError(f"downloaded bytes of {artifact_id[:12]} do not match their digest")

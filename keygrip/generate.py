@@ -129,9 +129,7 @@ def generate(ctx: WorkerContext, plan: GeneratePlan, folder: str | Path) -> Gene
     name = f"{plan.stem}_{job.id[:8]}"
 
     def fetch(ref: Any, path: Path, what: str) -> Path:
-        def report(done: int, total: int) -> None:
-            ctx.progress(f"downloading the {what}", done / total if total else 1.0)
-        return Path(ctx.client.download(ref.id, path, progress=report))
+        return Path(ctx.client.download(ref.id, path, progress=ctx.transfer_progress(f"downloading the {what}")))
 
     image = fetch(result.image, out / f"{name}.png", "PNG")
     exr = fetch(result.exr, out / f"{name}.exr", "EXR")

@@ -184,11 +184,17 @@ class WorkerContext:
             self.session._preview = preview_png
         self.session._report(Progress(stage, fraction, fps, eta_seconds, message, self.session._preview))
 
-    def upload_progress(self, what: str) -> Callable[[int, int], None]:
-        """A Client progress callback that reports "uploading <what>"."""
+    def transfer_progress(self, stage: str) -> Callable[[int, int], None]:
+        """A Client upload/download progress callback: reports `stage` and stops the transfer (with
+        JobCancelled) once the session is cancelled, so that Esc does not wait for a whole video."""
         def report(done: int, total: int) -> None:
-            self.progress(f"uploading {what}", done / total if total else 1.0)
+            self.check_cancelled()
+            self.progress(stage, done / total if total else 1.0)
         return report
+
+    def upload_progress(self, what: str) -> Callable[[int, int], None]:
+        """transfer_progress for "uploading <what>"."""
+        return self.transfer_progress(f"uploading {what}")
 
     def check_cancelled(self) -> None:
         if self.session.cancel_requested:

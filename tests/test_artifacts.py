@@ -157,3 +157,21 @@ def test_upload_resumes_across_a_server_restart(server_factory, tmp_path: Path) 
         assert st.offset == 2**20
         assert c.upload(src).id == digest
         assert c.download_bytes(digest) == data
+
+
+def test_a_download_stopped_by_its_progress_callback_leaves_nothing(client: keygrip.Client, tmp_path: Path) -> None:
+    """A host stops a transfer by raising from its progress callback (a cancel): no partial file stays."""
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(5 * 2**20))
+    ref = client.upload(src)
+    dest = tmp_path / "copy.bin"
+    calls = []
+
+    def stop(done: int, total: int) -> None:
+        calls.append(done)
+        raise keygrip.JobCancelled("cancelled")
+
+    with pytest.raises(keygrip.JobCancelled):
+        client.download(ref.id, dest, progress=stop)
+    assert calls and calls[0] < ref.size  # stopped after the first chunk, not at the end
+    assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()

@@ -100,7 +100,8 @@ class CountingHandler(JobHandler[media_pb2.ProbeMediaRequest]):
         return media_pb2.ProbeMediaResult(frame_count=self.jobs)
 
 
-def test_a_worker_keeps_one_handler_per_job_type() -> None:
+def test_a_worker_keeps_one_handler_per_job_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CountingHandler, "setups", 0)
     handlers = Handlers({"count": f"{__name__}:CountingHandler"})
     first = handlers.get("count")
     assert isinstance(first, CountingHandler)

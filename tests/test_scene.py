@@ -84,7 +84,8 @@ def test_world_is_2_to_1_linear_exr(scene: keygrip.Client, tmp_path: Path) -> No
 
 
 def test_cancel_ends_within_a_step(scene: keygrip.Client) -> None:
-    job = scene.generate_texture("tiny", "slow", seed=1, steps=400, width=SIZE, height=SIZE)
+    # At 2 x SIZE each step of the tiny model is slow enough that the job outlasts any delay of the cancel.
+    job = scene.generate_texture("tiny", "slow", seed=1, steps=400, width=2 * SIZE, height=2 * SIZE)
     for ev in job.watch(timeout=120):
         if isinstance(ev, events.ProgressEvent) and ev.stage == "denoise" and ev.value >= 1:
             job.cancel()

@@ -209,6 +209,7 @@ def test_cancel_mid_capture_cancels_the_server_job(shared_server, client) -> Non
     session.start(main)
     # Cancel once the server works on the capture (what Esc or a Cancel button does).
     main.run_until(lambda: not session.busy or session.progress.stage.startswith("capture"), 120)
+    assert session.busy, (session.state, session.error)
     session.cancel()
     main.run_until(lambda: not session.busy, 60)
     assert session.state == "cancelled" and session.error == "cancelled"
@@ -219,12 +220,12 @@ def test_cancel_mid_capture_cancels_the_server_job(shared_server, client) -> Non
 
 def test_server_down_gives_the_artist_a_fix(tmp_path: Path) -> None:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again at once: nothing listens there
-    host, main = Host(), HostMainThread()
-    plan = Plan(source="video", video=str(VIDEO))
-    session = run(Session(plan.title, animate.steps(plan, describe_new_rig=host.describe, write=host.write),
-                          connector(ServerSettings(f"127.0.0.1:{port}"))), main, timeout=60)
+        s.bind(("127.0.0.1", 0))  # bound, never listening, for the whole test: nothing answers there
+        port = s.getsockname()[1]
+        host, main = Host(), HostMainThread()
+        plan = Plan(source="video", video=str(VIDEO))
+        session = run(Session(plan.title, animate.steps(plan, describe_new_rig=host.describe, write=host.write),
+                              connector(ServerSettings(f"127.0.0.1:{port}"))), main, timeout=60)
     assert session.state == "failed" and host.written == []
     assert session.error.startswith(f"server not reachable at 127.0.0.1:{port}")
     assert "python -m inference_server" in session.error and "Start a local server" in session.error

@@ -63,7 +63,28 @@ class JobContext(Protocol):
         ...
 
 
-class NullContext:
+class JobOutputs:
+    """What every concrete context does the same way: results go into its artifact store and their
+    ids into `produced`, so that they belong to the job."""
+
+    produced: list[str]
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        raise NotImplementedError
+
+    def put_bytes(self, data: bytes, name: str, media_type: str) -> Artifact:
+        art = self.artifacts.put_bytes(data, name, media_type)
+        self.produced.append(art.id)
+        return art
+
+    def put_file(self, path: Path, name: str, media_type: str) -> Artifact:
+        art = self.artifacts.put_file(path, name, media_type)
+        self.produced.append(art.id)
+        return art
+
+
+class NullContext(JobOutputs):
     """A JobContext for scripts and tests that run handlers, capture or retargeting directly, outside
     the server.
 
@@ -102,13 +123,3 @@ class NullContext:
 
     def check_cancelled(self) -> None:
         return None
-
-    def put_bytes(self, data: bytes, name: str, media_type: str) -> Artifact:
-        art = self.artifacts.put_bytes(data, name, media_type)
-        self.produced.append(art.id)
-        return art
-
-    def put_file(self, path: Path, name: str, media_type: str) -> Artifact:
-        art = self.artifacts.put_file(path, name, media_type)
-        self.produced.append(art.id)
-        return art

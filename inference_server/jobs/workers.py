@@ -34,6 +34,7 @@ from inference_server.capabilities import job_handlers
 from inference_server.capability import JobHandler
 from inference_server.errors import JobCancelled
 from inference_server.jobs import faults
+from inference_server.jobs.context import JobOutputs
 from inference_server.jobs.failures import JobInput, failure_for
 from inference_server.jobs.messages import (
     CancelJob,
@@ -51,14 +52,14 @@ from inference_server.jobs.messages import (
 from inference_server.jobs.tasks import LocalTaskRunner, TaskRunner
 from inference_server.logs import setup_logging
 from inference_server.models.registry import set_worker_data_dir
-from inference_server.store.artifacts import Artifact, ArtifactStore
+from inference_server.store.artifacts import ArtifactStore
 
 log = logging.getLogger("keygrip.workers")
 
 _PROGRESS_INTERVAL_S = 0.1
 
 
-class WorkerContext:
+class WorkerContext(JobOutputs):
     """The JobContext a handler sees inside a worker process."""
 
     def __init__(self, conn: Connection, job_id: str, artifacts: ArtifactStore, scratch: Path,
@@ -66,12 +67,16 @@ class WorkerContext:
         self._conn = conn
         self.job_id = job_id
         self.job_type = job_type
-        self.artifacts = artifacts
+        self._artifacts = artifacts
         self.scratch = scratch
         self.tasks = tasks
         self.produced: list[str] = []
         self._last_sent = 0.0
         self._cancelled = False
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return self._artifacts
 
     def progress(self, stage: str, value: float, maximum: float, message: str = "", *,
                  fps: float = 0.0, preview_png: bytes = b"") -> None:
@@ -91,16 +96,6 @@ class WorkerContext:
                 self._cancelled = True
         if self._cancelled:
             raise JobCancelled("cancelled by the user")
-
-    def put_bytes(self, data: bytes, name: str, media_type: str) -> Artifact:
-        art = self.artifacts.put_bytes(data, name, media_type)
-        self.produced.append(art.id)
-        return art
-
-    def put_file(self, path: Path, name: str, media_type: str) -> Artifact:
-        art = self.artifacts.put_file(path, name, media_type)
-        self.produced.append(art.id)
-        return art
 
 
 class Handlers:

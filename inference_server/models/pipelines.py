@@ -41,6 +41,16 @@ class Device:
         return torch.device(f"cuda:{self.index}" if self.kind == "cuda" else self.kind)
 
 
+def default_budget(device: Device) -> int:
+    """Bytes of models a worker keeps resident: 80% of the GPU's memory, or half of the machine's RAM
+    on the CPU (and on MPS, whose memory is the machine's)."""
+    if device.kind == "cuda":
+        return int(0.8 * torch.cuda.get_device_properties(device.index).total_memory)
+    import psutil
+
+    return int(0.5 * psutil.virtual_memory().total)
+
+
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 

@@ -6,8 +6,8 @@ checks for cancellation, and return float32 sRGB pixels in 0..1 as an (H, W, 3) 
 
 - Reproducible: the initial noise comes from a CPU torch.Generator seeded with the settings' seed, so
   the same settings on the same machine and device give the same bytes.
-- Cancel: ctx.check_cancelled() runs after every denoising step; a cancelled job sets the pipeline's
-  interrupt and leaves it there (within one step, before the VAE decode), then frees what it took.
+- Cancel: ctx.check_cancelled() runs after every denoising step; its JobCancelled leaves the
+  pipeline call there (within one step, before the VAE decode), then what the run took is freed.
 - Out of GPU memory is ResourceExhausted saying what to lower.
 
 This module imports torch and diffusers only inside the functions that run a pipeline, so that
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inference_server.errors import InvalidInput, JobCancelled, ResourceExhausted
+from inference_server.errors import InvalidInput, ResourceExhausted
 from inference_server.jobs.context import JobContext
 
 if TYPE_CHECKING:
@@ -163,8 +163,6 @@ def _run(pipe: Any, s: GenerateSettings, ctx: JobContext, *, axes: str | None,
     except BaseException:
         _free_memory()  # cancelled or failed: give back what the run took
         raise
-    finally:
-        pipe._interrupt = False
     return np.ascontiguousarray(out.images[0], dtype=np.float32)
 
 
@@ -187,12 +185,8 @@ class _StepCallback:
         preview = _preview_png(kwargs["latents"]) if done % every == 0 or done == total else b""
         elapsed = time.monotonic() - self.start
         self.ctx.progress("denoise", done, total, fps=done / elapsed if elapsed > 0 else 0.0, preview_png=preview)
-        try:
-            self.ctx.check_cancelled()
-        except JobCancelled:
-            # Interrupt the pipeline (it skips every step left) and leave it now, before the VAE decode.
-            pipe._interrupt = True
-            raise
+        # JobCancelled leaves the pipeline call at once, before the steps left and the VAE decode.
+        self.ctx.check_cancelled()
         return {}
 
 

@@ -35,20 +35,35 @@ def _png(rgb: np.ndarray, metadata: dict[str, str]) -> bytes:
     return out.getvalue()
 
 
+# One cache per worker process, shared by both handlers: a model used for textures and worlds is
+# loaded once, and the budget counts everything resident.
+_CACHE: PipelineCache | None = None
+
+
+def _worker_cache() -> PipelineCache:
+    global _CACHE
+    if _CACHE is None:
+        from inference_server.models.pipelines import PipelineCache, default_budget, pick_device
+        from inference_server.models.registry import worker_registry
+
+        device = pick_device()
+        _CACHE = PipelineCache(worker_registry(), device, budget_bytes=default_budget(device))
+    return _CACHE
+
+
 class _GenerateHandler:
     """What both jobs share: the worker's pipeline cache, the settings, and writing the results."""
 
     cache: PipelineCache
 
-    def _setup_cache(self) -> None:
-        from inference_server.models.pipelines import PipelineCache, pick_device
-        from inference_server.models.registry import worker_registry
+    def setup(self) -> None:
+        self.cache = _worker_cache()
 
-        self.cache = PipelineCache(worker_registry(), pick_device())
-
-    def _close_cache(self) -> None:
-        if getattr(self, "cache", None) is not None:
-            self.cache.unload_all()
+    def close(self) -> None:
+        global _CACHE
+        if _CACHE is not None:
+            _CACHE.unload_all()
+            _CACHE = None
 
     def _results(self, rgb: np.ndarray, settings: scene_pb2.GenerationSettings, ctx: JobContext, stem: str,
                  **extra: object) -> scene_pb2.GeneratedImage:
@@ -86,12 +101,6 @@ def _settings(s: scene_pb2.GenerationSettings) -> GenerateSettings:
 class TextureHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateTextureRequest]):
     request_type = scene_pb2.GenerateTextureRequest
 
-    def setup(self) -> None:
-        self._setup_cache()
-
-    def close(self) -> None:
-        self._close_cache()
-
     def describe(self, request: scene_pb2.GenerateTextureRequest, artifacts: ArtifactStore | None) -> JobInput:
         return _describe(request.settings, "generating a texture from")
 
@@ -117,12 +126,6 @@ class TextureHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateTextureReque
 
 class WorldHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateWorldRequest]):
     request_type = scene_pb2.GenerateWorldRequest
-
-    def setup(self) -> None:
-        self._setup_cache()
-
-    def close(self) -> None:
-        self._close_cache()
 
     def describe(self, request: scene_pb2.GenerateWorldRequest, artifacts: ArtifactStore | None) -> JobInput:
         return _describe(request.settings, "generating a world from")

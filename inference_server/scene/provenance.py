@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -13,6 +14,17 @@ _SAMPLE = 1 << 20
 
 
 def model_fingerprint(path: Path) -> str:
+    """model_fingerprint_of, computed once per model and state of its files (see there)."""
+    st = path.stat()
+    return _fingerprint(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _fingerprint(path: str, mtime_ns: int, size: int) -> str:
+    return model_fingerprint_of(Path(path))
+
+
+def model_fingerprint_of(path: Path) -> str:
     """sha256 over a model's files: relative name, size, and the first and last MiB of each.
 
     Hashing every byte of a multi-GB checkpoint would cost as long as loading it; the ends of each

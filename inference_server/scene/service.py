@@ -10,6 +10,7 @@ from inference_server.capability import ServerParts
 from inference_server.config import Config
 from inference_server.errors import FailedPrecondition
 from inference_server.jobs.manager import JobManager
+from inference_server.models.registry import ModelRegistry
 from inference_server.scene import options
 from inference_server.services.errors import rpc_errors
 from inference_server.store.artifacts import check_digest
@@ -20,12 +21,18 @@ class SceneGenerationService(scene_pb2_grpc.SceneGenerationServicer):
     def __init__(self, config: Config, manager: JobManager) -> None:
         self.config = config
         self.manager = manager
+        self._registry: ModelRegistry | None = None
 
     async def _check_model(self, name: str, feature: str) -> None:
-        """The model exists, can be loaded, and does what is asked (checked from files, no torch)."""
+        """The model exists, can be loaded, and does what is asked (checked from files, no torch).
+
+        The registry is read once, like GetServerInfo's and the workers': a model added while the
+        server runs is used after a restart, as `keygrip models add` says."""
         from inference_server.models.registry import load_registry
 
-        entry = (await asyncio.to_thread(load_registry, self.config)).get(name)
+        if self._registry is None:
+            self._registry = await asyncio.to_thread(load_registry, self.config)
+        entry = self._registry.get(name)
         if feature not in entry.capabilities:
             does = ", ".join(entry.capabilities) or "nothing Keygrip uses"
             raise FailedPrecondition(f"model {name!r} ({entry.family}) cannot do {feature} (it does {does}); "

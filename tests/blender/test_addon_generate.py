@@ -170,7 +170,7 @@ def test_cancel_mid_job_leaves_the_scene_unchanged(addon, gen_server):
 
     cube = _cube_scene()
     before = {k: sorted(x.name for x in getattr(bpy.data, k)) for k in ("materials", "images", "worlds")}
-    _panel(gen_steps=400)
+    _panel(gen_steps=400, gen_width=2 * SIZE, gen_height=2 * SIZE)  # slow steps: the job outlasts the cancel
     assert bpy.ops.keygrip.generate_texture() == {"FINISHED"}
     main_thread = _module("main_thread")
     session = main_thread.latest()
@@ -178,7 +178,8 @@ def test_cancel_mid_job_leaves_the_scene_unchanged(addon, gen_server):
     while "denoise" not in session.progress.stage or session.progress.fraction <= 0:
         assert session.busy and time.monotonic() < deadline, (session.state, session.error)
         main_thread.poll_all(wait=0.05)
-    bpy.ops.keygrip.cancel()
+    assert session.busy, (session.state, session.error)
+    assert bpy.ops.keygrip.cancel() == {"FINISHED"}
     main_thread.drain(timeout=60)
     assert session.state == "cancelled"
     assert {k: sorted(x.name for x in getattr(bpy.data, k)) for k in before} == before

@@ -236,30 +236,32 @@ def generate_plan_from_panel(context: bpy.types.Context, kind: GenerateKind
                                 rotation=s.gen_rotation)
 
 
-class GenerateTextureOperator(_SessionOperator):
+class _GenerateOperator(_SessionOperator):
+    """Start a generation of `kind` from the Generate section (not registered itself)."""
+
+    kind: GenerateKind = "texture"
+    bl_options = {"REGISTER"}   # the write-back pushes its own undo step (shading.py)
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        plan, target = generate_plan_from_panel(context, self.kind)
+        return tasks.generate_session(plan, target, preferences.server_settings(context),
+                                      str(shading.output_folder()))
+
+
+class GenerateTextureOperator(_GenerateOperator):
     """Generate a seamless texture and give the selected meshes a material with it (Esc cancels)"""
 
     bl_idname = "keygrip.generate_texture"
     bl_label = "Generate Texture"
-    bl_options = {"REGISTER"}   # the write-back pushes its own undo step (shading.py)
-
-    def make_session(self, context: bpy.types.Context) -> Session:
-        plan, target = generate_plan_from_panel(context, "texture")
-        return tasks.generate_session(plan, target, preferences.server_settings(context),
-                                      str(shading.output_folder()))
+    kind: GenerateKind = "texture"
 
 
-class GenerateWorldOperator(_SessionOperator):
+class GenerateWorldOperator(_GenerateOperator):
     """Generate a 360-degree environment and make it the scene's world (Esc cancels)"""
 
     bl_idname = "keygrip.generate_world"
     bl_label = "Generate World"
-    bl_options = {"REGISTER"}
-
-    def make_session(self, context: bpy.types.Context) -> Session:
-        plan, target = generate_plan_from_panel(context, "world")
-        return tasks.generate_session(plan, target, preferences.server_settings(context),
-                                      str(shading.output_folder()))
+    kind: GenerateKind = "world"
 
 
 class CancelOperator(bpy.types.Operator):

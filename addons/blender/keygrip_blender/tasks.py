@@ -84,9 +84,7 @@ def download_session(artifact_id: str, path: str, settings: ServerSettings) -> S
     """Download an artifact (e.g. the retargeted BVH) to a file."""
 
     def fetch(ctx: WorkerContext, _: Any) -> str:
-        def report(done: int, total: int) -> None:
-            ctx.progress("downloading", done / total if total else 1.0)
-        return str(ctx.client.download(artifact_id, path, progress=report))
+        return str(ctx.client.download(artifact_id, path, progress=ctx.transfer_progress("downloading")))
 
     return Session(f"download {Path(path).name}", [Worker(fetch)], connector(settings))
 
