@@ -430,6 +430,19 @@ class Client:
             settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings), request_id=request_id)
         return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).GenerateWorld, req)
 
+    def project_texture(self, model: str, prompt: str, views: Iterable[scene_pb2.CameraView], *,
+                        controlnet: str = "", control_scale: float = 0.0, request_id: str = "",
+                        **settings: Any) -> Job[scene_pb2.ProjectedTexture]:
+        """Start a texture painted onto a scene from its cameras: one image per view, generated with the
+        view's depth as conditioning, later views inpainting only what earlier ones did not cover.
+        views: CameraViews with their depth (and mask) uploaded (keygrip.projection.View.upload makes
+        them). controlnet: a depth ControlNet beside `model`; empty when `model` is a depth model.
+        settings as for generate_texture (width and height come from the views)."""
+        req = scene_pb2.ProjectTextureRequest(
+            settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings), views=list(views),
+            controlnet=controlnet, control_scale=control_scale, request_id=request_id)
+        return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).ProjectTexture, req)
+
     # Jobs of any capability ---------------------------------------------------------------------
 
     def get_job(self, job_id: str) -> Job[Any]:

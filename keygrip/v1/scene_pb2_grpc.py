@@ -25,6 +25,11 @@ class SceneGenerationStub(object):
                 request_serializer=keygrip_dot_v1_dot_scene__pb2.GenerateWorldRequest.SerializeToString,
                 response_deserializer=keygrip_dot_v1_dot_common__pb2.Job.FromString,
                 )
+        self.ProjectTexture = channel.unary_unary(
+                '/keygrip.v1.SceneGeneration/ProjectTexture',
+                request_serializer=keygrip_dot_v1_dot_scene__pb2.ProjectTextureRequest.SerializeToString,
+                response_deserializer=keygrip_dot_v1_dot_common__pb2.Job.FromString,
+                )
 
 
 class SceneGenerationServicer(object):
@@ -44,6 +49,14 @@ class SceneGenerationServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProjectTexture(self, request, context):
+        """Starts a "project_texture" job whose result is a ProjectedTexture: one image per camera, generated
+        with the scene's depth as conditioning so that it lines up with the geometry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SceneGenerationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -55,6 +68,11 @@ def add_SceneGenerationServicer_to_server(servicer, server):
             'GenerateWorld': grpc.unary_unary_rpc_method_handler(
                     servicer.GenerateWorld,
                     request_deserializer=keygrip_dot_v1_dot_scene__pb2.GenerateWorldRequest.FromString,
+                    response_serializer=keygrip_dot_v1_dot_common__pb2.Job.SerializeToString,
+            ),
+            'ProjectTexture': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProjectTexture,
+                    request_deserializer=keygrip_dot_v1_dot_scene__pb2.ProjectTextureRequest.FromString,
                     response_serializer=keygrip_dot_v1_dot_common__pb2.Job.SerializeToString,
             ),
     }
@@ -97,6 +115,23 @@ class SceneGeneration(object):
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/keygrip.v1.SceneGeneration/GenerateWorld',
             keygrip_dot_v1_dot_scene__pb2.GenerateWorldRequest.SerializeToString,
+            keygrip_dot_v1_dot_common__pb2.Job.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ProjectTexture(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/keygrip.v1.SceneGeneration/ProjectTexture',
+            keygrip_dot_v1_dot_scene__pb2.ProjectTextureRequest.SerializeToString,
             keygrip_dot_v1_dot_common__pb2.Job.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
