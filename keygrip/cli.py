@@ -5,7 +5,7 @@
     keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
     keygrip retarget CLIP_OR_BVH --rig rig.json --out result.bvh
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
-    keygrip generate texture|world --model NAME --prompt TEXT [--seed N] --out FILE.png|.exr
+    keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
 
 VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
 numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
@@ -207,12 +207,18 @@ def cmd_generate(client: Client, args: argparse.Namespace) -> int:
                     scheduler=args.scheduler or "")
     if args.kind == "texture":
         job = client.generate_texture(args.model, args.prompt, tileable=not args.no_tile, init_image=args.init,
-                                      strength=args.strength or 0.0, **settings)
+                                      strength=args.strength or 0.0, maps=args.maps, **settings)
     else:
-        job = client.generate_world(args.model, args.prompt, **settings)
+        job = client.generate_world(args.model, args.prompt, highlight_gain=args.highlight_gain or 0.0, **settings)
     result = follow(job, bar).result()
     ref = result.exr if args.out.suffix.lower() == ".exr" else result.image
     client.download(ref.id, args.out)
+    for kind, ref in (("height", result.height_map), ("normal", result.normal_map)):
+        if ref.id:
+            path = args.out.with_name(f"{args.out.stem}_{kind}.png")
+            client.download(ref.id, path)
+            if not args.json:
+                print(f"wrote {path}")
     if args.json:
         _print_message(result, True)
     else:
@@ -411,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--no-tile", action="store_true", help="texture: not seamless")
     generate.add_argument("--init", type=Path, help="texture: an image to start from")
     generate.add_argument("--strength", type=float, help="texture: how far to move from --init, 0..1 (default 0.75)")
+    generate.add_argument("--maps", action="store_true",
+                          help="texture: also a height and a normal map, written as OUT_height.png, OUT_normal.png")
+    generate.add_argument("--highlight-gain", type=float,
+                          help="world: scale the brightest pixels of the EXR up to this many times (8-32: a sun "
+                               "that casts shadows; default off)")
     generate.add_argument("--out", required=True, type=Path, help=".png (8-bit sRGB) or .exr (linear float)")
 
     retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig")

@@ -410,24 +410,28 @@ class Client:
 
     def generate_texture(self, model: str, prompt: str, *, tileable: bool = True,
                          init_image: str | os.PathLike[str] | common_pb2.ArtifactRef | None = None,
-                         strength: float = 0.0, request_id: str = "", **settings: Any) -> Job[scene_pb2.GeneratedImage]:
+                         strength: float = 0.0, maps: bool = False, request_id: str = "",
+                         **settings: Any) -> Job[scene_pb2.GeneratedImage]:
         """Start a texture generation (seamless in X and Y unless tileable=False). settings are
         GenerationSettings fields: negative_prompt, seed, steps, guidance, width, height, scheduler.
-        init_image: a file (uploaded, deduplicated) or an ArtifactRef to start from."""
+        init_image: a file (uploaded, deduplicated) or an ArtifactRef to start from. maps: also a
+        height and a normal map (result.height_map, result.normal_map)."""
         req = scene_pb2.GenerateTextureRequest(
             settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings),
-            tileable=tileable, strength=strength, request_id=request_id)
+            tileable=tileable, strength=strength, maps=maps, request_id=request_id)
         if init_image is not None:
             req.init_image_artifact_id = (init_image.id if isinstance(init_image, common_pb2.ArtifactRef)
                                           else self.upload(init_image).id)
         return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).GenerateTexture, req)
 
-    def generate_world(self, model: str, prompt: str, *, request_id: str = "",
+    def generate_world(self, model: str, prompt: str, *, highlight_gain: float = 0.0, request_id: str = "",
                        **settings: Any) -> Job[scene_pb2.GeneratedImage]:
         """Start a 360-degree world (equirectangular, width = 2 x height, periodic in X). settings as
-        for generate_texture."""
+        for generate_texture. highlight_gain: the EXR's brightest pixels scaled up to this many times
+        (8 to 32 gives a sun that casts shadows); 0: off."""
         req = scene_pb2.GenerateWorldRequest(
-            settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings), request_id=request_id)
+            settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings),
+            highlight_gain=highlight_gain, request_id=request_id)
         return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).GenerateWorld, req)
 
     def project_texture(self, model: str, prompt: str, views: Iterable[scene_pb2.CameraView], *,

@@ -47,6 +47,8 @@ class GeneratePlan:
     height: int = 0
     tileable: bool = True
     negative_prompt: str = ""
+    maps: bool = False            # texture: also a height and a normal map
+    highlight_gain: float = 0.0   # world: the EXR's highlights scaled up to this many times; 0: off
 
     def check(self) -> None:
         """ValueError with a fix-it message for what the panel lets through but the server would refuse."""
@@ -80,7 +82,9 @@ class Generated:
     """The worker step's result: the files on disk and where they came from.
 
     image_path: the PNG (sRGB). exr_path: the linear-light OpenEXR (scene-linear Rec.709), the one a
-    world lights the scene with. metadata: the server's record (prompt, seed, steps, settings...).
+    world lights the scene with. height_path, normal_path: a texture's height map (16-bit grey) and
+    tangent-space normal map (OpenGL, +Y up), when the plan asked for maps. metadata: the server's
+    record (prompt, seed, steps, settings...).
     """
 
     plan: GeneratePlan
@@ -95,6 +99,8 @@ class Generated:
     metadata: dict[str, str] = field(default_factory=dict)
     server_version: str = ""
     server_address: str = ""
+    height_path: Path | None = None
+    normal_path: Path | None = None
 
     def provenance(self) -> dict[str, object]:
         """What the host stores with what it creates (Blender: custom properties) to re-run the job."""
@@ -106,7 +112,8 @@ class Generated:
 
     def as_dict(self) -> dict[str, object]:
         out = dataclasses.asdict(self)
-        out["image_path"], out["exr_path"] = str(self.image_path), str(self.exr_path)
+        for key in ("image_path", "exr_path", "height_path", "normal_path"):
+            out[key] = str(out[key]) if out[key] is not None else None
         return out
 
 
@@ -114,8 +121,9 @@ def submit(ctx: WorkerContext, plan: GeneratePlan) -> Any:
     """The server job for the plan (keygrip.client.Job[scene_pb2.GeneratedImage])."""
     plan.check()
     if plan.kind == "texture":
-        return ctx.client.generate_texture(plan.model, plan.prompt, tileable=plan.tileable, **plan.settings())
-    return ctx.client.generate_world(plan.model, plan.prompt, **plan.settings())
+        return ctx.client.generate_texture(plan.model, plan.prompt, tileable=plan.tileable, maps=plan.maps,
+                                           **plan.settings())
+    return ctx.client.generate_world(plan.model, plan.prompt, highlight_gain=plan.highlight_gain, **plan.settings())
 
 
 def generate(ctx: WorkerContext, plan: GeneratePlan, folder: str | Path) -> Generated:
@@ -133,11 +141,15 @@ def generate(ctx: WorkerContext, plan: GeneratePlan, folder: str | Path) -> Gene
 
     image = fetch(result.image, out / f"{name}.png", "PNG")
     exr = fetch(result.exr, out / f"{name}.exr", "EXR")
+    height = fetch(result.height_map, out / f"{name}_height.png", "height map") if result.height_map.id else None
+    normal = fetch(result.normal_map, out / f"{name}_normal.png", "normal map") if result.normal_map.id else None
     ctx.check_cancelled()
     return Generated(plan=plan, job_id=job.id, image_path=image.resolve(), exr_path=exr.resolve(),
                      width=result.width, height=result.height, seed=result.seed, model=result.model,
                      model_hash=result.model_hash, metadata=dict(result.metadata),
-                     server_version=ctx.server_info.version, server_address=ctx.connection.address)
+                     server_version=ctx.server_info.version, server_address=ctx.connection.address,
+                     height_path=height.resolve() if height else None,
+                     normal_path=normal.resolve() if normal else None)
 
 
 def steps(plan: GeneratePlan, *, folder: str | Path, write: Callable[[Generated], T]) -> list[Step]:

@@ -83,6 +83,40 @@ def test_world_is_2_to_1_linear_exr(scene: keygrip.Client, tmp_path: Path) -> No
     assert result.metadata["projection"] == "equirectangular"
 
 
+def test_texture_maps_height_and_normal(scene: keygrip.Client) -> None:
+    from inference_server.scene.maps import height_map, normal_map
+
+    plain = scene.generate_texture("tiny", "cracked clay", seed=5, steps=2, width=SIZE, height=SIZE).result()
+    assert not plain.height_map.id and not plain.normal_map.id  # only when asked for
+    result = scene.generate_texture("tiny", "cracked clay", seed=5, steps=2, width=SIZE, height=SIZE,
+                                    maps=True).result()
+    # The maps add files; the texture's pixels are the same (its PNG's provenance says "maps").
+    assert np.array_equal(np.asarray(_image(scene, result.image)), np.asarray(_image(scene, plain.image)))
+    height, normal = _image(scene, result.height_map), _image(scene, result.normal_map)
+    assert (height.size, height.mode, normal.size, normal.mode) == ((SIZE, SIZE), "I;16", (SIZE, SIZE), "RGB")
+    assert result.metadata["maps"] == "height,normal" and height.text["keygrip:seed"] == "5"
+    # They are the maps of the texture, wrapping around as it does (made from its float pixels, so
+    # recomputed from its 8-bit PNG they agree to within the rounding).
+    srgb = np.asarray(_image(scene, result.image), dtype=np.float32) / 255.0
+    expected = height_map(srgb, periodic=True)
+    assert np.abs(np.asarray(height, dtype=np.float64) / 65535.0 - expected).max() < 0.01
+    decoded = np.asarray(normal, dtype=np.float32) / 255.0
+    assert np.abs(decoded - normal_map(expected, periodic=True)).max() < 0.02
+
+
+def test_world_highlight_gain_brightens_only_the_highlights(scene: keygrip.Client, tmp_path: Path) -> None:
+    from inference_server.scene.exr import expand_highlights, read_exr, srgb_to_linear
+
+    result = scene.generate_world("tiny", "sunset", seed=3, steps=2, height=SIZE, highlight_gain=16).result()
+    linear = read_exr(scene.download(result.exr.id, tmp_path / "world.exr"))
+    srgb = np.asarray(_image(scene, result.image), dtype=np.float32) / 255.0
+    expected = expand_highlights(srgb_to_linear(srgb), 16.0)
+    assert np.abs(linear - expected).max() <= 0.02 * max(1.0, float(expected.max()))  # 8-bit and half floats
+    assert result.metadata["highlight_gain"] == "16"
+    with pytest.raises(keygrip.InvalidArgument, match="highlight_gain"):
+        scene.generate_world("tiny", "sunset", height=SIZE, highlight_gain=-1)
+
+
 def test_cancel_ends_within_a_step(scene: keygrip.Client) -> None:
     # At 2 x SIZE each step of the tiny model is slow enough that the job outlasts any delay of the cancel.
     job = scene.generate_texture("tiny", "slow", seed=1, steps=400, width=2 * SIZE, height=2 * SIZE)
@@ -117,3 +151,11 @@ def test_cli_generate(scene_server, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert out.is_file() and Image.open(out).size == (SIZE, SIZE)
     assert "seed" in run.stdout and "model tiny" in run.stdout
+    assert not (tmp_path / "t_normal.png").exists()
+    run = subprocess.run([sys.executable, "-m", "keygrip.cli", "--address", scene_server.address, "generate",
+                          "texture", "--model", "tiny", "--prompt", "moss", "--steps", "1", "--width", str(SIZE),
+                          "--height", str(SIZE), "--maps", "--out", str(tmp_path / "m.exr")],
+                         capture_output=True, text=True, cwd=REPO, timeout=180, env={**os.environ})
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "m.exr").is_file()
+    assert Image.open(tmp_path / "m_height.png").mode == "I;16" and Image.open(tmp_path / "m_normal.png").mode == "RGB"

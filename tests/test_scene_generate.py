@@ -374,3 +374,66 @@ def test_exr_refuses_what_it_cannot_write(tmp_path: Path) -> None:
         exr.write_exr(tmp_path / "a.exr", np.full((4, 4, 3), np.nan))
     with pytest.raises(InvalidInput, match="reserved"):
         exr.write_exr(tmp_path / "a.exr", np.zeros((4, 4, 3)), metadata={"compression": "none"})
+
+
+# --- height and normal maps, highlight expansion ------------------------------------------------------
+
+def _bump(size: int = 64, centre: tuple[float, float] = (32.0, 32.0)) -> np.ndarray:
+    """An sRGB image of a bright round bump on grey."""
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    r2 = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2
+    grey = 0.3 + 0.5 * np.exp(-r2 / (2 * 3.0**2))
+    return np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
+
+
+def test_height_and_normal_maps_of_a_bump_point_away_from_its_top() -> None:
+    from inference_server.scene.maps import height_map, normal_map
+
+    height = height_map(_bump(), periodic=False)
+    assert height.dtype == np.float32 and height.shape == (64, 64)
+    assert height[32, 32] == height.max() and height[32, 32] > height[32, 30] > height[32, 28]
+    normal = normal_map(height, periodic=False) * 2 - 1  # decoded
+    assert np.allclose(np.linalg.norm(normal, axis=-1), 1.0, atol=1e-5)
+    # Left of the top the surface rises to the right, so its normal leans left (-X); right of it, +X.
+    assert normal[32, 29, 0] < -0.1 and normal[32, 35, 0] > 0.1
+    # Above the top (smaller row = up the image, +Y in OpenGL) the normal leans up; below it, down.
+    assert normal[29, 32, 1] > 0.1 and normal[35, 32, 1] < -0.1
+    assert abs(normal[32, 32, 0]) < 1e-3 and abs(normal[32, 32, 1]) < 1e-3 and normal[32, 32, 2] > 0.999
+
+
+def test_maps_of_a_tiling_texture_tile_too() -> None:
+    from inference_server.scene.maps import height_map, normal_map
+
+    image = np.random.default_rng(5).random((64, 96, 3)).astype(np.float32)
+    shift = (17, 40)
+    for periodic, equal in ((True, True), (False, False)):
+        h = height_map(image, periodic=periodic)
+        h_shifted = height_map(np.roll(image, shift, (0, 1)), periodic=periodic)
+        n = normal_map(h, periodic=periodic)
+        n_shifted = normal_map(h_shifted, periodic=periodic)
+        # Wrapping filters commute with a circular shift: the maps of the shifted texture are the shifted maps.
+        assert np.allclose(np.roll(h, shift, (0, 1)), h_shifted, atol=1e-5) is equal
+        assert np.allclose(np.roll(n, shift, (0, 1)), n_shifted, atol=1e-5) is equal
+
+
+def test_flat_image_has_flat_maps() -> None:
+    from inference_server.scene.maps import height_map, normal_map
+
+    height = height_map(np.full((16, 16, 3), 0.4, dtype=np.float32), periodic=True)
+    assert np.all(height == 0.5)
+    assert np.allclose(normal_map(height, periodic=True), (0.5, 0.5, 1.0))
+
+
+def test_highlight_expansion_leaves_the_shadows_and_scales_white() -> None:
+    linear = exr.srgb_to_linear(np.linspace(0, 1, 101)[:, None, None].repeat(3, axis=2))
+    out = exr.expand_highlights(linear, 16.0)
+    luma = linear[:, 0, 0]
+    assert np.array_equal(out[luma <= 0.6], linear[luma <= 0.6])  # at and below the knee: untouched
+    assert out[-1, 0, 0] == pytest.approx(16.0)                   # white: the full gain
+    assert np.all(np.diff(out[:, 0, 0]) > 0)                      # still monotone: nothing steps or folds
+    assert np.array_equal(exr.expand_highlights(linear, 1.0), linear)
+    assert np.array_equal(exr.expand_highlights(linear, 0.0), linear)
+    # Colour is kept: a bright orange is scaled as a whole.
+    orange = np.array([[[1.0, 0.5, 0.1]]], dtype=np.float32)
+    scaled = exr.expand_highlights(orange, 8.0)
+    assert np.allclose(scaled / scaled[..., :1], orange / orange[..., :1])

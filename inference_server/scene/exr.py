@@ -1,10 +1,11 @@
-"""OpenEXR files for generated worlds: linear float RGB (half by default) with string metadata.
+"""OpenEXR files for generated images: linear float RGB (half by default) with string metadata.
 
 Generated images are sRGB-encoded; an environment map that lights a scene must be linear, so the
 world is decoded with srgb_to_linear (the exact piecewise sRGB EOTF of IEC 61966-2-1) before it is
 written. Channels are named R, G, B (what Blender, Nuke and every EXR reader expect); metadata
 (prompt, seed, model, settings) goes in as string attributes of the header so that a result can be
-reproduced from its file. Uses the `OpenEXR` module of the `openexr` package (3.x, `OpenEXR.File`).
+reproduced from its file. expand_highlights gives a world's sun and sky the intensity an 8-bit image
+cannot hold. Uses the `OpenEXR` module of the `openexr` package (3.x, `OpenEXR.File`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,23 @@ def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
     a = np.abs(x)
     lin = np.where(a <= 0.04045, a / 12.92, ((a + 0.055) / 1.055) ** 2.4)
     return (np.sign(x) * lin).astype(np.float32)
+
+
+def expand_highlights(linear: np.ndarray, gain: float, *, knee: float = 0.6) -> np.ndarray:
+    """Linear RGB whose brightest pixels are scaled up smoothly, to at most `gain` times their value.
+
+    A generated panorama stops at white, so as an environment it lights a scene like a grey card: no
+    sun, no shadows. Pixels whose luminance is above `knee` (linear; sRGB 0.8) are multiplied by
+    1 + (gain - 1) * w, where w rises from 0 at the knee to 1 at white along a smoothstep, so that
+    everything below the knee is untouched and nothing steps. gain <= 1: a copy of the input.
+    """
+    a = np.asarray(linear, dtype=np.float32)
+    if not gain > 1.0:
+        return a.copy()
+    luma = a @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    t = np.clip((luma - knee) / (1.0 - knee), 0.0, 1.0)
+    w = t * t * (3.0 - 2.0 * t)
+    return (a * (1.0 + (gain - 1.0) * w)[..., None]).astype(np.float32)
 
 
 def write_exr(path: Path, rgb_linear: np.ndarray, *, half: bool = True, metadata: dict[str, str] | None = None) -> None:

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from inference_server.scene.generate import GenerateSettings
 
 
-def _png(rgb: np.ndarray, metadata: dict[str, str]) -> bytes:
-    """8-bit sRGB PNG with the provenance as text chunks (what reproduces it travels with the file)."""
+def _png(pixels: np.ndarray, metadata: dict[str, str], *, bits: int = 8) -> bytes:
+    """A PNG of (H, W, 3) RGB or (H, W) grey values in 0..1 (8-bit, or 16-bit grey for a height map),
+    with the provenance as text chunks (what reproduces it travels with the file)."""
     import io
 
     from PIL import Image, PngImagePlugin
@@ -31,7 +32,12 @@ def _png(rgb: np.ndarray, metadata: dict[str, str]) -> bytes:
     for key, value in metadata.items():
         info.add_itxt(f"keygrip:{key}", value)
     out = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8), "RGB").save(out, "PNG", pnginfo=info)
+    if bits == 16:  # a uint16 array is Pillow's mode "I;16", written as a 16-bit grey PNG
+        image = Image.fromarray(np.clip(np.rint(pixels * 65535.0), 0, 65535).astype(np.uint16))
+    else:
+        image = Image.fromarray(np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8),
+                                "RGB" if pixels.ndim == 3 else "L")
+    image.save(out, "PNG", pnginfo=info)
     return out.getvalue()
 
 
@@ -65,24 +71,40 @@ class _GenerateHandler:
             _CACHE.unload_all()
             _CACHE = None
 
-    def _results(self, rgb: np.ndarray, settings: scene_pb2.GenerationSettings, ctx: JobContext, stem: str,
+    def _results(self, rgb: np.ndarray, settings: scene_pb2.GenerationSettings, ctx: JobContext, stem: str, *,
+                 maps: tuple[np.ndarray, np.ndarray] | None = None, highlight_gain: float = 0.0,
                  **extra: object) -> scene_pb2.GeneratedImage:
-        from inference_server.scene.exr import srgb_to_linear, write_exr
+        """The PNG, the linear EXR (highlights expanded by highlight_gain when > 1) and the (height,
+        normal) maps when given, as artifacts."""
+        from inference_server.scene.exr import expand_highlights, srgb_to_linear, write_exr
         from inference_server.scene.provenance import model_fingerprint, settings_metadata
 
         entry = self.cache.registry.get(settings.model)
         model_hash = model_fingerprint(Path(entry.path))
         meta = settings_metadata(settings, model_hash, **extra)
-        ctx.progress("export", 0, 2, "writing the image")
+        if highlight_gain > 1.0:
+            meta["highlight_gain"] = f"{highlight_gain:g}"
+        if maps is not None:
+            meta["maps"] = "height,normal"
+        total = 4 if maps is not None else 2
+        ctx.progress("export", 0, total, "writing the image")
         png = ctx.put_bytes(_png(rgb, meta), f"{stem}.png", "image/png")
         exr_path = ctx.scratch / f"{stem}.exr"
-        write_exr(exr_path, srgb_to_linear(rgb), metadata=meta)
+        write_exr(exr_path, expand_highlights(srgb_to_linear(rgb), highlight_gain), metadata=meta)
         exr = ctx.put_file(exr_path, f"{stem}.exr", "image/x-exr")
-        ctx.progress("export", 2, 2, "done")
         h, w = rgb.shape[:2]
-        return scene_pb2.GeneratedImage(image=artifact_ref(png), exr=artifact_ref(exr), width=w, height=h,
-                                        seed=settings.seed, model=settings.model, model_hash=model_hash,
-                                        metadata=meta)
+        out = scene_pb2.GeneratedImage(image=artifact_ref(png), exr=artifact_ref(exr), width=w, height=h,
+                                       seed=settings.seed, model=settings.model, model_hash=model_hash,
+                                       metadata=meta)
+        if maps is not None:
+            ctx.progress("export", 2, total, "writing the height and normal maps")
+            height, normal = maps
+            out.height_map.CopyFrom(artifact_ref(ctx.put_bytes(_png(height, meta, bits=16), f"{stem}_height.png",
+                                                               "image/png")))
+            out.normal_map.CopyFrom(artifact_ref(ctx.put_bytes(_png(normal, meta), f"{stem}_normal.png",
+                                                               "image/png")))
+        ctx.progress("export", total, total, "done")
+        return out
 
 
 def _describe(settings: scene_pb2.GenerationSettings, verb: str) -> JobInput:
@@ -120,7 +142,14 @@ class TextureHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateTextureReque
         rgb = generate_texture(pipe, _settings(req.settings), ctx, tile=req.tileable, init_image=init,
                                strength=req.strength)
         strength = f"{req.strength:g}" if init is not None else ""
-        return self._results(rgb, req.settings, ctx, "texture", tileable=req.tileable,
+        maps = None
+        if req.maps:
+            from inference_server.scene.maps import height_map, normal_map
+
+            ctx.progress("export", 0, 1, "deriving the height and normal maps")
+            height = height_map(rgb, periodic=req.tileable)  # a tiling texture gets tiling maps
+            maps = (height, normal_map(height, periodic=req.tileable))
+        return self._results(rgb, req.settings, ctx, "texture", maps=maps, tileable=req.tileable,
                              init_image=req.init_image_artifact_id, strength=strength)
 
 
@@ -137,4 +166,5 @@ class WorldHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateWorldRequest])
         req = options.world_request(request)
         ctx.progress("load", 0, 1, f"loading model {req.settings.model}")
         rgb = generate_world(self.cache.text2img(req.settings.model), _settings(req.settings), ctx)
-        return self._results(rgb, req.settings, ctx, "world", projection="equirectangular")
+        return self._results(rgb, req.settings, ctx, "world", highlight_gain=req.highlight_gain,
+                             projection="equirectangular")

@@ -15,6 +15,7 @@ DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 7.0
 DEFAULT_SIZE = 512
 DEFAULT_STRENGTH = 0.75
+MAX_HIGHLIGHT_GAIN = 1000.0  # half floats hold up to 65504
 
 
 def filled(settings: scene_pb2.GenerationSettings, *, world: bool = False) -> scene_pb2.GenerationSettings:
@@ -61,4 +62,7 @@ def world_request(request: scene_pb2.GenerateWorldRequest) -> scene_pb2.Generate
     req = scene_pb2.GenerateWorldRequest()
     req.CopyFrom(request)
     req.settings.CopyFrom(filled(request.settings, world=True))
+    if not (math.isfinite(req.highlight_gain) and 0.0 <= req.highlight_gain <= MAX_HIGHLIGHT_GAIN):
+        raise InvalidInput(f"highlight_gain must lie in 0..{MAX_HIGHLIGHT_GAIN:g} (0 or 1: off; 8 to 32 makes a sun "
+                           f"that casts shadows), got {req.highlight_gain}")
     return req

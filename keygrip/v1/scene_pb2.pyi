@@ -73,6 +73,7 @@ class GenerateTextureRequest(google.protobuf.message.Message):
     TILEABLE_FIELD_NUMBER: builtins.int
     INIT_IMAGE_ARTIFACT_ID_FIELD_NUMBER: builtins.int
     STRENGTH_FIELD_NUMBER: builtins.int
+    MAPS_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
     tileable: builtins.bool
     """seamless in X and Y (circular padding in UNet and VAE); unset: true"""
@@ -80,6 +81,8 @@ class GenerateTextureRequest(google.protobuf.message.Message):
     """optional PNG/JPEG to start from (image to image)"""
     strength: builtins.float
     """how far to move from the init image, 0..1; 0: 0.75"""
+    maps: builtins.bool
+    """also derive a height map and a tangent-space normal map (they tile too)"""
     request_id: builtins.str
     """idempotency key"""
     @property
@@ -91,10 +94,11 @@ class GenerateTextureRequest(google.protobuf.message.Message):
         tileable: builtins.bool | None = ...,
         init_image_artifact_id: builtins.str = ...,
         strength: builtins.float = ...,
+        maps: builtins.bool = ...,
         request_id: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_tileable", b"_tileable", "settings", b"settings", "tileable", b"tileable"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_tileable", b"_tileable", "init_image_artifact_id", b"init_image_artifact_id", "request_id", b"request_id", "settings", b"settings", "strength", b"strength", "tileable", b"tileable"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_tileable", b"_tileable", "init_image_artifact_id", b"init_image_artifact_id", "maps", b"maps", "request_id", b"request_id", "settings", b"settings", "strength", b"strength", "tileable", b"tileable"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_tileable", b"_tileable"]) -> typing.Literal["tileable"] | None: ...
 
 global___GenerateTextureRequest = GenerateTextureRequest
@@ -104,7 +108,13 @@ class GenerateWorldRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     SETTINGS_FIELD_NUMBER: builtins.int
+    HIGHLIGHT_GAIN_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    highlight_gain: builtins.float
+    """Highlight expansion for the linear EXR: a generated image stops at white, so the sun and the sky
+    would light a scene like a grey card; the brightest pixels are scaled up smoothly to this many
+    times their value (8 to 32 makes a sun that casts shadows). 0 or 1: off, the EXR is the image.
+    """
     request_id: builtins.str
     @property
     def settings(self) -> global___GenerationSettings:
@@ -114,10 +124,11 @@ class GenerateWorldRequest(google.protobuf.message.Message):
         self,
         *,
         settings: global___GenerationSettings | None = ...,
+        highlight_gain: builtins.float = ...,
         request_id: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["settings", b"settings"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["request_id", b"request_id", "settings", b"settings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["highlight_gain", b"highlight_gain", "request_id", b"request_id", "settings", b"settings"]) -> None: ...
 
 global___GenerateWorldRequest = GenerateWorldRequest
 
@@ -149,6 +160,8 @@ class GeneratedImage(google.protobuf.message.Message):
     MODEL_FIELD_NUMBER: builtins.int
     MODEL_HASH_FIELD_NUMBER: builtins.int
     METADATA_FIELD_NUMBER: builtins.int
+    HEIGHT_MAP_FIELD_NUMBER: builtins.int
+    NORMAL_MAP_FIELD_NUMBER: builtins.int
     width: builtins.int
     height: builtins.int
     seed: builtins.int
@@ -167,6 +180,14 @@ class GeneratedImage(google.protobuf.message.Message):
     def metadata(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """prompt, settings, model hash: everything that reproduces it"""
 
+    @property
+    def height_map(self) -> keygrip.v1.common_pb2.ArtifactRef:
+        """textures with maps: 16-bit grey PNG, 0..1 (white is high), non-colour"""
+
+    @property
+    def normal_map(self) -> keygrip.v1.common_pb2.ArtifactRef:
+        """textures with maps: 8-bit RGB PNG, tangent space, OpenGL (+Y up, as Blender)"""
+
     def __init__(
         self,
         *,
@@ -178,9 +199,11 @@ class GeneratedImage(google.protobuf.message.Message):
         model: builtins.str = ...,
         model_hash: builtins.str = ...,
         metadata: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        height_map: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        normal_map: keygrip.v1.common_pb2.ArtifactRef | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["exr", b"exr", "image", b"image"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["exr", b"exr", "height", b"height", "image", b"image", "metadata", b"metadata", "model", b"model", "model_hash", b"model_hash", "seed", b"seed", "width", b"width"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["exr", b"exr", "height_map", b"height_map", "image", b"image", "normal_map", b"normal_map"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["exr", b"exr", "height", b"height", "height_map", b"height_map", "image", b"image", "metadata", b"metadata", "model", b"model", "model_hash", b"model_hash", "normal_map", b"normal_map", "seed", b"seed", "width", b"width"]) -> None: ...
 
 global___GeneratedImage = GeneratedImage
 

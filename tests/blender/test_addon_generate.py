@@ -134,6 +134,32 @@ def test_texture_material_on_selected_cube_then_undo(addon):
     assert not [i for i in bpy.data.images if "keygrip" in i]
 
 
+def test_texture_maps_wired_into_normal_and_displacement(addon):
+    cube = _cube_scene()
+    _panel(gen_maps=True, gen_prompt="rough slate")
+    session = _run(bpy.ops.keygrip.generate_texture)
+    assert session.state == "succeeded", session.error
+    mat = cube.data.materials[0]
+    tree = mat.node_tree
+    assert {
+        ("ShaderNodeTexImage", "Color", "ShaderNodeNormalMap", "Color"),
+        ("ShaderNodeNormalMap", "Normal", "ShaderNodeBsdfPrincipled", "Normal"),
+        ("ShaderNodeTexImage", "Color", "ShaderNodeDisplacement", "Height"),
+        ("ShaderNodeDisplacement", "Displacement", "ShaderNodeOutputMaterial", "Displacement"),
+    } <= _links(tree)
+    assert mat.displacement_method == "DISPLACEMENT"  # relief shaded once, by the normal map
+    images = {link.to_node.bl_idname: link.from_node.image for link in tree.links
+              if link.from_node.bl_idname == "ShaderNodeTexImage"}
+    for kind in ("ShaderNodeNormalMap", "ShaderNodeDisplacement"):
+        assert images[kind].colorspace_settings.name == "Non-Color" and tuple(images[kind].size) == (SIZE, SIZE)
+        assert images[kind]["keygrip"]["job_id"] == session.value.job_id
+    assert images["ShaderNodeBsdfPrincipled"].colorspace_settings.name == "sRGB"
+    assert Path(session.value.height_path).name.endswith("_height.png")
+    # The maps repeat with the texture: all three images read through the one Mapping node.
+    mapping = next(n for n in tree.nodes if n.bl_idname == "ShaderNodeMapping")
+    assert sum(1 for link in tree.links if link.from_node == mapping) == 3
+
+
 def test_world_node_tree_then_undo(addon):
     new_scene()
     bpy.ops.ed.undo_push(message="empty")

@@ -225,7 +225,8 @@ def generate_plan_from_panel(context: bpy.types.Context, kind: GenerateKind
     s = context.scene.keygrip
     plan = GeneratePlan(kind=kind, model=s.gen_model.strip(), prompt=s.gen_prompt, seed=s.gen_seed,
                         steps=s.gen_steps, width=s.gen_width if kind == "texture" else 0, height=s.gen_height,
-                        tileable=s.gen_tileable, negative_prompt=s.gen_negative)
+                        tileable=s.gen_tileable, negative_prompt=s.gen_negative, maps=s.gen_maps,
+                        highlight_gain=s.gen_highlight_gain)
     plan.check()
     objects: tuple[str, ...] = ()
     if kind == "texture":

@@ -89,6 +89,12 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
                                       "(0: the model's default)")
     gen_tileable: bpy.props.BoolProperty(name="Tileable", default=True,
                                          description="Seamless in both directions (textures)")
+    gen_maps: bpy.props.BoolProperty(name="Height & Normal", default=False,
+                                     description="Also derive a height map and a normal map (textures), wired "
+                                     "into the material's Normal and Displacement")
+    gen_highlight_gain: bpy.props.FloatProperty(name="Highlight Gain", min=0.0, max=1000.0, default=0.0,
+                                                description="Scale the world's brightest pixels up to this many "
+                                                "times, so that its sun casts shadows (8 to 32; 0: off)")
     gen_scale: bpy.props.FloatProperty(name="Scale", min=0.001, default=1.0,
                                        description="Texture repeats per UV unit (the material's Mapping node)")
     gen_rotation: bpy.props.FloatProperty(name="Rotation", subtype="ANGLE", default=0.0,

@@ -64,9 +64,11 @@ def set_colorspace(image: bpy.types.Image, *names: str) -> str:
     raise ValueError(f"none of the colour spaces {names} exists in this Blender ({', '.join(items)})")
 
 
-def load_image(path: Path, *, linear: bool) -> bpy.types.Image:
+def load_image(path: Path, *, linear: bool = False, non_color: bool = False) -> bpy.types.Image:
+    """An image file as a new datablock in its colour space: sRGB, scene-linear (linear=True) or data
+    such as height and normal maps (non_color=True)."""
     image = bpy.data.images.load(str(Path(path).resolve()), check_existing=False)
-    set_colorspace(image, *(LINEAR_NAMES if linear else (SRGB,)))
+    set_colorspace(image, *(("Non-Color",) if non_color else LINEAR_NAMES if linear else (SRGB,)))
     return image
 
 
@@ -76,9 +78,14 @@ def _node(tree: bpy.types.NodeTree, kind: str, x: float, y: float) -> bpy.types.
     return node
 
 
-def build_texture_material(name: str, image: bpy.types.Image, scale: float = 1.0) -> bpy.types.Material:
+def build_texture_material(name: str, image: bpy.types.Image, scale: float = 1.0, *,
+                           height: bpy.types.Image | None = None,
+                           normal: bpy.types.Image | None = None) -> bpy.types.Material:
     """Texture Coordinate (UV) -> Mapping (scale) -> Image Texture -> Principled BSDF Base Color ->
-    Material Output, in a new material."""
+    Material Output, in a new material. With maps (non-colour images): normal -> Normal Map (tangent
+    space) -> the BSDF's Normal, and height -> Displacement -> the output's Displacement with the
+    material set to true displacement, so that relief is shaded once, by the normal map, and the
+    height moves the surface where it is subdivided."""
     mat = bpy.data.materials.new(name)
     if mat.node_tree is None:   # before 5.0, where nodes are always on (and use_nodes deprecated)
         mat.use_nodes = True
@@ -98,6 +105,24 @@ def build_texture_material(name: str, image: bpy.types.Image, scale: float = 1.0
     links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
     links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
     links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+    if normal is not None:
+        normal_tex = _node(tree, "ShaderNodeTexImage", -450, -300)
+        normal_tex.image, normal_tex.extension = normal, "REPEAT"
+        normal_map = _node(tree, "ShaderNodeNormalMap", -150, -350)
+        normal_map.space = "TANGENT"
+        links.new(mapping.outputs["Vector"], normal_tex.inputs["Vector"])
+        links.new(normal_tex.outputs["Color"], normal_map.inputs["Color"])
+        links.new(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
+    if height is not None:
+        height_tex = _node(tree, "ShaderNodeTexImage", -450, -600)
+        height_tex.image, height_tex.extension = height, "REPEAT"
+        displacement = _node(tree, "ShaderNodeDisplacement", -150, -650)
+        displacement.inputs["Midlevel"].default_value = 0.5
+        displacement.inputs["Scale"].default_value = 0.02
+        links.new(mapping.outputs["Vector"], height_tex.inputs["Vector"])
+        links.new(height_tex.outputs["Color"], displacement.inputs["Height"])
+        links.new(displacement.outputs["Displacement"], out.inputs["Displacement"])
+        mat.displacement_method = "DISPLACEMENT"
     return mat
 
 
@@ -145,8 +170,9 @@ def write_texture(done: Generated, target: Target) -> bpy.types.Material:
         if not meshes:
             raise ValueError("the selected meshes are gone; select the objects to texture and run again")
         image = load_image(done.image_path, linear=False)
-        mat = build_texture_material(f"Keygrip {done.plan.stem}", image, target.scale)
-        stamp_provenance([mat, image], done.provenance())
+        maps = [load_image(p, non_color=True) if p else None for p in (done.height_path, done.normal_path)]
+        mat = build_texture_material(f"Keygrip {done.plan.stem}", image, target.scale, height=maps[0], normal=maps[1])
+        stamp_provenance([mat, image, *(m for m in maps if m is not None)], done.provenance())
         for obj in meshes:
             if obj.data.materials:
                 obj.data.materials[0] = mat
