@@ -16,6 +16,8 @@ Example keygrip.toml:
     path = "~/models/sd15"              # are taken from this file's folder. A diffusers folder, or
     # config = "~/models/sd15-config"   # a single .safetensors file (+ the diffusers config folder
     # allow_pickle = false              # from_single_file needs); pickle checkpoints only with true
+    # compile = false                   # torch.compile the denoiser and the VAE decoder (GPU: faster
+                                        # steps after a first job that compiles for a minute or more)
 """
 
 from __future__ import annotations
@@ -80,12 +82,13 @@ class Config:
             if unknown:
                 raise ValueError(f"unknown settings in [models.{name}]: {', '.join(sorted(unknown))} "
                                  f"(known: {', '.join(sorted(MODEL_KEYS))})")
-            if not isinstance(table.get("allow_pickle", False), bool):
-                raise ValueError(f"[models.{name}] allow_pickle must be true or false")
+            for key in ("allow_pickle", "compile"):
+                if not isinstance(table.get(key, False), bool):
+                    raise ValueError(f"[models.{name}] {key} must be true or false")
 
 
 # What a [models.NAME] table may hold.
-MODEL_KEYS = frozenset({"path", "config", "allow_pickle"})
+MODEL_KEYS = frozenset({"path", "config", "allow_pickle", "family", "compile"})
 
 
 def _resolve_model_paths(models: Any, base: Path) -> Any:

@@ -31,6 +31,7 @@ from inference_server.models.registry import (
     file_family,
     inspect_entry,
     publish_config_models,
+    read_models_file,
     safetensors_header,
 )
 from keygrip.v1 import server_pb2
@@ -155,6 +156,24 @@ def test_pipeline_cache_loads_both_formats_and_shares_components(models: dict[st
         cache.text2img("cn")
     cache.unload_all()
     assert cache.loaded() == []
+
+
+def test_compile_setting_compiles_the_denoiser_and_the_vae_decoder(models: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="compile must be true or false"):
+        Config(models={"x": {"path": "y", "compile": "yes"}}).validate()
+    Config(models={"x": {"path": "y", "compile": True, "family": "sd1"}}).validate()
+    entry = add_model(tmp_path, models["sd"], name="fast", compile=True)
+    assert entry.compile and read_models_file(tmp_path)["fast"]["compile"] is True
+    cache = PipelineCache(ModelRegistry([entry, inspect_entry("sd", {"path": str(models["sd"])})]),
+                          pick_device("cpu"))
+    fast, plain = cache.text2img("fast"), cache.text2img("sd")
+    # Compiled in place: the same classes, shared by from_pipe. Running them is left to the GPU benchmark
+    # (bench_generate.py --compile): the first call compiles, which takes minutes on this CPU.
+    assert type(fast.unet) is type(plain.unet)
+    assert fast.unet._compiled_call_impl is not None and fast.vae.decoder._compiled_call_impl is not None
+    assert plain.unet._compiled_call_impl is None and plain.vae.decoder._compiled_call_impl is None
+    assert cache.img2img("fast").unet is fast.unet
+    cache.unload_all()
 
 
 def test_pipeline_cache_unloads_least_recently_used(models: dict[str, Path]) -> None:

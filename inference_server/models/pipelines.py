@@ -97,6 +97,19 @@ _PIPELINES: dict[str, tuple[str | None, str | None]] = {
 }
 
 
+def compile_pipeline(pipe: Any) -> None:
+    """torch.compile, in place, what runs at every step (the UNet or the transformer) and the VAE's
+    decoder. In place (Module.compile), so the modules keep their class and attributes: from_pipe
+    shares them, and tiling's padding switch still reaches the convolutions (a switch recompiles once).
+    The compiling happens on the first call, so the first job pays for it."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if isinstance(denoiser, torch.nn.Module):
+        denoiser.compile()
+    vae = getattr(pipe, "vae", None)
+    if isinstance(getattr(vae, "decoder", None), torch.nn.Module):
+        vae.decoder.compile()
+
+
 def pipeline_bytes(pipe: Any) -> int:
     """Memory a pipeline's weights take: its components' parameters and buffers, each tensor once."""
     seen: set[int] = set()
@@ -200,6 +213,8 @@ class PipelineCache:
                 pipe = cls.from_pretrained(str(entry.path), local_files_only=True, torch_dtype=self.device.dtype,
                                            use_safetensors=not entry.pickle)
             pipe.to(self.device.torch_device)
+            if entry.compile:
+                compile_pipeline(pipe)
         except torch.cuda.OutOfMemoryError:
             self._free()
             raise ResourceExhausted(f"model {entry.name!r} does not fit in the GPU's memory: close other GPU "

@@ -75,6 +75,7 @@ class ModelEntry:
     capabilities: tuple[str, ...]   # e.g. ("scene.texture", "scene.world")
     config_path: Path | None = None  # the config folder from_single_file needs, when given
     allow_pickle: bool = False       # the user allowed a pickle checkpoint explicitly
+    compile: bool = False            # torch.compile its denoiser and VAE decoder when loaded
     source: str = ""                 # where it was registered: "config" (the TOML) or "models.json"
     missing: bool = False            # the path does not exist (MISSING rather than an error)
 
@@ -176,7 +177,7 @@ def read_models_file(data_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def add_model(data_dir: Path, path: Path, *, name: str = "", config_path: Path | None = None,
-              allow_pickle: bool = False, family: str = "") -> ModelEntry:
+              allow_pickle: bool = False, family: str = "", compile: bool = False) -> ModelEntry:
     """Check a model and register it in data_dir/models.json (`keygrip models add`). Refuses (ValueError,
     with the fix) a path that does not exist or a model that could not be loaded; a name already in
     models.json is replaced."""
@@ -187,6 +188,8 @@ def add_model(data_dir: Path, path: Path, *, name: str = "", config_path: Path |
         table["config"] = str(Path(config_path).expanduser().resolve())
     if allow_pickle:
         table["allow_pickle"] = True
+    if compile:
+        table["compile"] = True
     if family:
         table["family"] = family
     entry = inspect_entry(name, table, source="models.json")
@@ -217,7 +220,7 @@ def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> M
     config_path = Path(str(table["config"])).expanduser() if table.get("config") else None
     allow_pickle = table.get("allow_pickle") is True
     forced_family = str(table.get("family", ""))
-    unknown = set(table) - MODEL_KEYS - {"family"}
+    unknown = set(table) - MODEL_KEYS
 
     def entry(fmt: str, family: str, reason: str = "", *, size: int = 0, missing: bool = False) -> ModelEntry:
         family = forced_family or family
@@ -231,7 +234,8 @@ def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> M
                       f"if it is one, set family = \"sd1\" (or another) in [models.{name}] of the server's TOML")
         return ModelEntry(name=name, path=path, format=fmt, family=family, size_bytes=size,
                           available=not reason, reason=reason, capabilities=caps if not reason else (),
-                          config_path=config_path, allow_pickle=allow_pickle, source=source, missing=missing)
+                          config_path=config_path, allow_pickle=allow_pickle, source=source, missing=missing,
+                          compile=table.get("compile") is True)
 
     if unknown:
         return entry("unknown", "unknown", f"unknown settings {', '.join(sorted(unknown))} for this model "
