@@ -52,14 +52,27 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
             name = source.bvh_path
         else:
             name = "the motion"
+        rig_file = request.rig_file
+        if rig_file.WhichOneof("file") == "artifact_id":
+            onto = f" onto {artifact_name(rig_file.artifact_id, artifacts)}"
+        elif rig_file.WhichOneof("file") == "path":
+            onto = f" onto {rig_file.path}"
+        else:
+            onto = f" onto the rig {request.rig.name}" if request.rig.name else " onto the rig"
         return JobInput(name=name, doing="retargeting", kind="motion or rig", smaller="a shorter frame range",
-                        after=f" onto the rig {request.rig.name}" if request.rig.name else " onto the rig")
+                        after=onto)
 
     def run(self, request: animation_pb2.RetargetRequest, ctx: JobContext) -> animation_pb2.RetargetResult:
-        from inference_server.animation.mapping import BoneMap
+        from inference_server.animation.mapping import resolve_map
         from inference_server.animation.retarget import RetargetOptions, retarget
+        from inference_server.animation.rig_files import load_rig_file
         from inference_server.motion.bvh import write_bvh
-        from inference_server.motion.wire import bone_map_to_proto, rig_animation_to_proto, rig_from_proto
+        from inference_server.motion.wire import (
+            bone_map_to_proto,
+            rig_animation_to_proto,
+            rig_from_proto,
+            rig_to_proto,
+        )
 
         ctx.progress("load", 0, 1, "reading the motion")
         source = load_source(request.source, ctx)
@@ -69,10 +82,14 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
             end = request.frame_range.end if request.frame_range.end > 0 else source.num_frames
             source = trim(source, source.times[min(request.frame_range.start, source.num_frames - 1)],
                           source.times[min(end, source.num_frames) - 1])
-        rig = rig_from_proto(request.rig)
-        bone_map = None
-        if request.bone_map.mappings:
-            bone_map = BoneMap.from_roles(rig.names, {m.bone: m.role for m in request.bone_map.mappings})
+        preset = {m.bone: m.role for m in request.bone_map.mappings}
+        if request.HasField("rig_file"):
+            character = load_rig_file(request.rig_file, ctx.artifacts)
+            rig, rig_name = character.rig, character.name
+            bone_map = resolve_map(rig, character.declared, character.declared_by, preset)
+        else:
+            rig, rig_name = rig_from_proto(request.rig), request.rig.name
+            bone_map = resolve_map(rig, preset=preset)
         options = RetargetOptions(root_motion=_ROOT_MODES[request.root_motion],
                                   foot_lock=request.foot_lock if request.HasField("foot_lock") else True,
                                   face_mapping=dict(request.face_map) or None)
@@ -81,7 +98,8 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
         ctx.check_cancelled()
         ctx.progress("export", 0, 2, "writing results")
         # result.warnings begin with the rig's own.
-        out = animation_pb2.RetargetResult(frames=len(result.times), warnings=result.warnings)
+        out = animation_pb2.RetargetResult(frames=len(result.times), warnings=result.warnings + bone_map.warnings,
+                                           rig=rig_to_proto(rig, rig_name))
         out.bone_map.CopyFrom(bone_map_to_proto(result.bone_map))
         anim = rig_animation_to_proto(result)
         out.animation.CopyFrom(artifact_ref(ctx.put_bytes(anim.SerializeToString(), "animation.keygrip-anim",
