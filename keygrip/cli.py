@@ -266,6 +266,7 @@ def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
         bone_names = [m.bone for m in found.mappings] + list(found.unmapped_bones)
     source = request.source
     source.bvh_scale = args.bvh_scale or 0.0
+    source.name = "" if args.motion_job else Path(args.motion).name
     path = Path(args.motion)
     if args.motion_job:
         source.capture_job_id = args.motion

@@ -407,7 +407,7 @@ class Client:
         """
         from keygrip import rigs
 
-        rig_file = animation_pb2.RigFile(skeleton=skeleton)
+        rig_file = animation_pb2.RigFile(skeleton=skeleton, name=Path(path).name)
         if server_path:
             rig_file.path = os.fspath(path)
         else:

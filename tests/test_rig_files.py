@@ -275,3 +275,28 @@ def test_cli_names_the_users_rig_file(shared_server, tmp_path: Path) -> None:
     assert run.returncode == 1
     assert run.stderr.startswith("keygrip: INVALID_ARGUMENT: notes.txt is not a character file")
     assert "upload " not in run.stderr
+
+
+def test_cli_messages_name_the_file_as_the_user_named_it(shared_server, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not motion either")
+    same = tmp_path / "take.bvh"   # the same bytes under another name: the server has them as notes.txt
+    same.write_text(notes.read_text())
+    rig = DATA / "models" / "CesiumMan.glb"
+    run = keygrip_cli("retarget", str(notes), "--rig", str(rig), "--out", str(tmp_path / "x.bvh"),
+                      "--address", shared_server.address)
+    assert run.returncode == 1
+    assert "keygrip: INVALID_ARGUMENT: notes.txt: this is neither a BVH" in run.stderr, run.stderr
+    run = keygrip_cli("retarget", str(same), "--rig", str(rig), "--out", str(tmp_path / "x.bvh"),
+                      "--address", shared_server.address)
+    assert "keygrip: INVALID_ARGUMENT: take.bvh: BVH line 1" in run.stderr, run.stderr
+    assert "notes.txt" not in run.stderr
+
+
+def test_global_options_go_after_the_command_name(shared_server) -> None:
+    run = keygrip_cli("info", "--json", "--address", shared_server.address)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["api_version"] == "keygrip.v1"
+    # Given on both sides, the one after the command name wins.
+    run = keygrip_cli("--address", "127.0.0.1:9", "info", "--address", shared_server.address)
+    assert run.returncode == 0 and "Keygrip server" in run.stdout

@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib
 import io
 
+from google.protobuf.message import DecodeError
+
 from inference_server.capability import JobHandler
+from inference_server.errors import InvalidInput
 from inference_server.jobs.context import JobContext
 from inference_server.jobs.failures import JobInput, artifact_name
 from inference_server.motion.clip import MotionClip
@@ -29,7 +32,12 @@ def load_source(source: animation_pb2.MotionSource, ctx: JobContext) -> MotionCl
     scale: float | str = source.bvh_scale or "auto"
     which = source.WhichOneof("source")
     if which == "clip_artifact_id":
-        return clip_from_proto(motion_pb2.MotionClip.FromString(ctx.artifacts.read_bytes(source.clip_artifact_id)))
+        try:
+            message = motion_pb2.MotionClip.FromString(ctx.artifacts.read_bytes(source.clip_artifact_id))
+        except DecodeError:
+            raise InvalidInput("this is neither a BVH (name it .bvh) nor a clip written by `keygrip mocap --clip`"
+                               ) from None
+        return clip_from_proto(message)
     if which == "bvh_artifact_id":
         return read_bvh(ctx.artifacts.path(source.bvh_artifact_id), scale=scale)
     return read_bvh(source.bvh_path, scale=scale)
@@ -45,16 +53,16 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
         source = request.source
         which = source.WhichOneof("source")
         if which == "bvh_artifact_id":
-            name = artifact_name(source.bvh_artifact_id, artifacts)
+            name = source.name or artifact_name(source.bvh_artifact_id, artifacts)
         elif which == "clip_artifact_id":
-            name = artifact_name(source.clip_artifact_id, artifacts, "the captured clip")
+            name = source.name or artifact_name(source.clip_artifact_id, artifacts, "the captured clip")
         elif which == "bvh_path":
             name = source.bvh_path
         else:
             name = "the motion"
         rig_file = request.rig_file
         if rig_file.WhichOneof("file") == "artifact_id":
-            onto = f" onto {artifact_name(rig_file.artifact_id, artifacts)}"
+            onto = f" onto {rig_file.name or artifact_name(rig_file.artifact_id, artifacts)}"
         elif rig_file.WhichOneof("file") == "path":
             onto = f" onto {rig_file.path}"
         else:

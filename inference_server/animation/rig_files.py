@@ -44,9 +44,9 @@ def _location(rig_file: animation_pb2.RigFile, artifacts: ArtifactStore) -> tupl
     """(where the file is on this machine, the user's name for it)."""
     if rig_file.WhichOneof("file") == "artifact_id":
         art = artifacts.stat(rig_file.artifact_id)
-        return artifacts.path(rig_file.artifact_id), art.name or f"upload {art.id[:12]}"
+        return artifacts.path(rig_file.artifact_id), rig_file.name or art.name or f"upload {art.id[:12]}"
     if rig_file.WhichOneof("file") == "path":
-        return Path(rig_file.path), Path(rig_file.path).name
+        return Path(rig_file.path), rig_file.name or Path(rig_file.path).name
     raise InvalidInput("the rig file names no file: set rig_file.artifact_id or rig_file.path")
 
 

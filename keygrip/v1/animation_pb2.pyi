@@ -137,6 +137,7 @@ class RigFile(google.protobuf.message.Message):
     PATH_FIELD_NUMBER: builtins.int
     SKELETON_FIELD_NUMBER: builtins.int
     SIDECAR_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
     artifact_id: builtins.str
     """an uploaded file (its upload name names it in messages)"""
     path: builtins.str
@@ -144,6 +145,10 @@ class RigFile(google.protobuf.message.Message):
     skeleton: builtins.str
     """Which skeleton, when the file has several (glTF: an armature, by its name, a skin's name or its
     index in the file's skeleton list); empty: the one with the most bones.
+    """
+    name: builtins.str
+    """The file's name as the user knows it, for messages (an upload keeps the name it was first sent
+    under, which another file with the same content may have had); empty: the upload's or path's name.
     """
     @property
     def sidecar(self) -> global___BoneMap:
@@ -158,9 +163,10 @@ class RigFile(google.protobuf.message.Message):
         path: builtins.str = ...,
         skeleton: builtins.str = ...,
         sidecar: global___BoneMap | None = ...,
+        name: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "file", b"file", "path", b"path", "sidecar", b"sidecar"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "file", b"file", "path", b"path", "sidecar", b"sidecar", "skeleton", b"skeleton"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "file", b"file", "name", b"name", "path", b"path", "sidecar", b"sidecar", "skeleton", b"skeleton"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["file", b"file"]) -> typing.Literal["artifact_id", "path"] | None: ...
 
 global___RigFile = RigFile
@@ -261,6 +267,7 @@ class MotionSource(google.protobuf.message.Message):
     BVH_PATH_FIELD_NUMBER: builtins.int
     CAPTURE_JOB_ID_FIELD_NUMBER: builtins.int
     BVH_SCALE_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
     clip_artifact_id: builtins.str
     """a serialized MotionClip (e.g. CaptureMotionResult.clip)"""
     bvh_artifact_id: builtins.str
@@ -271,6 +278,8 @@ class MotionSource(google.protobuf.message.Message):
     """the clip of a finished motion_capture job"""
     bvh_scale: builtins.float
     """metres per BVH unit; 0: detect"""
+    name: builtins.str
+    """the motion file's name as the user knows it, for messages (as RigFile.name)"""
     def __init__(
         self,
         *,
@@ -279,9 +288,10 @@ class MotionSource(google.protobuf.message.Message):
         bvh_path: builtins.str = ...,
         capture_job_id: builtins.str = ...,
         bvh_scale: builtins.float = ...,
+        name: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["bvh_artifact_id", b"bvh_artifact_id", "bvh_path", b"bvh_path", "capture_job_id", b"capture_job_id", "clip_artifact_id", b"clip_artifact_id", "source", b"source"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bvh_artifact_id", b"bvh_artifact_id", "bvh_path", b"bvh_path", "bvh_scale", b"bvh_scale", "capture_job_id", b"capture_job_id", "clip_artifact_id", b"clip_artifact_id", "source", b"source"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bvh_artifact_id", b"bvh_artifact_id", "bvh_path", b"bvh_path", "bvh_scale", b"bvh_scale", "capture_job_id", b"capture_job_id", "clip_artifact_id", b"clip_artifact_id", "name", b"name", "source", b"source"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["source", b"source"]) -> typing.Literal["clip_artifact_id", "bvh_artifact_id", "bvh_path", "capture_job_id"] | None: ...
 
 global___MotionSource = MotionSource
