@@ -248,7 +248,12 @@ def _map_line(bone_map: animation_pb2.BoneMap) -> str:
 def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
     from keygrip import rigs
 
-    request = animation_pb2.RetargetRequest(root_motion=_ROOT_MODES[args.root_motion], foot_lock=not args.no_foot_lock)
+    request = animation_pb2.RetargetRequest(root_motion=_ROOT_MODES[args.root_motion], foot_lock=not args.no_foot_lock,
+                                            animated_file=args.out.suffix.lower() in (".glb", ".vrm"))
+    if request.animated_file and args.rig.suffix.lower() not in (".glb", ".vrm"):
+        raise errors.InvalidArgument(f"{args.out.name}: an animated .glb or .vrm is the rig's own file with the "
+                                     f"animation in it, so the rig must be a .glb or .vrm (not {args.rig.name}); "
+                                     "or write a .bvh")
     if args.rig.suffix.lower() == ".json":
         request.rig.CopyFrom(_rig_description(args.rig))
         bone_names = list(request.rig.bone_names)
@@ -284,7 +289,7 @@ def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
         request.bone_map.CopyFrom(rigs.bone_map_from_dict(mapping))
     bar = None if args.json else ProgressBar()
     result = follow(client.retarget(request), bar).result()
-    client.download(result.bvh.id, args.out)
+    client.download((result.character if request.animated_file else result.bvh).id, args.out)
     if args.animation:
         client.download(result.animation.id, args.animation)
     if args.json:
@@ -477,7 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "beside a character file is its declared bone map")
     retarget.add_argument("--skeleton", help="which skeleton of a file with several (armature or skin name, or "
                                              "index; default: the one with the most bones)")
-    retarget.add_argument("--out", required=True, type=Path, help="BVH of the result on the rig's skeleton")
+    retarget.add_argument("--out", required=True, type=Path,
+                          help=".bvh: the result on the rig's skeleton; .glb or .vrm (with a .glb or .vrm rig): the "
+                               "character with the animation in it")
     retarget.add_argument("--animation", type=Path, help="also write the RigAnimation (protobuf) for hosts")
     retarget.add_argument("--bone-map", type=Path, help="a bone map preset (JSON) instead of automatic mapping")
     retarget.add_argument("--root-motion", choices=sorted(_ROOT_MODES), default="hips")

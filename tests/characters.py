@@ -219,3 +219,52 @@ def write_gltf_json(path: Path, doc: dict) -> Path:
         doc["buffers"] = [{"byteLength": len(binary.data), "uri": bin_path.name}]
     path.write_text(json.dumps(doc))
     return path
+
+
+def read_glb(path: Path) -> tuple[dict, bytes]:
+    """(JSON, binary chunk) of a GLB file."""
+    data = path.read_bytes()
+    json_length = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(data[20:20 + json_length])
+    offset = 20 + json_length
+    bin_length = struct.unpack_from("<I", data, offset)[0]
+    return doc, data[offset + 8:offset + 8 + bin_length]
+
+
+def accessor(doc: dict, binary: bytes, index: int) -> np.ndarray:
+    """A float accessor's values, (count, components)."""
+    acc = doc["accessors"][index]
+    view = doc["bufferViews"][acc["bufferView"]]
+    width = {"SCALAR": 1, "VEC3": 3, "VEC4": 4}[acc["type"]]
+    assert acc["componentType"] == 5126
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    return np.frombuffer(binary, "<f4", acc["count"] * width, start).reshape(acc["count"], width)
+
+
+def posed_node_worlds(doc: dict, binary: bytes, animation: int = 0) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(key times, {node: (F, 4, 4) world matrix}) of every node, at the animation's keys, as a glTF
+    viewer would pose them: animated channels replace the node's TRS, the rest keep their own."""
+    anim = doc["animations"][animation]
+    times = accessor(doc, binary, anim["samplers"][0]["input"])[:, 0]
+    frames = len(times)
+    channels: dict[int, dict[str, np.ndarray]] = {}
+    for ch in anim["channels"]:
+        values = accessor(doc, binary, anim["samplers"][ch["sampler"]]["output"]).astype(np.float64)
+        channels.setdefault(ch["target"]["node"], {})[ch["target"]["path"]] = values
+    nodes = doc["nodes"]
+    parent = {c: i for i, n in enumerate(nodes) for c in n.get("children", [])}
+    world: dict[int, np.ndarray] = {}
+
+    def world_of(i: int) -> np.ndarray:
+        if i in world:
+            return world[i]
+        n, got = nodes[i], channels.get(i, {})
+        local = np.tile(np.eye(4), (frames, 1, 1))
+        rot = got.get("rotation", np.tile(np.asarray(n.get("rotation", [0, 0, 0, 1]), float), (frames, 1)))
+        local[:, :3, :3] = quat.to_matrix(rot) * np.asarray(n.get("scale", [1, 1, 1]), float)
+        local[:, :3, 3] = got.get("translation", np.tile(np.asarray(n.get("translation", [0, 0, 0]), float),
+                                                         (frames, 1)))
+        world[i] = world_of(parent[i]) @ local if i in parent else local
+        return world[i]
+
+    return times, {i: world_of(i) for i in range(len(nodes))}

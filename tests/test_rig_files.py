@@ -300,3 +300,66 @@ def test_global_options_go_after_the_command_name(shared_server) -> None:
     # Given on both sides, the one after the command name wins.
     run = keygrip_cli("--address", "127.0.0.1:9", "info", "--address", shared_server.address)
     assert run.returncode == 0 and "Keygrip server" in run.stdout
+
+
+# Animated files out ---------------------------------------------------------------------------------
+
+def test_cli_writes_the_vrm_with_the_animation_in_it(shared_server, tmp_path: Path) -> None:
+    from characters import posed_node_worlds, read_glb
+
+    bones = humanoid_bones(opaque_name, fingers=True, a_pose=True)
+    doc, _, index = character_doc(bones, seed=3)
+    doc["extensions"] = {"VRMC_vrm": vrm1(bones, index)}
+    doc["extensionsUsed"] = ["VRMC_vrm"]
+    rig_path = write_glb(tmp_path / "hero.vrm", doc)
+    out, anim_path = tmp_path / "hero_take.vrm", tmp_path / "hero.anim"
+    run = keygrip_cli("retarget", str(BVH), "--rig", str(rig_path), "--out", str(out), "--animation", str(anim_path),
+                      "--address", shared_server.address, "--json")
+    assert run.returncode == 0, run.stderr
+    from google.protobuf import json_format
+    result = json_format.Parse(run.stdout, animation_pb2.RetargetResult())
+    assert result.character.name == "hero_animated.vrm"
+
+    before, before_bin = read_glb(rig_path)
+    after, after_bin = read_glb(out)
+    # Nothing that was in the file changed: mesh, skin, materials, nodes, VRM extension, their bytes.
+    for key in ("meshes", "skins", "materials", "nodes", "extensions", "extensionsUsed", "scenes"):
+        assert after[key] == before[key], key
+    assert after["accessors"][:len(before["accessors"])] == before["accessors"]
+    assert after_bin[:len(before_bin)] == before_bin
+    # Our reader reads the same character back, declared map and all.
+    again = read_rig_file(out, out.name)
+    assert again.rig.names == read_rig_file(rig_path, rig_path.name).rig.names
+    assert again.declared_by == "VRM 1.0 humanoid"
+
+    # Posed as a glTF viewer poses it, the file puts every bone where the retarget's forward kinematics does.
+    times, worlds = posed_node_worlds(after, after_bin)
+    anim = animation_pb2.RigAnimation.FromString(anim_path.read_bytes())
+    assert len(times) == result.frames == 994 and len(after["animations"]) == 1
+    rig = again.rig
+    rotations = from_tensor(anim.rotations).astype(np.float64)
+    root = {rig.index(anim.root_bone): from_tensor(anim.root_location).astype(np.float64)}
+    _, heads = rig.forward_kinematics(rotations, root)
+    file_heads = np.stack([worlds[again.nodes[b]][:, :3, 3] for b in range(rig.num_bones)], axis=1)
+    assert np.abs(file_heads - heads).max() < 1e-4
+    # And the mapped segments of the written file point where the source's do.
+    written = animation_pb2.RigAnimation(bone_names=rig.names)
+    file_rot = np.stack([quat_from(worlds[again.nodes[b]]) for b in range(rig.num_bones)], axis=1)
+    local = rig.to_local(file_rot)
+    written.rotations.CopyFrom(keygrip.tensors.to_tensor(local.astype(np.float32)))
+    assert direction_errors(out, result, written).mean(axis=0).max() <= 2.0
+
+
+def quat_from(world: np.ndarray) -> np.ndarray:
+    """(F, 4) rotations of (F, 4, 4) world matrices (their scale removed)."""
+    from inference_server.motion import quat
+
+    linear = world[:, :3, :3]
+    return quat.from_matrix(linear / np.linalg.norm(linear, axis=-2)[:, None, :])
+
+
+def test_an_animated_file_needs_a_binary_character(shared_server, tmp_path: Path) -> None:
+    rig_path = write_gltf_json(tmp_path / "hero.gltf", character_doc(humanoid_bones(cc_name))[0])
+    run = keygrip_cli("retarget", str(BVH), "--rig", str(rig_path), "--out", str(tmp_path / "take.glb"),
+                      "--address", shared_server.address)
+    assert run.returncode == 1 and "the rig must be a .glb or .vrm (not hero.gltf)" in run.stderr

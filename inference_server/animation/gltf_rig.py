@@ -81,7 +81,7 @@ def _node_matrix(node: dict) -> np.ndarray:
     return m
 
 
-class _Nodes:
+class NodeForest:
     """The node forest of a glTF document: parents and rest world matrices."""
 
     def __init__(self, doc: dict) -> None:
@@ -113,7 +113,7 @@ class _Skeleton:
     skins: list[str]
 
 
-def _skeletons(doc: dict, nodes: _Nodes) -> list[_Skeleton]:
+def _skeletons(doc: dict, nodes: NodeForest) -> list[_Skeleton]:
     skins = doc.get("skins", [])
     if skins:
         joints = {int(j) for s in skins for j in s.get("joints", [])}
@@ -153,7 +153,7 @@ def _pick(skeletons: list[_Skeleton], skeleton: str, name: str) -> _Skeleton:
     raise InvalidInput(f"{name} has no skeleton {skeleton!r}; it has {names}")
 
 
-def _declared(doc: dict, nodes: _Nodes, name: str) -> tuple[dict[int, str], str]:
+def _declared(doc: dict, nodes: NodeForest, name: str) -> tuple[dict[int, str], str]:
     """{node: role} the file declares, and what declared it."""
     ext = doc.get("extensions", {})
     pairs: list[tuple[object, str]] = []
@@ -191,7 +191,7 @@ def read_gltf_character(data: bytes, name: str, skeleton: str = "") -> Character
     skeleton: which one, by name or index (see the module docstring); empty: the one with most bones.
     """
     doc = gltf_json(data, name)
-    nodes = _Nodes(doc)
+    nodes = NodeForest(doc)
     skeletons = _skeletons(doc, nodes)
     chosen = _pick(skeletons, skeleton, name)
     declared_nodes, declared_by = _declared(doc, nodes, name)

@@ -73,7 +73,7 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
     def run(self, request: animation_pb2.RetargetRequest, ctx: JobContext) -> animation_pb2.RetargetResult:
         from inference_server.animation.mapping import resolve_map
         from inference_server.animation.retarget import RetargetOptions, retarget
-        from inference_server.animation.rig_files import load_rig_file
+        from inference_server.animation.rig_files import animated_file, load_rig_file
         from inference_server.motion.bvh import write_bvh
         from inference_server.motion.wire import (
             bone_map_to_proto,
@@ -117,5 +117,8 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
         write_bvh(rig.to_clip(result.rotations, locations, result.times, result.fps), bvh)
         out.bvh.CopyFrom(artifact_ref(ctx.put_bytes(bvh.getvalue().encode(), "retargeted.bvh",
                                                     "application/x-bvh")))
+        if request.animated_file:
+            data, name = animated_file(request.rig_file, ctx.artifacts, character, result)
+            out.character.CopyFrom(artifact_ref(ctx.put_bytes(data, name, "model/gltf-binary")))
         ctx.progress("export", 2, 2, "done")
         return out

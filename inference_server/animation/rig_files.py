@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference_server.animation.gltf_rig import Character, read_gltf_character
 from inference_server.animation.rig import Rig
 from inference_server.errors import InvalidInput, KeygripError
 from inference_server.store.artifacts import ArtifactStore
 from keygrip.v1 import animation_pb2
+
+if TYPE_CHECKING:  # retarget.py brings SciPy, which the gRPC front (reading rig files at submit) never imports
+    from inference_server.animation.retarget import RetargetResult
 
 FORMATS = ".glb, .gltf, .vrm or .bvh"
 
@@ -38,6 +42,16 @@ def load_rig_file(rig_file: animation_pb2.RigFile, artifacts: ArtifactStore) -> 
         character.declared_by = f"{by} and {character.declared_by}" if kept else by
         character.declared = {**kept, **sidecar}
     return character
+
+
+def animated_file(rig_file: animation_pb2.RigFile, artifacts: ArtifactStore, character: Character,
+                  result: RetargetResult) -> tuple[bytes, str]:
+    """(the GLB a RigFile names with `result` in it as an animation, a file name for it)."""
+    from inference_server.animation.gltf_write import animate_glb
+
+    path, name = _location(rig_file, artifacts)
+    suffix = ".vrm" if Path(name).suffix.lower() == ".vrm" else ".glb"
+    return animate_glb(path.read_bytes(), name, character, result), f"{Path(name).stem}_animated{suffix}"
 
 
 def _location(rig_file: animation_pb2.RigFile, artifacts: ArtifactStore) -> tuple[Path, str]:

@@ -65,6 +65,9 @@ class AnimationService(animation_pb2_grpc.AnimationServicer):
         if req.HasField("rig_file"):
             self._check_rig_file_source(req.rig_file)
             await asyncio.to_thread(_check_rig_file, req.rig_file, self.manager.artifacts)
+        elif req.animated_file:
+            raise InvalidInput("an animated file is written into the character file the rig came from: send the rig "
+                               "as a rig_file (.glb or .vrm)")
         elif req.rig.bone_names:
             await asyncio.to_thread(rig_from_proto, req.rig)
         else:

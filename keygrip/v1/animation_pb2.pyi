@@ -325,10 +325,13 @@ class RetargetRequest(google.protobuf.message.Message):
     REQUEST_ID_FIELD_NUMBER: builtins.int
     FRAME_RANGE_FIELD_NUMBER: builtins.int
     RIG_FILE_FIELD_NUMBER: builtins.int
+    ANIMATED_FILE_FIELD_NUMBER: builtins.int
     root_motion: global___RootMotion.ValueType
     foot_lock: builtins.bool
     """unset: true"""
     request_id: builtins.str
+    animated_file: builtins.bool
+    """With a .glb/.vrm rig_file: also write that file with the animation in it (RetargetResult.character)."""
     @property
     def source(self) -> global___MotionSource: ...
     @property
@@ -359,9 +362,10 @@ class RetargetRequest(google.protobuf.message.Message):
         request_id: builtins.str = ...,
         frame_range: keygrip.v1.common_pb2.FrameRange | None = ...,
         rig_file: global___RigFile | None = ...,
+        animated_file: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "bone_map", b"bone_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "rig", b"rig", "rig_file", b"rig_file", "source", b"source"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "request_id", b"request_id", "rig", b"rig", "rig_file", b"rig_file", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "animated_file", b"animated_file", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "request_id", b"request_id", "rig", b"rig", "rig_file", b"rig_file", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
 
 global___RetargetRequest = RetargetRequest
@@ -435,6 +439,7 @@ class RetargetResult(google.protobuf.message.Message):
     WARNINGS_FIELD_NUMBER: builtins.int
     FRAMES_FIELD_NUMBER: builtins.int
     RIG_FIELD_NUMBER: builtins.int
+    CHARACTER_FIELD_NUMBER: builtins.int
     frames: builtins.int
     @property
     def animation(self) -> keygrip.v1.common_pb2.ArtifactRef:
@@ -452,6 +457,12 @@ class RetargetResult(google.protobuf.message.Message):
     def rig(self) -> global___Rig:
         """the rig retargeted onto (read from the request's rig_file, or its rig)"""
 
+    @property
+    def character(self) -> keygrip.v1.common_pb2.ArtifactRef:
+        """When the request asked for animated_file: the character file with a glTF animation on its
+        skeleton's nodes (mesh, skin, materials and extensions such as VRM's untouched).
+        """
+
     def __init__(
         self,
         *,
@@ -461,8 +472,9 @@ class RetargetResult(google.protobuf.message.Message):
         warnings: collections.abc.Iterable[builtins.str] | None = ...,
         frames: builtins.int = ...,
         rig: global___Rig | None = ...,
+        character: keygrip.v1.common_pb2.ArtifactRef | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["animation", b"animation", "bone_map", b"bone_map", "bvh", b"bvh", "rig", b"rig"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["animation", b"animation", "bone_map", b"bone_map", "bvh", b"bvh", "frames", b"frames", "rig", b"rig", "warnings", b"warnings"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["animation", b"animation", "bone_map", b"bone_map", "bvh", b"bvh", "character", b"character", "rig", b"rig"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["animation", b"animation", "bone_map", b"bone_map", "bvh", b"bvh", "character", b"character", "frames", b"frames", "rig", b"rig", "warnings", b"warnings"]) -> None: ...
 
 global___RetargetResult = RetargetResult
