@@ -259,6 +259,11 @@ def posed_node_worlds(doc: dict, binary: bytes, animation: int = 0) -> tuple[np.
         if i in world:
             return world[i]
         n, got = nodes[i], channels.get(i, {})
+        if "matrix" in n:   # glTF forbids animating a node given by a matrix
+            assert not got
+            local = np.tile(np.asarray(n["matrix"], float).reshape(4, 4).T, (frames, 1, 1))
+            world[i] = world_of(parent[i]) @ local if i in parent else local
+            return world[i]
         local = np.tile(np.eye(4), (frames, 1, 1))
         rot = got.get("rotation", np.tile(np.asarray(n.get("rotation", [0, 0, 0, 1]), float), (frames, 1)))
         local[:, :3, :3] = quat.to_matrix(rot) * np.asarray(n.get("scale", [1, 1, 1]), float)

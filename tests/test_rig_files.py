@@ -363,3 +363,27 @@ def test_an_animated_file_needs_a_binary_character(shared_server, tmp_path: Path
     run = keygrip_cli("retarget", str(BVH), "--rig", str(rig_path), "--out", str(tmp_path / "take.glb"),
                       "--address", shared_server.address)
     assert run.returncode == 1 and "the rig must be a .glb or .vrm (not hero.gltf)" in run.stderr
+
+
+def test_cesium_man_animated_in_place_of_its_own_walk(tmp_path: Path) -> None:
+    """A file from another exporter (COLLADA2GLTF: a Z_UP node above the skeleton, an animation of its
+    own, a texture): the new animation lands beside the old one and poses the joints as retargeted."""
+    from characters import posed_node_worlds, read_glb
+
+    from inference_server.animation import cliptools
+    from inference_server.animation.gltf_write import animate_glb
+    from inference_server.animation.retarget import RetargetOptions, retarget
+
+    path = DATA / "models" / "CesiumMan.glb"
+    character = read_rig_file(path, path.name)
+    clip = cliptools.trim(read_bvh(BVH), 2.0, 2.5)
+    result = retarget(clip, character.rig, options=RetargetOptions(foot_lock=False))
+    out = tmp_path / "cesium_take.glb"
+    out.write_bytes(animate_glb(path.read_bytes(), path.name, character, result))
+    doc, binary = read_glb(out)
+    assert [a.get("name") for a in doc["animations"]][-1] == "keygrip retarget" and len(doc["animations"]) == 2
+    _, worlds = posed_node_worlds(doc, binary, animation=1)
+    rig = character.rig
+    _, heads = rig.forward_kinematics(result.rotations, {rig.index(n): v for n, v in result.locations.items()})
+    file_heads = np.stack([worlds[character.nodes[b]][:, :3, 3] for b in range(rig.num_bones)], axis=1)
+    assert np.abs(file_heads - heads).max() < 1e-4

@@ -6,9 +6,11 @@ mesh, skin, materials and extensions (VRM's humanoid, expressions, springs) are 
 
 Channels: a rotation for every bone of the skeleton and a translation for the bones that move (the
 hips, a root bone), sampled LINEAR at the clip's own times. The keys are the nodes' local TRS: each
-bone's posed world matrix is its rest world matrix turned by its posed-vs-rest rotation and moved to
-its posed head (so rest scale is kept), then expressed in its parent node's posed frame (a node
-between two bones follows the bone above it). All frames at once, looping over bones only.
+bone's posed world frame is its rest world frame turned by its posed-vs-rest rotation and moved to
+its posed head, expressed in its parent node's posed frame (a node between two bones follows the
+bone above it). Node scales are kept as they are (a uniform scale, as a cm-to-m armature has, is
+exact; a non-uniform one is taken at its nearest rotation, as the Rig does). In quaternions, all
+frames at once, looping over bones only.
 """
 
 from __future__ import annotations
@@ -46,46 +48,59 @@ def _glb_chunks(data: bytes, name: str) -> tuple[dict, bytes]:
     return doc, binary
 
 
-def _posed_locals(character: Character, doc: dict, result: RetargetResult) -> np.ndarray:
-    """(F, B, 4, 4) local matrices of the bones' nodes, in rig order."""
+def _node_keys(character: Character, doc: dict, result: RetargetResult) -> tuple[np.ndarray, np.ndarray]:
+    """(F, B, 4) local rotations and (F, B, 3) local translations of the bones' nodes, rig order."""
     rig = character.rig
     forest = NodeForest(doc)
-    locations = {rig.index(n): v for n, v in result.locations.items()}
-    world_rot, heads = rig.forward_kinematics(result.rotations, locations)
-    frames = world_rot.shape[0]
-    rest = np.stack([forest.world(n) for n in character.nodes])                  # (B, 4, 4)
-    turn = quat.to_matrix(quat.multiply(world_rot, quat.conjugate(rig.rest_rotations)))   # (F, B, 3, 3)
-    posed = np.zeros((frames, rig.num_bones, 4, 4))
-    posed[..., :3, :3] = turn @ rest[:, :3, :3]
-    posed[..., :3, 3] = heads
-    posed[..., 3, 3] = 1.0
+    world_rot, heads = rig.forward_kinematics(result.rotations, {rig.index(n): v for n, v in result.locations.items()})
+    turn = quat.multiply(world_rot, quat.conjugate(rig.rest_rotations))      # (F, B, 4) posed vs rest, world
+    frames = turn.shape[0]
     bone_of = {node: b for b, node in enumerate(character.nodes)}
-    local = np.empty_like(posed)
+    rotations = np.empty_like(turn)
+    translations = np.empty_like(heads)
     for b, node in enumerate(character.nodes):
+        # The parent node's posed frame is [turn_a K | turn_a k + head_a]: K, k its rest world linear
+        # part and its offset from the bone above it (a), which carries it; the identity at the top.
         parent = forest.parent.get(node)
-        if parent is None:
-            local[:, b] = posed[:, b]
-            continue
-        # The parent node's posed frame: a bone's, or a plain node's carried by the bone above it.
-        above = next((a for a in [parent, *forest.ancestors(parent)] if a in bone_of), None)
+        rest_parent = forest.world(parent) if parent is not None else np.eye(4)
+        above = next((a for a in [parent, *forest.ancestors(parent)] if a in bone_of), None) \
+            if parent is not None else None
         if above is None:
-            parent_posed = np.broadcast_to(forest.world(parent), (frames, 4, 4))
+            turn_a, head_a, k = quat.identity((frames,)), np.zeros(3), rest_parent[:3, 3]
         else:
-            carry = np.linalg.inv(forest.world(above)) @ forest.world(parent)
-            parent_posed = posed[:, bone_of[above]] @ carry
-        local[:, b] = np.linalg.inv(parent_posed) @ posed[:, b]
-    return local
+            a = bone_of[above]
+            turn_a, head_a, k = turn[:, a], heads[:, a], rest_parent[:3, 3] - rig.heads[a]
+        k_inv = np.linalg.inv(rest_parent[:3, :3])
+        k_rot = quat.from_matrix(_rotation_part(rest_parent[:3, :3]))
+        rel = quat.multiply(quat.conjugate(turn_a), turn[:, b])
+        rotations[:, b] = quat.multiply(quat.conjugate(k_rot), quat.multiply(rel, rig.rest_rotations[b]))
+        translations[:, b] = (quat.rotate(quat.conjugate(turn_a), heads[:, b] - head_a) - k) @ k_inv.T
+    return quat.make_continuous(quat.normalize(rotations), axis=0), translations
+
+
+def _to_trs(node: dict) -> None:
+    """A node given by a matrix as translation, rotation and scale: glTF animates only TRS nodes."""
+    if "matrix" not in node:
+        return
+    m = np.asarray(node.pop("matrix"), dtype=np.float64).reshape(4, 4).T
+    node["translation"] = m[:3, 3].tolist()
+    node["rotation"] = quat.from_matrix(_rotation_part(m[:3, :3])).tolist()
+    node["scale"] = np.linalg.norm(m[:3, :3], axis=0).tolist()
+
+
+def _rotation_part(linear: np.ndarray) -> np.ndarray:
+    """The nearest rotation of a 3x3 matrix (its scale removed)."""
+    u, _, vt = np.linalg.svd(linear)
+    return u @ vt
 
 
 def animate_glb(data: bytes, name: str, character: Character, result: RetargetResult,
                 animation_name: str = "keygrip retarget") -> bytes:
     """The GLB `data` (a .glb or .vrm; `name` names it in errors) with `result` as a new animation."""
     doc, binary = _glb_chunks(data, name)
-    local = _posed_locals(character, doc, result)
-    linear = local[..., :3, :3]
-    scale = np.linalg.norm(linear, axis=-2)                                        # column norms
-    rotations = quat.make_continuous(quat.from_matrix(linear / scale[..., None, :]), axis=0)
-    translations = local[..., :3, 3]
+    rotations, translations = _node_keys(character, doc, result)
+    for node in character.nodes:
+        _to_trs(doc["nodes"][node])
 
     out = bytearray(binary)
     views, accessors = doc.setdefault("bufferViews", []), doc.setdefault("accessors", [])
