@@ -3,12 +3,13 @@
     keygrip serve --listen 127.0.0.1:50051 --data-dir ~/keygrip-data
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
     keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
-    keygrip retarget CLIP_OR_BVH --rig rig.json --out result.bvh
+    keygrip retarget CLIP_OR_BVH --rig hero.vrm|hero.glb|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
 
 VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
 numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
+The global options (--address, --token, --json, --debug) go before or after the command name.
 
 An error ends the command with one line on stderr, `keygrip: CODE: what happened and what to do`, and
 exit status 1; `--debug` (or KEYGRIP_DEBUG=1) also prints the traceback of an unexpected one.
@@ -227,15 +228,56 @@ def cmd_generate(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
+def _rig_description(path: Path) -> animation_pb2.Rig:
+    """A rig.json description (bone_names, parents, rest_matrices), read here."""
     from keygrip import rigs
 
     try:
-        description = json.loads(Path(args.rig).read_text())
-        rig = rigs.rig_from_description(description)
+        return rigs.rig_from_description(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise errors.InvalidArgument(f"cannot read the rig {args.rig}: {exc}") from None
-    source = animation_pb2.MotionSource(bvh_scale=args.bvh_scale or 0.0)
+        raise errors.InvalidArgument(f"cannot read the rig {path}: {exc}") from None
+
+
+def _map_line(bone_map: animation_pb2.BoneMap) -> str:
+    """Where the roles came from: "52 bones mapped: 48 declared by VRM 1.0 humanoid, 4 guessed by name"."""
+    counts: dict[int, int] = {}
+    for m in bone_map.mappings:
+        counts[m.source] = counts.get(m.source, 0) + 1
+    labels = {animation_pb2.ROLE_SOURCE_PRESET: "from the preset",
+              animation_pb2.ROLE_SOURCE_DECLARED: f"declared by {bone_map.declared_by or 'the file'}",
+              animation_pb2.ROLE_SOURCE_NAME: "guessed by name",
+              animation_pb2.ROLE_SOURCE_STRUCTURE: "guessed by structure"}
+    parts = [f"{counts[source]} {label}" for source, label in labels.items() if counts.get(source)]
+    return f"{len(bone_map.mappings)} bones mapped: {', '.join(parts)}"
+
+
+def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
+    from keygrip import rigs
+
+    request = animation_pb2.RetargetRequest(root_motion=_ROOT_MODES[args.root_motion], foot_lock=not args.no_foot_lock,
+                                            animated_file=args.out.suffix.lower() in (".glb", ".vrm"))
+    if request.animated_file and args.rig.suffix.lower() not in (".glb", ".vrm"):
+        raise errors.InvalidArgument(f"{args.out.name}: an animated .glb or .vrm is the rig's own file with the "
+                                     f"animation in it, so the rig must be a .glb or .vrm (not {args.rig.name}); "
+                                     "or write a .bvh")
+    if args.rig.suffix.lower() == ".json":
+        request.rig.CopyFrom(_rig_description(args.rig))
+        bone_names = list(request.rig.bone_names)
+    else:
+        if not args.rig.is_file():
+            raise errors.InvalidArgument(f"the rig {args.rig} does not exist: name a .glb, .gltf, .vrm, .bvh or "
+                                         "rig .json file")
+        try:
+            request.rig_file.CopyFrom(client.rig_file(args.rig, skeleton=args.skeleton or ""))
+        except ValueError as exc:  # the preset beside the rig file
+            raise errors.InvalidArgument(str(exc)) from None
+        if request.rig_file.sidecar.mappings and not args.json:
+            print(f"using the bone map preset {rigs.sidecar_preset(args.rig)}")
+        found = client.map_bones(request.rig_file)
+        bone_names = [m.bone for m in found.mappings] + list(found.unmapped_bones)
+    source = request.source
+    source.bvh_scale = args.bvh_scale or 0.0
+    source.name = "" if args.motion_job else Path(args.motion).name
     path = Path(args.motion)
     if args.motion_job:
         source.capture_job_id = args.motion
@@ -243,11 +285,9 @@ def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
         source.bvh_artifact_id = client.upload(path, media_type="application/x-bvh").id
     else:
         source.clip_artifact_id = client.upload(path).id
-    request = animation_pb2.RetargetRequest(source=source, rig=rig, root_motion=_ROOT_MODES[args.root_motion],
-                                            foot_lock=not args.no_foot_lock)
     if args.bone_map:
         try:
-            mapping, dropped = rigs.load_bone_map_preset(args.bone_map, rig.bone_names)
+            mapping, dropped = rigs.load_bone_map_preset(args.bone_map, bone_names)
         except ValueError as exc:
             raise errors.InvalidArgument(str(exc)) from None
         for bone in dropped:
@@ -255,14 +295,18 @@ def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
         request.bone_map.CopyFrom(rigs.bone_map_from_dict(mapping))
     bar = None if args.json else ProgressBar()
     result = follow(client.retarget(request), bar).result()
-    client.download(result.bvh.id, args.out)
+    client.download((result.character if request.animated_file else result.bvh).id, args.out)
     if args.animation:
         client.download(result.animation.id, args.animation)
     if args.json:
         _print_message(result, True)
         return 0
-    print(f"retargeted {result.frames} frames onto {len(rig.bone_names)} bones "
-          f"({len(result.bone_map.mappings)} mapped); wrote {args.out}")
+    print(f"retargeted {result.frames} frames onto {len(result.rig.bone_names)} bones of {result.rig.name or args.rig}"
+          f"; wrote {args.out}")
+    print(_map_line(result.bone_map))
+    guessed = [m for m in result.bone_map.mappings if m.confidence < 1.0]
+    if guessed:
+        print("guessed: " + ", ".join(f"{m.role}={m.bone} ({m.confidence:.2f})" for m in guessed))
     for warning in result.warnings:
         print(f"warning: {warning}")
     if result.bone_map.missing_roles:
@@ -346,15 +390,29 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The options every client command takes. The top-level parser holds their defaults; each command's
+    parser takes them too (without defaults, which would overwrite what came before the command name),
+    so that `keygrip probe shot.mp4 --json` works as `keygrip --json probe shot.mp4` does."""
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--address", default=default(os.environ.get("KEYGRIP_ADDRESS", DEFAULT_ADDRESS)),
+                        help=f"host:port or unix:///path (default {DEFAULT_ADDRESS}, or KEYGRIP_ADDRESS)")
+    parser.add_argument("--token", default=default(os.environ.get("KEYGRIP_TOKEN")),
+                        help="bearer token (or KEYGRIP_TOKEN)")
+    parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
+    parser.add_argument("--debug", action="store_true",
+                        default=default(os.environ.get("KEYGRIP_DEBUG", "") not in ("", "0")),
+                        help="print the traceback of an unexpected error (or KEYGRIP_DEBUG=1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keygrip",
                                      description="Keygrip: AI motion capture and animation for DCC tools")
-    parser.add_argument("--address", default=os.environ.get("KEYGRIP_ADDRESS", DEFAULT_ADDRESS),
-                        help=f"host:port or unix:///path (default {DEFAULT_ADDRESS}, or KEYGRIP_ADDRESS)")
-    parser.add_argument("--token", default=os.environ.get("KEYGRIP_TOKEN"), help="bearer token (or KEYGRIP_TOKEN)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--debug", action="store_true", default=os.environ.get("KEYGRIP_DEBUG", "") not in ("", "0"),
-                        help="print the traceback of an unexpected error (or KEYGRIP_DEBUG=1)")
+    _global_options(parser, defaults=True)
+    client_options = argparse.ArgumentParser(add_help=False)
+    _global_options(client_options, defaults=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run an inference server")
@@ -367,22 +425,24 @@ def build_parser() -> argparse.ArgumentParser:
         add_serve_arguments(serve)
         add_cleanup_arguments(cleanup)
 
-    sub.add_parser("info", help="server version, devices, capabilities and models")
+    sub.add_parser("info", help="server version, devices, capabilities and models", parents=[client_options])
 
-    probe = sub.add_parser("probe", help="fps, frames, codec, size and rotation of a video or image sequence")
+    probe = sub.add_parser("probe", help="fps, frames, codec, size and rotation of a video or image sequence",
+                           parents=[client_options])
     probe.add_argument("file", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
                                     "a folder of frames or the first frame")
     probe.add_argument("--server-path", action="store_true", help="FILE is a path on the server, not uploaded")
     probe.add_argument("--thumbnail", type=Path, help="also save the poster frame PNG here")
 
-    jobs = sub.add_parser("jobs", help="list, watch, cancel or delete jobs")
+    jobs = sub.add_parser("jobs", help="list, watch, cancel or delete jobs", parents=[client_options])
     jobs.add_argument("action", choices=["ls", "get", "watch", "cancel", "rm"])
     jobs.add_argument("job_id", nargs="?")
     jobs.add_argument("--state", action="append", choices=sorted(_STATES), help="filter ls by state")
     jobs.add_argument("--type", help="filter ls by job type")
     jobs.add_argument("--limit", type=int, default=50)
 
-    mocap = sub.add_parser("mocap", help="motion capture from a video or image sequence to BVH")
+    mocap = sub.add_parser("mocap", help="motion capture from a video or image sequence to BVH",
+                           parents=[client_options])
     mocap.add_argument("video", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
                                      "a folder of frames or the first frame")
     mocap.add_argument("--out", type=Path, required=True, help="BVH file to write")
@@ -403,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     mocap.add_argument("--server-path", action="store_true",
                        help="VIDEO is a path on the server (a file, a folder of frames or a pattern)")
 
-    generate = sub.add_parser("generate", help="a tileable texture or a 360-degree world from text")
+    generate = sub.add_parser("generate", help="a tileable texture or a 360-degree world from text",
+                              parents=[client_options])
     generate.add_argument("kind", choices=["texture", "world"])
     generate.add_argument("--model", required=True, help="a model the server lists (keygrip models ls)")
     generate.add_argument("--prompt", required=True)
@@ -424,11 +485,17 @@ def build_parser() -> argparse.ArgumentParser:
                                "that casts shadows; default off)")
     generate.add_argument("--out", required=True, type=Path, help=".png (8-bit sRGB) or .exr (linear float)")
 
-    retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig")
+    retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig", parents=[client_options])
     retarget.add_argument("motion", help="a .bvh file, a clip file from `keygrip mocap --clip`, or a capture job id")
     retarget.add_argument("--rig", required=True, type=Path,
-                          help="JSON rig description: bone_names, parents, rest_matrices (Y-up metres), tails")
-    retarget.add_argument("--out", required=True, type=Path, help="BVH of the result on the rig's skeleton")
+                          help="a character file (.glb, .gltf, .vrm; a .bvh's skeleton), or a .json rig description "
+                               "(bone_names, parents, rest_matrices in Y-up metres, tails); a preset NAME.bonemap.json "
+                               "beside a character file is its declared bone map")
+    retarget.add_argument("--skeleton", help="which skeleton of a file with several (armature or skin name, or "
+                                             "index; default: the one with the most bones)")
+    retarget.add_argument("--out", required=True, type=Path,
+                          help=".bvh: the result on the rig's skeleton; .glb or .vrm (with a .glb or .vrm rig): the "
+                               "character with the animation in it")
     retarget.add_argument("--animation", type=Path, help="also write the RigAnimation (protobuf) for hosts")
     retarget.add_argument("--bone-map", type=Path, help="a bone map preset (JSON) instead of automatic mapping")
     retarget.add_argument("--root-motion", choices=sorted(_ROOT_MODES), default="hips")
@@ -438,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="diffusion models: list the server's, register or download one")
     models_sub = models.add_subparsers(dest="models_action", required=True)
-    models_ls = models_sub.add_parser("ls", help="the server's diffusion models: family, size, state, reason")
+    models_ls = models_sub.add_parser("ls", help="the server's diffusion models: family, size, state, reason",
+                                      parents=[client_options])
     models_ls.add_argument("--all", action="store_true", help="also the bundled MediaPipe models")
     add = models_sub.add_parser("add", help="register a diffusers folder or .safetensors file with the local server")
     add.add_argument("path", type=Path, help="a diffusers folder or a single .safetensors file")

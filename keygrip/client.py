@@ -397,9 +397,32 @@ class Client:
             request_id=str(options.pop("request_id", "") or ""), **options)
         return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).CaptureMotion, req)
 
-    def map_bones(self, rig: animation_pb2.Rig) -> animation_pb2.BoneMap:
-        return self.call(self.stub(animation_pb2_grpc.AnimationStub).MapBones,
-                         animation_pb2.MapBonesRequest(rig=rig))
+    def rig_file(self, path: str | os.PathLike[str], *, skeleton: str = "", server_path: bool = False
+                 ) -> animation_pb2.RigFile:
+        """A character file (.glb, .gltf, .vrm, .bvh) as a RigFile for map_bones and RetargetRequest.rig_file:
+        uploaded (deduplicated), or named as a path on the server with server_path. A bone map preset
+        beside it (rigs.sidecar_preset: hero.bonemap.json for hero.vrm) goes with it as declared roles.
+
+        skeleton: which skeleton of a file with several (armature or skin name, or index); "": the biggest.
+        """
+        from keygrip import rigs
+
+        rig_file = animation_pb2.RigFile(skeleton=skeleton, name=Path(path).name)
+        if server_path:
+            rig_file.path = os.fspath(path)
+        else:
+            rig_file.artifact_id = self.upload(path).id
+        sidecar = rigs.sidecar_preset(path)
+        if sidecar.is_file():
+            mapping, _ = rigs.load_bone_map_preset(sidecar)
+            rig_file.sidecar.CopyFrom(rigs.bone_map_from_dict(mapping))
+        return rig_file
+
+    def map_bones(self, rig: animation_pb2.Rig | animation_pb2.RigFile) -> animation_pb2.BoneMap:
+        """The server's bone map for a rig description or a character file (its declared map first)."""
+        request = (animation_pb2.MapBonesRequest(rig_file=rig) if isinstance(rig, animation_pb2.RigFile)
+                   else animation_pb2.MapBonesRequest(rig=rig))
+        return self.call(self.stub(animation_pb2_grpc.AnimationStub).MapBones, request)
 
     def retarget(self, request: animation_pb2.RetargetRequest) -> Job[animation_pb2.RetargetResult]:
         req = animation_pb2.RetargetRequest()

@@ -150,6 +150,12 @@ def save_bone_map_preset(path: str | os.PathLike, mapping: Mapping[str, str], *,
     return path
 
 
+def sidecar_preset(rig_path: str | os.PathLike) -> Path:
+    """Where a character file's own bone map preset lives: hero.bonemap.json beside hero.vrm."""
+    path = Path(rig_path)
+    return path.with_name(f"{path.stem}.bonemap.json")
+
+
 def load_bone_map_preset(path: str | os.PathLike, bones: Iterable[str] | None = None
                          ) -> tuple[dict[str, str], list[str]]:
     """Read a JSON preset: ({bone: role}, bones of the preset that `bones` does not have).

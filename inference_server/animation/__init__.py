@@ -7,8 +7,10 @@ rig's own bones. It knows nothing about video: capturing the motion in the first
 - service.py: the Animation gRPC service (MapBones at once, Retarget as a job);
 - jobs.py: RetargetHandler, the retarget job (RigAnimation and BVH out);
 - rig.py: the target rig (bones, rest frames) with its forward kinematics, to_clip for BVH export;
-  gltf_rig.py reads one from a glTF character;
-- mapping.py: which bone plays which humanoid role (VRM names);
+- rig_files.py: the character file a RigFile names as a rig (gltf_rig.py: glTF and VRM skeletons
+  with their declared humanoid maps; BVH skeletons); gltf_write.py writes a result back into the
+  character's own GLB as a glTF animation;
+- mapping.py: which bone plays which humanoid role (VRM names): declared maps first, then guesses;
 - retarget.py: the retargeting itself (rest alignment, swing, root motion, foot locking with
   motion/foot_lock.py);
 - cliptools.py: trim, resample, smooth, remove foot sliding, export BVH.

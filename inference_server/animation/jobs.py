@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib
 import io
 
+from google.protobuf.message import DecodeError
+
 from inference_server.capability import JobHandler
+from inference_server.errors import InvalidInput
 from inference_server.jobs.context import JobContext
 from inference_server.jobs.failures import JobInput, artifact_name
 from inference_server.motion.clip import MotionClip
@@ -29,7 +32,12 @@ def load_source(source: animation_pb2.MotionSource, ctx: JobContext) -> MotionCl
     scale: float | str = source.bvh_scale or "auto"
     which = source.WhichOneof("source")
     if which == "clip_artifact_id":
-        return clip_from_proto(motion_pb2.MotionClip.FromString(ctx.artifacts.read_bytes(source.clip_artifact_id)))
+        try:
+            message = motion_pb2.MotionClip.FromString(ctx.artifacts.read_bytes(source.clip_artifact_id))
+        except DecodeError:
+            raise InvalidInput("this is neither a BVH (name it .bvh) nor a clip written by `keygrip mocap --clip`"
+                               ) from None
+        return clip_from_proto(message)
     if which == "bvh_artifact_id":
         return read_bvh(ctx.artifacts.path(source.bvh_artifact_id), scale=scale)
     return read_bvh(source.bvh_path, scale=scale)
@@ -45,21 +53,34 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
         source = request.source
         which = source.WhichOneof("source")
         if which == "bvh_artifact_id":
-            name = artifact_name(source.bvh_artifact_id, artifacts)
+            name = source.name or artifact_name(source.bvh_artifact_id, artifacts)
         elif which == "clip_artifact_id":
-            name = artifact_name(source.clip_artifact_id, artifacts, "the captured clip")
+            name = source.name or artifact_name(source.clip_artifact_id, artifacts, "the captured clip")
         elif which == "bvh_path":
             name = source.bvh_path
         else:
             name = "the motion"
+        rig_file = request.rig_file
+        if rig_file.WhichOneof("file") == "artifact_id":
+            onto = f" onto {rig_file.name or artifact_name(rig_file.artifact_id, artifacts)}"
+        elif rig_file.WhichOneof("file") == "path":
+            onto = f" onto {rig_file.path}"
+        else:
+            onto = f" onto the rig {request.rig.name}" if request.rig.name else " onto the rig"
         return JobInput(name=name, doing="retargeting", kind="motion or rig", smaller="a shorter frame range",
-                        after=f" onto the rig {request.rig.name}" if request.rig.name else " onto the rig")
+                        after=onto)
 
     def run(self, request: animation_pb2.RetargetRequest, ctx: JobContext) -> animation_pb2.RetargetResult:
-        from inference_server.animation.mapping import BoneMap
+        from inference_server.animation.mapping import resolve_map
         from inference_server.animation.retarget import RetargetOptions, retarget
+        from inference_server.animation.rig_files import animated_file, load_rig_file
         from inference_server.motion.bvh import write_bvh
-        from inference_server.motion.wire import bone_map_to_proto, rig_animation_to_proto, rig_from_proto
+        from inference_server.motion.wire import (
+            bone_map_to_proto,
+            rig_animation_to_proto,
+            rig_from_proto,
+            rig_to_proto,
+        )
 
         ctx.progress("load", 0, 1, "reading the motion")
         source = load_source(request.source, ctx)
@@ -69,10 +90,14 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
             end = request.frame_range.end if request.frame_range.end > 0 else source.num_frames
             source = trim(source, source.times[min(request.frame_range.start, source.num_frames - 1)],
                           source.times[min(end, source.num_frames) - 1])
-        rig = rig_from_proto(request.rig)
-        bone_map = None
-        if request.bone_map.mappings:
-            bone_map = BoneMap.from_roles(rig.names, {m.bone: m.role for m in request.bone_map.mappings})
+        preset = {m.bone: m.role for m in request.bone_map.mappings}
+        if request.HasField("rig_file"):
+            character = load_rig_file(request.rig_file, ctx.artifacts)
+            rig, rig_name = character.rig, character.name
+            bone_map = resolve_map(rig, character.declared, character.declared_by, preset)
+        else:
+            rig, rig_name = rig_from_proto(request.rig), request.rig.name
+            bone_map = resolve_map(rig, preset=preset)
         options = RetargetOptions(root_motion=_ROOT_MODES[request.root_motion],
                                   foot_lock=request.foot_lock if request.HasField("foot_lock") else True,
                                   face_mapping=dict(request.face_map) or None)
@@ -81,7 +106,8 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
         ctx.check_cancelled()
         ctx.progress("export", 0, 2, "writing results")
         # result.warnings begin with the rig's own.
-        out = animation_pb2.RetargetResult(frames=len(result.times), warnings=result.warnings)
+        out = animation_pb2.RetargetResult(frames=len(result.times), warnings=result.warnings + bone_map.warnings,
+                                           rig=rig_to_proto(rig, rig_name))
         out.bone_map.CopyFrom(bone_map_to_proto(result.bone_map))
         anim = rig_animation_to_proto(result)
         out.animation.CopyFrom(artifact_ref(ctx.put_bytes(anim.SerializeToString(), "animation.keygrip-anim",
@@ -91,5 +117,8 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
         write_bvh(rig.to_clip(result.rotations, locations, result.times, result.fps), bvh)
         out.bvh.CopyFrom(artifact_ref(ctx.put_bytes(bvh.getvalue().encode(), "retargeted.bvh",
                                                     "application/x-bvh")))
+        if request.animated_file:
+            data, name = animated_file(request.rig_file, ctx.artifacts, character, result)
+            out.character.CopyFrom(artifact_ref(ctx.put_bytes(data, name, "model/gltf-binary")))
         ctx.progress("export", 2, 2, "done")
         return out

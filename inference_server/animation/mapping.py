@@ -7,6 +7,11 @@ Mixamo with any namespace prefix, Unreal mannequin, CMU/cgspeed BVH in both its 
 The torso between hips and neck is always assigned by structure (how many spine bones the chain
 has), and limbs whose names say nothing are found by structure too: the chains that leave the
 hips downwards are legs, the chains that leave the upper torso sideways are arms, left is +X.
+
+Declared maps win (resolve_map): a bone map the request passes (a user's preset) is used as given;
+a map the character file declares (VRM humanoid, glTF node extras) is used as given and guessing
+fills only the roles it leaves out. Every role carries where it came from and a confidence, so a
+person sees what was guessed.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ _LIMB = {
     # Known non-roles: CMU's zero-length hip joints and palm bones, twist and helper bones.
     "hipjoint": "", "fingerbase": "", "fingers": "", "palm": "", "heel": "",
 }
+# Always placed by structure (the spine chain's length), whatever the bones are called.
+_TORSO = ("spine", "chest", "upperChest")
 # The order limb roles follow down a chain, used to resolve two bones claiming one role.
 _ARM_CHAIN = ["Shoulder", "UpperArm", "LowerArm", "Hand"]
 _LEG_CHAIN = ["UpperLeg", "LowerLeg", "Foot", "Toes"]
@@ -64,6 +71,12 @@ _FINGER_RE = re.compile(r"^(?:hand|f)?(thumb|index|middle|ring|little|pinky)(?:f
                         r"(?:0?([1-3])|(metacarpal|proximal|intermediate|distal))?$")
 _FINGER_NAMES = {"thumb": "Thumb", "index": "Index", "middle": "Middle", "ring": "Ring",
                  "little": "Little", "pinky": "Little"}
+
+# Where a role came from (the proto's RoleSource, by name), with how far a person may trust it.
+PRESET, DECLARED, NAME, STRUCTURE = "preset", "declared", "name", "structure"
+CONFIDENCE = {PRESET: 1.0, DECLARED: 1.0, NAME: 0.9, STRUCTURE: 0.6}
+# A named bone that took the next role down its chain (CMU's LeftShoulder as the upper arm).
+SHIFTED_NAME_CONFIDENCE = 0.75
 
 
 def _tokens(name: str) -> list[str]:
@@ -138,11 +151,17 @@ class BoneMap:
     bone_to_role: {bone name: VRM humanoid role}.
     unmapped_bones: bones that play no role (twist, helper, control or face bones).
     missing_roles: canonical roles no bone plays (fingers on a rig without fingers ...).
+    sources / confidence: {bone name: PRESET, DECLARED, NAME or STRUCTURE} and {bone name: 0..1}.
+    declared_by: what the DECLARED roles came from ("VRM 1.0 humanoid"); warnings: conflicts seen.
     """
 
     bone_to_role: dict[str, str]
     unmapped_bones: list[str] = field(default_factory=list)
     missing_roles: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    confidence: dict[str, float] = field(default_factory=dict)
+    declared_by: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def role_to_bone(self) -> dict[str, str]:
@@ -157,13 +176,15 @@ class BoneMap:
         bad = sorted(set(bone_to_role.values()) - set(humanoid.ROLES))
         if bad:
             raise InvalidInput(f"bone map uses unknown roles {bad}; roles are VRM humanoid names")
-        return _report(names, dict(bone_to_role))
+        return _report(names, dict(bone_to_role), dict.fromkeys(bone_to_role, PRESET))
 
 
-def _report(names: list[str], bone_to_role: dict[str, str]) -> BoneMap:
+def _report(names: list[str], bone_to_role: dict[str, str], sources: dict[str, str],
+            confidence: dict[str, float] | None = None) -> BoneMap:
     used = set(bone_to_role.values())
+    confidence = {b: (confidence or {}).get(b, CONFIDENCE[sources[b]]) for b in bone_to_role}
     return BoneMap(bone_to_role, [n for n in names if n not in bone_to_role],
-                   [r for r in humanoid.ROLES if r not in used])
+                   [r for r in humanoid.ROLES if r not in used], {b: sources[b] for b in bone_to_role}, confidence)
 
 
 def _ancestors(parents: np.ndarray, b: int) -> list[int]:
@@ -200,27 +221,33 @@ def _main_chain(parents: np.ndarray, start: int, size: np.ndarray) -> list[int]:
         chain.append(int(kids[np.argmax(size[kids])]))
 
 
-def auto_map(names: list[str], parents: np.ndarray, rest_positions: np.ndarray) -> BoneMap:
+def auto_map(names: list[str], parents: np.ndarray, rest_positions: np.ndarray,
+             fixed: dict[str, str] | None = None) -> BoneMap:
     """Map bones to canonical roles from names first, then structure.
 
     names: (B,) bone names; parents: (B,) parent indices (-1 root);
     rest_positions: (B, 3) rest head positions, Y-up, character facing +Z (left is +X).
+    fixed: {bone: role} already known (declared by the file): kept as they are and reported as
+        DECLARED; guessing fills only the other bones and roles (the torso only when no torso role
+        is fixed).
     Raises FailedPrecondition listing the bones found when no humanoid (hips, two legs, a spine
     chain) can be recognised.
     """
     parents = np.asarray(parents, dtype=np.int64)
     pos = np.asarray(rest_positions, dtype=np.float64).reshape(-1, 3)
     count = len(names)
+    role_of: dict[int, str] = {names.index(b): r for b, r in (fixed or {}).items()}
+    how: dict[int, float] = {}  # the confidence of name guesses that took a shifted role
     normed = [normalise(n) for n in names]
     rigify = any(side is None and base == "spine006" for side, base in normed)
     depth = [len(_ancestors(parents, b)) for b in range(count)]
+    taken = set(role_of.values())
     claims: dict[str, list[int]] = {}
     for b, (side, base) in enumerate(normed):
         role = _name_role(side, base, rigify)
-        if role:
+        if role and b not in role_of and role not in taken:
             claims.setdefault(role, []).append(b)
-
-    role_of: dict[int, str] = {}
+    named: set[int] = set()
     # Resolve claims in chain order so that a shifted bone can take the next free role
     # (CMU 3ds Max names: LeftCollar is the shoulder, so its child LeftShoulder is the upper arm).
     for side in ("left", "right"):
@@ -228,14 +255,23 @@ def auto_map(names: list[str], parents: np.ndarray, rest_positions: np.ndarray) 
             carry: list[int] = []
             for part in chain:
                 role = side + part
-                cands = sorted(set(claims.pop(role, []) + carry), key=lambda b: depth[b])
+                if role in taken:
+                    carry = []
+                    continue
+                own = claims.pop(role, [])
+                cands = sorted(set(own + carry), key=lambda b: depth[b])
                 carry = []
                 if cands:
                     role_of[cands[0]] = role
+                    named.add(cands[0])
+                    if cands[0] not in own:
+                        how[cands[0]] = SHIFTED_NAME_CONFIDENCE
                     # Only a descendant of the winner moves on down the chain.
                     carry = [c for c in cands[1:] if cands[0] in _ancestors(parents, c)][:1]
     for role, cands in claims.items():
-        role_of[min(cands, key=lambda b: depth[b])] = role
+        winner = min(cands, key=lambda b: depth[b])
+        role_of[winner] = role
+        named.add(winner)
 
     def bone(role: str) -> int | None:
         for b, r in role_of.items():
@@ -251,8 +287,10 @@ def auto_map(names: list[str], parents: np.ndarray, rest_positions: np.ndarray) 
             role_of[hips] = "hips"
     if hips is not None:
         _structural_legs(parents, pos, size, hips, role_of, bone)
-        _structural_torso(parents, pos, size, hips, role_of, bone)
+        if not taken & {"spine", "chest", "upperChest"}:
+            _structural_torso(parents, pos, size, hips, role_of, bone)
         _structural_arms(parents, pos, size, role_of, bone)
+        _structural_neck(parents, role_of, bone)
     body_ok = hips is not None and all(
         bone(f"{s}{p}") is not None for s in ("left", "right") for p in ("UpperLeg", "LowerLeg"))
     torso_ok = any(bone(r) is not None for r in ("spine", "chest", "upperChest", "neck", "head"))
@@ -262,7 +300,10 @@ def auto_map(names: list[str], parents: np.ndarray, rest_positions: np.ndarray) 
             + ", ".join(names[:80]) + (" ..." if count > 80 else "")
             + ". Map the bones by hand and save the mapping as a preset.",
             metadata={"bones": json.dumps(names)})
-    return _report(list(names), {names[b]: r for b, r in sorted(role_of.items())})
+    sources = {names[b]: DECLARED if r in taken else NAME if b in named and r not in _TORSO else STRUCTURE
+               for b, r in role_of.items()}
+    return _report(list(names), {names[b]: r for b, r in sorted(role_of.items())}, sources,
+                   {names[b]: c for b, c in how.items()})
 
 
 def _structural_hips(parents: np.ndarray, pos: np.ndarray, size: np.ndarray) -> int | None:
@@ -299,7 +340,8 @@ def _structural_legs(parents: np.ndarray, pos: np.ndarray, size: np.ndarray, hip
         # Skip zero-length hip joints sitting on the hips (CMU LHipJoint style).
         best = [c for c in best if np.linalg.norm(pos[c] - pos[hips]) > 1e-4 or c != best[0]]
         for part, b in zip(_LEG_CHAIN, best, strict=False):
-            role_of[b] = side + part
+            if bone(side + part) is None:  # a declared toe elsewhere keeps its role
+                role_of[b] = side + part
 
 
 def _structural_arms(parents: np.ndarray, pos: np.ndarray, size: np.ndarray, role_of: dict[int, str],
@@ -327,7 +369,19 @@ def _structural_arms(parents: np.ndarray, pos: np.ndarray, size: np.ndarray, rol
             chain = max(sided, key=lambda c: abs(pos[c[-1], 0] - pos[top, 0]))
             parts = _ARM_CHAIN if len(chain) >= 4 else _ARM_CHAIN[1:]
             for part, b in zip(parts, chain, strict=False):
-                role_of[b] = side + part
+                if bone(side + part) is None:
+                    role_of[b] = side + part
+
+
+def _structural_neck(parents: np.ndarray, role_of: dict[int, str], bone: Callable[[str], int | None]) -> None:
+    """A head found without its neck: the first unmapped bone between the torso's top and the head."""
+    head = bone("head")
+    top = next((bone(r) for r in ("upperChest", "chest", "spine") if bone(r) is not None), None)
+    if bone("neck") is not None or head is None or top is None:
+        return
+    between = [b for b in (_path(parents, top, head) or []) if b not in role_of]
+    if between:
+        role_of[between[0]] = "neck"
 
 
 def _structural_torso(parents: np.ndarray, pos: np.ndarray, size: np.ndarray, hips: int, role_of: dict[int, str],
@@ -374,3 +428,35 @@ def map_skeleton(skeleton: Skeleton) -> BoneMap:
 def map_rig(rig: Rig) -> BoneMap:
     """auto_map for a Rig."""
     return auto_map(list(rig.names), rig.parents, rig.heads)
+
+
+def resolve_map(rig: Rig, declared: dict[str, str] | None = None, declared_by: str = "",
+                preset: dict[str, str] | None = None) -> BoneMap:
+    """The bone map retargeting uses: what is declared wins over what is guessed.
+
+    preset: {bone: role} the request passed (a user's preset): used as given, nothing guessed.
+    declared: {bone: role} the character file declares (declared_by says by what): used as given,
+        with name and structure guessing filling the roles it leaves out; with a preset too, the
+        declared roles that touch no bone or role of the preset are kept, and each conflict is
+        a warning (the preset wins).
+    """
+    declared = dict(declared or {})
+    if preset:
+        warnings = []
+        owner = {r: b for b, r in preset.items()}
+        for bone, role in declared.items():
+            if preset.get(bone, role) != role or owner.get(role, bone) != bone:
+                warnings.append(f"the bone map preset gives {role} to {owner.get(role, 'no bone')!r} and "
+                                f"{bone!r} the role {preset.get(bone) or 'none'}, where the file's {declared_by} "
+                                f"gives {role} to {bone!r}; using the preset")
+        kept = {b: r for b, r in declared.items() if b not in preset and r not in owner}
+        bone_map = BoneMap.from_roles(rig.names, {**preset, **kept})
+        bone_map.sources.update(dict.fromkeys(kept, DECLARED))
+        bone_map.warnings = warnings
+    elif declared:
+        bone_map = auto_map(list(rig.names), rig.parents, rig.heads, fixed=declared)
+    else:
+        bone_map = map_rig(rig)
+    if DECLARED in bone_map.sources.values():
+        bone_map.declared_by = declared_by
+    return bone_map

@@ -14,15 +14,29 @@ from inference_server.motion.wire import bone_map_to_proto, rig_from_proto
 from inference_server.services.errors import rpc_errors
 from inference_server.services.inputs import check_path
 from inference_server.store import jobs as js
-from inference_server.store.artifacts import check_digest
+from inference_server.store.artifacts import ArtifactStore, check_digest
 from keygrip.v1 import animation_pb2, animation_pb2_grpc, common_pb2, mocap_pb2
 
 
-def _map_bones(rig_msg: animation_pb2.Rig) -> animation_pb2.BoneMap:
-    from inference_server.animation.mapping import map_rig
+def _map_bones(request: animation_pb2.MapBonesRequest, artifacts: ArtifactStore) -> animation_pb2.BoneMap:
+    from inference_server.animation.mapping import resolve_map
+    from inference_server.animation.rig_files import load_rig_file
 
-    rig = rig_from_proto(rig_msg)
-    return bone_map_to_proto(map_rig(rig), rig.warnings)
+    if request.HasField("rig_file"):
+        character = load_rig_file(request.rig_file, artifacts)
+        rig = character.rig
+        bone_map = resolve_map(rig, character.declared, character.declared_by)
+    else:
+        rig = rig_from_proto(request.rig)
+        bone_map = resolve_map(rig)
+    return bone_map_to_proto(bone_map, rig.warnings)
+
+
+def _check_rig_file(rig_file: animation_pb2.RigFile, artifacts: ArtifactStore) -> None:
+    """Read the character now, so that a file that is none fails at submit, naming the file."""
+    from inference_server.animation.rig_files import load_rig_file
+
+    load_rig_file(rig_file, artifacts)
 
 
 class AnimationService(animation_pb2_grpc.AnimationServicer):
@@ -33,7 +47,13 @@ class AnimationService(animation_pb2_grpc.AnimationServicer):
     @rpc_errors
     async def MapBones(self, request: animation_pb2.MapBonesRequest,
                        context: grpc.aio.ServicerContext) -> animation_pb2.BoneMap:
-        return await asyncio.to_thread(_map_bones, request.rig)
+        req = animation_pb2.MapBonesRequest()
+        req.CopyFrom(request)
+        if req.HasField("rig_file"):
+            self._check_rig_file_source(req.rig_file)
+        elif not req.rig.bone_names:
+            raise InvalidInput("the request has no rig: send the armature's bones and rest matrices, or a rig_file")
+        return await asyncio.to_thread(_map_bones, req, self.manager.artifacts)
 
     @rpc_errors
     async def Retarget(self, request: animation_pb2.RetargetRequest,
@@ -41,11 +61,29 @@ class AnimationService(animation_pb2_grpc.AnimationServicer):
         req = animation_pb2.RetargetRequest()
         req.CopyFrom(request)
         self._check_source(req.source)
-        if not req.rig.bone_names:
-            raise InvalidInput("the request has no rig: send the target armature's bones and rest matrices")
         # Validate the rig now so that a malformed one fails at submit, not in a worker.
-        await asyncio.to_thread(rig_from_proto, req.rig)
+        if req.HasField("rig_file"):
+            self._check_rig_file_source(req.rig_file)
+            await asyncio.to_thread(_check_rig_file, req.rig_file, self.manager.artifacts)
+        elif req.animated_file:
+            raise InvalidInput("an animated file is written into the character file the rig came from: send the rig "
+                               "as a rig_file (.glb or .vrm)")
+        elif req.rig.bone_names:
+            await asyncio.to_thread(rig_from_proto, req.rig)
+        else:
+            raise InvalidInput("the request has no rig: send the target armature's bones and rest matrices, or a "
+                               "rig_file (a .glb, .gltf, .vrm or .bvh character)")
         return self.manager.to_proto(self.manager.submit("retarget", req, request.request_id))
+
+    def _check_rig_file_source(self, rig_file: animation_pb2.RigFile) -> None:
+        """An uploaded rig file must exist; a path must lie in an allowed root (resolved in place)."""
+        which = rig_file.WhichOneof("file")
+        if which == "artifact_id":
+            self.manager.artifacts.stat(check_digest(rig_file.artifact_id))
+        elif which == "path":
+            rig_file.path = check_path(self.config, rig_file.path)
+        else:
+            raise InvalidInput("the rig file names no file: set rig_file.artifact_id or rig_file.path")
 
     def _check_source(self, source: animation_pb2.MotionSource) -> None:
         """Resolve the source to an artifact or an allowed path, in place."""

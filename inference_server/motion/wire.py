@@ -87,9 +87,14 @@ def rig_to_proto(rig: Rig, name: str = "") -> animation_pb2.Rig:
 
 
 def bone_map_to_proto(bone_map: BoneMap, warnings: list[str] | None = None) -> animation_pb2.BoneMap:
+    """warnings: the rig's own, put before the map's."""
     return animation_pb2.BoneMap(
-        mappings=[animation_pb2.BoneMapping(bone=b, role=r) for b, r in bone_map.bone_to_role.items()],
-        unmapped_bones=bone_map.unmapped_bones, missing_roles=bone_map.missing_roles, warnings=warnings or [])
+        mappings=[animation_pb2.BoneMapping(
+            bone=b, role=r, confidence=bone_map.confidence.get(b, 0.0),
+            source=animation_pb2.RoleSource.Value(f"ROLE_SOURCE_{bone_map.sources.get(b, 'unspecified').upper()}"))
+            for b, r in bone_map.bone_to_role.items()],
+        unmapped_bones=bone_map.unmapped_bones, missing_roles=bone_map.missing_roles,
+        warnings=[*(warnings or []), *bone_map.warnings], declared_by=bone_map.declared_by)
 
 
 def rig_animation_to_proto(result: RetargetResult) -> animation_pb2.RigAnimation:

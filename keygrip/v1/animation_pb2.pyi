@@ -20,6 +20,36 @@ else:
 
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
+class _RoleSource:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _RoleSourceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_RoleSource.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    ROLE_SOURCE_UNSPECIFIED: _RoleSource.ValueType  # 0
+    ROLE_SOURCE_PRESET: _RoleSource.ValueType  # 1
+    """the bone map the request passed (a user's preset)"""
+    ROLE_SOURCE_DECLARED: _RoleSource.ValueType  # 2
+    """the file's own humanoid map (VRM humanoid, glTF node extras)"""
+    ROLE_SOURCE_NAME: _RoleSource.ValueType  # 3
+    """guessed from the bone's name"""
+    ROLE_SOURCE_STRUCTURE: _RoleSource.ValueType  # 4
+    """guessed from the hierarchy and rest positions"""
+
+class RoleSource(_RoleSource, metaclass=_RoleSourceEnumTypeWrapper):
+    """Where a bone's role came from, most trusted first."""
+
+ROLE_SOURCE_UNSPECIFIED: RoleSource.ValueType  # 0
+ROLE_SOURCE_PRESET: RoleSource.ValueType  # 1
+"""the bone map the request passed (a user's preset)"""
+ROLE_SOURCE_DECLARED: RoleSource.ValueType  # 2
+"""the file's own humanoid map (VRM humanoid, glTF node extras)"""
+ROLE_SOURCE_NAME: RoleSource.ValueType  # 3
+"""guessed from the bone's name"""
+ROLE_SOURCE_STRUCTURE: RoleSource.ValueType  # 4
+"""guessed from the hierarchy and rest positions"""
+global___RoleSource = RoleSource
+
 class _RootMotion:
     ValueType = typing.NewType("ValueType", builtins.int)
     V: typing_extensions.TypeAlias = ValueType
@@ -96,22 +126,76 @@ class Rig(google.protobuf.message.Message):
 global___Rig = Rig
 
 @typing.final
+class RigFile(google.protobuf.message.Message):
+    """A character file the server reads the rig from: glTF 2.0 (.glb, .gltf with its JSON alone), VRM 0.x
+    and 1.0 (.vrm), or a BVH's skeleton. The format is read from the content, not the file name.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ARTIFACT_ID_FIELD_NUMBER: builtins.int
+    PATH_FIELD_NUMBER: builtins.int
+    SKELETON_FIELD_NUMBER: builtins.int
+    SIDECAR_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
+    artifact_id: builtins.str
+    """an uploaded file (its upload name names it in messages)"""
+    path: builtins.str
+    """a file on the server's machine, inside an allowed root"""
+    skeleton: builtins.str
+    """Which skeleton, when the file has several (glTF: an armature, by its name, a skin's name or its
+    index in the file's skeleton list); empty: the one with the most bones.
+    """
+    name: builtins.str
+    """The file's name as the user knows it, for messages (an upload keeps the name it was first sent
+    under, which another file with the same content may have had); empty: the upload's or path's name.
+    """
+    @property
+    def sidecar(self) -> global___BoneMap:
+        """A bone map preset kept beside the file (hero.bonemap.json for hero.vrm): declared roles, like
+        the file's own humanoid map, over which it wins.
+        """
+
+    def __init__(
+        self,
+        *,
+        artifact_id: builtins.str = ...,
+        path: builtins.str = ...,
+        skeleton: builtins.str = ...,
+        sidecar: global___BoneMap | None = ...,
+        name: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "file", b"file", "path", b"path", "sidecar", b"sidecar"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["artifact_id", b"artifact_id", "file", b"file", "name", b"name", "path", b"path", "sidecar", b"sidecar", "skeleton", b"skeleton"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["file", b"file"]) -> typing.Literal["artifact_id", "path"] | None: ...
+
+global___RigFile = RigFile
+
+@typing.final
 class BoneMapping(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     BONE_FIELD_NUMBER: builtins.int
     ROLE_FIELD_NUMBER: builtins.int
+    SOURCE_FIELD_NUMBER: builtins.int
+    CONFIDENCE_FIELD_NUMBER: builtins.int
     bone: builtins.str
     """bone name in the rig"""
     role: builtins.str
     """VRM humanoid name, e.g. "leftUpperArm" """
+    source: global___RoleSource.ValueType
+    """set in the server's answers; ignored in requests"""
+    confidence: builtins.float
+    """0..1: 1 for preset and declared roles, lower for guesses"""
     def __init__(
         self,
         *,
         bone: builtins.str = ...,
         role: builtins.str = ...,
+        source: global___RoleSource.ValueType = ...,
+        confidence: builtins.float = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["bone", b"bone", "role", b"role"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bone", b"bone", "confidence", b"confidence", "role", b"role", "source", b"source"]) -> None: ...
 
 global___BoneMapping = BoneMapping
 
@@ -123,6 +207,9 @@ class BoneMap(google.protobuf.message.Message):
     UNMAPPED_BONES_FIELD_NUMBER: builtins.int
     MISSING_ROLES_FIELD_NUMBER: builtins.int
     WARNINGS_FIELD_NUMBER: builtins.int
+    DECLARED_BY_FIELD_NUMBER: builtins.int
+    declared_by: builtins.str
+    """what declared roles came from, e.g. "VRM 1.0 humanoid"; empty: none"""
     @property
     def mappings(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___BoneMapping]: ...
     @property
@@ -142,8 +229,9 @@ class BoneMap(google.protobuf.message.Message):
         unmapped_bones: collections.abc.Iterable[builtins.str] | None = ...,
         missing_roles: collections.abc.Iterable[builtins.str] | None = ...,
         warnings: collections.abc.Iterable[builtins.str] | None = ...,
+        declared_by: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["mappings", b"mappings", "missing_roles", b"missing_roles", "unmapped_bones", b"unmapped_bones", "warnings", b"warnings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["declared_by", b"declared_by", "mappings", b"mappings", "missing_roles", b"missing_roles", "unmapped_bones", b"unmapped_bones", "warnings", b"warnings"]) -> None: ...
 
 global___BoneMap = BoneMap
 
@@ -152,15 +240,21 @@ class MapBonesRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     RIG_FIELD_NUMBER: builtins.int
+    RIG_FILE_FIELD_NUMBER: builtins.int
     @property
     def rig(self) -> global___Rig: ...
+    @property
+    def rig_file(self) -> global___RigFile:
+        """instead of rig: read the rig, and any declared map, from a file"""
+
     def __init__(
         self,
         *,
         rig: global___Rig | None = ...,
+        rig_file: global___RigFile | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["rig", b"rig"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["rig", b"rig"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["rig", b"rig", "rig_file", b"rig_file"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["rig", b"rig", "rig_file", b"rig_file"]) -> None: ...
 
 global___MapBonesRequest = MapBonesRequest
 
@@ -173,6 +267,7 @@ class MotionSource(google.protobuf.message.Message):
     BVH_PATH_FIELD_NUMBER: builtins.int
     CAPTURE_JOB_ID_FIELD_NUMBER: builtins.int
     BVH_SCALE_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
     clip_artifact_id: builtins.str
     """a serialized MotionClip (e.g. CaptureMotionResult.clip)"""
     bvh_artifact_id: builtins.str
@@ -183,6 +278,8 @@ class MotionSource(google.protobuf.message.Message):
     """the clip of a finished motion_capture job"""
     bvh_scale: builtins.float
     """metres per BVH unit; 0: detect"""
+    name: builtins.str
+    """the motion file's name as the user knows it, for messages (as RigFile.name)"""
     def __init__(
         self,
         *,
@@ -191,9 +288,10 @@ class MotionSource(google.protobuf.message.Message):
         bvh_path: builtins.str = ...,
         capture_job_id: builtins.str = ...,
         bvh_scale: builtins.float = ...,
+        name: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["bvh_artifact_id", b"bvh_artifact_id", "bvh_path", b"bvh_path", "capture_job_id", b"capture_job_id", "clip_artifact_id", b"clip_artifact_id", "source", b"source"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bvh_artifact_id", b"bvh_artifact_id", "bvh_path", b"bvh_path", "bvh_scale", b"bvh_scale", "capture_job_id", b"capture_job_id", "clip_artifact_id", b"clip_artifact_id", "source", b"source"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bvh_artifact_id", b"bvh_artifact_id", "bvh_path", b"bvh_path", "bvh_scale", b"bvh_scale", "capture_job_id", b"capture_job_id", "clip_artifact_id", b"clip_artifact_id", "name", b"name", "source", b"source"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["source", b"source"]) -> typing.Literal["clip_artifact_id", "bvh_artifact_id", "bvh_path", "capture_job_id"] | None: ...
 
 global___MotionSource = MotionSource
@@ -226,10 +324,14 @@ class RetargetRequest(google.protobuf.message.Message):
     FACE_MAP_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
     FRAME_RANGE_FIELD_NUMBER: builtins.int
+    RIG_FILE_FIELD_NUMBER: builtins.int
+    ANIMATED_FILE_FIELD_NUMBER: builtins.int
     root_motion: global___RootMotion.ValueType
     foot_lock: builtins.bool
     """unset: true"""
     request_id: builtins.str
+    animated_file: builtins.bool
+    """With a .glb/.vrm rig_file: also write that file with the animation in it (RetargetResult.character)."""
     @property
     def source(self) -> global___MotionSource: ...
     @property
@@ -244,6 +346,10 @@ class RetargetRequest(google.protobuf.message.Message):
 
     @property
     def frame_range(self) -> keygrip.v1.common_pb2.FrameRange: ...
+    @property
+    def rig_file(self) -> global___RigFile:
+        """instead of rig: read it from a character file"""
+
     def __init__(
         self,
         *,
@@ -255,9 +361,11 @@ class RetargetRequest(google.protobuf.message.Message):
         face_map: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
         request_id: builtins.str = ...,
         frame_range: keygrip.v1.common_pb2.FrameRange | None = ...,
+        rig_file: global___RigFile | None = ...,
+        animated_file: builtins.bool = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "bone_map", b"bone_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "rig", b"rig", "source", b"source"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "request_id", b"request_id", "rig", b"rig", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "bone_map", b"bone_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "rig", b"rig", "rig_file", b"rig_file", "source", b"source"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "animated_file", b"animated_file", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "request_id", b"request_id", "rig", b"rig", "rig_file", b"rig_file", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
 
 global___RetargetRequest = RetargetRequest
@@ -330,6 +438,8 @@ class RetargetResult(google.protobuf.message.Message):
     BONE_MAP_FIELD_NUMBER: builtins.int
     WARNINGS_FIELD_NUMBER: builtins.int
     FRAMES_FIELD_NUMBER: builtins.int
+    RIG_FIELD_NUMBER: builtins.int
+    CHARACTER_FIELD_NUMBER: builtins.int
     frames: builtins.int
     @property
     def animation(self) -> keygrip.v1.common_pb2.ArtifactRef:
@@ -343,6 +453,16 @@ class RetargetResult(google.protobuf.message.Message):
     def bone_map(self) -> global___BoneMap: ...
     @property
     def warnings(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def rig(self) -> global___Rig:
+        """the rig retargeted onto (read from the request's rig_file, or its rig)"""
+
+    @property
+    def character(self) -> keygrip.v1.common_pb2.ArtifactRef:
+        """When the request asked for animated_file: the character file with a glTF animation on its
+        skeleton's nodes (mesh, skin, materials and extensions such as VRM's untouched).
+        """
+
     def __init__(
         self,
         *,
@@ -351,8 +471,10 @@ class RetargetResult(google.protobuf.message.Message):
         bone_map: global___BoneMap | None = ...,
         warnings: collections.abc.Iterable[builtins.str] | None = ...,
         frames: builtins.int = ...,
+        rig: global___Rig | None = ...,
+        character: keygrip.v1.common_pb2.ArtifactRef | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["animation", b"animation", "bone_map", b"bone_map", "bvh", b"bvh"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["animation", b"animation", "bone_map", b"bone_map", "bvh", b"bvh", "frames", b"frames", "warnings", b"warnings"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["animation", b"animation", "bone_map", b"bone_map", "bvh", b"bvh", "character", b"character", "rig", b"rig"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["animation", b"animation", "bone_map", b"bone_map", "bvh", b"bvh", "character", b"character", "frames", b"frames", "rig", b"rig", "warnings", b"warnings"]) -> None: ...
 
 global___RetargetResult = RetargetResult
