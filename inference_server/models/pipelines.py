@@ -105,9 +105,9 @@ def compile_pipeline(pipe: Any) -> None:
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
     if isinstance(denoiser, torch.nn.Module):
         denoiser.compile()
-    vae = getattr(pipe, "vae", None)
-    if isinstance(getattr(vae, "decoder", None), torch.nn.Module):
-        vae.decoder.compile()
+    decoder = getattr(getattr(pipe, "vae", None), "decoder", None)
+    if isinstance(decoder, torch.nn.Module):
+        decoder.compile()
 
 
 def pipeline_bytes(pipe: Any) -> int:
