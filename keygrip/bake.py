@@ -13,9 +13,11 @@ weight that is the product of
   so that grazing surfaces are not mistaken for occluded ones), within a relative tolerance; a texel
   next to an occluder's edge is therefore left out rather than painted with the occluder's colour;
 - the view's mask at those four samples (the target objects; without a mask, wherever there is depth);
-- facing: |cos| of the angle between the normal and the direction to the camera, to the power
-  `sharpness` (|cos|: a one-sided plane seen from behind, or flipped normals, still get paint; the
-  depth test alone decides what is seen);
+- facing: the cosine of the angle between the normal and the direction to the camera, to the power
+  `sharpness`; a triangle turned away from the camera gets nothing (as Blender's projection painting
+  culls back faces): near the edge where it meets a visible face, the depth map cannot tell the two
+  apart, so the depth test alone would let a few of its texels through. A mesh whose normals point
+  inwards therefore gets no paint: recalculate its normals;
 - a fade over the outer `border` of the image, so that one view's edge does not show where another
   view also paints.
 Colours are blended by weight in the images' own sRGB encoding (the result is a resampling of them,
@@ -203,8 +205,9 @@ def view_weights(tex: Texels, view: View, *, sharpness: float = SHARPNESS, toler
             # depth compares False, and so does an edge-on plane's inf.
             seen &= mask[row, col] & (expected > 0) & ~(sample < expected * (1.0 - tolerance))
     to_camera = _unit(cam.position - tex.points)
-    facing = np.abs(np.einsum("nd,nd->n", tex.normals, to_camera)) ** sharpness
-    slant = np.abs(np.einsum("nd,nd->n", tex.planes, to_camera))
+    facing = np.maximum(np.einsum("nd,nd->n", tex.normals, to_camera), 0.0) ** sharpness
+    slant = np.einsum("nd,nd->n", tex.planes, to_camera)
+    seen &= slant > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         footprint = tex.spacing * np.sqrt(cam.focal_x * cam.focal_y * slant) / z
     edge = np.minimum(np.minimum(u, w - u), np.minimum(v, h - v)) / max(border * min(w, h), 1e-9)
