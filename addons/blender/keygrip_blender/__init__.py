@@ -11,7 +11,7 @@ Its modules import each other without a cycle (A <- B: B imports A):
     axes <- rig, writeback;  actions <- writeback, apply, shading, projection;  rig, writeback <- apply <- shading
     shading <- projection
     apply, rig, preferences, previews, projection, properties, shading <- tasks
-    tasks, apply, rig, shading, main_thread, preferences, properties <- operators
+    tasks, apply, rig, shading, projection, main_thread, preferences, properties <- operators
     main_thread, preferences, previews, projection <- panels
     axes, actions, properties, preferences, previews and main_thread import no sibling.
 """

@@ -18,7 +18,7 @@ from keygrip.animate import CaptureOptions, Plan, SourceKind
 from keygrip.generate import GenerateKind, GeneratePlan, ProjectPlan
 from keygrip.session import Session
 
-from . import main_thread, preferences, properties, rig, shading, tasks
+from . import main_thread, preferences, projection, properties, rig, shading, tasks
 from .apply import ScenePlan
 
 
@@ -284,8 +284,7 @@ def project_plan_from_panel(context: bpy.types.Context) -> ProjectPlan:
                        texture_size=s.gen_texture_size, negative_prompt=s.gen_negative)
     plan.check()
     for obj in cameras:
-        if obj.data.type != "PERSP":
-            raise ValueError(f"camera {obj.name} is {obj.data.type.lower()}: projecting needs perspective cameras")
+        projection.check_camera(obj)
     return plan
 
 

@@ -36,14 +36,21 @@ from .actions import stamp_provenance
 GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "FONT", "META"}   # what ray casts can hit
 
 
+def check_camera(obj: bpy.types.Object) -> None:
+    """ValueError unless `obj` is a perspective camera (the only kind a pinhole Camera describes)."""
+    if obj.type != "CAMERA":
+        raise ValueError(f"{obj.name} is not a camera")
+    if obj.data.type != "PERSP":
+        raise ValueError(f"camera {obj.name} is {obj.data.type.lower()}: projecting needs a perspective camera")
+
+
 def camera_from_blender(obj: bpy.types.Object, width: int, height: int) -> Camera:
     """The pinhole camera of a Blender camera object for a width x height image (square pixels), as
     Blender frames it: focal length and sensor with its fit (AUTO fits the sensor width to the longer
     side; HORIZONTAL and VERTICAL to the width / the height), lens shift in units of the fitted side,
     and the object's world matrix without its scale."""
+    check_camera(obj)
     cam = obj.data
-    if cam.type != "PERSP":
-        raise ValueError(f"camera {obj.name} is {cam.type.lower()}: projecting needs a perspective camera")
     fit = cam.sensor_fit
     if fit == "AUTO":
         horizontal = width >= height
@@ -318,7 +325,7 @@ def render_views(plan: ProjectPlan, scene: bpy.types.Scene) -> tuple[list[View],
     views = []
     for name in plan.cameras:
         obj = bpy.data.objects.get(name)
-        if obj is None or obj.type != "CAMERA":
+        if obj is None:
             raise ValueError(f"camera {name} is gone")
         views.append(rays.render(obj, width, height))
     meshes = [mesh_snapshot(bpy.data.objects[name], depsgraph) for name in plan.objects]
