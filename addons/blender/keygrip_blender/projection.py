@@ -218,22 +218,28 @@ class Painted:
 
 
 def write_projection(done: Projected, meshes: Sequence[MeshSnapshot], folder: Path) -> Painted:
-    """Bake the views into each mesh's UV map and give it a material with the result: one undo step."""
+    """Bake the views into each mesh's UV map and give it a material with the result: one undo step.
+
+    Everything that can refuse is checked before the scene changes (a failure half-way would leave
+    changes without their undo step): the meshes, their UV maps, the mode an unwrap needs."""
+    objects = [bpy.data.objects.get(snap.name) for snap in meshes]
+    for snap, obj in zip(meshes, objects, strict=True):
+        if obj is None or obj.type != "MESH":
+            raise ValueError(f"{snap.name} is gone; select the meshes to paint and run Project again")
+        if snap.uvs is None and bpy.context.mode != "OBJECT":
+            raise ValueError(f"{obj.name} has no UV map, and making one needs Object mode: leave "
+                             f"{bpy.context.mode.replace('_', ' ').lower()} mode and run Project again")
+        if snap.uvs is not None and obj.data.uv_layers.get(snap.uv_map) is None:
+            raise ValueError(f"the UV map {snap.uv_map!r} of {obj.name} was removed meanwhile; run Project again")
     views = [(p.view, read_image(p.image_path)) for p in done.views]
     materials, images, coverage, unwrapped = {}, {}, {}, []
     with shading.undo_step(f"Keygrip: {done.plan.title}"):
-        for snap in meshes:
-            obj = bpy.data.objects.get(snap.name)
-            if obj is None or obj.type != "MESH":
-                raise ValueError(f"{snap.name} is gone; select the meshes to paint and run Project again")
+        for snap, obj in zip(meshes, objects, strict=True):
             uv_map, uvs = snap.uv_map, snap.uvs
             if uvs is None:
                 uv_map, uvs = _unwrap(obj, len(snap.positions))
                 unwrapped.append(obj.name)
-            elif obj.data.uv_layers.get(uv_map) is None:
-                raise ValueError(f"the UV map {uv_map!r} of {obj.name} was removed meanwhile; run Project again")
-            size = done.plan.texture_size
-            baked = bake.bake(snap.triangles(uvs), views, size)
+            baked = bake.bake(snap.triangles(uvs), views, done.plan.texture_size)
             image = _save_image(f"Keygrip {obj.name} {done.plan.stem}", baked.rgba,
                                 folder / f"{done.plan.stem}_{done.job_id[:8]}_{_file_name(obj.name)}.png")
             mat = shading.build_projected_material(f"Keygrip {obj.name} {done.plan.stem}", image, uv_map)
@@ -268,9 +274,6 @@ def _unwrap(obj: bpy.types.Object, triangles: int) -> tuple[str, np.ndarray]:
 
     The unwrap operator works in Edit mode on the active object, so the object is made the only
     selected and active one for it; the artist's selection and active object are put back after."""
-    if bpy.context.mode != "OBJECT":
-        raise ValueError(f"{obj.name} has no UV map, and making one needs Object mode: leave "
-                         f"{bpy.context.mode.replace('_', ' ').lower()} mode and run Project again")
     layer_objects = bpy.context.view_layer.objects
     active, selected = layer_objects.active, [o for o in layer_objects if o.select_get()]
     try:
