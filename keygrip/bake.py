@@ -6,10 +6,11 @@ texture (the host supplies the mesh as triangles and the views it rendered; it w
     baked.rgba                                  # (1024, 1024, 4) float32; alpha 1 where a view painted
 
 How a texel gets its colour: its centre's point on the surface (found by rasterising the UV
-triangles) is projected into each view and the view's image is sampled there bilinearly, with a
-weight that is the product of
-- visibility: none of the four depth samples around the projected point (the ones the bilinear
-  sample reads) is nearer than the texel's own surface would be at that pixel (its triangle's plane,
+triangles) is projected into each view and takes the colour of the image pixel it falls in, or the
+mean of the pixels under it when the texel is wider than a pixel (see sample()), with a weight that
+is the product of
+- visibility: none of the four depth samples around the projected point (the 2x2 pixel centres
+  around it) is nearer than the texel's own surface would be at that pixel (its triangle's plane,
   so that grazing surfaces are not mistaken for occluded ones), within a relative tolerance; a texel
   next to an occluder's edge is therefore left out rather than painted with the occluder's colour;
 - the view's mask at those four samples (the target objects; without a mask, wherever there is depth);
