@@ -8,7 +8,9 @@ job left is wiring it into its scene.
 
 The chain is generate (worker thread: submit, watch with a preview per step, download the PNG and
 the linear EXR) -> write (main thread: the host's scene writing, one undo step). Nothing reaches the
-scene before the last step, so a cancel or a failure leaves it as it was.
+scene before the last step, so a cancel or a failure leaves it as it was. A texture painted from the
+scene's cameras (ProjectPlan, project_steps, Projected) is the same chain with the host's depth render
+in front.
 
 No host API is imported here. Python 3.9 compatible (Nuke 14).
 """
@@ -17,13 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from keygrip import errors
+from keygrip.projection import View
 from keygrip.session import Main, Step, Worker, WorkerContext
-from keygrip.v1 import scene_pb2
+from keygrip.v1 import scene_pb2, server_pb2
 
 GenerateKind = Literal["texture", "world"]
 T = TypeVar("T")
@@ -67,8 +72,7 @@ class GeneratePlan:
     @property
     def stem(self) -> str:
         """A file-name-safe name for what is created: the kind and the prompt's first words."""
-        slug = re.sub(r"[^A-Za-z0-9]+", "_", " ".join(self.prompt.split()[:5])).strip("_").lower()
-        return f"{self.kind}_{slug or 'untitled'}"
+        return f"{self.kind}_{_slug(self.prompt)}"
 
     def settings(self) -> dict[str, Any]:
         """GenerationSettings fields for keygrip.Client.generate_texture/generate_world (unset ones left out)."""
@@ -117,6 +121,11 @@ class Generated:
         return out
 
 
+def _slug(prompt: str) -> str:
+    """The prompt's first words, file-name-safe."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", " ".join(prompt.split()[:5])).strip("_").lower() or "untitled"
+
+
 def submit(ctx: WorkerContext, plan: GeneratePlan) -> Any:
     """The server job for the plan (keygrip.client.Job[scene_pb2.GeneratedImage])."""
     plan.check()
@@ -158,3 +167,183 @@ def steps(plan: GeneratePlan, *, folder: str | Path, write: Callable[[Generated]
     value is the session's value."""
     plan.check()
     return [Worker(lambda ctx, _: generate(ctx, plan, folder)), Main(write)]
+
+
+# Projected textures: painted onto a scene from its cameras --------------------------------------
+#
+#     plan = ProjectPlan(model="sd15", controlnet="depth-cn", prompt="mossy stone", cameras=("Camera",),
+#                        objects=("Wall",))
+#     chain = generate.project_steps(plan, folder=..., render=host_render, write=host_bake_and_write)
+#
+# render (main thread): the host renders each camera's depth and mask (keygrip.projection.View);
+# project (worker): upload them, run the job (a preview per step), download each view's image;
+# write (main thread): the host bakes the images into its meshes' UV maps (keygrip.bake) and writes
+# them, one undo step. As above, the scene changes only in the last step.
+
+
+@dataclass
+class ProjectPlan:
+    """A texture painted onto meshes from one or more cameras, snapshotted from the host's UI.
+
+    cameras: the host's camera names, in painting order (later views inpaint only what earlier ones
+    left). objects: the meshes to paint. controlnet: a depth ControlNet beside `model` ("" when
+    `model` is itself a depth model). long_side: pixels of each view's long side (the short side
+    follows the camera's aspect). texture_size: pixels of each object's baked texture (square).
+    """
+
+    model: str
+    prompt: str
+    cameras: tuple[str, ...]
+    objects: tuple[str, ...]
+    controlnet: str = ""
+    control_scale: float = 0.0
+    seed: int = 0
+    steps: int = 0
+    long_side: int = 512
+    texture_size: int = 1024
+    negative_prompt: str = ""
+
+    def check(self) -> None:
+        """ValueError with a fix-it message for what the panel lets through but cannot work."""
+        if not self.model.strip():
+            raise ValueError("pick a model (keygrip models ls lists the server's)")
+        if not self.prompt.strip():
+            raise ValueError("type a prompt first")
+        if not self.cameras:
+            raise ValueError("add a camera to project from (or make one the scene's camera)")
+        if not self.objects:
+            raise ValueError("select the mesh objects to paint first")
+        if not 64 <= self.long_side <= 4096:
+            raise ValueError(f"the view size must be 64 to 4096 pixels, not {self.long_side}")
+        if not 16 <= self.texture_size <= 16384:
+            raise ValueError(f"the texture size must be 16 to 16384 pixels, not {self.texture_size}")
+
+    @property
+    def title(self) -> str:
+        return f"projection '{' '.join(self.prompt.split()[:6])}'"
+
+    @property
+    def stem(self) -> str:
+        return f"projection_{_slug(self.prompt)}"
+
+    def settings(self) -> dict[str, Any]:
+        """GenerationSettings fields for keygrip.Client.project_texture (unset ones left out)."""
+        out: dict[str, Any] = {"seed": self.seed, "steps": self.steps, "negative_prompt": self.negative_prompt}
+        return {k: v for k, v in out.items() if v}
+
+
+@dataclass(frozen=True)
+class ProjectedImage:
+    """One view of a projection: what the host rendered (camera, depth, mask) and what the server
+    painted through it. image_path: PNG, 8-bit sRGB, the view's size. coverage_path: PNG, 255 where
+    the pixel was kept from earlier views. seed: this view's seed."""
+
+    view: View
+    image_path: Path
+    coverage_path: Path
+    seed: int
+
+
+@dataclass(frozen=True)
+class Projected:
+    """The worker step's result: one ProjectedImage per camera, in the plan's order, and where they
+    came from."""
+
+    plan: ProjectPlan
+    job_id: str
+    views: tuple[ProjectedImage, ...]
+    seed: int
+    model: str
+    model_hash: str
+    controlnet: str = ""
+    controlnet_hash: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    server_version: str = ""
+    server_address: str = ""
+
+    def provenance(self) -> dict[str, object]:
+        """What the host stores with what it creates (Blender: custom properties) to re-run the job."""
+        return {"job_id": self.job_id, "kind": "projection", "prompt": self.plan.prompt, "seed": self.seed,
+                "model": self.model, "model_hash": self.model_hash, "controlnet": self.controlnet,
+                "controlnet_hash": self.controlnet_hash, "steps": int(self.metadata.get("steps", 0) or 0),
+                "cameras": list(self.plan.cameras), "view_seeds": [v.seed for v in self.views],
+                "long_side": self.plan.long_side, "texture_size": self.plan.texture_size,
+                "settings": dict(self.metadata), "server_version": self.server_version,
+                "server_address": self.server_address}
+
+
+PROJECT_CAPABILITY = "scene.project"   # what a depth ControlNet or an SD 2 depth model enables on the server
+
+
+def check_project_models(info: server_pb2.ServerInfo, plan: ProjectPlan) -> None:
+    """FailedPrecondition saying what to pick or install when the server cannot paint from depth with
+    the plan's models (checked before anything is uploaded; the server checks again)."""
+    models = {m.name: m for m in info.models}
+    able = sorted(name for name, m in models.items() if PROJECT_CAPABILITY in m.capabilities)
+    offer = (f"the server has {', '.join(able)}" if able else
+             "the server has none: add one with `keygrip models add PATH --name NAME` and restart it")
+    if plan.controlnet:
+        net = models.get(plan.controlnet)
+        if net is None:
+            raise errors.FailedPrecondition(f"the server has no model named {plan.controlnet!r}; pick a depth "
+                                            f"ControlNet ({offer})")
+        if PROJECT_CAPABILITY not in net.capabilities:
+            why = net.reason or f"a {net.family} model, not a depth ControlNet"
+            raise errors.FailedPrecondition(f"{plan.controlnet!r} cannot condition on depth ({why}); pick a depth "
+                                            f"ControlNet ({offer})")
+        return
+    model = models.get(plan.model)
+    if model is not None and PROJECT_CAPABILITY not in model.capabilities:
+        raise errors.FailedPrecondition(
+            f"{plan.model!r} cannot paint from depth on its own: set a depth ControlNet to use beside it, or pick "
+            f"a Stable Diffusion 2 depth model as the model ({offer})")
+
+
+def project(ctx: WorkerContext, plan: ProjectPlan, views: Sequence[View], folder: str | Path) -> Projected:
+    """Worker step: upload each view's depth and mask, run the job (progress and step previews reach
+    the host), then download each view's image and coverage into `folder` as
+    <stem>_<job id>_<k>_<view name>.png / ..._coverage.png."""
+    check_project_models(ctx.server_info, plan)
+    if len(views) != len(plan.cameras):
+        raise ValueError(f"{len(views)} views rendered for {len(plan.cameras)} cameras")
+    with tempfile.TemporaryDirectory(prefix="keygrip_views_") as tmp:
+        protos: list[scene_pb2.CameraView] = []
+        for view in views:
+            ctx.progress(f"uploading the depth of {view.name}", len(protos) / len(views))
+            ctx.check_cancelled()
+            protos.append(view.upload(ctx.client, tmp))
+    job = ctx.client.project_texture(plan.model, plan.prompt, protos, controlnet=plan.controlnet,
+                                     control_scale=plan.control_scale, **plan.settings())
+    result: scene_pb2.ProjectedTexture = ctx.run_job(job, "projection")
+    ctx.check_cancelled()
+    if [v.name for v in result.views] != [v.name for v in views]:
+        raise ValueError(f"the server answered for views {[v.name for v in result.views]}, "
+                         f"not {[v.name for v in views]}")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    images = []
+    for k, view in enumerate(views):
+        done = result.views[k]
+        name = f"{plan.stem}_{job.id[:8]}_{k}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', view.name)}"
+        image = ctx.client.download(done.image.id, out / f"{name}.png",
+                                    progress=ctx.transfer_progress(f"downloading {view.name}"))
+        coverage = ctx.client.download(done.coverage.id, out / f"{name}_coverage.png",
+                                       progress=ctx.transfer_progress(f"downloading {view.name}'s coverage"))
+        images.append(ProjectedImage(view=view, image_path=Path(image).resolve(),
+                                     coverage_path=Path(coverage).resolve(), seed=done.seed))
+    ctx.check_cancelled()
+    return Projected(plan=plan, job_id=job.id, views=tuple(images), seed=result.seed, model=result.model,
+                     model_hash=result.model_hash, controlnet=result.controlnet,
+                     controlnet_hash=result.controlnet_hash, metadata=dict(result.metadata),
+                     server_version=ctx.server_info.version, server_address=ctx.connection.address)
+
+
+def project_steps(plan: ProjectPlan, *, folder: str | Path, render: Callable[[ProjectPlan], Sequence[View]],
+                  write: Callable[[Projected], T]) -> list[Step]:
+    """render -> project -> write, for a Session. render(plan): main thread, the host renders each
+    camera's View (in the plan's camera order) and keeps what it needs to bake (its meshes); it must
+    not change the scene. write(projected): main thread, the host bakes and writes, one undo step;
+    its value is the session's value."""
+    plan.check()
+    return [Main(lambda _: list(render(plan))), Worker(lambda ctx, views: project(ctx, plan, views, folder)),
+            Main(write)]

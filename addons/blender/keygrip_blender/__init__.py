@@ -4,14 +4,15 @@ Keygrip server.
 The add-on is thin: the Keygrip SDK (the `keygrip` package, vendored into the extension zip under
 vendor/) holds the host-neutral flow (keygrip.session, keygrip.animate); the add-on keeps Blender's
 main-thread scheduling (main_thread.py) and turns results into Blender data (apply.py, writeback.py,
-rig.py). Network calls run on worker threads; the scene changes only on the main thread.
+rig.py, shading.py, projection.py). Network calls run on worker threads; the scene changes only on the main thread.
 
 Its modules import each other without a cycle (A <- B: B imports A):
 
-    axes <- rig, writeback;  actions <- writeback, apply, shading;  rig, writeback <- apply <- shading
-    apply, rig, preferences, previews, properties, shading <- tasks
-    tasks, apply, rig, shading, main_thread, preferences, properties <- operators
-    main_thread, preferences, previews <- panels
+    axes <- rig, writeback;  actions <- writeback, apply, shading, projection;  rig, writeback <- apply <- shading
+    shading <- projection
+    apply, rig, preferences, previews, projection, properties, shading <- tasks
+    tasks, apply, rig, shading, projection, main_thread, preferences, properties <- operators
+    main_thread, preferences, previews, projection <- panels
     axes, actions, properties, preferences, previews and main_thread import no sibling.
 """
 

@@ -15,10 +15,10 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from keygrip import rigs
 from keygrip.animate import CaptureOptions, Plan, SourceKind
-from keygrip.generate import GenerateKind, GeneratePlan
+from keygrip.generate import GenerateKind, GeneratePlan, ProjectPlan
 from keygrip.session import Session
 
-from . import main_thread, preferences, properties, rig, shading, tasks
+from . import main_thread, preferences, projection, properties, rig, shading, tasks
 from .apply import ScenePlan
 
 
@@ -265,6 +265,42 @@ class GenerateWorldOperator(_GenerateOperator):
     kind: GenerateKind = "world"
 
 
+def project_plan_from_panel(context: bpy.types.Context) -> ProjectPlan:
+    """The Generate section as a projection from the scene's camera (and, when asked, every selected
+    camera) onto the selected meshes; ValueError when incomplete.
+
+    Blender does not record the order objects were selected in: after the scene's camera come the
+    active object (when it is a selected camera), then the other selected cameras by name."""
+    s = context.scene.keygrip
+    cameras = [context.scene.camera] if context.scene.camera is not None else []
+    if s.gen_all_cameras:
+        active = context.active_object
+        selected = sorted((o for o in context.selected_objects if o.type == "CAMERA"),
+                          key=lambda o: (o is not active, o.name))
+        cameras += [o for o in selected if o not in cameras]
+    plan = ProjectPlan(model=s.gen_model.strip(), prompt=s.gen_prompt, controlnet=s.gen_controlnet.strip(),
+                       cameras=tuple(o.name for o in cameras),
+                       objects=tuple(o.name for o in context.selected_objects if o.type == "MESH"),
+                       seed=s.gen_seed, steps=s.gen_steps, long_side=s.gen_view_size,
+                       texture_size=s.gen_texture_size, negative_prompt=s.gen_negative)
+    plan.check()
+    for obj in cameras:
+        projection.check_camera(obj)
+    return plan
+
+
+class ProjectTextureOperator(_GenerateOperator):
+    """Paint the selected meshes from the scene's camera (and the selected cameras), baked into their UV
+    maps (Esc cancels)"""
+
+    bl_idname = "keygrip.project_texture"
+    bl_label = "Project"
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        return tasks.project_session(project_plan_from_panel(context), context.scene.name,
+                                     preferences.server_settings(context), str(shading.output_folder()))
+
+
 class CancelOperator(bpy.types.Operator):
     """Cancel the running Keygrip jobs (on the server too)"""
 
@@ -325,7 +361,7 @@ class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
 
 
 CLASSES = (CaptureOperator, ImportBvhOperator, ExportBvhOperator, ConnectOperator, ProbeOperator,
-           MapBonesOperator, GenerateTextureOperator, GenerateWorldOperator, CancelOperator,
+           MapBonesOperator, GenerateTextureOperator, GenerateWorldOperator, ProjectTextureOperator, CancelOperator,
            SaveBoneMapOperator, LoadBoneMapOperator)
 
 

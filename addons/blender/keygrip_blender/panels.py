@@ -8,6 +8,7 @@ from keygrip.animate import WriteSummary
 from keygrip.session import Session
 
 from . import main_thread, preferences, previews
+from .projection import Painted
 
 
 class BoneMapList(bpy.types.UIList):
@@ -40,6 +41,12 @@ def _draw_progress(layout: bpy.types.UILayout, session: Session) -> None:
 def _draw_outcome(layout: bpy.types.UILayout, session: Session) -> None:
     if session.state == "succeeded":
         summary = session.value
+        if isinstance(summary, Painted):
+            for name, fraction in list(summary.coverage.items())[:6]:
+                layout.label(text=f"{name}: {100 * fraction:.0f}% of its texture painted", icon="CHECKMARK")
+            for name in summary.unwrapped[:4]:
+                layout.label(text=f"{name} had no UV map: made one (Smart UV Project)", icon="INFO")
+            return
         if not isinstance(summary, WriteSummary):   # probe, connect, bone map, download
             return
         layout.label(text=f"{summary.target}: {summary.animation}", icon="CHECKMARK")
@@ -127,6 +134,12 @@ class KeygripPanel(bpy.types.Panel):
         row = col.row(align=True)
         row.operator("keygrip.generate_texture", icon="TEXTURE")
         row.operator("keygrip.generate_world", icon="WORLD")
+        col.prop(s, "gen_controlnet")
+        row = col.row(align=True)
+        row.prop(s, "gen_view_size")
+        row.prop(s, "gen_texture_size")
+        col.prop(s, "gen_all_cameras")
+        col.operator("keygrip.project_texture", icon="CAMERA_DATA")
 
         busy = main_thread.running()
         layout.operator("keygrip.capture", icon="ARMATURE_DATA")

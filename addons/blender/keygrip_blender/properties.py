@@ -99,6 +99,19 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
                                        description="Texture repeats per UV unit (the material's Mapping node)")
     gen_rotation: bpy.props.FloatProperty(name="Rotation", subtype="ANGLE", default=0.0,
                                           description="The world's turn about Z (its Mapping node)")
+    # Project (keygrip.generate.ProjectPlan): painted from the scene's camera onto the selected meshes.
+    gen_controlnet: bpy.props.StringProperty(
+        name="ControlNet", description="A depth ControlNet on the server, used beside the model (empty: the model "
+        "itself is a Stable Diffusion 2 depth model)")
+    gen_view_size: bpy.props.IntProperty(name="View size", min=64, max=4096, default=512,
+                                         description="Pixels of each camera's generated image, long side")
+    gen_texture_size: bpy.props.IntProperty(name="Texture size", min=16, max=16384, default=1024,
+                                            description="Pixels of each painted object's texture (square), "
+                                            "baked into its own UV map")
+    gen_all_cameras: bpy.props.BoolProperty(
+        name="All selected cameras", default=False,
+        description="Also paint from every selected camera, after the scene's camera (later cameras paint only "
+        "what earlier ones did not see)")
 
 
 _CLASSES = (KeygripBoneMapItem, KeygripSceneSettings)

@@ -1,9 +1,10 @@
 """Generated images into the scene (main thread only): a texture as a material on the selected meshes,
-a world as the scene's World node tree, each as ONE undo step with provenance custom properties.
+a world as the scene's World node tree, each as ONE undo step with provenance custom properties
+(projected textures: projection.py, with the material from build_projected_material()).
 
-The node wiring lives in build_texture_material() and build_world(), which take any bpy image so that
-a test can wire a synthetic one exactly as a write-back does. Every image's colour space is set
-explicitly: the PNG is sRGB, the EXR scene-linear (Linear Rec.709).
+The node wiring lives in build_texture_material(), build_projected_material() and build_world(), which
+take any bpy image so that a test can wire a synthetic one exactly as a write-back does. Every image's
+colour space is set explicitly: the PNG is sRGB, the EXR scene-linear (Linear Rec.709).
 
 Images are referenced by absolute path, not packed: the files were downloaded next to the .blend
 (or into a temporary folder when the file is unsaved; File > External Data > Pack Resources keeps
@@ -126,6 +127,29 @@ def build_texture_material(name: str, image: bpy.types.Image, scale: float = 1.0
     return mat
 
 
+def build_projected_material(name: str, image: bpy.types.Image, uv_map: str) -> bpy.types.Material:
+    """UV Map (the object's own map, by name) -> Image Texture (clamped at the edge: the texture does
+    not repeat) -> Principled BSDF Base Color -> Material Output, in a new material: a texture baked
+    from cameras stays put when the cameras move."""
+    mat = bpy.data.materials.new(name)
+    if mat.node_tree is None:
+        mat.use_nodes = True
+    tree = mat.node_tree
+    tree.nodes.clear()
+    uv = _node(tree, "ShaderNodeUVMap", -700, 0)
+    uv.uv_map = uv_map
+    tex = _node(tree, "ShaderNodeTexImage", -450, 0)
+    tex.image = image
+    tex.extension = "EXTEND"
+    bsdf = _node(tree, "ShaderNodeBsdfPrincipled", -150, 0)
+    out = _node(tree, "ShaderNodeOutputMaterial", 200, 0)
+    links = tree.links
+    links.new(uv.outputs["UV"], tex.inputs["Vector"])
+    links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+    return mat
+
+
 def build_world(name: str, image: bpy.types.Image, rotation: float = 0.0) -> bpy.types.World:
     """Texture Coordinate (Generated: the view direction) -> Mapping (Z rotation) -> Environment
     Texture (equirectangular) -> Background -> World Output, in a new world.
@@ -165,7 +189,7 @@ def direction_to_equirectangular(x: float, y: float, z: float) -> tuple[float, f
 
 def write_texture(done: Generated, target: Target) -> bpy.types.Material:
     """A new material with the PNG on every target mesh (replacing its first slot, or added)."""
-    with _undo_step(f"Keygrip: {done.plan.title}"):
+    with undo_step(f"Keygrip: {done.plan.title}"):
         meshes = [o for o in (bpy.data.objects.get(n) for n in target.objects) if o is not None and o.type == "MESH"]
         if not meshes:
             raise ValueError("the selected meshes are gone; select the objects to texture and run again")
@@ -183,7 +207,7 @@ def write_texture(done: Generated, target: Target) -> bpy.types.Material:
 
 def write_world(done: Generated, target: Target) -> bpy.types.World:
     """A new World from the linear EXR, made the scene's world."""
-    with _undo_step(f"Keygrip: {done.plan.title}"):
+    with undo_step(f"Keygrip: {done.plan.title}"):
         scene = bpy.data.scenes.get(target.scene) or bpy.context.scene
         image = load_image(done.exr_path, linear=True)
         world = build_world(f"Keygrip {done.plan.stem}", image, target.rotation)
@@ -193,7 +217,7 @@ def write_world(done: Generated, target: Target) -> bpy.types.World:
 
 
 @contextlib.contextmanager
-def _undo_step(message: str) -> Iterator[None]:
+def undo_step(message: str) -> Iterator[None]:
     """Run the write in a window context (timers have none); push one undo step when it succeeds."""
     with window_context():
         yield

@@ -14,11 +14,12 @@ import bpy
 
 from keygrip import animate, generate, rigs
 from keygrip.animate import Plan, Retargeted, Skeleton, WriteSummary
+from keygrip.projection import View
 from keygrip.rigs import RigDescription
 from keygrip.session import Main, ServerSettings, Session, Worker, WorkerContext, connector
 from keygrip.v1 import animation_pb2, media_pb2
 
-from . import apply, preferences, previews, properties, rig, shading
+from . import apply, preferences, previews, projection, properties, rig, shading
 from .apply import ScenePlan
 
 
@@ -100,9 +101,27 @@ def generate_session(plan: generate.GeneratePlan, target: shading.Target, settin
             shading.write_world(done, target)
         return done
 
-    def show_preview(session: Session) -> None:
-        if session.progress.preview_png:
-            previews.show(session.title, session.progress.preview_png)
-
     return Session(plan.title, generate.steps(plan, folder=folder, write=write), connector(settings),
-                   on_progress=show_preview)
+                   on_progress=_show_preview)
+
+
+def _show_preview(session: Session) -> None:
+    if session.progress.preview_png:
+        previews.show(session.title, session.progress.preview_png)
+
+
+def project_session(plan: generate.ProjectPlan, scene_name: str, settings: ServerSettings, folder: str) -> Session:
+    """Render the cameras' depth, paint through them on the server (a preview per step in the panel),
+    then bake into the meshes' UV maps."""
+    meshes: list[projection.MeshSnapshot] = []
+
+    def render(plan: generate.ProjectPlan) -> list[View]:
+        views, snapshots = projection.render_views(plan, bpy.data.scenes[scene_name])
+        meshes[:] = snapshots
+        return views
+
+    def write(done: generate.Projected) -> projection.Painted:
+        return projection.write_projection(done, meshes, Path(folder))
+
+    return Session(plan.title, generate.project_steps(plan, folder=folder, render=render, write=write),
+                   connector(settings), on_progress=_show_preview)
