@@ -92,6 +92,9 @@ def project_request(request: scene_pb2.ProjectTextureRequest) -> scene_pb2.Proje
         raise InvalidInput(f"control_scale must lie in 0..5 (how strongly the depth steers the image; 1 is usual), "
                            f"got {req.control_scale}")
     s = req.settings
+    if s.seed + len(req.views) > 2**63:  # view k's seed is seed + k, an int64 in the result
+        raise InvalidInput(f"seed {s.seed} is too large for {len(req.views)} views (view k uses seed + k): "
+                           f"pick one below {2**63 - len(req.views)}")
     for k, view in enumerate(req.views):
         view.name = view.name or f"view {k + 1}"
         try:
