@@ -89,7 +89,7 @@ def reproject(view: ViewGeometry, earlier: Sequence[tuple[ViewGeometry, np.ndarr
         ok = inside & agree & painted
         to_camera = other.camera.position - points
         with np.errstate(invalid="ignore", divide="ignore"):
-            facing = np.abs(np.sum(n * to_camera, axis=-1)) / np.linalg.norm(to_camera, axis=-1)
+            facing = np.sum(n * to_camera, axis=-1) / np.linalg.norm(to_camera, axis=-1)  # cosine
         facing = np.nan_to_num(facing, nan=0.0)
         better = ok & (facing > best)
         if not better.any():
