@@ -6,6 +6,7 @@
     keygrip retarget CLIP_OR_BVH --rig hero.vrm|hero.glb|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
+    keygrip generate project --model NAME [--controlnet NAME] --views views.json --prompt TEXT --out FILE.png
 
 VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
 numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
@@ -34,7 +35,7 @@ from google.protobuf.message import Message
 from keygrip import errors, events, sequences
 from keygrip.client import DEFAULT_ADDRESS, Client, Job, Source, find_local_sequence
 from keygrip.progress import ProgressBar
-from keygrip.v1 import animation_pb2, common_pb2, server_pb2
+from keygrip.v1 import animation_pb2, common_pb2, scene_pb2, server_pb2
 
 # `--state running` and the like: every job state by its proto name, without the JOB_STATE_ prefix.
 _STATES = {events.state_name(v): v for v in common_pb2.JobState.values() if v != common_pb2.JOB_STATE_UNSPECIFIED}
@@ -206,6 +207,8 @@ def cmd_generate(client: Client, args: argparse.Namespace) -> int:
     settings: dict[str, Any] = dict(negative_prompt=args.negative or "", seed=seed, steps=args.steps or 0,
                     guidance=args.guidance or 0.0, width=args.width or 0, height=args.height or 0,
                     scheduler=args.scheduler or "")
+    if args.kind == "project":
+        return _generate_project(client, args, settings, bar)
     if args.kind == "texture":
         job = client.generate_texture(args.model, args.prompt, tileable=not args.no_tile, init_image=args.init,
                                       strength=args.strength or 0.0, maps=args.maps, **settings)
@@ -226,6 +229,84 @@ def cmd_generate(client: Client, args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: {result.width}x{result.height}, seed {result.seed}, model {result.model} "
               f"({result.model_hash[:12]})")
     return 0
+
+
+def _generate_project(client: Client, args: argparse.Namespace, settings: dict[str, Any],
+                      bar: ProgressBar | None) -> int:
+    """`keygrip generate project`: the views of a views.json, uploaded; OUT.png for one view, OUT_<name>.png
+    for each of several."""
+    import re
+
+    if not args.views:
+        raise errors.InvalidArgument("`keygrip generate project` needs --views views.json (the cameras and their "
+                                     "depth renders)")
+    if args.width or args.height:
+        raise errors.InvalidArgument("--width and --height do not apply to project: each view in views.json has "
+                                     "its own")
+    views = [_camera_view(client, args.views, k, v) for k, v in enumerate(_views_json(args.views))]
+    del settings["width"], settings["height"]
+    job = client.project_texture(args.model, args.prompt, views, controlnet=args.controlnet or "",
+                                 control_scale=args.control_scale or 0.0, **settings)
+    result = follow(job, bar).result()
+    stems = [re.sub(r"[^A-Za-z0-9_.-]+", "_", v.name) or f"view{k + 1}" for k, v in enumerate(result.views)]
+    if len(set(stems)) < len(stems):
+        stems = [f"{k + 1}_{stem}" for k, stem in enumerate(stems)]  # names that would overwrite each other
+    outs = [args.out] if len(stems) == 1 else [args.out.with_name(f"{args.out.stem}_{stem}{args.out.suffix}")
+                                               for stem in stems]
+    for k, view in enumerate(result.views):
+        client.download(view.image.id, outs[k])
+    if args.json:
+        _print_message(result, True)
+        return 0
+    for k, view in enumerate(result.views):
+        print(f"wrote {outs[k]}: view {view.name}, {view.width}x{view.height}, seed {view.seed}")
+    used = f"model {result.model} ({result.model_hash[:12]})"
+    if result.controlnet:
+        used += f" with ControlNet {result.controlnet} ({result.controlnet_hash[:12]})"
+    print(used)
+    return 0
+
+
+def _views_json(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise errors.InvalidArgument(f"cannot read the views {path}: {exc}") from None
+    views = data.get("views") if isinstance(data, dict) else data
+    if not isinstance(views, list) or not views or not all(isinstance(v, dict) for v in views):
+        raise errors.InvalidArgument(f"{path} must hold a list of views (or {{\"views\": [...]}}), each an object with "
+                                     "width, height, focal_x, focal_y, camera_to_world and depth")
+    return views
+
+
+def _camera_view(client: Client, path: Path, k: int, view: dict[str, Any]) -> scene_pb2.CameraView:
+    """One views.json entry as a CameraView with its depth (and mask) uploaded; file paths are relative to
+    the JSON file."""
+    from keygrip.projection import Camera
+
+    name = str(view.get("name") or f"view {k + 1}")
+    try:
+        width, height = int(view["width"]), int(view["height"])
+        camera = Camera(width=width, height=height, focal_x=float(view["focal_x"]),
+                        focal_y=float(view.get("focal_y", view["focal_x"])),
+                        center_x=float(view.get("center_x", width / 2)),
+                        center_y=float(view.get("center_y", height / 2)),
+                        camera_to_world=view["camera_to_world"])
+        depth = path.parent / str(view["depth"])
+    except KeyError as exc:
+        raise errors.InvalidArgument(f"{path}: view {name!r} has no {exc.args[0]}") from None
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidArgument(f"{path}: view {name!r}: {exc} (camera_to_world is a 4x4 matrix, nested or "
+                                     "16 numbers row-major)") from None
+    proto = camera.to_proto(name)
+    proto.depth_artifact_id = client.upload(depth, media_type=_MEDIA_TYPES.get(depth.suffix.lower())).id
+    if view.get("mask"):
+        mask = path.parent / str(view["mask"])
+        proto.mask_artifact_id = client.upload(mask, media_type=_MEDIA_TYPES.get(mask.suffix.lower())).id
+    return proto
+
+
+_MEDIA_TYPES = {".npy": "application/x-npy", ".exr": "image/x-exr", ".png": "image/png"}
 
 
 def _rig_description(path: Path) -> animation_pb2.Rig:
@@ -463,9 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     mocap.add_argument("--server-path", action="store_true",
                        help="VIDEO is a path on the server (a file, a folder of frames or a pattern)")
 
-    generate = sub.add_parser("generate", help="a tileable texture or a 360-degree world from text",
+    generate = sub.add_parser("generate", help="a tileable texture, a 360-degree world, or a texture projected "
+                                               "from cameras, from text",
                               parents=[client_options])
-    generate.add_argument("kind", choices=["texture", "world"])
+    generate.add_argument("kind", choices=["texture", "world", "project"])
     generate.add_argument("--model", required=True, help="a model the server lists (keygrip models ls)")
     generate.add_argument("--prompt", required=True)
     generate.add_argument("--negative", help="negative prompt")
@@ -483,7 +565,16 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--highlight-gain", type=float,
                           help="world: scale the brightest pixels of the EXR up to this many times (8-32: a sun "
                                "that casts shadows; default off)")
-    generate.add_argument("--out", required=True, type=Path, help=".png (8-bit sRGB) or .exr (linear float)")
+    generate.add_argument("--views", type=Path,
+                          help="project: a JSON list of views (name, width, height, focal_x, focal_y, center_x, "
+                               "center_y, camera_to_world, depth .npy/.exr, optional mask .npy/.png; paths relative "
+                               "to the JSON)")
+    generate.add_argument("--controlnet", help="project: a depth ControlNet beside --model (an SD 1.x/2.x/XL "
+                                               "model); none when --model is an SD 2 depth model")
+    generate.add_argument("--control-scale", type=float, help="project: ControlNet conditioning scale (default 1)")
+    generate.add_argument("--out", required=True, type=Path,
+                          help=".png (8-bit sRGB) or .exr (linear float); project: OUT.png, or OUT_<view>.png "
+                               "for each of several views")
 
     retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig", parents=[client_options])
     retarget.add_argument("motion", help="a .bvh file, a clip file from `keygrip mocap --clip`, or a capture job id")

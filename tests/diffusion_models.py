@@ -13,6 +13,7 @@ import it as `from diffusion_models import ...` (tests/ is on sys.path through t
   Hub even with local_files_only=True (it overrides it to fetch configs), so the registry requires one.
 - tiny_controlnet(pipe) and save_pickle_checkpoint(): a depth ControlNet folder, and a .ckpt for the
   pickle refusal.
+- tiny_depth2img_pipeline(pipe): an SD 2 depth pipeline (UNet with 5 input channels, no depth estimator).
 - write_header_only(): a .safetensors file holding just the marker tensors of a family (SDXL, SD3,
   Flux...) for family detection.
 """
@@ -195,6 +196,21 @@ def tiny_controlnet(pipe: Any, folder: Path) -> Path:
     torch.manual_seed(SEED + 3)
     ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(16, 32)).save_pretrained(str(folder))
     return folder
+
+
+def tiny_depth2img_pipeline(pipe: Any) -> Any:
+    """A StableDiffusionDepth2ImgPipeline (SD 2 depth) sharing the pipeline's VAE, text encoder and tokenizer,
+    with its own UNet taking the depth as a fifth input channel. No depth estimator: Keygrip passes the
+    host's depth, and loads depth models without one."""
+    from diffusers import StableDiffusionDepth2ImgPipeline, UNet2DConditionModel
+
+    torch.manual_seed(SEED + 4)
+    unet = UNet2DConditionModel.from_config({**pipe.unet.config, "in_channels": 5})
+    depth = StableDiffusionDepth2ImgPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                                             unet=unet, scheduler=pipe.scheduler, depth_estimator=None,
+                                             feature_extractor=None)
+    depth.set_progress_bar_config(disable=True)
+    return depth
 
 
 def save_pickle_checkpoint(pipe: Any, file: Path) -> Path:

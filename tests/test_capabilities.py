@@ -31,7 +31,8 @@ def test_server_info_lists_every_capability_feature_and_model() -> None:
     info = build_server_info(Config(), CAPABILITIES)
     assert [(c.name, c.available) for c in info.capabilities] == [
         ("media.probe", True), ("mocap.body", True), ("mocap.hands", True), ("mocap.face", True),
-        ("animation.retarget", True), ("animation.bvh", True), ("scene.texture", True), ("scene.world", True)]
+        ("animation.retarget", True), ("animation.bvh", True), ("scene.texture", True), ("scene.world", True),
+        ("scene.project", True)]
     assert [m.name for m in info.models] == ["mediapipe.pose_landmark_full", "mediapipe.pose_detection",
                                              "mediapipe.hand_landmark_full", "mediapipe.face_landmark"]
     assert all(m.state == server_pb2.MODEL_STATE_AVAILABLE and m.kind == "mediapipe" and not m.reason
@@ -52,6 +53,7 @@ def test_server_info_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> No
         "mocap.face": "MediaPipe Holistic face is unavailable; " + HINT,
         "scene.texture": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
         "scene.world": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
+        "scene.project": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
     }
     assert {(m.state, m.reason) for m in info.models} == {
         (server_pb2.MODEL_STATE_MISSING, "not found in the mediapipe package; " + HINT)}
@@ -63,7 +65,8 @@ def test_every_job_type_has_one_handler_class() -> None:
                      "motion_capture": "inference_server.mocap.jobs:CaptureHandler",
                      "retarget": "inference_server.animation.jobs:RetargetHandler",
                      "generate_texture": "inference_server.scene.jobs:TextureHandler",
-                     "generate_world": "inference_server.scene.jobs:WorldHandler"}
+                     "generate_world": "inference_server.scene.jobs:WorldHandler",
+                     "project_texture": "inference_server.scene.jobs:ProjectHandler"}
     for path in table.values():
         module, name = path.split(":")
         handler = getattr(importlib.import_module(module), name)

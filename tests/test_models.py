@@ -17,6 +17,7 @@ from diffusion_models import (
     save_pickle_checkpoint,
     save_single_file,
     tiny_controlnet,
+    tiny_depth2img_pipeline,
     tiny_sd_pipeline,
     write_header_only,
 )
@@ -49,6 +50,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                                           root / "tiny-single-config")
     out["sd2"] = save_diffusers(tiny_sd_pipeline(root / "sd2src", sd2=True), root / "tiny-sd2")
     out["controlnet"] = tiny_controlnet(pipe, root / "depth-controlnet")
+    out["depth"] = save_diffusers(tiny_depth2img_pipeline(pipe), root / "tiny-depth")
     out["ckpt"] = save_pickle_checkpoint(pipe, root / "old.ckpt")
     for family in ("sdxl", "sd3", "flux", "depth", "unknown"):
         out[f"hdr_{family}"] = write_header_only(root / f"hdr-{family}.safetensors", family)
@@ -136,6 +138,7 @@ def _cache(models: dict[str, Path], budget: int | None = None) -> PipelineCache:
         inspect_entry("single", {"path": str(models["single"]), "config": str(models["single_config"])}),
         inspect_entry("sd2", {"path": str(models["sd2"])}),
         inspect_entry("cn", {"path": str(models["controlnet"])}),
+        inspect_entry("depth", {"path": str(models["depth"])}),
     ])
     return PipelineCache(reg, pick_device("cpu"), budget_bytes=budget)
 
@@ -192,6 +195,35 @@ def test_pipeline_cache_unloads_least_recently_used(models: dict[str, Path]) -> 
     assert cache.resident_bytes() <= budget
     cache.unload_all()
     assert cache.resident_bytes() == 0
+
+
+def test_controlnet_pipelines_share_the_model_and_count_the_controlnet(models: dict[str, Path]) -> None:
+    cache = _cache(models)
+    base = cache.text2img("sd")
+    pipe = cache.controlnet_pipeline("sd", "cn")
+    assert type(pipe).__name__ == "StableDiffusionControlNetPipeline"
+    assert pipe.unet is base.unet and pipe.vae is base.vae and pipe.text_encoder is base.text_encoder
+    assert cache.controlnet_pipeline("sd", "cn") is pipe
+    assert cache.loaded() == ["sd", "cn"]
+    # counted once each: the model's components and the ControlNet
+    assert cache.resident_bytes() == pipeline_bytes(pipe) > pipeline_bytes(base)
+    with pytest.raises(FailedPrecondition, match="made for another kind of model"):
+        cache.controlnet_pipeline("sd2", "cn")  # a ControlNet for SD 1.x beside an SD 2 model
+    with pytest.raises(FailedPrecondition, match="is not a ControlNet"):
+        cache.controlnet_pipeline("sd", "sd2")
+    cache.unload("cn")  # the pipeline built around it goes with it
+    assert cache.controlnet_pipeline("sd", "cn") is not pipe
+    cache.unload_all()
+
+
+def test_a_depth_model_loads_without_its_depth_estimator(models: dict[str, Path]) -> None:
+    cache = _cache(models)
+    pipe = cache.img2img("depth")
+    assert type(pipe).__name__ == "StableDiffusionDepth2ImgPipeline"
+    assert pipe.depth_estimator is None and pipe.unet.config.in_channels == 5
+    with pytest.raises(FailedPrecondition, match="no text2img pipeline"):
+        cache.text2img("depth")
+    cache.unload_all()
 
 
 # ---- server and CLI ----

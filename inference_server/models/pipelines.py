@@ -4,7 +4,8 @@ PipelineCache loads a model's pipelines from local files only (from_pretrained /
 local_files_only=True; huggingface_hub is also put offline before diffusers is imported, so nothing is
 downloaded at run time), keeps them resident under a memory budget (least recently used model unloaded
 first) and shares one model's components between its pipelines (text-to-image and image-to-image are
-the same weights: from_pipe).
+the same weights: from_pipe). A ControlNet is a model of its own in the cache (loaded once, counted in
+the budget); its pipeline is built around the base model's components (from_pipe, no copies).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import gc
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +99,14 @@ _PIPELINES: dict[str, tuple[str | None, str | None]] = {
     "depth": (None, "StableDiffusionDepth2ImgPipeline"),
 }
 
+# Components left out when loading a family. Keygrip gives a depth model the host's rendered depth,
+# so the SD 2 depth folder's own depth estimator (DPT, about 0.5 GB) is never loaded.
+_SKIPPED: dict[str, dict[str, None]] = {"depth": {"depth_estimator": None, "feature_extractor": None}}
+
+# The ControlNet pipeline of each base family that takes one.
+_CONTROLNET_PIPELINES = {"sd1": "StableDiffusionControlNetPipeline", "sd2": "StableDiffusionControlNetPipeline",
+                         "sdxl": "StableDiffusionXLControlNetPipeline"}
+
 
 def compile_pipeline(pipe: Any) -> None:
     """torch.compile, in place, what runs at every step (the UNet or the transformer) and the VAE's
@@ -112,9 +123,14 @@ def compile_pipeline(pipe: Any) -> None:
 
 def pipeline_bytes(pipe: Any) -> int:
     """Memory a pipeline's weights take: its components' parameters and buffers, each tensor once."""
+    return modules_bytes(getattr(pipe, "components", {}).values())
+
+
+def modules_bytes(modules: Any) -> int:
+    """Memory the torch modules among `modules` take: parameters and buffers, each tensor once."""
     seen: set[int] = set()
     total = 0
-    for component in getattr(pipe, "components", {}).values():
+    for component in modules:
         if not isinstance(component, torch.nn.Module):
             continue
         for tensor in (*component.parameters(), *component.buffers()):
@@ -127,7 +143,8 @@ def pipeline_bytes(pipe: Any) -> int:
 @dataclass
 class _Loaded:
     entry: ModelEntry
-    pipes: dict[str, Any] = field(default_factory=dict)   # "base", "text2img", "img2img" -> pipeline
+    # "base", "text2img", "img2img", "controlnet:NAME" -> pipeline; a ControlNet's own: "controlnet" -> model
+    pipes: dict[str, Any] = field(default_factory=dict)
     size_bytes: int = 0
 
 
@@ -151,6 +168,36 @@ class PipelineCache:
         """The model's image-to-image pipeline, sharing the text-to-image one's components."""
         return self._pipeline(name, 1)
 
+    def controlnet_pipeline(self, name: str, controlnet: str) -> DiffusionPipeline:
+        """The model's ControlNet pipeline (StableDiffusionControlNetPipeline or its SDXL sibling) with the
+        named ControlNet, sharing the model's components. FailedPrecondition when the two do not go
+        together (a ControlNet trained for another family, or a model that takes none)."""
+        entry = self.registry.get(name)
+        cls_name = _CONTROLNET_PIPELINES.get(entry.family)
+        if cls_name is None:
+            raise FailedPrecondition(f"model {name!r} ({entry.family}) takes no ControlNet: pick an SD 1.x/2.x or "
+                                     "SDXL model (`keygrip models ls`)", reason="MODEL_UNSUITABLE",
+                                     metadata={"model": name})
+        base = self._pipeline(name, 0)
+        net = self._controlnet(controlnet, keep=(name,))
+        context = getattr(net.config, "cross_attention_dim", None)
+        if context != base.unet.config.cross_attention_dim:
+            raise FailedPrecondition(
+                f"ControlNet {controlnet!r} was made for another kind of model than {name!r} ({entry.family}): "
+                f"its text context is {context} wide, the model's {base.unet.config.cross_attention_dim}; "
+                "pick a depth ControlNet of the model's family", reason="MODEL_UNSUITABLE",
+                metadata={"model": name, "controlnet": controlnet})
+        model = self._loaded[name]
+        key = f"controlnet:{controlnet}"
+        pipe = model.pipes.get(key)
+        if pipe is None:
+            import diffusers
+
+            pipe = getattr(diffusers, cls_name).from_pipe(base, controlnet=net)  # the same modules: no copy
+            pipe.set_progress_bar_config(disable=True)
+            model.pipes[key] = pipe
+        return pipe
+
     def loaded(self) -> list[str]:
         """Names of the resident models, least recently used first."""
         return list(self._loaded)
@@ -163,6 +210,8 @@ class PipelineCache:
         if model is None:
             return
         model.pipes.clear()
+        for other in self._loaded.values():  # pipelines built around this ControlNet go with it
+            other.pipes.pop(f"controlnet:{name}", None)
         del model
         self._free()
         log.info("model unloaded", extra={"model": name})
@@ -197,24 +246,40 @@ class PipelineCache:
             model.pipes[kind] = pipe
         return pipe
 
-    def _load(self, entry: ModelEntry) -> _Loaded:
-        import diffusers
+    def _controlnet(self, name: str, keep: tuple[str, ...]) -> Any:
+        """A ControlNetModel from a diffusers folder or a single .safetensors file (with its config
+        folder), local files only, resident like a pipeline (the models in `keep` stay loaded)."""
+        entry = self.registry.get(name)
+        if entry.family != "controlnet":
+            raise FailedPrecondition(f"model {name!r} is not a ControlNet (it is {entry.family}): give a depth "
+                                     "ControlNet as the controlnet (`keygrip models ls`)", reason="MODEL_UNSUITABLE",
+                                     metadata={"model": name})
+        model = self._loaded.get(name)
+        if model is None:
+            from diffusers import ControlNetModel
 
-        text_cls, image_cls = _PIPELINES[entry.family]
-        cls = getattr(diffusers, str(text_cls or image_cls))
-        self._make_room(entry.size_bytes)
-        log.info("loading model", extra={"model": entry.name, "family": entry.family, "format": entry.format,
-                                         "device": self.device.kind})
+            self._make_room(entry.size_bytes, keep=keep)
+            with self._loading(entry):
+                if entry.format == "single_file":
+                    net = ControlNetModel.from_single_file(str(entry.path), config=str(entry.config_path),
+                                                          local_files_only=True, torch_dtype=self.device.dtype)
+                else:
+                    net = ControlNetModel.from_pretrained(str(entry.path), local_files_only=True,
+                                                          torch_dtype=self.device.dtype,
+                                                          use_safetensors=not entry.pickle)
+                net.to(self.device.torch_device)
+            model = _Loaded(entry, {"controlnet": net}, modules_bytes([net]))
+            self._loaded[name] = model
+            self._make_room(0, keep=(*keep, name))
+            log.info("model loaded", extra={"model": name, "bytes": model.size_bytes})
+        self._loaded.move_to_end(name)
+        return model.pipes["controlnet"]
+
+    @contextmanager
+    def _loading(self, entry: ModelEntry) -> Iterator[None]:
+        """Loading errors as statuses: out of GPU memory, or files that do not load (with the fix)."""
         try:
-            if entry.format == "single_file":
-                pipe = cls.from_single_file(str(entry.path), config=str(entry.config_path), local_files_only=True,
-                                            torch_dtype=self.device.dtype)
-            else:
-                pipe = cls.from_pretrained(str(entry.path), local_files_only=True, torch_dtype=self.device.dtype,
-                                           use_safetensors=not entry.pickle)
-            pipe.to(self.device.torch_device)
-            if entry.compile:
-                compile_pipeline(pipe)
+            yield
         except torch.cuda.OutOfMemoryError:
             self._free()
             raise ResourceExhausted(f"model {entry.name!r} does not fit in the GPU's memory: close other GPU "
@@ -225,6 +290,26 @@ class PipelineCache:
                                      f"{' '.join(str(exc).split())[:400]}; check the files (a complete diffusers "
                                      "folder, or a .safetensors file with its config folder)",
                                      reason="MODEL_LOAD_FAILED", metadata={"model": entry.name}) from None
+
+    def _load(self, entry: ModelEntry) -> _Loaded:
+        import diffusers
+
+        text_cls, image_cls = _PIPELINES[entry.family]
+        cls = getattr(diffusers, str(text_cls or image_cls))
+        self._make_room(entry.size_bytes)
+        log.info("loading model", extra={"model": entry.name, "family": entry.family, "format": entry.format,
+                                         "device": self.device.kind})
+        skipped = _SKIPPED.get(entry.family, {})
+        with self._loading(entry):
+            if entry.format == "single_file":
+                pipe = cls.from_single_file(str(entry.path), config=str(entry.config_path), local_files_only=True,
+                                            torch_dtype=self.device.dtype, **skipped)
+            else:
+                pipe = cls.from_pretrained(str(entry.path), local_files_only=True, torch_dtype=self.device.dtype,
+                                           use_safetensors=not entry.pickle, **skipped)
+            pipe.to(self.device.torch_device)
+            if entry.compile:
+                compile_pipeline(pipe)
         pipe.set_progress_bar_config(disable=True)
         model = _Loaded(entry, {"base": pipe}, pipeline_bytes(pipe))
         if text_cls is not None:
@@ -232,18 +317,19 @@ class PipelineCache:
         else:
             model.pipes["img2img"] = pipe
         self._loaded[entry.name] = model
-        self._make_room(0, keep=entry.name)
+        self._make_room(0, keep=(entry.name,))
         log.info("model loaded", extra={"model": entry.name, "bytes": model.size_bytes})
         return model
 
-    def _make_room(self, incoming: int, keep: str = "") -> None:
-        """Unload least recently used models until what stays (plus `incoming`) fits the budget."""
+    def _make_room(self, incoming: int, keep: tuple[str, ...] = ()) -> None:
+        """Unload least recently used models, except those in `keep` (a job's model and its ControlNet),
+        until what stays (plus `incoming`) fits the budget."""
         if self.budget_bytes is None:
             return
         for name in list(self._loaded):
             if self.resident_bytes() + incoming <= self.budget_bytes:
                 return
-            if name != keep:
+            if name not in keep:
                 self.unload(name)
 
     def _free(self) -> None:

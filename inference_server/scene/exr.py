@@ -1,4 +1,5 @@
-"""OpenEXR files for generated images: linear float RGB (half by default) with string metadata.
+"""OpenEXR files: generated images as linear float RGB (half by default) with string metadata, and
+one-channel depth maps from hosts.
 
 Generated images are sRGB-encoded; an environment map that lights a scene must be linear, so the
 world is decoded with srgb_to_linear (the exact piecewise sRGB EOTF of IEC 61966-2-1) before it is
@@ -96,3 +97,16 @@ def read_exr_metadata(path: Path) -> dict[str, str]:
 
     with OpenEXR.File(str(path)) as f:
         return {k: v for k, v in f.header().items() if isinstance(v, str) and k not in _RESERVED}
+
+
+def read_exr_channel(path: Path, preferred: tuple[str, ...] = ("Z", "Y", "R")) -> np.ndarray:
+    """(H, W) float32 of one channel of an EXR: the first of `preferred` it has (a depth pass is Z,
+    a grey image Y, a colour one R), else its first channel (half or float)."""
+    OpenEXR = _openexr()
+
+    with OpenEXR.File(str(path), separate_channels=True) as f:
+        channels = f.channels()
+        if not channels:
+            raise InvalidInput(f"{Path(path).name} has no channels")
+        name = next((c for c in preferred if c in channels), next(iter(channels)))
+        return np.asarray(channels[name].pixels, dtype=np.float32)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -135,10 +135,6 @@ def _multiple_of(pipe: Any, *, tile: bool) -> int:
 
 def _run(pipe: Any, s: GenerateSettings, ctx: JobContext, *, axes: str | None,
          init_image: np.ndarray | None, strength: float) -> np.ndarray:
-    import torch
-
-    from inference_server.scene.tiling import seamless
-
     kwargs: dict[str, Any] = {}
     if init_image is not None:
         pipe = _img2img(pipe)
@@ -146,9 +142,21 @@ def _run(pipe: Any, s: GenerateSettings, ctx: JobContext, *, axes: str | None,
         kwargs["strength"] = strength
     else:
         kwargs["width"], kwargs["height"] = s.width, s.height
+    return run_pipeline(pipe, s, ctx, kwargs, axes=axes)
+
+
+def run_pipeline(pipe: Any, s: GenerateSettings, ctx: JobContext, kwargs: dict[str, Any], *,
+                 axes: str | None = None, callback: StepCallback | None = None) -> np.ndarray:
+    """One pipeline call with the settings' prompt, steps, guidance, seed (a CPU generator) and
+    scheduler, progress and cancel per step (`callback`, by default a plain StepCallback), and what a
+    stopped or failed run took given back; `kwargs` are the pipeline's own inputs (size, images).
+    Returns the first image as (H, W, 3) float32 sRGB in 0..1."""
+    import torch
+
+    from inference_server.scene.tiling import seamless
 
     generator = torch.Generator("cpu").manual_seed(s.seed)
-    callback = _StepCallback(ctx, s.steps)
+    callback = callback or StepCallback(ctx, s.steps)
     try:
         with _scheduler(pipe, s.scheduler), (seamless(pipe, axes) if axes else nullcontext()), torch.inference_mode():
             out = pipe(prompt=s.prompt, negative_prompt=s.negative_prompt or None, num_inference_steps=s.steps,
@@ -170,24 +178,39 @@ def _half(side: int) -> int:
     return max(8, side // 2 // 8 * 8)
 
 
-class _StepCallback:
-    """The pipeline's callback_on_step_end: progress with a preview, then the cancel check."""
+# What a StepCallback may do to the latents after each step (pipe, step index, latents -> latents).
+LatentsHook = Callable[[Any, int, "torch.Tensor"], "torch.Tensor"]
 
-    def __init__(self, ctx: JobContext, steps: int) -> None:
+
+class StepCallback:
+    """The pipeline's callback_on_step_end: progress with a preview, then the cancel check.
+
+    A job that runs the pipeline several times (one run per camera view) reports run `part` of
+    `parts` so that one progress bar covers them all; `hook` may replace the latents after each step
+    (what a projection keeps from earlier views), before the preview is made of them."""
+
+    def __init__(self, ctx: JobContext, steps: int, *, part: int = 0, parts: int = 1, message: str = "",
+                 hook: LatentsHook | None = None) -> None:
         self.ctx = ctx
         self.steps = steps
+        self.part, self.parts, self.message = part, parts, message
+        self.hook = hook
         self.start = time.monotonic()
 
     def __call__(self, pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         total = int(getattr(pipe, "_num_timesteps", 0) or self.steps)
         done = i + 1
+        out: dict[str, Any] = {}
+        if self.hook is not None:
+            out["latents"] = kwargs["latents"] = self.hook(pipe, i, kwargs["latents"])
         every = max(1, total // PREVIEWS_PER_RUN)
         preview = _preview_png(kwargs["latents"]) if done % every == 0 or done == total else b""
         elapsed = time.monotonic() - self.start
-        self.ctx.progress("denoise", done, total, fps=done / elapsed if elapsed > 0 else 0.0, preview_png=preview)
+        self.ctx.progress("denoise", self.part * total + done, self.parts * total, self.message,
+                          fps=done / elapsed if elapsed > 0 else 0.0, preview_png=preview)
         # JobCancelled leaves the pipeline call at once, before the steps left and the VAE decode.
         self.ctx.check_cancelled()
-        return {}
+        return out
 
 
 def _preview_png(latents: torch.Tensor) -> bytes:

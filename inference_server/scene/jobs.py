@@ -1,6 +1,7 @@
-"""The generate_texture and generate_world jobs: a prompt in; PNG, linear EXR and provenance out.
+"""The generate_texture, generate_world and project_texture jobs: a prompt (and for a projection the
+host's cameras and depth renders) in; PNG (and linear EXR) with provenance out.
 
-The handlers keep a PipelineCache per worker, so a model loaded for one job serves the next.
+The handlers share one PipelineCache per worker, so a model loaded for one job serves the next.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _worker_cache() -> PipelineCache:
 
 
 class _GenerateHandler:
-    """What both jobs share: the worker's pipeline cache, the settings, and writing the results."""
+    """What the jobs share: the worker's pipeline cache, the settings, and writing the results."""
 
     cache: PipelineCache
 
@@ -168,3 +169,68 @@ class WorldHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateWorldRequest])
         rgb = generate_world(self.cache.text2img(req.settings.model), _settings(req.settings), ctx)
         return self._results(rgb, req.settings, ctx, "world", highlight_gain=req.highlight_gain,
                              projection="equirectangular")
+
+
+def _coverage_png(covered: np.ndarray) -> bytes:
+    """8-bit grey PNG: 255 where the pixel was kept from earlier views, 0 where the view generated it."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.where(covered, 255, 0).astype(np.uint8), "L").save(out, "PNG")
+    return out.getvalue()
+
+
+class ProjectHandler(_GenerateHandler, JobHandler[scene_pb2.ProjectTextureRequest]):
+    request_type = scene_pb2.ProjectTextureRequest
+
+    def describe(self, request: scene_pb2.ProjectTextureRequest, artifacts: ArtifactStore | None) -> JobInput:
+        return _describe(request.settings, "projecting a texture from")
+
+    def run(self, request: scene_pb2.ProjectTextureRequest, ctx: JobContext) -> scene_pb2.ProjectedTexture:
+        import re
+
+        from inference_server.scene import options
+        from inference_server.scene.project import project, read_view
+        from inference_server.scene.provenance import model_fingerprint, settings_metadata
+
+        req = options.project_request(request)
+        options.check_project_models(self.cache.registry, req.settings.model, req.controlnet)
+        views = [read_view(v, ctx.artifacts.path(v.depth_artifact_id),
+                           ctx.artifacts.path(v.mask_artifact_id) if v.mask_artifact_id else None) for v in req.views]
+        names = [v.name for v in req.views]
+        ctx.progress("load", 0, 1, f"loading model {req.settings.model}")
+        if req.controlnet:
+            pipe = self.cache.controlnet_pipeline(req.settings.model, req.controlnet)
+        else:
+            pipe = self.cache.img2img(req.settings.model)
+        images = project(pipe, views, names, _settings(req.settings), ctx, depth_model=not req.controlnet,
+                         control_scale=req.control_scale)
+
+        model_hash = model_fingerprint(Path(self.cache.registry.get(req.settings.model).path))
+        controlnet_hash = (model_fingerprint(Path(self.cache.registry.get(req.controlnet).path))
+                           if req.controlnet else "")
+        models = dict(controlnet=req.controlnet, controlnet_hash=controlnet_hash,
+                      control_scale=f"{req.control_scale:g}" if req.controlnet else "")
+        result = scene_pb2.ProjectedTexture(
+            seed=req.settings.seed, model=req.settings.model, model_hash=model_hash, controlnet=req.controlnet,
+            controlnet_hash=controlnet_hash,
+            metadata=settings_metadata(req.settings, model_hash, **models, views=len(views)))
+        for k, (view, projected) in enumerate(zip(req.views, images, strict=True)):
+            ctx.progress("export", k, len(views), f"writing view {view.name}")
+            settings = scene_pb2.GenerationSettings()
+            settings.CopyFrom(req.settings)
+            settings.seed, settings.width, settings.height = projected.seed, view.width, view.height
+            # What reproduces this view: the settings, its camera and its depth and mask (as artifacts).
+            meta = settings_metadata(settings, model_hash, **models, view=view.name, view_index=k,
+                                     camera=" ".join(f"{x:.9g}" for x in (view.focal_x, view.focal_y, view.center_x,
+                                                                           view.center_y, *view.camera_to_world)),
+                                     depth=view.depth_artifact_id, mask=view.mask_artifact_id)
+            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", view.name)
+            image = ctx.put_bytes(_png(projected.image, meta), f"{stem}.png", "image/png")
+            coverage = ctx.put_bytes(_coverage_png(projected.covered), f"{stem}_coverage.png", "image/png")
+            result.views.add(name=view.name, image=artifact_ref(image), coverage=artifact_ref(coverage),
+                             width=view.width, height=view.height, seed=projected.seed)
+        ctx.progress("export", len(views), len(views), "done")
+        return result

@@ -7,9 +7,13 @@ queued), and again in the worker, which only ever sees requests that passed.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from inference_server.errors import InvalidInput
+from inference_server.errors import FailedPrecondition, InvalidInput
 from keygrip.v1 import scene_pb2
+
+if TYPE_CHECKING:
+    from inference_server.models.registry import ModelRegistry
 
 DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 7.0
@@ -66,3 +70,81 @@ def world_request(request: scene_pb2.GenerateWorldRequest) -> scene_pb2.Generate
         raise InvalidInput(f"highlight_gain must lie in 0..{MAX_HIGHLIGHT_GAIN:g} (0 or 1: off; 8 to 32 makes a sun "
                            f"that casts shadows), got {req.highlight_gain}")
     return req
+
+
+DEFAULT_CONTROL_SCALE = 1.0
+DEPTH_FAMILY = "depth"                       # Stable Diffusion 2 depth: depth-conditioned by itself
+CONTROLNET_BASES = ("sd1", "sd2", "sdxl")    # families a depth ControlNet goes beside
+
+
+def project_request(request: scene_pb2.ProjectTextureRequest) -> scene_pb2.ProjectTextureRequest:
+    """A checked copy of a projection request with its defaults filled in: the settings (their width
+    and height are unused, each view has its own), each view's camera and size, its depth artifact."""
+    from inference_server.scene.generate import GenerateSettings, check_settings
+    from keygrip.projection import Camera
+
+    req = scene_pb2.ProjectTextureRequest()
+    req.CopyFrom(request)
+    if not req.views:
+        raise InvalidInput("no views: send at least one CameraView (a camera with the scene's depth rendered "
+                           "through it)")
+    req.settings.width = req.settings.height = 0
+    req.settings.CopyFrom(filled(req.settings))
+    req.settings.width = req.settings.height = 0  # not used: views carry their own size
+    req.control_scale = req.control_scale or DEFAULT_CONTROL_SCALE
+    if not 0.0 < req.control_scale <= 5.0 or math.isnan(req.control_scale):
+        raise InvalidInput(f"control_scale must lie in 0..5 (how strongly the depth steers the image; 1 is usual), "
+                           f"got {req.control_scale}")
+    s = req.settings
+    if s.seed + len(req.views) > 2**63:  # view k's seed is seed + k, an int64 in the result
+        raise InvalidInput(f"seed {s.seed} is too large for {len(req.views)} views (view k uses seed + k): "
+                           f"pick one below {2**63 - len(req.views)}")
+    for k, view in enumerate(req.views):
+        view.name = view.name or f"view {k + 1}"
+        try:
+            Camera.from_proto(view)
+            check_settings(GenerateSettings(prompt=s.prompt, negative_prompt=s.negative_prompt, seed=s.seed + k,
+                                            steps=s.steps, guidance=s.guidance, width=view.width,
+                                            height=view.height, scheduler=s.scheduler))
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        except InvalidInput as exc:
+            raise InvalidInput(f"view {view.name!r}: {exc.message}") from None
+        if not view.depth_artifact_id:
+            raise InvalidInput(f"view {view.name!r} has no depth_artifact_id: render the scene's depth through the "
+                               "camera and upload it (.npy or one-channel EXR)")
+    return req
+
+
+def check_project_models(registry: ModelRegistry, model: str, controlnet: str) -> None:
+    """The model (and ControlNet) can project: an SD 2 depth model alone, or an SD 1.x/2.x/XL model
+    with a depth ControlNet. NotFound for an unknown name, FailedPrecondition saying what to pick."""
+    entry = registry.get(model)
+    if entry.family == "controlnet":
+        raise FailedPrecondition(f"model {model!r} is a ControlNet: give it as the controlnet, beside an SD 1.x/2.x/XL "
+                                 "model as the model", reason="MODEL_UNSUITED")
+    if not controlnet:
+        if entry.family == DEPTH_FAMILY:
+            return
+        if entry.family in CONTROLNET_BASES:
+            raise FailedPrecondition(f"model {model!r} ({entry.family}) needs a depth ControlNet to follow the scene's "
+                                     "depth: register one (keygrip models add PATH --name NAME) and pass it as the "
+                                     "controlnet, or use a Stable Diffusion 2 depth model", reason="MODEL_UNSUITED")
+        raise FailedPrecondition(f"model {model!r} ({entry.family}) cannot project a texture: use a Stable Diffusion 2 "
+                                 "depth model, or an SD 1.x/2.x/XL model with a depth ControlNet",
+                                 reason="MODEL_UNSUITED")
+    if entry.family == DEPTH_FAMILY:
+        raise FailedPrecondition(f"model {model!r} is a depth model and follows the depth by itself: leave the "
+                                 "controlnet empty, or pick an SD 1.x/2.x/XL model to go with it",
+                                 reason="MODEL_UNSUITED")
+    if entry.family not in CONTROLNET_BASES:
+        raise FailedPrecondition(f"model {model!r} ({entry.family}) takes no ControlNet: pick an SD 1.x/2.x/XL model",
+                                 reason="MODEL_UNSUITED")
+    net = registry.get(controlnet)
+    if net.family != "controlnet":
+        raise FailedPrecondition(f"{controlnet!r} is not a ControlNet (it is {net.family}): give a depth ControlNet "
+                                 "as the controlnet (keygrip models ls)", reason="MODEL_UNSUITED")
+    if "scene.project" not in net.capabilities:
+        raise FailedPrecondition(f"ControlNet {controlnet!r} is not known to be a depth ControlNet (its name and path "
+                                 "do not say depth): use a depth ControlNet, or set family = \"controlnet\" in its "
+                                 "[models] table of the server's TOML if it is one", reason="MODEL_UNSUITED")

@@ -1,4 +1,5 @@
-"""The SceneGeneration service: checks a request and queues a generate_texture or generate_world job."""
+"""The SceneGeneration service: checks a request and its models, and queues a generate_texture,
+generate_world or project_texture job."""
 
 from __future__ import annotations
 
@@ -23,16 +24,18 @@ class SceneGenerationService(scene_pb2_grpc.SceneGenerationServicer):
         self.manager = manager
         self._registry: ModelRegistry | None = None
 
-    async def _check_model(self, name: str, feature: str) -> None:
-        """The model exists, can be loaded, and does what is asked (checked from files, no torch).
-
-        The registry is read once, like GetServerInfo's and the workers': a model added while the
+    async def _models(self) -> ModelRegistry:
+        """The registry, read once like GetServerInfo's and the workers': a model added while the
         server runs is used after a restart, as `keygrip models add` says."""
         from inference_server.models.registry import load_registry
 
         if self._registry is None:
             self._registry = await asyncio.to_thread(load_registry, self.config)
-        entry = self._registry.get(name)
+        return self._registry
+
+    async def _check_model(self, name: str, feature: str) -> None:
+        """The model exists, can be loaded, and does what is asked (checked from files, no torch)."""
+        entry = (await self._models()).get(name)
         if feature not in entry.capabilities:
             does = ", ".join(entry.capabilities) or "nothing Keygrip uses"
             raise FailedPrecondition(f"model {name!r} ({entry.family}) cannot do {feature} (it does {does}); "
@@ -55,6 +58,17 @@ class SceneGenerationService(scene_pb2_grpc.SceneGenerationServicer):
         req = options.world_request(request)
         await self._check_model(req.settings.model, "scene.world")
         return self.manager.to_proto(self.manager.submit("generate_world", req, request.request_id))
+
+    @rpc_errors
+    async def ProjectTexture(self, request: scene_pb2.ProjectTextureRequest,
+                             context: grpc.aio.ServicerContext) -> common_pb2.Job:
+        req = options.project_request(request)
+        options.check_project_models(await self._models(), req.settings.model, req.controlnet)
+        for view in req.views:
+            for digest in (view.depth_artifact_id, view.mask_artifact_id):
+                if digest:
+                    self.manager.artifacts.stat(check_digest(digest))
+        return self.manager.to_proto(self.manager.submit("project_texture", req, request.request_id))
 
 
 def add_to_server(server: grpc.aio.Server, parts: ServerParts) -> None:
