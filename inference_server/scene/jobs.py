@@ -171,17 +171,6 @@ class WorldHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateWorldRequest])
                              projection="equirectangular")
 
 
-def _coverage_png(covered: np.ndarray) -> bytes:
-    """8-bit grey PNG: 255 where the pixel was kept from earlier views, 0 where the view generated it."""
-    import io
-
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(np.where(covered, 255, 0).astype(np.uint8), "L").save(out, "PNG")
-    return out.getvalue()
-
-
 class ProjectHandler(_GenerateHandler, JobHandler[scene_pb2.ProjectTextureRequest]):
     request_type = scene_pb2.ProjectTextureRequest
 
@@ -229,7 +218,9 @@ class ProjectHandler(_GenerateHandler, JobHandler[scene_pb2.ProjectTextureReques
                                      depth=view.depth_artifact_id, mask=view.mask_artifact_id)
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", view.name)
             image = ctx.put_bytes(_png(projected.image, meta), f"{stem}.png", "image/png")
-            coverage = ctx.put_bytes(_coverage_png(projected.covered), f"{stem}_coverage.png", "image/png")
+            # 255 where the pixel was kept from earlier views, 0 where this view generated it.
+            coverage = ctx.put_bytes(_png(projected.covered.astype(np.float32), meta), f"{stem}_coverage.png",
+                                     "image/png")
             result.views.add(name=view.name, image=artifact_ref(image), coverage=artifact_ref(coverage),
                              width=view.width, height=view.height, seed=projected.seed)
         ctx.progress("export", len(views), len(views), "done")

@@ -87,11 +87,7 @@ def build_texture_material(name: str, image: bpy.types.Image, scale: float = 1.0
     space) -> the BSDF's Normal, and height -> Displacement -> the output's Displacement with the
     material set to true displacement, so that relief is shaded once, by the normal map, and the
     height moves the surface where it is subdivided."""
-    mat = bpy.data.materials.new(name)
-    if mat.node_tree is None:   # before 5.0, where nodes are always on (and use_nodes deprecated)
-        mat.use_nodes = True
-    tree = mat.node_tree
-    tree.nodes.clear()
+    mat, tree, bsdf = _principled_material(name)
     coords = _node(tree, "ShaderNodeTexCoord", -900, 0)
     mapping = _node(tree, "ShaderNodeMapping", -700, 0)
     mapping.vector_type = "POINT"
@@ -99,13 +95,11 @@ def build_texture_material(name: str, image: bpy.types.Image, scale: float = 1.0
     tex = _node(tree, "ShaderNodeTexImage", -450, 0)
     tex.image = image
     tex.extension = "REPEAT"
-    bsdf = _node(tree, "ShaderNodeBsdfPrincipled", -150, 0)
-    out = _node(tree, "ShaderNodeOutputMaterial", 200, 0)
+    out = next(n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial")
     links = tree.links
     links.new(coords.outputs["UV"], mapping.inputs["Vector"])
     links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
     links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-    links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
     if normal is not None:
         normal_tex = _node(tree, "ShaderNodeTexImage", -450, -300)
         normal_tex.image, normal_tex.extension = normal, "REPEAT"
@@ -131,23 +125,28 @@ def build_projected_material(name: str, image: bpy.types.Image, uv_map: str) -> 
     """UV Map (the object's own map, by name) -> Image Texture (clamped at the edge: the texture does
     not repeat) -> Principled BSDF Base Color -> Material Output, in a new material: a texture baked
     from cameras stays put when the cameras move."""
-    mat = bpy.data.materials.new(name)
-    if mat.node_tree is None:
-        mat.use_nodes = True
-    tree = mat.node_tree
-    tree.nodes.clear()
+    mat, tree, bsdf = _principled_material(name)
     uv = _node(tree, "ShaderNodeUVMap", -700, 0)
     uv.uv_map = uv_map
     tex = _node(tree, "ShaderNodeTexImage", -450, 0)
     tex.image = image
     tex.extension = "EXTEND"
+    tree.links.new(uv.outputs["UV"], tex.inputs["Vector"])
+    tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    return mat
+
+
+def _principled_material(name: str) -> tuple[bpy.types.Material, bpy.types.NodeTree, bpy.types.Node]:
+    """A new material whose tree is just Principled BSDF -> Material Output (the caller wires inputs)."""
+    mat = bpy.data.materials.new(name)
+    if mat.node_tree is None:   # before 5.0, where nodes are always on (and use_nodes deprecated)
+        mat.use_nodes = True
+    tree = mat.node_tree
+    tree.nodes.clear()
     bsdf = _node(tree, "ShaderNodeBsdfPrincipled", -150, 0)
     out = _node(tree, "ShaderNodeOutputMaterial", 200, 0)
-    links = tree.links
-    links.new(uv.outputs["UV"], tex.inputs["Vector"])
-    links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-    links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
-    return mat
+    tree.links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+    return mat, tree, bsdf
 
 
 def build_world(name: str, image: bpy.types.Image, rotation: float = 0.0) -> bpy.types.World:
