@@ -429,6 +429,27 @@ def test_project_button_paints_the_selected_meshes_then_undo(served):
     assert not [i for i in bpy.data.images if i.name.startswith("Keygrip")]
 
 
+def test_two_cameras_paint_more_of_the_cube_than_one(served):
+    plane, cube = _project_scene()
+    _panel()
+    assert bpy.ops.keygrip.project_texture() == {"FINISHED"}
+    main_thread = _module("main_thread")
+    one = main_thread.latest()
+    main_thread.drain(timeout=240)
+    assert one.state == "succeeded", one.error
+    # A second camera on the other side of the cube sees faces the first cannot.
+    back = _camera((-1.5, 7.0, 3.5), (0.0, 0.0, 0.6), "Back")
+    back.select_set(True)
+    _panel(gen_all_cameras=True)
+    assert bpy.ops.keygrip.project_texture() == {"FINISHED"}
+    two = main_thread.latest()
+    main_thread.drain(timeout=240)
+    assert two.state == "succeeded", two.error
+    record = cube.material_slots[0].material["keygrip"]
+    assert json.loads(record["cameras"]) == ["Camera", "Back"] and json.loads(record["view_seeds"]) == [3, 4]
+    assert two.value.coverage["Cube"] > one.value.coverage["Cube"] + 0.1
+
+
 def test_cancel_mid_job_leaves_the_scene_unchanged(served):
     from keygrip import Client
 
