@@ -5,6 +5,7 @@ import it as `from diffusion_models import ...` (tests/ is on sys.path through t
 
 - tiny_sd_pipeline(): a StableDiffusionPipeline (UNet with block_out_channels (32, 64), a two-block VAE,
   a two-layer CLIP text encoder, a CLIPTokenizer from a vocabulary written here, DDIM). 64x64 images.
+- tiny_sdxl_pipeline(): the SDXL layout in miniature (added text/time conditioning, two text encoders).
 - save_diffusers(pipe, folder): save_pretrained (safetensors).
 - save_single_file(pipe, file, config_folder): one .safetensors file in the original (LDM) key layout,
   which is what from_single_file reads, plus the config folder it needs offline. diffusers 0.42's
@@ -77,6 +78,46 @@ def tiny_sd_pipeline(work: Path, *, seed: int = SEED, sd2: bool = False) -> Any:
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_sdxl_pipeline(work: Path, *, seed: int = SEED) -> Any:
+    """A deterministic tiny StableDiffusionXLPipeline on the CPU: the SDXL layout in miniature (a UNet
+    with "text_time" added conditioning and linear projections, two CLIP text encoders, the second
+    with a projection, whose hidden states are concatenated), with tiny_sd_pipeline's VAE shape."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    vocab, merges = write_tokenizer_files(work / "tokenizer-src")
+    tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
+    hidden, time_dim = 32, 8
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=IMAGE_SIZE // 2, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim, transformer_layers_per_block=(1, 1),
+        # the pooled text embedding (the second encoder's projection) and six size/crop numbers
+        projection_class_embeddings_input_dim=hidden + 6 * time_dim, cross_attention_dim=2 * hidden,
+        norm_num_groups=32)
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        sample_size=IMAGE_SIZE)
+    vocab_size = len(json.loads(vocab.read_text()))
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    bos = tokenizer.convert_tokens_to_ids("<|startoftext|>")
+    config = CLIPTextConfig(hidden_size=hidden, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                            vocab_size=vocab_size, max_position_embeddings=77, projection_dim=hidden,
+                            bos_token_id=bos, eos_token_id=eos, pad_token_id=eos)
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(config)
+    text_encoder_2 = CLIPTextModelWithProjection(config)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
