@@ -8,6 +8,7 @@ Example keygrip.toml:
     allowed_roots = ["~/footage"]       # where MediaInput.path may point; empty: paths refused
     workers = 2
     max_queue = 64
+    max_attempts = 3                    # a job whose worker or server dies runs again, up to this often
     max_upload_bytes = 8589934592
     metrics_listen = "127.0.0.1:9464"   # Prometheus; empty: off
     retention_days = 30
@@ -54,6 +55,7 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "json"                  # "json" or "text"
     cancel_grace_seconds: float = 2.0         # after this a worker that ignores cancel is killed
+    max_attempts: int = 3                     # runs a job gets when the process running it dies; 1: no requeue
     # [models.NAME] tables: NAME -> {"path": ..., "config": ..., "allow_pickle": bool}; only from the file
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -72,6 +74,9 @@ class Config:
             )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be 1 or more (1: a job whose process dies is not run again), "
+                             f"not {self.max_attempts}")
         if self.log_format not in ("json", "text"):
             raise ValueError("log_format must be 'json' or 'text'")
         for name, table in self.models.items():

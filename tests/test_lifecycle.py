@@ -55,16 +55,57 @@ def test_restart_with_jobs_queued_running_and_finished(server_factory) -> None:
     srv.start()
     with keygrip.Client(srv.address) as c:
         assert c.get_job(finished.id).result().frame_count == 100
+        # The job that was running runs again, first, and finishes; its events say what happened.
         crashed = c.get_job(running.id)
-        assert crashed.state == "failed"
-        assert crashed.proto.error.reason == "SERVER_RESTARTED"
-        assert "submit it again" in crashed.proto.error.message
+        assert crashed.result(timeout=300).summary.frames == 100
+        messages = [e.message for e in crashed.watch() if isinstance(e, events.StateEvent)]
+        assert "the server stopped while it ran (attempt 1 of 3); requeued" in messages
+        assert any(m.endswith("(attempt 2 of 3)") for m in messages)
         # The queued job survived and runs after the restart; its history is intact.
         again = c.get_job(queued.id)
         assert again.result(timeout=120).frame_count == 100
         seqs = [e.sequence for e in again.watch()]
         assert seqs == sorted(seqs)
         assert c.probe(CLIP, request_id="queued-across-restart").id == queued.id
+
+
+def _worker_pids(srv) -> list[int]:
+    """The server's worker processes (its multiprocessing children, not the resource tracker)."""
+    import psutil
+
+    return [p.pid for p in psutil.Process(srv.proc.pid).children()
+            if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_job_runs_again(server_factory) -> None:
+    import os
+    import signal
+
+    srv = server_factory(workers=1)
+    with keygrip.Client(srv.address) as c:
+        job = c.capture_motion(CLIP, workers=1, end_frame=40)
+        _wait_running(job)
+        (pid,) = _worker_pids(srv)
+        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+        assert job.result(timeout=300).summary.frames == 40
+        messages = [e.message for e in job.watch() if isinstance(e, events.StateEvent)]
+        requeued = [m for m in messages if "requeued" in m]
+        assert len(requeued) == 1 and requeued[0].startswith("the worker died (exit code -9, error id ")
+        assert "(attempt 1 of 3)" in requeued[0]
+        assert _worker_pids(srv) != [pid]
+
+
+def test_with_one_attempt_a_job_the_server_died_under_fails_saying_so(server_factory) -> None:
+    srv = server_factory("--max-attempts", "1", workers=1)
+    with keygrip.Client(srv.address) as c:
+        running = c.capture_motion(CLIP, workers=1)
+        _wait_running(running)
+    srv.kill()
+    srv.start()
+    with keygrip.Client(srv.address) as c:
+        crashed = c.get_job(running.id)
+        assert crashed.state == "failed" and crashed.proto.error.reason == "SERVER_RESTARTED"
+        assert "its only attempt; submit it again" in crashed.proto.error.message
 
 
 def test_metrics_endpoint(server_factory) -> None:
@@ -103,3 +144,21 @@ def test_cleanup_applies_retention(server_factory, tmp_path: Path) -> None:
             c.get_job(job.id)
         with pytest.raises(keygrip.NotFound):
             c.stat(loose_ref.id)
+
+
+def test_a_data_directory_from_before_attempts_opens_and_counts_them(tmp_path: Path) -> None:
+    import sqlite3
+
+    from inference_server.store import jobs as js
+
+    old = sqlite3.connect(tmp_path / "jobs.sqlite3")
+    old.executescript(js._SCHEMA.replace(",\n    attempts INTEGER NOT NULL DEFAULT 0", ""))
+    old.execute("INSERT INTO jobs (id, type, state, created) VALUES ('a', 'probe_media', ?, 1.0)", (js.RUNNING,))
+    old.commit()
+    old.close()
+    store = js.JobStore(tmp_path / "jobs.sqlite3")
+    rec = store.get("a")
+    assert rec is not None and rec.attempts == 0
+    store.update("a", attempts=1)
+    assert store.get("a").attempts == 1
+    store.close()

@@ -164,8 +164,9 @@ def out_of_memory_message(job: JobInput, error_id: str) -> str:
             "fewer jobs at once (start the server with fewer --workers).")
 
 
-def died_message(job: JobInput, process: str, exitcode: int | None, error_id: str) -> str:
-    """A job's process ended without a word: say how, and what the user can try."""
+def died_message(job: JobInput, process: str, exitcode: int | None, error_id: str, *, attempts: int = 1) -> str:
+    """A job's process ended without a word: say how, and what the user can try. attempts: how many
+    runs of the job it ended (the last one is `exitcode`'s)."""
     if exitcode is None:
         how = "it ended without an exit code"
     elif exitcode < 0:
@@ -177,6 +178,10 @@ def died_message(job: JobInput, process: str, exitcode: int | None, error_id: st
         how = f"exit code {exitcode}"
     memory = ("the system stops the biggest process when memory runs out, so " if exitcode == -signal.SIGKILL
               else "if the machine ran out of memory, ")
+    if attempts > 1:
+        return (f"Keygrip's {process} died while {job.what}, on all {attempts} attempts (the last: {how}; error id "
+                f"{error_id}): {memory}try {job.smaller}. Otherwise report the error id (the server log has the "
+                "details).")
     return (f"Keygrip's {process} died while {job.what} ({how}; error id {error_id}): {memory}try "
             f"{job.smaller}. Otherwise try again; if it happens again, report the error id (the server log "
             "has the details).")

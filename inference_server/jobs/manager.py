@@ -39,9 +39,6 @@ from keygrip.v1 import common_pb2
 
 log = logging.getLogger("keygrip.jobs")
 
-# How a job that was running when the server stopped (cleanly, or by a crash found at the next
-# start) ends: one reason either way, since the client sees it only after the restart.
-_INTERRUPTED = ("ABORTED", "SERVER_RESTARTED", "the server stopped while this job was running; submit it again")
 
 
 def _timestamp(t: float | None) -> timestamp_pb2.Timestamp | None:
@@ -76,9 +73,16 @@ class JobManager:
         self._dispatch()
 
     async def stop(self) -> None:
+        """Stop the workers. A job they were running goes back to the queue without using up an attempt:
+        it was stopped, not broken, and runs again when the server starts."""
         self.stopping = True  # workers exiting from here on are not replaced
-        for job_id in [w.job_id for w in self.workers if w.job_id]:
-            self._finish(job_id, js.FAILED, error=_INTERRUPTED)
+        for worker in self.workers:
+            job_id, worker.job_id = worker.job_id, None  # what the stopping worker still says is not heard
+            rec = self.store.get(job_id) if job_id else None
+            if rec is not None and not rec.ended:
+                self.store.update(rec.id, state=js.QUEUED, attempts=max(0, rec.attempts - 1), progress=None)
+                self._emit(rec.id, state=js.QUEUED, message="the server is stopping; this job runs again when "
+                                                            "it starts")
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
         self.workers.clear()
 
@@ -87,13 +91,33 @@ class JobManager:
                       log_format=self.config.log_format)
 
     def _recover(self) -> None:
-        """Jobs running when the server last stopped failed; queued ones run again, oldest first."""
-        for rec in self.store.list(states=[js.RUNNING], limit=1_000_000):
-            self._finish(rec.id, js.FAILED, error=_INTERRUPTED)
+        """Jobs running when the server died run again first (their inputs are content-addressed and
+        the work deterministic), while they have attempts left; then the queued ones, oldest first."""
+        running = sorted(self.store.list(states=[js.RUNNING], limit=1_000_000), key=lambda r: r.created)
+        for rec in reversed(running):  # each goes to the front of the queue: the oldest ends up first
+            self._requeue_or_fail(rec, "the server stopped while it ran", (
+                "ABORTED", "SERVER_RESTARTED",
+                f"the server stopped while this job was running, {self._attempts_text(rec)}; submit it again"))
+        requeued = set(self.queue)
         queued = self.store.list(states=[js.QUEUED], limit=1_000_000)
-        for rec in sorted(queued, key=lambda r: r.created):
-            self.queue.append(rec.id)
+        self.queue.extend(rec.id for rec in sorted(queued, key=lambda r: r.created) if rec.id not in requeued)
         self.metrics.queue_depth.set(len(self.queue))
+
+    def _attempts_text(self, rec: js.JobRecord) -> str:
+        return "its only attempt" if rec.attempts <= 1 else f"on all {rec.attempts} attempts"
+
+    def _requeue_or_fail(self, rec: js.JobRecord, what: str, error: tuple[str, str, str]) -> None:
+        """A job whose process died: back to the front of the queue while it has attempts left (each one
+        recorded in its events), else FAILED with `error`."""
+        if rec.attempts >= self.config.max_attempts:
+            self._finish(rec.id, js.FAILED, error=error)
+            return
+        self.store.update(rec.id, state=js.QUEUED, progress=None)
+        self.queue.appendleft(rec.id)  # it was running: it goes before jobs that have not started
+        self._emit(rec.id, state=js.QUEUED,
+                   message=f"{what} (attempt {rec.attempts} of {self.config.max_attempts}); requeued")
+        log.warning("job requeued", extra={"job_id": rec.id, "job_type": rec.type, "attempt": rec.attempts,
+                                           "cause": what})
 
     # Requests ------------------------------------------------------------------------------
 
@@ -219,8 +243,10 @@ class JobManager:
                 continue
             worker.job_id = job_id
             now = time.time()
-            self.store.update(job_id, state=js.RUNNING, started=now)
-            self._emit(job_id, state=js.RUNNING, message=f"running on worker {worker.index}")
+            attempt = rec.attempts + 1
+            self.store.update(job_id, state=js.RUNNING, started=now, attempts=attempt)
+            again = f" (attempt {attempt} of {self.config.max_attempts})" if attempt > 1 else ""
+            self._emit(job_id, state=js.RUNNING, message=f"running on worker {worker.index}{again}")
             if not worker.send(RunJob(job_id, rec.type, rec.request)):
                 worker.job_id = None
                 self._finish(job_id, js.FAILED, error=(
@@ -289,9 +315,10 @@ class JobManager:
                 log.error("worker %d died (exit code %s) while %s (error id %s)", worker.index, code, job.what,
                           error_id, extra={"job_id": job_id, "error_id": error_id, "exit_code": code,
                                            "input": job.name})
-                self._finish(job_id, js.FAILED, error=(
-                    "INTERNAL", "WORKER_DIED",
-                    died_message(job, "worker process", code, error_id)))
+                if rec is not None:
+                    self._requeue_or_fail(rec, f"the worker died (exit code {code}, error id {error_id})", (
+                        "INTERNAL", "WORKER_DIED",
+                        died_message(job, "worker process", code, error_id, attempts=rec.attempts)))
         log.warning("worker %d exited (code %s); starting a new one", worker.index, code)
         self.workers[self.workers.index(worker)] = self._spawn(worker.index)
 

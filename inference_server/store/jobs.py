@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL,
     started REAL,
     finished REAL,
-    last_sequence INTEGER NOT NULL DEFAULT 0
+    last_sequence INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_request_id ON jobs(request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created);
@@ -71,6 +72,7 @@ class JobRecord:
     started: float | None
     finished: float | None
     last_sequence: int
+    attempts: int             # runs started (a job whose process died is requeued and runs again)
 
     @property
     def ended(self) -> bool:
@@ -85,6 +87,9 @@ class JobStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        if "attempts" not in columns:  # a data directory from before jobs were requeued
+            self.db.execute("ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self.db.close()
