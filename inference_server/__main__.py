@@ -22,6 +22,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="worker processes (default: cores, at most 4)")
     parser.add_argument("--max-queue", type=int, help="queued jobs before submits are refused")
     parser.add_argument("--max-upload-bytes", type=int, help="largest accepted upload")
+    parser.add_argument("--executor", choices=["local", "ray"],
+                        help="run jobs in worker processes here (local, the default) or on a Ray cluster")
+    parser.add_argument("--ray-address", help="with --executor ray: auto, HOST:PORT, or empty for a local cluster")
     parser.add_argument("--max-attempts", type=int,
                         help="runs a job gets when the process running it dies (default 3; 1: never requeued)")
     parser.add_argument("--metrics-listen", help="host:port for Prometheus metrics (default: off)")
@@ -31,7 +34,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     keys = ["listen", "data_dir", "token", "tls_cert", "tls_key", "allowed_roots", "workers", "max_queue",
-            "max_upload_bytes", "max_attempts", "metrics_listen", "log_level", "log_format"]
+            "max_upload_bytes", "max_attempts", "executor", "ray_address", "metrics_listen", "log_level",
+            "log_format"]
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 
 

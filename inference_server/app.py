@@ -58,8 +58,7 @@ class KeygripServer:
         self.store = JobStore(config.data_dir / "jobs.sqlite3")
         self.artifacts = ArtifactStore(config.data_dir / "artifacts")
         self.manager = JobManager(config, self.store, self.artifacts, self.metrics)
-        self.metrics.watch_workers(lambda: [(w.index, w.process.pid) for w in self.manager.workers
-                                            if w.process.pid])
+        self.metrics.watch_workers(lambda: [(w.index, w.pid) for w in self.manager.workers if w.pid])
         self.server: grpc.aio.Server | None = None
         self.address = ""
 

@@ -9,6 +9,8 @@ Example keygrip.toml:
     workers = 2
     max_queue = 64
     max_attempts = 3                    # a job whose worker or server dies runs again, up to this often
+    executor = "local"                  # or "ray": run jobs on a Ray cluster (pip install 'keygrip[cluster]')
+    ray_address = ""                    # with "ray": "auto", "HOST:PORT", or "" to start a local one
     max_upload_bytes = 8589934592
     metrics_listen = "127.0.0.1:9464"   # Prometheus; empty: off
     retention_days = 30
@@ -23,6 +25,7 @@ Example keygrip.toml:
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import tomllib
@@ -56,6 +59,8 @@ class Config:
     log_format: str = "json"                  # "json" or "text"
     cancel_grace_seconds: float = 2.0         # after this a worker that ignores cancel is killed
     max_attempts: int = 3                     # runs a job gets when the process running it dies; 1: no requeue
+    executor: str = "local"                   # "local": worker processes here; "ray": actors on a Ray cluster
+    ray_address: str = ""                     # with executor "ray": "auto", "HOST:PORT", or "" (a local cluster)
     # [models.NAME] tables: NAME -> {"path": ..., "config": ..., "allow_pickle": bool}; only from the file
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -74,6 +79,10 @@ class Config:
             )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"executor must be 'local' or 'ray', not {self.executor!r}")
+        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError("--executor ray needs Ray installed beside the server: pip install 'keygrip[cluster]'")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be 1 or more (1: a job whose process dies is not run again), "
                              f"not {self.max_attempts}")

@@ -42,6 +42,21 @@ def test_local_addresses() -> None:
     Config(listen="0.0.0.0:1", token="x").validate()
 
 
+def test_executor_and_attempts_settings(tmp_path: Path) -> None:
+    toml = tmp_path / "k.toml"
+    toml.write_text('executor = "ray"\nray_address = "auto"\nmax_attempts = 5\n')
+    config = load_config(toml, environ={})
+    assert (config.executor, config.ray_address, config.max_attempts) == ("ray", "auto", 5)
+    config.validate()  # Ray is installed with the dev extra
+    for bad, words in (({"executor": "spark"}, "executor must be"), ({"max_attempts": 0}, "max_attempts")):
+        try:
+            Config(**bad).validate()  # type: ignore[arg-type]
+        except ValueError as exc:
+            assert words in str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+
+
 def _keygrip(address: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "keygrip.cli", "--address", address, *args], cwd=REPO,
                           capture_output=True, text=True, timeout=180)

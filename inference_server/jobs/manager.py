@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from google.protobuf import any_pb2, message, timestamp_pb2
 
@@ -37,6 +38,11 @@ from inference_server.store.artifacts import ArtifactStore
 from keygrip.client import message_class
 from keygrip.v1 import common_pb2
 
+if TYPE_CHECKING:
+    from inference_server.jobs.ray_workers import RayWorker
+
+    WorkerHandle = Worker | RayWorker  # the manager cannot tell a local worker from a Ray one
+
 log = logging.getLogger("keygrip.jobs")
 
 
@@ -56,7 +62,7 @@ class JobManager:
         self.artifacts = artifacts
         self.metrics = metrics
         self.queue: deque[str] = deque()
-        self.workers: list[Worker] = []
+        self.workers: list[WorkerHandle] = []
         self.watchers: dict[str, set[asyncio.Queue]] = {}
         self.cancel_requested: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -67,6 +73,10 @@ class JobManager:
     async def start(self) -> None:
         faults.active()  # a malformed KEYGRIP_TEST_FAULTS stops the server here, not in a job
         self.loop = asyncio.get_running_loop()
+        if self.config.executor == "ray":
+            from inference_server.jobs import ray_workers
+
+            await asyncio.to_thread(ray_workers.connect, self.config.ray_address)
         self._recover()
         for i in range(self.config.workers):
             self.workers.append(self._spawn(i))
@@ -85,10 +95,18 @@ class JobManager:
                                                             "it starts")
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
         self.workers.clear()
+        if self.config.executor == "ray":
+            import ray
 
-    def _spawn(self, index: int) -> Worker:
-        return Worker(index, self.config.data_dir, self._on_worker_message, log_level=self.config.log_level,
-                      log_format=self.config.log_format)
+            ray.shutdown()  # leaves the cluster (a local one started for this server ends with it)
+
+    def _spawn(self, index: int) -> WorkerHandle:
+        level, fmt = self.config.log_level, self.config.log_format
+        if self.config.executor == "ray":
+            from inference_server.jobs.ray_workers import RayWorker
+
+            return RayWorker(index, self.config.data_dir, self._on_worker_message, log_level=level, log_format=fmt)
+        return Worker(index, self.config.data_dir, self._on_worker_message, log_level=level, log_format=fmt)
 
     def _recover(self) -> None:
         """Jobs running when the server died run again first (their inputs are content-addressed and
@@ -235,7 +253,7 @@ class JobManager:
         for worker in self.workers:
             if not self.queue:
                 break
-            if worker.busy or not worker.process.is_alive():
+            if worker.busy or not worker.alive():
                 continue
             job_id = self.queue.popleft()
             rec = self.store.get(job_id)
@@ -255,19 +273,19 @@ class JobManager:
                     "submit the job again"))
         self.metrics.queue_depth.set(len(self.queue))
 
-    def _worker_of(self, job_id: str) -> Worker | None:
+    def _worker_of(self, job_id: str) -> WorkerHandle | None:
         return next((w for w in self.workers if w.job_id == job_id), None)
 
-    def _enforce_cancel(self, job_id: str, worker: Worker) -> None:
+    def _enforce_cancel(self, job_id: str, worker: WorkerHandle) -> None:
         if worker.job_id == job_id and worker in self.workers:
             log.warning("worker %d ignored cancel of job %s; killing it", worker.index, job_id)
             worker.kill()  # its reader thread reports "exited", which finishes the job as cancelled
 
-    def _on_worker_message(self, worker: Worker, msg: FromWorker) -> None:
+    def _on_worker_message(self, worker: WorkerHandle, msg: FromWorker) -> None:
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._handle, worker, msg)
 
-    def _handle(self, worker: Worker, msg: FromWorker) -> None:
+    def _handle(self, worker: WorkerHandle, msg: FromWorker) -> None:
         if isinstance(msg, WorkerReady):
             self._dispatch()
             return
@@ -297,13 +315,12 @@ class JobManager:
             self._finish(job_id, state, error=(msg.code, msg.reason, msg.message))
         self._dispatch()
 
-    def _worker_exited(self, worker: Worker) -> None:
+    def _worker_exited(self, worker: WorkerHandle) -> None:
         if worker not in self.workers or self.stopping:
             return  # stopped on purpose
         job_id, job_input = worker.job_id, worker.job_input
         worker.job_id, worker.job_input = None, None
-        worker.process.join(timeout=1.0)  # its pipe closed as it exited: the exit code follows at once
-        code = worker.process.exitcode
+        code = worker.exit_code()
         if job_id is not None:
             if job_id in self.cancel_requested:
                 self._finish(job_id, js.CANCELLED, error=("CANCELLED", "CANCELLED", "cancelled by the user"))

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf import any_pb2
 
@@ -59,10 +59,19 @@ log = logging.getLogger("keygrip.workers")
 _PROGRESS_INTERVAL_S = 0.1
 
 
+class Channel(Protocol):
+    """The worker's side of its link to the front: a multiprocessing Connection, or an adapter with the
+    same three methods (jobs/ray_workers.py)."""
+
+    def send(self, obj: Any) -> None: ...
+    def poll(self) -> bool: ...
+    def recv(self) -> Any: ...
+
+
 class WorkerContext(JobOutputs):
     """The JobContext a handler sees inside a worker process."""
 
-    def __init__(self, conn: Connection, job_id: str, artifacts: ArtifactStore, scratch: Path,
+    def __init__(self, conn: Channel, job_id: str, artifacts: ArtifactStore, scratch: Path,
                  tasks: TaskRunner, job_type: str = "") -> None:
         self._conn = conn
         self.job_id = job_id
@@ -136,7 +145,7 @@ class Handlers:
         self._made.clear()
 
 
-def _run(handlers: Handlers, conn: Connection, msg: RunJob, artifacts: ArtifactStore, scratch_root: Path,
+def run_job(handlers: Handlers, conn: Channel, msg: RunJob, artifacts: ArtifactStore, scratch_root: Path,
          tasks: TaskRunner) -> None:
     job = handlers.describe(msg.job_type, msg.request, artifacts)
     conn.send(JobStarted(msg.job_id, job))
@@ -160,20 +169,12 @@ def worker_main(conn: Connection, data_dir: str, log_level: str = "INFO", log_fo
     """Entry point of a worker process."""
     import signal
 
-    setup_logging(log_level, log_format)  # the front's log format, on the same stderr
-    faulthandler.enable()  # a crash in native code (a decoder, MediaPipe) still leaves a traceback
     # Ctrl+C in the terminal reaches the whole process group: let the front shut workers down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The front starts workers as daemons (they end with it), and a daemon may not start processes;
     # a job's tasks (jobs/tasks.py) need to, and they end with this worker by themselves.
     mp.current_process().daemon = False
-    # The model registry a handler builds with inference_server.models.worker_registry() reads this
-    # data_dir (models.json, and the TOML's models the front wrote to models-config.json at start).
-    set_worker_data_dir(Path(data_dir))
-    artifacts = ArtifactStore(Path(data_dir) / "artifacts")
-    scratch_root = Path(data_dir) / "scratch"
-    handlers = Handlers(job_handlers())
-    tasks = LocalTaskRunner()
+    worker = WorkerState(data_dir, log_level, log_format)
     conn.send(WorkerReady(os.getpid()))
     try:
         while True:
@@ -184,10 +185,28 @@ def worker_main(conn: Connection, data_dir: str, log_level: str = "INFO", log_fo
             if isinstance(msg, StopWorker):
                 return
             if isinstance(msg, RunJob):
-                _run(handlers, conn, msg, artifacts, scratch_root, tasks)
+                worker.run(conn, msg)
             # anything else is a late cancel for a job that already ended
     finally:
-        handlers.close()
+        worker.handlers.close()
+
+
+class WorkerState:
+    """What a process that runs jobs holds (a local worker, or a Ray actor of jobs/ray_workers.py)."""
+
+    def __init__(self, data_dir: str, log_level: str, log_format: str) -> None:
+        setup_logging(log_level, log_format)  # the front's log format, on the same stderr
+        faulthandler.enable()  # a crash in native code (a decoder, MediaPipe) still leaves a traceback
+        # The model registry a handler builds with inference_server.models.worker_registry() reads this
+        # data_dir (models.json, and the TOML's models the front wrote to models-config.json at start).
+        set_worker_data_dir(Path(data_dir))
+        self.artifacts = ArtifactStore(Path(data_dir) / "artifacts")
+        self.scratch_root = Path(data_dir) / "scratch"
+        self.handlers = Handlers(job_handlers())
+        self.tasks = LocalTaskRunner()
+
+    def run(self, conn: Channel, msg: RunJob) -> None:
+        run_job(self.handlers, conn, msg, self.artifacts, self.scratch_root, self.tasks)
 
 
 class Worker:
@@ -213,6 +232,18 @@ class Worker:
     @property
     def busy(self) -> bool:
         return self.job_id is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def exit_code(self) -> int | None:
+        """The exit code of a worker that has exited (its pipe closed as it did: the code follows at once)."""
+        self.process.join(timeout=1.0)
+        return self.process.exitcode
 
     def send(self, msg: ToWorker) -> bool:
         try:

@@ -109,13 +109,15 @@ def probe(path: str | Path) -> MediaInfo:
                 "incomplete; export it again or convert it to H.264 MP4."
             )
         rate = stream.average_rate or stream.guessed_rate
+        # Read while the container is open: a closed container's stream is freed memory, whose time base
+        # reads as garbage once something else reuses it (seen as a negative frame rate under Ray).
+        tb = float(stream.time_base) if stream.time_base else 0.0
     frame_count = decoded if packets.truncated else max(packets.count, 1)
     rotation = _rotation_deg(first)
     w, h = first.width, first.height
     if rotation in (90, 270):
         w, h = h, w
     median_dt, variable = _frame_spacing(packets.pts)
-    tb = float(stream.time_base) if stream.time_base else 0.0
     fps = float(rate) if rate else (1.0 / (median_dt * tb) if median_dt and tb else 0.0)
     # The mean rate over the whole clip, from its timestamps: a GIF's delays (7, 7, 6 hundredths)
     # or a phone's variable rate give FFmpeg's nominal rate from the first frames only.

@@ -1,0 +1,104 @@
+"""The Ray executor against a real local Ray cluster of two nodes (Ray's own multi-node test cluster on
+this machine) and the real server started with --executor ray: jobs run on actors of either node with
+their progress, cancel works, and a job whose actor is killed mid-job runs again and finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+from server_process import ServerProcess  # noqa: E402
+
+import keygrip  # noqa: E402
+from keygrip import events  # noqa: E402
+
+CLIP = Path(__file__).parent / "data" / "video" / "pose2sim_cam01.mp4"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    c = ray_cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("ray-server"), "--executor", "ray", "--ray-address",
+                        cluster.address, workers=2)
+    srv.start(timeout=180)
+    yield srv
+    srv.stop()
+
+
+def _ready_workers(srv: ServerProcess, count: int, timeout: float = 120.0) -> list[dict[str, object]]:
+    """The 'ray worker ready' log lines, once at least `count` have been written (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(line) for line in srv.stderr if '"msg": "ray worker ready"' in line]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+def _wait_inference(job: keygrip.Job) -> None:
+    for ev in job.watch(timeout=120):
+        if isinstance(ev, events.ProgressEvent) and ev.stage == "inference" and ev.value > 0:
+            return
+        if isinstance(ev, events.StateEvent) and ev.terminal:
+            raise AssertionError(f"the job ended before the test could act: {ev}")
+
+
+def test_jobs_run_on_both_nodes_with_progress(ray_server: ServerProcess) -> None:
+    workers = _ready_workers(ray_server, 2)
+    assert len({w["node"] for w in workers}) == 2  # one actor per node: each node has one CPU
+    with keygrip.Client(ray_server.address) as c:
+        probes = [c.probe(CLIP) for _ in range(4)]
+        assert {p.result(timeout=120).frame_count for p in probes} == {100}
+        job = c.capture_motion(CLIP, workers=1, end_frame=20)
+        stages = {ev.stage for ev in job.watch(timeout=300) if isinstance(ev, events.ProgressEvent)}
+        assert job.result().summary.frames == 20 and "inference" in stages
+
+
+def test_cancel_a_running_and_a_queued_job(ray_server: ServerProcess) -> None:
+    with keygrip.Client(ray_server.address) as c:
+        running = [c.capture_motion(CLIP, workers=1) for _ in range(2)]  # both actors busy
+        queued = c.probe(CLIP)
+        _wait_inference(running[0])
+        queued.cancel()
+        for job in running:
+            job.cancel()
+        for job in (*running, queued):
+            job.wait(timeout=60)
+            assert job.state == "cancelled"
+        assert c.probe(CLIP).result(timeout=120).frame_count == 100  # the actors are free again
+
+
+def test_an_actor_killed_mid_job_is_replaced_and_the_job_runs_again(ray_server: ServerProcess) -> None:
+    with keygrip.Client(ray_server.address) as c:
+        before = {w["pid"] for w in _ready_workers(ray_server, 2)}
+        job = c.capture_motion(CLIP, workers=1, end_frame=40)
+        _wait_inference(job)
+        killed = 0
+        for pid in before:  # kill both: the job's actor is one of them
+            try:
+                os.kill(int(str(pid)), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        assert killed
+        assert job.result(timeout=300).summary.frames == 40
+        messages = [e.message for e in job.watch() if isinstance(e, events.StateEvent)]
+        assert any("the worker died" in m and "(attempt 1 of 3); requeued" in m for m in messages), messages
+        after = {w["pid"] for w in _ready_workers(ray_server, 4)}
+        assert after - before  # new actors took the places of the killed ones
