@@ -70,6 +70,15 @@ def test_jobs_run_on_both_nodes_with_progress(ray_server: ServerProcess) -> None
         assert job.result().summary.frames == 20 and "inference" in stages
 
 
+def test_server_info_shows_the_cluster(ray_server: ServerProcess) -> None:
+    with keygrip.Client(ray_server.address) as c:
+        cluster = c.info().cluster
+    assert cluster.executor == "ray"
+    alive = [n for n in cluster.nodes if n.alive]
+    assert len(alive) == 2 and all(n.resources["CPU"] == 1 for n in alive)
+    assert 0 <= cluster.free["CPU"] <= 2
+
+
 def test_cancel_a_running_and_a_queued_job(ray_server: ServerProcess) -> None:
     with keygrip.Client(ray_server.address) as c:
         running = [c.capture_motion(CLIP, workers=1) for _ in range(2)]  # both actors busy

@@ -41,6 +41,7 @@ from inference_server.jobs.messages import (
     WorkerReady,
 )
 from inference_server.jobs.workers import WorkerState
+from keygrip.v1 import server_pb2
 
 log = logging.getLogger("keygrip.workers")
 
@@ -56,6 +57,19 @@ def connect(address: str, namespace: str = "keygrip") -> None:
              configure_logging=False)
     log.info("joined the Ray cluster", extra={"ray_address": address or "local",
                                               "nodes": len([n for n in ray.nodes() if n.get("Alive")])})
+
+
+def cluster_info() -> server_pb2.ClusterInfo:
+    """The cluster's nodes and its free resources, for GetServerInfo."""
+    info = server_pb2.ClusterInfo(executor="ray")
+    if not ray.is_initialized():
+        return info
+    for node in ray.nodes():
+        info.nodes.add(id=node.get("NodeID", ""), address=node.get("NodeManagerAddress", ""),
+                       alive=bool(node.get("Alive")),
+                       resources={k: float(v) for k, v in node.get("Resources", {}).items() if "node:" not in k})
+    info.free.update({k: float(v) for k, v in ray.available_resources().items() if "node:" not in k})
+    return info
 
 
 class _Inbox:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -39,7 +40,8 @@ def _gpus() -> list[server_pb2.Device]:
 def build_server_info(config: Config, capabilities: Sequence[Capability]) -> server_pb2.ServerInfo:
     """What GetServerInfo answers: checked once, at start, without loading any model."""
     mem = psutil.virtual_memory()
-    info = server_pb2.ServerInfo(version=__version__, api_version="keygrip.v1")
+    info = server_pb2.ServerInfo(version=__version__, api_version="keygrip.v1",
+                                 cluster=server_pb2.ClusterInfo(executor=config.executor))
     info.devices.extend(_gpus())
     info.devices.append(server_pb2.Device(kind="CPU", name=f"{psutil.cpu_count()} logical cores",
                                           memory_total_bytes=mem.total, memory_free_bytes=mem.available))
@@ -68,9 +70,17 @@ def _model(spec: ModelSpec) -> server_pb2.Model:
 class ServerService(server_pb2_grpc.ServerServicer):
     def __init__(self, config: Config, capabilities: Sequence[Capability]) -> None:
         publish_config_models(config)  # the TOML's models, into data_dir for the workers
+        self.config = config
         self.info = build_server_info(config, capabilities)
 
     @rpc_errors
     async def GetServerInfo(self, request: server_pb2.GetServerInfoRequest,
                             context: grpc.aio.ServicerContext) -> server_pb2.ServerInfo:
-        return self.info
+        if self.config.executor != "ray":
+            return self.info
+        from inference_server.jobs.ray_workers import cluster_info
+
+        info = server_pb2.ServerInfo()
+        info.CopyFrom(self.info)
+        info.cluster.CopyFrom(await asyncio.to_thread(cluster_info))  # the cluster changes: asked each time
+        return info

@@ -14,15 +14,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17keygrip/v1/server.proto\x12\nkeygrip.v1\"\x16\n\x14GetServerInfoRequest\"j\n\x06\x44\x65vice\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x03\x12\x19\n\x11memory_free_bytes\x18\x05 \x01(\x03\"=\n\nCapability\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa4\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.keygrip.v1.ModelState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\"|\n\x0cServerLimits\x12\x18\n\x10max_upload_bytes\x18\x01 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\x02 \x01(\x03\x12\x11\n\tmax_queue\x18\x03 \x01(\x05\x12\x0f\n\x07workers\x18\x04 \x01(\x05\x12\x13\n\x0bpath_inputs\x18\x05 \x01(\x08\"\xd2\x01\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12#\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x12.keygrip.v1.Device\x12,\n\x0c\x63\x61pabilities\x18\x04 \x03(\x0b\x32\x16.keygrip.v1.Capability\x12!\n\x06models\x18\x05 \x03(\x0b\x32\x11.keygrip.v1.Model\x12(\n\x06limits\x18\x06 \x01(\x0b\x32\x18.keygrip.v1.ServerLimits*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15MODEL_STATE_AVAILABLE\x10\x01\x12\x16\n\x12MODEL_STATE_LOADED\x10\x02\x12\x17\n\x13MODEL_STATE_MISSING\x10\x03\x12\x15\n\x11MODEL_STATE_ERROR\x10\x04\x32S\n\x06Server\x12I\n\rGetServerInfo\x12 .keygrip.v1.GetServerInfoRequest\x1a\x16.keygrip.v1.ServerInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17keygrip/v1/server.proto\x12\nkeygrip.v1\"\x16\n\x14GetServerInfoRequest\"j\n\x06\x44\x65vice\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\x12\x1a\n\x12memory_total_bytes\x18\x04 \x01(\x03\x12\x19\n\x11memory_free_bytes\x18\x05 \x01(\x03\"=\n\nCapability\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa4\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.keygrip.v1.ModelState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\"|\n\x0cServerLimits\x12\x18\n\x10max_upload_bytes\x18\x01 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\x02 \x01(\x03\x12\x11\n\tmax_queue\x18\x03 \x01(\x05\x12\x0f\n\x07workers\x18\x04 \x01(\x05\x12\x13\n\x0bpath_inputs\x18\x05 \x01(\x08\"\xfc\x01\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12#\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x12.keygrip.v1.Device\x12,\n\x0c\x63\x61pabilities\x18\x04 \x03(\x0b\x32\x16.keygrip.v1.Capability\x12!\n\x06models\x18\x05 \x03(\x0b\x32\x11.keygrip.v1.Model\x12(\n\x06limits\x18\x06 \x01(\x0b\x32\x18.keygrip.v1.ServerLimits\x12(\n\x07\x63luster\x18\x07 \x01(\x0b\x32\x17.keygrip.v1.ClusterInfo\"\xa5\x01\n\x0b\x43lusterInfo\x12\x10\n\x08\x65xecutor\x18\x01 \x01(\t\x12&\n\x05nodes\x18\x02 \x03(\x0b\x32\x17.keygrip.v1.ClusterNode\x12/\n\x04\x66ree\x18\x03 \x03(\x0b\x32!.keygrip.v1.ClusterInfo.FreeEntry\x1a+\n\tFreeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa6\x01\n\x0b\x43lusterNode\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x39\n\tresources\x18\x04 \x03(\x0b\x32&.keygrip.v1.ClusterNode.ResourcesEntry\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15MODEL_STATE_AVAILABLE\x10\x01\x12\x16\n\x12MODEL_STATE_LOADED\x10\x02\x12\x17\n\x13MODEL_STATE_MISSING\x10\x03\x12\x15\n\x11MODEL_STATE_ERROR\x10\x04\x32S\n\x06Server\x12I\n\rGetServerInfo\x12 .keygrip.v1.GetServerInfoRequest\x1a\x16.keygrip.v1.ServerInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keygrip.v1.server_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_MODELSTATE']._serialized_start=741
-  _globals['_MODELSTATE']._serialized_end=881
+  _globals['_CLUSTERINFO_FREEENTRY']._options = None
+  _globals['_CLUSTERINFO_FREEENTRY']._serialized_options = b'8\001'
+  _globals['_CLUSTERNODE_RESOURCESENTRY']._options = None
+  _globals['_CLUSTERNODE_RESOURCESENTRY']._serialized_options = b'8\001'
+  _globals['_MODELSTATE']._serialized_start=1120
+  _globals['_MODELSTATE']._serialized_end=1260
   _globals['_GETSERVERINFOREQUEST']._serialized_start=39
   _globals['_GETSERVERINFOREQUEST']._serialized_end=61
   _globals['_DEVICE']._serialized_start=63
@@ -34,7 +38,15 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_SERVERLIMITS']._serialized_start=401
   _globals['_SERVERLIMITS']._serialized_end=525
   _globals['_SERVERINFO']._serialized_start=528
-  _globals['_SERVERINFO']._serialized_end=738
-  _globals['_SERVER']._serialized_start=883
-  _globals['_SERVER']._serialized_end=966
+  _globals['_SERVERINFO']._serialized_end=780
+  _globals['_CLUSTERINFO']._serialized_start=783
+  _globals['_CLUSTERINFO']._serialized_end=948
+  _globals['_CLUSTERINFO_FREEENTRY']._serialized_start=905
+  _globals['_CLUSTERINFO_FREEENTRY']._serialized_end=948
+  _globals['_CLUSTERNODE']._serialized_start=951
+  _globals['_CLUSTERNODE']._serialized_end=1117
+  _globals['_CLUSTERNODE_RESOURCESENTRY']._serialized_start=1069
+  _globals['_CLUSTERNODE_RESOURCESENTRY']._serialized_end=1117
+  _globals['_SERVER']._serialized_start=1262
+  _globals['_SERVER']._serialized_end=1345
 # @@protoc_insertion_point(module_scope)

@@ -187,6 +187,7 @@ class ServerInfo(google.protobuf.message.Message):
     CAPABILITIES_FIELD_NUMBER: builtins.int
     MODELS_FIELD_NUMBER: builtins.int
     LIMITS_FIELD_NUMBER: builtins.int
+    CLUSTER_FIELD_NUMBER: builtins.int
     version: builtins.str
     api_version: builtins.str
     """"keygrip.v1" """
@@ -198,6 +199,10 @@ class ServerInfo(google.protobuf.message.Message):
     def models(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Model]: ...
     @property
     def limits(self) -> global___ServerLimits: ...
+    @property
+    def cluster(self) -> global___ClusterInfo:
+        """where jobs run"""
+
     def __init__(
         self,
         *,
@@ -207,8 +212,98 @@ class ServerInfo(google.protobuf.message.Message):
         capabilities: collections.abc.Iterable[global___Capability] | None = ...,
         models: collections.abc.Iterable[global___Model] | None = ...,
         limits: global___ServerLimits | None = ...,
+        cluster: global___ClusterInfo | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["limits", b"limits"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["api_version", b"api_version", "capabilities", b"capabilities", "devices", b"devices", "limits", b"limits", "models", b"models", "version", b"version"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["cluster", b"cluster", "limits", b"limits"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["api_version", b"api_version", "capabilities", b"capabilities", "cluster", b"cluster", "devices", b"devices", "limits", b"limits", "models", b"models", "version", b"version"]) -> None: ...
 
 global___ServerInfo = ServerInfo
+
+@typing.final
+class ClusterInfo(google.protobuf.message.Message):
+    """Where jobs run: worker processes on the server's machine ("local"), or actors on a Ray cluster ("ray")."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    @typing.final
+    class FreeEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.float
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.float = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    EXECUTOR_FIELD_NUMBER: builtins.int
+    NODES_FIELD_NUMBER: builtins.int
+    FREE_FIELD_NUMBER: builtins.int
+    executor: builtins.str
+    """"local" or "ray" """
+    @property
+    def nodes(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ClusterNode]:
+        """ray: the cluster's nodes (alive or not); local: none"""
+
+    @property
+    def free(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.float]:
+        """ray: resources free across the cluster now ("CPU", "GPU", "memory", ...)"""
+
+    def __init__(
+        self,
+        *,
+        executor: builtins.str = ...,
+        nodes: collections.abc.Iterable[global___ClusterNode] | None = ...,
+        free: collections.abc.Mapping[builtins.str, builtins.float] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["executor", b"executor", "free", b"free", "nodes", b"nodes"]) -> None: ...
+
+global___ClusterInfo = ClusterInfo
+
+@typing.final
+class ClusterNode(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    @typing.final
+    class ResourcesEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.float
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.float = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    ID_FIELD_NUMBER: builtins.int
+    ADDRESS_FIELD_NUMBER: builtins.int
+    ALIVE_FIELD_NUMBER: builtins.int
+    RESOURCES_FIELD_NUMBER: builtins.int
+    id: builtins.str
+    address: builtins.str
+    alive: builtins.bool
+    @property
+    def resources(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.float]:
+        """what the node has in all ("CPU", "GPU", "memory" in bytes, ...)"""
+
+    def __init__(
+        self,
+        *,
+        id: builtins.str = ...,
+        address: builtins.str = ...,
+        alive: builtins.bool = ...,
+        resources: collections.abc.Mapping[builtins.str, builtins.float] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["address", b"address", "alive", b"alive", "id", b"id", "resources", b"resources"]) -> None: ...
+
+global___ClusterNode = ClusterNode
