@@ -32,10 +32,15 @@ _FLOAT = 5126
 _MOVES = 1e-6   # metres: a bone whose local translation varies less keeps its rest translation
 
 
-def _glb_chunks(data: bytes, name: str) -> tuple[dict, bytes]:
-    if data[:4] != b"glTF":
+def require_glb(head: bytes, name: str) -> None:
+    """Refuse a character that is not a binary glTF (`head`: its first bytes): the animation goes into its GLB."""
+    if head[:4] != b"glTF":
         raise InvalidInput(f"{name} is a .gltf JSON file: an animated file is written into a binary glTF; export "
                            "the character as .glb (or .vrm) and use that")
+
+
+def _glb_chunks(data: bytes, name: str) -> tuple[dict, bytes]:
+    require_glb(data, name)
     doc = gltf_json(data, name)
     json_length = struct.unpack_from("<I", data, 12)[0]
     offset = 20 + json_length

@@ -118,7 +118,8 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
         out.bvh.CopyFrom(artifact_ref(ctx.put_bytes(bvh.getvalue().encode(), "retargeted.bvh",
                                                     "application/x-bvh")))
         if request.animated_file:
-            data, name = animated_file(request.rig_file, ctx.artifacts, character, result)
-            out.character.CopyFrom(artifact_ref(ctx.put_bytes(data, name, "model/gltf-binary")))
+            data, name, media_type = animated_file(request.rig_file, ctx.artifacts, character, result,
+                                                   request.animated_format)
+            out.character.CopyFrom(artifact_ref(ctx.put_bytes(data, name, media_type)))
         ctx.progress("export", 2, 2, "done")
         return out

@@ -128,7 +128,8 @@ global___Rig = Rig
 @typing.final
 class RigFile(google.protobuf.message.Message):
     """A character file the server reads the rig from: glTF 2.0 (.glb, .gltf with its JSON alone), VRM 0.x
-    and 1.0 (.vrm), or a BVH's skeleton. The format is read from the content, not the file name.
+    and 1.0 (.vrm), FBX (read by Blender's importer on the server), or a BVH's skeleton. The format is
+    read from the content, not the file name.
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -326,12 +327,17 @@ class RetargetRequest(google.protobuf.message.Message):
     FRAME_RANGE_FIELD_NUMBER: builtins.int
     RIG_FILE_FIELD_NUMBER: builtins.int
     ANIMATED_FILE_FIELD_NUMBER: builtins.int
+    ANIMATED_FORMAT_FIELD_NUMBER: builtins.int
     root_motion: global___RootMotion.ValueType
     foot_lock: builtins.bool
     """unset: true"""
     request_id: builtins.str
     animated_file: builtins.bool
-    """With a .glb/.vrm rig_file: also write that file with the animation in it (RetargetResult.character)."""
+    """With a .glb/.vrm/.fbx rig_file: also write that file with the animation in it (RetargetResult.character)."""
+    animated_format: builtins.str
+    """The animated file's format: "glb", "vrm" (only from a VRM) or "fbx" (through Blender on the server);
+    empty: the rig file's own.
+    """
     @property
     def source(self) -> global___MotionSource: ...
     @property
@@ -363,9 +369,10 @@ class RetargetRequest(google.protobuf.message.Message):
         frame_range: keygrip.v1.common_pb2.FrameRange | None = ...,
         rig_file: global___RigFile | None = ...,
         animated_file: builtins.bool = ...,
+        animated_format: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "bone_map", b"bone_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "rig", b"rig", "rig_file", b"rig_file", "source", b"source"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "animated_file", b"animated_file", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "request_id", b"request_id", "rig", b"rig", "rig_file", b"rig_file", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "animated_file", b"animated_file", "animated_format", b"animated_format", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "request_id", b"request_id", "rig", b"rig", "rig_file", b"rig_file", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
 
 global___RetargetRequest = RetargetRequest
@@ -460,7 +467,8 @@ class RetargetResult(google.protobuf.message.Message):
     @property
     def character(self) -> keygrip.v1.common_pb2.ArtifactRef:
         """When the request asked for animated_file: the character file with a glTF animation on its
-        skeleton's nodes (mesh, skin, materials and extensions such as VRM's untouched).
+        skeleton's nodes (mesh, skin, materials and extensions such as VRM's untouched), or, as FBX, that
+        file through Blender's FBX exporter.
         """
 
     def __init__(

@@ -52,3 +52,108 @@ def test_blender_imports_the_animated_glb_with_the_bones_where_we_put_them(empty
             # Blender is Z-up: (x, y, z) in glTF is (x, -z, y) there.
             assert np.allclose([blender.x, blender.y, blender.z], [ours[0], -ours[2], ours[1]], atol=1e-3), name
     assert compared >= 10
+
+
+def _blender_character(bones, name: str) -> None:
+    """An armature of `bones` (Y-up heads, as tests/characters.py makes them) with a skinned mesh of one
+    small triangle per bone, built in Blender as an artist would (Blender is Z-up: (x, y, z) -> (x, -z, y))."""
+    import bpy
+
+    def z_up(v) -> tuple[float, float, float]:
+        return (float(v[0]), float(-v[2]), float(v[1]))
+
+    armature = bpy.data.objects.new(name, bpy.data.armatures.new(name + "_data"))
+    bpy.context.scene.collection.objects.link(armature)
+    bpy.context.view_layer.objects.active = armature
+    bpy.ops.object.mode_set(mode="EDIT")
+    children = {b.name: [c for c in bones if c.parent == b.name] for b in bones}
+    for b in bones:
+        edit = armature.data.edit_bones.new(b.name)
+        edit.head = z_up(b.head)
+        # A bone points at its only child; a leaf or a fork points up (Blender needs a length).
+        kids = children[b.name]
+        tail = kids[0].head if len(kids) == 1 else b.head + np.array([0.0, 0.06, 0.0])
+        if np.linalg.norm(tail - b.head) < 1e-3:
+            tail = b.head + np.array([0.0, 0.06, 0.0])
+        edit.tail = z_up(tail)
+    for b in bones:
+        if b.parent:
+            armature.data.edit_bones[b.name].parent = armature.data.edit_bones[b.parent]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    verts, faces = [], []
+    for k, b in enumerate(bones):
+        h = np.array(z_up(b.head))
+        verts += [tuple(h), tuple(h + (0.02, 0, 0)), tuple(h + (0, 0, 0.02))]
+        faces.append((3 * k, 3 * k + 1, 3 * k + 2))
+    mesh = bpy.data.meshes.new(name + "_body")
+    mesh.from_pydata(verts, [], faces)
+    body = bpy.data.objects.new(name + "_body", mesh)
+    bpy.context.scene.collection.objects.link(body)
+    body.parent = armature
+    body.modifiers.new("Armature", "ARMATURE").object = armature
+    for k, b in enumerate(bones):
+        body.vertex_groups.new(name=b.name).add([3 * k, 3 * k + 1, 3 * k + 2], 1.0, "REPLACE")
+
+
+def test_an_fbx_character_made_in_blender_round_trips_with_its_animation(empty_scene, tmp_path: Path) -> None:
+    import bpy
+    from characters import humanoid_bones
+
+    from inference_server.animation.rig_files import animated_file
+    from inference_server.store.artifacts import ArtifactStore
+    from keygrip.v1 import animation_pb2
+
+    # Unusual names, helper bones (twists, a root above the hips), an A-pose.
+    bones = humanoid_bones(lambda role: f"mx_{role[::-1]}", a_pose=True)
+    _blender_character(bones, "Hero")
+    fbx_path, glb_path = tmp_path / "hero.fbx", tmp_path / "hero_blender.glb"
+    bpy.ops.export_scene.fbx(filepath=str(fbx_path), add_leaf_bones=False)
+    bpy.ops.export_scene.gltf(filepath=str(glb_path), export_format="GLB", export_animations=False)
+
+    # Read on the server side (Blender in a child process): the rig the glTF path reads from the same scene.
+    character = read_rig_file(fbx_path, fbx_path.name)
+    from_gltf = read_rig_file(glb_path, glb_path.name)
+    assert character.name == "Hero" and sorted(character.rig.names) == sorted(b.name for b in bones)
+    assert character.rig.names == from_gltf.rig.names
+    assert np.array_equal(character.rig.parents, from_gltf.rig.parents)
+    assert np.allclose(character.rig.rest_matrices, from_gltf.rig.rest_matrices, atol=1e-5)
+    for b in bones:
+        assert np.allclose(character.rig.heads[character.rig.index(b.name)], b.head, atol=1e-4), b.name
+
+    rig = character.rig
+    clip = cliptools.trim(read_bvh(BVH), 2.0, 2.5)
+    # Reversed names defeat the guess: the roles come as a preset, as a TD would give them.
+    bone_map = resolve_map(rig, preset={b.name: b.role for b in bones if b.role})
+    result = retarget(clip, rig, bone_map, options=RetargetOptions(foot_lock=False))
+    rig_file = animation_pb2.RigFile(path=str(fbx_path), name="hero.fbx")
+    data, name, _ = animated_file(rig_file, ArtifactStore(tmp_path / "store"), character, result, "fbx")
+    assert name == "hero_animated.fbx"
+    out = tmp_path / name
+    out.write_bytes(data)
+
+    # Blender's FBX importer reads it back: the mesh, and the bones posed where the retarget put them.
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.fbx(filepath=str(out))
+    (armature,) = (o for o in bpy.data.objects if o.type == "ARMATURE")
+    (mesh,) = (o for o in bpy.data.objects if o.type == "MESH")  # the body alone: no importer helpers
+    assert len(mesh.data.polygons) == len(bones)
+    assert armature.animation_data and armature.animation_data.action
+    _, heads = rig.forward_kinematics(result.rotations, {rig.index(n): v for n, v in result.locations.items()})
+    scene = bpy.context.scene
+    fps = scene.render.fps / scene.render.fps_base
+    keys = result.times - result.times[0]
+    start = int(armature.animation_data.action.frame_range[0])
+    compared = 0
+    for scene_frame in range(int(keys[-1] * fps) + 1):
+        frame = int(np.argmin(np.abs(keys - scene_frame / fps)))
+        if abs(keys[frame] - scene_frame / fps) > 1e-4:
+            continue
+        scene.frame_set(start + scene_frame)
+        compared += 1
+        for bone in ("leftHand", "rightFoot", "head", "hips", "leftLowerLeg"):
+            bone_name = f"mx_{bone[::-1]}"
+            blender = armature.matrix_world @ armature.pose.bones[bone_name].head
+            ours = heads[frame, rig.index(bone_name)]
+            assert np.allclose([blender.x, blender.y, blender.z], [ours[0], -ours[2], ours[1]], atol=2e-3), \
+                (bone, scene_frame)
+    assert compared >= 10
