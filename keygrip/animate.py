@@ -141,6 +141,8 @@ class RigAnimation:
     root_bone: the bone carrying the travel; root_location: (F, 3) its offset from its rest head in
     its rest frame, metres; root_position: (F, 3) the hips head in rig space, Y-up metres.
     shape_key_weights: (F, K) in 0..1, None when the capture has no face curves.
+    locations: {bone: (F, 3)} every bone the retarget moves (the hips, a root bone), as the host keys
+    its location: offset from the rest head in the bone's rest frame, metres, against the posed parent.
     """
 
     bone_names: list[str]
@@ -152,6 +154,7 @@ class RigAnimation:
     root_position: np.ndarray
     shape_key_names: list[str]
     shape_key_weights: np.ndarray | None
+    locations: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_proto(cls, anim: animation_pb2.RigAnimation) -> RigAnimation:
@@ -159,12 +162,20 @@ class RigAnimation:
                    rotations=from_tensor(anim.rotations), root_bone=anim.root_bone,
                    root_location=from_tensor(anim.root_location), root_position=from_tensor(anim.root_position),
                    shape_key_names=list(anim.shape_key_names),
-                   shape_key_weights=from_tensor(anim.shape_key_weights) if anim.shape_key_names else None)
+                   shape_key_weights=from_tensor(anim.shape_key_weights) if anim.shape_key_names else None,
+                   locations=_bone_locations(anim))
 
     @property
     def duration(self) -> float:
         """Seconds from the first frame to the last."""
         return float(self.times[-1] - self.times[0]) if len(self.times) else 0.0
+
+
+def _bone_locations(anim: animation_pb2.RigAnimation) -> dict[str, np.ndarray]:
+    if not anim.location_bones:
+        return {}
+    values = from_tensor(anim.locations)
+    return {name: values[:, k] for k, name in enumerate(anim.location_bones)}
 
 
 @dataclass(frozen=True)

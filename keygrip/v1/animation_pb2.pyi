@@ -392,6 +392,8 @@ class RigAnimation(google.protobuf.message.Message):
     ROOT_POSITION_FIELD_NUMBER: builtins.int
     SHAPE_KEY_NAMES_FIELD_NUMBER: builtins.int
     SHAPE_KEY_WEIGHTS_FIELD_NUMBER: builtins.int
+    LOCATION_BONES_FIELD_NUMBER: builtins.int
+    LOCATIONS_FIELD_NUMBER: builtins.int
     fps: builtins.float
     root_bone: builtins.str
     @property
@@ -418,6 +420,16 @@ class RigAnimation(google.protobuf.message.Message):
     def shape_key_weights(self) -> keygrip.v1.common_pb2.Tensor:
         """(F, K) float32 in 0..1"""
 
+    @property
+    def location_bones(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Every bone the retarget moves (the hips wherever they sit, a root bone carrying the travel), with
+        its location as a host keys it: (F, L, 3) float32, the offset from its rest head in its rest frame,
+        metres (Blender's pose_bone.location), against its parent's posed frame, so that a parent that
+        rotates or moves is accounted for. root_location repeats root_bone's entry.
+        """
+
+    @property
+    def locations(self) -> keygrip.v1.common_pb2.Tensor: ...
     def __init__(
         self,
         *,
@@ -430,9 +442,11 @@ class RigAnimation(google.protobuf.message.Message):
         root_position: keygrip.v1.common_pb2.Tensor | None = ...,
         shape_key_names: collections.abc.Iterable[builtins.str] | None = ...,
         shape_key_weights: keygrip.v1.common_pb2.Tensor | None = ...,
+        location_bones: collections.abc.Iterable[builtins.str] | None = ...,
+        locations: keygrip.v1.common_pb2.Tensor | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bone_names", b"bone_names", "fps", b"fps", "root_bone", b"root_bone", "root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_names", b"shape_key_names", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["locations", b"locations", "root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["bone_names", b"bone_names", "fps", b"fps", "location_bones", b"location_bones", "locations", b"locations", "root_bone", b"root_bone", "root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_names", b"shape_key_names", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> None: ...
 
 global___RigAnimation = RigAnimation
 

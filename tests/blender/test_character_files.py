@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from addon_helpers import build_character_armature
 from characters import character_doc, humanoid_bones, write_glb  # tests/characters.py
 
 from inference_server.animation import cliptools
@@ -54,47 +55,6 @@ def test_blender_imports_the_animated_glb_with_the_bones_where_we_put_them(empty
     assert compared >= 10
 
 
-def _blender_character(bones, name: str) -> None:
-    """An armature of `bones` (Y-up heads, as tests/characters.py makes them) with a skinned mesh of one
-    small triangle per bone, built in Blender as an artist would (Blender is Z-up: (x, y, z) -> (x, -z, y))."""
-    import bpy
-
-    def z_up(v) -> tuple[float, float, float]:
-        return (float(v[0]), float(-v[2]), float(v[1]))
-
-    armature = bpy.data.objects.new(name, bpy.data.armatures.new(name + "_data"))
-    bpy.context.scene.collection.objects.link(armature)
-    bpy.context.view_layer.objects.active = armature
-    bpy.ops.object.mode_set(mode="EDIT")
-    children = {b.name: [c for c in bones if c.parent == b.name] for b in bones}
-    for b in bones:
-        edit = armature.data.edit_bones.new(b.name)
-        edit.head = z_up(b.head)
-        # A bone points at its only child; a leaf or a fork points up (Blender needs a length).
-        kids = children[b.name]
-        tail = kids[0].head if len(kids) == 1 else b.head + np.array([0.0, 0.06, 0.0])
-        if np.linalg.norm(tail - b.head) < 1e-3:
-            tail = b.head + np.array([0.0, 0.06, 0.0])
-        edit.tail = z_up(tail)
-    for b in bones:
-        if b.parent:
-            armature.data.edit_bones[b.name].parent = armature.data.edit_bones[b.parent]
-    bpy.ops.object.mode_set(mode="OBJECT")
-    verts, faces = [], []
-    for k, b in enumerate(bones):
-        h = np.array(z_up(b.head))
-        verts += [tuple(h), tuple(h + (0.02, 0, 0)), tuple(h + (0, 0, 0.02))]
-        faces.append((3 * k, 3 * k + 1, 3 * k + 2))
-    mesh = bpy.data.meshes.new(name + "_body")
-    mesh.from_pydata(verts, [], faces)
-    body = bpy.data.objects.new(name + "_body", mesh)
-    bpy.context.scene.collection.objects.link(body)
-    body.parent = armature
-    body.modifiers.new("Armature", "ARMATURE").object = armature
-    for k, b in enumerate(bones):
-        body.vertex_groups.new(name=b.name).add([3 * k, 3 * k + 1, 3 * k + 2], 1.0, "REPLACE")
-
-
 def test_an_fbx_character_made_in_blender_round_trips_with_its_animation(empty_scene, tmp_path: Path) -> None:
     import bpy
     from characters import humanoid_bones
@@ -105,7 +65,7 @@ def test_an_fbx_character_made_in_blender_round_trips_with_its_animation(empty_s
 
     # Unusual names, helper bones (twists, a root above the hips), an A-pose.
     bones = humanoid_bones(lambda role: f"mx_{role[::-1]}", a_pose=True)
-    _blender_character(bones, "Hero")
+    build_character_armature(bones, "Hero")
     fbx_path, glb_path = tmp_path / "hero.fbx", tmp_path / "hero_blender.glb"
     bpy.ops.export_scene.fbx(filepath=str(fbx_path), add_leaf_bones=False)
     bpy.ops.export_scene.gltf(filepath=str(glb_path), export_format="GLB", export_animations=False)
