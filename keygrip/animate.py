@@ -18,7 +18,7 @@ No host API is imported here; numpy is imported on first use.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -31,7 +31,7 @@ from keygrip.v1 import animation_pb2, mocap_pb2, motion_pb2
 if TYPE_CHECKING:
     import numpy as np
 
-    from keygrip.client import Job
+    from keygrip.client import Client, Job
 
 # Where the motion comes from: a video to capture, an earlier capture job, or a BVH file.
 SourceKind = Literal["video", "capture_job", "bvh"]
@@ -64,6 +64,9 @@ class Plan:
     root_motion: an animation_pb2.RootMotion name without its prefix ("HIPS", "ROOT_BONE", ...).
     rig: the SELECTED target's description; bone_map: the artist's {bone: role} (empty: the server
     maps the bones itself).
+    rig_file: the character file (.glb, .vrm, .fbx) the SELECTED armature came from, if the host knows
+    it: with no bone_map, the roles that file declares (VRM humanoid, glTF extras, a preset saved
+    beside it) go with the request as given, and the server guesses only the rest.
     """
 
     source: SourceKind
@@ -76,6 +79,7 @@ class Plan:
     target: TargetKind = "NEW"
     rig: RigDescription | None = None
     bone_map: dict[str, str] = field(default_factory=dict)
+    rig_file: str = ""
 
     @property
     def title(self) -> str:
@@ -102,7 +106,8 @@ class Plan:
     def options_record(self) -> dict[str, object]:
         """The options as provenance: enough for a TD to re-run the same jobs."""
         return {"capture": self.capture.request_fields(), "root_motion": self.root_motion,
-                "foot_lock": self.foot_lock, "target": self.target, "bone_map": dict(self.bone_map)}
+                "foot_lock": self.foot_lock, "target": self.target, "bone_map": dict(self.bone_map),
+                "rig_file": self.rig_file}
 
 
 # Typed results ------------------------------------------------------------------------------------
@@ -310,12 +315,24 @@ def retarget(ctx: WorkerContext, plan: Plan, motion: Motion, rig: RigDescription
                                         foot_lock=plan.foot_lock)
     if plan.bone_map:
         req.bone_map.CopyFrom(bone_map_from_dict(plan.bone_map))
+    elif plan.rig_file:
+        ctx.progress("reading the character file's bone map", 0.0)
+        req.bone_map.CopyFrom(bone_map_from_dict(declared_roles(ctx.client, plan.rig_file, rig.bone_names)))
     job = ctx.client.retarget(req)
     result = ctx.run_job(job, "retarget")
     ctx.progress("downloading", 0.5)
     anim = ctx.client.read_message(result.animation, animation_pb2.RigAnimation)
     return Retargeted(motion=motion, rig=rig, job_id=job.id, result=result, animation=RigAnimation.from_proto(anim),
                       server_version=ctx.server_info.version, server_address=ctx.connection.address)
+
+
+def declared_roles(client: Client, rig_file: str, bones: Sequence[str]) -> dict[str, str]:
+    """{bone: role} a character file declares (its own humanoid map, or the preset saved beside it),
+    for the bones the armature has (an importer may have renamed or dropped others)."""
+    found = client.map_bones(client.rig_file(rig_file))
+    declared = (animation_pb2.ROLE_SOURCE_DECLARED, animation_pb2.ROLE_SOURCE_PRESET)
+    have = set(bones)
+    return {m.bone: m.role for m in found.mappings if m.source in declared and m.bone in have}
 
 
 # The chain ----------------------------------------------------------------------------------------

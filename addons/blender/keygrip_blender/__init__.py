@@ -13,7 +13,7 @@ Its modules import each other without a cycle (A <- B: B imports A):
     shading <- projection
     apply, rig, preferences, previews, projection, properties, shading <- tasks
     tasks, apply, rig, shading, projection, main_thread, preferences, properties <- operators
-    main_thread, preferences, previews, projection <- panels
+    main_thread, preferences, previews, projection, properties <- panels
     axes, actions, properties, preferences, previews and main_thread import no sibling.
 """
 
