@@ -134,20 +134,30 @@ class Rig:
             b = int(self.parents[b])
         return b
 
-    def forward_kinematics(self, local_rotations: np.ndarray,
-                           locations: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def forward_kinematics(self, local_rotations: np.ndarray, locations: dict[int, np.ndarray] | None = None,
+                           bones: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Posed world rotations (F, B, 4) and head positions (F, B, 3) in rig space.
 
         local_rotations: (F, B, 4) rotations relative to rest in each bone's rest frame
             (Blender's pose_bone.rotation_quaternion).
         locations: {bone index: (F, 3)} translations in the bone's rest frame (pose_bone.location).
+        bones: compute only these and their ancestors; the other entries are left unset.
         Blender's rule: posed = parent_posed @ (parent_rest^-1 @ rest) @ (T(location) R(rotation)).
         """
         locations = locations or {}
         f = local_rotations.shape[0]
         world = np.empty((f, self.num_bones, 4))
         heads = np.empty((f, self.num_bones, 3))
+        needed = None
+        if bones is not None:
+            needed = set()
+            for b in bones:
+                while b >= 0 and b not in needed:
+                    needed.add(b)
+                    b = int(self.parents[b])
         for b in self.order:
+            if needed is not None and int(b) not in needed:
+                continue
             p = int(self.parents[b])
             loc = locations.get(int(b))
             if p < 0:
