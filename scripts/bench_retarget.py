@@ -157,7 +157,9 @@ def character_file(long_clip, rig: Rig, retarget_s: float) -> None:
         out.write_bytes(animate_glb(rig_path.read_bytes(), rig_path.name, character, result))
         t_glb = time.perf_counter()
         locations = {character.rig.index(n): v for n, v in result.locations.items()}
-        write_bvh(character.rig.to_clip(result.rotations, locations, result.times, result.fps), io.StringIO())
+        target = character.rig
+        write_bvh(target.to_clip(result.rotations, locations, result.times, result.fps), io.StringIO(),
+                  positions=target.bvh_positions(result.rotations, locations))
         t_bvh = time.perf_counter()
     # The reader orders bones by depth: compare by name.
     order = [character.rig.index(n) for n in rig.names]

@@ -114,7 +114,8 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
                                                           "application/x-protobuf")))
         bvh = io.StringIO()
         locations = {rig.index(name): loc for name, loc in result.locations.items()}
-        write_bvh(rig.to_clip(result.rotations, locations, result.times, result.fps), bvh)
+        write_bvh(rig.to_clip(result.rotations, locations, result.times, result.fps), bvh,
+                  positions=rig.bvh_positions(result.rotations, locations))
         out.bvh.CopyFrom(artifact_ref(ctx.put_bytes(bvh.getvalue().encode(), "retargeted.bvh",
                                                     "application/x-bvh")))
         if request.animated_file:

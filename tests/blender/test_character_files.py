@@ -117,3 +117,39 @@ def test_an_fbx_character_made_in_blender_round_trips_with_its_animation(empty_s
             assert np.allclose([blender.x, blender.y, blender.z], [ours[0], -ours[2], ours[1]], atol=2e-3), \
                 (bone, scene_frame)
     assert compared >= 10
+
+
+def test_a_bvh_result_keeps_the_hips_moving_under_a_root_bone(empty_scene, tmp_path: Path) -> None:
+    """The hips under a still "Root": their travel is a position channel of the hips joint (BVH has no
+    other place for it), and Blender's BVH importer puts the bones where our forward kinematics does."""
+    import io
+
+    import bpy
+
+    from inference_server.motion.bvh import write_bvh
+
+    rig_path = write_glb(tmp_path / "hero.glb", character_doc(humanoid_bones(lambda role: f"Bone_{role}"))[0])
+    rig = read_rig_file(rig_path, rig_path.name).rig
+    assert rig.parents[rig.index("Bone_hips")] == rig.index("Root")
+    clip = cliptools.trim(read_bvh(BVH), 2.0, 2.5)
+    result = retarget(clip, rig, resolve_map(rig), options=RetargetOptions(foot_lock=False))
+    locations = {rig.index(n): v for n, v in result.locations.items()}
+    assert set(locations) == {rig.index("Bone_hips")}
+    text = io.StringIO()
+    write_bvh(rig.to_clip(result.rotations, locations, result.times, result.fps), text,
+              positions=rig.bvh_positions(result.rotations, locations))
+    out = tmp_path / "take.bvh"
+    out.write_text(text.getvalue())
+
+    bpy.ops.import_anim.bvh(filepath=str(out), frame_start=1, use_fps_scale=False, rotate_mode="NATIVE")
+    (armature,) = (o for o in bpy.data.objects if o.type == "ARMATURE")
+    _, heads = rig.forward_kinematics(result.rotations, locations)
+    travel = np.ptp(heads[:, rig.index("Bone_hips"), [0, 2]], axis=0).max()
+    assert travel > 0.1
+    for frame in (0, 20, len(result.times) - 1):
+        bpy.context.scene.frame_set(1 + frame)
+        for name in ("Bone_hips", "Bone_leftFoot", "Bone_head", "Bone_rightHand"):
+            blender = armature.matrix_world @ armature.pose.bones[name].head
+            ours = heads[frame, rig.index(name)]
+            assert np.allclose([blender.x, blender.y, blender.z], [ours[0], -ours[2], ours[1]], atol=1e-3), \
+                (name, frame)
