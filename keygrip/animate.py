@@ -18,7 +18,7 @@ No host API is imported here; numpy is imported on first use.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -31,7 +31,7 @@ from keygrip.v1 import animation_pb2, mocap_pb2, motion_pb2
 if TYPE_CHECKING:
     import numpy as np
 
-    from keygrip.client import Job
+    from keygrip.client import Client, Job
 
 # Where the motion comes from: a video to capture, an earlier capture job, or a BVH file.
 SourceKind = Literal["video", "capture_job", "bvh"]
@@ -64,6 +64,9 @@ class Plan:
     root_motion: an animation_pb2.RootMotion name without its prefix ("HIPS", "ROOT_BONE", ...).
     rig: the SELECTED target's description; bone_map: the artist's {bone: role} (empty: the server
     maps the bones itself).
+    rig_file: the character file (.glb, .vrm, .fbx) the SELECTED armature came from, if the host knows
+    it: with no bone_map, the roles that file declares (VRM humanoid, glTF extras, a preset saved
+    beside it) go with the request as given, and the server guesses only the rest.
     """
 
     source: SourceKind
@@ -76,6 +79,7 @@ class Plan:
     target: TargetKind = "NEW"
     rig: RigDescription | None = None
     bone_map: dict[str, str] = field(default_factory=dict)
+    rig_file: str = ""
 
     @property
     def title(self) -> str:
@@ -102,7 +106,8 @@ class Plan:
     def options_record(self) -> dict[str, object]:
         """The options as provenance: enough for a TD to re-run the same jobs."""
         return {"capture": self.capture.request_fields(), "root_motion": self.root_motion,
-                "foot_lock": self.foot_lock, "target": self.target, "bone_map": dict(self.bone_map)}
+                "foot_lock": self.foot_lock, "target": self.target, "bone_map": dict(self.bone_map),
+                "rig_file": self.rig_file}
 
 
 # Typed results ------------------------------------------------------------------------------------
@@ -141,6 +146,8 @@ class RigAnimation:
     root_bone: the bone carrying the travel; root_location: (F, 3) its offset from its rest head in
     its rest frame, metres; root_position: (F, 3) the hips head in rig space, Y-up metres.
     shape_key_weights: (F, K) in 0..1, None when the capture has no face curves.
+    locations: {bone: (F, 3)} every bone the retarget moves (the hips, a root bone), as the host keys
+    its location: offset from the rest head in the bone's rest frame, metres, against the posed parent.
     """
 
     bone_names: list[str]
@@ -152,6 +159,7 @@ class RigAnimation:
     root_position: np.ndarray
     shape_key_names: list[str]
     shape_key_weights: np.ndarray | None
+    locations: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_proto(cls, anim: animation_pb2.RigAnimation) -> RigAnimation:
@@ -159,12 +167,20 @@ class RigAnimation:
                    rotations=from_tensor(anim.rotations), root_bone=anim.root_bone,
                    root_location=from_tensor(anim.root_location), root_position=from_tensor(anim.root_position),
                    shape_key_names=list(anim.shape_key_names),
-                   shape_key_weights=from_tensor(anim.shape_key_weights) if anim.shape_key_names else None)
+                   shape_key_weights=from_tensor(anim.shape_key_weights) if anim.shape_key_names else None,
+                   locations=_bone_locations(anim))
 
     @property
     def duration(self) -> float:
         """Seconds from the first frame to the last."""
         return float(self.times[-1] - self.times[0]) if len(self.times) else 0.0
+
+
+def _bone_locations(anim: animation_pb2.RigAnimation) -> dict[str, np.ndarray]:
+    if not anim.location_bones:
+        return {}
+    values = from_tensor(anim.locations)
+    return {name: values[:, k] for k, name in enumerate(anim.location_bones)}
 
 
 @dataclass(frozen=True)
@@ -299,12 +315,24 @@ def retarget(ctx: WorkerContext, plan: Plan, motion: Motion, rig: RigDescription
                                         foot_lock=plan.foot_lock)
     if plan.bone_map:
         req.bone_map.CopyFrom(bone_map_from_dict(plan.bone_map))
+    elif plan.rig_file:
+        ctx.progress("reading the character file's bone map", 0.0)
+        req.bone_map.CopyFrom(bone_map_from_dict(declared_roles(ctx.client, plan.rig_file, rig.bone_names)))
     job = ctx.client.retarget(req)
     result = ctx.run_job(job, "retarget")
     ctx.progress("downloading", 0.5)
     anim = ctx.client.read_message(result.animation, animation_pb2.RigAnimation)
     return Retargeted(motion=motion, rig=rig, job_id=job.id, result=result, animation=RigAnimation.from_proto(anim),
                       server_version=ctx.server_info.version, server_address=ctx.connection.address)
+
+
+def declared_roles(client: Client, rig_file: str, bones: Sequence[str]) -> dict[str, str]:
+    """{bone: role} a character file declares (its own humanoid map, or the preset saved beside it),
+    for the bones the armature has (an importer may have renamed or dropped others)."""
+    found = client.map_bones(client.rig_file(rig_file))
+    declared = (animation_pb2.ROLE_SOURCE_DECLARED, animation_pb2.ROLE_SOURCE_PRESET)
+    have = set(bones)
+    return {m.bone: m.role for m in found.mappings if m.source in declared and m.bone in have}
 
 
 # The chain ----------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
     keygrip serve --listen 127.0.0.1:50051 --data-dir ~/keygrip-data
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
     keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
-    keygrip retarget CLIP_OR_BVH --rig hero.vrm|hero.glb|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
+    keygrip retarget CLIP_OR_BVH --rig hero.vrm|.glb|.fbx|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
     keygrip generate project --model NAME [--controlnet NAME] --views views.json --prompt TEXT --out FILE.png
@@ -335,19 +335,22 @@ def _map_line(bone_map: animation_pb2.BoneMap) -> str:
 def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
     from keygrip import rigs
 
+    out_format = args.out.suffix.lower().lstrip(".")
     request = animation_pb2.RetargetRequest(root_motion=_ROOT_MODES[args.root_motion], foot_lock=not args.no_foot_lock,
-                                            animated_file=args.out.suffix.lower() in (".glb", ".vrm"))
-    if request.animated_file and args.rig.suffix.lower() not in (".glb", ".vrm"):
-        raise errors.InvalidArgument(f"{args.out.name}: an animated .glb or .vrm is the rig's own file with the "
-                                     f"animation in it, so the rig must be a .glb or .vrm (not {args.rig.name}); "
-                                     "or write a .bvh")
+                                            animated_file=out_format in ("glb", "vrm", "fbx"))
+    if request.animated_file:
+        request.animated_format = out_format
+        if args.rig.suffix.lower() in (".json", ".bvh", ".gltf"):
+            raise errors.InvalidArgument(f"{args.out.name}: an animated .{out_format} is the rig's own character file "
+                                         f"with the animation in it, so the rig must be a .glb, .vrm or .fbx "
+                                         f"(not {args.rig.name}); or write a .bvh")
     if args.rig.suffix.lower() == ".json":
         request.rig.CopyFrom(_rig_description(args.rig))
         bone_names = list(request.rig.bone_names)
     else:
         if not args.rig.is_file():
-            raise errors.InvalidArgument(f"the rig {args.rig} does not exist: name a .glb, .gltf, .vrm, .bvh or "
-                                         "rig .json file")
+            raise errors.InvalidArgument(f"the rig {args.rig} does not exist: name a .glb, .gltf, .vrm, .fbx, .bvh "
+                                         "or rig .json file")
         try:
             request.rig_file.CopyFrom(client.rig_file(args.rig, skeleton=args.skeleton or ""))
         except ValueError as exc:  # the preset beside the rig file
@@ -579,14 +582,15 @@ def build_parser() -> argparse.ArgumentParser:
     retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig", parents=[client_options])
     retarget.add_argument("motion", help="a .bvh file, a clip file from `keygrip mocap --clip`, or a capture job id")
     retarget.add_argument("--rig", required=True, type=Path,
-                          help="a character file (.glb, .gltf, .vrm; a .bvh's skeleton), or a .json rig description "
-                               "(bone_names, parents, rest_matrices in Y-up metres, tails); a preset NAME.bonemap.json "
+                          help="a character file (.glb, .gltf, .vrm, .fbx; a .bvh's skeleton), or a .json rig "
+                               "description (bone_names, parents, rest_matrices in Y-up metres, tails); a preset "
+                               "NAME.bonemap.json "
                                "beside a character file is its declared bone map")
     retarget.add_argument("--skeleton", help="which skeleton of a file with several (armature or skin name, or "
                                              "index; default: the one with the most bones)")
     retarget.add_argument("--out", required=True, type=Path,
-                          help=".bvh: the result on the rig's skeleton; .glb or .vrm (with a .glb or .vrm rig): the "
-                               "character with the animation in it")
+                          help=".bvh: the result on the rig's skeleton; .glb, .vrm (with a .vrm rig) or .fbx "
+                               "(with a .glb, .vrm or .fbx rig): the character with the animation in it")
     retarget.add_argument("--animation", type=Path, help="also write the RigAnimation (protobuf) for hosts")
     retarget.add_argument("--bone-map", type=Path, help="a bone map preset (JSON) instead of automatic mapping")
     retarget.add_argument("--root-motion", choices=sorted(_ROOT_MODES), default="hips")

@@ -399,7 +399,7 @@ class Client:
 
     def rig_file(self, path: str | os.PathLike[str], *, skeleton: str = "", server_path: bool = False
                  ) -> animation_pb2.RigFile:
-        """A character file (.glb, .gltf, .vrm, .bvh) as a RigFile for map_bones and RetargetRequest.rig_file:
+        """A character file (.glb, .gltf, .vrm, .fbx, .bvh) as a RigFile for map_bones and RetargetRequest.rig_file:
         uploaded (deduplicated), or named as a path on the server with server_path. A bone map preset
         beside it (rigs.sidecar_preset: hero.bonemap.json for hero.vrm) goes with it as declared roles.
 

@@ -22,7 +22,7 @@ ADDON_DIR = ADDONS_DIR / ADDON_MODULE
 
 def load_addon() -> ModuleType:
     """The add-on package, imported as `keygrip_blender` (once per process), with this checkout's SDK
-    first on sys.path (as the built extension carries its own SDK under vendor/)."""
+    first on sys.path (the built extension gets its SDK from the wheel Blender installs instead)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     if str(ADDONS_DIR) not in sys.path:

@@ -1,16 +1,17 @@
 """Build the Keygrip Blender extension zip: dist/keygrip-<version>.zip.
 
 The zip holds the add-on (addons/blender/keygrip_blender, at the zip's root: Blender installs it
-under the manifest's id, "keygrip"), the Keygrip SDK (the repository's `keygrip/` package) vendored
-under vendor/keygrip, and the grpcio and protobuf wheels the SDK needs, listed in
-the manifest's `wheels` so that Blender installs them into its own Python.
+under the manifest's id, "keygrip") and, under wheels/, every Python package it imports besides
+Blender's own: the Keygrip SDK (the repository's `keygrip/` package) as a pure-Python wheel built here
+with setuptools, and the grpcio and protobuf wheels the SDK needs. All of them are listed in the
+manifest's `wheels`, so that Blender installs them into its own Python; the add-on never edits sys.path.
 
-Where the wheels come from (exactly one of):
+Where the grpcio and protobuf wheels come from (exactly one of):
   --wheels-dir DIR   pick them from a folder of .whl files (offline);
   --download         fetch them with `pip download` for every --platforms x --python-versions
                      (the only path that touches the network);
-  --no-wheels        bundle none: the extension then relies on grpcio and protobuf being importable
-                     in Blender's Python already (what the tests do, since they cannot download).
+  --no-wheels        bundle only the SDK's wheel: the extension then relies on grpcio and protobuf
+                     being importable in Blender's Python already.
 
 Blender 4.2-5.0 embed Python 3.11 and later releases 3.13, so both are bundled by default; Blender
 installs only the wheels that match the running platform and Python.
@@ -19,8 +20,10 @@ installs only the wheels that match the running platform and Python.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -165,22 +168,77 @@ def _package_files(root: Path) -> list[Path]:
     )
 
 
-def build(out_dir: Path, wheels: list[Path], platforms: list[str], sdk_dir: Path = SDK_DIR) -> Path:
-    """Write the extension zip and return its path."""
+# The SDK's own project: only the `keygrip` package (the repository's pyproject.toml also holds the
+# server, which never goes into a host). Hosts embed Python 3.9 and newer (Nuke 14), hence the floor.
+_SDK_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "keygrip"
+version = {version}
+description = "Keygrip SDK: the client of the Keygrip inference server"
+requires-python = ">=3.9"
+license = "Apache-2.0"
+dependencies = {dependencies}
+
+[tool.setuptools.packages.find]
+include = ["keygrip*"]
+
+[tool.setuptools.package-data]
+"*" = ["*.pyi"]
+"""
+
+
+def build_sdk_wheel(dest: Path, sdk_dir: Path = SDK_DIR) -> Path:
+    """Build the SDK as a pure-Python wheel (keygrip-<version>-py3-none-any.whl) into dest.
+
+    setuptools builds it from a staging copy of the package, in a child process (setuptools keeps
+    global state), with the version and dependencies of the repository's pyproject.toml.
+    """
     if not (sdk_dir / "__init__.py").is_file():
         raise SystemExit(f"the Keygrip SDK package was not found at {sdk_dir}")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="keygrip-sdk-") as tmp:
+        stage = Path(tmp)
+        for path in _package_files(sdk_dir):
+            target = stage / "keygrip" / path.relative_to(sdk_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        (stage / "pyproject.toml").write_text(_SDK_PYPROJECT.format(
+            # JSON strings and lists are valid TOML for these plain ASCII values.
+            version=json.dumps(project["version"]), dependencies=json.dumps(project["dependencies"]),
+        ))
+        proc = subprocess.run(
+            [sys.executable, "-c",
+             "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))",
+             str(dest)],
+            cwd=stage, capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise SystemExit("building the SDK wheel failed:\n" + proc.stdout[-2000:] + proc.stderr[-2000:])
+    return dest / proc.stdout.strip().splitlines()[-1]
+
+
+def build(out_dir: Path, wheels: list[Path], platforms: list[str], sdk_dir: Path = SDK_DIR) -> Path:
+    """Write the extension zip (the add-on, the SDK's wheel and `wheels`) and return its path."""
     manifest_text = (ADDON_DIR / "blender_manifest.toml").read_text()
     version = tomllib.loads(manifest_text)["version"]
+    with tempfile.TemporaryDirectory(prefix="keygrip-sdk-wheel-") as tmp:
+        wheels = [build_sdk_wheel(Path(tmp), sdk_dir), *wheels]
+        return _write_zip(out_dir / f"keygrip-{version}.zip", manifest_text, wheels, platforms)
+
+
+def _write_zip(zip_path: Path, manifest_text: str, wheels: list[Path], platforms: list[str]) -> Path:
     manifest_text = manifest_with_wheels(manifest_text, [w.name for w in wheels], platforms)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    zip_path = out_dir / f"keygrip-{version}.zip"
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("blender_manifest.toml", manifest_text)
         for path in _package_files(ADDON_DIR):
             if path.name != "blender_manifest.toml":
                 zf.write(path, path.relative_to(ADDON_DIR).as_posix())
-        for path in _package_files(sdk_dir):
-            zf.write(path, "vendor/keygrip/" + path.relative_to(sdk_dir).as_posix())
         for wheel in wheels:
             zf.write(wheel, f"wheels/{wheel.name}")
     return zip_path
@@ -194,13 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--wheels-dir", type=Path, help="folder of grpcio/protobuf .whl files")
     source.add_argument("--download", action="store_true", help="pip download the wheels (network)")
     source.add_argument("--no-wheels", action="store_true",
-                        help="bundle no wheels; grpcio and protobuf must already be in Blender's Python")
+                        help="bundle only the SDK's wheel; grpcio and protobuf must already be in Blender's Python")
     parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[current_platform()],
                         help="Blender platforms to bundle wheels for (default: this machine's)")
     parser.add_argument("--python-versions", nargs="+", default=list(PYTHON_VERSIONS),
                         help="Python versions of the Blender releases to support (default: 3.11 3.13)")
     parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default: dist/)")
-    parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to vendor")
+    parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to build the wheel from")
     args = parser.parse_args(argv)
 
     requirements = wheel_requirements()
@@ -217,9 +275,11 @@ def main(argv: list[str] | None = None) -> int:
             wheels = select_wheels(sorted(folder.glob("*.whl")), requirements, args.platforms,
                                    args.python_versions)
         zip_path = build(args.out, wheels, args.platforms, args.sdk)
-    print(f"built {zip_path} ({zip_path.stat().st_size / 1e6:.1f} MB, {len(wheels)} wheels)")
-    for wheel in wheels:
-        print(f"  {wheel.name}")
+    with zipfile.ZipFile(zip_path) as zf:
+        bundled = [n.removeprefix("wheels/") for n in zf.namelist() if n.startswith("wheels/")]
+    print(f"built {zip_path} ({zip_path.stat().st_size / 1e6:.1f} MB, {len(bundled)} wheels)")
+    for name in bundled:
+        print(f"  {name}")
     return 0
 
 

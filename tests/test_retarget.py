@@ -139,6 +139,17 @@ def test_root_modes(walk, cesium):
     assert on_root.root_bone == "root" and rooted.num_bones == n + 1
     assert np.abs(on_root.root_location[:, 1]).max() < 1e-9
     np.testing.assert_allclose(on_root.root_position_world, hips.root_position_world, atol=1e-9)
+    # On the wire every moved bone comes with its location (the hips under the moving root too), and
+    # they alone put the hips where the server did: a host rebuilds nothing.
+    from inference_server.motion.wire import rig_animation_to_proto
+    from keygrip.animate import RigAnimation
+
+    anim = RigAnimation.from_proto(rig_animation_to_proto(on_root))
+    hips_name = next(n for n, r in on_root.bone_map.bone_to_role.items() if r == "hips")
+    assert set(anim.locations) == {"root", hips_name} == set(on_root.locations)
+    _, heads = rooted.forward_kinematics(anim.rotations.astype(np.float64),
+                                         {rooted.index(n): v.astype(np.float64) for n, v in anim.locations.items()})
+    np.testing.assert_allclose(heads[:, rooted.index(hips_name)], on_root.root_position_world, atol=1e-4)
     with pytest.raises(InvalidInput):
         retarget(walk, cesium, options=RetargetOptions(root_motion="fly"))
 

@@ -247,7 +247,8 @@ def test_bad_character_files_fail_at_submit_naming_the_file(client: keygrip.Clie
         submit(notes)
     fbx = tmp_path / "hero.fbx"
     fbx.write_bytes(b"Kaydara FBX Binary  \x00\x1a\x00" + bytes(64))
-    with pytest.raises(keygrip.InvalidArgument, match="hero.fbx is an FBX file"):
+    with pytest.raises(keygrip.InvalidArgument, match=r"hero.fbx: Blender's FBX importer cannot read it \(.*'hero.fbx'"
+                                                      r"\); export it again as a binary FBX"):
         submit(fbx)
     mesh_only = {"asset": {"version": "2.0"}, "nodes": [{"name": "Cube", "mesh": 0}], "meshes": [{"primitives": []}]}
     prop = tmp_path / "prop.gltf"
@@ -350,6 +351,44 @@ def test_cli_writes_the_vrm_with_the_animation_in_it(shared_server, tmp_path: Pa
     assert direction_errors(out, result, written).mean(axis=0).max() <= 2.0
 
 
+def test_cli_retargets_onto_an_fbx_character_and_writes_fbx_and_glb(shared_server, tmp_path: Path) -> None:
+    from inference_server.animation.cliptools import trim
+    from inference_server.animation.fbx import glb_to_fbx
+    from inference_server.motion.bvh import write_bvh
+
+    take = tmp_path / "walk.bvh"  # a second of the walk: each FBX read or write starts Blender
+    write_bvh(trim(read_bvh(BVH), 2.0, 3.0), take)
+    # An FBX as Blender's exporter writes it, of a character with CC-style names and helper bones.
+    glb = write_glb(tmp_path / "source.glb", character_doc(humanoid_bones(cc_name), seed=2)[0])
+    rig_path = tmp_path / "hero.fbx"
+    rig_path.write_bytes(glb_to_fbx(glb.read_bytes(), "hero"))
+    character = read_rig_file(rig_path, rig_path.name)
+    assert sorted(character.rig.names) == sorted(read_rig_file(glb, glb.name).rig.names)
+    assert np.allclose(np.sort(character.rig.heads, axis=0), np.sort(read_rig_file(glb, glb.name).rig.heads, axis=0),
+                       atol=1e-4)
+
+    for suffix in (".glb", ".fbx"):
+        out, anim_path = tmp_path / f"hero_take{suffix}", tmp_path / "hero.anim"
+        run = keygrip_cli("retarget", str(take), "--rig", str(rig_path), "--out", str(out), "--animation",
+                          str(anim_path), "--address", shared_server.address, "--json")
+        assert run.returncode == 0, run.stderr
+        from google.protobuf import json_format
+        result = json_format.Parse(run.stdout, animation_pb2.RetargetResult())
+        assert result.character.name == f"hero_animated{suffix}"
+        anim = animation_pb2.RigAnimation.FromString(anim_path.read_bytes())
+        assert direction_errors(rig_path, result, anim, take).mean(axis=0).max() <= 2.0
+        # The written file is the same character again, read by our reader (an FBX through Blender).
+        assert read_rig_file(out, out.name).rig.names == character.rig.names
+    from characters import read_glb
+    doc, _ = read_glb(tmp_path / "hero_take.glb")
+    assert len(doc["animations"]) == 1 and len(doc["meshes"]) == 1
+
+    # A VRM cannot come out of an FBX: refused at submit, naming the file.
+    run = keygrip_cli("retarget", str(take), "--rig", str(rig_path), "--out", str(tmp_path / "hero.vrm"),
+                      "--address", shared_server.address)
+    assert run.returncode == 1 and "hero.fbx is not a VRM avatar" in run.stderr
+
+
 def quat_from(world: np.ndarray) -> np.ndarray:
     """(F, 4) rotations of (F, 4, 4) world matrices (their scale removed)."""
     from inference_server.motion import quat
@@ -362,7 +401,7 @@ def test_an_animated_file_needs_a_binary_character(shared_server, tmp_path: Path
     rig_path = write_gltf_json(tmp_path / "hero.gltf", character_doc(humanoid_bones(cc_name))[0])
     run = keygrip_cli("retarget", str(BVH), "--rig", str(rig_path), "--out", str(tmp_path / "take.glb"),
                       "--address", shared_server.address)
-    assert run.returncode == 1 and "the rig must be a .glb or .vrm (not hero.gltf)" in run.stderr
+    assert run.returncode == 1 and "the rig must be a .glb, .vrm or .fbx (not hero.gltf)" in run.stderr
 
 
 def test_cesium_man_animated_in_place_of_its_own_walk(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ class Character:
     nodes: the glTF node index of each rig bone (rig order), for writing animation back.
     declared: {bone name: humanoid role} the file declares; declared_by says by what ("" if nothing).
     skeletons: every skeleton the file has, by name, for messages and a picker.
+    glb: for a character read from another format (FBX), the GLB it was read from (nodes index it).
     """
 
     name: str
@@ -51,6 +52,7 @@ class Character:
     declared: dict[str, str] = field(default_factory=dict)
     declared_by: str = ""
     skeletons: list[str] = field(default_factory=list)
+    glb: bytes | None = None
 
 
 def gltf_json(data: bytes, name: str) -> dict:

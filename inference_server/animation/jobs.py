@@ -114,11 +114,13 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
                                                           "application/x-protobuf")))
         bvh = io.StringIO()
         locations = {rig.index(name): loc for name, loc in result.locations.items()}
-        write_bvh(rig.to_clip(result.rotations, locations, result.times, result.fps), bvh)
+        write_bvh(rig.to_clip(result.rotations, locations, result.times, result.fps), bvh,
+                  positions=rig.bvh_positions(result.rotations, locations))
         out.bvh.CopyFrom(artifact_ref(ctx.put_bytes(bvh.getvalue().encode(), "retargeted.bvh",
                                                     "application/x-bvh")))
         if request.animated_file:
-            data, name = animated_file(request.rig_file, ctx.artifacts, character, result)
-            out.character.CopyFrom(artifact_ref(ctx.put_bytes(data, name, "model/gltf-binary")))
+            data, name, media_type = animated_file(request.rig_file, ctx.artifacts, character, result,
+                                                   request.animated_format)
+            out.character.CopyFrom(artifact_ref(ctx.put_bytes(data, name, media_type)))
         ctx.progress("export", 2, 2, "done")
         return out

@@ -134,20 +134,30 @@ class Rig:
             b = int(self.parents[b])
         return b
 
-    def forward_kinematics(self, local_rotations: np.ndarray,
-                           locations: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def forward_kinematics(self, local_rotations: np.ndarray, locations: dict[int, np.ndarray] | None = None,
+                           bones: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Posed world rotations (F, B, 4) and head positions (F, B, 3) in rig space.
 
         local_rotations: (F, B, 4) rotations relative to rest in each bone's rest frame
             (Blender's pose_bone.rotation_quaternion).
         locations: {bone index: (F, 3)} translations in the bone's rest frame (pose_bone.location).
+        bones: compute only these and their ancestors; the other entries are left unset.
         Blender's rule: posed = parent_posed @ (parent_rest^-1 @ rest) @ (T(location) R(rotation)).
         """
         locations = locations or {}
         f = local_rotations.shape[0]
         world = np.empty((f, self.num_bones, 4))
         heads = np.empty((f, self.num_bones, 3))
+        needed = None
+        if bones is not None:
+            needed = set()
+            for b in bones:
+                while b >= 0 and b not in needed:
+                    needed.add(b)
+                    b = int(self.parents[b])
         for b in self.order:
+            if needed is not None and int(b) not in needed:
+                continue
             p = int(self.parents[b])
             loc = locations.get(int(b))
             if p < 0:
@@ -168,8 +178,8 @@ class Rig:
                 fps: float) -> MotionClip:
         """A pose sequence as a BVH-style clip on the rig's own skeleton (identity rest rotations).
 
-        local_rotations / locations: as forward_kinematics takes them. Translation is kept on the
-        skeleton's root only (BVH has no other place for it).
+        local_rotations / locations: as forward_kinematics takes them. The clip keeps translation on
+        the skeleton's root only; bvh_positions gives the other moving bones' for write_bvh.
         """
         index = {int(b): i for i, b in enumerate(self.order)}
         world, heads = self.forward_kinematics(local_rotations, locations)
@@ -186,6 +196,22 @@ class Rig:
         root_ids = [i for i, p in enumerate(parents) if p < 0]
         skeleton = Skeleton([self.names[b] for b in order], parents, offsets)
         return MotionClip(skeleton, fps, times, quat.make_continuous(local), heads[:, order[root_ids[0]]])
+
+    def bvh_positions(self, local_rotations: np.ndarray, locations: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """For to_clip's clip, {joint: (F, 3)} of every non-root bone with a location (a hips under a
+        root bone): its head's offset from its parent's, in the parent's posed frame (BVH joints have
+        no rest rotation), metres: write_bvh's `positions`, without which BVH keeps only the root's."""
+        moved = [int(b) for b in locations if self.parents[b] >= 0]
+        if not moved:
+            return {}
+        world, heads = self.forward_kinematics(local_rotations, locations, bones=set(moved))
+        joint = {int(b): i for i, b in enumerate(self.order)}
+        out = {}
+        for b in moved:
+            p = int(self.parents[b])
+            turn = quat.multiply(world[:, p], quat.conjugate(self.rest_rotations[p]))
+            out[joint[b]] = quat.rotate(quat.conjugate(turn), heads[:, b] - heads[:, p])
+        return out
 
     def to_local(self, world: np.ndarray, bones: list[int] | None = None) -> np.ndarray:
         """Local rotations relative to rest (F, B, 4) from posed world rotations (F, B, 4).

@@ -32,11 +32,14 @@ def _map_bones(request: animation_pb2.MapBonesRequest, artifacts: ArtifactStore)
     return bone_map_to_proto(bone_map, rig.warnings)
 
 
-def _check_rig_file(rig_file: animation_pb2.RigFile, artifacts: ArtifactStore) -> None:
-    """Read the character now, so that a file that is none fails at submit, naming the file."""
-    from inference_server.animation.rig_files import load_rig_file
+def _check_rig_file(request: animation_pb2.RetargetRequest, artifacts: ArtifactStore) -> None:
+    """Read the character now, so that a file that is none (or an animated file it cannot give) fails at
+    submit, naming the file."""
+    from inference_server.animation.rig_files import animated_format, load_rig_file
 
-    load_rig_file(rig_file, artifacts)
+    character = load_rig_file(request.rig_file, artifacts)
+    if request.animated_file:
+        animated_format(request.rig_file, artifacts, character, request.animated_format)
 
 
 class AnimationService(animation_pb2_grpc.AnimationServicer):
@@ -64,15 +67,15 @@ class AnimationService(animation_pb2_grpc.AnimationServicer):
         # Validate the rig now so that a malformed one fails at submit, not in a worker.
         if req.HasField("rig_file"):
             self._check_rig_file_source(req.rig_file)
-            await asyncio.to_thread(_check_rig_file, req.rig_file, self.manager.artifacts)
+            await asyncio.to_thread(_check_rig_file, req, self.manager.artifacts)
         elif req.animated_file:
             raise InvalidInput("an animated file is written into the character file the rig came from: send the rig "
-                               "as a rig_file (.glb or .vrm)")
+                               "as a rig_file (.glb, .vrm or .fbx)")
         elif req.rig.bone_names:
             await asyncio.to_thread(rig_from_proto, req.rig)
         else:
             raise InvalidInput("the request has no rig: send the target armature's bones and rest matrices, or a "
-                               "rig_file (a .glb, .gltf, .vrm or .bvh character)")
+                               "rig_file (a .glb, .gltf, .vrm, .fbx or .bvh character)")
         return self.manager.to_proto(self.manager.submit("retarget", req, request.request_id))
 
     def _check_rig_file_source(self, rig_file: animation_pb2.RigFile) -> None:

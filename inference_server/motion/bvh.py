@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -297,8 +298,12 @@ _ORDER_RE = re.compile(r"^[XYZ]{3}$")
 
 
 def write_bvh(clip: MotionClip, destination: str | Path | IO[str], *, order: str = "ZXY",
-              scale: float = 1.0) -> None:
+              scale: float = 1.0, positions: Mapping[int, np.ndarray] | None = None) -> None:
     """Write a clip as BVH: root with 6 channels, other joints with 3 rotation channels.
+
+    positions: {joint: (F, 3)} non-root joints that move against their parent (a hips under a root
+        bone): their translation in the parent's frame, metres, written as position channels (6
+        channels), which readers such as Blender's take in place of the OFFSET.
 
     order: rotation channel order for every joint, e.g. "ZXY" (Blender's and most tools' default)
         or "ZYX" (CMU). The BVH rotation of a joint is its full MotionClip local rotation, so
@@ -308,6 +313,7 @@ def write_bvh(clip: MotionClip, destination: str | Path | IO[str], *, order: str
     A uniform frame time of 1/clip.fps is written; resample variable-rate clips first.
     """
     order = order.upper()
+    positions = dict(positions or {})
     if not _ORDER_RE.match(order) or len(set(order)) != 3:
         raise InvalidInput(f"BVH rotation order {order!r} must be a permutation of XYZ, e.g. 'ZXY'")
     skel = clip.skeleton
@@ -326,7 +332,7 @@ def write_bvh(clip: MotionClip, destination: str | Path | IO[str], *, order: str
         out.write(f"{pad}{kind} {skel.names[j]}\n{pad}{{\n")
         off = skel.offsets[j] * scale if skel.parents[j] >= 0 else np.zeros(3)
         out.write(f"{pad}\tOFFSET {off[0]:.6f} {off[1]:.6f} {off[2]:.6f}\n")
-        if skel.parents[j] < 0:
+        if skel.parents[j] < 0 or j in positions:
             out.write(f"{pad}\tCHANNELS 6 Xposition Yposition Zposition {rot_channels}\n")
         else:
             out.write(f"{pad}\tCHANNELS 3 {rot_channels}\n")
@@ -361,7 +367,11 @@ def write_bvh(clip: MotionClip, destination: str | Path | IO[str], *, order: str
 
     visit(roots[0])
     # The root's OFFSET is written as zero: its position channels hold the world position.
-    columns = [clip.root_translation * scale] + [eulers[:, j] for j in file_order]
+    columns = [clip.root_translation * scale]
+    for j in file_order:
+        if j in positions and skel.parents[j] >= 0:
+            columns.append(np.asarray(positions[j]) * scale)
+        columns.append(eulers[:, j])
     table = np.concatenate(columns, axis=1)
     out.write(f"MOTION\nFrames: {frames}\nFrame Time: {1.0 / clip.frame_rate:.8f}\n")
     np.savetxt(out, table, fmt="%.6f")

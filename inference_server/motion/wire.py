@@ -104,7 +104,9 @@ def rig_animation_to_proto(result: RetargetResult) -> animation_pb2.RigAnimation
         rotations=to_tensor(result.rotations, F32), root_bone=result.root_bone,
         root_location=to_tensor(result.root_location, F32),
         root_position=to_tensor(result.root_position_world, F32),
-        shape_key_names=result.face_names)
+        shape_key_names=result.face_names, location_bones=list(result.locations))
+    if result.locations:
+        msg.locations.CopyFrom(to_tensor(np.stack(list(result.locations.values()), axis=1), F32))
     if result.face_curves is not None:
         msg.shape_key_weights.CopyFrom(to_tensor(result.face_curves, F32))
     return msg

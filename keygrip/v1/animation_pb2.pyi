@@ -128,7 +128,8 @@ global___Rig = Rig
 @typing.final
 class RigFile(google.protobuf.message.Message):
     """A character file the server reads the rig from: glTF 2.0 (.glb, .gltf with its JSON alone), VRM 0.x
-    and 1.0 (.vrm), or a BVH's skeleton. The format is read from the content, not the file name.
+    and 1.0 (.vrm), FBX (read by Blender's importer on the server), or a BVH's skeleton. The format is
+    read from the content, not the file name.
     """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
@@ -326,12 +327,17 @@ class RetargetRequest(google.protobuf.message.Message):
     FRAME_RANGE_FIELD_NUMBER: builtins.int
     RIG_FILE_FIELD_NUMBER: builtins.int
     ANIMATED_FILE_FIELD_NUMBER: builtins.int
+    ANIMATED_FORMAT_FIELD_NUMBER: builtins.int
     root_motion: global___RootMotion.ValueType
     foot_lock: builtins.bool
     """unset: true"""
     request_id: builtins.str
     animated_file: builtins.bool
-    """With a .glb/.vrm rig_file: also write that file with the animation in it (RetargetResult.character)."""
+    """With a .glb/.vrm/.fbx rig_file: also write that file with the animation in it (RetargetResult.character)."""
+    animated_format: builtins.str
+    """The animated file's format: "glb", "vrm" (only from a VRM) or "fbx" (through Blender on the server);
+    empty: the rig file's own.
+    """
     @property
     def source(self) -> global___MotionSource: ...
     @property
@@ -363,9 +369,10 @@ class RetargetRequest(google.protobuf.message.Message):
         frame_range: keygrip.v1.common_pb2.FrameRange | None = ...,
         rig_file: global___RigFile | None = ...,
         animated_file: builtins.bool = ...,
+        animated_format: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "bone_map", b"bone_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "rig", b"rig", "rig_file", b"rig_file", "source", b"source"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "animated_file", b"animated_file", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "request_id", b"request_id", "rig", b"rig", "rig_file", b"rig_file", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "animated_file", b"animated_file", "animated_format", b"animated_format", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "request_id", b"request_id", "rig", b"rig", "rig_file", b"rig_file", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
 
 global___RetargetRequest = RetargetRequest
@@ -385,6 +392,8 @@ class RigAnimation(google.protobuf.message.Message):
     ROOT_POSITION_FIELD_NUMBER: builtins.int
     SHAPE_KEY_NAMES_FIELD_NUMBER: builtins.int
     SHAPE_KEY_WEIGHTS_FIELD_NUMBER: builtins.int
+    LOCATION_BONES_FIELD_NUMBER: builtins.int
+    LOCATIONS_FIELD_NUMBER: builtins.int
     fps: builtins.float
     root_bone: builtins.str
     @property
@@ -411,6 +420,16 @@ class RigAnimation(google.protobuf.message.Message):
     def shape_key_weights(self) -> keygrip.v1.common_pb2.Tensor:
         """(F, K) float32 in 0..1"""
 
+    @property
+    def location_bones(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Every bone the retarget moves (the hips wherever they sit, a root bone carrying the travel), with
+        its location as a host keys it: (F, L, 3) float32, the offset from its rest head in its rest frame,
+        metres (Blender's pose_bone.location), against its parent's posed frame, so that a parent that
+        rotates or moves is accounted for. root_location repeats root_bone's entry.
+        """
+
+    @property
+    def locations(self) -> keygrip.v1.common_pb2.Tensor: ...
     def __init__(
         self,
         *,
@@ -423,9 +442,11 @@ class RigAnimation(google.protobuf.message.Message):
         root_position: keygrip.v1.common_pb2.Tensor | None = ...,
         shape_key_names: collections.abc.Iterable[builtins.str] | None = ...,
         shape_key_weights: keygrip.v1.common_pb2.Tensor | None = ...,
+        location_bones: collections.abc.Iterable[builtins.str] | None = ...,
+        locations: keygrip.v1.common_pb2.Tensor | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bone_names", b"bone_names", "fps", b"fps", "root_bone", b"root_bone", "root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_names", b"shape_key_names", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["locations", b"locations", "root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["bone_names", b"bone_names", "fps", b"fps", "location_bones", b"location_bones", "locations", b"locations", "root_bone", b"root_bone", "root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_names", b"shape_key_names", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> None: ...
 
 global___RigAnimation = RigAnimation
 
@@ -460,7 +481,8 @@ class RetargetResult(google.protobuf.message.Message):
     @property
     def character(self) -> keygrip.v1.common_pb2.ArtifactRef:
         """When the request asked for animated_file: the character file with a glTF animation on its
-        skeleton's nodes (mesh, skin, materials and extensions such as VRM's untouched).
+        skeleton's nodes (mesh, skin, materials and extensions such as VRM's untouched), or, as FBX, that
+        file through Blender's FBX exporter.
         """
 
     def __init__(

@@ -24,7 +24,8 @@ from blender_addon import ADDON_MODULE, load_addon  # noqa: E402
 
 from keygrip import humanoid  # noqa: E402
 
-__all__ = ["ADDON_MODULE", "REPO", "canonical_skeleton", "enable_addon", "load_addon", "new_scene", "prefs"]
+__all__ = ["ADDON_MODULE", "REPO", "build_character_armature", "canonical_skeleton", "enable_addon", "load_addon",
+           "new_scene", "prefs"]
 
 
 def enable_addon() -> ModuleType:
@@ -70,3 +71,46 @@ def canonical_skeleton() -> tuple[list[str], list[int], np.ndarray]:
         x, y, z = _OFFSETS.get(n.replace("right", "left"), (0.0, 0.0, 0.0))
         offsets.append((-x, y, z) if n.startswith("right") else (x, y, z))
     return names, parents, np.array(offsets)
+
+
+def build_character_armature(bones: list[Any], name: str) -> Any:
+    """An armature object of `bones` (characters.Bone: Y-up heads, as tests/characters.py makes them) with
+    a skinned mesh of one small triangle per bone, built in Blender as an artist would (Blender is
+    Z-up: (x, y, z) -> (x, -z, y))."""
+    import bpy
+
+    def z_up(v) -> tuple[float, float, float]:
+        return (float(v[0]), float(-v[2]), float(v[1]))
+
+    armature = bpy.data.objects.new(name, bpy.data.armatures.new(name + "_data"))
+    bpy.context.scene.collection.objects.link(armature)
+    bpy.context.view_layer.objects.active = armature
+    bpy.ops.object.mode_set(mode="EDIT")
+    children = {b.name: [c for c in bones if c.parent == b.name] for b in bones}
+    for b in bones:
+        edit = armature.data.edit_bones.new(b.name)
+        edit.head = z_up(b.head)
+        # A bone points at its only child; a leaf or a fork points up (Blender needs a length).
+        kids = children[b.name]
+        tail = kids[0].head if len(kids) == 1 else b.head + np.array([0.0, 0.06, 0.0])
+        if np.linalg.norm(tail - b.head) < 1e-3:
+            tail = b.head + np.array([0.0, 0.06, 0.0])
+        edit.tail = z_up(tail)
+    for b in bones:
+        if b.parent:
+            armature.data.edit_bones[b.name].parent = armature.data.edit_bones[b.parent]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    verts, faces = [], []
+    for k, b in enumerate(bones):
+        h = np.array(z_up(b.head))
+        verts += [tuple(h), tuple(h + (0.02, 0, 0)), tuple(h + (0, 0, 0.02))]
+        faces.append((3 * k, 3 * k + 1, 3 * k + 2))
+    mesh = bpy.data.meshes.new(name + "_body")
+    mesh.from_pydata(verts, [], faces)
+    body = bpy.data.objects.new(name + "_body", mesh)
+    bpy.context.scene.collection.objects.link(body)
+    body.parent = armature
+    body.modifiers.new("Armature", "ARMATURE").object = armature
+    for k, b in enumerate(bones):
+        body.vertex_groups.new(name=b.name).add([3 * k, 3 * k + 1, 3 * k + 2], 1.0, "REPLACE")
+    return armature

@@ -227,6 +227,57 @@ def test_retarget_onto_mixamo_rig_with_edited_bone_map_preset(capture, tmp_path)
     assert_feet_on_floor(stats, 0.12)
 
 
+def test_a_vrm_armature_is_mapped_and_retargeted_from_its_declared_map(capture, shared_server, tmp_path):
+    """An avatar whose bone names defeat the guess, imported as Blender imports glTF: with its character
+    file set, Auto-map shows the file's declared roles (source and confidence per row), and a retarget
+    with no rows at all still maps it from the file."""
+    from characters import character_doc, humanoid_bones, vrm1, write_glb
+
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
+    new_scene()
+    bones = humanoid_bones(lambda role: f"jnt{humanoid.ROLES[::-1].index(role):02d}", fingers=True, a_pose=True)
+    doc, _, index = character_doc(bones)
+    doc["extensions"] = {"VRMC_vrm": vrm1(bones, index)}
+    doc["extensionsUsed"] = ["VRMC_vrm"]
+    avatar = write_glb(tmp_path / "avatar.vrm", doc)
+    bpy.ops.import_scene.gltf(filepath=str(avatar))
+    (obj,) = (o for o in bpy.data.objects if o.type == "ARMATURE")
+    bpy.context.scene.keygrip.armature = obj
+    declared = {b.name: b.role for b in bones if b.role}
+
+    # Without the file the server can only guess from the names and the structure.
+    assert bpy.ops.keygrip.map_bones() == {"FINISHED"}
+    main_thread.drain(timeout=60)
+    guessed = {i.bone: i.role for i in obj.keygrip_bone_map if i.role}
+    assert guessed != declared
+    assert {i.source for i in obj.keygrip_bone_map if i.role} <= {"NAME", "STRUCTURE"}
+
+    obj.keygrip_character_file = str(avatar)
+    assert bpy.ops.keygrip.map_bones() == {"FINISHED"}
+    main_thread.drain(timeout=60)
+    rows = {i.bone: (i.role, i.source, round(i.confidence, 3)) for i in obj.keygrip_bone_map}
+    assert {b: r for b, (r, _, _) in rows.items() if r} == declared
+    assert all(rows[b][1:] == ("DECLARED", 1.0) for b in declared)
+    obj.keygrip_bone_map[0].role = "hips"   # the artist's edit is marked as theirs
+    assert (obj.keygrip_bone_map[0].source, obj.keygrip_bone_map[0].confidence) == ("EDITED", 1.0)
+
+    # No rows: the retarget takes the file's declared map, and the hands end up moving.
+    obj.keygrip_bone_map.clear()
+    session = run_capture(target="SELECTED", reuse_capture=True, last_capture_job=capture["job_id"],
+                          reference_video=False)
+    assert session.state == "succeeded", session.error
+    action = bpy.data.actions[session.value.animation]
+    assert "avatar.vrm" in action["keygrip"]["options"]
+    from keygrip import Client
+
+    with Client(shared_server.address) as client:
+        result = client.get_job(action["keygrip"]["retarget_job_id"]).result()
+    assert {m.bone: m.role for m in result.bone_map.mappings} == declared
+    hand = next(b for b, r in declared.items() if r == "leftHand")
+    heads = world_heads(obj, hand, key_frames(action)[::10])
+    assert np.ptp(heads, axis=0).max() > 0.1
+
+
 def test_bvh_import_onto_rig_and_export(capture, tmp_path):
     main_thread = import_module(f"{ADDON_MODULE}.main_thread")
     new_scene()

@@ -8,12 +8,13 @@ from importlib import import_module
 import bpy
 import numpy as np
 import pytest
-from addon_helpers import ADDON_MODULE, canonical_skeleton, load_addon
+from addon_helpers import ADDON_MODULE, build_character_armature, canonical_skeleton, load_addon
 
 from inference_server.motion import quat
 from keygrip import rigs
 
 load_addon()
+apply = import_module(f"{ADDON_MODULE}.apply")
 axes = import_module(f"{ADDON_MODULE}.axes")
 rig = import_module(f"{ADDON_MODULE}.rig")
 writeback = import_module(f"{ADDON_MODULE}.writeback")
@@ -246,3 +247,53 @@ def test_rejects_unknown_bones_and_bad_shapes(canonical_rig):
     with pytest.raises(ValueError, match="shape"):
         writeback.write_armature_action(obj, names, [1, 2], np.zeros((3, len(names), 4)))
     assert len(bpy.data.actions) == 0
+
+
+def test_moved_bones_are_keyed_as_the_server_gives_them_under_a_rotating_root(empty_scene):
+    """The hips under a root bone that turns and moves: the add-on keys the locations the server gives
+    (RigAnimation.locations, against the posed parent) and Blender puts every bone where the server's
+    forward kinematics does; no location is rebuilt from the hips position by assuming a still root."""
+    from characters import humanoid_bones
+
+    from inference_server.motion.wire import rig_from_proto
+    from keygrip.animate import RigAnimation
+    from keygrip.tensors import to_tensor
+    from keygrip.v1 import animation_pb2
+
+    obj = build_character_armature(humanoid_bones(lambda role: role), "Hero")  # "Root" above the hips
+    obj.location = (1.0, 2.0, 0.0)
+    obj.scale = (0.5, 0.5, 0.5)
+    bpy.context.view_layer.update()
+    server_rig = rig_from_proto(rig.describe_armature(obj).to_proto())
+    names, root, hips = server_rig.names, server_rig.index("Root"), server_rig.index("hips")
+    frames = 24
+    t = np.arange(frames) / 24.0
+    rotations, _ = sine_clip(frames, len(names), seed=4)
+    # The root turns about the vertical and moves; the hips go their own way in the world.
+    rotations[:, root] = quat.from_axis_angle(np.array([0.0, 0.0, 1.0]), 0.8 * np.sin(2 * np.pi * t))
+    root_location = np.stack([0.2 * t, np.zeros(frames), 0.1 * np.sin(4 * t)], axis=1)
+    hips_world = server_rig.heads[hips] + np.stack([0.3 * t, 0.05 * np.sin(6 * t), 0.4 * t], axis=1)
+    world, heads = server_rig.forward_kinematics(rotations, {root: root_location})
+    locations = {root: root_location,
+                 hips: server_rig.location_for(hips, hips_world, world[:, root], heads[:, root])}
+    _, want_heads = server_rig.forward_kinematics(rotations, locations)
+    np.testing.assert_allclose(want_heads[:, hips], hips_world, atol=1e-9)
+
+    # As the server sends it (inference_server.motion.wire), root motion on "Root".
+    message = animation_pb2.RigAnimation(bone_names=names, fps=24.0, root_bone="Root", location_bones=["Root", "hips"])
+    message.root_location.CopyFrom(to_tensor(root_location.astype(np.float32)))
+    message.root_position.CopyFrom(to_tensor(hips_world.astype(np.float32)))
+    message.times.CopyFrom(to_tensor(t))
+    message.rotations.CopyFrom(to_tensor(rotations.astype(np.float32)))
+    message.locations.CopyFrom(to_tensor(np.stack([locations[root], locations[hips]], axis=1).astype(np.float32)))
+    anim = RigAnimation.from_proto(message)
+    writeback.write_armature_action(obj, anim.bone_names, np.arange(frames) + 1, anim.rotations,
+                                    bone_locations=apply.bone_locations(obj, anim))
+
+    for k in (0, 7, 19):
+        bpy.context.scene.frame_set(k + 1)
+        posed = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        for name in ("hips", "head", "leftHand", "rightFoot", "Root"):
+            got = np.asarray(obj.matrix_world @ posed.pose.bones[name].head)
+            want = np.asarray(obj.location) + axes.vectors_to_blender(want_heads[k, server_rig.index(name)])
+            np.testing.assert_allclose(got, want, atol=1e-4, err_msg=f"{name} at frame {k + 1}")

@@ -1,10 +1,11 @@
 """Keygrip for Blender: motion capture and retargeting, and generated textures and worlds, from a local
 Keygrip server.
 
-The add-on is thin: the Keygrip SDK (the `keygrip` package, vendored into the extension zip under
-vendor/) holds the host-neutral flow (keygrip.session, keygrip.animate); the add-on keeps Blender's
-main-thread scheduling (main_thread.py) and turns results into Blender data (apply.py, writeback.py,
-rig.py, shading.py, projection.py). Network calls run on worker threads; the scene changes only on the main thread.
+The add-on is thin: the Keygrip SDK (the `keygrip` package, which the extension zip carries as a wheel
+listed in its manifest, so that Blender installs it like grpcio and protobuf) holds the host-neutral
+flow (keygrip.session, keygrip.animate); the add-on keeps Blender's main-thread scheduling
+(main_thread.py) and turns results into Blender data (apply.py, writeback.py, rig.py, shading.py,
+projection.py). Network calls run on worker threads; the scene changes only on the main thread.
 
 Its modules import each other without a cycle (A <- B: B imports A):
 
@@ -12,51 +13,42 @@ Its modules import each other without a cycle (A <- B: B imports A):
     shading <- projection
     apply, rig, preferences, previews, projection, properties, shading <- tasks
     tasks, apply, rig, shading, projection, main_thread, preferences, properties <- operators
-    main_thread, preferences, previews, projection <- panels
+    main_thread, preferences, previews, projection, properties <- panels
     axes, actions, properties, preferences, previews and main_thread import no sibling.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import sys
-from pathlib import Path
 
 import bpy
 
-# The built extension carries the SDK as vendor/keygrip; in a development checkout the SDK is
-# importable already and this folder does not exist. It must be on sys.path before the modules
-# below import the SDK.
-_VENDOR = Path(__file__).resolve().parent / "vendor"
+from keygrip import local_server
 
-
-def _add_vendored_sdk() -> None:
-    if _VENDOR.is_dir() and str(_VENDOR) not in sys.path:
-        sys.path.insert(0, str(_VENDOR))
-
-
-def _remove_vendored_sdk() -> None:
-    if str(_VENDOR) in sys.path:
-        sys.path.remove(str(_VENDOR))
-    # Forget the vendored modules too, so that an updated extension imports its own SDK.
-    for name, module in list(sys.modules.items()):
-        origin = getattr(module, "__file__", None) or ""
-        if (name == "keygrip" or name.startswith("keygrip.")) and origin.startswith(str(_VENDOR)):
-            del sys.modules[name]
-
-
-_add_vendored_sdk()
-
-from keygrip import local_server  # noqa: E402
-
-from . import main_thread, operators, panels, previews, properties  # noqa: E402
-from .preferences import KeygripPreferences  # noqa: E402
+from . import main_thread, operators, panels, previews, properties
+from .preferences import KeygripPreferences
 
 _CLASSES = (KeygripPreferences, *operators.CLASSES, *panels.CLASSES)
 
 
+def _forget_sdk_from_wheel() -> None:
+    """Forget the SDK's modules when they came from the wheel Blender installed for this extension.
+
+    Blender replaces the wheel's files when the extension is updated or removes them when it is
+    disabled; the next enable must import those files, not the modules already in memory. An SDK
+    imported from anywhere else (a development checkout) is left alone.
+    """
+    wheels_dir = os.path.realpath(bpy.utils.user_resource("EXTENSIONS")) + os.sep
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if (name == "keygrip" or name.startswith("keygrip.")) and origin and \
+                os.path.realpath(origin).startswith(wheels_dir):
+            del sys.modules[name]
+
+
 def register() -> None:
-    _add_vendored_sdk()
     properties.register()
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
@@ -72,4 +64,4 @@ def unregister() -> None:
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)
     properties.unregister()
-    _remove_vendored_sdk()
+    _forget_sdk_from_wheel()

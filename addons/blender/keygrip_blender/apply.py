@@ -12,7 +12,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from keygrip.animate import Plan, Retargeted, WriteSummary
+from keygrip.animate import Plan, Retargeted, RigAnimation, WriteSummary
 
 from . import rig, writeback
 from .actions import stamp_provenance
@@ -52,27 +52,15 @@ def _target_armature(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> bpy
     return obj
 
 
-def _root_motion(obj: bpy.types.Object, done: Retargeted
-                 ) -> tuple[str | None, np.ndarray | None, dict[str, np.ndarray]]:
-    """(hips bone, (F, 3) hips head positions Y-up metres, {bone: pose locations}) for the write.
+def bone_locations(obj: bpy.types.Object, anim: RigAnimation) -> dict[str, np.ndarray]:
+    """{bone: (F, 3) pose-bone `location` keys, armature units} for every bone the retarget moves.
 
-    RigAnimation carries the hips head in rig space (root_position) and the location of the bone
-    that carries the travel (root_bone, root_location, metres in that bone's rest frame). When that
-    bone is a root above the hips, its travel is keyed as is and taken out of the hips positions.
+    The server gives each moved bone's location against its parent's posed frame (the hips under a
+    root that moves or rotates included), in metres in the bone's rest frame, which is Blender's
+    pose_bone.location but for the armature object's scale: nothing is rebuilt here.
     """
-    anim = done.animation
-    positions = np.asarray(anim.root_position, dtype=np.float64)
-    hips = done.hips_bone
-    root = anim.root_bone
-    if not len(positions) or hips is None:
-        return None, None, {}
-    if not root or root == hips:
-        return hips, positions, {}
-    rest = done.rig.rest_matrix(root)
-    location = np.asarray(anim.root_location, dtype=np.float64)
-    travel = location @ rest[:3, :3].T        # the root's travel in rig space (Y-up metres)
     scale = np.asarray(obj.matrix_world.to_scale(), dtype=np.float64)
-    return hips, positions - travel, {root: location / scale}
+    return {name: np.asarray(values, dtype=np.float64) / scale for name, values in anim.locations.items()}
 
 
 def _match_fps(scene: bpy.types.Scene, fps: float) -> None:
@@ -129,11 +117,10 @@ def _apply(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSummary:
     scene_fps = scene.render.fps / scene.render.fps_base
     provenance = done.provenance(plan).as_dict()
     obj = _target_armature(plan, scene_plan, done)
-    hips, positions, extra = _root_motion(obj, done)
     action = writeback.write_armature_action(
-        obj, anim.bone_names, anim.times, anim.rotations, hips, positions,
+        obj, anim.bone_names, anim.times, anim.rotations,
         action_name=f"Keygrip {plan.stem}", fps=scene_fps, frame_start=scene_plan.frame_start,
-        provenance=provenance, bone_locations=extra)
+        provenance=provenance, bone_locations=bone_locations(obj, anim))
     summary = WriteSummary(target=obj.name, animation=action.name, warnings=done.warnings)
     last_frame = scene_plan.frame_start + float(anim.times[-1]) * scene_fps
     face = bpy.data.objects.get(scene_plan.face_mesh_name) if scene_plan.face_mesh_name else None

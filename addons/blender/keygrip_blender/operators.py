@@ -37,6 +37,17 @@ def video_path(context: bpy.types.Context) -> str:
     return bpy.path.abspath(s.video_path) if s.video_path else ""
 
 
+def character_file(obj: bpy.types.Object) -> str:
+    """The armature's character file as an absolute path ("" when it has none); ValueError if it is gone."""
+    if not obj.keygrip_character_file:
+        return ""
+    path = Path(bpy.path.abspath(obj.keygrip_character_file))
+    if not path.is_file():
+        raise ValueError(f"the character file {path} of {obj.name} does not exist: pick it again in the Keygrip "
+                         "panel, or clear it")
+    return str(path)
+
+
 def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Plan, ScenePlan]:
     """The panel's settings as the SDK's Plan and where the result lands in this scene; raises
     ValueError with a fix-it message when incomplete."""
@@ -65,6 +76,7 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Pla
         armature_name = obj.name
         plan.rig = rig.describe_armature(obj)
         plan.bone_map = properties.bone_map_of(obj)
+        plan.rig_file = character_file(obj)
     scene_plan = ScenePlan(armature_name=armature_name, face_mesh_name=s.face_mesh.name if s.face_mesh else "",
                            reference_video=s.reference_video and not bvh_path, match_fps=s.match_fps,
                            frame_start=context.scene.frame_start)
@@ -216,7 +228,8 @@ class MapBonesOperator(_SessionOperator):
         obj = _armature(context)
         if obj is None:
             raise ValueError("select the armature whose bones to map")
-        return tasks.map_bones_session(rig.describe_armature(obj), obj.name, preferences.server_settings(context))
+        return tasks.map_bones_session(rig.describe_armature(obj), obj.name, preferences.server_settings(context),
+                                       character_file(obj))
 
 
 def generate_plan_from_panel(context: bpy.types.Context, kind: GenerateKind

@@ -7,7 +7,7 @@ import bpy
 from keygrip.animate import WriteSummary
 from keygrip.session import Session
 
-from . import main_thread, preferences, previews
+from . import main_thread, preferences, previews, properties
 from .projection import Painted
 
 
@@ -20,6 +20,10 @@ class BoneMapList(bpy.types.UIList):
         row = layout.row(align=True)
         row.label(text=item.bone, icon="BONE_DATA")
         row.prop(item, "role", text="")
+        # Where the role came from, so that a guess is seen as one.
+        label = properties.SOURCE_LABELS.get(item.source, "")
+        guessed = item.source in ("NAME", "STRUCTURE")
+        row.label(text=f"{label} {item.confidence:.2f}" if guessed else label, icon="QUESTION" if guessed else "NONE")
 
 
 def _draw_progress(layout: bpy.types.UILayout, session: Session) -> None:
@@ -102,6 +106,7 @@ class KeygripPanel(bpy.types.Panel):
             obj = s.armature or (context.active_object if context.active_object
                                  and context.active_object.type == "ARMATURE" else None)
             if obj is not None:
+                col.prop(obj, "keygrip_character_file")
                 row = col.row(align=True)
                 row.operator("keygrip.map_bones", icon="GROUP_BONE")
                 row.operator("keygrip.bone_map_load", text="", icon="IMPORT")

@@ -25,10 +25,26 @@ def _roles(self, context, edit_text):
     return [r for r in ROLES if edit_text.lower() in r.lower()]
 
 
+# Where a row's role came from: the server's RoleSource names, and the artist's own edit.
+SOURCE_LABELS = {"PRESET": "preset", "DECLARED": "declared", "NAME": "name", "STRUCTURE": "structure",
+                 "EDITED": "edited"}
+
+
+def _edited(self, context) -> None:
+    # A role the artist types is theirs, however the row was filled.
+    self.source, self.confidence = "EDITED", 1.0
+
+
 class KeygripBoneMapItem(bpy.types.PropertyGroup):
     bone: bpy.props.StringProperty(name="Bone", description="Bone of this armature")
     role: bpy.props.StringProperty(
-        name="Role", description="VRM humanoid role (empty: the bone is not driven)", search=_roles)
+        name="Role", description="VRM humanoid role (empty: the bone is not driven)", search=_roles,
+        update=_edited)
+    source: bpy.props.StringProperty(
+        name="Source", description="Where the role came from: declared by the character file, a preset, guessed "
+        "from the bone's name or from the skeleton's structure, or edited by you")
+    confidence: bpy.props.FloatProperty(name="Confidence", min=0.0, max=1.0,
+                                        description="How sure the server is of the role (1: declared or a preset)")
 
 
 def _is_armature(self, obj: bpy.types.Object) -> bool:
@@ -123,9 +139,14 @@ def register() -> None:
     bpy.types.Scene.keygrip = bpy.props.PointerProperty(type=KeygripSceneSettings)
     bpy.types.Object.keygrip_bone_map = bpy.props.CollectionProperty(type=KeygripBoneMapItem)
     bpy.types.Object.keygrip_bone_map_index = bpy.props.IntProperty()
+    bpy.types.Object.keygrip_character_file = bpy.props.StringProperty(
+        name="Character File", subtype="FILE_PATH",
+        description="The .glb, .vrm or .fbx this armature came from: the humanoid map it declares (VRM humanoid, "
+        "glTF extras, a NAME.bonemap.json beside it) maps the bones, and guessing fills only the rest")
 
 
 def unregister() -> None:
+    del bpy.types.Object.keygrip_character_file
     del bpy.types.Object.keygrip_bone_map_index
     del bpy.types.Object.keygrip_bone_map
     del bpy.types.Scene.keygrip
@@ -138,10 +159,17 @@ def bone_map_of(obj: bpy.types.Object) -> dict[str, str]:
     return {item.bone: item.role for item in obj.keygrip_bone_map if item.role}
 
 
-def set_bone_map(obj: bpy.types.Object, mapping: dict[str, str]) -> None:
-    """One row per bone of the armature, in bone order, with its role from `mapping` (or empty)."""
+def set_bone_map(obj: bpy.types.Object, mapping: dict[str, str],
+                 sources: dict[str, tuple[str, float]] | None = None) -> None:
+    """One row per bone of the armature, in bone order, with its role from `mapping` (or empty).
+
+    sources: {bone: (source, confidence)} as the server reported them (SOURCE_LABELS keys); without
+    it the roles count as the artist's own (a loaded preset).
+    """
     obj.keygrip_bone_map.clear()
     for bone in obj.data.bones:
         item = obj.keygrip_bone_map.add()
         item.bone = bone.name
         item.role = mapping.get(bone.name, "")
+        source, confidence = (sources or {}).get(bone.name, ("PRESET" if item.role else "", 0.0))
+        item.source, item.confidence = source, confidence if source != "PRESET" else 1.0

@@ -68,14 +68,21 @@ def probe_session(video: str, settings: ServerSettings, scene_name: str) -> Sess
     return Session(f"probe {Path(video).name}", [Worker(probe), Main(fill)], connector(settings))
 
 
-def map_bones_session(description: RigDescription, object_name: str, settings: ServerSettings) -> Session:
-    """The server's automatic bone map for an armature, as editable rows on it."""
+def map_bones_session(description: RigDescription, object_name: str, settings: ServerSettings,
+                      character_file: str = "") -> Session:
+    """The server's bone map for an armature, as editable rows on it with each role's source and
+    confidence: from the character file the armature came from when it has one (its declared map
+    first), else from the armature's description."""
 
     def ask(ctx: WorkerContext, _: Any) -> animation_pb2.BoneMap:
+        if character_file:
+            return ctx.client.map_bones(ctx.client.rig_file(character_file))
         return ctx.client.map_bones(description.to_proto())
 
     def fill(bone_map: animation_pb2.BoneMap) -> animation_pb2.BoneMap:
-        properties.set_bone_map(bpy.data.objects[object_name], rigs.bone_map_to_dict(bone_map))
+        sources = {m.bone: (animation_pb2.RoleSource.Name(m.source).removeprefix("ROLE_SOURCE_"), m.confidence)
+                   for m in bone_map.mappings}
+        properties.set_bone_map(bpy.data.objects[object_name], rigs.bone_map_to_dict(bone_map), sources)
         return bone_map
 
     return Session(f"map bones of {object_name}", [Worker(ask), Main(fill)], connector(settings))
