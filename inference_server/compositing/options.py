@@ -81,7 +81,7 @@ class MatteOptions:
     """The chain's settings (MatteSettings with its defaults filled in; see compositing.proto)."""
 
     refine: bool = True
-    refine_radius: int = 0          # plate pixels; 0: long side / 120
+    refine_radius: int = 0          # plate pixels; 0: long side / 240
     refine_epsilon: float = 1e-3
     stabilize: bool = True
     temporal_weight: float = 0.6
