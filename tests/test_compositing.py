@@ -209,3 +209,33 @@ def test_depth_from_a_registered_model(depth_client: keygrip.Client, tmp_path: P
     assert result.depth.metadata["near"] == f"{result.near:g}" and head["depth_stabilize"] != "off"
     with pytest.raises(keygrip.NotFound, match="no model named 'other'"):
         depth_client.depth(pattern, model="other")
+
+
+def test_cli_matte_and_cleanplate_write_files_numbered_like_the_plate(shared_server: ServerProcess, tmp_path: Path
+                                                                      ) -> None:
+    import subprocess
+    import sys
+
+    from keygrip.compositing import parse_range
+
+    assert parse_range("1001-1100") == (1001, 1101) and parse_range("1001-") == (1001, 0)
+    with pytest.raises(ValueError, match="FIRST-LAST"):
+        parse_range("a-b")
+    pattern = _write_sequence(tmp_path / "plate", dict(zip(range(1001, 1005), _frames(60, 4), strict=True)))
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "keygrip.cli", "--address", shared_server.address, "matte",
+                          str(pattern), "--out", str(out), "--range", "1002-1003", "--no-stabilize"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["matte.1002.exr", "matte.1003.exr"]
+    assert f"wrote 2 frames 1002-1003: {out / 'matte.####.exr'}" in run.stdout
+    assert _exr_header(out / "matte.1002.exr")["matte_stabilize"] == "off"
+    run = subprocess.run([sys.executable, "-m", "keygrip.cli", "--address", shared_server.address, "cleanplate",
+                          str(pattern), "--out", str(out), "--locked-off", "--reference", "1002", "--preview"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert {"cleanplate.1002.exr", "coverage.1002.png", "cleanplate_preview.png"} <= {p.name for p in out.iterdir()}
+    run = subprocess.run([sys.executable, "-m", "keygrip.cli", "--address", shared_server.address, "matte",
+                          str(pattern), "--out", str(out), "--range", "2001-2005"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 1 and "frame range 2001-2006 holds no frame" in run.stderr
