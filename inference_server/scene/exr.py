@@ -1,5 +1,6 @@
-"""OpenEXR files: generated images as linear float RGB (half by default) with string metadata, and
-one-channel depth maps from hosts.
+"""OpenEXR files: generated images as linear float RGB (half by default) with string metadata,
+one-channel depth maps from hosts, and any named channels (a matte in A, RGBA, a depth pass in Z:
+write_exr_channels).
 
 Generated images are sRGB-encoded; an environment map that lights a scene must be linear, so the
 world is decoded with srgb_to_linear (the exact piecewise sRGB EOTF of IEC 61966-2-1) before it is
