@@ -11,10 +11,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from keygrip.client import Client, Job, Source
+from keygrip.session import Main, Step, Worker, WorkerContext
 from keygrip.v1 import compositing_pb2
+
+T = TypeVar("T")
 
 PASSES = ("matte", "depth", "cleanplate")
 FORMATS = {"exr-half": compositing_pb2.OUTPUT_FORMAT_EXR_HALF, "exr-float": compositing_pb2.OUTPUT_FORMAT_EXR_FLOAT,
@@ -65,6 +68,11 @@ class PassPlan:
         return client.clean_plate(self.source, preview=self.preview, **common, **self.settings)
 
 
+    @property
+    def title(self) -> str:
+        return f"{self.kind} {os.path.basename(str(self.source))}"
+
+
 @dataclass
 class PassFiles:
     """What a pass wrote into its folder."""
@@ -112,3 +120,15 @@ def download_result(client: Client, result: object, out_dir: Path,
             files.files.append(client.download(ref.id, out_dir / os.path.basename(ref.name)))
     files.warnings = list(getattr(result, "warnings", []))
     return files
+
+
+def steps(plan: PassPlan, *, write: Callable[[PassFiles], T]) -> list[Step]:
+    """run the pass -> download its files -> write, for a Session. write(files): main thread, the
+    host's scene writing (a node group wired to the files); its value is the session's value."""
+
+    def run(ctx: WorkerContext, _: object) -> PassFiles:
+        result = ctx.run_job(plan.start(ctx.client, upload_progress=ctx.transfer_progress("uploading")), plan.kind)
+        return download_result(ctx.client, result, plan.out_dir,
+                               progress=lambda done, total: ctx.progress("downloading", done / max(total, 1)))
+
+    return [Worker(run), Main(write)]
