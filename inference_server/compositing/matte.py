@@ -35,6 +35,16 @@ def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]
     return max(1, round(height * s)), max(1, round(width * s))
 
 
+def downsize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """rgb at (height, width): exact 2x box averages while it is at least twice as large, then
+    bilinear (a 1080p frame in about half the CPU time of one INTER_AREA resize, without aliasing)."""
+    while rgb.shape[0] >= 2 * height and rgb.shape[1] >= 2 * width:
+        rgb = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
     """(H, W) float32 luma in 0..1 of a uint8 RGB image (the guide and the flow's input)."""
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) * np.float32(1.0 / 255.0)
@@ -160,7 +170,7 @@ class MatteChain:
         o = self.options
         h, w = rgb.shape[:2]
         sh, sw = working_shape(h, w, o.working_size)
-        small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA) if (sh, sw) != (h, w) else rgb
+        small = downsize(rgb, sh, sw)
         raw = self.segmenter(small)
         gray_small = luma(small)
         matte = self.stabilizer.step(gray_small, raw) if o.stabilize else raw
