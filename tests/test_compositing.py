@@ -183,9 +183,14 @@ def depth_client(tmp_path_factory: pytest.TempPathFactory):
                             reshape_hidden_states=False)
     config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 8, 16, 16],
                                  fusion_hidden_size=8, head_hidden_size=8, patch_size=14)
-    DepthAnythingForDepthEstimation(config).save_pretrained(root / "tiny-depth")
+    model = DepthAnythingForDepthEstimation(config)
+    for folder, license in (("tiny-depth", "apache-2.0"), ("nc-depth", "cc-by-nc-4.0")):
+        model.save_pretrained(root / folder)
+        # The licence a model card declares, as Hugging Face cards do.
+        (root / folder / "README.md").write_text(f"---\nlicense: {license}\n---\n# a depth model\n")
     toml = root / "keygrip.toml"
-    toml.write_text(f'[models.tiny-depth]\npath = "{root / "tiny-depth"}"\n')
+    toml.write_text(f'[models.tiny-depth]\npath = "{root / "tiny-depth"}"\n\n'
+                    f'[models.nc-depth]\npath = "{root / "nc-depth"}"\n')
     srv = ServerProcess(root / "data", "--config", str(toml), workers=1)
     srv.start()
     with keygrip.Client(srv.address) as c:
@@ -205,10 +210,15 @@ def test_depth_from_a_registered_model(depth_client: keygrip.Client, tmp_path: P
     ch = _channels(path)
     assert list(ch) == ["Z"] and ch["Z"].shape == (320, 180) and np.isfinite(ch["Z"]).all()
     head = _exr_header(path)
-    assert head["model"] == "tiny-depth" and len(head["model_hash"]) == 64
+    assert head["model"] == "tiny-depth" and len(head["model_hash"]) == 64 and head["model_license"] == "apache-2.0"
     assert result.depth.metadata["near"] == f"{result.near:g}" and head["depth_stabilize"] != "off"
     with pytest.raises(keygrip.NotFound, match="no model named 'other'"):
         depth_client.depth(pattern, model="other")
+    # A non-commercial model needs an explicit opt-in: listed with the reason, refused when named.
+    nc = next(m for m in info.models if m.name == "nc-depth")
+    assert not nc.capabilities and "cc-by-nc-4.0" in nc.reason and "allow_restricted_license" in nc.reason
+    with pytest.raises(keygrip.FailedPrecondition, match="licence is cc-by-nc-4.0"):
+        depth_client.depth(pattern, model="nc-depth")
 
 
 def test_cli_matte_and_cleanplate_write_files_numbered_like_the_plate(shared_server: ServerProcess, tmp_path: Path
@@ -239,3 +249,22 @@ def test_cli_matte_and_cleanplate_write_files_numbered_like_the_plate(shared_ser
                           str(pattern), "--out", str(out), "--range", "2001-2005"], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 1 and "frame range 2001-2006 holds no frame" in run.stderr
+
+
+def test_depth_estimator_family_and_licence_opt_in(tmp_path: Path) -> None:
+    import json
+
+    from inference_server.models.registry import inspect_entry
+
+    folder = tmp_path / "da-large"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["DepthAnythingForDepthEstimation"],
+                                                    "model_type": "depth_anything"}))
+    (folder / "README.md").write_text("---\nlicense: cc-by-nc-4.0\npipeline_tag: depth-estimation\n---\n")
+    refused = inspect_entry("large", {"path": str(folder)})
+    assert refused.family == "depth_estimator" and not refused.available and refused.license == "cc-by-nc-4.0"
+    allowed = inspect_entry("large", {"path": str(folder), "allow_restricted_license": True})
+    assert allowed.available and allowed.capabilities == ("compositing.depth",) and allowed.format == "transformers"
+    # The TOML may say what a card does not.
+    (folder / "README.md").unlink()
+    assert not inspect_entry("large", {"path": str(folder), "license": "GPL-3.0"}).available

@@ -184,6 +184,7 @@ class DepthHandler(JobHandler[compositing_pb2.DepthRequest]):
                            weight=opts.temporal_weight)
         meta = {**_base_metadata(plate, input_name(request.input), ctx), **out.metadata(),
                 "model": entry.name, "model_hash": model_fingerprint(entry.path),
+                "model_license": entry.license or "unknown",
                 "depth_kind": "relative: 1 - normalised disparity; grows with distance, not metric",
                 "depth_stabilize": "scale_shift_fit+dis_flow_blend" if opts.stabilize else "off",
                 "depth_temporal_weight": f"{opts.temporal_weight:g}", "depth_working_size": str(opts.working_size),

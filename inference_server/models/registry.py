@@ -67,6 +67,31 @@ _PIPELINE_FAMILIES = {
 _MODEL_FAMILIES = {
     "ControlNetModel": "controlnet", "SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux",
 }
+# Licences that restrict use (non-commercial, copyleft): such a model needs allow_restricted_license.
+RESTRICTED_LICENSES = ("cc-by-nc", "nc-", "non-commercial", "noncommercial", "gpl", "agpl", "research")
+
+
+def card_license(folder: Path) -> str:
+    """The licence a Hugging Face model card (README.md) declares in its YAML front matter, or ""."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return ""
+    lines = card.read_text(errors="replace").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return ""
+    for line in lines[1:]:
+        if line.strip() == "---":
+            break
+        key, _, value = line.partition(":")
+        if key.strip() == "license":
+            return value.strip().strip("'\"").lower()
+    return ""
+
+
+def restricted(license: str) -> bool:
+    return any(mark in license.lower() for mark in RESTRICTED_LICENSES)
+
+
 # A transformers model's config.json "architectures" -> family.
 _TRANSFORMERS_FAMILIES = {"DepthAnythingForDepthEstimation": "depth_estimator"}
 
@@ -88,6 +113,7 @@ class ModelEntry:
     compile: bool = False            # torch.compile its denoiser and VAE decoder when loaded
     source: str = ""                 # where it was registered: "config" (the TOML) or "models.json"
     missing: bool = False            # the path does not exist (MISSING rather than an error)
+    license: str = ""                # SPDX-like id from the entry or the model card ("apache-2.0"); "" unknown
 
     @property
     def pickle(self) -> bool:
@@ -262,10 +288,16 @@ def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> M
             reason = ("not a model family Keygrip knows (SD 1.x/2.x, SDXL, SD3, Flux, ControlNet, SD 2 depth, "
                       "Depth Anything); "
                       f"if it is one, set family = \"sd1\" (or another) in [models.{name}] of the server's TOML")
+        license = str(table.get("license") or (card_license(path) if path.is_dir() else "")).lower()
+        if not reason and family == "depth_estimator" and restricted(license) \
+                and table.get("allow_restricted_license") is not True:
+            reason = (f"its licence is {license}, which restricts use (non-commercial or copyleft): use Depth "
+                      "Anything V2 Small (Apache-2.0), or set allow_restricted_license = true in "
+                      f"[models.{name}] if your use is allowed")
         return ModelEntry(name=name, path=path, format=fmt, family=family, size_bytes=size,
                           available=not reason, reason=reason, capabilities=caps if not reason else (),
                           config_path=config_path, allow_pickle=allow_pickle, source=source, missing=missing,
-                          compile=table.get("compile") is True)
+                          compile=table.get("compile") is True, license=license)
 
     if unknown:
         return entry("unknown", "unknown", f"unknown settings {', '.join(sorted(unknown))} for this model "
