@@ -268,3 +268,17 @@ def test_depth_estimator_family_and_licence_opt_in(tmp_path: Path) -> None:
     # The TOML may say what a card does not.
     (folder / "README.md").unlink()
     assert not inspect_entry("large", {"path": str(folder), "license": "GPL-3.0"}).available
+
+
+def test_cancel_stops_a_matte_at_the_next_frame(client: keygrip.Client) -> None:
+    from keygrip import events
+
+    job = client.matte(VIDEO, working_size=256)  # 100 full-size frames: long enough to outlast the cancel
+    for ev in job.watch():
+        if isinstance(ev, events.ProgressEvent) and ev.stage == "matte" and ev.fraction > 0:
+            job.cancel()
+            break
+    job.wait(timeout=60)
+    assert job.state == "cancelled" and job.proto.progress.value < 100
+    with pytest.raises(keygrip.JobCancelled):
+        job.result()
