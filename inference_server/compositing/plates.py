@@ -24,7 +24,7 @@ from inference_server.compositing.options import Output
 from inference_server.errors import InvalidInput
 from inference_server.media.video import Frame, MediaInfo, frames_in_range, image_sequence, iter_frames, probe
 from inference_server.scene.exr import read_exr, srgb_to_linear, write_exr_channels
-from keygrip.sequences import format_gaps, format_pattern, frame_name
+from keygrip.sequences import Sequence, format_gaps, format_pattern, frame_name
 
 VIDEO_PADDING = 4
 
@@ -39,6 +39,7 @@ class Plate:
     end: int
     numbers: tuple[int, ...]
     padding: int
+    sequence: Sequence | None  # the image sequence on disk; None for a video
 
     @property
     def name(self) -> str:
@@ -65,7 +66,7 @@ class Plate:
 
     def frames(self) -> Iterator[Frame]:
         """The frames in order, each checked to have the first frame's size."""
-        seq = image_sequence(self.path)
+        seq = self.sequence
         size: tuple[int, ...] | None = None
         for frame in iter_frames(self.path, self.start, self.end):
             shape = frame.image.shape[:2]
@@ -82,7 +83,7 @@ class Plate:
     def linear_rgb(self, frame: Frame) -> np.ndarray:
         """A frame as scene-linear float RGB: an EXR plate's own values (never clamped), else the
         decoded sRGB image linearised."""
-        seq = image_sequence(self.path)
+        seq = self.sequence
         if seq is not None and seq.tail.lower().endswith(".exr"):
             return read_exr(seq.path(frame.index))
         return srgb_to_linear(frame.image.astype(np.float32) / 255.0)
@@ -97,7 +98,7 @@ def open_plate(path: Path, start: int, end: int | None) -> Plate:
         numbers = numbers[(numbers < a) | (numbers >= b)]
     seq = image_sequence(path)
     return Plate(path=Path(path), info=info, start=start, end=stop, numbers=tuple(int(n) for n in numbers),
-                 padding=seq.padding if seq is not None else VIDEO_PADDING)
+                 padding=seq.padding if seq is not None else VIDEO_PADDING, sequence=seq)
 
 
 def write_image(path: Path, channels: dict[str, np.ndarray], out: Output, metadata: dict[str, str],
