@@ -61,7 +61,6 @@ class MatteHandler(_Segmenting, JobHandler[compositing_pb2.MatteRequest]):
         return describe_media(request.input, artifacts, "pulling a matte from", "plate", smaller=_SMALLER)
 
     def run(self, request: compositing_pb2.MatteRequest, ctx: JobContext) -> compositing_pb2.MatteResult:
-
         from inference_server.compositing import options
         from inference_server.compositing.matte import MatteChain
         from inference_server.compositing.plates import (
@@ -88,37 +87,40 @@ class MatteHandler(_Segmenting, JobHandler[compositing_pb2.MatteRequest]):
         total, done, previous = len(plate.numbers), 0, None
         t0 = time.perf_counter()
         ctx.progress("matte", 0, total, f"pulling mattes from {plate.name}")
-        for frame in plate.frames():
-            ctx.check_cancelled()
-            if previous is not None and frame.index != previous + 1:
-                chain.reset()  # a gap: the previous matte is not this frame's neighbour
-            previous = frame.index
-            alpha = chain(frame.image)
-            if float(alpha.max()) < 0.5:
-                empty.append(frame.index)
-            if rgba:
-                lin = plate.linear_rgb(frame) * alpha[..., None]
-                channels: dict[str, np.ndarray] = {"R": lin[..., 0], "G": lin[..., 1], "B": lin[..., 2], "A": alpha}
-            else:
-                channels = {"A": alpha}
-            name = plate.output_name("matte", out.suffix, frame.index)
-            path = ctx.scratch / name
-            write_image(path, channels, out, {**meta, "frame": str(frame.index)})
-            result.matte.frames.add(number=frame.index,
-                                    image=artifact_ref(ctx.put_file(path, name, out.media_type)))
-            path.unlink()
-            done += 1
-            look = None
-            if preview is not None or done % _PREVIEW_EVERY == 1:
-                look = over_checkerboard(frame.image, alpha)
-                if preview is not None:
-                    preview.add(look)
-            elapsed = time.perf_counter() - t0
-            ctx.progress("matte", done, total, f"frame {frame.index}", fps=done / elapsed if elapsed > 0 else 0.0,
-                         preview_png=png_bytes(_thumb(look)) if look is not None and done % _PREVIEW_EVERY == 1
-                         else b"")
+        try:
+            for frame in plate.frames():
+                ctx.check_cancelled()
+                if previous is not None and frame.index != previous + 1:
+                    chain.reset()  # a gap: the previous matte is not this frame's neighbour
+                previous = frame.index
+                alpha = chain(frame.image)
+                if float(alpha.max()) < 0.5:
+                    empty.append(frame.index)
+                if rgba:
+                    lin = plate.linear_rgb(frame) * alpha[..., None]
+                    channels: dict[str, np.ndarray] = {"R": lin[..., 0], "G": lin[..., 1], "B": lin[..., 2], "A": alpha}
+                else:
+                    channels = {"A": alpha}
+                name = plate.output_name("matte", out.suffix, frame.index)
+                path = ctx.scratch / name
+                write_image(path, channels, out, {**meta, "frame": str(frame.index)})
+                result.matte.frames.add(number=frame.index,
+                                        image=artifact_ref(ctx.put_file(path, name, out.media_type)))
+                path.unlink()
+                done += 1
+                look = None
+                if preview is not None or done % _PREVIEW_EVERY == 1:
+                    look = over_checkerboard(frame.image, alpha)
+                    if preview is not None:
+                        preview.add(look)
+                elapsed = time.perf_counter() - t0
+                ctx.progress("matte", done, total, f"frame {frame.index}", fps=done / elapsed if elapsed > 0 else 0.0,
+                             preview_png=png_bytes(_thumb(look)) if look is not None and done % _PREVIEW_EVERY == 1
+                             else b"")
+        finally:
+            if preview is not None:
+                preview.close()  # also when cancelled or failed: the file is released
         if preview is not None:
-            preview.close()
             result.preview.CopyFrom(artifact_ref(ctx.put_file(preview.path, "matte_preview.mp4", "video/mp4")))
         if empty:
             from keygrip.sequences import format_gaps
