@@ -14,7 +14,7 @@ trees and buildings, where nobody walks). Metrics, written from their published 
 - dtSSD (Erofeev et al. 2015): per frame the root of the summed squared difference of the temporal
   derivatives, sqrt(sum(((a_t - a_t-1) - (g_t - g_t-1))^2)), x 100 / sqrt(pixels);
 - MESSDdt (Erofeev et al. 2015): per frame sum |E_t(p) - E_t-1(p + v(p))| with E the squared error and
-  v the ground truth's motion (DIS flow on the composites), x 1e3 / pixels... reported per million pixels.
+  v the motion between the frames (DIS flow on the composites), per million pixels.
 
 Without ground truth, on real clips (the Pose2Sim balancing trial, 1080x1920, and the Sports2D clip):
 flicker where the image does not change (mean |alpha_t - alpha_t-1| over pixels whose luma changed
