@@ -21,6 +21,8 @@ Example keygrip.toml:
     # allow_pickle = false              # from_single_file needs); pickle checkpoints only with true
     # compile = false                   # torch.compile the denoiser and the VAE decoder (GPU: faster
                                         # steps after a first job that compiles for a minute or more)
+    # license = "apache-2.0"            # what the model's card says, when it says nothing itself;
+    # allow_restricted_license = false  # true to use a non-commercial or GPL model knowingly
 """
 
 from __future__ import annotations
@@ -96,13 +98,13 @@ class Config:
             if unknown:
                 raise ValueError(f"unknown settings in [models.{name}]: {', '.join(sorted(unknown))} "
                                  f"(known: {', '.join(sorted(MODEL_KEYS))})")
-            for key in ("allow_pickle", "compile"):
+            for key in ("allow_pickle", "compile", "allow_restricted_license"):
                 if not isinstance(table.get(key, False), bool):
                     raise ValueError(f"[models.{name}] {key} must be true or false")
 
 
 # What a [models.NAME] table may hold.
-MODEL_KEYS = frozenset({"path", "config", "allow_pickle", "family", "compile"})
+MODEL_KEYS = frozenset({"path", "config", "allow_pickle", "family", "compile", "license", "allow_restricted_license"})
 
 
 def _resolve_model_paths(models: Any, base: Path) -> Any:

@@ -7,6 +7,7 @@
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
     keygrip generate project --model NAME [--controlnet NAME] --views views.json --prompt TEXT --out FILE.png
+    keygrip matte|depth|cleanplate PLATE --out DIR [--range 1001-1100] [--format exr-half|exr-float|png16]
 
 VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
 numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
@@ -197,6 +198,49 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
             print(f"warning: {warning}")
         for path in written:
             print(f"wrote {path}")
+    return 0
+
+
+def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
+    """keygrip matte|depth|cleanplate: the pass's files into --out, numbered like the plate."""
+    from keygrip.compositing import PassPlan, download_result, parse_range
+
+    bar = None if args.json else ProgressBar()
+    try:
+        frame_range = parse_range(args.range) if args.range else (0, 0)
+    except ValueError as exc:
+        raise errors.InvalidArgument(str(exc)) from None
+    settings: dict[str, Any] = {}
+    if args.command in ("matte", "cleanplate"):
+        matte = dict(refine=not args.no_refine, stabilize=not args.no_stabilize)
+        if args.command == "matte":
+            settings.update(matte, premultiplied_rgba=args.rgba)
+        else:
+            from keygrip.v1 import compositing_pb2
+
+            settings.update(matte=compositing_pb2.MatteSettings(**matte), reference_frame=args.reference or 0,
+                            dilate=args.dilate or 0, register=not args.locked_off)
+    elif args.command == "depth":
+        settings.update(model=args.model or "", stabilize=not args.no_stabilize)
+    source = _media_source(args.plate, args.server_path)
+    if isinstance(source, sequences.Sequence) and not args.json:
+        print(sequences.describe_frames(source.file_pattern(), source.first, source.last, source.gaps()))
+    plan = PassPlan(kind=args.command, source=source, out_dir=args.out, frame_range=frame_range, format=args.format,
+                    server_path=args.server_path, preview=getattr(args, "preview", False), settings=settings)
+    job = plan.start(client, upload_progress=_upload_bar(bar) if bar else None)
+    result = follow(job, bar).result()
+    files = download_result(client, result, args.out, progress=(
+        (lambda done, total: bar.update("download", done, total, unit=" frames")) if bar else None))
+    if args.json:
+        _print_message(result, True)
+        return 0
+    if files.frames:
+        numbers = sorted(files.frames)
+        print(f"wrote {len(numbers)} frames {numbers[0]}-{numbers[-1]}: {files.pattern}")
+    for path in files.files[len(files.frames):]:
+        print(f"wrote {path}")
+    for warning in files.warnings:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -547,6 +591,30 @@ def build_parser() -> argparse.ArgumentParser:
     mocap.add_argument("--server-path", action="store_true",
                        help="VIDEO is a path on the server (a file, a folder of frames or a pattern)")
 
+    for name, help_text in (("matte", "a person's matte over a plate, as matte.####.exr (alpha in A)"),
+                            ("depth", "relative depth for a plate, as depth.####.exr (Z, larger is farther)"),
+                            ("cleanplate", "the plate's background without the person, with a coverage map")):
+        comp = sub.add_parser(name, help=help_text, parents=[client_options])
+        comp.add_argument("plate", help="a video, or an image sequence: plate.####.exr, plate.%%04d.png, "
+                                        "a folder of frames or the first frame")
+        comp.add_argument("--out", type=Path, required=True, help="folder to write the files into")
+        comp.add_argument("--range", help="frames FIRST-LAST in the plate's own numbers, e.g. 1001-1100")
+        comp.add_argument("--format", choices=["exr-half", "exr-float", "png16"], default="exr-half")
+        comp.add_argument("--server-path", action="store_true", help="PLATE is a path on the server")
+        comp.add_argument("--no-stabilize", action="store_true", help="no temporal stabilisation")
+        if name in ("matte", "cleanplate"):
+            comp.add_argument("--no-refine", action="store_true", help="no edge refinement (guided filter)")
+            comp.add_argument("--preview", action="store_true",
+                              help="also write a preview (matte: MP4 over a checkerboard; clean plate: PNG)")
+        if name == "matte":
+            comp.add_argument("--rgba", action="store_true", help="RGBA EXRs: the plate premultiplied, matte in A")
+        if name == "depth":
+            comp.add_argument("--model", help="a registered depth model (default: the only one)")
+        if name == "cleanplate":
+            comp.add_argument("--reference", type=int, help="the frame to make the plate for (default: the middle)")
+            comp.add_argument("--dilate", type=int, help="pixels the matte is grown by (default 15)")
+            comp.add_argument("--locked-off", action="store_true", help="the camera does not move: no registration")
+
     generate = sub.add_parser("generate", help="a tileable texture, a 360-degree world, or a texture projected "
                                                "from cameras, from text",
                               parents=[client_options])
@@ -624,6 +692,7 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap, "retarget": cmd_retarget,
     "models": cmd_models_ls,
     "generate": cmd_generate,
+    "matte": cmd_compositing, "depth": cmd_compositing, "cleanplate": cmd_compositing,
 }
 # Commands that work on this machine's files and need no server.
 _LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"add": cmd_models_add, "pull": cmd_models_pull}

@@ -31,6 +31,8 @@ from keygrip.v1 import (
     artifacts_pb2,
     artifacts_pb2_grpc,
     common_pb2,
+    compositing_pb2,
+    compositing_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     media_pb2,
@@ -469,6 +471,50 @@ class Client:
             settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings), views=list(views),
             controlnet=controlnet, control_scale=control_scale, request_id=request_id)
         return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).ProjectTexture, req)
+
+    # Compositing --------------------------------------------------------------------------------
+
+    def matte(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
+              format: compositing_pb2.OutputFormat.ValueType = compositing_pb2.OUTPUT_FORMAT_EXR_HALF,
+              premultiplied_rgba: bool = False, preview: bool = False, request_id: str = "",
+              upload_progress: ProgressCallback | None = None,
+              **settings: Any) -> Job[compositing_pb2.MatteResult]:
+        """Start a person matte over frames [start_frame, end_frame) of a plate (the plate's own numbers;
+        end 0: to the last), written as matte.####.exr numbered like the plate. settings are
+        MatteSettings fields: refine, refine_radius, refine_epsilon, stabilize, temporal_weight,
+        flow_tolerance, working_size."""
+        req = compositing_pb2.MatteRequest(
+            input=self.media_input(source, server_path=server_path, progress=upload_progress),
+            frame_range=common_pb2.FrameRange(start=start_frame, end=end_frame),
+            settings=compositing_pb2.MatteSettings(**settings), format=format,
+            premultiplied_rgba=premultiplied_rgba, preview=preview, request_id=request_id)
+        return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).Matte, req)
+
+    def depth(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
+              format: compositing_pb2.OutputFormat.ValueType = compositing_pb2.OUTPUT_FORMAT_EXR_HALF,
+              request_id: str = "", upload_progress: ProgressCallback | None = None,
+              **settings: Any) -> Job[compositing_pb2.DepthResult]:
+        """Start a relative depth pass (depth.####.exr, channel Z, larger is farther) from the server's
+        depth model. settings are DepthSettings fields: model, stabilize, temporal_weight, working_size."""
+        req = compositing_pb2.DepthRequest(
+            input=self.media_input(source, server_path=server_path, progress=upload_progress),
+            frame_range=common_pb2.FrameRange(start=start_frame, end=end_frame),
+            settings=compositing_pb2.DepthSettings(**settings), format=format, request_id=request_id)
+        return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).Depth, req)
+
+    def clean_plate(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
+                    format: compositing_pb2.OutputFormat.ValueType = compositing_pb2.OUTPUT_FORMAT_EXR_HALF,
+                    reference_frame: int = 0, dilate: int = 0, register: bool = True, preview: bool = False,
+                    request_id: str = "", upload_progress: ProgressCallback | None = None,
+                    matte: compositing_pb2.MatteSettings | None = None) -> Job[compositing_pb2.CleanPlateResult]:
+        """Start a clean plate: the background at reference_frame (0: the range's middle) without the
+        person, with a coverage map of pixels never seen."""
+        req = compositing_pb2.CleanPlateRequest(
+            input=self.media_input(source, server_path=server_path, progress=upload_progress),
+            frame_range=common_pb2.FrameRange(start=start_frame, end=end_frame), matte=matte,
+            dilate=dilate, register=register, reference_frame=reference_frame, format=format, preview=preview,
+            request_id=request_id)
+        return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).CleanPlate, req)
 
     # Jobs of any capability ---------------------------------------------------------------------
 

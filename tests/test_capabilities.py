@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import any_pb2
 
-from inference_server import media, mocap, scene
+from inference_server import compositing, media, mocap, scene
 from inference_server.capabilities import CAPABILITIES, job_handlers
 from inference_server.capability import Capability, JobHandler
 from inference_server.config import Config
@@ -32,9 +32,11 @@ def test_server_info_lists_every_capability_feature_and_model() -> None:
     assert [(c.name, c.available) for c in info.capabilities] == [
         ("media.probe", True), ("mocap.body", True), ("mocap.hands", True), ("mocap.face", True),
         ("animation.retarget", True), ("animation.bvh", True), ("scene.texture", True), ("scene.world", True),
-        ("scene.project", True)]
+        ("scene.project", True), ("compositing.matte", True), ("compositing.clean_plate", True),
+        ("compositing.depth", True)]
     assert [m.name for m in info.models] == ["mediapipe.pose_landmark_full", "mediapipe.pose_detection",
-                                             "mediapipe.hand_landmark_full", "mediapipe.face_landmark"]
+                                             "mediapipe.hand_landmark_full", "mediapipe.face_landmark",
+                                             "mediapipe.selfie_segmentation"]
     assert all(m.state == server_pb2.MODEL_STATE_AVAILABLE and m.kind == "mediapipe" and not m.reason
                for m in info.models)
     assert all(Path(m.source).is_file() for m in info.models)
@@ -42,7 +44,7 @@ def test_server_info_lists_every_capability_feature_and_model() -> None:
 
 def test_server_info_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     # As on a server installed without PyAV and MediaPipe.
-    for module in (media, mocap, scene):
+    for module in (media, mocap, scene, compositing):
         monkeypatch.setattr(module, "package_dir", lambda name: None)
     info = build_server_info(Config(), CAPABILITIES)
     reasons = {c.name: c.reason for c in info.capabilities if not c.available}
@@ -54,6 +56,9 @@ def test_server_info_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> No
         "scene.texture": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
         "scene.world": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
         "scene.project": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
+        "compositing.matte": "MediaPipe Selfie Segmentation, cv2, OpenEXR not installed; " + HINT,
+        "compositing.clean_plate": "MediaPipe Selfie Segmentation, cv2, OpenEXR not installed; " + HINT,
+        "compositing.depth": "cv2, OpenEXR, torch, transformers not installed; " + HINT,
     }
     assert {(m.state, m.reason) for m in info.models} == {
         (server_pb2.MODEL_STATE_MISSING, "not found in the mediapipe package; " + HINT)}
@@ -66,7 +71,10 @@ def test_every_job_type_has_one_handler_class() -> None:
                      "retarget": "inference_server.animation.jobs:RetargetHandler",
                      "generate_texture": "inference_server.scene.jobs:TextureHandler",
                      "generate_world": "inference_server.scene.jobs:WorldHandler",
-                     "project_texture": "inference_server.scene.jobs:ProjectHandler"}
+                     "project_texture": "inference_server.scene.jobs:ProjectHandler",
+                     "matte": "inference_server.compositing.jobs:MatteHandler",
+                     "depth": "inference_server.compositing.jobs:DepthHandler",
+                     "clean_plate": "inference_server.compositing.jobs:CleanPlateHandler"}
     for path in table.values():
         module, name = path.split(":")
         handler = getattr(importlib.import_module(module), name)

@@ -351,6 +351,33 @@ def missing_in(info: MediaInfo, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
+def frames_in_range(info: MediaInfo, start: int, end: int | None) -> tuple[int, int]:
+    """[start, end) of the frames a clip has, from a requested range (end None: to the last frame).
+
+    A start before the first frame means from the first and an end past the last means to the last;
+    a sequence's range is narrowed to begin and end on frames there are on disk. InvalidInput naming
+    the clip and its frames when nothing is left (a range outside the clip, or start >= end).
+    """
+    first, stop = info.first_frame, info.first_frame + info.frame_count
+    asked = f"{start}-{'end' if end is None else end}"
+    if info.is_image_sequence:
+        start, end = max(start, first), stop if end is None else min(end, stop)
+        for a, b in info.missing_frames:
+            if a <= start < b:
+                start = b
+            if a < end <= b:
+                end = a
+    else:
+        end = stop if end is None else min(end, stop)
+    if not first <= start < end:
+        gaps = " (some of them missing on disk)" if info.missing_frames else ""
+        raise InvalidInput(
+            f"frame range {asked} holds no frame: {Path(info.path).name} has {info.frame_count} frames "
+            f"({first}-{stop - 1}){gaps}; pick a range inside them, with the start below the end."
+        )
+    return start, end
+
+
 def gap_warnings(path: str | Path, first: int, last: int) -> list[str]:
     """What a user should hear about missing frames of a sequence among frames first..last.
 

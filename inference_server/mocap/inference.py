@@ -34,7 +34,7 @@ import numpy as np
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext
-from inference_server.media.video import DEFAULT_SEQUENCE_FPS, MediaInfo, iter_frames, probe
+from inference_server.media.video import DEFAULT_SEQUENCE_FPS, frames_in_range, iter_frames, probe
 from inference_server.mocap.landmarks import Landmarks
 
 T = TypeVar("T")
@@ -109,18 +109,7 @@ def detect(
     found in any frame.
     """
     info = probe(path)
-    first, stop = info.first_frame, info.first_frame + info.frame_count
-    asked = f"{start}-{'end' if end is None else end}"
-    if info.is_image_sequence:
-        start, end = _trim_to_frames(info, max(start, first), stop if end is None else min(end, stop))
-    else:
-        end = stop if end is None else min(end, stop)
-    if not first <= start < end:
-        gaps = " (some of them missing on disk)" if info.missing_frames else ""
-        raise InvalidInput(
-            f"frame range {asked} holds no frame: {Path(path).name} has {info.frame_count} frames "
-            f"({first}-{stop - 1}){gaps}; pick a range inside them, with the start below the end."
-        )
+    start, end = frames_in_range(info, start, end)
     # The frames there are in the range (a sequence may skip numbers); chunks split them evenly.
     numbers = np.arange(start, end, dtype=np.int64)
     for a, b in info.missing_frames:
@@ -166,17 +155,7 @@ def detect(
         right_hand_image=cat_tracks("right_hand_image"),
         face_image=cat_tracks("face_image"),
     )
-    return _fill_missing_numbers(landmarks, start, end, first) if info.is_image_sequence else landmarks
-
-
-def _trim_to_frames(info: MediaInfo, start: int, end: int) -> tuple[int, int]:
-    """[start, end) of a sequence narrowed so that it begins and ends on frames there are."""
-    for a, b in info.missing_frames:
-        if a <= start < b:
-            start = b
-        if a < end <= b:
-            end = a
-    return start, end
+    return _fill_missing_numbers(landmarks, start, end, info.first_frame) if info.is_image_sequence else landmarks
 
 
 def _fill_missing_numbers(lm: Landmarks, start: int, end: int, first: int) -> Landmarks:

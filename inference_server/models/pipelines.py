@@ -198,6 +198,27 @@ class PipelineCache:
             model.pipes[key] = pipe
         return pipe
 
+    def depth_estimator(self, name: str) -> Any:
+        """The named depth estimator (a transformers AutoModelForDepthEstimation, Depth Anything) in eval
+        mode on the cache's device, loaded from local files only and resident like a pipeline."""
+        entry = self.registry.depth_estimator(name)
+        model = self._loaded.get(entry.name)
+        if model is None:
+            from transformers import AutoModelForDepthEstimation
+
+            self._make_room(entry.size_bytes)
+            with self._loading(entry):
+                net = AutoModelForDepthEstimation.from_pretrained(str(entry.path), local_files_only=True,
+                                                                  dtype=self.device.dtype,
+                                                                  use_safetensors=not entry.pickle)
+                net.to(self.device.torch_device).eval()
+            model = _Loaded(entry, {"depth_estimator": net}, modules_bytes([net]))
+            self._loaded[entry.name] = model
+            self._make_room(0, keep=(entry.name,))
+            log.info("model loaded", extra={"model": entry.name, "bytes": model.size_bytes})
+        self._loaded.move_to_end(entry.name)
+        return model.pipes["depth_estimator"]
+
     def loaded(self) -> list[str]:
         """Names of the resident models, least recently used first."""
         return list(self._loaded)
@@ -338,3 +359,27 @@ class PipelineCache:
             torch.cuda.empty_cache()
         elif self.device.kind == "mps":
             torch.mps.empty_cache()
+
+
+# One cache per worker process, shared by every handler that loads models (scene generation, depth):
+# a model is loaded once, and the budget counts everything resident.
+_CACHE: PipelineCache | None = None
+
+
+def worker_cache() -> PipelineCache:
+    """The worker's PipelineCache on its default device and budget, made on first use."""
+    global _CACHE
+    if _CACHE is None:
+        from inference_server.models.registry import worker_registry
+
+        device = pick_device()
+        _CACHE = PipelineCache(worker_registry(), device, budget_bytes=default_budget(device))
+    return _CACHE
+
+
+def release_worker_cache() -> None:
+    """Unload everything the worker's cache holds (a handler's close())."""
+    global _CACHE
+    if _CACHE is not None:
+        _CACHE.unload_all()
+        _CACHE = None

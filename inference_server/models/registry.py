@@ -1,7 +1,8 @@
 """Which diffusion models this server knows, what each one is and what it enables.
 
-Models are local: a diffusers folder (model_index.json, or a single model's config.json) or a single
-.safetensors file (plus, for from_single_file offline, the diffusers config folder of its kind).
+Models are local: a diffusers folder (model_index.json, or a single model's config.json), a single
+.safetensors file (plus, for from_single_file offline, the diffusers config folder of its kind), or a
+transformers folder of a depth estimator (Depth Anything: config.json naming its architecture).
 They come from the server's TOML ([models.NAME] path = ...) and from `keygrip models add`, which
 keeps them in data_dir/models.json; a TOML entry wins over a models.json one of the same name.
 
@@ -27,7 +28,7 @@ from inference_server.errors import FailedPrecondition, NotFound
 MODELS_FILE = "models.json"                  # `keygrip models add` writes here
 CONFIG_MODELS_FILE = "models-config.json"    # the front's copy of the TOML's models, for workers
 
-FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "controlnet", "depth", "unknown")
+FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "controlnet", "depth", "depth_estimator", "unknown")
 
 # What each family enables. U-Net families tile (circular padding in their convolutions); the DiT
 # families (sd3, flux) make worlds but not tiling textures; depth-conditioned ones project.
@@ -39,11 +40,18 @@ FAMILY_CAPABILITIES: dict[str, tuple[str, ...]] = {
     "flux": ("scene.world",),
     "depth": ("scene.project",),         # Stable Diffusion 2 depth (depth2img)
     "controlnet": ("scene.project",),    # a depth ControlNet, used beside an sd1/sd2/sdxl model
+    # Depth from an image (Depth Anything V2 through transformers), not a generator: "depth" above is
+    # SD 2 depth, which paints from a depth map.
+    "depth_estimator": ("compositing.depth",),
     "unknown": (),
 }
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 ADD_HINT = "keygrip models add PATH --name NAME"
+DEPTH_MODEL_HINT = ("fetch Depth Anything V2 Small (Apache-2.0) with `keygrip models pull "
+                    "depth-anything/Depth-Anything-V2-Small-hf --dest DIR`, register it with `keygrip models add DIR "
+                    "--name depth-anything-v2-small` (or a [models.NAME] table in the server's TOML) and restart the "
+                    "server")
 
 # model_index.json _class_name -> family (the pipeline class names diffusers saves).
 _PIPELINE_FAMILIES = {
@@ -59,6 +67,33 @@ _PIPELINE_FAMILIES = {
 _MODEL_FAMILIES = {
     "ControlNetModel": "controlnet", "SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux",
 }
+# Licences that restrict use (non-commercial, copyleft): such a model needs allow_restricted_license.
+RESTRICTED_LICENSES = ("cc-by-nc", "nc-", "non-commercial", "noncommercial", "gpl", "agpl", "research")
+
+
+def card_license(folder: Path) -> str:
+    """The licence a Hugging Face model card (README.md) declares in its YAML front matter, or ""."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return ""
+    lines = card.read_text(errors="replace").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return ""
+    for line in lines[1:]:
+        if line.strip() == "---":
+            break
+        key, _, value = line.partition(":")
+        if key.strip() == "license":
+            return value.strip().strip("'\"").lower()
+    return ""
+
+
+def restricted(license: str) -> bool:
+    return any(mark in license.lower() for mark in RESTRICTED_LICENSES)
+
+
+# A transformers model's config.json "architectures" -> family.
+_TRANSFORMERS_FAMILIES = {"DepthAnythingForDepthEstimation": "depth_estimator"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +102,7 @@ class ModelEntry:
 
     name: str            # the user's name for it ("sd15", or the folder/file stem)
     path: Path           # a diffusers folder, or a single .safetensors file
-    format: str          # "diffusers" | "single_file"
+    format: str          # "diffusers" | "single_file" | "transformers"
     family: str          # one of FAMILIES
     size_bytes: int
     available: bool
@@ -78,6 +113,7 @@ class ModelEntry:
     compile: bool = False            # torch.compile its denoiser and VAE decoder when loaded
     source: str = ""                 # where it was registered: "config" (the TOML) or "models.json"
     missing: bool = False            # the path does not exist (MISSING rather than an error)
+    license: str = ""                # SPDX-like id from the entry or the model card ("apache-2.0"); "" unknown
 
     @property
     def pickle(self) -> bool:
@@ -106,6 +142,25 @@ class ModelRegistry:
             raise FailedPrecondition(f"model {name!r} cannot be loaded: {entry.reason}",
                                      reason="MODEL_UNAVAILABLE", metadata={"model": name})
         return entry
+
+    def depth_estimator(self, name: str = "") -> ModelEntry:
+        """The depth estimator to use: the named one, or the only one registered; FailedPrecondition
+        naming how to add one when there is none (or which to pick when there are several)."""
+        if name:
+            entry = self.get(name)
+            if entry.family != "depth_estimator":
+                raise FailedPrecondition(f"model {name!r} ({entry.family}) is not a depth estimator; pick one that "
+                                         "does compositing.depth (keygrip models ls)", reason="MODEL_UNSUITED",
+                                         metadata={"model": name})
+            return entry
+        found = [e for e in self.entries() if e.family == "depth_estimator" and e.available]
+        if not found:
+            raise FailedPrecondition(f"no depth model is registered on this server: {DEPTH_MODEL_HINT}",
+                                     reason="NO_DEPTH_MODEL")
+        if len(found) > 1:
+            raise FailedPrecondition(f"several depth models are registered ({', '.join(e.name for e in found)}); "
+                                     "name one in settings.model", reason="MODEL_AMBIGUOUS")
+        return found[0]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -230,12 +285,19 @@ def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> M
         if not reason and family not in FAMILY_CAPABILITIES:
             reason = f"unknown family {family!r} (known: {', '.join(FAMILIES)})"
         if not reason and family == "unknown":
-            reason = ("not a model family Keygrip knows (SD 1.x/2.x, SDXL, SD3, Flux, ControlNet, SD 2 depth); "
+            reason = ("not a model family Keygrip knows (SD 1.x/2.x, SDXL, SD3, Flux, ControlNet, SD 2 depth, "
+                      "Depth Anything); "
                       f"if it is one, set family = \"sd1\" (or another) in [models.{name}] of the server's TOML")
+        license = str(table.get("license") or (card_license(path) if path.is_dir() else "")).lower()
+        if not reason and family == "depth_estimator" and restricted(license) \
+                and table.get("allow_restricted_license") is not True:
+            reason = (f"its licence is {license}, which restricts use (non-commercial or copyleft): use Depth "
+                      "Anything V2 Small (Apache-2.0), or set allow_restricted_license = true in "
+                      f"[models.{name}] if your use is allowed")
         return ModelEntry(name=name, path=path, format=fmt, family=family, size_bytes=size,
                           available=not reason, reason=reason, capabilities=caps if not reason else (),
                           config_path=config_path, allow_pickle=allow_pickle, source=source, missing=missing,
-                          compile=table.get("compile") is True)
+                          compile=table.get("compile") is True, license=license)
 
     if unknown:
         return entry("unknown", "unknown", f"unknown settings {', '.join(sorted(unknown))} for this model "
@@ -295,8 +357,11 @@ def _inspect_folder(path: Path, allow_pickle: bool, entry: _MakeEntry) -> ModelE
         return entry("diffusers", family, size=size)
     config = path / "config.json"
     if config.is_file():
-        cls = str(_read_json(config).get("_class_name", ""))
-        return entry("diffusers", _MODEL_FAMILIES.get(cls, "unknown"), size=size)
+        data = _read_json(config)
+        for arch in data.get("architectures") or ():
+            if arch in _TRANSFORMERS_FAMILIES:
+                return entry("transformers", _TRANSFORMERS_FAMILIES[arch], size=size)
+        return entry("diffusers", _MODEL_FAMILIES.get(str(data.get("_class_name", "")), "unknown"), size=size)
     return entry("diffusers", "unknown",
                  f"{path} is not a diffusers folder (no model_index.json or config.json): point at the folder "
                  "save_pretrained wrote, or at a single .safetensors file")
@@ -408,6 +473,7 @@ def model_specs(registry: ModelRegistry) -> list[Any]:
             state = server_pb2.MODEL_STATE_MISSING
         else:
             state = server_pb2.MODEL_STATE_ERROR
-        specs.append(ModelSpec(name=e.name, kind="diffusers", state=state, reason=e.reason, source=str(e.path),
+        specs.append(ModelSpec(name=e.name, kind="transformers" if e.format == "transformers" else "diffusers",
+                               state=state, reason=e.reason, source=str(e.path),
                                family=e.family, size_bytes=e.size_bytes, capabilities=tuple(e.capabilities)))
     return specs

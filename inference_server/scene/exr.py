@@ -1,5 +1,6 @@
-"""OpenEXR files: generated images as linear float RGB (half by default) with string metadata, and
-one-channel depth maps from hosts.
+"""OpenEXR files: generated images as linear float RGB (half by default) with string metadata,
+one-channel depth maps from hosts, and any named channels (a matte in A, RGBA, a depth pass in Z:
+write_exr_channels).
 
 Generated images are sRGB-encoded; an environment map that lights a scene must be linear, so the
 world is decoded with srgb_to_linear (the exact piecewise sRGB EOTF of IEC 61966-2-1) before it is
@@ -60,12 +61,23 @@ def expand_highlights(linear: np.ndarray, gain: float, *, knee: float = 0.6) -> 
 def write_exr(path: Path, rgb_linear: np.ndarray, *, half: bool = True, metadata: dict[str, str] | None = None) -> None:
     """Write (H, W, 3) linear RGB as a scanline EXR with ZIP compression, half floats unless half=False,
     channels R, G, B, and each metadata item as a string attribute of the header."""
-    OpenEXR = _openexr()
-
     a = np.asarray(rgb_linear)
     if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
         raise InvalidInput(f"an EXR image must be (height, width, 3) RGB, not shape {a.shape}")
-    if not np.all(np.isfinite(a)):
+    write_exr_channels(path, {name: a[:, :, i] for i, name in enumerate("RGB")}, half=half, metadata=metadata)
+
+
+def write_exr_channels(path: Path, channels: dict[str, np.ndarray], *, half: bool = True,
+                       metadata: dict[str, str] | None = None) -> None:
+    """Write named (H, W) channels (a matte as A, a depth pass as Z, RGBA) as a scanline EXR with ZIP
+    compression, half floats unless half=False, each metadata item a string attribute of the header.
+    Values are written as they are: linear data is never clamped (a half float holds up to 65504)."""
+    OpenEXR = _openexr()
+
+    shapes = {np.asarray(c).shape for c in channels.values()}
+    if not channels or len(shapes) != 1 or len(next(iter(shapes))) != 2 or 0 in next(iter(shapes)):
+        raise InvalidInput(f"EXR channels must be (height, width) arrays of one size, not {sorted(shapes)}")
+    if not all(np.all(np.isfinite(c)) for c in channels.values()):
         raise InvalidInput("the image to write as EXR has NaN or infinite values")
     dtype = np.float16 if half else np.float32
     header: dict[str, object] = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
@@ -73,8 +85,8 @@ def write_exr(path: Path, rgb_linear: np.ndarray, *, half: bool = True, metadata
         if key in _RESERVED:
             raise InvalidInput(f"EXR metadata may not use the reserved attribute name {key!r}")
         header[key] = str(value)
-    channels = {name: np.ascontiguousarray(a[:, :, i], dtype=dtype) for i, name in enumerate("RGB")}
-    with OpenEXR.File(header, channels) as f:
+    data = {name: np.ascontiguousarray(c, dtype=dtype) for name, c in channels.items()}
+    with OpenEXR.File(header, data) as f:
         f.write(str(path))
 
 

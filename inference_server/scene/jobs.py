@@ -42,35 +42,20 @@ def _png(pixels: np.ndarray, metadata: dict[str, str], *, bits: int = 8) -> byte
     return out.getvalue()
 
 
-# One cache per worker process, shared by both handlers: a model used for textures and worlds is
-# loaded once, and the budget counts everything resident.
-_CACHE: PipelineCache | None = None
-
-
-def _worker_cache() -> PipelineCache:
-    global _CACHE
-    if _CACHE is None:
-        from inference_server.models.pipelines import PipelineCache, default_budget, pick_device
-        from inference_server.models.registry import worker_registry
-
-        device = pick_device()
-        _CACHE = PipelineCache(worker_registry(), device, budget_bytes=default_budget(device))
-    return _CACHE
-
-
 class _GenerateHandler:
     """What the jobs share: the worker's pipeline cache, the settings, and writing the results."""
 
     cache: PipelineCache
 
     def setup(self) -> None:
-        self.cache = _worker_cache()
+        from inference_server.models.pipelines import worker_cache
+
+        self.cache = worker_cache()
 
     def close(self) -> None:
-        global _CACHE
-        if _CACHE is not None:
-            _CACHE.unload_all()
-            _CACHE = None
+        from inference_server.models.pipelines import release_worker_cache
+
+        release_worker_cache()
 
     def _results(self, rgb: np.ndarray, settings: scene_pb2.GenerationSettings, ctx: JobContext, stem: str, *,
                  maps: tuple[np.ndarray, np.ndarray] | None = None, highlight_gain: float = 0.0,

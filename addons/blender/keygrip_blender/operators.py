@@ -15,10 +15,11 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from keygrip import rigs
 from keygrip.animate import CaptureOptions, Plan, SourceKind
+from keygrip.compositing import PassPlan
 from keygrip.generate import GenerateKind, GeneratePlan, ProjectPlan
 from keygrip.session import Session
 
-from . import main_thread, preferences, projection, properties, rig, shading, tasks
+from . import compositor, main_thread, preferences, projection, properties, rig, shading, tasks
 from .apply import ScenePlan
 
 
@@ -314,6 +315,55 @@ class ProjectTextureOperator(_GenerateOperator):
                                      preferences.server_settings(context), str(shading.output_folder()))
 
 
+def pass_plan_from_panel(context: bpy.types.Context, kind: str) -> tuple[PassPlan, compositor.PlateRef]:
+    """A compositing pass over the panel's video or Movie Clip and its frame range; ValueError when
+    there is no plate."""
+    s = context.scene.keygrip
+    video = video_path(context)
+    if not video or not Path(video).is_file():
+        raise ValueError("pick a video file (or a Movie Clip) in the Keygrip panel first")
+    plan = PassPlan(kind=kind, source=video, out_dir=shading.output_folder() / f"{Path(video).stem}_{kind}",
+                    frame_range=(s.frame_start, s.frame_end), preview=kind == "cleanplate")
+    plate = compositor.PlateRef(scene=context.scene.name, clip=s.clip.name if s.source == "CLIP" and s.clip else "",
+                                path=video)
+    return plan, plate
+
+
+class _CompositingOperator(_SessionOperator):
+    """Run a compositing pass on the panel's plate and wire it into the compositor (not registered itself)."""
+
+    kind = "matte"
+    bl_options = {"REGISTER"}   # the write-back pushes its own undo step (compositor.py)
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        plan, plate = pass_plan_from_panel(context, self.kind)
+        return tasks.compositing_session(plan, plate, preferences.server_settings(context))
+
+
+class MatteOperator(_CompositingOperator):
+    """Pull a person matte over the plate and wire a Keygrip Matte node tree (Esc cancels)"""
+
+    bl_idname = "keygrip.comp_matte"
+    bl_label = "Matte"
+    kind = "matte"
+
+
+class CleanPlateOperator(_CompositingOperator):
+    """Make a clean plate of the background without the person and wire it as a node (Esc cancels)"""
+
+    bl_idname = "keygrip.comp_cleanplate"
+    bl_label = "Clean Plate"
+    kind = "cleanplate"
+
+
+class DepthOperator(_CompositingOperator):
+    """Estimate relative depth for the plate and wire it into a Defocus node (Esc cancels)"""
+
+    bl_idname = "keygrip.comp_depth"
+    bl_label = "Depth"
+    kind = "depth"
+
+
 class CancelOperator(bpy.types.Operator):
     """Cancel the running Keygrip jobs (on the server too)"""
 
@@ -375,7 +425,7 @@ class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
 
 CLASSES = (CaptureOperator, ImportBvhOperator, ExportBvhOperator, ConnectOperator, ProbeOperator,
            MapBonesOperator, GenerateTextureOperator, GenerateWorldOperator, ProjectTextureOperator, CancelOperator,
-           SaveBoneMapOperator, LoadBoneMapOperator)
+           SaveBoneMapOperator, LoadBoneMapOperator, MatteOperator, CleanPlateOperator, DepthOperator)
 
 
 # Progress in the status bar and redraws, after every tick ---------------------------------------

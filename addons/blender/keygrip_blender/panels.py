@@ -147,6 +147,10 @@ class KeygripPanel(bpy.types.Panel):
         col.operator("keygrip.project_texture", icon="CAMERA_DATA")
 
         busy = main_thread.running()
+        row = layout.row(align=True)  # compositing passes over the same plate and frame range
+        row.operator("keygrip.comp_matte", icon="NODE_COMPOSITING")
+        row.operator("keygrip.comp_cleanplate", icon="IMAGE_BACKGROUND")
+        row.operator("keygrip.comp_depth", icon="MOD_DISPLACE")
         layout.operator("keygrip.capture", icon="ARMATURE_DATA")
         row = layout.row(align=True)
         row.operator("keygrip.import_bvh", icon="IMPORT")

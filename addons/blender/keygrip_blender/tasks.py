@@ -12,14 +12,14 @@ from typing import Any
 
 import bpy
 
-from keygrip import animate, generate, rigs
+from keygrip import animate, compositing, generate, rigs
 from keygrip.animate import Plan, Retargeted, Skeleton, WriteSummary
 from keygrip.projection import View
 from keygrip.rigs import RigDescription
 from keygrip.session import Main, ServerSettings, Session, Worker, WorkerContext, connector
 from keygrip.v1 import animation_pb2, media_pb2
 
-from . import apply, preferences, previews, projection, properties, rig, shading
+from . import apply, compositor, preferences, previews, projection, properties, rig, shading
 from .apply import ScenePlan
 
 
@@ -132,3 +132,14 @@ def project_session(plan: generate.ProjectPlan, scene_name: str, settings: Serve
 
     return Session(plan.title, generate.project_steps(plan, folder=folder, render=render, write=write),
                    connector(settings), on_progress=_show_preview)
+
+
+def compositing_session(plan: compositing.PassPlan, plate: compositor.PlateRef, settings: ServerSettings
+                        ) -> Session:
+    """Run a matte, clean plate or depth pass on the server (previews in the panel), download its files
+    next to the .blend, then wire them into the scene's compositor."""
+
+    def write(files: compositing.PassFiles) -> Any:
+        return compositor.write_pass(plan.kind, files, plate)
+
+    return Session(plan.title, compositing.steps(plan, write=write), connector(settings), on_progress=_show_preview)

@@ -1,0 +1,82 @@
+"""Relative depth per frame from a depth estimator (Depth Anything through transformers), stabilised.
+
+Depth Anything predicts relative inverse depth (disparity, larger is nearer) up to an unknown scale and
+shift that changes from frame to frame, which is what makes per-frame depth flicker. Here:
+
+1. The first frame's disparity is normalised so that its 2nd and 98th percentiles become 1 and 0.
+2. Every later frame's disparity is fitted (least squares, scale and shift) to the previous stabilised
+   frame warped into it along the optical flow, over the pixels whose flow passes the forward-backward
+   check; so one scale holds for the whole shot.
+3. The warped previous frame is blended in where the flow is reliable (matte.FlowStabilizer).
+
+What is written is 1 - that normalised disparity: it grows with distance (what a Defocus or fog node
+takes as Z) and is about 0 at the near and 1 at the far end of the first frame; it is not metric.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inference_server.compositing.matte import FlowStabilizer, luma
+
+_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # the ImageNet statistics DINOv2 was trained with
+_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_PATCH = 14
+
+
+def model_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
+    """(h, w) for the model: the longer side working_size, both multiples of the ViT's 14-pixel patch."""
+    s = working_size / max(height, width)
+    return (max(_PATCH, round(height * s / _PATCH) * _PATCH), max(_PATCH, round(width * s / _PATCH) * _PATCH))
+
+
+class DepthChain:
+    """Stabilised relative depth of each frame of a clip in order; reset() at a gap."""
+
+    def __init__(self, net: Any, working_size: int, *, stabilize: bool, weight: float, tolerance: float = 1.0
+                 ) -> None:
+        import torch
+
+        self.torch = torch
+        self.net = net
+        self.param = next(net.parameters())
+        self.working_size = working_size
+        self.stabilize = stabilize
+        self.stabilizer = FlowStabilizer(weight, tolerance)
+        self._scale: tuple[float, float] | None = None  # the first frame's normalisation, for unstabilised runs
+
+    def reset(self) -> None:
+        self.stabilizer.reset()
+
+    def disparity(self, rgb: np.ndarray) -> np.ndarray:
+        """The model's raw disparity at the model's size."""
+        h0, w0 = rgb.shape[:2]
+        h, w = model_shape(h0, w0, self.working_size)
+        x = (cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0 - _MEAN) / _STD
+        t = self.torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+        with self.torch.inference_mode():
+            out = self.net(pixel_values=t.to(device=self.param.device, dtype=self.param.dtype)).predicted_depth
+        return np.asarray(out[0].float().cpu().numpy(), dtype=np.float32)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W) float32 relative depth (larger is farther) of one uint8 RGB frame."""
+        disp = self.disparity(rgb)
+        gray = luma(cv2.resize(rgb, (disp.shape[1], disp.shape[0]), interpolation=cv2.INTER_AREA))
+        warp = self.stabilizer.warp_previous(gray) if self.stabilize else None
+        if warp is not None and int(warp[1].sum()) >= 16:
+            warped, reliable = warp
+            a = np.stack([disp[reliable], np.ones(int(reliable.sum()), np.float32)], axis=1)
+            (scale, shift), *_ = np.linalg.lstsq(a, warped[reliable], rcond=None)
+            disp = disp * np.float32(scale) + np.float32(shift)
+        else:
+            if self._scale is None or not self.stabilize:
+                lo, hi = np.percentile(disp, [2.0, 98.0])
+                self._scale = (float(lo), float(hi - lo) if hi > lo else 1.0)
+            disp = (disp - self._scale[0]) / np.float32(self._scale[1])
+        if self.stabilize:
+            disp = self.stabilizer.step(gray, disp.astype(np.float32), warp)
+        h, w = rgb.shape[:2]
+        return 1.0 - cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
