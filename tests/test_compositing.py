@@ -8,12 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import DATA
 from server_process import ServerProcess
 
 import keygrip
 from keygrip.v1 import compositing_pb2
 
+DATA = Path(__file__).parent / "data"
 VIDEO = DATA / "video" / "pose2sim_cam01.mp4"  # 1080x1920, 100 frames, one man balancing
 
 
