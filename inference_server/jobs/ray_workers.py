@@ -5,12 +5,13 @@ The front keeps its gRPC service, job store, queue and artifact store; only the 
 RayWorker is the front's handle on one actor and behaves like jobs/workers.py's Worker (the job
 manager cannot tell them apart): RunJob starts the actor's `run`, a streaming generator that yields
 the worker messages (JobStarted, JobProgress..., JobDone or JobFailed) as the job makes them; a
-reader thread hands each to the manager. CancelJob reaches the running job through the actor's second
-thread (max_concurrency=2), where check_cancelled() sees it, as in a local worker; a job that ignores
-it is killed with ray.kill after the grace period. An actor that dies (its process killed, its node
-lost) ends the generator with a RayActorError: the manager hears WorkerExited, requeues the job and
-starts a new actor. Ray's own retries are off (max_restarts=0, max_task_retries=0): retries are the
-manager's, counted and recorded in the job's events.
+reader thread hands each to the manager. CancelJob reaches the running job through another of the
+actor's threads, where check_cancelled() sees it, as in a local worker; a job that ignores it is
+killed with ray.kill after the grace period. An actor that dies (its process killed, its node lost)
+fails the front's standing `watch` call on it (and the running job's stream): the manager hears
+WorkerExited, requeues the job if there was one, and starts a new actor, idle or not. Ray's own
+retries are off (max_restarts=0, max_task_retries=0): retries are the manager's, counted and
+recorded in the job's events.
 
 Artifacts: the actor reads and writes the server's data directory, which must be a path every node
 sees (a shared file system) under the same name. Ray is an optional extra: `pip install
@@ -122,11 +123,16 @@ class _JobActor:
     def cancel(self, job_id: str) -> None:
         self.inbox.put(CancelJob(job_id))
 
+    def watch(self) -> None:
+        """Never returns: the front's call to it fails when this actor dies, even while it is idle."""
+        threading.Event().wait()
+
 
 # The actor class (ray.remote returns an ActorClass, which its type hints do not describe), and how each
-# is started: a second thread for cancels; no restarts or retries of Ray's own (the manager's instead).
+# is started: threads for a job, a cancel and the watch; no restarts or retries of Ray's own (the
+# manager's instead).
 JobActor: Any = ray.remote(_JobActor)
-_OPTIONS = {"max_concurrency": 2, "max_restarts": 0, "max_task_retries": 0, "num_cpus": 1}
+_OPTIONS = {"max_concurrency": 3, "max_restarts": 0, "max_task_retries": 0, "num_cpus": 1}
 
 
 class RayWorker:
@@ -140,6 +146,7 @@ class RayWorker:
         self.job_input: Any = None
         self.pid: int | None = None   # set when the actor runs on this machine's node
         self._alive = True
+        self._lock = threading.Lock()
         self._code: int | None = None
         self.actor = JobActor.options(**_OPTIONS).remote(str(data_dir), log_level, log_format)
         threading.Thread(target=self._wait_ready, name=f"keygrip-ray-ready-{index}", daemon=True).start()
@@ -164,6 +171,10 @@ class RayWorker:
         self.pid = pid if node == ray.get_runtime_context().get_node_id() else None  # this machine's only
         log.info("ray worker ready", extra={"worker": self.index, "pid": pid, "node": node})
         self.on_message(self, WorkerReady(pid))
+        try:
+            ray.get(self.actor.watch.remote())
+        except ray.exceptions.RayError:  # died: idle or busy, this is how the front hears of it
+            self._exited()
 
     def send(self, msg: ToWorker) -> bool:
         if not self._alive:
@@ -191,13 +202,16 @@ class RayWorker:
                                             "submit it again"))
 
     def _exited(self) -> None:
-        if self._alive:
+        with self._lock:  # the watch and a job's stream both see a death: say it once
+            if not self._alive:
+                return
             self._alive = False
-            self.on_message(self, WorkerExited(self.pid))
+        self.on_message(self, WorkerExited(self.pid))
 
     def kill(self) -> None:
         ray.kill(self.actor, no_restart=True)
 
     def stop(self, timeout: float = 3.0) -> None:
-        self._alive = False  # stopped on purpose: no WorkerExited
+        with self._lock:
+            self._alive = False  # stopped on purpose: no WorkerExited
         ray.kill(self.actor, no_restart=True)
