@@ -2,7 +2,8 @@
 
     keygrip serve --listen 127.0.0.1:50051 --data-dir ~/keygrip-data
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
-    keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
+    keygrip people VIDEO [--start N] [--end N] [--thumbnails DIR]
+    keygrip mocap VIDEO --out clip.bvh [--subject ID|X,Y@FRAME|auto] [--preview preview.mp4] [--hands] [--face]
     keygrip retarget CLIP_OR_BVH --rig hero.vrm|hero.glb|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
@@ -174,7 +175,7 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
     options = dict(hands=args.hands, face=args.face, smoothing=args.smoothing, foot_lock=not args.no_foot_lock,
                    root_motion=not args.no_root_motion, subject_height_m=args.height or 0.0,
                    fov_degrees=args.fov or 0.0, preview=bool(args.preview), start_frame=args.start,
-                   end_frame=args.end or 0, workers=args.workers or 0)
+                   end_frame=args.end or 0, workers=args.workers or 0, subject=args.subject)
     source = _media_source(args.video, args.server_path)
     if isinstance(source, sequences.Sequence) and not args.json:
         print(sequences.describe_frames(source.file_pattern(), source.first, source.last, source.gaps()))
@@ -193,10 +194,40 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
         s = result.summary
         print(f"captured {s.frames} frames {s.first_frame}-{s.first_frame + s.frames - 1} ({s.tracked_frames} tracked, "
               f"{s.interpolated_frames} interpolated, {s.missing_frames} missing) at {s.processing_fps:.1f} fps")
+        if result.subject_id:
+            print(f"subject: person {result.subject_id}")
         for warning in result.warnings:
             print(f"warning: {warning}")
         for path in written:
             print(f"wrote {path}")
+    return 0
+
+
+def cmd_people(client: Client, args: argparse.Namespace) -> int:
+    bar = None if args.json else ProgressBar()
+    source = _media_source(args.video, args.server_path)
+    job = client.detect_people(source, server_path=args.server_path, start_frame=args.start, end_frame=args.end or 0,
+                               max_people=args.max_people or 0, upload_progress=_upload_bar(bar) if bar else None)
+    result = follow(job, bar).result()
+    if args.thumbnails:
+        args.thumbnails.mkdir(parents=True, exist_ok=True)
+        for person in result.people:
+            (args.thumbnails / f"person_{person.id}.png").write_bytes(person.thumbnail_png)
+    if args.json:
+        _print_message(result, True)
+        return 0
+    last = result.first_frame + result.frames - 1
+    print(f"{len(result.people)} people in frames {result.first_frame}-{last} ({result.processing_fps:.1f} fps)")
+    for p in result.people:
+        k = len(p.frames) // 2
+        x0, y0, x1, y1 = p.boxes[4 * k:4 * k + 4]
+        print(f"  person {p.id}: frames {p.frames[0]}-{p.frames[-1]}, seen on {p.visible_fraction:.0%}, "
+              f"at ({(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f}) on frame {p.frames[k]}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if args.thumbnails:
+        print(f"thumbnails written to {args.thumbnails}")
+    print("capture one with: keygrip mocap VIDEO --subject ID (same --start/--end)")
     return 0
 
 
@@ -541,8 +572,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="first frame (a sequence's own numbers, e.g. 1001; before its first: from the first)")
     mocap.add_argument("--end", type=int, help="frame after the last")
     mocap.add_argument("--workers", type=int, help="parallel inference processes")
+    mocap.add_argument("--subject", help="who to capture among several people: an id from `keygrip people` "
+                       "(same --start/--end), X,Y@FRAME (a pixel on them), or auto (the person seen most)")
     mocap.add_argument("--server-path", action="store_true",
                        help="VIDEO is a path on the server (a file, a folder of frames or a pattern)")
+
+    people = sub.add_parser("people", help="every person in a shot: ids for `keygrip mocap --subject`, thumbnails",
+                            parents=[client_options])
+    people.add_argument("video", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
+                                      "a folder of frames or the first frame")
+    people.add_argument("--start", type=int, default=0, help="first frame (use the same range for mocap)")
+    people.add_argument("--end", type=int, help="frame after the last")
+    people.add_argument("--max-people", type=int, help="at most this many people tracked at once (default 10, "
+                                                       "at most 32)")
+    people.add_argument("--thumbnails", type=Path, help="write person_ID.png for each person into this folder")
+    people.add_argument("--server-path", action="store_true", help="VIDEO is a path on the server, not uploaded")
 
     generate = sub.add_parser("generate", help="a tileable texture, a 360-degree world, or a texture projected "
                                                "from cameras, from text",
@@ -617,7 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
-    "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap, "retarget": cmd_retarget,
+    "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap, "people": cmd_people,
+    "retarget": cmd_retarget,
     "models": cmd_models_ls,
     "generate": cmd_generate,
 }

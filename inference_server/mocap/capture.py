@@ -15,27 +15,33 @@ from inference_server.media.video import first_frame_number
 from inference_server.mocap.inference import detect
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import MocapOptions, check
+from inference_server.mocap.people import find_people
 from inference_server.mocap.solve import solve
+from inference_server.mocap.subject import choose, keep_subject, mask_boxes
 from inference_server.motion.clip import MotionClip
 
 
 @dataclass
 class MocapOutput:
     """landmarks: the raw capture; clip: the solved motion; timings: seconds per stage
-    ("inference", "solve", "preview", "total"); preview_path: the QA video when asked for."""
+    ("people" when a subject was chosen, "inference", "solve", "preview", "total"); preview_path:
+    the QA video when asked for; subject_id: the track captured (0: no subject asked for)."""
 
     landmarks: Landmarks
     clip: MotionClip
     timings: dict[str, float] = field(default_factory=dict)
     preview_path: Path | None = None
+    subject_id: int = 0
 
 
 def run_mocap(
-    path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None
+    path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None,
+    name: str | None = None,
 ) -> MocapOutput:
     """Capture the person in a video file or image sequence and solve their motion.
 
-    out_dir: where the preview video goes (a new temporary folder when None). Raises InvalidInput
+    out_dir: where the preview video goes (a new temporary folder when None). name: the footage as
+    the user knows it, for messages about the people in it (default: the file's name). Raises InvalidInput
     (bad options, not a video), FailedPrecondition (nobody in the frames) or JobCancelled.
     """
     check(options)  # before the expensive part, so bad options fail at once
@@ -43,12 +49,22 @@ def run_mocap(
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
+    subject_warnings: list[str] = []
+    people, track, boxes = None, None, None
+    if options.subject is not None:
+        t = time.perf_counter()
+        people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name)
+        track = choose(people, options.subject)
+        boxes = mask_boxes(people, track, people.frames)
+        timings["people"] = time.perf_counter() - t
     t = time.perf_counter()
     landmarks = detect(
         path, start=options.start_frame, end=options.end_frame, hands=solve_options.hands,
         face=solve_options.face,
-        workers=options.workers, ctx=ctx,
+        workers=options.workers, subject=boxes, ctx=ctx,
     )
+    if people is not None and track is not None:
+        landmarks, subject_warnings = keep_subject(landmarks, people, track)
     if options.fps_override:
         # Times count from the source's first frame: 0 for a video, e.g. 1001 for a plate.
         first = first_frame_number(path)
@@ -61,6 +77,7 @@ def run_mocap(
     ctx.check_cancelled()
     t = time.perf_counter()
     clip = solve(landmarks, solve_options, ctx)
+    clip.warnings[:0] = subject_warnings
     timings["solve"] = time.perf_counter() - t
 
     preview_path = None
@@ -76,4 +93,5 @@ def run_mocap(
         ctx.progress("preview", 1, 1, "preview written")
         timings["preview"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
-    return MocapOutput(landmarks=landmarks, clip=clip, timings=timings, preview_path=preview_path)
+    return MocapOutput(landmarks=landmarks, clip=clip, timings=timings, preview_path=preview_path,
+                       subject_id=track.id if track is not None else 0)

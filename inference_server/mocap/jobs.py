@@ -1,4 +1,5 @@
-"""The motion_capture job: video in; MotionClip, BVH, raw landmarks and a QA preview out."""
+"""The motion_capture job (video in; MotionClip, BVH, raw landmarks and a QA preview out) and the
+detect_people job (video in; every person in it as a track with a thumbnail)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
         from inference_server.motion.wire import clip_to_proto
 
         path = local_path(ctx.artifacts, request.input, ctx.scratch)
-        out = run_mocap(path, options_from_request(request), ctx, out_dir=ctx.scratch)
+        out = run_mocap(path, options_from_request(request), ctx, out_dir=ctx.scratch,
+                        name=self.describe(request, ctx.artifacts).name)
         clip = out.clip
         # The source's frame number of the clip's first frame (1001 for a plate from 1001), for hosts to key from.
         numbers = out.landmarks.frame_indices
@@ -70,6 +72,41 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
         total = out.timings.get("total", 0.0)
         s.processing_fps = clip.num_frames / total if total > 0 else 0.0
         s.stage_seconds.update(out.timings)
+        result.subject_id = out.subject_id
         # Steps the solver skipped or limited (a short clip, a low frame rate, no face found).
         result.warnings.extend(clip.warnings)
+        return result
+
+
+class DetectPeopleHandler(JobHandler[mocap_pb2.DetectPeopleRequest]):
+    """Runs people.find_people: every person in the frames, with an id that holds through the clip."""
+
+    request_type = mocap_pb2.DetectPeopleRequest
+
+    def setup(self) -> None:
+        importlib.import_module("mediapipe")
+        importlib.import_module("inference_server.mocap.people")
+
+    def describe(self, request: mocap_pb2.DetectPeopleRequest, artifacts: ArtifactStore | None) -> JobInput:
+        return describe_media(request.input, artifacts, "looking for people in", "footage",
+                              smaller="a shorter frame range (start and end frame)")
+
+    def run(self, request: mocap_pb2.DetectPeopleRequest, ctx: JobContext) -> mocap_pb2.DetectPeopleResult:
+        from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, find_people
+
+        path = local_path(ctx.artifacts, request.input, ctx.scratch)
+        people = find_people(path, start=request.frame_range.start, end=request.frame_range.end or None,
+                             max_people=request.max_people or DEFAULT_MAX_PEOPLE, ctx=ctx,
+                             name=self.describe(request, ctx.artifacts).name)
+        w, h = people.image_size
+        result = mocap_pb2.DetectPeopleResult(
+            frames=len(people.frames), first_frame=int(people.frames[0]), width=w, height=h,
+            processing_fps=len(people.frames) / people.seconds if people.seconds > 0 else 0.0,
+            warnings=people.warnings)
+        for t in people.tracks:
+            result.people.add(
+                id=t.id, thumbnail_png=people.thumbnails.get(t.id, b""),
+                thumbnail_frame=people.thumbnail_frames.get(t.id, t.frames[0]), frames=t.frames,
+                boxes=[v for d in t.detections for v in d.box()],
+                visible_fraction=len(t.frames) / len(people.frames))
         return result
