@@ -52,9 +52,10 @@ class DistractorClip:
 
 
 def make_distractor_clip(source: str | Path, out: str | Path, *, frames: int | None = None,
-                         max_side: int = 960, hue_shift: int = 60) -> DistractorClip:
+                         max_side: int = 960, hue_shift: int = 60, with_copy: bool = True) -> DistractorClip:
     """Write `out` (H.264 MP4, the source's frame rate and first `frames` frames, downsized to
-    max_side) with a moving, mirrored, recoloured copy of the person composited in."""
+    max_side) with a moving, mirrored, recoloured copy of the person composited in; with_copy=False
+    writes the same frames without it (the clean control, encoded alike)."""
     import mediapipe as mp
 
     info = probe(source)
@@ -91,7 +92,8 @@ def make_distractor_clip(source: str | Path, out: str | Path, *, frames: int | N
             copy_mask = cv2.warpAffine(copy_mask.astype(np.uint8), matrix, (w, h)) > 0
             in_front = np.cos(2 * np.pi * (k + 0.5) / n + np.pi / 2) <= 0  # moving left: in front
             paste = copy_mask if in_front else copy_mask & ~mask
-            image[paste] = copy[paste]
+            if with_copy:
+                image[paste] = copy[paste]
             centres.append(centre)
             offsets.append(shift - (2 * centre - w))
             fronts.append(bool(in_front))

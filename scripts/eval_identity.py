@@ -10,7 +10,8 @@ calibration; the copy's is the same point mirrored and shifted as the clip was m
   on subject       share of captured frames whose pose (hip centre) lies on the subject, capturing
                    with --subject X,Y@0 (a click on the subject on frame 0), and today's capture
                    without a subject; frames with no pose (hidden, bridged) are counted apart
-  PA-MPJPE         the subject's solved joints against the reference, with the copy vs the clean clip
+  PA-MPJPE         the subject's solved joints against the reference, with the copy (capturing the
+                   subject) vs the clean clip (the same frames, downsized and encoded alike)
   speed            the people pass and the subject capture (people pass + pose) against a bare
                    MediaPipe Pose loop over the same frames, in the same run
 
@@ -133,8 +134,9 @@ def evaluate_camera(trial: Path, cam: str, frames: int, folder: Path) -> dict[st
     ours = run_mocap(dclip.path, MocapOptions(workers=1, subject=chosen, solve=solve), NullContext())
     ours_s = time.perf_counter() - t
     plain = run_mocap(dclip.path, MocapOptions(workers=1, solve=solve), NullContext())
-    clean_solve = SolveOptions(focal_length_px=focal / dclip.scale)
-    clean = run_mocap(video, MocapOptions(workers=1, end_frame=n, solve=clean_solve), NullContext())
+    # The clean control: the same frames, downsized and encoded alike, without the copy.
+    control = make_distractor_clip(video, folder / f"{cam}_clean.mp4", frames=frames, with_copy=False)
+    clean = run_mocap(control.path, MocapOptions(workers=1, solve=solve), NullContext())
     bare = bare_loop_fps(dclip.path)
 
     def share_on(out: MocapOutput) -> tuple[float, int]:
@@ -186,6 +188,7 @@ def main() -> int:
     parser.add_argument("--cameras", default="cam01,cam02,cam03,cam04")
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--sports2d-frames", type=int, default=None, help="frames of the Sports2D clip (all)")
+    parser.add_argument("--no-sports2d", action="store_true")
     args = parser.parse_args()
     trial = args.data / TRIAL
     if not (trial / REFERENCE).exists():
@@ -198,7 +201,7 @@ def main() -> int:
     for k in keys:
         print(f"{k:28}" + "".join(f"{results[c][k]:>10.2f}" for c in results))
     sports = args.data / "video" / "sports2d_walk_jump" / "demo.mp4"
-    if sports.exists():
+    if sports.exists() and not args.no_sports2d:
         sports2d(sports, args.sports2d_frames)
     return 0
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from inference_server.jobs.context import JobContext
-from inference_server.media.video import first_frame_number
+from inference_server.media.video import first_frame_number, probe
 from inference_server.mocap.inference import detect
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import MocapOptions, check
-from inference_server.mocap.people import find_people
+from inference_server.mocap.people import find_people, sample_stride
 from inference_server.mocap.solve import solve
 from inference_server.mocap.subject import choose, keep_subject, mask_boxes
 from inference_server.motion.clip import MotionClip
@@ -53,9 +53,11 @@ def run_mocap(
     people, track, boxes = None, None, None
     if options.subject is not None:
         t = time.perf_counter()
-        people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name)
+        fps = options.fps_override or probe(path).fps
+        people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name,
+                             stride=1 if options.subject.HasField("track_id") else sample_stride(fps))
         track = choose(people, options.subject)
-        boxes = mask_boxes(people, track, people.frames)
+        boxes = mask_boxes(people, track, np.arange(people.start, people.end))
         timings["people"] = time.perf_counter() - t
     t = time.perf_counter()
     landmarks = detect(

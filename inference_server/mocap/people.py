@@ -49,11 +49,14 @@ node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream:
 @dataclass
 class People:
     """The people of a clip. tracks: ids 1.. by first appearance, detections in source pixels;
-    frames: the frame numbers scanned; thumbnails: a PNG per track id; ignored: detections left out
-    because max_people were already tracked; warnings: what the user should know."""
+    frames: the frame numbers scanned, of the range [start, end); thumbnails: a PNG per track id;
+    ignored: detections left out because max_people were already tracked; warnings: what the user
+    should know."""
 
     tracks: list[Track]
     frames: np.ndarray
+    start: int
+    end: int
     image_size: tuple[int, int]
     fps: float
     max_gap: int
@@ -144,6 +147,12 @@ def _cover(image: np.ndarray, d: Detection) -> None:
     image[y0:y1, x0:x1] = 0
 
 
+def sample_stride(fps: float) -> int:
+    """Frames between looks for a capture that follows one person: about 20 looks a second (a
+    person moves a few centimetres in between; their box is interpolated)."""
+    return max(1, round(fps / 20))
+
+
 def _tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
     """The whole frame, and when it is far from square, squares across its longer side that overlap."""
     tiles = [(0, 0, w, h)]
@@ -193,10 +202,12 @@ def _thumbnail(image: np.ndarray, det: Detection) -> np.ndarray:
 
 def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                 max_people: int = DEFAULT_MAX_PEOPLE, ctx: JobContext, stage: str = "people",
-                name: str | None = None) -> People:
+                name: str | None = None, stride: int = 1) -> People:
     """Every person in frames start <= index < end of a clip, as tracks with stable ids.
 
-    name: the clip as the user knows it, for messages (default: the file's name). Progress goes
+    stride: look on every stride-th frame only (tracks then hold those frames; a capture following
+    one person needs no more, see sample_stride). name: the clip as the user knows it, for messages
+    (default: the file's name). Progress goes
     to ctx under `stage`; ctx.check_cancelled() is polled every frame. Raises InvalidInput for an
     unreadable clip, an empty range or a max_people outside 1..MAX_PEOPLE_LIMIT.
     """
@@ -212,7 +223,7 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                            f"{info.frame_count} frames ({first}-{stop - 1}); pick a range inside them.")
     fps = info.fps if info.fps > 0 else 24.0
     max_gap = max(1, round(MAX_GAP_S * fps))
-    linker = Linker(max_gap=max_gap, max_people=max_people)
+    linker = Linker(max_gap=max_gap, max_people=max_people, stride=stride)
     best: dict[int, tuple[float, int, np.ndarray]] = {}  # internal track id -> (score, frame, thumbnail)
     detector = PersonDetector(max_people)
     numbers: list[int] = []
@@ -221,6 +232,8 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
     try:
         for frame in iter_frames(path, start, end, DETECT_MAX_SIDE):
             ctx.check_cancelled()
+            if (frame.index - start) % stride:
+                continue
             found = detector(frame.image)
             for d in found:  # into source pixels
                 d.x, d.y, d.radius = d.x * frame.scale, d.y * frame.scale, d.radius * frame.scale
@@ -234,7 +247,7 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                     small = Detection(d.x / frame.scale, d.y / frame.scale, d.radius / frame.scale, d.score, d.colour)
                     best[t.id] = (quality, frame.index, _thumbnail(frame.image, small))
             numbers.append(frame.index)
-            n = len(numbers)
+            n = frame.index - start + 1
             elapsed = time.perf_counter() - t0
             ctx.progress(stage, n, total, f"looking for people: frame {n} of {total}", fps=n / max(elapsed, 1e-6))
     finally:
@@ -244,7 +257,8 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                            "the file may be damaged.")
     internal = {id(t): t.id for t in linker.live + linker.closed}
     tracks = linker.finish(min_frames=max(3, int(MIN_TRACK_SHARE * len(numbers))))
-    people = People(tracks=tracks, frames=np.asarray(numbers, np.int64), image_size=(info.width, info.height),
+    people = People(tracks=tracks, frames=np.asarray(numbers, np.int64), start=start, end=end,
+                    image_size=(info.width, info.height),
                     fps=fps, max_gap=max_gap, name=name, ignored=linker.ignored, seconds=time.perf_counter() - t0)
     for t in tracks:
         _, f, thumb = best[internal[id(t)]]

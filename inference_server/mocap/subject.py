@@ -30,7 +30,7 @@ def choose(people: People, subject: mocap_pb2.Subject) -> Track:
     """The track a Subject names. Raises InvalidInput (an unknown id, a point on nobody, a frame
     outside the range) or FailedPrecondition (nobody in the shot) with the people there are."""
     name = people.name
-    span = f"frames {people.frames[0]}-{people.frames[-1]}"
+    span = f"frames {people.start}-{people.end - 1}"
     if not people.tracks:
         raise FailedPrecondition(f"no person found in {span} of {name}; pick a frame range that shows someone.",
                                  reason="NO_PERSON")
@@ -50,12 +50,12 @@ def choose(people: People, subject: mocap_pb2.Subject) -> Track:
 
 def _at_point(people: People, point: mocap_pb2.SubjectPoint, name: str) -> Track:
     frame = int(point.frame)
-    if frame not in set(people.frames.tolist()):
+    if not people.start <= frame < people.end:
         raise InvalidInput(f"subject frame {frame} is outside the captured frames "
-                           f"{people.frames[0]}-{people.frames[-1]} of {name}; pick a frame inside them.")
+                           f"{people.start}-{people.end - 1} of {name}; pick a frame inside them.")
     nearest: list[tuple[float, Track, np.ndarray]] = []
     for t in people.tracks:
-        where, known = interpolate(t, np.array([frame]), people.max_gap)
+        where, known = interpolate(t, np.array([frame]), people.max_gap, hold(people))
         if not known[0]:
             continue
         x, y, r = where[0]

@@ -7,7 +7,7 @@ tracks by scipy's linear_sum_assignment on a cost that mixes how far a detection
 prediction (in body radii) with how different its colours are. Distance gates the match: during a
 crossing two people can stand on the same spot, and there the colours decide. As in DeepSORT,
 confirmed tracks (seen on CONFIRM_FRAMES frames) choose before new ones, the most recently seen
-first, and a new track that misses frames at once is dropped as a flicker.
+first, and a new track that misses frames at once is ended (a flicker, unless seen on enough frames).
 
 A track unseen for more than `max_gap` frames is closed; a later detection whose colours match a
 closed track (and no live one) takes that track's id again: re-identification when someone walks
@@ -102,10 +102,12 @@ class Linker:
     max_gap: frames a track may go unseen (an occlusion, a missed detection) and still continue.
     max_people: at most this many tracks live at once; further detections are ignored and counted
         in `ignored` (a crowd stays bounded in memory and time).
+    stride: frames between the frames given (1: every frame); misses are counted in these steps.
     """
 
-    def __init__(self, max_gap: int, max_people: int) -> None:
+    def __init__(self, max_gap: int, max_people: int, stride: int = 1) -> None:
         self.max_gap = max_gap
+        self.stride = stride
         self.max_people = max_people
         self.live: list[Track] = []
         self.closed: list[Track] = []
@@ -113,11 +115,13 @@ class Linker:
         self._next_id = 1
 
     def step(self, frame: int, detections: list[Detection]) -> None:
-        for t in [t for t in self.live if frame - t.frames[-1] > self.max_gap]:
+        # A track unseen too long ends; a new one that misses looks right after it started ends
+        # sooner (it was likely a flicker, and must not take someone else's detection later on).
+        # Ended tracks count if they were seen often enough (finish) and may come back (re-identified).
+        for t in [t for t in self.live if frame - t.frames[-1] > self.max_gap
+                  or (not t.confirmed and frame - t.frames[-1] > TENTATIVE_MAX_MISS * self.stride)]:
             self.live.remove(t)
             self.closed.append(t)
-        # A new track that misses frames right after it started was a flicker: forget it.
-        self.live = [t for t in self.live if t.confirmed or frame - t.frames[-1] <= TENTATIVE_MAX_MISS]
         unmatched = list(range(len(detections)))
         # Established people choose first, those seen most recently before those missing for a while,
         # so that a flicker next to someone cannot take their detection.
@@ -152,7 +156,8 @@ class Linker:
         cost[np.arange(n), len(free) + np.arange(n)] = UNMATCHED_COST
         for i, t in enumerate(tracks):
             px, py, pr = t.predict(frame)
-            slack = 1.0 + 0.05 * (frame - t.frames[-1] - 1)  # the longer unseen, the wider the gate
+            missed = (frame - t.frames[-1]) / self.stride - 1
+            slack = 1.0 + 0.05 * missed  # the longer unseen, the wider the gate
             for k, j in enumerate(free):
                 d = detections[j]
                 dist = np.hypot(d.x - px, d.y - py) / max(pr, 1.0)
