@@ -3,7 +3,7 @@
     keygrip serve --listen 127.0.0.1:50051 --data-dir ~/keygrip-data
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
     keygrip people VIDEO [--start N] [--end N] [--thumbnails DIR]
-    keygrip mocap VIDEO --out clip.bvh [--subject ID|X,Y@FRAME|auto] [--preview preview.mp4] [--hands] [--face]
+    keygrip mocap VIDEO --out clip.bvh [--subject ID|X,Y@FRAME|auto | --people all] [--preview preview.mp4] [--hands]
     keygrip retarget CLIP_OR_BVH --rig hero.vrm|hero.glb|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
@@ -175,7 +175,8 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
     options = dict(hands=args.hands, face=args.face, smoothing=args.smoothing, foot_lock=not args.no_foot_lock,
                    root_motion=not args.no_root_motion, subject_height_m=args.height or 0.0,
                    fov_degrees=args.fov or 0.0, preview=bool(args.preview), start_frame=args.start,
-                   end_frame=args.end or 0, workers=args.workers or 0, subject=args.subject)
+                   end_frame=args.end or 0, workers=args.workers or 0, subject=args.subject,
+                   everyone=args.people == "all")
     source = _media_source(args.video, args.server_path)
     if isinstance(source, sequences.Sequence) and not args.json:
         print(sequences.describe_frames(source.file_pattern(), source.first, source.last, source.gaps()))
@@ -183,20 +184,30 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
                                 upload_progress=_upload_bar(bar) if bar else None, **options)
     result = follow(job, bar).result()
     written = []
-    for ref, dest in ((result.bvh, args.out), (result.preview, args.preview), (result.clip, args.clip),
-                      (result.landmarks, args.landmarks)):
-        if dest and ref.id:
-            client.download(ref.id, dest)
-            written.append(str(dest))
+    # With --people all, each person's files get _personID before the extension.
+    captures: list[Any] = list(result.people) or [result]
+    for capture in captures:
+        tag = f"_person{capture.subject_id}" if result.people else ""
+        for ref, dest in ((capture.bvh, args.out), (capture.preview, args.preview), (capture.clip, args.clip),
+                          (capture.landmarks, args.landmarks)):
+            if dest and ref.id:
+                path = dest.with_name(f"{dest.stem}{tag}{dest.suffix}")
+                client.download(ref.id, path)
+                written.append(str(path))
     if args.json:
         _print_message(result, True)
     else:
         s = result.summary
         print(f"captured {s.frames} frames {s.first_frame}-{s.first_frame + s.frames - 1} ({s.tracked_frames} tracked, "
               f"{s.interpolated_frames} interpolated, {s.missing_frames} missing) at {s.processing_fps:.1f} fps")
-        if result.subject_id:
+        if result.people:
+            for p in result.people:
+                print(f"person {p.subject_id}: {p.summary.tracked_frames} tracked, {p.summary.interpolated_frames} "
+                      f"interpolated, {p.summary.missing_frames} missing" +
+                      "".join(f"; warning: {w}" for w in p.warnings))
+        elif result.subject_id:
             print(f"subject: person {result.subject_id}")
-        for warning in result.warnings:
+        for warning in [] if result.people else result.warnings:
             print(f"warning: {warning}")
         for path in written:
             print(f"wrote {path}")
@@ -574,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     mocap.add_argument("--workers", type=int, help="parallel inference processes")
     mocap.add_argument("--subject", help="who to capture among several people: an id from `keygrip people` "
                        "(same --start/--end), X,Y@FRAME (a pixel on them), or auto (the person seen most)")
+    mocap.add_argument("--people", choices=["all"], help="all: capture every person, each into OUT_personID.bvh "
+                       "(and _personID for --preview, --clip, --landmarks)")
     mocap.add_argument("--server-path", action="store_true",
                        help="VIDEO is a path on the server (a file, a folder of frames or a pattern)")
 

@@ -181,10 +181,27 @@ def test_a_crowd_of_twelve_keeps_ten_tracks() -> None:
     assert all(t.frames == list(range(40)) for t in tracks)  # each kept person, one id, every frame
 
 
+def _keygrip(address: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "keygrip.cli", "--address", address, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_cli_lists_people_and_writes_thumbnails(shared_server, crossing: DistractorClip, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "keygrip.cli", "--address", shared_server.address, "people",
-                          str(crossing.path), "--thumbnails", str(tmp_path / "thumbs")],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = _keygrip(shared_server.address, "people", str(crossing.path), "--end", "12",
+                   "--thumbnails", str(tmp_path / "thumbs"))
     assert out.returncode == 0, out.stderr
-    assert "people in frames 0-29" in out.stdout and "person 1: frames 0-" in out.stdout
+    assert "people in frames 0-11" in out.stdout and "person 1: frames 0-" in out.stdout
     assert (tmp_path / "thumbs" / "person_1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_captures_everyone_into_a_file_each(shared_server, crossing: DistractorClip, tmp_path: Path) -> None:
+    out = _keygrip(shared_server.address, "mocap", str(crossing.path), "--people", "all", "--end", "12",
+                   "--out", str(tmp_path / "take.bvh"))
+    assert out.returncode == 0, out.stderr
+    written = sorted(p.name for p in tmp_path.glob("take_person*.bvh"))
+    assert len(written) >= 2 and "take_person1.bvh" in written, (written, out.stdout)
+    assert all((tmp_path / name).read_text().startswith("HIERARCHY") for name in written)
+    assert "person 1: " in out.stdout
+    refused = _keygrip(shared_server.address, "mocap", str(crossing.path), "--people", "all", "--subject", "1",
+                       "--out", str(tmp_path / "x.bvh"))
+    assert refused.returncode == 1 and "subject and everyone exclude each other" in refused.stderr

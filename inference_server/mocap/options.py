@@ -59,6 +59,7 @@ class MocapOptions:
     preview: also write the QA preview video (skeleton over footage).
     subject: who to capture in a shot with several people (a track id, a point, the most visible);
         None: whoever MediaPipe finds first, without a people pass.
+    everyone: capture every person found (capture.run_mocap_everyone), not with subject.
     """
 
     start_frame: int = 0
@@ -68,6 +69,7 @@ class MocapOptions:
     workers: int | None = None
     preview: bool = False
     subject: mocap_pb2.Subject | None = None
+    everyone: bool = False
 
 
 def options_from_request(req: mocap_pb2.CaptureMotionRequest) -> MocapOptions:
@@ -87,7 +89,7 @@ def options_from_request(req: mocap_pb2.CaptureMotionRequest) -> MocapOptions:
         end_frame=req.frame_range.end if req.frame_range.end > 0 else None,
         fps_override=req.fps_override or None,
         solve=solve, workers=req.workers or None, preview=req.preview,
-        subject=req.subject if req.HasField("subject") else None,
+        subject=req.subject if req.HasField("subject") else None, everyone=req.everyone,
     )
 
 
@@ -121,6 +123,8 @@ def check(options: MocapOptions) -> None:
         raise InvalidInput("workers must not be negative")
     if options.subject is not None:
         _check_subject(options.subject)
+        if options.everyone:
+            raise InvalidInput("subject and everyone exclude each other: capture one person or all of them")
 
 
 def _check_subject(subject: mocap_pb2.Subject) -> None:

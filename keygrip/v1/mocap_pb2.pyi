@@ -193,6 +193,7 @@ class CaptureMotionRequest(google.protobuf.message.Message):
     REQUEST_ID_FIELD_NUMBER: builtins.int
     WORKERS_FIELD_NUMBER: builtins.int
     SUBJECT_FIELD_NUMBER: builtins.int
+    EVERYONE_FIELD_NUMBER: builtins.int
     fps_override: builtins.float
     """0: the video's own timestamps"""
     hands: builtins.bool
@@ -215,6 +216,8 @@ class CaptureMotionRequest(google.protobuf.message.Message):
     """idempotency key"""
     workers: builtins.int
     """parallel inference processes; 0: server default"""
+    everyone: builtins.bool
+    """capture every person DetectPeople finds, each on its own (people);"""
     @property
     def input(self) -> keygrip.v1.common_pb2.MediaInput: ...
     @property
@@ -241,9 +244,10 @@ class CaptureMotionRequest(google.protobuf.message.Message):
         request_id: builtins.str = ...,
         workers: builtins.int = ...,
         subject: global___Subject | None = ...,
+        everyone: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "input", b"input", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "face", b"face", "focal_length_px", b"focal_length_px", "foot_lock", b"foot_lock", "fov_degrees", b"fov_degrees", "fps_override", b"fps_override", "frame_range", b"frame_range", "hands", b"hands", "input", b"input", "preview", b"preview", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject", "subject_height_m", b"subject_height_m", "workers", b"workers"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "everyone", b"everyone", "face", b"face", "focal_length_px", b"focal_length_px", "foot_lock", b"foot_lock", "fov_degrees", b"fov_degrees", "fps_override", b"fps_override", "frame_range", b"frame_range", "hands", b"hands", "input", b"input", "preview", b"preview", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject", "subject_height_m", b"subject_height_m", "workers", b"workers"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
     @typing.overload
@@ -315,6 +319,7 @@ class CaptureMotionResult(google.protobuf.message.Message):
     SUMMARY_FIELD_NUMBER: builtins.int
     WARNINGS_FIELD_NUMBER: builtins.int
     SUBJECT_ID_FIELD_NUMBER: builtins.int
+    PEOPLE_FIELD_NUMBER: builtins.int
     subject_id: builtins.int
     """the track captured when a subject was asked for (0: none asked)"""
     @property
@@ -339,6 +344,10 @@ class CaptureMotionResult(google.protobuf.message.Message):
     def warnings(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """what the user should know: skipped steps, gaps, low frame rates"""
 
+    @property
+    def people(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___PersonCapture]:
+        """with everyone: one per person, ids as DetectPeople's; the fields"""
+
     def __init__(
         self,
         *,
@@ -349,8 +358,53 @@ class CaptureMotionResult(google.protobuf.message.Message):
         summary: global___CaptureSummary | None = ...,
         warnings: collections.abc.Iterable[builtins.str] | None = ...,
         subject_id: builtins.int = ...,
+        people: collections.abc.Iterable[global___PersonCapture] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "summary", b"summary"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "subject_id", b"subject_id", "summary", b"summary", "warnings", b"warnings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "people", b"people", "preview", b"preview", "subject_id", b"subject_id", "summary", b"summary", "warnings", b"warnings"]) -> None: ...
 
 global___CaptureMotionResult = CaptureMotionResult
+
+@typing.final
+class PersonCapture(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: builtins.int
+    CLIP_FIELD_NUMBER: builtins.int
+    BVH_FIELD_NUMBER: builtins.int
+    LANDMARKS_FIELD_NUMBER: builtins.int
+    PREVIEW_FIELD_NUMBER: builtins.int
+    SUMMARY_FIELD_NUMBER: builtins.int
+    WARNINGS_FIELD_NUMBER: builtins.int
+    THUMBNAIL_PNG_FIELD_NUMBER: builtins.int
+    subject_id: builtins.int
+    """the person's id (as DetectPeople over the same frames)"""
+    thumbnail_png: builtins.bytes
+    @property
+    def clip(self) -> keygrip.v1.common_pb2.ArtifactRef: ...
+    @property
+    def bvh(self) -> keygrip.v1.common_pb2.ArtifactRef: ...
+    @property
+    def landmarks(self) -> keygrip.v1.common_pb2.ArtifactRef: ...
+    @property
+    def preview(self) -> keygrip.v1.common_pb2.ArtifactRef: ...
+    @property
+    def summary(self) -> global___CaptureSummary: ...
+    @property
+    def warnings(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        subject_id: builtins.int = ...,
+        clip: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        bvh: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        landmarks: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        preview: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        summary: global___CaptureSummary | None = ...,
+        warnings: collections.abc.Iterable[builtins.str] | None = ...,
+        thumbnail_png: builtins.bytes = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "summary", b"summary"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "subject_id", b"subject_id", "summary", b"summary", "thumbnail_png", b"thumbnail_png", "warnings", b"warnings"]) -> None: ...
+
+global___PersonCapture = PersonCapture
