@@ -223,7 +223,7 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                            f"{info.frame_count} frames ({first}-{stop - 1}); pick a range inside them.")
     fps = info.fps if info.fps > 0 else 24.0
     max_gap = max(1, round(MAX_GAP_S * fps))
-    linker = Linker(max_gap=max_gap, max_people=max_people, stride=stride)
+    linker = Linker(max_gap=max_gap, max_people=max_people, stride=stride, fps=fps)
     best: dict[int, tuple[float, int, np.ndarray]] = {}  # internal track id -> (score, frame, thumbnail)
     detector = PersonDetector(max_people)
     numbers: list[int] = []

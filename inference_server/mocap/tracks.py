@@ -22,8 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-# A detection further than this many body radii from a track's prediction cannot be that person.
-MAX_JUMP_RADII = 0.9
+# A detection further from a track's prediction than JUMP_RADII + JUMP_RADII_PER_S * (seconds since
+# the track was last seen), in body radii (half a body height), up to MAX_JUMP_RADII, cannot be that
+# person: the prediction carries the steady motion, the gate only the detector's noise (about 0.1-0.2)
+# and changes of pace.
+JUMP_RADII = 0.3
+JUMP_RADII_PER_S = 2.0
+MAX_JUMP_RADII = 1.0
 # Bhattacharyya distance between torso colour histograms: below this a closed track is re-identified.
 REID_MAX_COLOUR = 0.35
 # How much colour weighs against position in the assignment cost.
@@ -103,11 +108,13 @@ class Linker:
     max_people: at most this many tracks live at once; further detections are ignored and counted
         in `ignored` (a crowd stays bounded in memory and time).
     stride: frames between the frames given (1: every frame); misses are counted in these steps.
+    fps: the clip's frame rate (how far a person may move between frames).
     """
 
-    def __init__(self, max_gap: int, max_people: int, stride: int = 1) -> None:
+    def __init__(self, max_gap: int, max_people: int, stride: int = 1, fps: float = 30.0) -> None:
         self.max_gap = max_gap
         self.stride = stride
+        self.fps = fps
         self.max_people = max_people
         self.live: list[Track] = []
         self.closed: list[Track] = []
@@ -156,13 +163,12 @@ class Linker:
         cost[np.arange(n), len(free) + np.arange(n)] = UNMATCHED_COST
         for i, t in enumerate(tracks):
             px, py, pr = t.predict(frame)
-            missed = (frame - t.frames[-1]) / self.stride - 1
-            slack = 1.0 + 0.05 * missed  # the longer unseen, the wider the gate
+            gate = min(MAX_JUMP_RADII, JUMP_RADII + JUMP_RADII_PER_S * (frame - t.frames[-1]) / self.fps)
             for k, j in enumerate(free):
                 d = detections[j]
                 dist = np.hypot(d.x - px, d.y - py) / max(pr, 1.0)
                 colour = colour_distance(t.colour, d.colour) if t.colour is not None else 0.0
-                if dist <= MAX_JUMP_RADII * slack and (colour <= MAX_COLOUR or not t.confirmed):
+                if dist <= gate and (colour <= MAX_COLOUR or not t.confirmed):
                     cost[i, k] = dist + COLOUR_WEIGHT * colour
         rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
         taken = set()
