@@ -74,9 +74,10 @@ def make_distractor_clip(source: str | Path, out: str | Path, *, frames: int | N
                 stream = container.add_stream("libx264", rate=Fraction(info.fps).limit_denominator(1001))
                 stream.width, stream.height = w - w % 2, h - h % 2
                 stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": "18", "threads": "1"}  # one thread: the same bytes every run
-            # A copy: MediaPipe may still read its input after process() returns, and image is painted over.
-            mask = seg.process(image.copy()).segmentation_mask > 0.5
+                stream.options = {"crf": "18"}
+                stream.codec_context.thread_count = 1  # one thread: the same bytes every run
+                stream.codec_context.thread_type = "NONE"
+            mask = seg.process(image.copy()).segmentation_mask > 0.5  # a copy: image is painted over below
             copy = image[:, ::-1].copy()
             copy_mask = mask[:, ::-1]
             hsv = cv2.cvtColor(copy, cv2.COLOR_RGB2HSV)

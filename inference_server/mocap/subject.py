@@ -79,14 +79,15 @@ def hold(people: People) -> int:
 
 
 def mask_boxes(people: People, track: Track, frames: np.ndarray) -> dict[int, Box]:
-    """Per frame, the subject's region as a normalised (x0, y0, x1, y1) box: the square MediaPipe
-    Pose crops around a person (2.6 radii a side, room for outstretched arms and the detector's
-    noise); an empty box where the subject is not known."""
+    """Per frame, the subject's region as a normalised (x0, y0, x1, y1) box: 2.6 body radii high
+    and 2 wide (room for outstretched arms and the detector's noise; as wide as MediaPipe Pose's
+    square crop let a crossing person in on more frames of the distractor clips); an empty box
+    where the subject is not known."""
     where, known = interpolate(track, frames, people.max_gap, hold(people))
     w, h = people.image_size
     boxes: dict[int, Box] = {}
     for f, (x, y, r), k in zip(frames.tolist(), where, known, strict=True):
-        boxes[f] = ((x - 1.3 * r) / w, (y - 1.3 * r) / h, (x + 1.3 * r) / w, (y + 1.3 * r) / h) if k else (0, 0, 0, 0)
+        boxes[f] = ((x - 1.0 * r) / w, (y - 1.3 * r) / h, (x + 1.0 * r) / w, (y + 1.3 * r) / h) if k else (0, 0, 0, 0)
     return boxes
 
 
