@@ -393,7 +393,7 @@ class Client:
         subject: who to capture among several people (a person's id from detect_people, "X,Y@FRAME",
         "auto" or a mocap_pb2.Subject; see keygrip.people)."""
         start, end = options.pop("start_frame", 0), options.pop("end_frame", 0)
-        if options.get("subject") is not None:
+        if options.get("subject") not in (None, ""):
             from keygrip.people import subject
 
             options["subject"] = subject(options["subject"])

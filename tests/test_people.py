@@ -23,6 +23,7 @@ import keygrip
 from inference_server.media.video import iter_frames
 from inference_server.mocap.people import DEFAULT_MAX_PEOPLE
 from inference_server.mocap.tracks import Detection, Linker
+from keygrip.animate import CaptureOptions
 from keygrip.people import subject
 from keygrip.v1 import mocap_pb2
 
@@ -208,3 +209,12 @@ def test_cli_captures_everyone_into_a_file_each(shared_server, crossing: Distrac
     refused = _keygrip(shared_server.address, "mocap", str(crossing.path), "--people", "all", "--subject", "1",
                        "--out", str(tmp_path / "x.bvh"))
     assert refused.returncode == 1 and "subject and everyone exclude each other" in refused.stderr
+
+
+def test_sdk_capture_options_carry_the_subject(client: keygrip.Client, crossing: DistractorClip) -> None:
+    """What a host's Plan sends (keygrip.animate.CaptureOptions): a subject, or none as before."""
+    chosen = client.capture_motion(crossing.path, **CaptureOptions(subject="auto", end_frame=8).request_fields())
+    assert chosen.result(timeout=300).subject_id >= 1
+    plain = client.capture_motion(crossing.path, **CaptureOptions(end_frame=8).request_fields())
+    result = plain.result(timeout=300)
+    assert result.subject_id == 0 and "people" not in result.summary.stage_seconds
