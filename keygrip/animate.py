@@ -43,7 +43,9 @@ CAPTURE_JOB_TYPE = "motion_capture"
 @dataclass
 class CaptureOptions:
     """The capture's options (CaptureMotionRequest fields). start_frame/end_frame: the source's frame
-    numbers (0-based for a video, on-disk numbers for an image sequence), end exclusive; end 0: to the end."""
+    numbers (0-based for a video, on-disk numbers for an image sequence), end exclusive; end 0: to the end.
+    subject: who to capture among several people, as keygrip.people.subject reads it ("2", "640,360@12",
+    "auto"); "": whoever MediaPipe finds first."""
 
     hands: bool = False
     face: bool = False
@@ -52,6 +54,7 @@ class CaptureOptions:
     start_frame: int = 0
     end_frame: int = 0
     preview: bool = False
+    subject: str = ""
 
     def request_fields(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

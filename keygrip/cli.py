@@ -2,7 +2,8 @@
 
     keygrip serve --listen 127.0.0.1:50051 --data-dir ~/keygrip-data
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
-    keygrip mocap VIDEO --out clip.bvh [--preview preview.mp4] [--hands] [--face]
+    keygrip people VIDEO [--start N] [--end N] [--thumbnails DIR]
+    keygrip mocap VIDEO --out clip.bvh [--subject ID|X,Y@FRAME|auto | --people all] [--preview preview.mp4] [--hands]
     keygrip retarget CLIP_OR_BVH --rig hero.vrm|.glb|.fbx|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
@@ -175,7 +176,8 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
     options = dict(hands=args.hands, face=args.face, smoothing=args.smoothing, foot_lock=not args.no_foot_lock,
                    root_motion=not args.no_root_motion, subject_height_m=args.height or 0.0,
                    fov_degrees=args.fov or 0.0, preview=bool(args.preview), start_frame=args.start,
-                   end_frame=args.end or 0, workers=args.workers or 0)
+                   end_frame=args.end or 0, workers=args.workers or 0, subject=args.subject,
+                   everyone=args.people == "all")
     source = _media_source(args.video, args.server_path)
     if isinstance(source, sequences.Sequence) and not args.json:
         print(sequences.describe_frames(source.file_pattern(), source.first, source.last, source.gaps()))
@@ -183,18 +185,30 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
                                 upload_progress=_upload_bar(bar) if bar else None, **options)
     result = follow(job, bar).result()
     written = []
-    for ref, dest in ((result.bvh, args.out), (result.preview, args.preview), (result.clip, args.clip),
-                      (result.landmarks, args.landmarks)):
-        if dest and ref.id:
-            client.download(ref.id, dest)
-            written.append(str(dest))
+    # With --people all, each person's files get _personID before the extension.
+    captures: list[Any] = list(result.people) or [result]
+    for capture in captures:
+        tag = f"_person{capture.subject_id}" if result.people else ""
+        for ref, dest in ((capture.bvh, args.out), (capture.preview, args.preview), (capture.clip, args.clip),
+                          (capture.landmarks, args.landmarks)):
+            if dest and ref.id:
+                path = dest.with_name(f"{dest.stem}{tag}{dest.suffix}")
+                client.download(ref.id, path)
+                written.append(str(path))
     if args.json:
         _print_message(result, True)
     else:
         s = result.summary
         print(f"captured {s.frames} frames {s.first_frame}-{s.first_frame + s.frames - 1} ({s.tracked_frames} tracked, "
               f"{s.interpolated_frames} interpolated, {s.missing_frames} missing) at {s.processing_fps:.1f} fps")
-        for warning in result.warnings:
+        if result.people:
+            for p in result.people:
+                print(f"person {p.subject_id}: {p.summary.tracked_frames} tracked, {p.summary.interpolated_frames} "
+                      f"interpolated, {p.summary.missing_frames} missing" +
+                      "".join(f"; warning: {w}" for w in p.warnings))
+        elif result.subject_id:
+            print(f"subject: person {result.subject_id}")
+        for warning in [] if result.people else result.warnings:
             print(f"warning: {warning}")
         for path in written:
             print(f"wrote {path}")
@@ -241,6 +255,34 @@ def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     for warning in files.warnings:
         print(f"warning: {warning}")
+    return 0
+
+
+def cmd_people(client: Client, args: argparse.Namespace) -> int:
+    bar = None if args.json else ProgressBar()
+    source = _media_source(args.video, args.server_path)
+    job = client.detect_people(source, server_path=args.server_path, start_frame=args.start, end_frame=args.end or 0,
+                               max_people=args.max_people or 0, upload_progress=_upload_bar(bar) if bar else None)
+    result = follow(job, bar).result()
+    if args.thumbnails:
+        args.thumbnails.mkdir(parents=True, exist_ok=True)
+        for person in result.people:
+            (args.thumbnails / f"person_{person.id}.png").write_bytes(person.thumbnail_png)
+    if args.json:
+        _print_message(result, True)
+        return 0
+    last = result.first_frame + result.frames - 1
+    print(f"{len(result.people)} people in frames {result.first_frame}-{last} ({result.processing_fps:.1f} fps)")
+    for p in result.people:
+        k = len(p.frames) // 2
+        x0, y0, x1, y1 = p.boxes[4 * k:4 * k + 4]
+        print(f"  person {p.id}: frames {p.frames[0]}-{p.frames[-1]}, seen on {p.visible_fraction:.0%}, "
+              f"at ({(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f}) on frame {p.frames[k]}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if args.thumbnails:
+        print(f"thumbnails written to {args.thumbnails}")
+    print("capture one with: keygrip mocap VIDEO --subject ID (same --start/--end)")
     return 0
 
 
@@ -588,6 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="first frame (a sequence's own numbers, e.g. 1001; before its first: from the first)")
     mocap.add_argument("--end", type=int, help="frame after the last")
     mocap.add_argument("--workers", type=int, help="parallel inference processes")
+    mocap.add_argument("--subject", help="who to capture among several people: an id from `keygrip people` "
+                       "(same --start/--end), X,Y@FRAME (a pixel on them), or auto (the person seen most)")
+    mocap.add_argument("--people", choices=["all"], help="all: capture every person, each into OUT_personID.bvh "
+                       "(and _personID for --preview, --clip, --landmarks)")
     mocap.add_argument("--server-path", action="store_true",
                        help="VIDEO is a path on the server (a file, a folder of frames or a pattern)")
 
@@ -614,6 +660,17 @@ def build_parser() -> argparse.ArgumentParser:
             comp.add_argument("--reference", type=int, help="the frame to make the plate for (default: the middle)")
             comp.add_argument("--dilate", type=int, help="pixels the matte is grown by (default 15)")
             comp.add_argument("--locked-off", action="store_true", help="the camera does not move: no registration")
+
+    people = sub.add_parser("people", help="every person in a shot: ids for `keygrip mocap --subject`, thumbnails",
+                            parents=[client_options])
+    people.add_argument("video", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
+                                      "a folder of frames or the first frame")
+    people.add_argument("--start", type=int, default=0, help="first frame (use the same range for mocap)")
+    people.add_argument("--end", type=int, help="frame after the last")
+    people.add_argument("--max-people", type=int, help="at most this many people tracked at once (default 10, "
+                                                       "at most 32)")
+    people.add_argument("--thumbnails", type=Path, help="write person_ID.png for each person into this folder")
+    people.add_argument("--server-path", action="store_true", help="VIDEO is a path on the server, not uploaded")
 
     generate = sub.add_parser("generate", help="a tileable texture, a 360-degree world, or a texture projected "
                                                "from cameras, from text",
@@ -689,7 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
-    "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap, "retarget": cmd_retarget,
+    "info": cmd_info, "probe": cmd_probe, "jobs": cmd_jobs, "mocap": cmd_mocap, "people": cmd_people,
+    "retarget": cmd_retarget,
     "models": cmd_models_ls,
     "generate": cmd_generate,
     "matte": cmd_compositing, "depth": cmd_compositing, "cleanplate": cmd_compositing,

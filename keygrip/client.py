@@ -391,13 +391,32 @@ class Client:
                        upload_progress: ProgressCallback | None = None,
                        **options: Any) -> Job[mocap_pb2.CaptureMotionResult]:
         """Start a motion capture. Options are CaptureMotionRequest fields: hands, face, smoothing,
-        foot_lock, root_motion, subject_height_m, fov_degrees, preview, start_frame, end_frame, ..."""
+        foot_lock, root_motion, subject_height_m, fov_degrees, preview, start_frame, end_frame, ...;
+        subject: who to capture among several people (a person's id from detect_people, "X,Y@FRAME",
+        "auto" or a mocap_pb2.Subject; see keygrip.people)."""
         start, end = options.pop("start_frame", 0), options.pop("end_frame", 0)
+        if options.get("subject") not in (None, ""):
+            from keygrip.people import subject
+
+            options["subject"] = subject(options["subject"])
+        else:
+            options.pop("subject", None)
         req = mocap_pb2.CaptureMotionRequest(
             input=self.media_input(source, server_path=server_path, progress=upload_progress),
             frame_range=common_pb2.FrameRange(start=int(start), end=int(end or 0)),
             request_id=str(options.pop("request_id", "") or ""), **options)
         return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).CaptureMotion, req)
+
+    def detect_people(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
+                      max_people: int = 0, request_id: str = "",
+                      upload_progress: ProgressCallback | None = None) -> Job[mocap_pb2.DetectPeopleResult]:
+        """Start finding every person in frames start_frame <= n < end_frame (0: to the end): tracks with
+        ids that capture_motion(subject=id) takes over the same frames, a thumbnail each, and their frames."""
+        req = mocap_pb2.DetectPeopleRequest(
+            input=self.media_input(source, server_path=server_path, progress=upload_progress),
+            frame_range=common_pb2.FrameRange(start=int(start_frame), end=int(end_frame or 0)),
+            max_people=int(max_people), request_id=request_id)
+        return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).DetectPeople, req)
 
     def rig_file(self, path: str | os.PathLike[str], *, skeleton: str = "", server_path: bool = False
                  ) -> animation_pb2.RigFile:

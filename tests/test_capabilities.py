@@ -68,6 +68,7 @@ def test_every_job_type_has_one_handler_class() -> None:
     table = job_handlers()
     assert table == {"probe_media": "inference_server.media.jobs:ProbeHandler",
                      "motion_capture": "inference_server.mocap.jobs:CaptureHandler",
+                     "detect_people": "inference_server.mocap.jobs:DetectPeopleHandler",
                      "retarget": "inference_server.animation.jobs:RetargetHandler",
                      "generate_texture": "inference_server.scene.jobs:TextureHandler",
                      "generate_world": "inference_server.scene.jobs:WorldHandler",

@@ -5,8 +5,12 @@ between the two: MediaPipe landmarks and the solver that turns them into a skele
 canonical humanoid. It is not about characters: putting that motion on an artist's rig is
 animation/.
 
-- service.py: the MotionCapture gRPC service (checks a request, queues a motion_capture job);
-- jobs.py: CaptureHandler, the motion_capture job (runs a capture, stores its results);
+- service.py: the MotionCapture gRPC service (checks a request, queues a motion_capture or
+  detect_people job);
+- jobs.py: CaptureHandler, the motion_capture job (runs a capture, stores its results), and
+  DetectPeopleHandler, the detect_people job;
+- people.py: every person in a clip (MediaPipe's pose detector per frame), linked by tracks.py
+  into tracks with stable ids; subject.py: the person a capture request chose, and their frames;
 - options.py: MocapOptions / SolveOptions, and the one place their values are checked;
 - capture.py: a capture end to end (run_mocap): inference, solve, QA preview;
 - inference.py: MediaPipe landmarks of a clip, in chunks run side by side as tasks;
@@ -62,7 +66,8 @@ CAPABILITY = Capability(
     name="mocap",
     service_name=mocap_pb2.DESCRIPTOR.services_by_name["MotionCapture"].full_name,
     service="inference_server.mocap.service:add_to_server",
-    handlers={"motion_capture": "inference_server.mocap.jobs:CaptureHandler"},
+    handlers={"motion_capture": "inference_server.mocap.jobs:CaptureHandler",
+              "detect_people": "inference_server.mocap.jobs:DetectPeopleHandler"},
     features=features,
     models=models,
 )

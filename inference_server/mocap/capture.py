@@ -10,45 +10,110 @@ from pathlib import Path
 
 import numpy as np
 
+from inference_server.errors import FailedPrecondition
 from inference_server.jobs.context import JobContext
-from inference_server.media.video import first_frame_number
+from inference_server.media.video import first_frame_number, probe
 from inference_server.mocap.inference import detect
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import MocapOptions, check
+from inference_server.mocap.people import People, find_people, sample_stride
 from inference_server.mocap.solve import solve
+from inference_server.mocap.subject import choose, keep_subject, mask_boxes
+from inference_server.mocap.tracks import Track
 from inference_server.motion.clip import MotionClip
 
 
 @dataclass
 class MocapOutput:
     """landmarks: the raw capture; clip: the solved motion; timings: seconds per stage
-    ("inference", "solve", "preview", "total"); preview_path: the QA video when asked for."""
+    ("people" when a subject was chosen, "inference", "solve", "preview", "total"); preview_path:
+    the QA video when asked for; subject_id: the track captured (0: no subject asked for)."""
 
     landmarks: Landmarks
     clip: MotionClip
     timings: dict[str, float] = field(default_factory=dict)
     preview_path: Path | None = None
+    subject_id: int = 0
 
 
 def run_mocap(
-    path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None
+    path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None,
+    name: str | None = None,
 ) -> MocapOutput:
     """Capture the person in a video file or image sequence and solve their motion.
 
-    out_dir: where the preview video goes (a new temporary folder when None). Raises InvalidInput
+    out_dir: where the preview video goes (a new temporary folder when None). name: the footage as
+    the user knows it, for messages about the people in it (default: the file's name). Raises InvalidInput
     (bad options, not a video), FailedPrecondition (nobody in the frames) or JobCancelled.
     """
     check(options)  # before the expensive part, so bad options fail at once
-    solve_options = options.solve
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
+    people, track = None, None
+    if options.subject is not None:
+        t = time.perf_counter()
+        fps = options.fps_override or probe(path).fps
+        people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name,
+                             stride=1 if options.subject.HasField("track_id") else sample_stride(fps))
+        track = choose(people, options.subject)
+        timings["people"] = time.perf_counter() - t
+    landmarks, clip, preview_path = _capture(path, options, ctx, people, track, timings, out_dir)
+    timings["total"] = time.perf_counter() - t_start
+    return MocapOutput(landmarks=landmarks, clip=clip, timings=timings, preview_path=preview_path,
+                       subject_id=track.id if track is not None else 0)
+
+
+def run_mocap_everyone(
+    path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None,
+    name: str | None = None,
+) -> tuple[People, list[MocapOutput]]:
+    """Capture every person in the footage, one after the other, each as run_mocap captures a
+    subject (ids as DetectPeople's over the same frames). Returns the people and one output per
+    person, the person seen on the most frames first. Raises FailedPrecondition when nobody is found."""
+    check(options)
+    t = time.perf_counter()
+    people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name)
+    people_s = time.perf_counter() - t
+    if not people.tracks:
+        raise FailedPrecondition(f"no person found in frames {people.start}-{people.end - 1} of {people.name}; "
+                                 "pick a frame range that shows someone.", reason="NO_PERSON")
+    outputs = []
+    for track in sorted(people.tracks, key=lambda tr: (-len(tr.frames), tr.id)):
+        t_start = time.perf_counter()
+        timings = {"people": people_s}
+        try:
+            landmarks, clip, preview = _capture(path, options, ctx, people, track, timings, out_dir,
+                                                suffix=f"_person{track.id}")
+        except FailedPrecondition:
+            continue  # found by the detector but never by the pose model: nobody to capture
+        timings["total"] = time.perf_counter() - t_start + people_s
+        outputs.append(MocapOutput(landmarks=landmarks, clip=clip, timings=timings, preview_path=preview,
+                                   subject_id=track.id))
+    if not outputs:
+        raise FailedPrecondition(f"no person in {people.name} could be captured: the pose model found nobody "
+                                 "where the detector did; pick a frame range where people are in full view.",
+                                 reason="NO_PERSON")
+    return people, outputs
+
+
+def _capture(path: str | Path, options: MocapOptions, ctx: JobContext, people: People | None,
+             track: Track | None, timings: dict[str, float], out_dir: str | Path | None,
+             suffix: str = "") -> tuple[Landmarks, MotionClip, Path | None]:
+    """Inference (on the chosen person alone when a track is given), solve and preview."""
+    solve_options = options.solve
+    subject_warnings: list[str] = []
+    boxes = None
+    if people is not None and track is not None:
+        boxes = mask_boxes(people, track, np.arange(people.start, people.end))
     t = time.perf_counter()
     landmarks = detect(
         path, start=options.start_frame, end=options.end_frame, hands=solve_options.hands,
         face=solve_options.face,
-        workers=options.workers, ctx=ctx,
+        workers=options.workers, subject=boxes, ctx=ctx,
     )
+    if people is not None and track is not None:
+        landmarks, subject_warnings = keep_subject(landmarks, people, track)
     if options.fps_override:
         # Times count from the source's first frame: 0 for a video, e.g. 1001 for a plate.
         first = first_frame_number(path)
@@ -61,6 +126,7 @@ def run_mocap(
     ctx.check_cancelled()
     t = time.perf_counter()
     clip = solve(landmarks, solve_options, ctx)
+    clip.warnings[:0] = subject_warnings
     timings["solve"] = time.perf_counter() - t
 
     preview_path = None
@@ -72,8 +138,7 @@ def run_mocap(
         ctx.progress("preview", 0, 1, "writing the preview video")
         from inference_server.mocap.preview import write_preview
 
-        preview_path = write_preview(path, landmarks, folder / f"{Path(path).stem}_preview.mp4", clip=clip)
+        preview_path = write_preview(path, landmarks, folder / f"{Path(path).stem}{suffix}_preview.mp4", clip=clip)
         ctx.progress("preview", 1, 1, "preview written")
         timings["preview"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t_start
-    return MocapOutput(landmarks=landmarks, clip=clip, timings=timings, preview_path=preview_path)
+    return landmarks, clip, preview_path

@@ -89,6 +89,7 @@ def detect(
     face: bool = False,
     workers: int | None = None,
     max_side: int = 1280,
+    subject: dict[int, tuple[float, float, float, float]] | None = None,
     ctx: JobContext,
 ) -> Landmarks:
     """MediaPipe landmarks of the tracked person over frames start <= index < end of a clip.
@@ -103,6 +104,8 @@ def detect(
         never shorter than WARMUP_FRAMES, which may lower an explicit value on very short ranges.
     max_side: frames are downsized so that their longer side is at most this many pixels before
         inference (normalised landmarks do not depend on it; speed and accuracy do).
+    subject: the chosen person's normalised box (x0, y0, x1, y1) per frame number (subject.py);
+        everything outside it is blacked out, the whole frame where it is empty or not given.
     Progress goes to ctx as stage "inference" (value = frames done of the range); ctx.check_cancelled()
     is polled at least every 0.1 s and cancelling ends the chunk tasks (ctx.tasks).
     Raises InvalidInput for an unreadable clip or an empty range, FailedPrecondition when nobody is
@@ -123,7 +126,7 @@ def detect(
         workers = 1 if cores <= 2 else min(cores - 1, total // CHUNK_MIN_FRAMES)
     workers = max(1, min(workers, total // WARMUP_FRAMES))
     chunks = _split(numbers, end, workers)
-    job = _Job(str(path), hands, face, max_side)
+    job = _Job(str(path), hands, face, max_side, subject)
     results = _run_chunks(job, chunks, total, ctx)
     results = _fix_seams(job, chunks, results, ctx)
     kept = [r.select(r.frame_indices >= c.start) for c, r in zip(chunks, results, strict=True)]
@@ -184,6 +187,7 @@ class _Job:
     hands: bool
     face: bool
     max_side: int
+    subject: dict[int, tuple[float, float, float, float]] | None = None
 
 
 def _split(numbers: np.ndarray, end: int, n: int) -> list[_Chunk]:
@@ -229,6 +233,8 @@ class _Tracker:
         for frame in prefetch(iter_frames(job.path, chunk.warm_start, chunk.end, job.max_side)):
             # MediaPipe refuses views (a rotated or odd-width frame can be one): pass a contiguous copy.
             image = np.ascontiguousarray(frame.image)
+            if job.subject is not None:
+                image = _mask_outside(image, job.subject.get(frame.index, (0.0, 0.0, 0.0, 0.0)))
             if hint and frame.index in hint:
                 image = _mask_outside(image, hint[frame.index])
             image.flags.writeable = False

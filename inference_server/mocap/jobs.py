@@ -1,14 +1,20 @@
-"""The motion_capture job: video in; MotionClip, BVH, raw landmarks and a QA preview out."""
+"""The motion_capture job (video in; MotionClip, BVH, raw landmarks and a QA preview out) and the
+detect_people job (video in; every person in it as a track with a thumbnail)."""
 
 from __future__ import annotations
 
 import importlib
 import io
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference_server.capability import JobHandler
 from inference_server.jobs.context import JobContext
 from inference_server.jobs.failures import JobInput, describe_media
 from inference_server.mocap.options import options_from_request
+
+if TYPE_CHECKING:
+    from inference_server.mocap.capture import MocapOutput
 from inference_server.motion.clip import FrameFlag
 from inference_server.store.artifacts import ArtifactStore, artifact_ref, input_name, local_path
 from keygrip.v1 import mocap_pb2
@@ -34,31 +40,55 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
                               smaller="a shorter frame range (start and end frame), or without hands and face")
 
     def run(self, request: mocap_pb2.CaptureMotionRequest, ctx: JobContext) -> mocap_pb2.CaptureMotionResult:
+        from inference_server.mocap.capture import run_mocap, run_mocap_everyone
+
+        path = local_path(ctx.artifacts, request.input, ctx.scratch)
+        options = options_from_request(request)
+        name = self.describe(request, ctx.artifacts).name
+        if not options.everyone:
+            out = run_mocap(path, options, ctx, out_dir=ctx.scratch, name=name)
+            result = mocap_pb2.CaptureMotionResult(subject_id=out.subject_id)
+            self._store(out, request, path, ctx, result, "")
+            return result
+        people, outputs = run_mocap_everyone(path, options, ctx, out_dir=ctx.scratch, name=name)
+        result = mocap_pb2.CaptureMotionResult(subject_id=outputs[0].subject_id)
+        self._store(outputs[0], request, path, ctx, result, f"person{outputs[0].subject_id}_")
+        for out in outputs:
+            person = result.people.add(subject_id=out.subject_id,
+                                       thumbnail_png=people.thumbnails.get(out.subject_id, b""))
+            self._store(out, request, path, ctx, person, f"person{out.subject_id}_")
+        return result
+
+    @staticmethod
+    def _store(out: MocapOutput, request: mocap_pb2.CaptureMotionRequest, path: Path, ctx: JobContext,
+               result: mocap_pb2.CaptureMotionResult | mocap_pb2.PersonCapture, prefix: str) -> None:
+        """One capture's clip, BVH, landmarks, preview, summary and warnings into a result message."""
         from inference_server.media.video import gap_warnings
-        from inference_server.mocap.capture import run_mocap
         from inference_server.motion.bvh import write_bvh
         from inference_server.motion.wire import clip_to_proto
 
-        path = local_path(ctx.artifacts, request.input, ctx.scratch)
-        out = run_mocap(path, options_from_request(request), ctx, out_dir=ctx.scratch)
         clip = out.clip
         # The source's frame number of the clip's first frame (1001 for a plate from 1001), for hosts to key from.
         numbers = out.landmarks.frame_indices
         first_frame = int(numbers[0])
         clip.metadata.update({"source": input_name(request.input), "job_id": ctx.job_id,
                               "first_frame": str(first_frame)})
+        if out.subject_id:
+            clip.metadata["subject_id"] = str(out.subject_id)
         ctx.progress("export", 0, 3, "writing results")
-        result = mocap_pb2.CaptureMotionResult(warnings=gap_warnings(path, first_frame, int(numbers[-1])))
+        result.warnings.extend(gap_warnings(path, first_frame, int(numbers[-1])))
         result.clip.CopyFrom(artifact_ref(ctx.put_bytes(clip_to_proto(clip).SerializeToString(),
-                                                        "clip.keygrip-clip", "application/x-protobuf")))
+                                                        f"{prefix}clip.keygrip-clip", "application/x-protobuf")))
         bvh = io.StringIO()
         write_bvh(clip, bvh)
-        result.bvh.CopyFrom(artifact_ref(ctx.put_bytes(bvh.getvalue().encode(), "clip.bvh", "application/x-bvh")))
-        npz = ctx.scratch / "landmarks.npz"
+        result.bvh.CopyFrom(artifact_ref(ctx.put_bytes(bvh.getvalue().encode(), f"{prefix}clip.bvh",
+                                                       "application/x-bvh")))
+        npz = ctx.scratch / f"{prefix}landmarks.npz"
         out.landmarks.save_npz(npz)
-        result.landmarks.CopyFrom(artifact_ref(ctx.put_file(npz, "landmarks.npz", "application/x-npz")))
+        result.landmarks.CopyFrom(artifact_ref(ctx.put_file(npz, f"{prefix}landmarks.npz", "application/x-npz")))
         if out.preview_path is not None:
-            result.preview.CopyFrom(artifact_ref(ctx.put_file(out.preview_path, "preview.mp4", "video/mp4")))
+            result.preview.CopyFrom(artifact_ref(ctx.put_file(out.preview_path, f"{prefix}preview.mp4",
+                                                              "video/mp4")))
         ctx.progress("export", 3, 3, "done")
         flags = clip.frame_flags
         s = result.summary
@@ -72,4 +102,37 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
         s.stage_seconds.update(out.timings)
         # Steps the solver skipped or limited (a short clip, a low frame rate, no face found).
         result.warnings.extend(clip.warnings)
+
+
+class DetectPeopleHandler(JobHandler[mocap_pb2.DetectPeopleRequest]):
+    """Runs people.find_people: every person in the frames, with an id that holds through the clip."""
+
+    request_type = mocap_pb2.DetectPeopleRequest
+
+    def setup(self) -> None:
+        importlib.import_module("mediapipe")
+        importlib.import_module("inference_server.mocap.people")
+
+    def describe(self, request: mocap_pb2.DetectPeopleRequest, artifacts: ArtifactStore | None) -> JobInput:
+        return describe_media(request.input, artifacts, "looking for people in", "footage",
+                              smaller="a shorter frame range (start and end frame)")
+
+    def run(self, request: mocap_pb2.DetectPeopleRequest, ctx: JobContext) -> mocap_pb2.DetectPeopleResult:
+        from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, find_people
+
+        path = local_path(ctx.artifacts, request.input, ctx.scratch)
+        people = find_people(path, start=request.frame_range.start, end=request.frame_range.end or None,
+                             max_people=request.max_people or DEFAULT_MAX_PEOPLE, ctx=ctx,
+                             name=self.describe(request, ctx.artifacts).name)
+        w, h = people.image_size
+        result = mocap_pb2.DetectPeopleResult(
+            frames=len(people.frames), first_frame=int(people.frames[0]), width=w, height=h,
+            processing_fps=len(people.frames) / people.seconds if people.seconds > 0 else 0.0,
+            warnings=people.warnings)
+        for t in people.tracks:
+            result.people.add(
+                id=t.id, thumbnail_png=people.thumbnails.get(t.id, b""),
+                thumbnail_frame=people.thumbnail_frames.get(t.id, t.frames[0]), frames=t.frames,
+                boxes=[v for d in t.detections for v in d.box()],
+                visible_fraction=len(t.frames) / len(people.frames))
         return result

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from inference_server.errors import InvalidInput
 from keygrip.v1 import mocap_pb2
 
+# The most people one pass tracks at once (people.py keeps the same limit; this module stays light).
+MAX_PEOPLE_LIMIT = 32
+
 
 @dataclass
 class SolveOptions:
@@ -54,6 +57,9 @@ class MocapOptions:
     solve: how to solve the skeleton; its hands / face switches also choose Holistic over Pose.
     workers: inference processes; None picks a count for this machine (see inference.detect).
     preview: also write the QA preview video (skeleton over footage).
+    subject: who to capture in a shot with several people (a track id, a point, the most visible);
+        None: whoever MediaPipe finds first, without a people pass.
+    everyone: capture every person found (capture.run_mocap_everyone), not with subject.
     """
 
     start_frame: int = 0
@@ -62,6 +68,8 @@ class MocapOptions:
     solve: SolveOptions = field(default_factory=SolveOptions)
     workers: int | None = None
     preview: bool = False
+    subject: mocap_pb2.Subject | None = None
+    everyone: bool = False
 
 
 def options_from_request(req: mocap_pb2.CaptureMotionRequest) -> MocapOptions:
@@ -81,12 +89,22 @@ def options_from_request(req: mocap_pb2.CaptureMotionRequest) -> MocapOptions:
         end_frame=req.frame_range.end if req.frame_range.end > 0 else None,
         fps_override=req.fps_override or None,
         solve=solve, workers=req.workers or None, preview=req.preview,
+        subject=req.subject if req.HasField("subject") else None, everyone=req.everyone,
     )
 
 
 def check_request(req: mocap_pb2.CaptureMotionRequest) -> None:
     """Raise InvalidInput for a request whose options cannot be captured (see check())."""
     check(options_from_request(req))
+
+
+def check_people_request(req: mocap_pb2.DetectPeopleRequest) -> None:
+    """Raise InvalidInput for a DetectPeople request that cannot run (a bad frame range or max_people)."""
+    start, end = req.frame_range.start, req.frame_range.end
+    if start < 0 or (end > 0 and end <= start):
+        raise InvalidInput(f"frame range [{start}, {end}) is empty")
+    if not 0 <= req.max_people <= MAX_PEOPLE_LIMIT:
+        raise InvalidInput(f"max_people must lie in 1..{MAX_PEOPLE_LIMIT} (0: 10), got {req.max_people}")
 
 
 def check(options: MocapOptions) -> None:
@@ -103,6 +121,25 @@ def check(options: MocapOptions) -> None:
         raise InvalidInput(f"frame range [{start}, {end or 0}) is empty")
     if options.workers is not None and options.workers < 0:
         raise InvalidInput("workers must not be negative")
+    if options.subject is not None:
+        _check_subject(options.subject)
+        if options.everyone:
+            raise InvalidInput("subject and everyone exclude each other: capture one person or all of them")
+
+
+def _check_subject(subject: mocap_pb2.Subject) -> None:
+    kind = subject.WhichOneof("choice")
+    if kind is None:
+        raise InvalidInput("subject is set but empty: give a track_id, a point or most_visible")
+    if kind == "track_id" and subject.track_id < 1:
+        raise InvalidInput("subject track_id must be a person's id from DetectPeople (1 or more), "
+                           f"got {subject.track_id}")
+    if kind == "point":
+        p = subject.point
+        if not (0 <= p.x < float("inf") and 0 <= p.y < float("inf")):
+            raise InvalidInput(f"subject point ({p.x}, {p.y}) must be in pixels inside the image")
+    if kind == "most_visible" and not subject.most_visible:
+        raise InvalidInput("subject most_visible must be true when set")
 
 
 def check_solve(options: SolveOptions) -> None:

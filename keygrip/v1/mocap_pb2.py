@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from keygrip.v1 import common_pb2 as keygrip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16keygrip/v1/mocap.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"\x91\x03\n\x14\x43\x61ptureMotionRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12\x14\n\x0c\x66ps_override\x18\x03 \x01(\x01\x12\r\n\x05hands\x18\x04 \x01(\x08\x12\x0c\n\x04\x66\x61\x63\x65\x18\x05 \x01(\x08\x12\x16\n\tsmoothing\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tfoot_lock\x18\x07 \x01(\x08H\x01\x88\x01\x01\x12\x18\n\x0broot_motion\x18\x08 \x01(\x08H\x02\x88\x01\x01\x12\x18\n\x10subject_height_m\x18\t \x01(\x01\x12\x17\n\x0f\x66ocal_length_px\x18\n \x01(\x01\x12\x13\n\x0b\x66ov_degrees\x18\x0b \x01(\x01\x12\x0f\n\x07preview\x18\x0c \x01(\x08\x12\x12\n\nrequest_id\x18\r \x01(\t\x12\x0f\n\x07workers\x18\x0e \x01(\x05\x42\x0c\n\n_smoothingB\x0c\n\n_foot_lockB\x0e\n\x0c_root_motion\"\x94\x02\n\x0e\x43\x61ptureSummary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x03\x12\x16\n\x0etracked_frames\x18\x02 \x01(\x03\x12\x1b\n\x13interpolated_frames\x18\x03 \x01(\x03\x12\x16\n\x0emissing_frames\x18\x04 \x01(\x03\x12\x16\n\x0eprocessing_fps\x18\x05 \x01(\x01\x12\x43\n\rstage_seconds\x18\x06 \x03(\x0b\x32,.keygrip.v1.CaptureSummary.StageSecondsEntry\x12\x13\n\x0b\x66irst_frame\x18\x07 \x01(\x03\x1a\x33\n\x11StageSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf7\x01\n\x13\x43\x61ptureMotionResult\x12%\n\x04\x63lip\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12$\n\x03\x62vh\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12*\n\tlandmarks\x18\x03 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12(\n\x07preview\x18\x04 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12+\n\x07summary\x18\x05 \x01(\x0b\x32\x1a.keygrip.v1.CaptureSummary\x12\x10\n\x08warnings\x18\x06 \x03(\t2S\n\rMotionCapture\x12\x42\n\rCaptureMotion\x12 .keygrip.v1.CaptureMotionRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16keygrip/v1/mocap.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"j\n\x07Subject\x12\x12\n\x08track_id\x18\x01 \x01(\x05H\x00\x12)\n\x05point\x18\x02 \x01(\x0b\x32\x18.keygrip.v1.SubjectPointH\x00\x12\x16\n\x0cmost_visible\x18\x03 \x01(\x08H\x00\x42\x08\n\x06\x63hoice\"3\n\x0cSubjectPoint\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\x12\r\n\x05\x66rame\x18\x03 \x01(\x03\"\x91\x01\n\x13\x44\x65tectPeopleRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12\x12\n\nmax_people\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x82\x01\n\x0bPersonTrack\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x15\n\rthumbnail_png\x18\x02 \x01(\x0c\x12\x17\n\x0fthumbnail_frame\x18\x03 \x01(\x03\x12\x0e\n\x06\x66rames\x18\x04 \x03(\x03\x12\r\n\x05\x62oxes\x18\x05 \x03(\x02\x12\x18\n\x10visible_fraction\x18\x06 \x01(\x01\"\xab\x01\n\x12\x44\x65tectPeopleResult\x12\'\n\x06people\x18\x01 \x03(\x0b\x32\x17.keygrip.v1.PersonTrack\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x03\x12\x13\n\x0b\x66irst_frame\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x16\n\x0eprocessing_fps\x18\x06 \x01(\x01\x12\x10\n\x08warnings\x18\x07 \x03(\t\"\xc9\x03\n\x14\x43\x61ptureMotionRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12\x14\n\x0c\x66ps_override\x18\x03 \x01(\x01\x12\r\n\x05hands\x18\x04 \x01(\x08\x12\x0c\n\x04\x66\x61\x63\x65\x18\x05 \x01(\x08\x12\x16\n\tsmoothing\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tfoot_lock\x18\x07 \x01(\x08H\x01\x88\x01\x01\x12\x18\n\x0broot_motion\x18\x08 \x01(\x08H\x02\x88\x01\x01\x12\x18\n\x10subject_height_m\x18\t \x01(\x01\x12\x17\n\x0f\x66ocal_length_px\x18\n \x01(\x01\x12\x13\n\x0b\x66ov_degrees\x18\x0b \x01(\x01\x12\x0f\n\x07preview\x18\x0c \x01(\x08\x12\x12\n\nrequest_id\x18\r \x01(\t\x12\x0f\n\x07workers\x18\x0e \x01(\x05\x12$\n\x07subject\x18\x0f \x01(\x0b\x32\x13.keygrip.v1.Subject\x12\x10\n\x08\x65veryone\x18\x10 \x01(\x08\x42\x0c\n\n_smoothingB\x0c\n\n_foot_lockB\x0e\n\x0c_root_motion\"\x94\x02\n\x0e\x43\x61ptureSummary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\x03\x12\x16\n\x0etracked_frames\x18\x02 \x01(\x03\x12\x1b\n\x13interpolated_frames\x18\x03 \x01(\x03\x12\x16\n\x0emissing_frames\x18\x04 \x01(\x03\x12\x16\n\x0eprocessing_fps\x18\x05 \x01(\x01\x12\x43\n\rstage_seconds\x18\x06 \x03(\x0b\x32,.keygrip.v1.CaptureSummary.StageSecondsEntry\x12\x13\n\x0b\x66irst_frame\x18\x07 \x01(\x03\x1a\x33\n\x11StageSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb6\x02\n\x13\x43\x61ptureMotionResult\x12%\n\x04\x63lip\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12$\n\x03\x62vh\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12*\n\tlandmarks\x18\x03 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12(\n\x07preview\x18\x04 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12+\n\x07summary\x18\x05 \x01(\x0b\x32\x1a.keygrip.v1.CaptureSummary\x12\x10\n\x08warnings\x18\x06 \x03(\t\x12\x12\n\nsubject_id\x18\x07 \x01(\x05\x12)\n\x06people\x18\x08 \x03(\x0b\x32\x19.keygrip.v1.PersonCapture\"\x9c\x02\n\rPersonCapture\x12\x12\n\nsubject_id\x18\x01 \x01(\x05\x12%\n\x04\x63lip\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12$\n\x03\x62vh\x18\x03 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12*\n\tlandmarks\x18\x04 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12(\n\x07preview\x18\x05 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12+\n\x07summary\x18\x06 \x01(\x0b\x32\x1a.keygrip.v1.CaptureSummary\x12\x10\n\x08warnings\x18\x07 \x03(\t\x12\x15\n\rthumbnail_png\x18\x08 \x01(\x0c\x32\x95\x01\n\rMotionCapture\x12\x42\n\rCaptureMotion\x12 .keygrip.v1.CaptureMotionRequest\x1a\x0f.keygrip.v1.Job\x12@\n\x0c\x44\x65tectPeople\x12\x1f.keygrip.v1.DetectPeopleRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,14 +24,26 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_CAPTURESUMMARY_STAGESECONDSENTRY']._options = None
   _globals['_CAPTURESUMMARY_STAGESECONDSENTRY']._serialized_options = b'8\001'
-  _globals['_CAPTUREMOTIONREQUEST']._serialized_start=64
-  _globals['_CAPTUREMOTIONREQUEST']._serialized_end=465
-  _globals['_CAPTURESUMMARY']._serialized_start=468
-  _globals['_CAPTURESUMMARY']._serialized_end=744
-  _globals['_CAPTURESUMMARY_STAGESECONDSENTRY']._serialized_start=693
-  _globals['_CAPTURESUMMARY_STAGESECONDSENTRY']._serialized_end=744
-  _globals['_CAPTUREMOTIONRESULT']._serialized_start=747
-  _globals['_CAPTUREMOTIONRESULT']._serialized_end=994
-  _globals['_MOTIONCAPTURE']._serialized_start=996
-  _globals['_MOTIONCAPTURE']._serialized_end=1079
+  _globals['_SUBJECT']._serialized_start=63
+  _globals['_SUBJECT']._serialized_end=169
+  _globals['_SUBJECTPOINT']._serialized_start=171
+  _globals['_SUBJECTPOINT']._serialized_end=222
+  _globals['_DETECTPEOPLEREQUEST']._serialized_start=225
+  _globals['_DETECTPEOPLEREQUEST']._serialized_end=370
+  _globals['_PERSONTRACK']._serialized_start=373
+  _globals['_PERSONTRACK']._serialized_end=503
+  _globals['_DETECTPEOPLERESULT']._serialized_start=506
+  _globals['_DETECTPEOPLERESULT']._serialized_end=677
+  _globals['_CAPTUREMOTIONREQUEST']._serialized_start=680
+  _globals['_CAPTUREMOTIONREQUEST']._serialized_end=1137
+  _globals['_CAPTURESUMMARY']._serialized_start=1140
+  _globals['_CAPTURESUMMARY']._serialized_end=1416
+  _globals['_CAPTURESUMMARY_STAGESECONDSENTRY']._serialized_start=1365
+  _globals['_CAPTURESUMMARY_STAGESECONDSENTRY']._serialized_end=1416
+  _globals['_CAPTUREMOTIONRESULT']._serialized_start=1419
+  _globals['_CAPTUREMOTIONRESULT']._serialized_end=1729
+  _globals['_PERSONCAPTURE']._serialized_start=1732
+  _globals['_PERSONCAPTURE']._serialized_end=2016
+  _globals['_MOTIONCAPTURE']._serialized_start=2019
+  _globals['_MOTIONCAPTURE']._serialized_end=2168
 # @@protoc_insertion_point(module_scope)

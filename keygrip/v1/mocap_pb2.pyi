@@ -14,6 +14,167 @@ import typing
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
 @typing.final
+class Subject(google.protobuf.message.Message):
+    """Who to capture in a shot with several people."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TRACK_ID_FIELD_NUMBER: builtins.int
+    POINT_FIELD_NUMBER: builtins.int
+    MOST_VISIBLE_FIELD_NUMBER: builtins.int
+    track_id: builtins.int
+    """a PersonTrack.id from DetectPeople over the same input and frame range"""
+    most_visible: builtins.bool
+    """the person seen on the most frames"""
+    @property
+    def point(self) -> global___SubjectPoint:
+        """the person under a point of one frame"""
+
+    def __init__(
+        self,
+        *,
+        track_id: builtins.int = ...,
+        point: global___SubjectPoint | None = ...,
+        most_visible: builtins.bool = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["choice", b"choice", "most_visible", b"most_visible", "point", b"point", "track_id", b"track_id"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["choice", b"choice", "most_visible", b"most_visible", "point", b"point", "track_id", b"track_id"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["choice", b"choice"]) -> typing.Literal["track_id", "point", "most_visible"] | None: ...
+
+global___Subject = Subject
+
+@typing.final
+class SubjectPoint(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    X_FIELD_NUMBER: builtins.int
+    Y_FIELD_NUMBER: builtins.int
+    FRAME_FIELD_NUMBER: builtins.int
+    x: builtins.float
+    """pixels of the upright source image, from its left edge"""
+    y: builtins.float
+    """pixels from its top edge"""
+    frame: builtins.int
+    """source frame number"""
+    def __init__(
+        self,
+        *,
+        x: builtins.float = ...,
+        y: builtins.float = ...,
+        frame: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["frame", b"frame", "x", b"x", "y", b"y"]) -> None: ...
+
+global___SubjectPoint = SubjectPoint
+
+@typing.final
+class DetectPeopleRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    INPUT_FIELD_NUMBER: builtins.int
+    FRAME_RANGE_FIELD_NUMBER: builtins.int
+    MAX_PEOPLE_FIELD_NUMBER: builtins.int
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    max_people: builtins.int
+    """at most this many people tracked at once; 0: 10 (at most 32)"""
+    request_id: builtins.str
+    """idempotency key"""
+    @property
+    def input(self) -> keygrip.v1.common_pb2.MediaInput: ...
+    @property
+    def frame_range(self) -> keygrip.v1.common_pb2.FrameRange: ...
+    def __init__(
+        self,
+        *,
+        input: keygrip.v1.common_pb2.MediaInput | None = ...,
+        frame_range: keygrip.v1.common_pb2.FrameRange | None = ...,
+        max_people: builtins.int = ...,
+        request_id: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "max_people", b"max_people", "request_id", b"request_id"]) -> None: ...
+
+global___DetectPeopleRequest = DetectPeopleRequest
+
+@typing.final
+class PersonTrack(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ID_FIELD_NUMBER: builtins.int
+    THUMBNAIL_PNG_FIELD_NUMBER: builtins.int
+    THUMBNAIL_FRAME_FIELD_NUMBER: builtins.int
+    FRAMES_FIELD_NUMBER: builtins.int
+    BOXES_FIELD_NUMBER: builtins.int
+    VISIBLE_FRACTION_FIELD_NUMBER: builtins.int
+    id: builtins.int
+    """1, 2, ... in order of first appearance"""
+    thumbnail_png: builtins.bytes
+    """the person cut from the frame where they are seen best, 128 px high"""
+    thumbnail_frame: builtins.int
+    visible_fraction: builtins.float
+    """share of the scanned frames where the person is detected"""
+    @property
+    def frames(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
+        """source frame numbers where the person is detected, ascending"""
+
+    @property
+    def boxes(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
+        """(len(frames), 4) x0, y0, x1, y1 per frame, pixels of the source image"""
+
+    def __init__(
+        self,
+        *,
+        id: builtins.int = ...,
+        thumbnail_png: builtins.bytes = ...,
+        thumbnail_frame: builtins.int = ...,
+        frames: collections.abc.Iterable[builtins.int] | None = ...,
+        boxes: collections.abc.Iterable[builtins.float] | None = ...,
+        visible_fraction: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["boxes", b"boxes", "frames", b"frames", "id", b"id", "thumbnail_frame", b"thumbnail_frame", "thumbnail_png", b"thumbnail_png", "visible_fraction", b"visible_fraction"]) -> None: ...
+
+global___PersonTrack = PersonTrack
+
+@typing.final
+class DetectPeopleResult(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PEOPLE_FIELD_NUMBER: builtins.int
+    FRAMES_FIELD_NUMBER: builtins.int
+    FIRST_FRAME_FIELD_NUMBER: builtins.int
+    WIDTH_FIELD_NUMBER: builtins.int
+    HEIGHT_FIELD_NUMBER: builtins.int
+    PROCESSING_FPS_FIELD_NUMBER: builtins.int
+    WARNINGS_FIELD_NUMBER: builtins.int
+    frames: builtins.int
+    """frames scanned"""
+    first_frame: builtins.int
+    width: builtins.int
+    """the source's upright size in pixels"""
+    height: builtins.int
+    processing_fps: builtins.float
+    @property
+    def people(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___PersonTrack]: ...
+    @property
+    def warnings(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """people left out beyond max_people, ..."""
+
+    def __init__(
+        self,
+        *,
+        people: collections.abc.Iterable[global___PersonTrack] | None = ...,
+        frames: builtins.int = ...,
+        first_frame: builtins.int = ...,
+        width: builtins.int = ...,
+        height: builtins.int = ...,
+        processing_fps: builtins.float = ...,
+        warnings: collections.abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["first_frame", b"first_frame", "frames", b"frames", "height", b"height", "people", b"people", "processing_fps", b"processing_fps", "warnings", b"warnings", "width", b"width"]) -> None: ...
+
+global___DetectPeopleResult = DetectPeopleResult
+
+@typing.final
 class CaptureMotionRequest(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -31,6 +192,8 @@ class CaptureMotionRequest(google.protobuf.message.Message):
     PREVIEW_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
     WORKERS_FIELD_NUMBER: builtins.int
+    SUBJECT_FIELD_NUMBER: builtins.int
+    EVERYONE_FIELD_NUMBER: builtins.int
     fps_override: builtins.float
     """0: the video's own timestamps"""
     hands: builtins.bool
@@ -53,10 +216,16 @@ class CaptureMotionRequest(google.protobuf.message.Message):
     """idempotency key"""
     workers: builtins.int
     """parallel inference processes; 0: server default"""
+    everyone: builtins.bool
+    """capture every person DetectPeople finds, each on its own (people);"""
     @property
     def input(self) -> keygrip.v1.common_pb2.MediaInput: ...
     @property
     def frame_range(self) -> keygrip.v1.common_pb2.FrameRange: ...
+    @property
+    def subject(self) -> global___Subject:
+        """unset: whoever MediaPipe finds first (one person in the shot)"""
+
     def __init__(
         self,
         *,
@@ -74,9 +243,11 @@ class CaptureMotionRequest(google.protobuf.message.Message):
         preview: builtins.bool = ...,
         request_id: builtins.str = ...,
         workers: builtins.int = ...,
+        subject: global___Subject | None = ...,
+        everyone: builtins.bool = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "input", b"input", "root_motion", b"root_motion", "smoothing", b"smoothing"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "face", b"face", "focal_length_px", b"focal_length_px", "foot_lock", b"foot_lock", "fov_degrees", b"fov_degrees", "fps_override", b"fps_override", "frame_range", b"frame_range", "hands", b"hands", "input", b"input", "preview", b"preview", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject_height_m", b"subject_height_m", "workers", b"workers"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "input", b"input", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "everyone", b"everyone", "face", b"face", "focal_length_px", b"focal_length_px", "foot_lock", b"foot_lock", "fov_degrees", b"fov_degrees", "fps_override", b"fps_override", "frame_range", b"frame_range", "hands", b"hands", "input", b"input", "preview", b"preview", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject", "subject_height_m", b"subject_height_m", "workers", b"workers"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
     @typing.overload
@@ -147,6 +318,10 @@ class CaptureMotionResult(google.protobuf.message.Message):
     PREVIEW_FIELD_NUMBER: builtins.int
     SUMMARY_FIELD_NUMBER: builtins.int
     WARNINGS_FIELD_NUMBER: builtins.int
+    SUBJECT_ID_FIELD_NUMBER: builtins.int
+    PEOPLE_FIELD_NUMBER: builtins.int
+    subject_id: builtins.int
+    """the track captured when a subject was asked for (0: none asked)"""
     @property
     def clip(self) -> keygrip.v1.common_pb2.ArtifactRef:
         """a serialized keygrip.v1.MotionClip"""
@@ -169,6 +344,10 @@ class CaptureMotionResult(google.protobuf.message.Message):
     def warnings(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """what the user should know: skipped steps, gaps, low frame rates"""
 
+    @property
+    def people(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___PersonCapture]:
+        """with everyone: one per person, ids as DetectPeople's; the fields"""
+
     def __init__(
         self,
         *,
@@ -178,8 +357,54 @@ class CaptureMotionResult(google.protobuf.message.Message):
         preview: keygrip.v1.common_pb2.ArtifactRef | None = ...,
         summary: global___CaptureSummary | None = ...,
         warnings: collections.abc.Iterable[builtins.str] | None = ...,
+        subject_id: builtins.int = ...,
+        people: collections.abc.Iterable[global___PersonCapture] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "summary", b"summary"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "summary", b"summary", "warnings", b"warnings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "people", b"people", "preview", b"preview", "subject_id", b"subject_id", "summary", b"summary", "warnings", b"warnings"]) -> None: ...
 
 global___CaptureMotionResult = CaptureMotionResult
+
+@typing.final
+class PersonCapture(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SUBJECT_ID_FIELD_NUMBER: builtins.int
+    CLIP_FIELD_NUMBER: builtins.int
+    BVH_FIELD_NUMBER: builtins.int
+    LANDMARKS_FIELD_NUMBER: builtins.int
+    PREVIEW_FIELD_NUMBER: builtins.int
+    SUMMARY_FIELD_NUMBER: builtins.int
+    WARNINGS_FIELD_NUMBER: builtins.int
+    THUMBNAIL_PNG_FIELD_NUMBER: builtins.int
+    subject_id: builtins.int
+    """the person's id (as DetectPeople over the same frames)"""
+    thumbnail_png: builtins.bytes
+    @property
+    def clip(self) -> keygrip.v1.common_pb2.ArtifactRef: ...
+    @property
+    def bvh(self) -> keygrip.v1.common_pb2.ArtifactRef: ...
+    @property
+    def landmarks(self) -> keygrip.v1.common_pb2.ArtifactRef: ...
+    @property
+    def preview(self) -> keygrip.v1.common_pb2.ArtifactRef: ...
+    @property
+    def summary(self) -> global___CaptureSummary: ...
+    @property
+    def warnings(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        subject_id: builtins.int = ...,
+        clip: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        bvh: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        landmarks: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        preview: keygrip.v1.common_pb2.ArtifactRef | None = ...,
+        summary: global___CaptureSummary | None = ...,
+        warnings: collections.abc.Iterable[builtins.str] | None = ...,
+        thumbnail_png: builtins.bytes = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "summary", b"summary"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "landmarks", b"landmarks", "preview", b"preview", "subject_id", b"subject_id", "summary", b"summary", "thumbnail_png", b"thumbnail_png", "warnings", b"warnings"]) -> None: ...
+
+global___PersonCapture = PersonCapture

@@ -20,6 +20,11 @@ class MotionCaptureStub(object):
                 request_serializer=keygrip_dot_v1_dot_mocap__pb2.CaptureMotionRequest.SerializeToString,
                 response_deserializer=keygrip_dot_v1_dot_common__pb2.Job.FromString,
                 )
+        self.DetectPeople = channel.unary_unary(
+                '/keygrip.v1.MotionCapture/DetectPeople',
+                request_serializer=keygrip_dot_v1_dot_mocap__pb2.DetectPeopleRequest.SerializeToString,
+                response_deserializer=keygrip_dot_v1_dot_common__pb2.Job.FromString,
+                )
 
 
 class MotionCaptureServicer(object):
@@ -32,12 +37,24 @@ class MotionCaptureServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DetectPeople(self, request, context):
+        """Starts a "detect_people" job whose result is a DetectPeopleResult: every person in the shot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MotionCaptureServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CaptureMotion': grpc.unary_unary_rpc_method_handler(
                     servicer.CaptureMotion,
                     request_deserializer=keygrip_dot_v1_dot_mocap__pb2.CaptureMotionRequest.FromString,
+                    response_serializer=keygrip_dot_v1_dot_common__pb2.Job.SerializeToString,
+            ),
+            'DetectPeople': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetectPeople,
+                    request_deserializer=keygrip_dot_v1_dot_mocap__pb2.DetectPeopleRequest.FromString,
                     response_serializer=keygrip_dot_v1_dot_common__pb2.Job.SerializeToString,
             ),
     }
@@ -63,6 +80,23 @@ class MotionCapture(object):
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/keygrip.v1.MotionCapture/CaptureMotion',
             keygrip_dot_v1_dot_mocap__pb2.CaptureMotionRequest.SerializeToString,
+            keygrip_dot_v1_dot_common__pb2.Job.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DetectPeople(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/keygrip.v1.MotionCapture/DetectPeople',
+            keygrip_dot_v1_dot_mocap__pb2.DetectPeopleRequest.SerializeToString,
             keygrip_dot_v1_dot_common__pb2.Job.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

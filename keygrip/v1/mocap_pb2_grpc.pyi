@@ -26,12 +26,24 @@ class MotionCaptureStub:
     ]
     """Starts a "motion_capture" job whose result is a CaptureMotionResult."""
 
+    DetectPeople: grpc.UnaryUnaryMultiCallable[
+        keygrip.v1.mocap_pb2.DetectPeopleRequest,
+        keygrip.v1.common_pb2.Job,
+    ]
+    """Starts a "detect_people" job whose result is a DetectPeopleResult: every person in the shot."""
+
 class MotionCaptureAsyncStub:
     CaptureMotion: grpc.aio.UnaryUnaryMultiCallable[
         keygrip.v1.mocap_pb2.CaptureMotionRequest,
         keygrip.v1.common_pb2.Job,
     ]
     """Starts a "motion_capture" job whose result is a CaptureMotionResult."""
+
+    DetectPeople: grpc.aio.UnaryUnaryMultiCallable[
+        keygrip.v1.mocap_pb2.DetectPeopleRequest,
+        keygrip.v1.common_pb2.Job,
+    ]
+    """Starts a "detect_people" job whose result is a DetectPeopleResult: every person in the shot."""
 
 class MotionCaptureServicer(metaclass=abc.ABCMeta):
     @abc.abstractmethod
@@ -41,5 +53,13 @@ class MotionCaptureServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[keygrip.v1.common_pb2.Job, collections.abc.Awaitable[keygrip.v1.common_pb2.Job]]:
         """Starts a "motion_capture" job whose result is a CaptureMotionResult."""
+
+    @abc.abstractmethod
+    def DetectPeople(
+        self,
+        request: keygrip.v1.mocap_pb2.DetectPeopleRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[keygrip.v1.common_pb2.Job, collections.abc.Awaitable[keygrip.v1.common_pb2.Job]]:
+        """Starts a "detect_people" job whose result is a DetectPeopleResult: every person in the shot."""
 
 def add_MotionCaptureServicer_to_server(servicer: MotionCaptureServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -43,6 +43,22 @@ def test_root_motion_choices_are_protocol_names():
         animation_pb2.RootMotion.Value(f"ROOT_MOTION_{identifier}")  # raises ValueError when unknown
 
 
+def test_the_panels_subject_goes_into_the_capture_plan(empty_scene, tmp_path):
+    """Who to capture among several people: typed in the panel, sent as the capture's subject."""
+    enable_addon()
+    operators = import_module(f"{ADDON_MODULE}.operators")
+    video = tmp_path / "shot.mp4"
+    video.write_bytes(b"")
+    s = bpy.context.scene.keygrip
+    s.video_path = str(video)
+    s.subject = " 640,360@12 "
+    plan, _ = operators.plan_from_panel(bpy.context)
+    assert plan.capture.subject == "640,360@12"
+    assert plan.capture.request_fields()["subject"] == "640,360@12"
+    s.subject = ""
+    assert operators.plan_from_panel(bpy.context)[0].capture.subject == ""
+
+
 def test_new_armature_is_described_before_it_exists(empty_scene):
     enable_addon()
     rig = import_module(f"{ADDON_MODULE}.rig")

@@ -67,7 +67,8 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Pla
         source=source, video=video if not bvh_path else "", capture_job_id=s.last_capture_job,
         bvh_path=bvh_path,
         capture=CaptureOptions(hands=s.hands, face=s.face, smoothing=s.smoothing, foot_lock=s.foot_lock,
-                               start_frame=s.frame_start, end_frame=s.frame_end, preview=s.preview),
+                               start_frame=s.frame_start, end_frame=s.frame_end, preview=s.preview,
+                               subject=s.subject.strip()),
         root_motion=s.root_motion, foot_lock=s.foot_lock, target="SELECTED" if bvh_path else s.target)
     armature_name = ""
     if plan.target == "SELECTED":

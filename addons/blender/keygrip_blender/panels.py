@@ -95,6 +95,7 @@ class KeygripPanel(bpy.types.Panel):
         row.prop(s, "hands", toggle=True)
         row.prop(s, "face", toggle=True)
         col.prop(s, "smoothing")
+        col.prop(s, "subject")
         col.prop(s, "foot_lock")
         col.prop(s, "root_motion")
         col.prop(s, "preview")

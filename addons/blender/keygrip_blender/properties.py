@@ -69,6 +69,10 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
     hands: bpy.props.BoolProperty(name="Hands", description="Capture finger motion", default=False)
     face: bpy.props.BoolProperty(name="Face", description="Capture ARKit face curves", default=False)
     smoothing: bpy.props.FloatProperty(name="Smoothing", min=0.0, max=1.0, default=0.5, subtype="FACTOR")
+    subject: bpy.props.StringProperty(
+        name="Subject", description="Who to capture when several people are in the shot: a person's id from "
+        "`keygrip people`, X,Y@FRAME (a pixel on them, e.g. 640,360@12) or auto (the person seen most); "
+        "empty: whoever is found first")
     foot_lock: bpy.props.BoolProperty(name="Foot lock", default=True,
                                       description="Pin the feet while they touch the ground")
     root_motion: bpy.props.EnumProperty(name="Root motion", items=ROOT_MOTION_ITEMS, default="HIPS")

@@ -1,0 +1,273 @@
+"""Every person in a clip: MediaPipe's pose detector on each frame, linked into tracks (tracks.py).
+
+The detector is the one MediaPipe Pose runs before it tracks a single person (the bundled
+pose_detection.tflite); here its graph (the registered PoseDetectionCpu subgraph) runs on its own,
+so that it returns every person it finds, with MediaPipe's own anchor decoding and non-maximum
+suppression. Each detection is a hip centre, a point on the circle around the whole body and a
+shoulder centre. The detector is made for one dominant person, so it runs again with the people already found
+blacked out (repeated single-person passes) until it finds nobody new. It sees a 224 x 224 image;
+on a wide (or tall) frame people become small, so the frame is also searched in overlapping
+squares (the people found in one stay covered in the next).
+
+The pass is bounded: frames are downsized before detection, at most `max_people` people are tracked
+at once (more are counted and reported), and what is kept per person is a few numbers per frame plus
+one small thumbnail.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inference_server.errors import InvalidInput
+from inference_server.jobs.context import JobContext
+from inference_server.media.video import iter_frames, probe
+from inference_server.mocap.options import MAX_PEOPLE_LIMIT
+from inference_server.mocap.tracks import Detection, Linker, Track
+
+# Frames are downsized to this longer side before detection (the detector sees 224 px anyway).
+DETECT_MAX_SIDE = 720
+DEFAULT_MAX_PEOPLE = 10
+# A track continues across this many seconds unseen (an occlusion, a missed detection).
+MAX_GAP_S = 1.0
+# Tracks seen on fewer frames than this share of the clip (and at least 3) are detector flicker.
+MIN_TRACK_SHARE = 0.1
+THUMBNAIL_HEIGHT = 128
+_HIST_BINS = (16, 4)
+
+_DETECTOR_GRAPH = """
+input_stream: "image"
+output_stream: "detections"
+node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream: "DETECTIONS:detections" }
+"""
+
+
+@dataclass
+class People:
+    """The people of a clip. tracks: ids 1.. by first appearance, detections in source pixels;
+    frames: the frame numbers scanned, of the range [start, end); thumbnails: a PNG per track id;
+    ignored: detections left out because max_people were already tracked; warnings: what the user
+    should know."""
+
+    tracks: list[Track]
+    frames: np.ndarray
+    start: int
+    end: int
+    image_size: tuple[int, int]
+    fps: float
+    max_gap: int
+    name: str = ""
+    thumbnails: dict[int, bytes] = field(default_factory=dict)
+    thumbnail_frames: dict[int, int] = field(default_factory=dict)
+    ignored: int = 0
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def track(self, track_id: int) -> Track | None:
+        return next((t for t in self.tracks if t.id == track_id), None)
+
+    def describe(self, frame: int | None = None) -> str:
+        """The people, for messages: "person 1 at (640, 360) on frame 12, person 2 ..."."""
+        parts = []
+        for t in self.tracks:
+            k = int(np.argmin(np.abs(np.asarray(t.frames) - (frame if frame is not None else t.frames[0]))))
+            d = t.detections[k]
+            parts.append(f"person {t.id} at ({d.x:.0f}, {d.y:.0f}) on frame {t.frames[k]}")
+        return ", ".join(parts) if parts else "nobody"
+
+
+class PersonDetector:
+    """MediaPipe's pose detector, run again and again over a frame with the people it found blacked out.
+
+    The detector is made for one dominant person: beside someone it finds, a second person often
+    goes unreported. With the first one's body covered, the next run finds the next person, until
+    a run finds nobody new (or max_people are found). Wide or tall frames are also searched square
+    by square (see the module doc); a person covered in one square stays covered in the next.
+    """
+
+    def __init__(self, max_people: int = DEFAULT_MAX_PEOPLE) -> None:
+        from google.protobuf import text_format
+        from mediapipe.framework import calculator_pb2
+        from mediapipe.python.solution_base import SolutionBase
+
+        config = text_format.Parse(_DETECTOR_GRAPH, calculator_pb2.CalculatorGraphConfig())
+        self.graph = SolutionBase(graph_config=config, outputs=["detections"])
+        self.max_people = max_people
+
+    def close(self) -> None:
+        self.graph.close()
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        """The people in an RGB image, in its pixels, strongest first within each search."""
+        masked = image.copy()
+        found: list[Detection] = []
+        for x0, y0, x1, y1 in _tiles(image.shape[1], image.shape[0]):
+            while len(found) < self.max_people:
+                new = _merge([d for d in self._detect(masked, image, (x0, y0, x1, y1))
+                              if _is_new(d, found)])
+                if not new:
+                    break
+                for d in new[: self.max_people - len(found)]:
+                    found.append(d)
+                    _cover(masked, d)
+        return found
+
+    def _detect(self, masked: np.ndarray, image: np.ndarray, tile: tuple[int, int, int, int]) -> list[Detection]:
+        """One detector run on a square of the masked frame; colours come from the unmasked one."""
+        x0, y0, x1, y1 = tile
+        w, h = x1 - x0, y1 - y0
+        # A copy: MediaPipe keeps reading the buffer it was given after process() returns (seen as
+        # run-to-run differences), and `masked` is painted over right after.
+        result = self.graph.process({"image": masked[y0:y1, x0:x1].copy()})
+        out = []
+        for det in result.detections or []:
+            kp = det.location_data.relative_keypoints
+            hip = (x0 + kp[0].x * w, y0 + kp[0].y * h)
+            radius = float(np.hypot(x0 + kp[1].x * w - hip[0], y0 + kp[1].y * h - hip[1]))
+            if radius >= 4:
+                out.append(Detection(hip[0], hip[1], radius, float(det.score[0]),
+                                     _torso_colours(image, hip, radius, y0 + kp[2].y * h)))
+        return out
+
+
+def _is_new(d: Detection, found: list[Detection]) -> bool:
+    """Not a second report of someone already found (whose body is covered, but edges remain)."""
+    return all(np.hypot(d.x - k.x, d.y - k.y) > 0.3 * max(d.radius, k.radius) for k in found)
+
+
+def _cover(image: np.ndarray, d: Detection) -> None:
+    """Black out a found person's body (head to feet, shoulder width) so that the next run looks elsewhere."""
+    h, w = image.shape[:2]
+    x0, x1 = int(max(0, d.x - 0.45 * d.radius)), int(min(w, d.x + 0.45 * d.radius))
+    y0, y1 = int(max(0, d.y - 1.2 * d.radius)), int(min(h, d.y + 1.2 * d.radius))
+    image[y0:y1, x0:x1] = 0
+
+
+def sample_stride(fps: float) -> int:
+    """Frames between looks for a capture that follows one person: about 20 looks a second (a
+    person moves a few centimetres in between; their box is interpolated)."""
+    return max(1, round(fps / 20))
+
+
+def _tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
+    """The whole frame, and when it is far from square, squares across its longer side that overlap."""
+    tiles = [(0, 0, w, h)]
+    side, long = min(w, h), max(w, h)
+    if long > 1.3 * side:
+        n = int(np.ceil(long / side))
+        for o in np.linspace(0, long - side, n).round().astype(int):
+            tiles.append((int(o), 0, int(o) + side, h) if w > h else (0, int(o), w, int(o) + side))
+    return tiles
+
+
+def _merge(found: list[Detection]) -> list[Detection]:
+    """One detection per person of one run, strongest first (MediaPipe's suppression works on face
+    boxes; two reports of one body can still come back)."""
+    kept: list[Detection] = []
+    for d in sorted(found, key=lambda d: -d.score):
+        if _is_new(d, kept):
+            kept.append(d)
+    return kept
+
+
+def _torso_colours(image: np.ndarray, hip: tuple[float, float], radius: float, shoulder_y: float) -> np.ndarray:
+    """A hue-saturation histogram of the torso (between shoulders and hips), normalised to sum 1."""
+    h, w = image.shape[:2]
+    top = min(shoulder_y, hip[1] - 0.3 * radius)
+    x0, x1 = int(max(0, hip[0] - 0.2 * radius)), int(min(w, hip[0] + 0.2 * radius))
+    y0, y1 = int(max(0, top)), int(min(h, hip[1]))
+    flat = np.zeros(_HIST_BINS[0] * _HIST_BINS[1], np.float32)
+    if x1 - x0 >= 2 and y1 - y0 >= 2:
+        hsv = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2HSV)
+        flat = np.asarray(cv2.calcHist([hsv], [0, 1], None, list(_HIST_BINS), [0, 180, 0, 256]), np.float32).ravel()
+    total = flat.sum()
+    return flat / total if total > 0 else np.full(flat.shape, 1.0 / flat.size, np.float32)
+
+
+def _thumbnail(image: np.ndarray, det: Detection) -> np.ndarray:
+    """The person's box (a little padded) cut from the frame, THUMBNAIL_HEIGHT pixels high, RGB."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = det.box()
+    pad = 0.15 * det.radius
+    xs, xe = int(max(0, x0 - pad)), int(min(w, x1 + pad))
+    ys, ye = int(max(0, y0 - pad)), int(min(h, y1 + pad))
+    crop = image[ys:max(ye, ys + 1), xs:max(xe, xs + 1)]
+    scale = THUMBNAIL_HEIGHT / crop.shape[0]
+    return cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), THUMBNAIL_HEIGHT), interpolation=cv2.INTER_AREA)
+
+
+def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
+                max_people: int = DEFAULT_MAX_PEOPLE, ctx: JobContext, stage: str = "people",
+                name: str | None = None, stride: int = 1) -> People:
+    """Every person in frames start <= index < end of a clip, as tracks with stable ids.
+
+    stride: look on every stride-th frame only (tracks then hold those frames; a capture following
+    one person needs no more, see sample_stride). name: the clip as the user knows it, for messages
+    (default: the file's name). Progress goes
+    to ctx under `stage`; ctx.check_cancelled() is polled every frame. Raises InvalidInput for an
+    unreadable clip, an empty range or a max_people outside 1..MAX_PEOPLE_LIMIT.
+    """
+    name = name or Path(path).name
+    if not 1 <= max_people <= MAX_PEOPLE_LIMIT:
+        raise InvalidInput(f"max_people must lie in 1..{MAX_PEOPLE_LIMIT}, got {max_people}")
+    info = probe(path)
+    first, stop = info.first_frame, info.first_frame + info.frame_count
+    end = stop if end is None else min(end, stop)
+    start = max(start, first) if info.is_image_sequence else start
+    if not first <= start < end:
+        raise InvalidInput(f"frame range {start}-{end} holds no frame: {name} has "
+                           f"{info.frame_count} frames ({first}-{stop - 1}); pick a range inside them.")
+    fps = info.fps if info.fps > 0 else 24.0
+    max_gap = max(1, round(MAX_GAP_S * fps))
+    linker = Linker(max_gap=max_gap, max_people=max_people, stride=stride, fps=fps)
+    best: dict[int, tuple[float, int, np.ndarray]] = {}  # internal track id -> (score, frame, thumbnail)
+    detector = PersonDetector(max_people)
+    numbers: list[int] = []
+    t0 = time.perf_counter()
+    total = end - start
+    try:
+        for frame in iter_frames(path, start, end, DETECT_MAX_SIDE):
+            ctx.check_cancelled()
+            if (frame.index - start) % stride:
+                continue
+            found = detector(frame.image)
+            for d in found:  # into source pixels
+                d.x, d.y, d.radius = d.x * frame.scale, d.y * frame.scale, d.radius * frame.scale
+            linker.step(frame.index, found)
+            for t in linker.live:
+                if t.frames[-1] != frame.index:
+                    continue
+                d = t.detections[-1]
+                quality = d.score * d.radius  # confident and large: the most recognisable view
+                if t.id not in best or quality > best[t.id][0]:
+                    small = Detection(d.x / frame.scale, d.y / frame.scale, d.radius / frame.scale, d.score, d.colour)
+                    best[t.id] = (quality, frame.index, _thumbnail(frame.image, small))
+            numbers.append(frame.index)
+            n = frame.index - start + 1
+            elapsed = time.perf_counter() - t0
+            ctx.progress(stage, n, total, f"looking for people: frame {n} of {total}", fps=n / max(elapsed, 1e-6))
+    finally:
+        detector.close()
+    if not numbers:
+        raise InvalidInput(f"{name}: frames {start}-{end - 1} could not be decoded; "
+                           "the file may be damaged.")
+    internal = {id(t): t.id for t in linker.live + linker.closed}
+    tracks = linker.finish(min_frames=max(3, int(MIN_TRACK_SHARE * len(numbers))))
+    people = People(tracks=tracks, frames=np.asarray(numbers, np.int64), start=start, end=end,
+                    image_size=(info.width, info.height),
+                    fps=fps, max_gap=max_gap, name=name, ignored=linker.ignored, seconds=time.perf_counter() - t0)
+    for t in tracks:
+        _, f, thumb = best[internal[id(t)]]
+        ok, png = cv2.imencode(".png", cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR))
+        if ok:
+            people.thumbnails[t.id] = png.tobytes()
+            people.thumbnail_frames[t.id] = f
+    if linker.ignored:
+        people.warnings.append(
+            f"more people at once than max_people ({max_people}) in {name}: {linker.ignored} detections beyond the "
+            f"people already tracked were left out (raise max_people, up to {MAX_PEOPLE_LIMIT})")
+    return people

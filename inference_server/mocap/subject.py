@@ -1,0 +1,130 @@
+"""Capturing one chosen person in a shot with several: which track the request means, where that
+person is on each frame, and the capture's frames kept only where they show that person.
+
+Pose runs on each frame with everything outside the subject's box blacked out (inference.detect's
+`subject` boxes), so that MediaPipe cannot find anyone far from them; where the subject is hidden
+or gone the whole frame is black and nobody is found. Inside the box during a crossing another
+body can still be picked up, so afterwards every frame whose pose's hips lie off the subject's
+track is dropped as well: those frames are bridged by the solver (flagged INTERPOLATED or
+MISSING), never filled with the other person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from inference_server.errors import FailedPrecondition, InvalidInput
+from inference_server.mocap.landmarks import Landmarks
+from inference_server.mocap.people import People
+from inference_server.mocap.tracks import Track, interpolate
+from keygrip.v1 import mocap_pb2
+
+# The pose's hip centre may lie this many body radii from the track's and still be the subject.
+MAX_HIP_OFFSET_RADII = 0.25
+Box = tuple[float, float, float, float]
+
+
+def choose(people: People, subject: mocap_pb2.Subject) -> Track:
+    """The track a Subject names. Raises InvalidInput (an unknown id, a point on nobody, a frame
+    outside the range) or FailedPrecondition (nobody in the shot) with the people there are."""
+    name = people.name
+    span = f"frames {people.start}-{people.end - 1}"
+    if not people.tracks:
+        raise FailedPrecondition(f"no person found in {span} of {name}; pick a frame range that shows someone.",
+                                 reason="NO_PERSON")
+    kind = subject.WhichOneof("choice")
+    if kind == "track_id":
+        track = people.track(subject.track_id)
+        if track is None:
+            ids = ", ".join(str(t.id) for t in people.tracks)
+            raise InvalidInput(f"there is no person {subject.track_id} in {span} of {name}: the people there are "
+                               f"{ids} ({people.describe()}). Run DetectPeople (keygrip people) over the same "
+                               "frame range and pick one of its ids.")
+        return track
+    if kind == "point":
+        return _at_point(people, subject.point, name)
+    return max(people.tracks, key=lambda t: (len(t.frames), -t.id))
+
+
+def _at_point(people: People, point: mocap_pb2.SubjectPoint, name: str) -> Track:
+    frame = int(point.frame)
+    if not people.start <= frame < people.end:
+        raise InvalidInput(f"subject frame {frame} is outside the captured frames "
+                           f"{people.start}-{people.end - 1} of {name}; pick a frame inside them.")
+    nearest: list[tuple[float, Track, np.ndarray]] = []
+    for t in people.tracks:
+        where, known = interpolate(t, np.array([frame]), people.max_gap, hold(people))
+        if not known[0]:
+            continue
+        x, y, r = where[0]
+        inside = abs(point.x - x) <= 0.6 * r and abs(point.y - y) <= 1.1 * r
+        dist = float(np.hypot(point.x - x, point.y - y))
+        nearest.append((0.0 if inside else dist, t, where[0]))
+    hits = sorted((n for n in nearest if n[0] == 0.0), key=lambda n: np.hypot(point.x - n[2][0], point.y - n[2][1]))
+    if hits:
+        return hits[0][1]
+    nearest.sort(key=lambda n: n[0])
+    seen = ", ".join(f"person {t.id} at ({w[0]:.0f}, {w[1]:.0f}), {d:.0f} px away" for d, t, w in nearest[:3])
+    raise InvalidInput(f"no person at ({point.x:.0f}, {point.y:.0f}) on frame {frame} of {name}: "
+                       + (f"the nearest are {seen}." if seen else "nobody is seen on that frame.")
+                       + " Pick a point on the person's body, or a track id from DetectPeople.")
+
+
+def hold(people: People) -> int:
+    """Frames a person's box is kept past their first and last sightings: the detector misses some
+    frames (at a clip's ends too), while the pose tracker, given the region, still finds them."""
+    return people.max_gap // 3
+
+
+def mask_boxes(people: People, track: Track, frames: np.ndarray) -> dict[int, Box]:
+    """Per frame, the subject's region as a normalised (x0, y0, x1, y1) box: 2.6 body radii high
+    and 2 wide (room for outstretched arms and the detector's noise; as wide as MediaPipe Pose's
+    square crop let a crossing person in on more frames of the distractor clips); an empty box
+    where the subject is not known."""
+    where, known = interpolate(track, frames, people.max_gap, hold(people))
+    w, h = people.image_size
+    boxes: dict[int, Box] = {}
+    for f, (x, y, r), k in zip(frames.tolist(), where, known, strict=True):
+        boxes[f] = ((x - 1.0 * r) / w, (y - 1.3 * r) / h, (x + 1.0 * r) / w, (y + 1.3 * r) / h) if k else (0, 0, 0, 0)
+    return boxes
+
+
+def keep_subject(landmarks: Landmarks, people: People, track: Track) -> tuple[Landmarks, list[str]]:
+    """The landmarks with every frame that does not show the subject emptied (NaN, not present),
+    and warnings for the frames where the subject was hidden or had left the shot."""
+    frames = landmarks.frame_indices
+    where, known = interpolate(track, frames, people.max_gap, hold(people))
+    w, h = landmarks.image_size
+    hips = landmarks.pose_image[:, [23, 24], :2].mean(axis=1) * np.array([w, h])
+    offset = np.hypot(*(hips - where[:, :2]).T) / np.maximum(where[:, 2], 1.0)
+    on_subject = known & landmarks.pose_present & (np.nan_to_num(offset, nan=np.inf) <= MAX_HIP_OFFSET_RADII)
+    drop = landmarks.pose_present & ~on_subject
+    out = landmarks
+    if drop.any():
+        values = {}
+        for name in ("pose_image", "pose_world", "left_hand_image", "right_hand_image", "face_image"):
+            arr = getattr(landmarks, name)
+            if arr is not None:
+                arr = arr.copy()
+                arr[drop] = np.nan
+                values[name] = arr
+        vis = landmarks.pose_visibility.copy()
+        vis[drop] = 0
+        out = replace(landmarks, pose_visibility=vis, pose_present=on_subject, **values)
+    warnings = []
+    name = people.name
+    last_seen = track.frames[-1]
+    if last_seen < frames[-1] - hold(people):
+        warnings.append(f"person {track.id} leaves the shot after frame {last_seen} of {name}: frames "
+                        f"{last_seen + 1}-{frames[-1]} hold no motion of theirs and are flagged MISSING")
+    first_seen = track.frames[0]
+    if first_seen > frames[0] + hold(people):
+        warnings.append(f"person {track.id} enters the shot at frame {first_seen} of {name}: frames "
+                        f"{frames[0]}-{first_seen - 1} hold no motion of theirs")
+    hidden = int((~on_subject).sum())
+    if hidden and not warnings:
+        warnings.append(f"person {track.id} is hidden or not recognised on {hidden} of {len(frames)} frames of "
+                        f"{name}; those frames are bridged from the frames around them")
+    return out, warnings

@@ -1,0 +1,47 @@
+"""Who to capture in a shot with several people: a Subject from what a user types or passes.
+
+    subject(3)                -> person 3 of DetectPeople (keygrip people VIDEO)
+    subject("640,360@12")     -> the person under pixel (640, 360) of frame 12
+    subject("auto")           -> the person seen on the most frames
+    subject(mocap_pb2.Subject(...)) is returned as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Union
+
+from keygrip import errors
+from keygrip.v1 import mocap_pb2
+
+SubjectLike = Union[int, str, mocap_pb2.Subject]  # noqa: UP007 - evaluated at import: Python 3.9 hosts
+
+_POINT = re.compile(r"^\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)\s*@\s*(-?[0-9]+)\s*$")
+
+
+def subject(value: SubjectLike) -> mocap_pb2.Subject:
+    """A Subject from a track id, "ID", "X,Y@FRAME", "auto" / "most-visible", or a Subject.
+    Raises errors.InvalidArgument for anything else, saying the forms there are."""
+    if isinstance(value, mocap_pb2.Subject):
+        return value
+    if isinstance(value, bool):  # a bool is an int to Python, never a track id
+        raise errors.InvalidArgument(f"subject {value!r} is not a person: {_FORMS}")
+    if isinstance(value, int):
+        return mocap_pb2.Subject(track_id=value)
+    text = str(value).strip()
+    if text.lower() in ("auto", "most-visible", "most_visible"):
+        return mocap_pb2.Subject(most_visible=True)
+    if text.isdigit():
+        return mocap_pb2.Subject(track_id=int(text))
+    match = _POINT.match(text)
+    if match:
+        x, y, frame = match.groups()
+        try:
+            return mocap_pb2.Subject(point=mocap_pb2.SubjectPoint(x=float(x), y=float(y), frame=int(frame)))
+        except ValueError:
+            pass
+    raise errors.InvalidArgument(f"subject {text!r} is not a person: {_FORMS}")
+
+
+_FORMS = ("give a person's id from `keygrip people` (e.g. 2), a point on them as X,Y@FRAME in pixels "
+          "(e.g. 640,360@12), or auto for the person seen most")
