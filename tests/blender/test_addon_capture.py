@@ -302,6 +302,36 @@ def test_bvh_import_onto_rig_and_export(capture, tmp_path):
     addon_utils.disable("rigify", default_set=True)
 
 
+def test_find_people_lists_them_with_thumbnails_and_picks_the_subject(addon, shared_server):
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
+    previews = import_module(f"{ADDON_MODULE}.previews")
+    tasks = import_module(f"{ADDON_MODULE}.tasks")
+    new_scene()
+    s = bpy.context.scene.keygrip
+    s.video_path, s.frame_start, s.frame_end = str(VIDEO), 0, 30
+    assert bpy.ops.keygrip.find_people() == {"FINISHED"}
+    session = main_thread.latest()
+    main_thread.drain(timeout=240)
+    assert session.state == "succeeded", session.error
+    # The clip: the man balancing in the middle, seen on every frame, and a woman half out of the
+    # picture at its left edge; each listed with a thumbnail.
+    assert [p.person_id for p in s.people] == [1, 2] and s.people_video == str(VIDEO)
+    man, woman = s.people
+    assert (man.first_frame, man.last_frame, man.visible) == (0, 29, pytest.approx(1.0))
+    assert 0 < woman.visible < 1.0
+    for person in (man, woman):  # loaded into the panel's previews (icon ids are 0 without a UI)
+        assert tasks.person_key(bpy.context.scene.name, person.person_id) in previews.latest
+    assert bpy.ops.keygrip.use_person(person_id=1) == {"FINISHED"}
+    assert s.subject == "1"
+    plan = import_module(f"{ADDON_MODULE}.operators").plan_from_panel(bpy.context)[0]
+    assert plan.capture.subject == "1"  # the capture follows the person picked in the list
+    # Finding people again (a new range) replaces the list instead of adding to it.
+    s.frame_end = 20
+    assert bpy.ops.keygrip.find_people() == {"FINISHED"}
+    main_thread.drain(timeout=240)
+    assert [p.person_id for p in s.people] == [1, 2] and s.people[0].last_frame == 19
+
+
 def test_cancel_leaves_the_scene_unchanged(addon, shared_server):
     from keygrip import Client
 

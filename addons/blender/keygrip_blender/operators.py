@@ -220,6 +220,35 @@ class ProbeOperator(_SessionOperator):
         return tasks.probe_session(video, preferences.server_settings(context), context.scene.name)
 
 
+class FindPeopleOperator(_SessionOperator):
+    """Find every person in the video's frame range, to pick who to capture"""
+
+    bl_idname = "keygrip.find_people"
+    bl_label = "Find People"
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        video = video_path(context)
+        if not video or not Path(video).is_file():
+            raise ValueError("pick a video file (or a Movie Clip) first")
+        s = context.scene.keygrip
+        return tasks.people_session(video, (s.frame_start, s.frame_end), preferences.server_settings(context),
+                                    context.scene.name)
+
+
+class UsePersonOperator(bpy.types.Operator):
+    """Capture this person"""
+
+    bl_idname = "keygrip.use_person"
+    bl_label = "Capture This Person"
+    bl_options = {"INTERNAL"}
+
+    person_id: bpy.props.IntProperty()
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        context.scene.keygrip.subject = str(self.person_id)
+        return {"FINISHED"}
+
+
 class MapBonesOperator(_SessionOperator):
     """Ask the server to map the armature's bones to humanoid roles (editable afterwards)"""
 
@@ -424,7 +453,8 @@ class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-CLASSES = (CaptureOperator, ImportBvhOperator, ExportBvhOperator, ConnectOperator, ProbeOperator,
+CLASSES = (CaptureOperator, ImportBvhOperator, ExportBvhOperator, ConnectOperator, ProbeOperator, FindPeopleOperator,
+           UsePersonOperator,
            MapBonesOperator, GenerateTextureOperator, GenerateWorldOperator, ProjectTextureOperator, CancelOperator,
            SaveBoneMapOperator, LoadBoneMapOperator, MatteOperator, CleanPlateOperator, DepthOperator)
 

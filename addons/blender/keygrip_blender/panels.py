@@ -7,7 +7,7 @@ import bpy
 from keygrip.animate import WriteSummary
 from keygrip.session import Session
 
-from . import main_thread, preferences, previews, properties
+from . import main_thread, operators, preferences, previews, properties, tasks
 from .projection import Painted
 
 
@@ -95,7 +95,22 @@ class KeygripPanel(bpy.types.Panel):
         row.prop(s, "hands", toggle=True)
         row.prop(s, "face", toggle=True)
         col.prop(s, "smoothing")
-        col.prop(s, "subject")
+        row = col.row(align=True)
+        row.prop(s, "subject")
+        row.operator("keygrip.find_people", text="", icon="COMMUNITY")
+        if s.people and s.people_video == operators.video_path(context):
+            box = col.box()
+            for person in s.people:
+                icon = previews.latest.get(tasks.person_key(context.scene.name, person.person_id), 0)
+                row = box.row()
+                row.template_icon(icon_value=icon, scale=3.0)
+                info = row.column()
+                info.label(text=f"Person {person.person_id}: frames {person.first_frame}-{person.last_frame}, "
+                                f"seen on {person.visible:.0%}")
+                chosen = s.subject.strip() == str(person.person_id)
+                op = info.operator("keygrip.use_person", text="Chosen" if chosen else "Capture This Person",
+                                   icon="CHECKMARK" if chosen else "NONE", depress=chosen)
+                op.person_id = person.person_id
         col.prop(s, "foot_lock")
         col.prop(s, "root_motion")
         col.prop(s, "preview")

@@ -55,6 +55,15 @@ def _has_shape_keys(self, obj: bpy.types.Object) -> bool:
     return obj.type == "MESH" and obj.data.shape_keys is not None
 
 
+class KeygripPersonItem(bpy.types.PropertyGroup):
+    """One person Find People saw in the shot (DetectPeople), for choosing who to capture."""
+
+    person_id: bpy.props.IntProperty(name="Id")
+    first_frame: bpy.props.IntProperty(name="First frame")
+    last_frame: bpy.props.IntProperty(name="Last frame")
+    visible: bpy.props.FloatProperty(name="Seen on", subtype="FACTOR", min=0.0, max=1.0)
+
+
 class KeygripSceneSettings(bpy.types.PropertyGroup):
     source: bpy.props.EnumProperty(
         name="Source", items=[("FILE", "Video file", "A video file on disk"),
@@ -73,6 +82,8 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         name="Subject", description="Who to capture when several people are in the shot: a person's id from "
         "`keygrip people`, X,Y@FRAME (a pixel on them, e.g. 640,360@12) or auto (the person seen most); "
         "empty: whoever is found first")
+    people: bpy.props.CollectionProperty(type=KeygripPersonItem)
+    people_video: bpy.props.StringProperty(name="People found in", description="The video Find People looked at")
     foot_lock: bpy.props.BoolProperty(name="Foot lock", default=True,
                                       description="Pin the feet while they touch the ground")
     root_motion: bpy.props.EnumProperty(name="Root motion", items=ROOT_MOTION_ITEMS, default="HIPS")
@@ -134,7 +145,7 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         "what earlier ones did not see)")
 
 
-_CLASSES = (KeygripBoneMapItem, KeygripSceneSettings)
+_CLASSES = (KeygripBoneMapItem, KeygripPersonItem, KeygripSceneSettings)
 
 
 def register() -> None:

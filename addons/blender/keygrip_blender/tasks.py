@@ -17,7 +17,7 @@ from keygrip.animate import Plan, Retargeted, Skeleton, WriteSummary
 from keygrip.projection import View
 from keygrip.rigs import RigDescription
 from keygrip.session import Main, ServerSettings, Session, Worker, WorkerContext, connector
-from keygrip.v1 import animation_pb2, media_pb2
+from keygrip.v1 import animation_pb2, media_pb2, mocap_pb2
 
 from . import apply, compositor, preferences, previews, projection, properties, rig, shading
 from .apply import ScenePlan
@@ -66,6 +66,35 @@ def probe_session(video: str, settings: ServerSettings, scene_name: str) -> Sess
         return result
 
     return Session(f"probe {Path(video).name}", [Worker(probe), Main(fill)], connector(settings))
+
+
+def people_session(video: str, frames: tuple[int, int], settings: ServerSettings, scene_name: str) -> Session:
+    """Find every person in the video's frame range and list them in the panel, each with its thumbnail,
+    so that the artist can pick who to capture (the ids hold for a capture of the same range)."""
+
+    def detect(ctx: WorkerContext, _: Any) -> mocap_pb2.DetectPeopleResult:
+        job = ctx.client.detect_people(video, start_frame=frames[0], end_frame=frames[1],
+                                       upload_progress=ctx.upload_progress("video"))
+        return ctx.run_job(job, "find people")
+
+    def fill(result: mocap_pb2.DetectPeopleResult) -> mocap_pb2.DetectPeopleResult:
+        panel = bpy.data.scenes[scene_name].keygrip
+        panel.people.clear()
+        for person in result.people:
+            item = panel.people.add()
+            item.person_id, item.visible = person.id, person.visible_fraction
+            item.first_frame, item.last_frame = person.frames[0], person.frames[-1]
+            if person.thumbnail_png:
+                previews.show(person_key(scene_name, person.id), person.thumbnail_png)
+        panel.people_video = video
+        return result
+
+    return Session(f"find people in {Path(video).name}", [Worker(detect), Main(fill)], connector(settings))
+
+
+def person_key(scene_name: str, person_id: int) -> str:
+    """The previews key of a person's thumbnail in a scene's people list."""
+    return f"person {person_id} of {scene_name}"
 
 
 def map_bones_session(description: RigDescription, object_name: str, settings: ServerSettings,
