@@ -34,19 +34,33 @@ if TYPE_CHECKING:
     from inference_server.jobs.context import JobContext
     from inference_server.jobs.failures import JobInput
     from inference_server.jobs.manager import JobManager
+    from inference_server.models.registry import ModelRegistry
     from inference_server.store.artifacts import ArtifactStore
 
 # What to tell a user whose server lacks a package a capability needs.
 INSTALL_HINT = "reinstall the server with `pip install 'keygrip[server]'` (mediapipe==0.10.21 bundles it)"
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServerParts:
-    """What a capability's service gets from the server: its configuration and the job manager
-    (which also holds the job store and the artifact store)."""
+    """What a capability's service gets from the server: its configuration, the job manager (which
+    also holds the job store and the artifact store), and the model registry."""
 
     config: Config
     manager: JobManager
+    _registry: ModelRegistry | None = field(default=None, init=False, repr=False)
+
+    async def models(self) -> ModelRegistry:
+        """The registered models, read from their files once (off the event loop) for every service, like
+        GetServerInfo's and the workers': a model added while the server runs is used after a restart,
+        as `keygrip models add` says."""
+        if self._registry is None:
+            import asyncio
+
+            from inference_server.models.registry import load_registry
+
+            self._registry = await asyncio.to_thread(load_registry, self.config)
+        return self._registry
 
 
 @dataclass(frozen=True)

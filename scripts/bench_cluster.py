@@ -67,10 +67,11 @@ def _recovery(srv) -> float:
         for ev in job.watch(timeout=120):
             if isinstance(ev, events.ProgressEvent) and ev.stage == "inference" and ev.value > 0:
                 break
-        pids = [json.loads(line)["pid"] for line in srv.stderr if '"msg": "ray worker ready"' in line]
-        if not pids:  # the local executor: the server's worker processes
-            import psutil
+        import psutil
 
+        # The Ray executor's job slots (actor processes named after their class), else the local workers.
+        pids = [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("ray::_JobActor")]
+        if not pids:
             pids = [p.pid for p in psutil.Process(srv.proc.pid).children()
                     if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
         t0 = time.perf_counter()

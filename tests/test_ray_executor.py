@@ -4,11 +4,10 @@ their progress, cancel works, and a job whose actor is killed mid-job runs again
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,13 +40,22 @@ def ray_server(cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     srv.stop()
 
 
-def _ready_workers(srv: ServerProcess, count: int, timeout: float = 120.0) -> list[dict[str, object]]:
-    """The 'ray worker ready' log lines, once at least `count` have been written (or the timeout passed)."""
+def _actor_pids() -> set[int]:
+    """The job slots' actor processes on this machine (Ray names them after the actor class)."""
+    import psutil
+
+    pids = set()
+    for proc in psutil.process_iter(["pid", "name"]):
+        if (proc.info["name"] or "").startswith("ray::_JobActor"):
+            pids.add(int(proc.info["pid"]))
+    return pids
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Poll check() until it holds (AssertionError naming `what` after `timeout`)."""
     deadline = time.monotonic() + timeout
-    while True:
-        lines = [json.loads(line) for line in srv.stderr if '"msg": "ray worker ready"' in line]
-        if len(lines) >= count or time.monotonic() > deadline:
-            return lines
+    while not check():
+        assert time.monotonic() < deadline, f"never happened: {what}"
         time.sleep(0.1)
 
 
@@ -60,9 +68,10 @@ def _wait_inference(job: keygrip.Job) -> None:
 
 
 def test_jobs_run_on_both_nodes_with_progress(ray_server: ServerProcess) -> None:
-    workers = _ready_workers(ray_server, 2)
-    assert len({w["node"] for w in workers}) == 2  # one actor per node: each node has one CPU
+    _until("two job slots running", lambda: len(_actor_pids()) == 2)
     with keygrip.Client(ray_server.address) as c:
+        # Each node has one CPU and each slot takes one: both nodes hold a slot, none is left free.
+        assert c.info().cluster.free["CPU"] == 0
         probes = [c.probe(CLIP) for _ in range(4)]
         assert {p.result(timeout=120).frame_count for p in probes} == {100}
         job = c.capture_motion(CLIP, workers=1, end_frame=20)
@@ -94,21 +103,18 @@ def test_cancel_a_running_and_a_queued_job(ray_server: ServerProcess) -> None:
 
 
 def test_an_actor_killed_mid_job_is_replaced_and_the_job_runs_again(ray_server: ServerProcess) -> None:
-    import psutil
-
+    _until("two job slots running", lambda: len(_actor_pids()) == 2)
+    killed = _actor_pids()
     with keygrip.Client(ray_server.address) as c:
-        ready = _ready_workers(ray_server, 2)
         job = c.capture_motion(CLIP, workers=1, end_frame=40)
         _wait_inference(job)
-        # Kill every live actor (earlier tests may have replaced some): the job's is one of them.
-        live = [int(str(w["pid"])) for w in ready if psutil.pid_exists(int(str(w["pid"])))]
-        for pid in live:
+        for pid in killed:  # both slots: the job's is one of them, the idle one must be replaced too
             os.kill(pid, signal.SIGKILL)
         assert job.result(timeout=300).summary.frames == 40
         messages = [e.message for e in job.watch() if isinstance(e, events.StateEvent)]
         assert any("the worker died" in m and "(attempt 1 of 3); requeued" in m for m in messages), messages
-        after = _ready_workers(ray_server, len(ready) + len(live))
-        assert len(after) == len(ready) + len(live)  # a new actor for each one killed
+    # A new actor for each one killed, the idle one included.
+    _until("two new job slots", lambda: len(_actor_pids() - killed) == 2)
 
 
 def test_a_front_end_killed_mid_job_resumes_it_after_restart(ray_server: ServerProcess) -> None:

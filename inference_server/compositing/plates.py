@@ -22,7 +22,16 @@ import numpy as np
 
 from inference_server.compositing.options import Output
 from inference_server.errors import InvalidInput
-from inference_server.media.video import Frame, MediaInfo, frames_in_range, image_sequence, iter_frames, probe
+from inference_server.media.video import (
+    Frame,
+    MediaInfo,
+    frame_numbers,
+    frames_in_range,
+    image_sequence,
+    iter_frames,
+    missing_in,
+    probe,
+)
 from inference_server.scene.exr import read_exr, srgb_to_linear, write_exr_channels
 from keygrip.sequences import Sequence, format_gaps, format_pattern, frame_name
 
@@ -52,11 +61,7 @@ class Plate:
         return frame_name(f"{stem}.", self.padding, suffix, number)
 
     def gap_warnings(self) -> list[str]:
-        gaps = []
-        for a, b in self.info.missing_frames:
-            a, b = max(a, self.start), min(b, self.end)
-            if a < b:
-                gaps.append((a, b - 1))
+        gaps = [(a, b - 1) for a, b in missing_in(self.info, self.start, self.end)]
         if not gaps:
             return []
         count = sum(b - a + 1 for a, b in gaps)
@@ -93,9 +98,7 @@ def open_plate(path: Path, start: int, end: int | None) -> Plate:
     """The plate at path with the frames [start, end) it has (InvalidInput for a range outside it)."""
     info = probe(path)
     start, stop = frames_in_range(info, start, end)
-    numbers = np.arange(start, stop, dtype=np.int64)
-    for a, b in info.missing_frames:
-        numbers = numbers[(numbers < a) | (numbers >= b)]
+    numbers = frame_numbers(info, start, stop)
     seq = image_sequence(path)
     return Plate(path=Path(path), info=info, start=start, end=stop, numbers=tuple(int(n) for n in numbers),
                  padding=seq.padding if seq is not None else VIDEO_PADDING, sequence=seq)

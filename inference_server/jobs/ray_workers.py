@@ -15,8 +15,8 @@ recorded in the job's events.
 
 Artifacts: the actor reads and writes the server's data directory, which must be a path every node
 sees (a shared file system) under the same name. Ray is an optional extra: `pip install
-'keygrip[cluster]'`; importing this module without it raises ImportError, which the front turns into
-what to install.
+'keygrip[cluster]'`; the server's configuration check refuses `--executor ray` without it, saying
+so, before this module is imported.
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ from inference_server.jobs.workers import WorkerState
 from keygrip.v1 import server_pb2
 
 log = logging.getLogger("keygrip.workers")
-
-INSTALL_HINT = "the Ray executor needs Ray: pip install 'keygrip[cluster]' (or ray>=2.40) beside the server"
 
 
 def connect(address: str, namespace: str = "keygrip") -> None:

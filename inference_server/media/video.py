@@ -351,6 +351,14 @@ def missing_in(info: MediaInfo, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
+def frame_numbers(info: MediaInfo, start: int, end: int) -> np.ndarray:
+    """The numbers of the frames there are in [start, end): a sequence may skip some on disk."""
+    numbers = np.arange(start, end, dtype=np.int64)
+    for a, b in info.missing_frames:
+        numbers = numbers[(numbers < a) | (numbers >= b)]
+    return numbers
+
+
 def frames_in_range(info: MediaInfo, start: int, end: int | None) -> tuple[int, int]:
     """[start, end) of the frames a clip has, from a requested range (end None: to the last frame).
 

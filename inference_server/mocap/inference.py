@@ -34,7 +34,7 @@ import numpy as np
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext
-from inference_server.media.video import DEFAULT_SEQUENCE_FPS, frames_in_range, iter_frames, probe
+from inference_server.media.video import DEFAULT_SEQUENCE_FPS, frame_numbers, frames_in_range, iter_frames, probe
 from inference_server.mocap.landmarks import Landmarks
 
 T = TypeVar("T")
@@ -114,9 +114,7 @@ def detect(
     info = probe(path)
     start, end = frames_in_range(info, start, end)
     # The frames there are in the range (a sequence may skip numbers); chunks split them evenly.
-    numbers = np.arange(start, end, dtype=np.int64)
-    for a, b in info.missing_frames:
-        numbers = numbers[(numbers < a) | (numbers >= b)]
+    numbers = frame_numbers(info, start, end)
     total = len(numbers)
     if workers is None:
         # One MediaPipe graph keeps about one core busy, and decoding needs some of another; a

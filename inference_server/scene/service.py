@@ -3,15 +3,10 @@ generate_world or project_texture job."""
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 
 from inference_server.capability import ServerParts
-from inference_server.config import Config
 from inference_server.errors import FailedPrecondition
-from inference_server.jobs.manager import JobManager
-from inference_server.models.registry import ModelRegistry
 from inference_server.scene import options
 from inference_server.services.errors import rpc_errors
 from inference_server.store.artifacts import check_digest
@@ -19,19 +14,9 @@ from keygrip.v1 import common_pb2, scene_pb2, scene_pb2_grpc
 
 
 class SceneGenerationService(scene_pb2_grpc.SceneGenerationServicer):
-    def __init__(self, config: Config, manager: JobManager) -> None:
-        self.config = config
-        self.manager = manager
-        self._registry: ModelRegistry | None = None
-
-    async def _models(self) -> ModelRegistry:
-        """The registry, read once like GetServerInfo's and the workers': a model added while the
-        server runs is used after a restart, as `keygrip models add` says."""
-        from inference_server.models.registry import load_registry
-
-        if self._registry is None:
-            self._registry = await asyncio.to_thread(load_registry, self.config)
-        return self._registry
+    def __init__(self, parts: ServerParts) -> None:
+        self.manager = parts.manager
+        self._models = parts.models
 
     async def _check_model(self, name: str, feature: str) -> None:
         """The model exists, can be loaded, and does what is asked (checked from files, no torch)."""
@@ -72,4 +57,4 @@ class SceneGenerationService(scene_pb2_grpc.SceneGenerationServicer):
 
 
 def add_to_server(server: grpc.aio.Server, parts: ServerParts) -> None:
-    scene_pb2_grpc.add_SceneGenerationServicer_to_server(SceneGenerationService(parts.config, parts.manager), server)
+    scene_pb2_grpc.add_SceneGenerationServicer_to_server(SceneGenerationService(parts), server)
