@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keygrip.v1 import scene_pb2
+from keygrip.v1 import motion_pb2, scene_pb2
 
 if TYPE_CHECKING:
     import numpy as np
@@ -101,6 +101,35 @@ class Camera:
         d = valid_depth(depth)
         return self.position + self.ray_directions() * d[..., None]
 
+    @classmethod
+    def from_opencv(cls, matrix: Any, rotation: Any, translation: Any, width: int, height: int) -> Camera:
+        """A camera from OpenCV's calibration: the 3x3 intrinsic matrix, the world-to-camera rotation
+        (a 3x3 matrix or a Rodrigues vector) and translation (x_cam = R @ x_world + t, in OpenCV's
+        camera axes: x right, y down, z forward). OpenCV puts pixel centres on integers, this model at
+        +0.5, so the principal point moves by half a pixel. Needs OpenCV (the server has it; hosts need
+        only the cameras a clip carries)."""
+        import cv2
+        import numpy as np
+
+        k = np.asarray(matrix, dtype=np.float64).reshape(3, 3)
+        r = np.asarray(rotation, dtype=np.float64)
+        world_to_cv = np.eye(4)
+        world_to_cv[:3, :3] = cv2.Rodrigues(r.reshape(3, 1))[0] if r.size == 3 else r.reshape(3, 3)
+        world_to_cv[:3, 3] = np.asarray(translation, dtype=np.float64).reshape(3)
+        cv_to_gl = np.diag([1.0, -1.0, -1.0, 1.0])  # y down, z forward -> y up, looking down -z
+        return cls(width=int(width), height=int(height), focal_x=float(k[0, 0]), focal_y=float(k[1, 1]),
+                   center_x=float(k[0, 2]) + 0.5, center_y=float(k[1, 2]) + 0.5,
+                   camera_to_world=np.linalg.inv(cv_to_gl @ world_to_cv))
+
+    def to_opencv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(K 3x3, R 3x3, t 3): the inverse of from_opencv, for cv2.projectPoints and friends."""
+        import numpy as np
+
+        k = np.array([[self.focal_x, 0.0, self.center_x - 0.5], [0.0, self.focal_y, self.center_y - 0.5],
+                      [0.0, 0.0, 1.0]])
+        world_to_cv = np.diag([1.0, -1.0, -1.0, 1.0]) @ self.world_to_camera
+        return k, world_to_cv[:3, :3], world_to_cv[:3, 3]
+
     def to_proto(self, name: str = "") -> scene_pb2.CameraView:
         """A CameraView with the camera filled in (the depth and mask artifacts are the caller's)."""
         return scene_pb2.CameraView(name=name, width=self.width, height=self.height, focal_x=self.focal_x,
@@ -129,6 +158,36 @@ class Camera:
                              "or mirroring (apply the camera's scale)")
         return cls(width=view.width, height=view.height, focal_x=view.focal_x, focal_y=view.focal_y,
                    center_x=view.center_x, center_y=view.center_y, camera_to_world=m)
+
+
+@dataclass(frozen=True, eq=False)
+class VideoCamera:
+    """A camera that filmed a capture (keygrip.v1.ClipCamera): the pinhole in the clip's world, its
+    lens distortion (OpenCV k1, k2, p1, p2[, k3...]; empty: none), the video's file name and the
+    video frame shown at the clip's first frame."""
+
+    name: str
+    camera: Camera
+    distortion: tuple[float, ...] = ()
+    video: str = ""
+    frame_offset: int = 0
+
+    def to_proto(self) -> motion_pb2.ClipCamera:
+        c = self.camera
+        return motion_pb2.ClipCamera(
+            name=self.name, width=c.width, height=c.height, focal_x=c.focal_x, focal_y=c.focal_y,
+            center_x=c.center_x, center_y=c.center_y,
+            camera_to_world=[float(x) for x in c.camera_to_world.reshape(-1)],
+            distortion=[float(x) for x in self.distortion], video=self.video, frame_offset=self.frame_offset)
+
+    @classmethod
+    def from_proto(cls, msg: motion_pb2.ClipCamera) -> VideoCamera:
+        """ValueError naming the camera and the field for one that cannot be a camera."""
+        view = scene_pb2.CameraView(name=msg.name or "a clip camera", width=msg.width, height=msg.height,
+                                    focal_x=msg.focal_x, focal_y=msg.focal_y, center_x=msg.center_x,
+                                    center_y=msg.center_y, camera_to_world=msg.camera_to_world)
+        return cls(name=msg.name, camera=Camera.from_proto(view), distortion=tuple(msg.distortion),
+                   video=msg.video, frame_offset=msg.frame_offset)
 
 
 def valid_depth(depth: np.ndarray) -> np.ndarray:

@@ -37,7 +37,10 @@ def load_source(source: animation_pb2.MotionSource, ctx: JobContext) -> MotionCl
         except DecodeError:
             raise InvalidInput("this is neither a BVH (name it .bvh) nor a clip written by `keygrip mocap --clip`"
                                ) from None
-        return clip_from_proto(message)
+        try:
+            return clip_from_proto(message)
+        except ValueError as exc:  # a camera that cannot be one; the arrays are checked by MotionClip
+            raise InvalidInput(f"the motion clip is damaged: {exc}") from None
     if which == "bvh_artifact_id":
         return read_bvh(ctx.artifacts.path(source.bvh_artifact_id), scale=scale)
     return read_bvh(source.bvh_path, scale=scale)

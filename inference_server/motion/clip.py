@@ -18,6 +18,7 @@ from enum import IntEnum
 import numpy as np
 
 from inference_server.motion import quat
+from keygrip.projection import VideoCamera
 from keygrip.v1 import motion_pb2
 
 
@@ -90,6 +91,7 @@ class MotionClip:
     face_names / face_curves: (K,) ARKit blendshape names and (F, K) weights in 0..1.
     warnings: what the user should know about how the clip was made (steps skipped on a short clip,
         smoothing limited by a low frame rate); in memory only, the capture job reports them.
+    cameras: the cameras that filmed the motion, in the clip's world (none for motion from a file).
     """
 
     skeleton: Skeleton
@@ -105,13 +107,14 @@ class MotionClip:
     face_curves: np.ndarray
     metadata: dict[str, str]
     warnings: list[str]
+    cameras: list[VideoCamera]
 
     def __init__(self, skeleton: Skeleton, fps: float, times: np.ndarray, rotations: np.ndarray,
                  root_translation: np.ndarray, confidence: np.ndarray | None = None,
                  frame_flags: np.ndarray | None = None, contact_names: list[str] | None = None,
                  contacts: np.ndarray | None = None, face_names: list[str] | None = None,
                  face_curves: np.ndarray | None = None, metadata: dict[str, str] | None = None,
-                 warnings: list[str] | None = None) -> None:
+                 warnings: list[str] | None = None, cameras: list[VideoCamera] | None = None) -> None:
         """Arrays left None get defaults: all confident, all tracked, no contact, no face."""
         self.skeleton = skeleton
         self.fps = fps
@@ -127,6 +130,7 @@ class MotionClip:
         self.face_names = [] if face_names is None else face_names
         self.metadata = {} if metadata is None else metadata
         self.warnings = [] if warnings is None else list(warnings)
+        self.cameras = [] if cameras is None else list(cameras)
         self.confidence = np.ones((f, j), dtype=np.float32) if confidence is None else confidence
         self.frame_flags = np.full(f, FrameFlag.TRACKED, dtype=np.uint8) if frame_flags is None else frame_flags
         self.contacts = np.zeros((f, len(self.contact_names)), dtype=bool) if contacts is None else contacts

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inference_server.motion.clip import MotionClip, Skeleton
+from keygrip.projection import VideoCamera
 from keygrip.tensors import from_tensor, to_tensor
 from keygrip.v1 import animation_pb2, common_pb2, motion_pb2
 
@@ -34,6 +35,7 @@ def clip_to_proto(clip: MotionClip) -> motion_pb2.MotionClip:
         contacts=to_tensor(clip.contacts, U8),
         face_curve_names=clip.face_names,
         face_curves=to_tensor(clip.face_curves, F32),
+        cameras=[c.to_proto() for c in clip.cameras],
     )
     msg.metadata.update(clip.metadata)
     return msg
@@ -56,6 +58,7 @@ def clip_from_proto(msg: motion_pb2.MotionClip) -> MotionClip:
         face_names=list(msg.face_curve_names),
         face_curves=from_tensor(msg.face_curves).copy(),
         metadata=dict(msg.metadata),
+        cameras=[VideoCamera.from_proto(c) for c in msg.cameras],
     )
 
 

@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from keygrip.v1 import common_pb2 as keygrip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17keygrip/v1/motion.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"\x86\x01\n\x08Skeleton\x12\x13\n\x0bjoint_names\x18\x01 \x03(\t\x12\x0f\n\x07parents\x18\x02 \x03(\x05\x12(\n\x0crest_offsets\x18\x03 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12*\n\x0erest_rotations\x18\x04 \x01(\x0b\x32\x12.keygrip.v1.Tensor\"\xf3\x03\n\nMotionClip\x12&\n\x08skeleton\x18\x01 \x01(\x0b\x32\x14.keygrip.v1.Skeleton\x12\x0b\n\x03\x66ps\x18\x02 \x01(\x01\x12!\n\x05times\x18\x03 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12%\n\trotations\x18\x04 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12,\n\x10root_translation\x18\x05 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12&\n\nconfidence\x18\x06 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\'\n\x0b\x66rame_flags\x18\x07 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x15\n\rcontact_names\x18\x08 \x03(\t\x12$\n\x08\x63ontacts\x18\t \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x18\n\x10\x66\x61\x63\x65_curve_names\x18\n \x03(\t\x12\'\n\x0b\x66\x61\x63\x65_curves\x18\x0b \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x36\n\x08metadata\x18\x0c \x03(\x0b\x32$.keygrip.v1.MotionClip.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*t\n\tFrameFlag\x12\x1a\n\x16\x46RAME_FLAG_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46RAME_FLAG_TRACKED\x10\x01\x12\x1b\n\x17\x46RAME_FLAG_INTERPOLATED\x10\x02\x12\x16\n\x12\x46RAME_FLAG_MISSING\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17keygrip/v1/motion.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"\x86\x01\n\x08Skeleton\x12\x13\n\x0bjoint_names\x18\x01 \x03(\t\x12\x0f\n\x07parents\x18\x02 \x03(\x05\x12(\n\x0crest_offsets\x18\x03 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12*\n\x0erest_rotations\x18\x04 \x01(\x0b\x32\x12.keygrip.v1.Tensor\"\xd1\x01\n\nClipCamera\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x0f\n\x07\x66ocal_x\x18\x04 \x01(\x01\x12\x0f\n\x07\x66ocal_y\x18\x05 \x01(\x01\x12\x10\n\x08\x63\x65nter_x\x18\x06 \x01(\x01\x12\x10\n\x08\x63\x65nter_y\x18\x07 \x01(\x01\x12\x17\n\x0f\x63\x61mera_to_world\x18\x08 \x03(\x01\x12\x12\n\ndistortion\x18\t \x03(\x01\x12\r\n\x05video\x18\n \x01(\t\x12\x14\n\x0c\x66rame_offset\x18\x0b \x01(\x05\"\x9c\x04\n\nMotionClip\x12&\n\x08skeleton\x18\x01 \x01(\x0b\x32\x14.keygrip.v1.Skeleton\x12\x0b\n\x03\x66ps\x18\x02 \x01(\x01\x12!\n\x05times\x18\x03 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12%\n\trotations\x18\x04 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12,\n\x10root_translation\x18\x05 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12&\n\nconfidence\x18\x06 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\'\n\x0b\x66rame_flags\x18\x07 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x15\n\rcontact_names\x18\x08 \x03(\t\x12$\n\x08\x63ontacts\x18\t \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x18\n\x10\x66\x61\x63\x65_curve_names\x18\n \x03(\t\x12\'\n\x0b\x66\x61\x63\x65_curves\x18\x0b \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x36\n\x08metadata\x18\x0c \x03(\x0b\x32$.keygrip.v1.MotionClip.MetadataEntry\x12\'\n\x07\x63\x61meras\x18\r \x03(\x0b\x32\x16.keygrip.v1.ClipCamera\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*t\n\tFrameFlag\x12\x1a\n\x16\x46RAME_FLAG_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46RAME_FLAG_TRACKED\x10\x01\x12\x1b\n\x17\x46RAME_FLAG_INTERPOLATED\x10\x02\x12\x16\n\x12\x46RAME_FLAG_MISSING\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,12 +24,14 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_MOTIONCLIP_METADATAENTRY']._options = None
   _globals['_MOTIONCLIP_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_FRAMEFLAG']._serialized_start=703
-  _globals['_FRAMEFLAG']._serialized_end=819
+  _globals['_FRAMEFLAG']._serialized_start=956
+  _globals['_FRAMEFLAG']._serialized_end=1072
   _globals['_SKELETON']._serialized_start=65
   _globals['_SKELETON']._serialized_end=199
-  _globals['_MOTIONCLIP']._serialized_start=202
-  _globals['_MOTIONCLIP']._serialized_end=701
-  _globals['_MOTIONCLIP_METADATAENTRY']._serialized_start=654
-  _globals['_MOTIONCLIP_METADATAENTRY']._serialized_end=701
+  _globals['_CLIPCAMERA']._serialized_start=202
+  _globals['_CLIPCAMERA']._serialized_end=411
+  _globals['_MOTIONCLIP']._serialized_start=414
+  _globals['_MOTIONCLIP']._serialized_end=954
+  _globals['_MOTIONCLIP_METADATAENTRY']._serialized_start=907
+  _globals['_MOTIONCLIP_METADATAENTRY']._serialized_end=954
 # @@protoc_insertion_point(module_scope)

@@ -83,6 +83,71 @@ class Skeleton(google.protobuf.message.Message):
 global___Skeleton = Skeleton
 
 @typing.final
+class ClipCamera(google.protobuf.message.Message):
+    """A camera that filmed the motion, in the clip's world (Y-up, metres): a pinhole looking down its
+    own -Z with +Y up, pixel (0, 0) the image's top-left corner (keygrip.projection.Camera, the same
+    model as scene.proto's CameraView). A single-view capture carries the camera its solve placed; a
+    multi-view capture carries every calibrated view. Looking through it, the skeleton lies on the
+    person in that video.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: builtins.int
+    WIDTH_FIELD_NUMBER: builtins.int
+    HEIGHT_FIELD_NUMBER: builtins.int
+    FOCAL_X_FIELD_NUMBER: builtins.int
+    FOCAL_Y_FIELD_NUMBER: builtins.int
+    CENTER_X_FIELD_NUMBER: builtins.int
+    CENTER_Y_FIELD_NUMBER: builtins.int
+    CAMERA_TO_WORLD_FIELD_NUMBER: builtins.int
+    DISTORTION_FIELD_NUMBER: builtins.int
+    VIDEO_FIELD_NUMBER: builtins.int
+    FRAME_OFFSET_FIELD_NUMBER: builtins.int
+    name: builtins.str
+    """the view's name, e.g. "cam01" """
+    width: builtins.int
+    """the video's size in pixels"""
+    height: builtins.int
+    focal_x: builtins.float
+    """focal length in pixels"""
+    focal_y: builtins.float
+    center_x: builtins.float
+    """principal point, pixels from the left edge"""
+    center_y: builtins.float
+    """principal point, pixels from the top edge"""
+    video: builtins.str
+    """the video's file name as given (a host loads it as background)"""
+    frame_offset: builtins.int
+    """the video's frame index shown at the clip's first frame"""
+    @property
+    def camera_to_world(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
+        """16 numbers: the 4x4 world matrix, row-major, no scale"""
+
+    @property
+    def distortion(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
+        """OpenCV lens distortion (k1, k2, p1, p2[, k3...]) of the pixels above; empty: none."""
+
+    def __init__(
+        self,
+        *,
+        name: builtins.str = ...,
+        width: builtins.int = ...,
+        height: builtins.int = ...,
+        focal_x: builtins.float = ...,
+        focal_y: builtins.float = ...,
+        center_x: builtins.float = ...,
+        center_y: builtins.float = ...,
+        camera_to_world: collections.abc.Iterable[builtins.float] | None = ...,
+        distortion: collections.abc.Iterable[builtins.float] | None = ...,
+        video: builtins.str = ...,
+        frame_offset: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["camera_to_world", b"camera_to_world", "center_x", b"center_x", "center_y", b"center_y", "distortion", b"distortion", "focal_x", b"focal_x", "focal_y", b"focal_y", "frame_offset", b"frame_offset", "height", b"height", "name", b"name", "video", b"video", "width", b"width"]) -> None: ...
+
+global___ClipCamera = ClipCamera
+
+@typing.final
 class MotionClip(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -114,6 +179,7 @@ class MotionClip(google.protobuf.message.Message):
     FACE_CURVE_NAMES_FIELD_NUMBER: builtins.int
     FACE_CURVES_FIELD_NUMBER: builtins.int
     METADATA_FIELD_NUMBER: builtins.int
+    CAMERAS_FIELD_NUMBER: builtins.int
     fps: builtins.float
     @property
     def skeleton(self) -> global___Skeleton: ...
@@ -155,6 +221,10 @@ class MotionClip(google.protobuf.message.Message):
 
     @property
     def metadata(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
+    @property
+    def cameras(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ClipCamera]:
+        """the cameras that filmed it; empty for motion from a file"""
+
     def __init__(
         self,
         *,
@@ -170,8 +240,9 @@ class MotionClip(google.protobuf.message.Message):
         face_curve_names: collections.abc.Iterable[builtins.str] | None = ...,
         face_curves: keygrip.v1.common_pb2.Tensor | None = ...,
         metadata: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        cameras: collections.abc.Iterable[global___ClipCamera] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["confidence", b"confidence", "contacts", b"contacts", "face_curves", b"face_curves", "frame_flags", b"frame_flags", "root_translation", b"root_translation", "rotations", b"rotations", "skeleton", b"skeleton", "times", b"times"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "contact_names", b"contact_names", "contacts", b"contacts", "face_curve_names", b"face_curve_names", "face_curves", b"face_curves", "fps", b"fps", "frame_flags", b"frame_flags", "metadata", b"metadata", "root_translation", b"root_translation", "rotations", b"rotations", "skeleton", b"skeleton", "times", b"times"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cameras", b"cameras", "confidence", b"confidence", "contact_names", b"contact_names", "contacts", b"contacts", "face_curve_names", b"face_curve_names", "face_curves", b"face_curves", "fps", b"fps", "frame_flags", b"frame_flags", "metadata", b"metadata", "root_translation", b"root_translation", "rotations", b"rotations", "skeleton", b"skeleton", "times", b"times"]) -> None: ...
 
 global___MotionClip = MotionClip
