@@ -153,7 +153,7 @@ class PassFiles:
 
     frames: dict = field(default_factory=dict)   # frame number -> path (a sequence: matte, depth)
     pattern: str = ""                            # the sequence's path with #### (what a host loads)
-    files: list = field(default_factory=list)    # every file written, in order (plate, coverage, preview)
+    files: list = field(default_factory=list)    # every file written; a clean plate's: plate, coverage, preview
     warnings: list = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
     downloaded: list = field(default_factory=list)  # frame numbers fetched now (the others were already there)
@@ -172,10 +172,7 @@ class PassFiles:
 
     def result_path(self, kind: str) -> Path | str:
         """What a host reads for the pass: the sequence's #### pattern, or a clean plate's file."""
-        if kind != "cleanplate":
-            return self.pattern
-        return next(Path(p) for p in self.files if Path(p).name.startswith("cleanplate")
-                    and not Path(p).name.startswith("cleanplate_preview"))
+        return self.pattern if kind != "cleanplate" else Path(self.files[0])
 
     def graph(self, kind: str, plate_path: str | os.PathLike[str], plate_range: FrameRange | None = None,
               **options: Any) -> node_graph.Graph:

@@ -158,3 +158,17 @@ def test_plan_errors_name_what_to_change(tmp_path: Path) -> None:
     with pytest.raises(SequenceError, match=r"put the frame number in the name as ####"):
         PassPlan.for_plate("depth", plate, destination=str(tmp_path / "depth.exr"))
     assert default_destination(plate, "depth", tmp_path, style="houdini") == str(tmp_path / "plate_depth.$F4.exr")
+
+
+def test_a_clean_plate_lands_at_its_reference_frame_in_the_destination(client: keygrip.Client, tmp_path: Path
+                                                                       ) -> None:
+    plate = Plate.find(_plate(tmp_path / "shot020", 1001, _video_frames(60, 5), grain=4), handles=1)
+    dest = str(tmp_path / "comp" / "shot020_clean.####.exr")
+    plan = PassPlan.for_plate("cleanplate", plate, destination=dest, settings={"register": False})
+    files = download_result(client, plan.start(client).result(timeout=120), plan.out_dir, destination=dest)
+    assert files.metadata["reference_frame"] == "1003"  # the middle of the working range 1002-1004
+    assert files.files[0] == tmp_path / "comp" / "shot020_clean.1003.exr" and files.files[0].is_file()
+    assert (tmp_path / "comp" / "coverage.1003.png").is_file()
+    read = files.graph("cleanplate", plate.path).by_role("cleanplate").settings
+    assert (read["path"], read["first"], read["last"], read["colorspace"]) == (str(files.files[0]), 1003, 1003,
+                                                                               "linear")
