@@ -172,3 +172,19 @@ def test_a_clean_plate_lands_at_its_reference_frame_in_the_destination(client: k
     read = files.graph("cleanplate", plate.path).by_role("cleanplate").settings
     assert (read["path"], read["first"], read["last"], read["colorspace"]) == (str(files.files[0]), 1003, 1003,
                                                                                "linear")
+
+
+def test_cli_handles_and_a_destination_pattern(shared_server: ServerProcess, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pattern = _plate(tmp_path / "shot030", 1001, _video_frames(70, 4), grain=4)
+    cli = [sys.executable, "-m", "keygrip.cli", "--address", shared_server.address, "matte", str(pattern)]
+    run = subprocess.run([*cli, "--out", str(tmp_path / "comp" / "shot030_matte.%04d.exr"), "--handles", "1",
+                          "--no-stabilize"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "comp").iterdir()) == ["shot030_matte.1002.exr", "shot030_matte.1003.exr"]
+    assert f"wrote 2 frames 1002-1003: {tmp_path / 'comp' / 'shot030_matte.####.exr'}" in run.stdout
+    run = subprocess.run([*cli, "--out", str(tmp_path / "comp" / "m.####.png"), "--handles", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "does not end in .exr, which the exr-half format writes" in run.stderr
