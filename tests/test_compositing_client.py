@@ -53,6 +53,7 @@ def test_working_range_is_sent_and_lands_in_a_destination_pattern(client: keygri
     dest = str(tmp_path / "out" / "shot010_matte.%04d.exr")  # Nuke's printf spelling
     plan = PassPlan.for_plate("matte", plate, destination=dest, settings={"working_size": 128})
     assert plan.frame_range == (1003, 1007) and plan.out_dir == tmp_path / "out"
+    assert plan.title == "matte plate.####.png"
     sent: list[tuple[int, int]] = []
     upload = plan.upload(client, progress=lambda done, total: sent.append((done, total)))
     assert upload.frames is not None
