@@ -227,7 +227,7 @@ def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
         raise errors.InvalidArgument(str(exc)) from None
     settings: dict[str, Any] = {}
     if args.command in ("matte", "cleanplate"):
-        matte = dict(refine=not args.no_refine, stabilize=not args.no_stabilize)
+        matte = dict(refine=not args.no_refine, stabilize=not args.no_stabilize, mirror=not args.no_mirror)
         if args.command == "matte":
             settings.update(matte, premultiplied_rgba=args.rgba)
         else:
@@ -667,6 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
         comp.add_argument("--no-stabilize", action="store_true", help="no temporal stabilisation")
         if name in ("matte", "cleanplate"):
             comp.add_argument("--no-refine", action="store_true", help="no edge refinement (guided filter)")
+            comp.add_argument("--no-mirror", action="store_true",
+                              help="no mirror averaging (one segmenter call a frame instead of two)")
             comp.add_argument("--preview", action="store_true",
                               help="also write a preview (matte: MP4 over a checkerboard; clean plate: PNG)")
         if name == "matte":

@@ -181,6 +181,7 @@ def main() -> None:
     args = ap.parse_args()
     seg = Segmenter()
     methods = {"bare": lambda: bare(seg), "chain": lambda: MatteChain(MatteOptions(), seg),
+               "chain, no mirror": lambda: MatteChain(MatteOptions(mirror=False), seg),
                "refine only": lambda: MatteChain(MatteOptions(stabilize=False), seg),
                "stabilize only": lambda: MatteChain(MatteOptions(refine=False), seg)}
     bg_frames = [f.image for f in iter_frames(args.data / BACKGROUND, 0, args.frames)]

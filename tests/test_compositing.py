@@ -64,12 +64,14 @@ def test_matte_of_a_video_is_numbered_like_it_with_settings_in_metadata(client: 
     assert 0.02 < (alpha > 0.5).mean() < 0.5  # one man, full body, in a lab
     head = _exr_header(path)
     assert head["matte_refine"] == "fast_guided_filter" and head["matte_stabilize"] == "dis_flow_blend"
-    assert head["frame"] == "40" and head["matte_working_size"] == "256"
+    assert head["frame"] == "40" and head["matte_working_size"] == "256" and head["matte_mirror"] == "average"
     assert result.preview.size > 0 and result.processing_fps > 0
     # Each stage can be switched off, and says so; the bare matte differs from the refined one.
-    bare = client.matte(VIDEO, start_frame=40, end_frame=41, working_size=256, refine=False, stabilize=False).result()
+    bare = client.matte(VIDEO, start_frame=40, end_frame=41, working_size=256, refine=False, stabilize=False,
+                        mirror=False).result()
     bare_path = client.download(bare.matte.frames[0].image.id, tmp_path / "bare.exr")
     assert _exr_header(bare_path)["matte_refine"] == "off" and bare.matte.metadata["matte_stabilize"] == "off"
+    assert bare.matte.metadata["matte_mirror"] == "off"
     assert np.abs(_channels(bare_path)["A"] - alpha).mean() > 1e-3
 
 

@@ -4,7 +4,8 @@ The chain runs at a working size (the plate's long side scaled to MatteSettings.
 for the last step of the refinement, which is at the plate's size:
 
 1. MediaPipe Selfie Segmentation (general model, bundled in the mediapipe wheel): a coarse
-   person probability at the working size.
+   person probability at the working size; by default the mean of the frame's and its mirror
+   image's (the model's errors are not mirror-symmetric, so averaging cancels part of them).
 2. Temporal stabilisation (optional): the previous frame's stabilised matte is warped into this frame
    along DIS optical flow and blended with this frame's, w * warped + (1 - w) * raw; w is 0 where
    the flow fails a forward-backward check (a pixel that does not come back to where it started is
@@ -172,6 +173,8 @@ class MatteChain:
         sh, sw = working_shape(h, w, o.working_size)
         small = downsize(rgb, sh, sw)
         raw = self.segmenter(small)
+        if o.mirror:
+            raw = 0.5 * (raw + self.segmenter(small[:, ::-1])[:, ::-1])
         gray_small = luma(small)
         matte = self.stabilizer.step(gray_small, raw) if o.stabilize else raw
         if o.refine:

@@ -87,10 +87,12 @@ class MatteOptions:
     temporal_weight: float = 0.6
     flow_tolerance: float = 1.0     # working-size pixels
     working_size: int = 512
+    mirror: bool = True
 
     def metadata(self) -> dict[str, str]:
         """The settings as an output file's metadata (what reproduces the matte)."""
         return {"matte_segmenter": "mediapipe selfie_segmentation general (bundled)",
+                "matte_mirror": "average" if self.mirror else "off",
                 "matte_refine": "fast_guided_filter" if self.refine else "off",
                 "matte_refine_radius": str(self.refine_radius), "matte_refine_epsilon": f"{self.refine_epsilon:g}",
                 "matte_stabilize": "dis_flow_blend" if self.stabilize else "off",
@@ -108,7 +110,8 @@ def matte_options(s: compositing_pb2.MatteSettings, field: str = "settings") -> 
                         stabilize=s.stabilize if s.HasField("stabilize") else True,
                         temporal_weight=_weight(f"{field}.temporal_weight", s.temporal_weight, 0.6),
                         flow_tolerance=_positive(f"{field}.flow_tolerance", s.flow_tolerance, 1.0),
-                        working_size=_size(f"{field}.working_size", s.working_size, 512))
+                        working_size=_size(f"{field}.working_size", s.working_size, 512),
+                        mirror=s.mirror if s.HasField("mirror") else True)
 
 
 def check_matte(req: compositing_pb2.MatteRequest) -> None:
