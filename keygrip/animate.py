@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from keygrip.projection import VideoCamera
 from keygrip.rigs import RigDescription, bone_map_from_dict
 from keygrip.session import Main, Step, Worker, WorkerContext
 from keygrip.tensors import from_tensor
@@ -151,6 +152,8 @@ class RigAnimation:
     shape_key_weights: (F, K) in 0..1, None when the capture has no face curves.
     locations: {bone: (F, 3)} every bone the retarget moves (the hips, a root bone), as the host keys
     its location: offset from the rest head in the bone's rest frame, metres, against the posed parent.
+    cameras: the cameras that filmed the motion, in rig space (Y-up metres): through each, the rig
+    lies on the person in its video (empty for a BVH, and for in-place motion).
     """
 
     bone_names: list[str]
@@ -163,6 +166,7 @@ class RigAnimation:
     shape_key_names: list[str]
     shape_key_weights: np.ndarray | None
     locations: dict[str, np.ndarray] = field(default_factory=dict)
+    cameras: list[VideoCamera] = field(default_factory=list)
 
     @classmethod
     def from_proto(cls, anim: animation_pb2.RigAnimation) -> RigAnimation:
@@ -171,7 +175,7 @@ class RigAnimation:
                    root_location=from_tensor(anim.root_location), root_position=from_tensor(anim.root_position),
                    shape_key_names=list(anim.shape_key_names),
                    shape_key_weights=from_tensor(anim.shape_key_weights) if anim.shape_key_names else None,
-                   locations=_bone_locations(anim))
+                   locations=_bone_locations(anim), cameras=[VideoCamera.from_proto(c) for c in anim.cameras])
 
     @property
     def duration(self) -> float:
