@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
     from keygrip.client import Client, Job
 
-# Where the motion comes from: a video to capture, an earlier capture job, or a BVH file.
+# Where the motion comes from: a video to capture, an earlier capture job, or a motion file ("bvh":
+# Plan.bvh_path, a .bvh or a MotionClip file from `keygrip mocap --clip`).
 SourceKind = Literal["video", "capture_job", "bvh"]
 # What it animates: a new armature with the canonical skeleton, or the artist's rig (Plan.rig).
 TargetKind = Literal["NEW", "SELECTED"]
@@ -129,16 +130,19 @@ class Skeleton:
 @dataclass(frozen=True, eq=False)
 class Motion:
     """Step 1's result, the motion to retarget: a capture (its job, its result, and its skeleton when
-    the target is a new armature) or an uploaded BVH."""
+    the target is a new armature), an uploaded BVH or an uploaded MotionClip file."""
 
     capture_job_id: str = ""
     capture: mocap_pb2.CaptureMotionResult | None = None
     skeleton: Skeleton | None = None
     bvh_artifact_id: str = ""
+    clip_artifact_id: str = ""
 
     def source(self) -> animation_pb2.MotionSource:
         if self.bvh_artifact_id:
             return animation_pb2.MotionSource(bvh_artifact_id=self.bvh_artifact_id)
+        if self.clip_artifact_id:
+            return animation_pb2.MotionSource(clip_artifact_id=self.clip_artifact_id)
         return animation_pb2.MotionSource(capture_job_id=self.capture_job_id)
 
 
@@ -297,7 +301,10 @@ def fetch_motion(ctx: WorkerContext, plan: Plan) -> Motion:
     """Step 1: the motion to retarget: a fresh capture, an earlier one, or an uploaded BVH."""
     client = ctx.client
     if plan.source == "bvh":
-        return Motion(bvh_artifact_id=client.upload(plan.bvh_path, progress=ctx.upload_progress("BVH")).id)
+        if Path(plan.bvh_path).suffix.lower() == ".bvh":
+            return Motion(bvh_artifact_id=client.upload(plan.bvh_path, progress=ctx.upload_progress("BVH")).id)
+        # A MotionClip file (`keygrip mocap --clip`, a multi-view capture): it carries its cameras.
+        return Motion(clip_artifact_id=client.upload(plan.bvh_path, progress=ctx.upload_progress("clip")).id)
     job: Job[mocap_pb2.CaptureMotionResult]
     if plan.source == "video":
         job = client.capture_motion(plan.video, upload_progress=ctx.upload_progress("video"),
