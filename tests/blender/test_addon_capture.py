@@ -153,7 +153,11 @@ def test_through_the_capture_camera_the_rig_lies_on_the_person(capture, shared_s
     camera = scene.camera
     assert camera.name.startswith("Keygrip camera") and camera["keygrip"]["capture_job_id"] == capture["job_id"]
     with Client(shared_server.address) as client:
-        client.download(client.get_job(capture["job_id"]).result().landmarks.id, tmp_path / "landmarks.npz")
+        result = client.get_job(capture["job_id"]).result()
+        client.download(result.landmarks.id, tmp_path / "landmarks.npz")
+        (clip_camera,) = client.read_clip(result.clip).cameras
+    # The clip names the uploaded video as the artist knows it, and its first frame.
+    assert (clip_camera.name, clip_camera.video, clip_camera.frame_offset) == (VIDEO.stem, VIDEO.name, 0)
     with np.load(tmp_path / "landmarks.npz") as npz:
         image, (width, height) = npz["pose_image"], npz["image_size"]
     # The render frame is the video's: a portrait 1080x1920, square pixels (not a 1920x1080 default).
