@@ -177,31 +177,41 @@ def test_through_the_capture_camera_the_rig_lies_on_the_person(capture, shared_s
     assert median <= 0.02 * height
 
 
-def test_scene_fps_and_range_follow_the_option(capture):
-    """Matching the scene to the clip: by default only for a new armature; Always and Never as they say."""
+def test_match_scene_follows_the_option(capture):
+    """Matching the scene to the clip (frame rate, frame range, active camera, render size): by default
+    only for a new armature; Always and Never as they say. The clip's camera is added either way."""
     rig_module = import_module(f"{ADDON_MODULE}.rig")
     scene = new_scene()
     canonical = capture["canonical"]
     heads = np.asarray(canonical.heads)
     offsets = np.array([heads[j] - (heads[p] if p >= 0 else 0.0) for j, p in enumerate(canonical.parents)])
     rig = rig_module.build_canonical_armature(canonical.bone_names, canonical.parents, offsets, name="Own rig")
-    before = (scene.render.fps, scene.frame_start, scene.frame_end)
-    assert before == (24, 1, 250)
-    reuse = {"reuse_capture": True, "last_capture_job": capture["job_id"], "reference_video": False}
-    # An existing rig, default option: the artist's timing stays, the keys land at its 24 fps.
+
+    def scene_state() -> tuple:
+        render = scene.render
+        return (render.fps, scene.frame_start, scene.frame_end, scene.camera, render.resolution_x,
+                render.resolution_y)
+
+    before = scene_state()
+    assert before == (24, 1, 250, None, 1920, 1080)
+    reuse = {"reuse_capture": True, "last_capture_job": capture["job_id"], "video_path": str(VIDEO)}
+    # An existing rig, default option: the artist's timing, camera and render size stay; the keys land at
+    # its 24 fps; the clip's camera is there to look through.
     session = run_capture(target="SELECTED", armature=rig, **reuse)
     assert session.state == "succeeded", session.error
-    assert (scene.render.fps, scene.frame_start, scene.frame_end) == before
+    assert scene_state() == before
+    assert bpy.data.objects[f"Keygrip camera {VIDEO.stem}"].type == "CAMERA"
     assert key_frames(bpy.data.actions[session.value.animation])[-1] == pytest.approx(1 + 99 / 60 * 24, abs=1e-3)
     # A new armature with Never: the same.
     session = run_capture(target="NEW", match_scene="NEVER", **reuse)
     assert session.state == "succeeded", session.error
-    assert (scene.render.fps, scene.frame_start, scene.frame_end) == before
-    # Always, from scene frame 1001: the clip's 60 fps and its 100 frames from there.
+    assert scene_state() == before
+    # Always, from scene frame 1001: the clip's 60 fps and its 100 frames from there, through its camera.
     scene.frame_start = 1001
     session = run_capture(target="SELECTED", armature=rig, match_scene="ALWAYS", **reuse)
     assert session.state == "succeeded", session.error
-    assert (scene.render.fps, scene.render.fps_base, scene.frame_start, scene.frame_end) == (60, 1.0, 1001, 1100)
+    assert scene_state() == (60, 1001, 1100, bpy.data.objects[f"Keygrip camera {VIDEO.stem}"], 1080, 1920)
+    assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 1
 
 
 def test_retarget_onto_rigify_metarig_and_undo(capture):

@@ -25,7 +25,8 @@ class ScenePlan:
     armature_name: the SELECTED target's object. face_mesh_name: a mesh whose shape keys get the face
     curves (empty: none). reference_video: add the clip's cameras with their videos as backgrounds
     (without cameras in the clip: the video on the scene's camera). match_scene: set the scene's frame
-    rate and frame range to the clip's. frame_start: the scene frame the clip's first frame lands on.
+    rate, frame range, camera and render size to the clip's. frame_start: the scene frame the clip's
+    first frame lands on.
     """
 
     armature_name: str = ""
@@ -83,8 +84,9 @@ def _show_cameras(plan: Plan, scene_plan: ScenePlan, anim: RigAnimation, obj: bp
     camera when there is one, as the artist asked for the video."""
     scene = bpy.context.scene
     if anim.cameras:
+        # The active camera and the render size are the scene's, as its frame rate and range are.
         placed = cameras.place_cameras(scene, anim.cameras, obj, _videos(plan, [c.video for c in anim.cameras]),
-                                       scene_plan.frame_start)
+                                       scene_plan.frame_start, make_active=scene_plan.match_scene)
         summary.warnings.extend(placed.warnings)
         stamp_provenance([*placed.objects, *placed.clips], provenance)
         return

@@ -106,9 +106,9 @@ def set_render_size(scene: bpy.types.Scene, lens: Lens) -> None:
 
 
 def place_cameras(scene: bpy.types.Scene, cameras: Sequence[VideoCamera], rig_obj: bpy.types.Object | None,
-                  videos: Sequence[str], frame_start: int) -> PlacedCameras:
-    """One camera object per clip camera, each with its video as background; the first becomes the
-    scene's camera and sets the render size and pixel aspect."""
+                  videos: Sequence[str], frame_start: int, make_active: bool = True) -> PlacedCameras:
+    """One camera object per clip camera, each with its video as background; with make_active, the
+    first becomes the scene's camera and sets the render size and pixel aspect."""
     placed = PlacedCameras()
     for k, camera in enumerate(cameras):
         lens = Lens.from_camera(camera.camera)
@@ -121,7 +121,7 @@ def place_cameras(scene: bpy.types.Scene, cameras: Sequence[VideoCamera], rig_ob
         elif camera.video:
             placed.warnings.append(f"camera {camera.name}: its video {camera.video} was not found (put it beside "
                                    "the clip file); the camera has no background")
-        if k == 0:
+        if k == 0 and make_active:
             scene.camera = obj
             set_render_size(scene, lens)
         placed.objects.append(obj)

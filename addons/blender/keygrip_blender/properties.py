@@ -100,12 +100,13 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         description="Add the cameras that filmed the motion, each with its video as background, and look through "
         "the first: the rig lies on the person in the footage")
     match_scene: bpy.props.EnumProperty(
-        name="Scene fps & range", default="NEW_ARMATURE",
-        description="Set the scene's frame rate and frame range to the clip's (one key per frame)",
+        name="Match scene", default="NEW_ARMATURE",
+        description="Set the scene's frame rate and frame range to the clip's (one key per frame), and make the "
+        "clip's first camera the scene camera with its video's render size",
         items=[("NEW_ARMATURE", "New armature", "Only when the target is a new armature (an existing rig's scene "
-                "keeps its own timing; keys land at its frame rate)"),
+                "keeps its own timing, camera and render size; keys land at its frame rate)"),
                ("ALWAYS", "Always", "For every target"),
-               ("NEVER", "Never", "Leave the scene's frame rate and frame range as they are")])
+               ("NEVER", "Never", "Leave the scene's frame rate, frame range, camera and render size as they are")])
     preview: bpy.props.BoolProperty(name="QA preview", default=False,
                                     description="Also render a video with the tracked skeleton drawn over it")
     reuse_capture: bpy.props.BoolProperty(
