@@ -1,6 +1,6 @@
 """A multi-view clip's calibrated cameras in Blender, through the real add-on and server: a synthetic
 motion filmed by the four cameras of the Pose2Sim calibration, imported onto a rig 1.2 times the
-clip's size placed away from the origin. Each camera object sees every joint where that camera's own
+clip's size placed away from the origin (moved, turned and scaled). Each camera object sees every joint where that camera's own
 projection puts the clip's joint (Blender's world_to_camera_view, the scene's render frame set from
 the camera), and shows its video when the video lies beside the clip file."""
 
@@ -85,8 +85,9 @@ def test_each_calibrated_camera_sees_the_rig_where_its_projection_says(addon, tm
 
     scene = new_scene()
     names, parents, offsets = canonical_skeleton()
-    rig = rig_module.build_canonical_armature(names, parents, offsets * 1.2, name="Hero")
-    rig.location, rig.rotation_euler = (0.8, -0.5, 0.1), (0.0, 0.0, 0.4)
+    # 1.2 times the clip's size in metres: bones in units of half a metre under an object scaled 0.5.
+    rig = rig_module.build_canonical_armature(names, parents, offsets * 2.4, name="Hero")
+    rig.location, rig.rotation_euler, rig.scale = (0.8, -0.5, 0.1), (0.0, 0.0, 0.4), (0.5, 0.5, 0.5)
     bpy.context.view_layer.update()
     settings = scene.keygrip
     # The clip's 30 fps, so that scene frame 1 + i is the clip's frame i.
