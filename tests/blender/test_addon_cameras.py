@@ -1,8 +1,9 @@
 """A multi-view clip's calibrated cameras in Blender, through the real add-on and server: a synthetic
 motion filmed by the four cameras of the Pose2Sim calibration, imported onto a rig 1.2 times the
-clip's size placed away from the origin (moved, turned and scaled). Each camera object sees every joint where that camera's own
-projection puts the clip's joint (Blender's world_to_camera_view, the scene's render frame set from
-the camera), and shows its video when the video lies beside the clip file."""
+clip's size placed away from the origin (moved, turned and scaled). Each camera object sees every
+joint where that camera's own projection puts the clip's joint (Blender's world_to_camera_view, the
+scene's render frame set from the camera), and shows its video when the video lies beside the clip
+file."""
 
 from __future__ import annotations
 
