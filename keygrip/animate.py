@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from keygrip.projection import VideoCamera
 from keygrip.rigs import RigDescription, bone_map_from_dict
 from keygrip.session import Main, Step, Worker, WorkerContext
 from keygrip.tensors import from_tensor
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
     from keygrip.client import Client, Job
 
-# Where the motion comes from: a video to capture, an earlier capture job, or a BVH file.
+# Where the motion comes from: a video to capture, an earlier capture job, or a motion file ("bvh":
+# Plan.bvh_path, a .bvh or a MotionClip file from `keygrip mocap --clip`).
 SourceKind = Literal["video", "capture_job", "bvh"]
 # What it animates: a new armature with the canonical skeleton, or the artist's rig (Plan.rig).
 TargetKind = Literal["NEW", "SELECTED"]
@@ -128,16 +130,19 @@ class Skeleton:
 @dataclass(frozen=True, eq=False)
 class Motion:
     """Step 1's result, the motion to retarget: a capture (its job, its result, and its skeleton when
-    the target is a new armature) or an uploaded BVH."""
+    the target is a new armature), an uploaded BVH or an uploaded MotionClip file."""
 
     capture_job_id: str = ""
     capture: mocap_pb2.CaptureMotionResult | None = None
     skeleton: Skeleton | None = None
     bvh_artifact_id: str = ""
+    clip_artifact_id: str = ""
 
     def source(self) -> animation_pb2.MotionSource:
         if self.bvh_artifact_id:
             return animation_pb2.MotionSource(bvh_artifact_id=self.bvh_artifact_id)
+        if self.clip_artifact_id:
+            return animation_pb2.MotionSource(clip_artifact_id=self.clip_artifact_id)
         return animation_pb2.MotionSource(capture_job_id=self.capture_job_id)
 
 
@@ -151,6 +156,8 @@ class RigAnimation:
     shape_key_weights: (F, K) in 0..1, None when the capture has no face curves.
     locations: {bone: (F, 3)} every bone the retarget moves (the hips, a root bone), as the host keys
     its location: offset from the rest head in the bone's rest frame, metres, against the posed parent.
+    cameras: the cameras that filmed the motion, in rig space (Y-up metres): through each, the rig
+    lies on the person in its video (empty for a BVH, and for in-place motion).
     """
 
     bone_names: list[str]
@@ -163,6 +170,7 @@ class RigAnimation:
     shape_key_names: list[str]
     shape_key_weights: np.ndarray | None
     locations: dict[str, np.ndarray] = field(default_factory=dict)
+    cameras: list[VideoCamera] = field(default_factory=list)
 
     @classmethod
     def from_proto(cls, anim: animation_pb2.RigAnimation) -> RigAnimation:
@@ -171,7 +179,7 @@ class RigAnimation:
                    root_location=from_tensor(anim.root_location), root_position=from_tensor(anim.root_position),
                    shape_key_names=list(anim.shape_key_names),
                    shape_key_weights=from_tensor(anim.shape_key_weights) if anim.shape_key_names else None,
-                   locations=_bone_locations(anim))
+                   locations=_bone_locations(anim), cameras=[VideoCamera.from_proto(c) for c in anim.cameras])
 
     @property
     def duration(self) -> float:
@@ -293,7 +301,10 @@ def fetch_motion(ctx: WorkerContext, plan: Plan) -> Motion:
     """Step 1: the motion to retarget: a fresh capture, an earlier one, or an uploaded BVH."""
     client = ctx.client
     if plan.source == "bvh":
-        return Motion(bvh_artifact_id=client.upload(plan.bvh_path, progress=ctx.upload_progress("BVH")).id)
+        if Path(plan.bvh_path).suffix.lower() == ".bvh":
+            return Motion(bvh_artifact_id=client.upload(plan.bvh_path, progress=ctx.upload_progress("BVH")).id)
+        # A MotionClip file (`keygrip mocap --clip`, a multi-view capture): it carries its cameras.
+        return Motion(clip_artifact_id=client.upload(plan.bvh_path, progress=ctx.upload_progress("clip")).id)
     job: Job[mocap_pb2.CaptureMotionResult]
     if plan.source == "video":
         job = client.capture_motion(plan.video, upload_progress=ctx.upload_progress("video"),

@@ -7,6 +7,10 @@ landmarks and our solved skeleton (forward kinematics of the MotionClip) with th
   accel err   mean |second difference| error of the aligned joints vs the reference, mm/frame^2
   bone CV     coefficient of variation of thigh, shin, upper-arm and forearm lengths, %
   foot slide  ankle travel per frame on the reference's foot-contact frames, mm/frame
+  overlay     median distance, in % of the image height, between the joints seen through the camera
+              (raw: MediaPipe's landmarks placed through the pinhole; solved: the clip's joints through
+              the camera the clip carries) and MediaPipe's 2D landmarks: how well the rig sits on the
+              person when a host looks through that camera (target: at most 2%)
 
 over hips, knees, ankles, shoulders, elbows and wrists. The reference is Pose2Sim's own markerless
 triangulation (OpenPose BODY_25B, Butterworth-filtered), not marker ground truth, and its keypoints
@@ -32,6 +36,7 @@ from inference_server.mocap import root_motion, skeleton_fit  # noqa: E402
 from inference_server.mocap.inference import detect  # noqa: E402
 from inference_server.mocap.options import SolveOptions  # noqa: E402
 from inference_server.mocap.solve import solve  # noqa: E402
+from keygrip.projection import Camera  # noqa: E402
 
 TRIAL = Path("video") / "pose2sim_balancing"
 REFERENCE = "reference_3d/S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
@@ -81,7 +86,15 @@ def reference_contacts(ref: np.ndarray, fps: float) -> np.ndarray:
     return low & (speed < 0.25)
 
 
-def metrics(pred: np.ndarray, ref: np.ndarray, world: np.ndarray, contact: np.ndarray) -> dict[str, float]:
+def overlay(world: np.ndarray, camera: Camera, seen: np.ndarray) -> float:
+    """Median distance (% of the image height) between world joints (F, 12, 3) through the camera and
+    the 2D landmarks (F, 12, 2) in pixels."""
+    u, v, _ = camera.project(world)
+    return 100 * float(np.nanmedian(np.hypot(u - seen[..., 0], v - seen[..., 1]))) / camera.height
+
+
+def metrics(pred: np.ndarray, ref: np.ndarray, world: np.ndarray, contact: np.ndarray, overlay_pct: float
+            ) -> dict[str, float]:
     """pred (F, 12, 3) body-frame joints, ref (F, 12, 3), world (F, 12, 3) placed in space."""
     aligned = procrustes_align(pred, ref)
     accel = np.diff(aligned, 2, axis=0) - np.diff(ref, 2, axis=0)
@@ -93,6 +106,7 @@ def metrics(pred: np.ndarray, ref: np.ndarray, world: np.ndarray, contact: np.nd
         "accel err mm/f2": 1000 * float(np.linalg.norm(accel, axis=-1).mean()),
         "bone CV %": 100 * float((lengths.std(axis=0) / lengths.mean(axis=0)).mean()),
         "foot slide mm/f": 1000 * float(step[both].mean()) if both.any() else float("nan"),
+        "overlay %H": overlay_pct,
     }
 
 
@@ -112,8 +126,13 @@ def evaluate_camera(trial: Path, cam: str, calib: dict, ref: np.ndarray, contact
     clip = solve(lm, SolveOptions(**{**vars(options), "focal_length_px": focal}))
     _, pos = clip.global_transforms()
     ours = pos[:n, [clip.skeleton.index(j[2]) for j in JOINTS]]
-    return {"raw MediaPipe": metrics(raw, ref, raw_world, contact),
-            "solved": metrics(ours, ref, ours, contact)}
+    w, h = lm.image_size
+    seen = lm.pose_image[:n, mp_idx, :2] * (w, h)
+    # The raw placement's camera: the pinhole at the origin of the Y-up camera frame.
+    pinhole = Camera(width=w, height=h, focal_x=focal, focal_y=focal, center_x=w / 2, center_y=h / 2,
+                     camera_to_world=np.eye(4))
+    return {"raw MediaPipe": metrics(raw, ref, raw_world, contact, overlay(raw_world, pinhole, seen)),
+            "solved": metrics(ours, ref, ours, contact, overlay(ours, clip.cameras[0].camera, seen))}
 
 
 def main() -> int:

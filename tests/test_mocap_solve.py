@@ -310,3 +310,31 @@ def test_face_at_rest_on_a_photo():
     # Eyes open, mouth closed (she smiles, so the smile curves are left free).
     assert curves["eyeBlinkLeft"] < 0.3 and curves["eyeBlinkRight"] < 0.3
     assert curves["jawOpen"] < 0.3
+
+
+# Joints of the canonical skeleton that sit on one MediaPipe landmark each.
+OVERLAY_LANDMARKS = {"leftUpperArm": 11, "rightUpperArm": 12, "leftLowerArm": 13, "rightLowerArm": 14,
+                     "leftHand": 15, "rightHand": 16, "leftUpperLeg": 23, "rightUpperLeg": 24,
+                     "leftLowerLeg": 25, "rightLowerLeg": 26, "leftFoot": 27, "rightFoot": 28}
+
+
+def test_the_clip_camera_sees_the_skeleton_on_the_person(clip, landmarks):
+    """Through the camera the solve placed the body with, the skeleton's joints land on MediaPipe's
+    2D landmarks: median within 2% of the image height (the issue's overlay target)."""
+    (cam,) = clip.cameras
+    w, h = landmarks.image_size
+    assert (cam.camera.width, cam.camera.height) == (w, h) and cam.camera.focal_x == pytest.approx(FOCAL_CAM01)
+    assert cam.frame_offset == landmarks.frame_indices[0] == 0
+    # Levelled and lifted with the world: the camera stands above the floor (y = 0), looking at the body.
+    assert 0.3 < cam.camera.position[1] < 3.0
+    joints = list(OVERLAY_LANDMARKS)
+    u, v, depth = cam.camera.project(_positions(clip, joints))
+    assert np.all(depth > 1.0)
+    seen = landmarks.pose_image[:, list(OVERLAY_LANDMARKS.values()), :2] * (w, h)
+    error = np.hypot(u - seen[..., 0], v - seen[..., 1])
+    print(f"overlay through the clip camera: median {np.nanmedian(error):.1f} px "
+          f"({np.nanmedian(error) / h:.2%} of the height)")
+    assert np.nanmedian(error) <= 0.02 * h
+    # In place, the body no longer stands where the camera saw it: no camera.
+    in_place = solve(landmarks, SolveOptions(focal_length_px=FOCAL_CAM01, root_motion=False))
+    assert in_place.cameras == []

@@ -253,3 +253,38 @@ def test_clip_tools(walk, tmp_path):
     out = tmp_path / "fixed.bvh"
     cliptools.export_bvh(fixed, out)
     assert read_bvh(out).num_frames == walk.num_frames
+
+
+def test_cameras_move_with_the_motion(walk):
+    """A clip's camera, carried through the retarget onto a rig 1.3 times its size, sees each rig joint
+    where the source camera saw the source joint (the travel is scaled and lifted, so is the camera);
+    trimming moves its first video frame; in place there is no camera to keep."""
+    from inference_server.motion.wire import rig_animation_to_proto
+    from keygrip.animate import RigAnimation
+    from keygrip.projection import Camera, VideoCamera
+
+    _, src = walk.global_transforms()
+    eye = np.eye(4)
+    eye[:3, 3] = src[:, 0].mean(axis=0) + (0.5, 0.6, 7.0)  # in front of the walk, a little above and aside
+    camera = VideoCamera("cam", Camera(width=1280, height=720, focal_x=1500.0, focal_y=1490.0, center_x=650.0,
+                                       center_y=350.0, camera_to_world=eye), video="walk.mp4", frame_offset=3)
+    clip = cliptools.trim(walk, 0.0, 1.0)
+    clip.cameras = [camera]
+    rig = Rig.from_skeleton(walk.skeleton, scale=1.3)
+    res = retarget(clip, rig, options=RetargetOptions(foot_lock=False))
+    anim = RigAnimation.from_proto(rig_animation_to_proto(res))
+    (moved,) = anim.cameras
+    assert (moved.name, moved.video, moved.frame_offset) == ("cam", "walk.mp4", 3)
+    _, heads = rig.forward_kinematics(res.rotations, {rig.index(n): v for n, v in res.locations.items()})
+    _, src = clip.global_transforms()
+    joints = [rig.index(n) for n in walk.skeleton.names]
+    u, v, depth = moved.camera.project(heads[:, joints])
+    u0, v0, _ = camera.camera.project(src)
+    assert np.all(depth > 0)
+    assert np.abs(np.stack([u - u0, v - v0])).max() < 0.5  # pixels
+    np.testing.assert_allclose(moved.camera.position[[0, 2]], 1.3 * camera.camera.position[[0, 2]], atol=1e-9)
+
+    later = cliptools.trim(clip, clip.times[10], clip.times[-1])
+    assert later.cameras[0].frame_offset == 13
+    in_place = retarget(clip, rig, options=RetargetOptions(root_motion="in_place", foot_lock=False))
+    assert in_place.cameras == [] and any("cameras are left out" in w for w in in_place.warnings)

@@ -42,7 +42,10 @@ def trim(clip: MotionClip, start: float, end: float) -> MotionClip:
     if len(keep) == 0:
         raise InvalidInput(f"trim {start:.3f}-{end:.3f} s keeps no frame of a {clip.times[-1]:.3f} s clip; "
                            "pick a range inside the clip")
-    return _take(clip, keep, clip.times[keep] - clip.times[keep[0]])
+    out = _take(clip, keep, clip.times[keep] - clip.times[keep[0]])
+    # A captured clip has one frame per video frame: its first frame is now keep[0] frames later.
+    out.cameras = [replace(c, frame_offset=c.frame_offset + int(keep[0])) for c in clip.cameras]
+    return out
 
 
 def resample(clip: MotionClip, fps: float) -> MotionClip:

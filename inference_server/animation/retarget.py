@@ -12,7 +12,9 @@ Bones without a mapped child (head, toes, fingertips, a hand without fingers) ta
 Unmapped target bones keep their rest pose relative to their parent, except bones whose name
 matches an unmapped source joint (a clip retargeted onto its own skeleton), which copy its motion.
 
-Root motion is the source hips' trajectory scaled by the ratio of leg lengths (thigh + shin).
+Root motion is the source hips' trajectory scaled by the ratio of leg lengths (thigh + shin). The
+clip's cameras move with it (scaled and lifted as the travel is), so that through each the rig
+stands where the person stood in its video.
 Feet are then locked on the source's contact frames (motion/foot_lock.py). Any frame rate and any
 clip length from one frame up retarget; a clip too short to find foot contacts on is retargeted
 without locking, and the result's warnings say so.
@@ -31,6 +33,7 @@ from inference_server.jobs.context import JobContext, NullContext
 from inference_server.motion import foot_lock, quat
 from inference_server.motion.clip import MotionClip
 from keygrip import humanoid
+from keygrip.projection import Camera, VideoCamera
 
 ROOT_MODES = ("hips", "keep", "in_place", "root_bone")
 
@@ -110,6 +113,7 @@ class RetargetResult:
     face_names: list[str] = field(default_factory=list)
     face_curves: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    cameras: list[VideoCamera] = field(default_factory=list)
 
     @property
     def root_location(self) -> np.ndarray:
@@ -324,6 +328,11 @@ def retarget(source: MotionClip, rig: Rig, bone_map: BoneMap | None = None,
                                max(1, round(options.lock_blend_s * source.frame_rate)))
 
     face_names, face_curves = _map_face(source, options, warnings)
+    cameras = [_moved(c, scale, offset) for c in source.cameras]
+    if cameras and options.root_motion == "in_place":
+        cameras = []
+        warnings.append("in_place root motion: the clip's cameras are left out (no fixed camera sees the motion "
+                        "with its travel removed); use hips or root_bone to get them")
     context.progress("retarget", 4, 4, "done")
     return RetargetResult(
         bone_names=list(rig.names), times=source.times.copy(), fps=source.frame_rate,
@@ -332,7 +341,19 @@ def retarget(source: MotionClip, rig: Rig, bone_map: BoneMap | None = None,
         root_bone=rig.names[root_b], root_position_world=hips_pos,
         bone_map=bone_map, source_map=source_map,
         contact_names=list(humanoid.CONTACT_NAMES), contacts=contacts,
-        face_names=face_names, face_curves=face_curves, warnings=warnings)
+        face_names=face_names, face_curves=face_curves, warnings=warnings, cameras=cameras)
+
+
+def _moved(camera: VideoCamera, scale: float, lift: float) -> VideoCamera:
+    """A source camera where it sees the retargeted motion as it saw the source: the travel was
+    scaled about the origin and lowered by `lift`, so is the camera (a pinhole sees a scene scaled
+    about its own centre unchanged)."""
+    m = camera.camera.camera_to_world.copy()
+    m[:3, 3] = m[:3, 3] * scale - (0.0, lift, 0.0)
+    c = camera.camera
+    moved = Camera(width=c.width, height=c.height, focal_x=c.focal_x, focal_y=c.focal_y, center_x=c.center_x,
+                   center_y=c.center_y, camera_to_world=m)
+    return VideoCamera(camera.name, moved, camera.distortion, camera.video, camera.frame_offset)
 
 
 def _place_hips(rig: Rig, local: np.ndarray, locations: dict[int, np.ndarray], hips_b: int,

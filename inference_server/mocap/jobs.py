@@ -3,9 +3,10 @@ detect_people job (video in; every person in it as a track with a thumbnail)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import io
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from inference_server.capability import JobHandler
@@ -48,21 +49,22 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
         if not options.everyone:
             out = run_mocap(path, options, ctx, out_dir=ctx.scratch, name=name)
             result = mocap_pb2.CaptureMotionResult(subject_id=out.subject_id)
-            self._store(out, request, path, ctx, result, "")
+            self._store(out, request, path, ctx, result, "", name)
             return result
         people, outputs = run_mocap_everyone(path, options, ctx, out_dir=ctx.scratch, name=name)
         result = mocap_pb2.CaptureMotionResult(subject_id=outputs[0].subject_id)
-        self._store(outputs[0], request, path, ctx, result, f"person{outputs[0].subject_id}_")
+        self._store(outputs[0], request, path, ctx, result, f"person{outputs[0].subject_id}_", name)
         for out in outputs:
             person = result.people.add(subject_id=out.subject_id,
                                        thumbnail_png=people.thumbnails.get(out.subject_id, b""))
-            self._store(out, request, path, ctx, person, f"person{out.subject_id}_")
+            self._store(out, request, path, ctx, person, f"person{out.subject_id}_", name)
         return result
 
     @staticmethod
     def _store(out: MocapOutput, request: mocap_pb2.CaptureMotionRequest, path: Path, ctx: JobContext,
-               result: mocap_pb2.CaptureMotionResult | mocap_pb2.PersonCapture, prefix: str) -> None:
-        """One capture's clip, BVH, landmarks, preview, summary and warnings into a result message."""
+               result: mocap_pb2.CaptureMotionResult | mocap_pb2.PersonCapture, prefix: str, name: str) -> None:
+        """One capture's clip, BVH, landmarks, preview, summary and warnings into a result message.
+        name: the footage as the user knows it (its camera's video, for a host to load as background)."""
         from inference_server.media.video import gap_warnings
         from inference_server.motion.bvh import write_bvh
         from inference_server.motion.wire import clip_to_proto
@@ -75,6 +77,8 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
                               "first_frame": str(first_frame)})
         if out.subject_id:
             clip.metadata["subject_id"] = str(out.subject_id)
+        video = PurePath(name).name
+        clip.cameras = [dataclasses.replace(c, name=PurePath(video).stem or c.name, video=video) for c in clip.cameras]
         ctx.progress("export", 0, 3, "writing results")
         result.warnings.extend(gap_warnings(path, first_frame, int(numbers[-1])))
         result.clip.CopyFrom(artifact_ref(ctx.put_bytes(clip_to_proto(clip).SerializeToString(),

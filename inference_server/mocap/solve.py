@@ -8,7 +8,9 @@ contacts and lock the feet, then solve fingers and the face when asked.
 The output MotionClip follows DESIGN.md: Y-up metres, quaternions (x, y, z, w), a T-pose rest with
 identity rest rotations, VRM humanoid joint names. The world frame is the camera's, levelled: x to
 the image right, y up, z towards the camera, with the floor at y = 0; a subject facing the camera
-faces +Z. The camera is assumed level (no roll or pitch); a tilted camera tilts the floor.
+faces +Z. The camera's pitch and roll are found from the body (root_motion.estimate_up). The clip
+carries that camera (MotionClip.cameras): the pinhole the body was placed through, turned and lifted
+as the world was, so that through it the skeleton lies on the person in the video.
 
 Finger joints are in the skeleton only when SolveOptions.hands is on; without hand tracking they
 are omitted rather than left at a rest pose the artist would take for captured data.
@@ -35,6 +37,7 @@ from inference_server.mocap.options import SolveOptions, check_solve
 from inference_server.motion import foot_lock, quat
 from inference_server.motion.clip import FrameFlag, MotionClip, Skeleton, forward_kinematics, frame_rate
 from keygrip import humanoid
+from keygrip.projection import Camera, VideoCamera
 
 # Detection gaps up to this long are interpolated; longer ones are held and flagged MISSING.
 MAX_INTERPOLATED_GAP_S = 0.25
@@ -174,9 +177,12 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     contacts = filters.fill_gaps(contacts, tracked, max_gap=0)[0] > 0.5
     if face_curves is not None:
         face_curves = filters.fill_gaps(face_curves, tracked, max_gap=0)[0]
+    cameras = [_solve_camera(lm, focal, level, floor)]
     if not options.root_motion:
-        # In place: the hips stay above the origin (feet locked in the world slide with it).
+        # In place: the hips stay above the origin (feet locked in the world slide with it), where no
+        # fixed camera sees them as the video did.
         root[:, [0, 2]] = 0.0
+        cameras = []
     ctx.progress("solve", _STAGES, _STAGES, "done")
     meta = {k: str(v) for k, v in asdict(options).items()}
     meta.update(focal_length_px=f"{focal:.1f}", scale=f"{scale:.4f}",
@@ -195,7 +201,21 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
         face_curves=face_curves,
         metadata=meta,
         warnings=warnings,
+        cameras=cameras,
     )
+
+
+def _solve_camera(lm: Landmarks, focal: float, level: np.ndarray, floor: float) -> VideoCamera:
+    """The pinhole the body was placed through, in the clip's world: it sat at the origin looking down
+    -Z (the Y-up camera frame), then the world turned by `level` about it and dropped by `floor`."""
+    w, h = lm.image_size
+    camera_to_world = np.eye(4)
+    camera_to_world[:3, :3] = quat.to_matrix(level)
+    camera_to_world[1, 3] = -floor
+    # MediaPipe's normalised coordinates span the image edge to edge: the centre is at w/2, h/2.
+    camera = Camera(width=w, height=h, focal_x=focal, focal_y=focal, center_x=0.5 * w, center_y=0.5 * h,
+                    camera_to_world=camera_to_world)
+    return VideoCamera("camera", camera, frame_offset=int(lm.frame_indices[0]))
 
 
 def _contact_points(skeleton: Skeleton, rotations: np.ndarray, root: np.ndarray, heel: np.ndarray,

@@ -107,7 +107,8 @@ def rig_animation_to_proto(result: RetargetResult) -> animation_pb2.RigAnimation
         rotations=to_tensor(result.rotations, F32), root_bone=result.root_bone,
         root_location=to_tensor(result.root_location, F32),
         root_position=to_tensor(result.root_position_world, F32),
-        shape_key_names=result.face_names, location_bones=list(result.locations))
+        shape_key_names=result.face_names, location_bones=list(result.locations),
+        cameras=[c.to_proto() for c in result.cameras])
     if result.locations:
         msg.locations.CopyFrom(to_tensor(np.stack(list(result.locations.values()), axis=1), F32))
     if result.face_curves is not None:

@@ -13,9 +13,10 @@ _sym_db = _symbol_database.Default()
 
 
 from keygrip.v1 import common_pb2 as keygrip_dot_v1_dot_common__pb2
+from keygrip.v1 import motion_pb2 as keygrip_dot_v1_dot_motion__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akeygrip/v1/animation.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"\x86\x01\n\x03Rig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nbone_names\x18\x02 \x03(\t\x12\x0f\n\x07parents\x18\x03 \x03(\x05\x12)\n\rrest_matrices\x18\x04 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12!\n\x05tails\x18\x05 \x01(\x0b\x32\x12.keygrip.v1.Tensor\"~\n\x07RigFile\x12\x15\n\x0b\x61rtifact_id\x18\x01 \x01(\tH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x12\x10\n\x08skeleton\x18\x03 \x01(\t\x12$\n\x07sidecar\x18\x04 \x01(\x0b\x32\x13.keygrip.v1.BoneMap\x12\x0c\n\x04name\x18\x05 \x01(\tB\x06\n\x04\x66ile\"e\n\x0b\x42oneMapping\x12\x0c\n\x04\x62one\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12&\n\x06source\x18\x03 \x01(\x0e\x32\x16.keygrip.v1.RoleSource\x12\x12\n\nconfidence\x18\x04 \x01(\x02\"\x8a\x01\n\x07\x42oneMap\x12)\n\x08mappings\x18\x01 \x03(\x0b\x32\x17.keygrip.v1.BoneMapping\x12\x16\n\x0eunmapped_bones\x18\x02 \x03(\t\x12\x15\n\rmissing_roles\x18\x03 \x03(\t\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65\x63lared_by\x18\x05 \x01(\t\"V\n\x0fMapBonesRequest\x12\x1c\n\x03rig\x18\x01 \x01(\x0b\x32\x0f.keygrip.v1.Rig\x12%\n\x08rig_file\x18\x02 \x01(\x0b\x32\x13.keygrip.v1.RigFile\"\x9e\x01\n\x0cMotionSource\x12\x1a\n\x10\x63lip_artifact_id\x18\x01 \x01(\tH\x00\x12\x19\n\x0f\x62vh_artifact_id\x18\x02 \x01(\tH\x00\x12\x12\n\x08\x62vh_path\x18\x03 \x01(\tH\x00\x12\x18\n\x0e\x63\x61pture_job_id\x18\x04 \x01(\tH\x00\x12\x11\n\tbvh_scale\x18\x05 \x01(\x01\x12\x0c\n\x04name\x18\x06 \x01(\tB\x08\n\x06source\"\xd7\x03\n\x0fRetargetRequest\x12(\n\x06source\x18\x01 \x01(\x0b\x32\x18.keygrip.v1.MotionSource\x12\x1c\n\x03rig\x18\x02 \x01(\x0b\x32\x0f.keygrip.v1.Rig\x12%\n\x08\x62one_map\x18\x03 \x01(\x0b\x32\x13.keygrip.v1.BoneMap\x12+\n\x0broot_motion\x18\x04 \x01(\x0e\x32\x16.keygrip.v1.RootMotion\x12\x16\n\tfoot_lock\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12:\n\x08\x66\x61\x63\x65_map\x18\x06 \x03(\x0b\x32(.keygrip.v1.RetargetRequest.FaceMapEntry\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12+\n\x0b\x66rame_range\x18\x08 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12%\n\x08rig_file\x18\t \x01(\x0b\x32\x13.keygrip.v1.RigFile\x12\x15\n\ranimated_file\x18\n \x01(\x08\x12\x17\n\x0f\x61nimated_format\x18\x0b \x01(\t\x1a.\n\x0c\x46\x61\x63\x65MapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_foot_lock\"\xe9\x02\n\x0cRigAnimation\x12\x12\n\nbone_names\x18\x01 \x03(\t\x12\x0b\n\x03\x66ps\x18\x02 \x01(\x01\x12!\n\x05times\x18\x03 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12%\n\trotations\x18\x04 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x11\n\troot_bone\x18\x05 \x01(\t\x12)\n\rroot_location\x18\x06 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12)\n\rroot_position\x18\x07 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x17\n\x0fshape_key_names\x18\x08 \x03(\t\x12-\n\x11shape_key_weights\x18\t \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x16\n\x0elocation_bones\x18\n \x03(\t\x12%\n\tlocations\x18\x0b \x01(\x0b\x32\x12.keygrip.v1.Tensor\"\xf5\x01\n\x0eRetargetResult\x12*\n\tanimation\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12$\n\x03\x62vh\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12%\n\x08\x62one_map\x18\x03 \x01(\x0b\x32\x13.keygrip.v1.BoneMap\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x0e\n\x06\x66rames\x18\x05 \x01(\x03\x12\x1c\n\x03rig\x18\x06 \x01(\x0b\x32\x0f.keygrip.v1.Rig\x12*\n\tcharacter\x18\x07 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef*\x8c\x01\n\nRoleSource\x12\x1b\n\x17ROLE_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12ROLE_SOURCE_PRESET\x10\x01\x12\x18\n\x14ROLE_SOURCE_DECLARED\x10\x02\x12\x14\n\x10ROLE_SOURCE_NAME\x10\x03\x12\x19\n\x15ROLE_SOURCE_STRUCTURE\x10\x04*\x8a\x01\n\nRootMotion\x12\x1b\n\x17ROOT_MOTION_UNSPECIFIED\x10\x00\x12\x14\n\x10ROOT_MOTION_HIPS\x10\x01\x12\x19\n\x15ROOT_MOTION_ROOT_BONE\x10\x02\x12\x18\n\x14ROOT_MOTION_IN_PLACE\x10\x03\x12\x14\n\x10ROOT_MOTION_KEEP\x10\x04\x32\x83\x01\n\tAnimation\x12<\n\x08MapBones\x12\x1b.keygrip.v1.MapBonesRequest\x1a\x13.keygrip.v1.BoneMap\x12\x38\n\x08Retarget\x12\x1b.keygrip.v1.RetargetRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akeygrip/v1/animation.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\x1a\x17keygrip/v1/motion.proto\"\x86\x01\n\x03Rig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nbone_names\x18\x02 \x03(\t\x12\x0f\n\x07parents\x18\x03 \x03(\x05\x12)\n\rrest_matrices\x18\x04 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12!\n\x05tails\x18\x05 \x01(\x0b\x32\x12.keygrip.v1.Tensor\"~\n\x07RigFile\x12\x15\n\x0b\x61rtifact_id\x18\x01 \x01(\tH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x12\x10\n\x08skeleton\x18\x03 \x01(\t\x12$\n\x07sidecar\x18\x04 \x01(\x0b\x32\x13.keygrip.v1.BoneMap\x12\x0c\n\x04name\x18\x05 \x01(\tB\x06\n\x04\x66ile\"e\n\x0b\x42oneMapping\x12\x0c\n\x04\x62one\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12&\n\x06source\x18\x03 \x01(\x0e\x32\x16.keygrip.v1.RoleSource\x12\x12\n\nconfidence\x18\x04 \x01(\x02\"\x8a\x01\n\x07\x42oneMap\x12)\n\x08mappings\x18\x01 \x03(\x0b\x32\x17.keygrip.v1.BoneMapping\x12\x16\n\x0eunmapped_bones\x18\x02 \x03(\t\x12\x15\n\rmissing_roles\x18\x03 \x03(\t\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65\x63lared_by\x18\x05 \x01(\t\"V\n\x0fMapBonesRequest\x12\x1c\n\x03rig\x18\x01 \x01(\x0b\x32\x0f.keygrip.v1.Rig\x12%\n\x08rig_file\x18\x02 \x01(\x0b\x32\x13.keygrip.v1.RigFile\"\x9e\x01\n\x0cMotionSource\x12\x1a\n\x10\x63lip_artifact_id\x18\x01 \x01(\tH\x00\x12\x19\n\x0f\x62vh_artifact_id\x18\x02 \x01(\tH\x00\x12\x12\n\x08\x62vh_path\x18\x03 \x01(\tH\x00\x12\x18\n\x0e\x63\x61pture_job_id\x18\x04 \x01(\tH\x00\x12\x11\n\tbvh_scale\x18\x05 \x01(\x01\x12\x0c\n\x04name\x18\x06 \x01(\tB\x08\n\x06source\"\xd7\x03\n\x0fRetargetRequest\x12(\n\x06source\x18\x01 \x01(\x0b\x32\x18.keygrip.v1.MotionSource\x12\x1c\n\x03rig\x18\x02 \x01(\x0b\x32\x0f.keygrip.v1.Rig\x12%\n\x08\x62one_map\x18\x03 \x01(\x0b\x32\x13.keygrip.v1.BoneMap\x12+\n\x0broot_motion\x18\x04 \x01(\x0e\x32\x16.keygrip.v1.RootMotion\x12\x16\n\tfoot_lock\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12:\n\x08\x66\x61\x63\x65_map\x18\x06 \x03(\x0b\x32(.keygrip.v1.RetargetRequest.FaceMapEntry\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12+\n\x0b\x66rame_range\x18\x08 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12%\n\x08rig_file\x18\t \x01(\x0b\x32\x13.keygrip.v1.RigFile\x12\x15\n\ranimated_file\x18\n \x01(\x08\x12\x17\n\x0f\x61nimated_format\x18\x0b \x01(\t\x1a.\n\x0c\x46\x61\x63\x65MapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_foot_lock\"\x92\x03\n\x0cRigAnimation\x12\x12\n\nbone_names\x18\x01 \x03(\t\x12\x0b\n\x03\x66ps\x18\x02 \x01(\x01\x12!\n\x05times\x18\x03 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12%\n\trotations\x18\x04 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x11\n\troot_bone\x18\x05 \x01(\t\x12)\n\rroot_location\x18\x06 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12)\n\rroot_position\x18\x07 \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x17\n\x0fshape_key_names\x18\x08 \x03(\t\x12-\n\x11shape_key_weights\x18\t \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\x16\n\x0elocation_bones\x18\n \x03(\t\x12%\n\tlocations\x18\x0b \x01(\x0b\x32\x12.keygrip.v1.Tensor\x12\'\n\x07\x63\x61meras\x18\x0c \x03(\x0b\x32\x16.keygrip.v1.ClipCamera\"\xf5\x01\n\x0eRetargetResult\x12*\n\tanimation\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12$\n\x03\x62vh\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12%\n\x08\x62one_map\x18\x03 \x01(\x0b\x32\x13.keygrip.v1.BoneMap\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x0e\n\x06\x66rames\x18\x05 \x01(\x03\x12\x1c\n\x03rig\x18\x06 \x01(\x0b\x32\x0f.keygrip.v1.Rig\x12*\n\tcharacter\x18\x07 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef*\x8c\x01\n\nRoleSource\x12\x1b\n\x17ROLE_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12ROLE_SOURCE_PRESET\x10\x01\x12\x18\n\x14ROLE_SOURCE_DECLARED\x10\x02\x12\x14\n\x10ROLE_SOURCE_NAME\x10\x03\x12\x19\n\x15ROLE_SOURCE_STRUCTURE\x10\x04*\x8a\x01\n\nRootMotion\x12\x1b\n\x17ROOT_MOTION_UNSPECIFIED\x10\x00\x12\x14\n\x10ROOT_MOTION_HIPS\x10\x01\x12\x19\n\x15ROOT_MOTION_ROOT_BONE\x10\x02\x12\x18\n\x14ROOT_MOTION_IN_PLACE\x10\x03\x12\x14\n\x10ROOT_MOTION_KEEP\x10\x04\x32\x83\x01\n\tAnimation\x12<\n\x08MapBones\x12\x1b.keygrip.v1.MapBonesRequest\x1a\x13.keygrip.v1.BoneMap\x12\x38\n\x08Retarget\x12\x1b.keygrip.v1.RetargetRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,30 +25,30 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_RETARGETREQUEST_FACEMAPENTRY']._options = None
   _globals['_RETARGETREQUEST_FACEMAPENTRY']._serialized_options = b'8\001'
-  _globals['_ROLESOURCE']._serialized_start=1912
-  _globals['_ROLESOURCE']._serialized_end=2052
-  _globals['_ROOTMOTION']._serialized_start=2055
-  _globals['_ROOTMOTION']._serialized_end=2193
-  _globals['_RIG']._serialized_start=68
-  _globals['_RIG']._serialized_end=202
-  _globals['_RIGFILE']._serialized_start=204
-  _globals['_RIGFILE']._serialized_end=330
-  _globals['_BONEMAPPING']._serialized_start=332
-  _globals['_BONEMAPPING']._serialized_end=433
-  _globals['_BONEMAP']._serialized_start=436
-  _globals['_BONEMAP']._serialized_end=574
-  _globals['_MAPBONESREQUEST']._serialized_start=576
-  _globals['_MAPBONESREQUEST']._serialized_end=662
-  _globals['_MOTIONSOURCE']._serialized_start=665
-  _globals['_MOTIONSOURCE']._serialized_end=823
-  _globals['_RETARGETREQUEST']._serialized_start=826
-  _globals['_RETARGETREQUEST']._serialized_end=1297
-  _globals['_RETARGETREQUEST_FACEMAPENTRY']._serialized_start=1237
-  _globals['_RETARGETREQUEST_FACEMAPENTRY']._serialized_end=1283
-  _globals['_RIGANIMATION']._serialized_start=1300
-  _globals['_RIGANIMATION']._serialized_end=1661
-  _globals['_RETARGETRESULT']._serialized_start=1664
-  _globals['_RETARGETRESULT']._serialized_end=1909
-  _globals['_ANIMATION']._serialized_start=2196
-  _globals['_ANIMATION']._serialized_end=2327
+  _globals['_ROLESOURCE']._serialized_start=1978
+  _globals['_ROLESOURCE']._serialized_end=2118
+  _globals['_ROOTMOTION']._serialized_start=2121
+  _globals['_ROOTMOTION']._serialized_end=2259
+  _globals['_RIG']._serialized_start=93
+  _globals['_RIG']._serialized_end=227
+  _globals['_RIGFILE']._serialized_start=229
+  _globals['_RIGFILE']._serialized_end=355
+  _globals['_BONEMAPPING']._serialized_start=357
+  _globals['_BONEMAPPING']._serialized_end=458
+  _globals['_BONEMAP']._serialized_start=461
+  _globals['_BONEMAP']._serialized_end=599
+  _globals['_MAPBONESREQUEST']._serialized_start=601
+  _globals['_MAPBONESREQUEST']._serialized_end=687
+  _globals['_MOTIONSOURCE']._serialized_start=690
+  _globals['_MOTIONSOURCE']._serialized_end=848
+  _globals['_RETARGETREQUEST']._serialized_start=851
+  _globals['_RETARGETREQUEST']._serialized_end=1322
+  _globals['_RETARGETREQUEST_FACEMAPENTRY']._serialized_start=1262
+  _globals['_RETARGETREQUEST_FACEMAPENTRY']._serialized_end=1308
+  _globals['_RIGANIMATION']._serialized_start=1325
+  _globals['_RIGANIMATION']._serialized_end=1727
+  _globals['_RETARGETRESULT']._serialized_start=1730
+  _globals['_RETARGETRESULT']._serialized_end=1975
+  _globals['_ANIMATION']._serialized_start=2262
+  _globals['_ANIMATION']._serialized_end=2393
 # @@protoc_insertion_point(module_scope)

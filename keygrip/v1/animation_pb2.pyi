@@ -10,6 +10,7 @@ import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import keygrip.v1.common_pb2
+import keygrip.v1.motion_pb2
 import sys
 import typing
 
@@ -394,6 +395,7 @@ class RigAnimation(google.protobuf.message.Message):
     SHAPE_KEY_WEIGHTS_FIELD_NUMBER: builtins.int
     LOCATION_BONES_FIELD_NUMBER: builtins.int
     LOCATIONS_FIELD_NUMBER: builtins.int
+    CAMERAS_FIELD_NUMBER: builtins.int
     fps: builtins.float
     root_bone: builtins.str
     @property
@@ -430,6 +432,14 @@ class RigAnimation(google.protobuf.message.Message):
 
     @property
     def locations(self) -> keygrip.v1.common_pb2.Tensor: ...
+    @property
+    def cameras(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[keygrip.v1.motion_pb2.ClipCamera]:
+        """The cameras that filmed the motion (MotionClip.cameras), moved with it into rig space: scaled and
+        lifted as the retarget scaled and lifted the travel, so that through each the rig lies on the
+        person in its video. Empty for motion from a file without cameras, and in ROOT_MOTION_IN_PLACE
+        (no fixed camera sees motion with its travel removed).
+        """
+
     def __init__(
         self,
         *,
@@ -444,9 +454,10 @@ class RigAnimation(google.protobuf.message.Message):
         shape_key_weights: keygrip.v1.common_pb2.Tensor | None = ...,
         location_bones: collections.abc.Iterable[builtins.str] | None = ...,
         locations: keygrip.v1.common_pb2.Tensor | None = ...,
+        cameras: collections.abc.Iterable[keygrip.v1.motion_pb2.ClipCamera] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["locations", b"locations", "root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bone_names", b"bone_names", "fps", b"fps", "location_bones", b"location_bones", "locations", b"locations", "root_bone", b"root_bone", "root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_names", b"shape_key_names", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bone_names", b"bone_names", "cameras", b"cameras", "fps", b"fps", "location_bones", b"location_bones", "locations", b"locations", "root_bone", b"root_bone", "root_location", b"root_location", "root_position", b"root_position", "rotations", b"rotations", "shape_key_names", b"shape_key_names", "shape_key_weights", b"shape_key_weights", "times", b"times"]) -> None: ...
 
 global___RigAnimation = RigAnimation
 

@@ -122,7 +122,8 @@ def test_capture_onto_new_armature(capture):
     obj = bpy.data.objects[session.value.target]
     action = bpy.data.actions[session.value.animation]
     assert capture["frames"] == 100
-    assert scene.render.fps == 60 and scene.frame_end >= 100
+    # A new armature: the scene takes the clip's rate and exactly its frames.
+    assert scene.render.fps == 60 and (scene.frame_start, scene.frame_end) == (1, 100)
     assert_feet_on_floor(check_motion(obj, action, capture["contacts"], "leftHand", "leftFoot", "leftToes"), 0.12)
     record = obj["keygrip"]
     assert record["capture_job_id"] == capture["job_id"] and record["retarget_job_id"]
@@ -131,6 +132,86 @@ def test_capture_onto_new_armature(capture):
     # The video is the camera's background, aligned so that scene frame 1 shows video frame 0.
     (bg,) = scene.camera.data.background_images
     assert bg.source == "MOVIE_CLIP" and Path(bg.clip.filepath) == VIDEO and bg.clip.frame_start == 1
+
+
+# Joints of the canonical skeleton that sit on one MediaPipe Pose landmark each.
+OVERLAY_LANDMARKS = {"leftUpperArm": 11, "rightUpperArm": 12, "leftLowerArm": 13, "rightLowerArm": 14,
+                     "leftHand": 15, "rightHand": 16, "leftUpperLeg": 23, "rightUpperLeg": 24,
+                     "leftLowerLeg": 25, "rightLowerLeg": 26, "leftFoot": 27, "rightFoot": 28}
+
+
+def test_through_the_capture_camera_the_rig_lies_on_the_person(capture, shared_server, tmp_path):
+    """The capture fixture's scene (run right after test_capture_onto_new_armature): looking through the
+    camera the capture made, with Blender's own projection, the rig's joints land on MediaPipe's 2D
+    landmarks of the same frames, median within 2% of the image height."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    from keygrip import Client
+
+    scene = bpy.context.scene
+    obj = bpy.data.objects[capture["session"].value.target]
+    camera = scene.camera
+    assert camera.name.startswith("Keygrip camera") and camera["keygrip"]["capture_job_id"] == capture["job_id"]
+    with Client(shared_server.address) as client:
+        result = client.get_job(capture["job_id"]).result()
+        client.download(result.landmarks.id, tmp_path / "landmarks.npz")
+        (clip_camera,) = client.read_clip(result.clip).cameras
+    # The clip names the uploaded video as the artist knows it, and its first frame.
+    assert (clip_camera.name, clip_camera.video, clip_camera.frame_offset) == (VIDEO.stem, VIDEO.name, 0)
+    with np.load(tmp_path / "landmarks.npz") as npz:
+        image, (width, height) = npz["pose_image"], npz["image_size"]
+    # The render frame is the video's: a portrait 1080x1920, square pixels (not a 1920x1080 default).
+    render = scene.render
+    assert (render.resolution_x, render.resolution_y, render.resolution_percentage) == (width, height, 100)
+    assert render.pixel_aspect_x == render.pixel_aspect_y == 1.0
+    errors = []
+    for i in range(0, capture["frames"], 3):
+        scene.frame_set(1 + i)
+        for joint, landmark in OVERLAY_LANDMARKS.items():
+            x, y, depth = world_to_camera_view(scene, camera, obj.matrix_world @ obj.pose.bones[joint].head)
+            assert depth > 0.5
+            seen = image[i, landmark, :2] * (width, height)
+            errors.append(np.hypot(x * width - seen[0], (1.0 - y) * height - seen[1]))
+    median = float(np.nanmedian(errors))
+    print(f"overlay through {camera.name}: median {median:.1f} px = {median / height:.2%} of the height")
+    assert median <= 0.02 * height
+
+
+def test_match_scene_follows_the_option(capture):
+    """Matching the scene to the clip (frame rate, frame range, active camera, render size): by default
+    only for a new armature; Always and Never as they say. The clip's camera is added either way."""
+    rig_module = import_module(f"{ADDON_MODULE}.rig")
+    scene = new_scene()
+    canonical = capture["canonical"]
+    heads = np.asarray(canonical.heads)
+    offsets = np.array([heads[j] - (heads[p] if p >= 0 else 0.0) for j, p in enumerate(canonical.parents)])
+    rig = rig_module.build_canonical_armature(canonical.bone_names, canonical.parents, offsets, name="Own rig")
+
+    def scene_state() -> tuple:
+        render = scene.render
+        return (render.fps, scene.frame_start, scene.frame_end, scene.camera, render.resolution_x,
+                render.resolution_y)
+
+    before = scene_state()
+    assert before == (24, 1, 250, None, 1920, 1080)
+    reuse = {"reuse_capture": True, "last_capture_job": capture["job_id"], "video_path": str(VIDEO)}
+    # An existing rig, default option: the artist's timing, camera and render size stay; the keys land at
+    # its 24 fps; the clip's camera is there to look through.
+    session = run_capture(target="SELECTED", armature=rig, **reuse)
+    assert session.state == "succeeded", session.error
+    assert scene_state() == before
+    assert bpy.data.objects[f"Keygrip camera {VIDEO.stem}"].type == "CAMERA"
+    assert key_frames(bpy.data.actions[session.value.animation])[-1] == pytest.approx(1 + 99 / 60 * 24, abs=1e-3)
+    # A new armature with Never: the same.
+    session = run_capture(target="NEW", match_scene="NEVER", **reuse)
+    assert session.state == "succeeded", session.error
+    assert scene_state() == before
+    # Always, from scene frame 1001: the clip's 60 fps and its 100 frames from there, through its camera.
+    scene.frame_start = 1001
+    session = run_capture(target="SELECTED", armature=rig, match_scene="ALWAYS", **reuse)
+    assert session.state == "succeeded", session.error
+    assert scene_state() == (60, 1001, 1100, bpy.data.objects[f"Keygrip camera {VIDEO.stem}"], 1080, 1920)
+    assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 1
 
 
 def test_retarget_onto_rigify_metarig_and_undo(capture):
@@ -142,7 +223,7 @@ def test_retarget_onto_rigify_metarig_and_undo(capture):
     objects_before = sorted(o.name for o in bpy.data.objects)
 
     session = run_capture(target="SELECTED", armature=metarig, reuse_capture=True,
-                          last_capture_job=capture["job_id"], reference_video=False)
+                          last_capture_job=capture["job_id"], reference_video=False, match_scene="ALWAYS")
     assert session.state == "succeeded", session.error
     action = bpy.data.actions[session.value.animation]
     check_motion(metarig, action, capture["contacts"], "hand.L", "foot.L", "toe.L")
@@ -163,7 +244,7 @@ def test_rigify_metarig_feet_on_floor(capture):
     bpy.ops.object.armature_human_metarig_add()
     metarig = bpy.context.active_object
     session = run_capture(target="SELECTED", armature=metarig, reuse_capture=True,
-                          last_capture_job=capture["job_id"], reference_video=False)
+                          last_capture_job=capture["job_id"], reference_video=False, match_scene="ALWAYS")
     addon_utils.disable("rigify", default_set=True)
     action = bpy.data.actions[session.value.animation]
     assert_feet_on_floor(check_motion(metarig, action, capture["contacts"], "hand.L", "foot.L", "toe.L"), 0.12)
@@ -219,7 +300,7 @@ def test_retarget_onto_mixamo_rig_with_edited_bone_map_preset(capture, tmp_path)
     assert rigs.load_bone_map_preset(preset)[0]["mixamorig:RightUpLeg"] == "rightUpperLeg"
 
     session = run_capture(target="SELECTED", reuse_capture=True, last_capture_job=capture["job_id"],
-                          reference_video=False)
+                          reference_video=False, match_scene="ALWAYS")
     assert session.state == "succeeded", session.error
     action = bpy.data.actions[session.value.animation]
     stats = check_motion(obj, action, capture["contacts"], "mixamorig:LeftHand", "mixamorig:LeftFoot",

@@ -14,10 +14,8 @@ import numpy as np
 
 from keygrip.animate import Plan, Retargeted, RigAnimation, WriteSummary
 
-from . import rig, writeback
+from . import cameras, rig, writeback
 from .actions import stamp_provenance
-
-REFERENCE_CAMERA = "Keygrip Camera"
 
 
 @dataclass(frozen=True)
@@ -25,14 +23,16 @@ class ScenePlan:
     """Where and how a result lands in this scene, snapshotted from the panel with the Plan.
 
     armature_name: the SELECTED target's object. face_mesh_name: a mesh whose shape keys get the face
-    curves (empty: none). reference_video: show the video on the camera. match_fps: set the scene's
-    frame rate to the clip's. frame_start: the scene frame the clip's first frame lands on.
+    curves (empty: none). reference_video: add the clip's cameras with their videos as backgrounds
+    (without cameras in the clip: the video on the scene's camera). match_scene: set the scene's frame
+    rate, frame range, camera and render size to the clip's. frame_start: the scene frame the clip's
+    first frame lands on.
     """
 
     armature_name: str = ""
     face_mesh_name: str = ""
     reference_video: bool = True
-    match_fps: bool = True
+    match_scene: bool = True
     frame_start: int = 1
 
 
@@ -69,29 +69,35 @@ def _match_fps(scene: bpy.types.Scene, fps: float) -> None:
     scene.render.fps_base = rounded / fps
 
 
-def _reference_video(scene: bpy.types.Scene, video: str, first_video_frame: int, frame_start: int
-                     ) -> bpy.types.MovieClip:
-    """The video on the scene camera's background (a new camera when the scene has none)."""
-    clip = bpy.data.movieclips.load(video, check_existing=True)
-    # Scene frame frame_start shows video frame first_video_frame (both counted as Blender does).
-    clip.frame_start = frame_start - first_video_frame
-    camera = scene.camera
-    if camera is None:
-        camera = bpy.data.objects.new(REFERENCE_CAMERA, bpy.data.cameras.new(REFERENCE_CAMERA))
-        scene.collection.objects.link(camera)
-        camera.location = (0.0, -6.0, 1.0)
-        camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
-        scene.camera = camera
-    cam = camera.data
-    cam.show_background_images = True
-    bg = next((b for b in cam.background_images if b.source == "MOVIE_CLIP" and b.clip == clip), None)
-    if bg is None:
-        bg = cam.background_images.new()
-        bg.source = "MOVIE_CLIP"
-        bg.clip = clip
-    bg.alpha = 0.6
-    bg.show_background_image = True
-    return clip
+def _videos(plan: Plan, names: list[str]) -> list[str]:
+    """Where the cameras' videos may be on this machine: the plan's video, and files of those names
+    beside a motion file (a multi-view clip written next to its videos)."""
+    found = [plan.video] if plan.video else []
+    if plan.bvh_path:
+        found += [str(Path(plan.bvh_path).with_name(Path(name).name)) for name in names if name]
+    return found
+
+
+def _show_cameras(plan: Plan, scene_plan: ScenePlan, anim: RigAnimation, obj: bpy.types.Object,
+                  summary: WriteSummary, provenance: dict[str, object]) -> None:
+    """The clip's cameras with their videos (one per view); without any, the video on the scene's
+    camera when there is one, as the artist asked for the video."""
+    scene = bpy.context.scene
+    if anim.cameras:
+        # The active camera and the render size are the scene's, as its frame rate and range are.
+        placed = cameras.place_cameras(scene, anim.cameras, obj, _videos(plan, [c.video for c in anim.cameras]),
+                                       scene_plan.frame_start, make_active=scene_plan.match_scene)
+        summary.warnings.extend(placed.warnings)
+        stamp_provenance([*placed.objects, *placed.clips], provenance)
+        return
+    if not plan.video:
+        return
+    if scene.camera is None or scene.camera.type != "CAMERA":
+        summary.warnings.append("the motion carries no camera (captured or retargeted in place) and the scene has "
+                                "none: the video is not shown")
+        return
+    clip = cameras.show_video(scene.camera.data, plan.video, plan.capture.start_frame, scene_plan.frame_start)
+    stamp_provenance([clip], provenance)
 
 
 def apply_result(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSummary:
@@ -112,7 +118,7 @@ def window_context() -> contextlib.AbstractContextManager[object]:
 def _apply(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSummary:
     scene = bpy.context.scene
     anim = done.animation
-    if scene_plan.match_fps and anim.fps > 0:
+    if scene_plan.match_scene and anim.fps > 0:
         _match_fps(scene, anim.fps)
     scene_fps = scene.render.fps / scene.render.fps_base
     provenance = done.provenance(plan).as_dict()
@@ -133,11 +139,13 @@ def _apply(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSummary:
         summary.missing_shape_keys = missing
     elif face is not None:
         summary.warnings.append("the capture has no face curves: tick Face and capture again")
-    if scene_plan.reference_video and plan.video:
-        clip = _reference_video(scene, plan.video, plan.capture.start_frame, scene_plan.frame_start)
-        stamp_provenance([clip], provenance)
+    if scene_plan.reference_video:
+        _show_cameras(plan, scene_plan, anim, obj, summary, provenance)
     if done.motion.capture_job_id:
         scene.keygrip.last_capture_job = done.motion.capture_job_id
-    scene.frame_end = max(scene.frame_end, int(np.ceil(last_frame)))
+    if scene_plan.match_scene:
+        # The clip's keys, all of them and nothing more (a key on a fraction of a frame rounds up).
+        scene.frame_start = scene_plan.frame_start
+        scene.frame_end = int(np.ceil(last_frame - 1e-6))
     bpy.ops.ed.undo_push(message=f"Keygrip: {plan.title}")
     return summary

@@ -79,8 +79,9 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Pla
         plan.rig = rig.describe_armature(obj)
         plan.bone_map = properties.bone_map_of(obj)
         plan.rig_file = character_file(obj)
+    match_scene = s.match_scene == "ALWAYS" or (s.match_scene == "NEW_ARMATURE" and plan.target == "NEW")
     scene_plan = ScenePlan(armature_name=armature_name, face_mesh_name=s.face_mesh.name if s.face_mesh else "",
-                           reference_video=s.reference_video and not bvh_path, match_fps=s.match_fps,
+                           reference_video=s.reference_video, match_scene=match_scene,
                            frame_start=context.scene.frame_start)
     return plan, scene_plan
 
@@ -151,13 +152,14 @@ class CaptureOperator(_SessionOperator):
 
 
 class ImportBvhOperator(_SessionOperator, ImportHelper):
-    """Retarget a BVH file onto the selected armature through the server"""
+    """Retarget a BVH file, or a clip file from `keygrip mocap --clip` (with the cameras that filmed it,
+    their videos found beside it), onto the selected armature through the server"""
 
     bl_idname = "keygrip.import_bvh"
-    bl_label = "Import BVH onto Rig"
+    bl_label = "Import Motion onto Rig"
     bl_options = {"REGISTER"}
     filename_ext = ".bvh"
-    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.bvh;*.keygrip-clip", options={"HIDDEN"})
 
     def make_session(self, context: bpy.types.Context) -> Session:
         if not Path(self.filepath).is_file():

@@ -131,7 +131,7 @@ class KeygripPanel(bpy.types.Panel):
                                   "keygrip_bone_map_index", rows=6)
         col.prop(s, "face_mesh")
         col.prop(s, "reference_video")
-        col.prop(s, "match_fps")
+        col.prop(s, "match_scene")
         if s.last_capture_job:
             col.prop(s, "reuse_capture")
 

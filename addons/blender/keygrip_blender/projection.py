@@ -28,6 +28,7 @@ from mathutils.bvhtree import BVHTree
 
 from keygrip import bake
 from keygrip.generate import Projected, ProjectPlan
+from keygrip.lens import Lens
 from keygrip.projection import Camera, View, view_size
 
 from . import shading
@@ -46,25 +47,14 @@ def check_camera(obj: bpy.types.Object) -> None:
 
 def camera_from_blender(obj: bpy.types.Object, width: int, height: int) -> Camera:
     """The pinhole camera of a Blender camera object for a width x height image (square pixels), as
-    Blender frames it: focal length and sensor with its fit (AUTO fits the sensor width to the longer
-    side; HORIZONTAL and VERTICAL to the width / the height), lens shift in units of the fitted side,
-    and the object's world matrix without its scale."""
+    Blender frames it (keygrip.lens: focal length and sensor with its fit, lens shift in units of the
+    fitted side), at the object's world matrix without its scale."""
     check_camera(obj)
     cam = obj.data
-    fit = cam.sensor_fit
-    if fit == "AUTO":
-        horizontal = width >= height
-        sensor = cam.sensor_width            # AUTO: the width, applied to the longer side
-    else:
-        horizontal = fit == "HORIZONTAL"
-        sensor = cam.sensor_width if horizontal else cam.sensor_height
-    side = width if horizontal else height
-    focal = cam.lens / sensor * side
+    lens = Lens.resolve(focal_mm=cam.lens, sensor_width=cam.sensor_width, sensor_height=cam.sensor_height,
+                        fit=cam.sensor_fit, shift_x=cam.shift_x, shift_y=cam.shift_y, width=width, height=height)
     location, rotation, _ = obj.matrix_world.decompose()
-    matrix = Matrix.LocRotScale(location, rotation, None)
-    return Camera(width=width, height=height, focal_x=focal, focal_y=focal,
-                  center_x=width / 2 - cam.shift_x * side, center_y=height / 2 + cam.shift_y * side,
-                  camera_to_world=np.array(matrix))
+    return lens.to_camera(np.array(Matrix.LocRotScale(location, rotation, None)))
 
 
 class SceneRays:

@@ -95,10 +95,18 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
                                         description="The rig to animate (empty: the active object)")
     face_mesh: bpy.props.PointerProperty(name="Face mesh", type=bpy.types.Object, poll=_has_shape_keys,
                                          description="A mesh whose ARKit-named shape keys get the face curves")
-    reference_video: bpy.props.BoolProperty(name="Video on camera", default=True,
-                                            description="Show the video as the camera's background")
-    match_fps: bpy.props.BoolProperty(name="Match scene fps", default=True,
-                                      description="Set the scene frame rate to the video's, one key per frame")
+    reference_video: bpy.props.BoolProperty(
+        name="Cameras", default=True,
+        description="Add the cameras that filmed the motion, each with its video as background, and look through "
+        "the first: the rig lies on the person in the footage")
+    match_scene: bpy.props.EnumProperty(
+        name="Match scene", default="NEW_ARMATURE",
+        description="Set the scene's frame rate and frame range to the clip's (one key per frame), and make the "
+        "clip's first camera the scene camera with its video's render size",
+        items=[("NEW_ARMATURE", "New armature", "Only when the target is a new armature (an existing rig's scene "
+                "keeps its own timing, camera and render size; keys land at its frame rate)"),
+               ("ALWAYS", "Always", "For every target"),
+               ("NEVER", "Never", "Leave the scene's frame rate, frame range, camera and render size as they are")])
     preview: bpy.props.BoolProperty(name="QA preview", default=False,
                                     description="Also render a video with the tracked skeleton drawn over it")
     reuse_capture: bpy.props.BoolProperty(
