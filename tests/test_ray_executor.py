@@ -1,6 +1,8 @@
 """The Ray executor against a real local Ray cluster of two nodes (Ray's own multi-node test cluster on
-this machine) and the real server started with --executor ray: jobs run on actors of either node with
-their progress, cancel works, and a job whose actor is killed mid-job runs again and finishes."""
+this machine: a CPU node and a node that declares one GPU, which the CPU-only torch here never uses) and
+the real server started with --executor ray: stateless jobs run as tasks with their progress, cancel
+works, a job whose process is killed mid-job runs again and finishes, generation jobs of one model share
+an actor that keeps it loaded, and a GPU job fails fast once the GPU node has left."""
 
 from __future__ import annotations
 
@@ -14,18 +16,20 @@ import pytest
 
 ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
 
+from diffusion_models import save_diffusers, tiny_sd_pipeline  # noqa: E402
 from server_process import ServerProcess  # noqa: E402
 
 import keygrip  # noqa: E402
 from keygrip import events  # noqa: E402
 
 CLIP = Path(__file__).parent / "data" / "video" / "pose2sim_cam01.mp4"
+SIZE = 64
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[object]:
     c = ray_cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    c.add_node(num_cpus=1)
+    c.gpu_node = c.add_node(num_cpus=1, num_gpus=1)
     c.wait_for_nodes()
     yield c
     c.shutdown()
@@ -33,20 +37,24 @@ def cluster() -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def ray_server(cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("ray-server"), "--executor", "ray", "--ray-address",
-                        cluster.address, workers=2)
+    root = tmp_path_factory.mktemp("ray-server")
+    model = save_diffusers(tiny_sd_pipeline(root / "src"), root / "tiny-sd")
+    toml = root / "keygrip.toml"
+    toml.write_text(f'[models.tiny]\npath = "{model}"\n')
+    srv = ServerProcess(root / "data", "--config", str(toml), "--executor", "ray", "--ray-address", cluster.address,
+                        workers=2)
     srv.start(timeout=180)
     yield srv
     srv.stop()
 
 
-def _actor_pids() -> set[int]:
-    """The job slots' actor processes on this machine (Ray names them after the actor class)."""
+def _processes(title: str) -> set[int]:
+    """This machine's Ray worker processes whose title (Ray sets it to what they run) starts with `title`."""
     import psutil
 
     pids = set()
-    for proc in psutil.process_iter(["pid", "name"]):
-        if (proc.info["name"] or "").startswith("ray::_JobActor"):
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if " ".join(proc.info["cmdline"] or ()).startswith(title):
             pids.add(int(proc.info["pid"]))
     return pids
 
@@ -67,16 +75,18 @@ def _wait_inference(job: keygrip.Job) -> None:
             raise AssertionError(f"the job ended before the test could act: {ev}")
 
 
-def test_jobs_run_on_both_nodes_with_progress(ray_server: ServerProcess) -> None:
-    _until("two job slots running", lambda: len(_actor_pids()) == 2)
+def _messages(job: keygrip.Job, kind: type) -> list[str]:
+    return [e.message for e in job.watch() if isinstance(e, kind)]
+
+
+def test_stateless_jobs_run_as_tasks_with_progress(ray_server: ServerProcess) -> None:
     with keygrip.Client(ray_server.address) as c:
-        # Each node has one CPU and each slot takes one: both nodes hold a slot, none is left free.
-        assert c.info().cluster.free["CPU"] == 0
         probes = [c.probe(CLIP) for _ in range(4)]
         assert {p.result(timeout=120).frame_count for p in probes} == {100}
         job = c.capture_motion(CLIP, workers=1, end_frame=20)
         stages = {ev.stage for ev in job.watch(timeout=300) if isinstance(ev, events.ProgressEvent)}
         assert job.result().summary.frames == 20 and "inference" in stages
+    assert not _processes("ray::_JobActor")  # no actor for stateless jobs: Ray tasks
 
 
 def test_server_info_shows_the_cluster(ray_server: ServerProcess) -> None:
@@ -85,12 +95,13 @@ def test_server_info_shows_the_cluster(ray_server: ServerProcess) -> None:
     assert cluster.executor == "ray"
     alive = [n for n in cluster.nodes if n.alive]
     assert len(alive) == 2 and all(n.resources["CPU"] == 1 for n in alive)
+    assert sorted(n.resources.get("GPU", 0) for n in alive) == [0, 1]
     assert 0 <= cluster.free["CPU"] <= 2
 
 
 def test_cancel_a_running_and_a_queued_job(ray_server: ServerProcess) -> None:
     with keygrip.Client(ray_server.address) as c:
-        running = [c.capture_motion(CLIP, workers=1) for _ in range(2)]  # both actors busy
+        running = [c.capture_motion(CLIP, workers=1) for _ in range(2)]  # both slots busy
         queued = c.probe(CLIP)
         _wait_inference(running[0])
         queued.cancel()
@@ -99,22 +110,33 @@ def test_cancel_a_running_and_a_queued_job(ray_server: ServerProcess) -> None:
         for job in (*running, queued):
             job.wait(timeout=60)
             assert job.state == "cancelled"
-        assert c.probe(CLIP).result(timeout=120).frame_count == 100  # the actors are free again
+        assert c.probe(CLIP).result(timeout=120).frame_count == 100  # the slots are free again
 
 
-def test_an_actor_killed_mid_job_is_replaced_and_the_job_runs_again(ray_server: ServerProcess) -> None:
-    _until("two job slots running", lambda: len(_actor_pids()) == 2)
-    killed = _actor_pids()
+def test_a_task_killed_mid_job_runs_again(ray_server: ServerProcess) -> None:
     with keygrip.Client(ray_server.address) as c:
         job = c.capture_motion(CLIP, workers=1, end_frame=40)
         _wait_inference(job)
-        for pid in killed:  # both slots: the job's is one of them, the idle one must be replaced too
-            os.kill(pid, signal.SIGKILL)
+        killed = _processes("ray::job_task")
+        assert len(killed) == 1
+        os.kill(killed.pop(), signal.SIGKILL)
         assert job.result(timeout=300).summary.frames == 40
-        messages = [e.message for e in job.watch() if isinstance(e, events.StateEvent)]
+        messages = _messages(job, events.StateEvent)
         assert any("the worker died" in m and "(attempt 1 of 3); requeued" in m for m in messages), messages
-    # A new actor for each one killed, the idle one included.
-    _until("two new job slots", lambda: len(_actor_pids() - killed) == 2)
+
+
+def test_generation_jobs_of_one_model_share_an_actor_that_keeps_it_loaded(ray_server: ServerProcess) -> None:
+    with keygrip.Client(ray_server.address) as c:
+        loads = []
+        for seed in (1, 2):
+            job = c.generate_texture("tiny", "oak planks", seed=seed, steps=2, width=SIZE, height=SIZE)
+            assert job.result(timeout=300).width == SIZE
+            loads.append([m for m in _messages(job, events.ProgressEvent) if "model tiny" in m])
+    first, second = loads
+    assert len(first) == 1 and first[0].startswith("loading model tiny in worker process ") and "load 1" in first[0]
+    pid = first[0].split("worker process ")[1].split()[0]
+    assert second == [f"model tiny already loaded in worker process {pid} (1 loads there)"]
+    assert _processes("ray::_JobActor") == {int(pid)}  # the pool's one actor, on the GPU node
 
 
 def test_a_front_end_killed_mid_job_resumes_it_after_restart(ray_server: ServerProcess) -> None:
@@ -126,5 +148,24 @@ def test_a_front_end_killed_mid_job_resumes_it_after_restart(ray_server: ServerP
     with keygrip.Client(ray_server.address) as c:
         again = c.get_job(job.id)
         assert again.result(timeout=300).summary.frames == 30
-        messages = [e.message for e in again.watch() if isinstance(e, events.StateEvent)]
-        assert "the server stopped while it ran (attempt 1 of 3); requeued" in messages
+        assert "the server stopped while it ran (attempt 1 of 3); requeued" in _messages(again, events.StateEvent)
+
+
+def test_a_gpu_job_fails_fast_once_no_node_has_a_gpu(cluster, ray_server: ServerProcess) -> None:
+    """Last: it takes the GPU node away. A generation job running there fails (its node left and no other
+    has a GPU), and a new one is refused at submit, both naming what is missing."""
+    with keygrip.Client(ray_server.address) as c:
+        running = c.generate_texture("tiny", "oak planks", seed=3, steps=200, width=SIZE, height=SIZE)
+        for ev in running.watch(timeout=120):
+            if isinstance(ev, events.ProgressEvent) and ev.stage == "denoise":
+                break
+        cluster.remove_node(cluster.gpu_node)
+        with pytest.raises(keygrip.errors.JobFailed) as failed:
+            running.result(timeout=120)
+        assert (failed.value.code, failed.value.reason) == ("FAILED_PRECONDITION", "NO_NODE_FOR_JOB")
+        assert "a generate_texture job needs 1 GPU" in str(failed.value)
+        with pytest.raises(keygrip.errors.FailedPrecondition) as refused:
+            c.generate_texture("tiny", "oak planks", steps=2, width=SIZE, height=SIZE)
+        assert "a generate_texture job needs 1 GPU" in str(refused.value)
+        assert "none of the Ray cluster's 1 alive node(s) has it" in str(refused.value)
+        assert c.probe(CLIP).result(timeout=120).frame_count == 100  # CPU jobs still run

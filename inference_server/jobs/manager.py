@@ -39,7 +39,7 @@ from keygrip.client import message_class
 from keygrip.v1 import common_pb2
 
 if TYPE_CHECKING:
-    from inference_server.jobs.ray_workers import RayWorker
+    from inference_server.jobs.ray_workers import RayExecutor, RayWorker
 
     WorkerHandle = Worker | RayWorker  # the manager cannot tell a local worker from a Ray one
 
@@ -67,6 +67,7 @@ class JobManager:
         self.cancel_requested: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
+        self.ray: RayExecutor | None = None  # with executor "ray": the cluster's side of the front
 
     # Life cycle ----------------------------------------------------------------------------
 
@@ -77,6 +78,12 @@ class JobManager:
             from inference_server.jobs import ray_workers
 
             await asyncio.to_thread(ray_workers.connect, self.config.ray_address)
+            loop = self.loop
+
+            def changed() -> None:
+                loop.call_soon_threadsafe(self._cluster_changed)
+
+            self.ray = await asyncio.to_thread(ray_workers.RayExecutor, self.config, changed)
         self._recover()
         for i in range(self.config.workers):
             self.workers.append(self._spawn(i))
@@ -95,17 +102,18 @@ class JobManager:
                                                             "it starts")
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
         self.workers.clear()
-        if self.config.executor == "ray":
+        if self.ray is not None:
             import ray
 
+            self.ray.stop()
             ray.shutdown()  # leaves the cluster (a local one started for this server ends with it)
 
     def _spawn(self, index: int) -> WorkerHandle:
         level, fmt = self.config.log_level, self.config.log_format
-        if self.config.executor == "ray":
+        if self.ray is not None:
             from inference_server.jobs.ray_workers import RayWorker
 
-            return RayWorker(index, self.config.data_dir, self._on_worker_message, log_level=level, log_format=fmt)
+            return RayWorker(index, self.ray, self._on_worker_message)
         return Worker(index, self.config.data_dir, self._on_worker_message, log_level=level, log_format=fmt)
 
     def _recover(self) -> None:
@@ -148,6 +156,9 @@ class JobManager:
             raise ResourceExhausted(
                 f"the job queue is full ({len(self.queue)} jobs waiting); try again later or start "
                 "the server with a larger --max-queue", reason="QUEUE_FULL")
+        unmet = self.ray.unmet(job_type) if self.ray is not None else ""
+        if unmet:  # Ray would keep it pending forever
+            raise FailedPrecondition(unmet, reason="NO_NODE_FOR_JOB")
         packed = any_pb2.Any()
         packed.Pack(request)
         job_id = uuid.uuid4().hex
@@ -259,6 +270,10 @@ class JobManager:
             rec = self.store.get(job_id)
             if rec is None or rec.state != js.QUEUED:
                 continue
+            unmet = self.ray.unmet(rec.type) if self.ray is not None else ""
+            if unmet:  # the nodes that could run it left while it waited
+                self._finish(job_id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+                continue
             worker.job_id = job_id
             now = time.time()
             attempt = rec.attempts + 1
@@ -272,6 +287,28 @@ class JobManager:
                     f"the worker process for {self._describe(rec).what} was lost before it started; "
                     "submit the job again"))
         self.metrics.queue_depth.set(len(self.queue))
+
+    def _cluster_changed(self) -> None:
+        """Nodes joined or left: a job that no alive node can run now fails instead of pending in Ray
+        forever, queued or already handed to Ray (a job whose node died is requeued first and fails
+        here or at its dispatch)."""
+        if self.ray is None or self.stopping:
+            return
+        for job_id in list(self.queue):
+            rec = self.store.get(job_id)
+            unmet = self.ray.unmet(rec.type) if rec is not None else ""
+            if unmet:
+                self.queue.remove(job_id)
+                self._finish(job_id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+        for worker in list(self.workers):
+            rec = self.store.get(worker.job_id) if worker.job_id else None
+            unmet = self.ray.unmet(rec.type) if rec is not None else ""
+            if rec is not None and unmet:
+                worker.job_id, worker.job_input = None, None  # what its end says is not heard
+                self._finish(rec.id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+                worker.kill()
+        self.metrics.queue_depth.set(len(self.queue))
+        self._dispatch()
 
     def _worker_of(self, job_id: str) -> WorkerHandle | None:
         return next((w for w in self.workers if w.job_id == job_id), None)
