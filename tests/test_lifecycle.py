@@ -93,6 +93,16 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_job_runs_again(server_facto
         assert len(requeued) == 1 and requeued[0].startswith("the worker died (exit code -9, error id ")
         assert "(attempt 1 of 3)" in requeued[0]
         assert _worker_pids(srv) != [pid]
+        # A job submitted not to be requeued fails at once, saying so.
+        once = c.capture_motion(CLIP, workers=1, end_frame=40, requeue=False)
+        assert once.proto.options.no_requeue
+        _wait_running(once)
+        (pid,) = _worker_pids(srv)
+        os.kill(pid, signal.SIGKILL)
+        once.wait(timeout=60)
+        assert once.state == "failed" and once.proto.error.reason == "WORKER_DIED"
+        assert once.proto.error.message.endswith("(not run again: the job was submitted with no_requeue)")
+        assert not [e for e in once.watch() if isinstance(e, events.StateEvent) and "requeued" in e.message]
 
 
 def test_with_one_attempt_a_job_the_server_died_under_fails_saying_so(server_factory) -> None:

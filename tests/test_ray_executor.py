@@ -113,7 +113,7 @@ def test_cancel_a_running_and_a_queued_job(ray_server: ServerProcess) -> None:
         assert c.probe(CLIP).result(timeout=120).frame_count == 100  # the slots are free again
 
 
-def test_a_task_killed_mid_job_runs_again(ray_server: ServerProcess) -> None:
+def test_a_task_killed_mid_job_runs_again_unless_submitted_not_to(ray_server: ServerProcess) -> None:
     with keygrip.Client(ray_server.address) as c:
         job = c.capture_motion(CLIP, workers=1, end_frame=40)
         _wait_inference(job)
@@ -123,6 +123,13 @@ def test_a_task_killed_mid_job_runs_again(ray_server: ServerProcess) -> None:
         assert job.result(timeout=300).summary.frames == 40
         messages = _messages(job, events.StateEvent)
         assert any("the worker died" in m and "(attempt 1 of 3); requeued" in m for m in messages), messages
+        # One submitted not to run again fails instead.
+        once = c.capture_motion(CLIP, workers=1, end_frame=40, requeue=False)
+        _wait_inference(once)
+        os.kill(_processes("ray::job_task").pop(), signal.SIGKILL)
+        once.wait(timeout=120)
+        assert once.state == "failed" and once.proto.error.reason == "WORKER_DIED"
+        assert "not run again: the job was submitted with no_requeue" in once.proto.error.message
 
 
 def test_generation_jobs_of_one_model_share_an_actor_that_keeps_it_loaded(ray_server: ServerProcess) -> None:

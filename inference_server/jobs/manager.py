@@ -36,6 +36,7 @@ from inference_server.metrics import Metrics
 from inference_server.store import jobs as js
 from inference_server.store.artifacts import ArtifactStore
 from keygrip.client import message_class
+from keygrip.errors import KeygripError as SdkError
 from keygrip.v1 import common_pb2
 
 if TYPE_CHECKING:
@@ -134,7 +135,12 @@ class JobManager:
 
     def _requeue_or_fail(self, rec: js.JobRecord, what: str, error: tuple[str, str, str]) -> None:
         """A job whose process died: back to the front of the queue while it has attempts left (each one
-        recorded in its events), else FAILED with `error`."""
+        recorded in its events), else FAILED with `error`; at once for a job submitted with no_requeue."""
+        if self._options(rec).no_requeue:
+            code, reason, text = error
+            self._finish(rec.id, js.FAILED, error=(code, reason, f"{text} (not run again: the job was submitted "
+                                                                   "with no_requeue)"))
+            return
         if rec.attempts >= self.config.max_attempts:
             self._finish(rec.id, js.FAILED, error=error)
             return
@@ -256,6 +262,7 @@ class JobManager:
         if rec.result:
             job.result.ParseFromString(rec.result)
         job.request.ParseFromString(rec.request)
+        job.options.CopyFrom(self._options(rec))
         return job
 
     # Scheduling ----------------------------------------------------------------------------
@@ -376,13 +383,26 @@ class JobManager:
         log.warning("worker %d exited (code %s); starting a new one", worker.index, code)
         self.workers[self.workers.index(worker)] = self._spawn(worker.index)
 
+    @staticmethod
+    def _request(rec: js.JobRecord) -> message.Message:
+        """The job's request message, from the google.protobuf.Any the store keeps."""
+        packed = any_pb2.Any.FromString(rec.request)
+        request = message_class(packed.TypeName())()
+        packed.Unpack(request)
+        return request
+
+    def _options(self, rec: js.JobRecord) -> common_pb2.JobOptions:
+        """The job_options its request was submitted with (every job request has the field)."""
+        try:
+            options = getattr(self._request(rec), "job_options", None)
+        except (SdkError, message.DecodeError):  # a request this server cannot read: the defaults
+            return common_pb2.JobOptions()
+        return options if isinstance(options, common_pb2.JobOptions) else common_pb2.JobOptions()
+
     def _describe(self, rec: js.JobRecord) -> JobInput:
         """What a job works on, from its stored request, for when its worker could not say."""
         try:
-            packed = any_pb2.Any.FromString(rec.request)
-            request = message_class(packed.TypeName())()
-            packed.Unpack(request)
-            return describe_request(request, self.artifacts)
+            return describe_request(self._request(rec), self.artifacts)
         except Exception:
             log.exception("describing job %s failed", rec.id)
             return JobInput(name=f"this {rec.type} job")
