@@ -7,7 +7,9 @@ an actor that keeps it loaded, and a GPU job fails fast once the GPU node has le
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -144,6 +146,32 @@ def test_generation_jobs_of_one_model_share_an_actor_that_keeps_it_loaded(ray_se
     pid = first[0].split("worker process ")[1].split()[0]
     assert second == [f"model tiny already loaded in worker process {pid} (1 loads there)"]
     assert _processes("ray::_JobActor") == {int(pid)}  # the pool's one actor, on the GPU node
+
+
+def test_without_shared_storage_inputs_and_results_travel_through_the_object_store(
+        cluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A second server on the same cluster, with ray_storage = "object_store": its jobs' processes work in
+    a folder of their node's own (under the temporary folder), never in the server's data directory."""
+    srv = ServerProcess(tmp_path_factory.mktemp("ray-object-store"), "--executor", "ray", "--ray-address",
+                        cluster.address, "--ray-storage", "object_store", workers=1)
+    srv.start(timeout=180)
+    node_copies: list[Path] = []
+    try:
+        with keygrip.Client(srv.address) as c:
+            clip = c.upload(CLIP)
+            job = c.capture_motion(clip, end_frame=10, workers=1)
+            result = job.result(timeout=300)
+            assert result.summary.frames == 10
+            bvh = c.download_bytes(result.bvh.id)  # the result came back into the front's store
+            assert bvh.startswith(b"HIERARCHY")
+        front = srv.data_dir / "artifacts" / "objects"
+        assert (front / result.bvh.id[:2] / result.bvh.id).is_file()
+        node_copies = list((Path(tempfile.gettempdir()) / "keygrip-node").glob(f"*/*/artifacts/objects/*/{clip.id}"))
+        assert node_copies and all(srv.data_dir not in p.parents for p in node_copies)  # fetched onto the node
+    finally:
+        srv.stop()
+        for copy in node_copies:  # the node folders of this test cluster
+            shutil.rmtree(copy.parents[4], ignore_errors=True)
 
 
 def test_a_front_end_killed_mid_job_resumes_it_after_restart(ray_server: ServerProcess) -> None:

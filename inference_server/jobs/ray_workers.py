@@ -28,7 +28,9 @@ cluster) fails at once with FAILED_PRECONDITION naming what is missing, instead 
 forever.
 
 Artifacts: with `ray_storage = "shared"` the job's process reads and writes the server's data
-directory, which every node must see under the same path. Ray is an optional extra: `pip install
+directory, which every node must see under the same path; with "object_store" it works in a folder of
+its node's own, inputs fetched from the front and results sent back through Ray's object store
+(jobs/ray_artifacts.py). Ray is an optional extra: `pip install
 'keygrip[cluster]'`; the server's configuration check refuses `--executor ray` without it, saying so,
 before this module is imported.
 """
@@ -39,7 +41,6 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -59,6 +60,7 @@ from inference_server.jobs.messages import (
     WorkerExited,
     WorkerReady,
 )
+from inference_server.jobs.ray_artifacts import NodeArtifacts, NodeSetup, registry_files, start_depot
 from inference_server.jobs.workers import WorkerState
 from keygrip.client import message_class
 from keygrip.v1 import server_pb2
@@ -137,24 +139,29 @@ def _stream(state: WorkerState, msg: RunJob, cancelled: set[str]) -> Iterator[Fr
         yield item
 
 
-@dataclass(frozen=True)
-class _Node:
-    """What a job's process needs to set itself up: the server's data directory and its log settings."""
+def _worker_state(node: NodeSetup) -> WorkerState:
+    """The handlers of a job's process: over the server's data directory (shared storage), or over this
+    node's own folder and artifact cache (object store)."""
+    if node.depot is None:
+        return WorkerState(node.data_dir, node.log_level, node.log_format)
+    local = node.local_dir()
+    local.mkdir(parents=True, exist_ok=True)
+    for name, text in node.registry:  # the models the server knows, for the handlers' model registry
+        (local / name).write_text(text)
+    return WorkerState(str(local), node.log_level, node.log_format,
+                       artifacts=NodeArtifacts(local / "artifacts", node.depot))
 
-    data_dir: str
-    log_level: str
-    log_format: str
+
+# A Ray worker process runs task after task: what one set up (MediaPipe graphs, handlers) stays for the
+# next, per server (its data directory).
+_STATES: dict[str, WorkerState] = {}
 
 
-# A Ray worker process runs task after task: what one set up (MediaPipe graphs, handlers) stays for the next.
-_STATES: dict[_Node, WorkerState] = {}
-
-
-def job_task(node: _Node, msg: RunJob, board: Any) -> Iterator[FromWorker]:
+def job_task(node: NodeSetup, msg: RunJob, board: Any) -> Iterator[FromWorker]:
     """A stateless job as a Ray task; a cancel arrives through the server's cancel board."""
-    state = _STATES.get(node)
+    state = _STATES.get(node.data_dir)
     if state is None:
-        state = _STATES[node] = WorkerState(node.data_dir, node.log_level, node.log_format)
+        state = _STATES[node.data_dir] = _worker_state(node)
     cancelled: set[str] = set()
     ended = threading.Event()
 
@@ -178,8 +185,8 @@ class _JobActor:
     """One member of a model's pool: a job at a time (the "jobs" group), its handlers and their loaded
     models kept between jobs; cancel and watch on the "control" threads."""
 
-    def __init__(self, node: _Node) -> None:
-        self.state = WorkerState(node.data_dir, node.log_level, node.log_format)
+    def __init__(self, node: NodeSetup) -> None:
+        self.state = _worker_state(node)
         self.cancelled: set[str] = set()
 
     @ray.method(concurrency_group="jobs")
@@ -296,7 +303,10 @@ class RayExecutor:
 
     def __init__(self, config: Config, on_change: Callable[[], None]) -> None:
         self.config = config
-        self.node = _Node(str(config.data_dir), config.log_level, config.log_format)
+        storage = config.ray_storage == "object_store"
+        self.node = NodeSetup(str(config.data_dir), config.log_level, config.log_format,
+                              depot=start_depot(config.data_dir) if storage else None,
+                              registry=registry_files(config.data_dir) if storage else ())
         self.needs = job_needs()
         self.board = CancelBoard.remote()
         self.pools: dict[str, _Pool] = {}
