@@ -69,8 +69,9 @@ def _recovery(srv) -> float:
                 break
         import psutil
 
-        # The Ray executor's job slots (actor processes named after their class), else the local workers.
-        pids = [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("ray::_JobActor")]
+        # The Ray task running the capture (Ray titles a worker process after what it runs), else the local workers.
+        pids = [p.pid for p in psutil.process_iter(["cmdline"])
+                if " ".join(p.info["cmdline"] or ()).startswith("ray::job_task")]
         if not pids:
             pids = [p.pid for p in psutil.Process(srv.proc.pid).children()
                     if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]

@@ -44,11 +44,14 @@ def test_local_addresses() -> None:
 
 def test_executor_and_attempts_settings(tmp_path: Path) -> None:
     toml = tmp_path / "k.toml"
-    toml.write_text('executor = "ray"\nray_address = "auto"\nmax_attempts = 5\n')
-    config = load_config(toml, environ={})
+    toml.write_text('executor = "ray"\nray_address = "auto"\nmax_attempts = 5\nray_storage = "object_store"\n')
+    config = load_config(toml, environ={"KEYGRIP_RAY_ACTORS_PER_NODE": "2"})
     assert (config.executor, config.ray_address, config.max_attempts) == ("ray", "auto", 5)
+    assert (config.ray_storage, config.ray_actors_per_node) == ("object_store", 2)
     config.validate()  # Ray is installed with the dev extra
-    for bad, words in (({"executor": "spark"}, "executor must be"), ({"max_attempts": 0}, "max_attempts")):
+    for bad, words in (({"executor": "spark"}, "executor must be"), ({"max_attempts": 0}, "max_attempts"),
+                       ({"ray_storage": "nfs"}, "ray_storage must be 'shared'"),
+                       ({"ray_actors_per_node": 0}, "ray_actors_per_node must be 1 or more")):
         try:
             Config(**bad).validate()  # type: ignore[arg-type]
         except ValueError as exc:

@@ -54,6 +54,7 @@ from inference_server.jobs.messages import (
     FromWorker,
     JobDone,
     JobFailed,
+    JobStarted,
     RunJob,
     StopWorker,
     ToWorker,
@@ -404,6 +405,7 @@ class RayWorker:
         self._lock = threading.Lock()
         self._stream: Any = None            # the running job's ObjectRefGenerator
         self._member: _Member | None = None  # its pool actor, for a model's job
+        self._started = False                # the job began (JobStarted): it is no longer waiting its turn
         on_message(self, WorkerReady(0))     # a slot is ready at once: Ray starts processes as jobs need them
 
     @property
@@ -429,7 +431,7 @@ class RayWorker:
             else:
                 stream = JobTask.options(num_returns="streaming", **self.executor.ray_options(needs)).remote(
                     self.executor.node, msg, self.executor.board)
-            self._stream, self._member = stream, member
+            self._stream, self._member, self._started = stream, member, False
             threading.Thread(target=self._read, args=(stream, msg, pool, member),
                              name=f"keygrip-ray-reader-{self.index}", daemon=True).start()
         elif isinstance(msg, CancelJob):
@@ -456,6 +458,8 @@ class RayWorker:
         try:
             for ref in stream:
                 item = ray.get(ref)
+                if isinstance(item, JobStarted):
+                    self._started = True
                 if isinstance(item, (JobDone, JobFailed)):
                     release()  # before the manager hears of it and gives the slot (or the actor) its next job
                 self.on_message(self, item)
@@ -477,8 +481,11 @@ class RayWorker:
         self.on_message(self, WorkerExited(None))
 
     def kill(self) -> None:
-        """End the running job's process: its actor, or its task."""
-        if self._member is not None:
+        """End the running job's process: its actor, or its task. A job still waiting its turn on a busy
+        actor is taken off the actor's queue instead: the actor's own job goes on."""
+        if self._member is not None and not self._started:
+            ray.cancel(self._stream)
+        elif self._member is not None:
             self._member.alive = False
             ray.kill(self._member.actor, no_restart=True)
         elif self._stream is not None:
