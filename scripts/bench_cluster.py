@@ -36,7 +36,8 @@ CLIP = REPO / "tests" / "data" / "video" / "pose2sim_cam01.mp4"
 def _server(executor: str, slots: int, address: str = ""):
     from server_process import ServerProcess
 
-    extra = ["--executor", executor] + (["--ray-address", address] if address else [])
+    # A queue that holds the whole batch submitted at once.
+    extra = ["--executor", executor, "--max-queue", "1000"] + (["--ray-address", address] if address else [])
     return ServerProcess(Path(tempfile.mkdtemp(prefix="bench-cluster-")), *extra, workers=slots).start(timeout=180)
 
 

@@ -92,12 +92,17 @@ class JobManager:
 
     async def stop(self) -> None:
         """Stop the workers. A job they were running goes back to the queue without using up an attempt:
-        it was stopped, not broken, and runs again when the server starts."""
+        it was stopped, not broken, and runs again when the server starts (one submitted with no_requeue
+        fails instead: it was interrupted, and must not start over)."""
         self.stopping = True  # workers exiting from here on are not replaced
         for worker in self.workers:
             job_id, worker.job_id = worker.job_id, None  # what the stopping worker still says is not heard
             rec = self.store.get(job_id) if job_id else None
-            if rec is not None and not rec.ended:
+            if rec is not None and not rec.ended and self._options(rec).no_requeue:
+                self._finish(rec.id, js.FAILED, error=(
+                    "ABORTED", "SERVER_STOPPED", "the server was stopped while this job ran (not run again: the "
+                    "job was submitted with no_requeue); submit it again"))
+            elif rec is not None and not rec.ended:
                 self.store.update(rec.id, state=js.QUEUED, attempts=max(0, rec.attempts - 1), progress=None)
                 self._emit(rec.id, state=js.QUEUED, message="the server is stopping; this job runs again when "
                                                             "it starts")

@@ -318,6 +318,9 @@ class RayExecutor:
 
     # What jobs need, and whether the cluster has it ------------------------------------------------
 
+    def needs_of(self, job_type: str) -> JobNeeds:
+        return self.needs.get(job_type, JobNeeds())  # a type no capability declares (a job from another version)
+
     def asks(self, needs: JobNeeds) -> dict[str, float]:
         """A job's needs as Ray resources; GPU memory only where some node declares it."""
         asks = {"CPU": needs.cpus, "GPU": needs.gpus}
@@ -338,7 +341,7 @@ class RayExecutor:
 
     def unmet(self, job_type: str) -> str:
         """Why no alive node of the cluster could ever run a job of this type; "" when one can."""
-        asks = self.asks(self.needs[job_type])
+        asks = self.asks(self.needs_of(job_type))
         nodes = self._nodes
         if any(self._fits(asks, node) for node in nodes):
             return ""
@@ -355,7 +358,7 @@ class RayExecutor:
 
     def pool(self, msg: RunJob) -> _Pool:
         """The pool of the model a job names (one pool per model, whichever job type uses it)."""
-        needs = self.needs[msg.job_type]
+        needs = self.needs_of(msg.job_type)
         packed = any_pb2.Any.FromString(msg.request)
         request = message_class(packed.TypeName())()
         packed.Unpack(request)
@@ -422,7 +425,7 @@ class RayWorker:
         if not self._alive:
             return False
         if isinstance(msg, RunJob):
-            needs = self.executor.needs[msg.job_type]
+            needs = self.executor.needs_of(msg.job_type)
             pool = self.executor.pool(msg) if needs.model else None
             member: _Member | None = None
             if pool is not None:
