@@ -54,12 +54,14 @@ class _GenerateHandler:
 
     def _load_message(self, model: str) -> str:
         """What the job's load stage says: a model this worker already holds is not loaded again (a farm's
-        second job of a model skips the load; its events say so, with the process and its load count)."""
+        second job of a model skips the load; its events say so, with the device, the process and its load
+        count)."""
         import os
 
+        where = f"on {self.cache.device.torch_device} in worker process {os.getpid()}"  # cpu: no GPU it could use
         if model in self.cache.loaded():
-            return f"model {model} already loaded in worker process {os.getpid()} ({self.cache.loads} loads there)"
-        return f"loading model {model} in worker process {os.getpid()} (load {self.cache.loads + 1} there)"
+            return f"model {model} already loaded {where} ({self.cache.loads} loads there)"
+        return f"loading model {model} {where} (load {self.cache.loads + 1} there)"
 
     def close(self) -> None:
         from inference_server.models.pipelines import release_worker_cache
