@@ -25,6 +25,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=["local", "ray"],
                         help="run jobs in worker processes here (local, the default) or on a Ray cluster")
     parser.add_argument("--ray-address", help="with --executor ray: auto, HOST:PORT, or empty for a local cluster")
+    parser.add_argument("--ray-actors-per-node", type=int,
+                        help="with --executor ray: actors per node that keep one model loaded (default 1)")
+    parser.add_argument("--ray-storage", choices=["shared", "object_store"],
+                        help="with --executor ray: a data directory every node shares (default), or inputs "
+                             "and results through Ray's object store")
     parser.add_argument("--max-attempts", type=int,
                         help="runs a job gets when the process running it dies (default 3; 1: never requeued)")
     parser.add_argument("--metrics-listen", help="host:port for Prometheus metrics (default: off)")
@@ -34,7 +39,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     keys = ["listen", "data_dir", "token", "tls_cert", "tls_key", "allowed_roots", "workers", "max_queue",
-            "max_upload_bytes", "max_attempts", "executor", "ray_address", "metrics_listen", "log_level",
+            "max_upload_bytes", "max_attempts", "executor", "ray_address", "ray_actors_per_node",
+            "ray_storage", "metrics_listen", "log_level",
             "log_format"]
     return load_config(args.config, {k: getattr(args, k, None) for k in keys})
 

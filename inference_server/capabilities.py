@@ -8,7 +8,7 @@ CAPABILITY here. Nothing else in the server names a capability.
 from __future__ import annotations
 
 from inference_server import animation, compositing, media, mocap, scene
-from inference_server.capability import Capability
+from inference_server.capability import Capability, JobNeeds
 
 CAPABILITIES: list[Capability] = [media.CAPABILITY, mocap.CAPABILITY, animation.CAPABILITY, scene.CAPABILITY,
                                    compositing.CAPABILITY]
@@ -23,3 +23,8 @@ def job_handlers(capabilities: list[Capability] = CAPABILITIES) -> dict[str, str
                 raise ValueError(f"job type {job_type!r} of capability {cap.name!r} is taken by another capability")
             table[job_type] = handler
     return table
+
+
+def job_needs(capabilities: list[Capability] = CAPABILITIES) -> dict[str, JobNeeds]:
+    """Job type -> what one job of it needs on a node (JobNeeds(), one core, when its capability is silent)."""
+    return {job_type: cap.needs.get(job_type, JobNeeds()) for cap in capabilities for job_type in cap.handlers}

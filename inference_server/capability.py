@@ -90,6 +90,36 @@ class ModelSpec:
         return self.state in (server_pb2.MODEL_STATE_AVAILABLE, server_pb2.MODEL_STATE_LOADED)
 
 
+@dataclass(frozen=True)
+class JobNeeds:
+    """What one job of a type needs on the node that runs it, declared beside its handler.
+
+    The Ray executor asks the cluster for it (num_cpus, num_gpus, and a "gpu_memory_gib" custom resource
+    on clusters whose nodes declare one: Ray 2.60 has no GPU-memory request of its own) and refuses a
+    job that no node of the cluster could ever run (jobs/ray_workers.py). The local executor runs every
+    job on the server's own machine with the devices it has: the model manager puts a GPU job on the CPU
+    when there is no GPU (slowly), as it always has on an artist's laptop.
+
+    cpus, gpus: cores and GPUs (fractions allowed, as Ray takes them).
+    gpu_memory_gib: GPU memory the job's models take at most.
+    model: the request field that names a model the job keeps loaded ("settings.model"); such jobs run
+        on actors that keep it in memory, one pool per model; "" (stateless): a Ray task per job.
+    """
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    gpu_memory_gib: float = 0.0
+    model: str = ""
+
+    def model_of(self, request: message.Message) -> str:
+        """The model a request names through `model` ("" for a stateless job, or a request that leaves the
+        choice to the server)."""
+        value: object = request
+        for name in filter(None, self.model.split(".")):
+            value = getattr(value, name)
+        return value if isinstance(value, str) else ""
+
+
 def _no_features() -> list[Feature]:
     return []
 
@@ -111,6 +141,7 @@ class Capability:
         worker processes.
     features: readiness checks, cheap and without loading a model (they run at server start).
     models: the models it needs, with their state.
+    needs: job type -> what one job of it needs on a cluster node (JobNeeds; one core when not given).
     """
 
     name: str
@@ -119,6 +150,7 @@ class Capability:
     handlers: Mapping[str, str] = field(default_factory=dict)
     features: Callable[[], list[Feature]] = _no_features
     models: Callable[[], list[ModelSpec]] = _no_models
+    needs: Mapping[str, JobNeeds] = field(default_factory=dict)
 
     def add_service(self, server: grpc.aio.Server, parts: ServerParts) -> None:
         """Register the capability's servicer on the server."""

@@ -11,6 +11,9 @@ Example keygrip.toml:
     max_attempts = 3                    # a job whose worker or server dies runs again, up to this often
     executor = "local"                  # or "ray": run jobs on a Ray cluster (pip install 'keygrip[cluster]')
     ray_address = ""                    # with "ray": "auto", "HOST:PORT", or "" to start a local one
+    ray_actors_per_node = 1             # with "ray": actors per node keeping one model loaded (pool size)
+    ray_storage = "shared"              # with "ray": "shared" (every node sees data_dir under its name)
+                                        # or "object_store" (inputs and results travel through Ray)
     max_upload_bytes = 8589934592
     metrics_listen = "127.0.0.1:9464"   # Prometheus; empty: off
     retention_days = 30
@@ -63,6 +66,8 @@ class Config:
     max_attempts: int = 3                     # runs a job gets when the process running it dies; 1: no requeue
     executor: str = "local"                   # "local": worker processes here; "ray": actors on a Ray cluster
     ray_address: str = ""                     # with executor "ray": "auto", "HOST:PORT", or "" (a local cluster)
+    ray_actors_per_node: int = 1              # with "ray": per node, the actors of one model's pool
+    ray_storage: str = "shared"               # with "ray": "shared" data_dir on every node, or "object_store"
     # [models.NAME] tables: NAME -> {"path": ..., "config": ..., "allow_pickle": bool}; only from the file
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -85,6 +90,12 @@ class Config:
             raise ValueError(f"executor must be 'local' or 'ray', not {self.executor!r}")
         if self.executor == "ray" and importlib.util.find_spec("ray") is None:
             raise ValueError("--executor ray needs Ray installed beside the server: pip install 'keygrip[cluster]'")
+        if self.ray_storage not in ("shared", "object_store"):
+            raise ValueError(f"ray_storage must be 'shared' (every node sees the data directory under the same "
+                             f"path) or 'object_store' (inputs and results travel through Ray), "
+                             f"not {self.ray_storage!r}")
+        if self.ray_actors_per_node < 1:
+            raise ValueError(f"ray_actors_per_node must be 1 or more, not {self.ray_actors_per_node}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be 1 or more (1: a job whose process dies is not run again), "
                              f"not {self.max_attempts}")

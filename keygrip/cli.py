@@ -120,7 +120,8 @@ def _frames_line(pattern: str, first: int, count: int, missing: Iterable[common_
 def cmd_probe(client: Client, args: argparse.Namespace) -> int:
     bar = None if args.json else ProgressBar()
     source = _media_source(args.file, args.server_path)
-    job = client.probe(source, server_path=args.server_path, upload_progress=_upload_bar(bar) if bar else None)
+    job = client.probe(source, server_path=args.server_path, upload_progress=_upload_bar(bar) if bar else None,
+                       requeue=not args.no_requeue)
     result = follow(job, bar).result()
     if args.json:
         _print_message(result, True)
@@ -181,7 +182,7 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
     source = _media_source(args.video, args.server_path)
     if isinstance(source, sequences.Sequence) and not args.json:
         print(sequences.describe_frames(source.file_pattern(), source.first, source.last, source.gaps()))
-    job = client.capture_motion(source, server_path=args.server_path,
+    job = client.capture_motion(source, server_path=args.server_path, requeue=not args.no_requeue,
                                 upload_progress=_upload_bar(bar) if bar else None, **options)
     result = follow(job, bar).result()
     written = []
@@ -237,6 +238,7 @@ def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
                             dilate=args.dilate or 0, register=not args.locked_off)
     elif args.command == "depth":
         settings.update(model=args.model or "", stabilize=not args.no_stabilize)
+    settings["requeue"] = not args.no_requeue
     source = _media_source(args.plate, args.server_path)
     if isinstance(source, sequences.Sequence) and not args.json:
         print(sequences.describe_frames(source.file_pattern(), source.first, source.last, source.gaps()))
@@ -275,7 +277,8 @@ def cmd_people(client: Client, args: argparse.Namespace) -> int:
     bar = None if args.json else ProgressBar()
     source = _media_source(args.video, args.server_path)
     job = client.detect_people(source, server_path=args.server_path, start_frame=args.start, end_frame=args.end or 0,
-                               max_people=args.max_people or 0, upload_progress=_upload_bar(bar) if bar else None)
+                               max_people=args.max_people or 0, upload_progress=_upload_bar(bar) if bar else None,
+                               requeue=not args.no_requeue)
     result = follow(job, bar).result()
     if args.thumbnails:
         args.thumbnails.mkdir(parents=True, exist_ok=True)
@@ -305,7 +308,7 @@ def cmd_generate(client: Client, args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     settings: dict[str, Any] = dict(negative_prompt=args.negative or "", seed=seed, steps=args.steps or 0,
                     guidance=args.guidance or 0.0, width=args.width or 0, height=args.height or 0,
-                    scheduler=args.scheduler or "")
+                    scheduler=args.scheduler or "", requeue=not args.no_requeue)
     if args.kind == "project":
         return _generate_project(client, args, settings, bar)
     if args.kind == "texture":
@@ -477,7 +480,7 @@ def cmd_retarget(client: Client, args: argparse.Namespace) -> int:
             print(f"warning: the preset maps {bone!r}, which this rig does not have", file=sys.stderr)
         request.bone_map.CopyFrom(rigs.bone_map_from_dict(mapping))
     bar = None if args.json else ProgressBar()
-    result = follow(client.retarget(request), bar).result()
+    result = follow(client.retarget(request, requeue=not args.no_requeue), bar).result()
     client.download((result.character if request.animated_file else result.bvh).id, args.out)
     if args.animation:
         client.download(result.animation.id, args.animation)
@@ -596,6 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser, defaults=True)
     client_options = argparse.ArgumentParser(add_help=False)
     _global_options(client_options, defaults=False)
+    # Commands that submit a job.
+    job_options = argparse.ArgumentParser(add_help=False)
+    job_options.add_argument("--no-requeue", action="store_true",
+                             help="run the job at most once: if its worker or the server dies under it, it fails "
+                                  "instead of running again")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run an inference server")
@@ -611,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("info", help="server version, devices, capabilities and models", parents=[client_options])
 
     probe = sub.add_parser("probe", help="fps, frames, codec, size and rotation of a video or image sequence",
-                           parents=[client_options])
+                           parents=[client_options, job_options])
     probe.add_argument("file", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
                                     "a folder of frames or the first frame")
     probe.add_argument("--server-path", action="store_true", help="FILE is a path on the server, not uploaded")
@@ -625,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=50)
 
     mocap = sub.add_parser("mocap", help="motion capture from a video or image sequence to BVH",
-                           parents=[client_options])
+                           parents=[client_options, job_options])
     mocap.add_argument("video", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
                                      "a folder of frames or the first frame")
     mocap.add_argument("--out", type=Path, required=True, help="BVH file to write")
@@ -653,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("matte", "a person's matte over a plate, as matte.####.exr (alpha in A)"),
                             ("depth", "relative depth for a plate, as depth.####.exr (Z, larger is farther)"),
                             ("cleanplate", "the plate's background without the person, with a coverage map")):
-        comp = sub.add_parser(name, help=help_text, parents=[client_options])
+        comp = sub.add_parser(name, help=help_text, parents=[client_options, job_options])
         comp.add_argument("plate", help="a video, or an image sequence: plate.####.exr, plate.%%04d.png, "
                                         "a folder of frames or the first frame")
         comp.add_argument("--out", type=Path, required=True,
@@ -681,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
             comp.add_argument("--locked-off", action="store_true", help="the camera does not move: no registration")
 
     people = sub.add_parser("people", help="every person in a shot: ids for `keygrip mocap --subject`, thumbnails",
-                            parents=[client_options])
+                            parents=[client_options, job_options])
     people.add_argument("video", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
                                       "a folder of frames or the first frame")
     people.add_argument("--start", type=int, default=0, help="first frame (use the same range for mocap)")
@@ -693,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = sub.add_parser("generate", help="a tileable texture, a 360-degree world, or a texture projected "
                                                "from cameras, from text",
-                              parents=[client_options])
+                              parents=[client_options, job_options])
     generate.add_argument("kind", choices=["texture", "world", "project"])
     generate.add_argument("--model", required=True, help="a model the server lists (keygrip models ls)")
     generate.add_argument("--prompt", required=True)
@@ -723,7 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help=".png (8-bit sRGB) or .exr (linear float); project: OUT.png, or OUT_<view>.png "
                                "for each of several views")
 
-    retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig", parents=[client_options])
+    retarget = sub.add_parser("retarget", help="a captured clip or a BVH onto your rig",
+                              parents=[client_options, job_options])
     retarget.add_argument("motion", help="a .bvh file, a clip file from `keygrip mocap --clip`, or a capture job id")
     retarget.add_argument("--rig", required=True, type=Path,
                           help="a character file (.glb, .gltf, .vrm, .fbx; a .bvh's skeleton), or a .json rig "

@@ -67,9 +67,12 @@ S = TypeVar("S")
 
 
 class _JobRequest(Protocol):
-    """What every capability's job request has (a message with a request_id field)."""
+    """What every capability's job request has (a message with request_id and job_options fields)."""
 
     request_id: str
+
+    @property
+    def job_options(self) -> common_pb2.JobOptions: ...  # a message field: set inside, never replaced
 
     def SerializeToString(self) -> bytes: ...  # noqa: N802 - protobuf's name
 
@@ -253,11 +256,14 @@ class Client:
         except grpc.RpcError as err:
             raise errors.from_rpc_error(err, self.address) from None
 
-    def _submit(self, method: Callable[..., Any], request: _JobRequest) -> Job[Any]:
+    def _submit(self, method: Callable[..., Any], request: _JobRequest, requeue: bool = True) -> Job[Any]:
         """Submit a job through a capability's rpc (one that answers with a Job). A request without a
-        request_id (the server's idempotency key) gets a fresh one."""
+        request_id (the server's idempotency key) gets a fresh one. requeue=False: the job runs at most
+        once (a crash under it fails it instead of running it again; JobOptions.no_requeue)."""
         if not request.request_id:
             request.request_id = uuid.uuid4().hex
+        if not requeue:
+            request.job_options.no_requeue = True
         return Job(self, self.call(method, request))
 
     # Discovery -----------------------------------------------------------------------------
@@ -454,16 +460,16 @@ class Client:
     # Capabilities: one method each -------------------------------------------------------------
 
     def probe(self, source: Source, *, server_path: bool = False, request_id: str | None = None,
-              thumbnail_max_side: int = 0,
+              thumbnail_max_side: int = 0, requeue: bool = True,
               upload_progress: ProgressCallback | None = None) -> Job[media_pb2.ProbeMediaResult]:
         """Start a probe of a video file or image sequence (see media_input for what source may be)."""
         req = media_pb2.ProbeMediaRequest(input=self.media_input(source, server_path=server_path,
                                                                  progress=upload_progress),
                                           request_id=request_id or "", thumbnail_max_side=thumbnail_max_side)
-        return self._submit(self.stub(media_pb2_grpc.MediaStub).ProbeMedia, req)
+        return self._submit(self.stub(media_pb2_grpc.MediaStub).ProbeMedia, req, requeue)
 
     def capture_motion(self, source: Source, *, server_path: bool = False,
-                       upload_progress: ProgressCallback | None = None,
+                       upload_progress: ProgressCallback | None = None, requeue: bool = True,
                        **options: Any) -> Job[mocap_pb2.CaptureMotionResult]:
         """Start a motion capture. Options are CaptureMotionRequest fields: hands, face, smoothing,
         foot_lock, root_motion, subject_height_m, fov_degrees, preview, start_frame, end_frame, ...;
@@ -480,10 +486,10 @@ class Client:
             input=self.media_input(source, server_path=server_path, progress=upload_progress),
             frame_range=common_pb2.FrameRange(start=int(start), end=int(end or 0)),
             request_id=str(options.pop("request_id", "") or ""), **options)
-        return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).CaptureMotion, req)
+        return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).CaptureMotion, req, requeue)
 
     def detect_people(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
-                      max_people: int = 0, request_id: str = "",
+                      max_people: int = 0, request_id: str = "", requeue: bool = True,
                       upload_progress: ProgressCallback | None = None) -> Job[mocap_pb2.DetectPeopleResult]:
         """Start finding every person in frames start_frame <= n < end_frame (0: to the end): tracks with
         ids that capture_motion(subject=id) takes over the same frames, a thumbnail each, and their frames."""
@@ -491,7 +497,7 @@ class Client:
             input=self.media_input(source, server_path=server_path, progress=upload_progress),
             frame_range=common_pb2.FrameRange(start=int(start_frame), end=int(end_frame or 0)),
             max_people=int(max_people), request_id=request_id)
-        return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).DetectPeople, req)
+        return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).DetectPeople, req, requeue)
 
     def rig_file(self, path: str | os.PathLike[str], *, skeleton: str = "", server_path: bool = False
                  ) -> animation_pb2.RigFile:
@@ -520,16 +526,17 @@ class Client:
                    else animation_pb2.MapBonesRequest(rig=rig))
         return self.call(self.stub(animation_pb2_grpc.AnimationStub).MapBones, request)
 
-    def retarget(self, request: animation_pb2.RetargetRequest) -> Job[animation_pb2.RetargetResult]:
+    def retarget(self, request: animation_pb2.RetargetRequest, *,
+                 requeue: bool = True) -> Job[animation_pb2.RetargetResult]:
         req = animation_pb2.RetargetRequest()
         req.CopyFrom(request)
-        return self._submit(self.stub(animation_pb2_grpc.AnimationStub).Retarget, req)
+        return self._submit(self.stub(animation_pb2_grpc.AnimationStub).Retarget, req, requeue)
 
     # Scene generation ---------------------------------------------------------------------------
 
     def generate_texture(self, model: str, prompt: str, *, tileable: bool = True,
                          init_image: str | os.PathLike[str] | common_pb2.ArtifactRef | None = None,
-                         strength: float = 0.0, maps: bool = False, request_id: str = "",
+                         strength: float = 0.0, maps: bool = False, request_id: str = "", requeue: bool = True,
                          **settings: Any) -> Job[scene_pb2.GeneratedImage]:
         """Start a texture generation (seamless in X and Y unless tileable=False). settings are
         GenerationSettings fields: negative_prompt, seed, steps, guidance, width, height, scheduler.
@@ -541,21 +548,21 @@ class Client:
         if init_image is not None:
             req.init_image_artifact_id = (init_image.id if isinstance(init_image, common_pb2.ArtifactRef)
                                           else self.upload(init_image).id)
-        return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).GenerateTexture, req)
+        return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).GenerateTexture, req, requeue)
 
     def generate_world(self, model: str, prompt: str, *, highlight_gain: float = 0.0, request_id: str = "",
-                       **settings: Any) -> Job[scene_pb2.GeneratedImage]:
+                       requeue: bool = True, **settings: Any) -> Job[scene_pb2.GeneratedImage]:
         """Start a 360-degree world (equirectangular, width = 2 x height, periodic in X). settings as
         for generate_texture. highlight_gain: the EXR's brightest pixels scaled up to this many times
         (8 to 32 gives a sun that casts shadows); 0: off."""
         req = scene_pb2.GenerateWorldRequest(
             settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings),
             highlight_gain=highlight_gain, request_id=request_id)
-        return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).GenerateWorld, req)
+        return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).GenerateWorld, req, requeue)
 
     def project_texture(self, model: str, prompt: str, views: Iterable[scene_pb2.CameraView], *,
                         controlnet: str = "", control_scale: float = 0.0, request_id: str = "",
-                        **settings: Any) -> Job[scene_pb2.ProjectedTexture]:
+                        requeue: bool = True, **settings: Any) -> Job[scene_pb2.ProjectedTexture]:
         """Start a texture painted onto a scene from its cameras: one image per view, generated with the
         view's depth as conditioning, later views inpainting only what earlier ones did not cover.
         views: CameraViews with their depth (and mask) uploaded (keygrip.projection.View.upload makes
@@ -564,14 +571,14 @@ class Client:
         req = scene_pb2.ProjectTextureRequest(
             settings=scene_pb2.GenerationSettings(model=model, prompt=prompt, **settings), views=list(views),
             controlnet=controlnet, control_scale=control_scale, request_id=request_id)
-        return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).ProjectTexture, req)
+        return self._submit(self.stub(scene_pb2_grpc.SceneGenerationStub).ProjectTexture, req, requeue)
 
     # Compositing --------------------------------------------------------------------------------
 
     def matte(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
               format: compositing_pb2.OutputFormat.ValueType = compositing_pb2.OUTPUT_FORMAT_EXR_HALF,
               premultiplied_rgba: bool = False, preview: bool = False, request_id: str = "",
-              upload_progress: ProgressCallback | None = None,
+              upload_progress: ProgressCallback | None = None, requeue: bool = True,
               **settings: Any) -> Job[compositing_pb2.MatteResult]:
         """Start a person matte over frames [start_frame, end_frame) of a plate (the plate's own numbers;
         end 0: to the last), written as matte.####.exr numbered like the plate. settings are
@@ -582,11 +589,11 @@ class Client:
             frame_range=common_pb2.FrameRange(start=start_frame, end=end_frame),
             settings=compositing_pb2.MatteSettings(**settings), format=format,
             premultiplied_rgba=premultiplied_rgba, preview=preview, request_id=request_id)
-        return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).Matte, req)
+        return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).Matte, req, requeue)
 
     def depth(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
               format: compositing_pb2.OutputFormat.ValueType = compositing_pb2.OUTPUT_FORMAT_EXR_HALF,
-              request_id: str = "", upload_progress: ProgressCallback | None = None,
+              request_id: str = "", upload_progress: ProgressCallback | None = None, requeue: bool = True,
               **settings: Any) -> Job[compositing_pb2.DepthResult]:
         """Start a relative depth pass (depth.####.exr, channel Z, larger is farther) from the server's
         depth model. settings are DepthSettings fields: model, stabilize, temporal_weight, working_size."""
@@ -594,12 +601,12 @@ class Client:
             input=self.media_input(source, server_path=server_path, progress=upload_progress),
             frame_range=common_pb2.FrameRange(start=start_frame, end=end_frame),
             settings=compositing_pb2.DepthSettings(**settings), format=format, request_id=request_id)
-        return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).Depth, req)
+        return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).Depth, req, requeue)
 
     def clean_plate(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
                     format: compositing_pb2.OutputFormat.ValueType = compositing_pb2.OUTPUT_FORMAT_EXR_HALF,
                     reference_frame: int = 0, dilate: int = 0, register: bool = True, preview: bool = False,
-                    request_id: str = "", upload_progress: ProgressCallback | None = None,
+                    request_id: str = "", upload_progress: ProgressCallback | None = None, requeue: bool = True,
                     matte: compositing_pb2.MatteSettings | None = None) -> Job[compositing_pb2.CleanPlateResult]:
         """Start a clean plate: the background at reference_frame (0: the range's middle) without the
         person, with a coverage map of pixels never seen."""
@@ -608,7 +615,7 @@ class Client:
             frame_range=common_pb2.FrameRange(start=start_frame, end=end_frame), matte=matte,
             dilate=dilate, register=register, reference_frame=reference_frame, format=format, preview=preview,
             request_id=request_id)
-        return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).CleanPlate, req)
+        return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).CleanPlate, req, requeue)
 
     # Jobs of any capability ---------------------------------------------------------------------
 

@@ -36,7 +36,8 @@ CLIP = REPO / "tests" / "data" / "video" / "pose2sim_cam01.mp4"
 def _server(executor: str, slots: int, address: str = ""):
     from server_process import ServerProcess
 
-    extra = ["--executor", executor] + (["--ray-address", address] if address else [])
+    # A queue that holds the whole batch submitted at once.
+    extra = ["--executor", executor, "--max-queue", "1000"] + (["--ray-address", address] if address else [])
     return ServerProcess(Path(tempfile.mkdtemp(prefix="bench-cluster-")), *extra, workers=slots).start(timeout=180)
 
 
@@ -69,8 +70,9 @@ def _recovery(srv) -> float:
                 break
         import psutil
 
-        # The Ray executor's job slots (actor processes named after their class), else the local workers.
-        pids = [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("ray::_JobActor")]
+        # The Ray task running the capture (Ray titles a worker process after what it runs), else the local workers.
+        pids = [p.pid for p in psutil.process_iter(["cmdline"])
+                if " ".join(p.info["cmdline"] or ()).startswith("ray::job_task")]
         if not pids:
             pids = [p.pid for p in psutil.Process(srv.proc.pid).children()
                     if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]

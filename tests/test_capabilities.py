@@ -12,15 +12,15 @@ import pytest
 from google.protobuf import any_pb2
 
 from inference_server import compositing, media, mocap, scene
-from inference_server.capabilities import CAPABILITIES, job_handlers
-from inference_server.capability import Capability, JobHandler
+from inference_server.capabilities import CAPABILITIES, job_handlers, job_needs
+from inference_server.capability import Capability, JobHandler, JobNeeds
 from inference_server.config import Config
 from inference_server.jobs.context import JobContext, NullContext
 from inference_server.jobs.workers import Handlers
 from inference_server.media.jobs import ProbeHandler
 from inference_server.services.server_info import build_server_info
 from inference_server.store.artifacts import ArtifactStore
-from keygrip.v1 import common_pb2, media_pb2, server_pb2
+from keygrip.v1 import common_pb2, media_pb2, scene_pb2, server_pb2
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = Path(__file__).parent / "data" / "video" / "pose2sim_cam01.mp4"
@@ -83,6 +83,23 @@ def test_every_job_type_has_one_handler_class() -> None:
     twice = Capability("twice", "keygrip.v1.Twice", "x:add_to_server", handlers={"retarget": "x:Y"})
     with pytest.raises(ValueError, match="retarget"):
         job_handlers([*CAPABILITIES, twice])
+
+
+def test_every_job_type_declares_its_needs_and_takes_job_options() -> None:
+    """What a cluster node must have for each job type, and the model it keeps loaded; every request can
+    opt out of requeueing (the manager reads job_options from any job's request)."""
+    needs = job_needs()
+    assert set(needs) == set(job_handlers())
+    gpu = {t for t, n in needs.items() if n.gpus}
+    assert gpu == {"generate_texture", "generate_world", "project_texture"}
+    assert {t for t, n in needs.items() if n.model} == gpu | {"depth"}
+    assert needs["probe_media"] == JobNeeds(cpus=1)  # a capability that says nothing: one core, stateless
+    request = scene_pb2.GenerateTextureRequest(settings=scene_pb2.GenerationSettings(model="sdxl"))
+    assert needs["generate_texture"].model_of(request) == "sdxl"
+    for path in job_handlers().values():
+        module, name = path.split(":")
+        request_type = getattr(importlib.import_module(module), name).request_type
+        assert request_type.DESCRIPTOR.fields_by_name["job_options"].message_type.name == "JobOptions"
 
 
 def test_the_front_loads_no_heavy_package() -> None:

@@ -44,11 +44,14 @@ def test_local_addresses() -> None:
 
 def test_executor_and_attempts_settings(tmp_path: Path) -> None:
     toml = tmp_path / "k.toml"
-    toml.write_text('executor = "ray"\nray_address = "auto"\nmax_attempts = 5\n')
-    config = load_config(toml, environ={})
+    toml.write_text('executor = "ray"\nray_address = "auto"\nmax_attempts = 5\nray_storage = "object_store"\n')
+    config = load_config(toml, environ={"KEYGRIP_RAY_ACTORS_PER_NODE": "2"})
     assert (config.executor, config.ray_address, config.max_attempts) == ("ray", "auto", 5)
+    assert (config.ray_storage, config.ray_actors_per_node) == ("object_store", 2)
     config.validate()  # Ray is installed with the dev extra
-    for bad, words in (({"executor": "spark"}, "executor must be"), ({"max_attempts": 0}, "max_attempts")):
+    for bad, words in (({"executor": "spark"}, "executor must be"), ({"max_attempts": 0}, "max_attempts"),
+                       ({"ray_storage": "nfs"}, "ray_storage must be 'shared'"),
+                       ({"ray_actors_per_node": 0}, "ray_actors_per_node must be 1 or more")):
         try:
             Config(**bad).validate()  # type: ignore[arg-type]
         except ValueError as exc:
@@ -68,11 +71,12 @@ def test_cli_info_probe_and_jobs(shared_server, tmp_path: Path) -> None:
     out = _keygrip(shared_server.address, "--json", "probe", str(CLIP))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["frame_count"] == "100"  # int64 is a string in proto3 JSON
-    out = _keygrip(shared_server.address, "probe", str(CLIP), "--thumbnail", str(tmp_path / "p.png"))
+    out = _keygrip(shared_server.address, "probe", str(CLIP), "--thumbnail", str(tmp_path / "p.png"), "--no-requeue")
     assert "h264 1080x1920 60.000 fps, 100 frames" in out.stdout
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     out = _keygrip(shared_server.address, "--json", "jobs", "ls", "--type", "probe_media", "--limit", "1")
     job_id = json.loads(out.stdout)[0]["id"]
+    assert json.loads(out.stdout)[0]["options"] == {"no_requeue": True}  # the last probe ran with --no-requeue
     assert _keygrip(shared_server.address, "jobs", "watch", job_id).returncode == 0
     assert _keygrip(shared_server.address, "jobs", "rm", job_id).returncode == 0
     missing = _keygrip(shared_server.address, "jobs", "get", job_id)

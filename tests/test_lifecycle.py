@@ -93,6 +93,32 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_job_runs_again(server_facto
         assert len(requeued) == 1 and requeued[0].startswith("the worker died (exit code -9, error id ")
         assert "(attempt 1 of 3)" in requeued[0]
         assert _worker_pids(srv) != [pid]
+        # A job submitted not to be requeued fails at once, saying so.
+        once = c.capture_motion(CLIP, workers=1, end_frame=40, requeue=False)
+        assert once.proto.options.no_requeue
+        _wait_running(once)
+        (pid,) = _worker_pids(srv)
+        os.kill(pid, signal.SIGKILL)
+        once.wait(timeout=60)
+        assert once.state == "failed" and once.proto.error.reason == "WORKER_DIED"
+        assert once.proto.error.message.endswith("(not run again: the job was submitted with no_requeue)")
+        assert not [e for e in once.watch() if isinstance(e, events.StateEvent) and "requeued" in e.message]
+
+
+def test_a_graceful_stop_requeues_a_running_job_unless_it_opted_out(server_factory) -> None:
+    srv = server_factory(workers=2)
+    with keygrip.Client(srv.address) as c:
+        again = c.capture_motion(CLIP, workers=1, end_frame=30)
+        once = c.capture_motion(CLIP, workers=1, end_frame=30, requeue=False)
+        _wait_running(again)
+        _wait_running(once)
+    srv.stop()  # SIGTERM: a clean shutdown
+    srv.start()
+    with keygrip.Client(srv.address) as c:
+        assert c.get_job(again.id).result(timeout=300).summary.frames == 30
+        stopped = c.get_job(once.id)
+        assert stopped.state == "failed" and stopped.proto.error.reason == "SERVER_STOPPED"
+        assert "not run again: the job was submitted with no_requeue" in stopped.proto.error.message
 
 
 def test_with_one_attempt_a_job_the_server_died_under_fails_saying_so(server_factory) -> None:

@@ -66,8 +66,12 @@ def test_texture_with_provenance_and_reproducible(scene: keygrip.Client) -> None
     # The same request again gives the same bytes (content-addressed: the same artifact); another seed does not.
     again = scene.generate_texture("tiny", "weathered oak planks", seed=7, steps=2, width=SIZE, height=SIZE).result()
     assert again.image.id == result.image.id and again.exr.id == result.exr.id
-    other = scene.generate_texture("tiny", "weathered oak planks", seed=8, steps=2, width=SIZE, height=SIZE).result()
-    assert other.image.id != result.image.id
+    other_job = scene.generate_texture("tiny", "weathered oak planks", seed=8, steps=2, width=SIZE, height=SIZE)
+    assert other_job.result().image.id != result.image.id
+    # The local executor too: a GPU job type runs on the CPU when there is no GPU, and the worker keeps
+    # the model loaded for the next job.
+    loads = [e.message for e in other_job.watch() if isinstance(e, events.ProgressEvent) and e.stage == "load"]
+    assert len(loads) == 1 and loads[0].startswith("model tiny already loaded on cpu in worker process ")
 
 
 def test_world_is_2_to_1_linear_exr(scene: keygrip.Client, tmp_path: Path) -> None:

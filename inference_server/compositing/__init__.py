@@ -16,7 +16,7 @@ Importing this package stays light (the gRPC front does): MediaPipe, OpenCV and 
 
 from __future__ import annotations
 
-from inference_server.capability import INSTALL_HINT, Capability, Feature, ModelSpec, package_dir
+from inference_server.capability import INSTALL_HINT, Capability, Feature, JobNeeds, ModelSpec, package_dir
 from keygrip.v1 import compositing_pb2, server_pb2
 
 # The segmenter (general model, 256x256), relative to the mediapipe package.
@@ -57,4 +57,6 @@ CAPABILITY = Capability(
               "clean_plate": "inference_server.compositing.jobs:CleanPlateHandler"},
     features=features,
     models=models,
+    # Depth keeps its estimator loaded on actors (one core runs it); matte and clean plate are stateless.
+    needs={"depth": JobNeeds(cpus=1, model="settings.model")},
 )

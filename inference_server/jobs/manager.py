@@ -36,10 +36,11 @@ from inference_server.metrics import Metrics
 from inference_server.store import jobs as js
 from inference_server.store.artifacts import ArtifactStore
 from keygrip.client import message_class
+from keygrip.errors import KeygripError as SdkError
 from keygrip.v1 import common_pb2
 
 if TYPE_CHECKING:
-    from inference_server.jobs.ray_workers import RayWorker
+    from inference_server.jobs.ray_workers import RayExecutor, RayWorker
 
     WorkerHandle = Worker | RayWorker  # the manager cannot tell a local worker from a Ray one
 
@@ -67,6 +68,7 @@ class JobManager:
         self.cancel_requested: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
+        self.ray: RayExecutor | None = None  # with executor "ray": the cluster's side of the front
 
     # Life cycle ----------------------------------------------------------------------------
 
@@ -77,6 +79,12 @@ class JobManager:
             from inference_server.jobs import ray_workers
 
             await asyncio.to_thread(ray_workers.connect, self.config.ray_address)
+            loop = self.loop
+
+            def changed() -> None:
+                loop.call_soon_threadsafe(self._cluster_changed)
+
+            self.ray = await asyncio.to_thread(ray_workers.RayExecutor, self.config, changed)
         self._recover()
         for i in range(self.config.workers):
             self.workers.append(self._spawn(i))
@@ -84,28 +92,34 @@ class JobManager:
 
     async def stop(self) -> None:
         """Stop the workers. A job they were running goes back to the queue without using up an attempt:
-        it was stopped, not broken, and runs again when the server starts."""
+        it was stopped, not broken, and runs again when the server starts (one submitted with no_requeue
+        fails instead: it was interrupted, and must not start over)."""
         self.stopping = True  # workers exiting from here on are not replaced
         for worker in self.workers:
             job_id, worker.job_id = worker.job_id, None  # what the stopping worker still says is not heard
             rec = self.store.get(job_id) if job_id else None
-            if rec is not None and not rec.ended:
+            if rec is not None and not rec.ended and self._options(rec).no_requeue:
+                self._finish(rec.id, js.FAILED, error=(
+                    "ABORTED", "SERVER_STOPPED", "the server was stopped while this job ran (not run again: the "
+                    "job was submitted with no_requeue); submit it again"))
+            elif rec is not None and not rec.ended:
                 self.store.update(rec.id, state=js.QUEUED, attempts=max(0, rec.attempts - 1), progress=None)
                 self._emit(rec.id, state=js.QUEUED, message="the server is stopping; this job runs again when "
                                                             "it starts")
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
         self.workers.clear()
-        if self.config.executor == "ray":
+        if self.ray is not None:
             import ray
 
+            self.ray.stop()
             ray.shutdown()  # leaves the cluster (a local one started for this server ends with it)
 
     def _spawn(self, index: int) -> WorkerHandle:
         level, fmt = self.config.log_level, self.config.log_format
-        if self.config.executor == "ray":
+        if self.ray is not None:
             from inference_server.jobs.ray_workers import RayWorker
 
-            return RayWorker(index, self.config.data_dir, self._on_worker_message, log_level=level, log_format=fmt)
+            return RayWorker(index, self.ray, self._on_worker_message)
         return Worker(index, self.config.data_dir, self._on_worker_message, log_level=level, log_format=fmt)
 
     def _recover(self) -> None:
@@ -126,7 +140,12 @@ class JobManager:
 
     def _requeue_or_fail(self, rec: js.JobRecord, what: str, error: tuple[str, str, str]) -> None:
         """A job whose process died: back to the front of the queue while it has attempts left (each one
-        recorded in its events), else FAILED with `error`."""
+        recorded in its events), else FAILED with `error`; at once for a job submitted with no_requeue."""
+        if self._options(rec).no_requeue:
+            code, reason, text = error
+            self._finish(rec.id, js.FAILED, error=(code, reason, f"{text} (not run again: the job was submitted "
+                                                                   "with no_requeue)"))
+            return
         if rec.attempts >= self.config.max_attempts:
             self._finish(rec.id, js.FAILED, error=error)
             return
@@ -148,6 +167,9 @@ class JobManager:
             raise ResourceExhausted(
                 f"the job queue is full ({len(self.queue)} jobs waiting); try again later or start "
                 "the server with a larger --max-queue", reason="QUEUE_FULL")
+        unmet = self.ray.unmet(job_type) if self.ray is not None else ""
+        if unmet:  # Ray would keep it pending forever
+            raise FailedPrecondition(unmet, reason="NO_NODE_FOR_JOB")
         packed = any_pb2.Any()
         packed.Pack(request)
         job_id = uuid.uuid4().hex
@@ -245,6 +267,7 @@ class JobManager:
         if rec.result:
             job.result.ParseFromString(rec.result)
         job.request.ParseFromString(rec.request)
+        job.options.CopyFrom(self._options(rec))
         return job
 
     # Scheduling ----------------------------------------------------------------------------
@@ -259,6 +282,10 @@ class JobManager:
             rec = self.store.get(job_id)
             if rec is None or rec.state != js.QUEUED:
                 continue
+            unmet = self.ray.unmet(rec.type) if self.ray is not None else ""
+            if unmet:  # the nodes that could run it left while it waited
+                self._finish(job_id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+                continue
             worker.job_id = job_id
             now = time.time()
             attempt = rec.attempts + 1
@@ -272,6 +299,28 @@ class JobManager:
                     f"the worker process for {self._describe(rec).what} was lost before it started; "
                     "submit the job again"))
         self.metrics.queue_depth.set(len(self.queue))
+
+    def _cluster_changed(self) -> None:
+        """Nodes joined or left: a job that no alive node can run now fails instead of pending in Ray
+        forever, queued or already handed to Ray (a job whose node died is requeued first and fails
+        here or at its dispatch)."""
+        if self.ray is None or self.stopping:
+            return
+        for job_id in list(self.queue):
+            rec = self.store.get(job_id)
+            unmet = self.ray.unmet(rec.type) if rec is not None else ""
+            if unmet:
+                self.queue.remove(job_id)
+                self._finish(job_id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+        for worker in list(self.workers):
+            rec = self.store.get(worker.job_id) if worker.job_id else None
+            unmet = self.ray.unmet(rec.type) if rec is not None else ""
+            if rec is not None and unmet:
+                worker.job_id, worker.job_input = None, None  # what its end says is not heard
+                self._finish(rec.id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+                worker.kill()
+        self.metrics.queue_depth.set(len(self.queue))
+        self._dispatch()
 
     def _worker_of(self, job_id: str) -> WorkerHandle | None:
         return next((w for w in self.workers if w.job_id == job_id), None)
@@ -339,13 +388,26 @@ class JobManager:
         log.warning("worker %d exited (code %s); starting a new one", worker.index, code)
         self.workers[self.workers.index(worker)] = self._spawn(worker.index)
 
+    @staticmethod
+    def _request(rec: js.JobRecord) -> message.Message:
+        """The job's request message, from the google.protobuf.Any the store keeps."""
+        packed = any_pb2.Any.FromString(rec.request)
+        request = message_class(packed.TypeName())()
+        packed.Unpack(request)
+        return request
+
+    def _options(self, rec: js.JobRecord) -> common_pb2.JobOptions:
+        """The job_options its request was submitted with (every job request has the field)."""
+        try:
+            options = getattr(self._request(rec), "job_options", None)
+        except (SdkError, message.DecodeError):  # a request this server cannot read: the defaults
+            return common_pb2.JobOptions()
+        return options if isinstance(options, common_pb2.JobOptions) else common_pb2.JobOptions()
+
     def _describe(self, rec: js.JobRecord) -> JobInput:
         """What a job works on, from its stored request, for when its worker could not say."""
         try:
-            packed = any_pb2.Any.FromString(rec.request)
-            request = message_class(packed.TypeName())()
-            packed.Unpack(request)
-            return describe_request(request, self.artifacts)
+            return describe_request(self._request(rec), self.artifacts)
         except Exception:
             log.exception("describing job %s failed", rec.id)
             return JobInput(name=f"this {rec.type} job")

@@ -194,13 +194,14 @@ def worker_main(conn: Connection, data_dir: str, log_level: str = "INFO", log_fo
 class WorkerState:
     """What a process that runs jobs holds (a local worker, or a Ray actor of jobs/ray_workers.py)."""
 
-    def __init__(self, data_dir: str, log_level: str, log_format: str) -> None:
+    def __init__(self, data_dir: str, log_level: str, log_format: str, artifacts: ArtifactStore | None = None) -> None:
+        """artifacts: the store jobs read and write (default: data_dir's; a Ray node's own, ray_artifacts.py)."""
         setup_logging(log_level, log_format)  # the front's log format, on the same stderr
         faulthandler.enable()  # a crash in native code (a decoder, MediaPipe) still leaves a traceback
         # The model registry a handler builds with inference_server.models.worker_registry() reads this
         # data_dir (models.json, and the TOML's models the front wrote to models-config.json at start).
         set_worker_data_dir(Path(data_dir))
-        self.artifacts = ArtifactStore(Path(data_dir) / "artifacts")
+        self.artifacts = artifacts or ArtifactStore(Path(data_dir) / "artifacts")
         self.scratch_root = Path(data_dir) / "scratch"
         self.handlers = Handlers(job_handlers())
         self.tasks = LocalTaskRunner()

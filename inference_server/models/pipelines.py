@@ -157,6 +157,7 @@ class PipelineCache:
         self.device = device
         self.budget_bytes = budget_bytes  # None: no limit (one model at a time is still freed on demand)
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
+        self.loads = 0  # models read from disk by this cache: what a job that found its model loaded did not add
 
     # ---- what handlers call ----
 
@@ -301,6 +302,7 @@ class PipelineCache:
         """Loading errors as statuses: out of GPU memory, or files that do not load (with the fix)."""
         try:
             yield
+            self.loads += 1
         except torch.cuda.OutOfMemoryError:
             self._free()
             raise ResourceExhausted(f"model {entry.name!r} does not fit in the GPU's memory: close other GPU "

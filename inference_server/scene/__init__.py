@@ -20,13 +20,15 @@ Importing this package stays light (the gRPC front does): torch and diffusers lo
 
 from __future__ import annotations
 
-from inference_server.capability import Capability, Feature, package_dir
+from inference_server.capability import Capability, Feature, JobNeeds, package_dir
 from keygrip.v1 import scene_pb2
 
 _NEEDS = ("torch", "diffusers", "transformers", "safetensors", "OpenEXR")
 # A GPU user installs their CUDA (or ROCm) build of torch first; the server's install keeps it.
 INSTALL_HINT = ("install the server's extras: pip install 'keygrip[server]' "
                 "(for a GPU, install torch for your CUDA first)")
+
+_GPU_JOB = JobNeeds(cpus=1, gpus=1, gpu_memory_gib=8, model="settings.model")
 
 
 def features() -> list[Feature]:
@@ -45,4 +47,7 @@ CAPABILITY = Capability(
               "generate_world": "inference_server.scene.jobs:WorldHandler",
               "project_texture": "inference_server.scene.jobs:ProjectHandler"},
     features=features,
+    # A GPU each, keeping the job's model loaded between jobs (SD 1.5/2 in half precision take about
+    # 4 GiB, SDXL about 8; a projection adds a ControlNet).
+    needs={"generate_texture": _GPU_JOB, "generate_world": _GPU_JOB, "project_texture": _GPU_JOB},
 )

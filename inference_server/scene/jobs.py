@@ -52,6 +52,17 @@ class _GenerateHandler:
 
         self.cache = worker_cache()
 
+    def _load_message(self, model: str) -> str:
+        """What the job's load stage says: a model this worker already holds is not loaded again (a farm's
+        second job of a model skips the load; its events say so, with the device, the process and its load
+        count)."""
+        import os
+
+        where = f"on {self.cache.device.torch_device} in worker process {os.getpid()}"  # cpu: no GPU it could use
+        if model in self.cache.loaded():
+            return f"model {model} already loaded {where} ({self.cache.loads} loads there)"
+        return f"loading model {model} {where} (load {self.cache.loads + 1} there)"
+
     def close(self) -> None:
         from inference_server.models.pipelines import release_worker_cache
 
@@ -123,7 +134,7 @@ class TextureHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateTextureReque
 
             with Image.open(ctx.artifacts.path(req.init_image_artifact_id)) as im:
                 init = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-        ctx.progress("load", 0, 1, f"loading model {req.settings.model}")
+        ctx.progress("load", 0, 1, self._load_message(req.settings.model))
         pipe = self.cache.img2img(req.settings.model) if init is not None else self.cache.text2img(req.settings.model)
         rgb = generate_texture(pipe, _settings(req.settings), ctx, tile=req.tileable, init_image=init,
                                strength=req.strength)
@@ -150,7 +161,7 @@ class WorldHandler(_GenerateHandler, JobHandler[scene_pb2.GenerateWorldRequest])
         from inference_server.scene.generate import generate_world
 
         req = options.world_request(request)
-        ctx.progress("load", 0, 1, f"loading model {req.settings.model}")
+        ctx.progress("load", 0, 1, self._load_message(req.settings.model))
         rgb = generate_world(self.cache.text2img(req.settings.model), _settings(req.settings), ctx)
         return self._results(rgb, req.settings, ctx, "world", highlight_gain=req.highlight_gain,
                              projection="equirectangular")
@@ -174,7 +185,7 @@ class ProjectHandler(_GenerateHandler, JobHandler[scene_pb2.ProjectTextureReques
         views = [read_view(v, ctx.artifacts.path(v.depth_artifact_id),
                            ctx.artifacts.path(v.mask_artifact_id) if v.mask_artifact_id else None) for v in req.views]
         names = [v.name for v in req.views]
-        ctx.progress("load", 0, 1, f"loading model {req.settings.model}")
+        ctx.progress("load", 0, 1, self._load_message(req.settings.model))
         if req.controlnet:
             pipe = self.cache.controlnet_pipeline(req.settings.model, req.controlnet)
         else:

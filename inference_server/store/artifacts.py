@@ -205,11 +205,15 @@ class ArtifactStore:
     # Reading -------------------------------------------------------------------------------
 
     def path(self, digest: str) -> Path:
+        """Where an artifact's bytes lie, to read them (a store on a Ray node fetches them first)."""
+        return self._object(digest)
+
+    def _object(self, digest: str) -> Path:
         check_digest(digest)
         return self.objects / digest[:2] / digest
 
     def exists(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        return self._object(digest).is_file()
 
     def stat(self, digest: str) -> Artifact:
         path = self.path(digest)
@@ -250,7 +254,7 @@ class ArtifactStore:
         return self.stat(digest)
 
     def delete(self, digest: str) -> None:
-        path = self.path(digest)
+        path = self._object(digest)
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".json").unlink(missing_ok=True)
 
@@ -293,7 +297,7 @@ class ArtifactStore:
         return Path(name)
 
     def _commit(self, tmp: Path, digest: str, name: str, media_type: str) -> None:
-        dest = self.path(digest)
+        dest = self._object(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         meta = {"name": name, "media_type": media_type, "created": time.time()}
         meta_tmp = self._tmp_file()

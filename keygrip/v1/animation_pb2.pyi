@@ -329,6 +329,7 @@ class RetargetRequest(google.protobuf.message.Message):
     RIG_FILE_FIELD_NUMBER: builtins.int
     ANIMATED_FILE_FIELD_NUMBER: builtins.int
     ANIMATED_FORMAT_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     root_motion: global___RootMotion.ValueType
     foot_lock: builtins.bool
     """unset: true"""
@@ -357,6 +358,10 @@ class RetargetRequest(google.protobuf.message.Message):
     def rig_file(self) -> global___RigFile:
         """instead of rig: read it from a character file"""
 
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """how the server treats the job (requeue after a crash, ...)"""
+
     def __init__(
         self,
         *,
@@ -371,9 +376,10 @@ class RetargetRequest(google.protobuf.message.Message):
         rig_file: global___RigFile | None = ...,
         animated_file: builtins.bool = ...,
         animated_format: builtins.str = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "bone_map", b"bone_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "rig", b"rig", "rig_file", b"rig_file", "source", b"source"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "animated_file", b"animated_file", "animated_format", b"animated_format", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "request_id", b"request_id", "rig", b"rig", "rig_file", b"rig_file", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "bone_map", b"bone_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "job_options", b"job_options", "rig", b"rig", "rig_file", b"rig_file", "source", b"source"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "animated_file", b"animated_file", "animated_format", b"animated_format", "bone_map", b"bone_map", "face_map", b"face_map", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "job_options", b"job_options", "request_id", b"request_id", "rig", b"rig", "rig_file", b"rig_file", "root_motion", b"root_motion", "source", b"source"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
 
 global___RetargetRequest = RetargetRequest

@@ -16,35 +16,37 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17keygrip/v1/common.proto\x12\nkeygrip.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07maximum\x18\x03 \x01(\x01\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\"9\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xb2\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.keygrip.v1.JobState\x12\x16\n\x0equeue_position\x18\x04 \x01(\x05\x12&\n\x08progress\x18\x05 \x01(\x0b\x32\x14.keygrip.v1.Progress\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.keygrip.v1.JobError\x12$\n\x06result\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\x12%\n\x07request\x18\x0b \x01(\x0b\x32\x14.google.protobuf.Any\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x12\x15\n\rlast_sequence\x18\r \x01(\x03\"\xdb\x01\n\x08JobEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.keygrip.v1.JobState\x12&\n\x08progress\x18\x05 \x01(\x0b\x32\x14.keygrip.v1.Progress\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x13\n\x0bpreview_png\x18\x07 \x01(\x0c\x12\x10\n\x08terminal\x18\x08 \x01(\x08\"I\n\x0b\x41rtifactRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"l\n\nMediaInput\x12\x15\n\x0b\x61rtifact_id\x18\x01 \x01(\tH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x12-\n\x08sequence\x18\x03 \x01(\x0b\x32\x19.keygrip.v1.ImageSequenceH\x00\x42\x08\n\x06source\"K\n\rImageSequence\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12)\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x19.keygrip.v1.SequenceFrame\"4\n\rSequenceFrame\x12\x0e\n\x06number\x18\x01 \x01(\x03\x12\x13\n\x0b\x61rtifact_id\x18\x02 \x01(\t\"(\n\nFrameRange\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\"G\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12 \n\x05\x64type\x18\x02 \x01(\x0e\x32\x11.keygrip.v1.DType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*f\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT64\x10\x02\x12\x0f\n\x0b\x44TYPE_INT32\x10\x03\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17keygrip/v1/common.proto\x12\nkeygrip.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07maximum\x18\x03 \x01(\x01\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\"9\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xdb\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.keygrip.v1.JobState\x12\x16\n\x0equeue_position\x18\x04 \x01(\x05\x12&\n\x08progress\x18\x05 \x01(\x0b\x32\x14.keygrip.v1.Progress\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05\x65rror\x18\t \x01(\x0b\x32\x14.keygrip.v1.JobError\x12$\n\x06result\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\x12%\n\x07request\x18\x0b \x01(\x0b\x32\x14.google.protobuf.Any\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x12\x15\n\rlast_sequence\x18\r \x01(\x03\x12\'\n\x07options\x18\x0e \x01(\x0b\x32\x16.keygrip.v1.JobOptions\" \n\nJobOptions\x12\x12\n\nno_requeue\x18\x01 \x01(\x08\"\xdb\x01\n\x08JobEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.keygrip.v1.JobState\x12&\n\x08progress\x18\x05 \x01(\x0b\x32\x14.keygrip.v1.Progress\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x13\n\x0bpreview_png\x18\x07 \x01(\x0c\x12\x10\n\x08terminal\x18\x08 \x01(\x08\"I\n\x0b\x41rtifactRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"l\n\nMediaInput\x12\x15\n\x0b\x61rtifact_id\x18\x01 \x01(\tH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x12-\n\x08sequence\x18\x03 \x01(\x0b\x32\x19.keygrip.v1.ImageSequenceH\x00\x42\x08\n\x06source\"K\n\rImageSequence\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12)\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x19.keygrip.v1.SequenceFrame\"4\n\rSequenceFrame\x12\x0e\n\x06number\x18\x01 \x01(\x03\x12\x13\n\x0b\x61rtifact_id\x18\x02 \x01(\t\"(\n\nFrameRange\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\"G\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12 \n\x05\x64type\x18\x02 \x01(\x0e\x32\x11.keygrip.v1.DType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*f\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT64\x10\x02\x12\x0f\n\x0b\x44TYPE_INT32\x10\x03\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keygrip.v1.common_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_JOBSTATE']._serialized_start=1359
-  _globals['_JOBSTATE']._serialized_end=1513
-  _globals['_DTYPE']._serialized_start=1515
-  _globals['_DTYPE']._serialized_end=1617
+  _globals['_JOBSTATE']._serialized_start=1434
+  _globals['_JOBSTATE']._serialized_end=1588
+  _globals['_DTYPE']._serialized_start=1590
+  _globals['_DTYPE']._serialized_end=1692
   _globals['_PROGRESS']._serialized_start=99
   _globals['_PROGRESS']._serialized_end=207
   _globals['_JOBERROR']._serialized_start=209
   _globals['_JOBERROR']._serialized_end=266
   _globals['_JOB']._serialized_start=269
-  _globals['_JOB']._serialized_end=703
-  _globals['_JOBEVENT']._serialized_start=706
-  _globals['_JOBEVENT']._serialized_end=925
-  _globals['_ARTIFACTREF']._serialized_start=927
-  _globals['_ARTIFACTREF']._serialized_end=1000
-  _globals['_MEDIAINPUT']._serialized_start=1002
-  _globals['_MEDIAINPUT']._serialized_end=1110
-  _globals['_IMAGESEQUENCE']._serialized_start=1112
-  _globals['_IMAGESEQUENCE']._serialized_end=1187
-  _globals['_SEQUENCEFRAME']._serialized_start=1189
-  _globals['_SEQUENCEFRAME']._serialized_end=1241
-  _globals['_FRAMERANGE']._serialized_start=1243
-  _globals['_FRAMERANGE']._serialized_end=1283
-  _globals['_TENSOR']._serialized_start=1285
-  _globals['_TENSOR']._serialized_end=1356
+  _globals['_JOB']._serialized_end=744
+  _globals['_JOBOPTIONS']._serialized_start=746
+  _globals['_JOBOPTIONS']._serialized_end=778
+  _globals['_JOBEVENT']._serialized_start=781
+  _globals['_JOBEVENT']._serialized_end=1000
+  _globals['_ARTIFACTREF']._serialized_start=1002
+  _globals['_ARTIFACTREF']._serialized_end=1075
+  _globals['_MEDIAINPUT']._serialized_start=1077
+  _globals['_MEDIAINPUT']._serialized_end=1185
+  _globals['_IMAGESEQUENCE']._serialized_start=1187
+  _globals['_IMAGESEQUENCE']._serialized_end=1262
+  _globals['_SEQUENCEFRAME']._serialized_start=1264
+  _globals['_SEQUENCEFRAME']._serialized_end=1316
+  _globals['_FRAMERANGE']._serialized_start=1318
+  _globals['_FRAMERANGE']._serialized_end=1358
+  _globals['_TENSOR']._serialized_start=1360
+  _globals['_TENSOR']._serialized_end=1431
 # @@protoc_insertion_point(module_scope)

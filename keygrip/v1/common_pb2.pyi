@@ -145,6 +145,7 @@ class Job(google.protobuf.message.Message):
     REQUEST_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: builtins.int
+    OPTIONS_FIELD_NUMBER: builtins.int
     id: builtins.str
     type: builtins.str
     """"probe_media", "motion_capture", "retarget", ..."""
@@ -177,6 +178,10 @@ class Job(google.protobuf.message.Message):
     def request(self) -> google.protobuf.any_pb2.Any:
         """the request that created the job (provenance)"""
 
+    @property
+    def options(self) -> global___JobOptions:
+        """as submitted (every job request carries job_options)"""
+
     def __init__(
         self,
         *,
@@ -193,11 +198,33 @@ class Job(google.protobuf.message.Message):
         request: google.protobuf.any_pb2.Any | None = ...,
         request_id: builtins.str = ...,
         last_sequence: builtins.int = ...,
+        options: global___JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "progress", b"progress", "request", b"request", "result", b"result", "started_at", b"started_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "last_sequence", b"last_sequence", "progress", b"progress", "queue_position", b"queue_position", "request", b"request", "request_id", b"request_id", "result", b"result", "started_at", b"started_at", "state", b"state", "type", b"type"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "options", b"options", "progress", b"progress", "request", b"request", "result", b"result", "started_at", b"started_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "last_sequence", b"last_sequence", "options", b"options", "progress", b"progress", "queue_position", b"queue_position", "request", b"request", "request_id", b"request_id", "result", b"result", "started_at", b"started_at", "state", b"state", "type", b"type"]) -> None: ...
 
 global___Job = Job
+
+@typing.final
+class JobOptions(google.protobuf.message.Message):
+    """How the server treats a job, whatever its kind: a field of every job request (job_options)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NO_REQUEUE_FIELD_NUMBER: builtins.int
+    no_requeue: builtins.bool
+    """Run it at most once: when the process running it, its node or the server dies, the job ends FAILED
+    (naming the cause) instead of running again. For work that must not repeat, or that a pipeline
+    resubmits itself. Default false: such a job is requeued, up to the server's max_attempts.
+    """
+    def __init__(
+        self,
+        *,
+        no_requeue: builtins.bool = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["no_requeue", b"no_requeue"]) -> None: ...
+
+global___JobOptions = JobOptions
 
 @typing.final
 class JobEvent(google.protobuf.message.Message):

@@ -126,6 +126,7 @@ class MatteRequest(google.protobuf.message.Message):
     PREMULTIPLIED_RGBA_FIELD_NUMBER: builtins.int
     PREVIEW_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     format: global___OutputFormat.ValueType
     premultiplied_rgba: builtins.bool
     """Also write the plate premultiplied by the matte: RGBA EXRs (linear, the matte in A) instead of
@@ -142,6 +143,10 @@ class MatteRequest(google.protobuf.message.Message):
 
     @property
     def settings(self) -> global___MatteSettings: ...
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """how the server treats the job (requeue after a crash, ...)"""
+
     def __init__(
         self,
         *,
@@ -152,9 +157,10 @@ class MatteRequest(google.protobuf.message.Message):
         premultiplied_rgba: builtins.bool = ...,
         preview: builtins.bool = ...,
         request_id: builtins.str = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "settings", b"settings"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["format", b"format", "frame_range", b"frame_range", "input", b"input", "premultiplied_rgba", b"premultiplied_rgba", "preview", b"preview", "request_id", b"request_id", "settings", b"settings"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "settings", b"settings"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["format", b"format", "frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "premultiplied_rgba", b"premultiplied_rgba", "preview", b"preview", "request_id", b"request_id", "settings", b"settings"]) -> None: ...
 
 global___MatteRequest = MatteRequest
 
@@ -200,6 +206,7 @@ class DepthRequest(google.protobuf.message.Message):
     SETTINGS_FIELD_NUMBER: builtins.int
     FORMAT_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     format: global___OutputFormat.ValueType
     """EXR: one channel Z; PNG: 16-bit grey, 0 near, 1 far"""
     request_id: builtins.str
@@ -209,6 +216,10 @@ class DepthRequest(google.protobuf.message.Message):
     def frame_range(self) -> keygrip.v1.common_pb2.FrameRange: ...
     @property
     def settings(self) -> global___DepthSettings: ...
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """how the server treats the job (requeue after a crash, ...)"""
+
     def __init__(
         self,
         *,
@@ -217,9 +228,10 @@ class DepthRequest(google.protobuf.message.Message):
         settings: global___DepthSettings | None = ...,
         format: global___OutputFormat.ValueType = ...,
         request_id: builtins.str = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "settings", b"settings"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["format", b"format", "frame_range", b"frame_range", "input", b"input", "request_id", b"request_id", "settings", b"settings"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "settings", b"settings"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["format", b"format", "frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "request_id", b"request_id", "settings", b"settings"]) -> None: ...
 
 global___DepthRequest = DepthRequest
 
@@ -236,6 +248,7 @@ class CleanPlateRequest(google.protobuf.message.Message):
     FORMAT_FIELD_NUMBER: builtins.int
     PREVIEW_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     dilate: builtins.int
     """pixels the matte is grown by before a pixel counts as uncovered; 0: 15"""
     register: builtins.bool
@@ -254,6 +267,10 @@ class CleanPlateRequest(google.protobuf.message.Message):
     def matte(self) -> global___MatteSettings:
         """the person matte that says which pixels are covered"""
 
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """how the server treats the job (requeue after a crash, ...)"""
+
     def __init__(
         self,
         *,
@@ -266,9 +283,10 @@ class CleanPlateRequest(google.protobuf.message.Message):
         format: global___OutputFormat.ValueType = ...,
         preview: builtins.bool = ...,
         request_id: builtins.str = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_register", b"_register", "frame_range", b"frame_range", "input", b"input", "matte", b"matte", "register", b"register"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_register", b"_register", "dilate", b"dilate", "format", b"format", "frame_range", b"frame_range", "input", b"input", "matte", b"matte", "preview", b"preview", "reference_frame", b"reference_frame", "register", b"register", "request_id", b"request_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_register", b"_register", "frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "matte", b"matte", "register", b"register"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_register", b"_register", "dilate", b"dilate", "format", b"format", "frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "matte", b"matte", "preview", b"preview", "reference_frame", b"reference_frame", "register", b"register", "request_id", b"request_id"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_register", b"_register"]) -> typing.Literal["register"] | None: ...
 
 global___CleanPlateRequest = CleanPlateRequest

@@ -15,17 +15,17 @@ _sym_db = _symbol_database.Default()
 from keygrip.v1 import common_pb2 as keygrip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16keygrip/v1/media.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"j\n\x11ProbeMediaRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x1a\n\x12thumbnail_max_side\x18\x03 \x01(\x05\"\x82\x03\n\x10ProbeMediaResult\x12\x0b\n\x03\x66ps\x18\x01 \x01(\x01\x12\x13\n\x0b\x66rame_count\x18\x02 \x01(\x03\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\r\n\x05\x63odec\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x18\n\x10rotation_degrees\x18\x07 \x01(\x05\x12\x1b\n\x13variable_frame_rate\x18\x08 \x01(\x08\x12\x19\n\x11is_image_sequence\x18\t \x01(\x08\x12\x11\n\thas_audio\x18\n \x01(\x08\x12\x14\n\x0cpixel_format\x18\x0b \x01(\t\x12*\n\tthumbnail\x18\x0c \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\x13\n\x0b\x66irst_frame\x18\r \x01(\x03\x12.\n\x0emissing_frames\x18\x0e \x03(\x0b\x32\x16.keygrip.v1.FrameRange\x12\x18\n\x10sequence_pattern\x18\x0f \x01(\t2E\n\x05Media\x12<\n\nProbeMedia\x12\x1d.keygrip.v1.ProbeMediaRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16keygrip/v1/media.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"\x97\x01\n\x11ProbeMediaRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x1a\n\x12thumbnail_max_side\x18\x03 \x01(\x05\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptions\"\x82\x03\n\x10ProbeMediaResult\x12\x0b\n\x03\x66ps\x18\x01 \x01(\x01\x12\x13\n\x0b\x66rame_count\x18\x02 \x01(\x03\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\r\n\x05\x63odec\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x18\n\x10rotation_degrees\x18\x07 \x01(\x05\x12\x1b\n\x13variable_frame_rate\x18\x08 \x01(\x08\x12\x19\n\x11is_image_sequence\x18\t \x01(\x08\x12\x11\n\thas_audio\x18\n \x01(\x08\x12\x14\n\x0cpixel_format\x18\x0b \x01(\t\x12*\n\tthumbnail\x18\x0c \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\x13\n\x0b\x66irst_frame\x18\r \x01(\x03\x12.\n\x0emissing_frames\x18\x0e \x03(\x0b\x32\x16.keygrip.v1.FrameRange\x12\x18\n\x10sequence_pattern\x18\x0f \x01(\t2E\n\x05Media\x12<\n\nProbeMedia\x12\x1d.keygrip.v1.ProbeMediaRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keygrip.v1.media_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_PROBEMEDIAREQUEST']._serialized_start=63
-  _globals['_PROBEMEDIAREQUEST']._serialized_end=169
-  _globals['_PROBEMEDIARESULT']._serialized_start=172
-  _globals['_PROBEMEDIARESULT']._serialized_end=558
-  _globals['_MEDIA']._serialized_start=560
-  _globals['_MEDIA']._serialized_end=629
+  _globals['_PROBEMEDIAREQUEST']._serialized_start=64
+  _globals['_PROBEMEDIAREQUEST']._serialized_end=215
+  _globals['_PROBEMEDIARESULT']._serialized_start=218
+  _globals['_PROBEMEDIARESULT']._serialized_end=604
+  _globals['_MEDIA']._serialized_start=606
+  _globals['_MEDIA']._serialized_end=675
 # @@protoc_insertion_point(module_scope)

@@ -20,21 +20,27 @@ class ProbeMediaRequest(google.protobuf.message.Message):
     INPUT_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
     THUMBNAIL_MAX_SIDE_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     request_id: builtins.str
     """idempotency key: the same id returns the same job"""
     thumbnail_max_side: builtins.int
     """pixels, 0: 256"""
     @property
     def input(self) -> keygrip.v1.common_pb2.MediaInput: ...
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """how the server treats the job (requeue after a crash, ...)"""
+
     def __init__(
         self,
         *,
         input: keygrip.v1.common_pb2.MediaInput | None = ...,
         request_id: builtins.str = ...,
         thumbnail_max_side: builtins.int = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["input", b"input"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["input", b"input", "request_id", b"request_id", "thumbnail_max_side", b"thumbnail_max_side"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["input", b"input", "job_options", b"job_options"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["input", b"input", "job_options", b"job_options", "request_id", b"request_id", "thumbnail_max_side", b"thumbnail_max_side"]) -> None: ...
 
 global___ProbeMediaRequest = ProbeMediaRequest
 

@@ -75,6 +75,7 @@ class DetectPeopleRequest(google.protobuf.message.Message):
     FRAME_RANGE_FIELD_NUMBER: builtins.int
     MAX_PEOPLE_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     max_people: builtins.int
     """at most this many people tracked at once; 0: 10 (at most 32)"""
     request_id: builtins.str
@@ -83,6 +84,10 @@ class DetectPeopleRequest(google.protobuf.message.Message):
     def input(self) -> keygrip.v1.common_pb2.MediaInput: ...
     @property
     def frame_range(self) -> keygrip.v1.common_pb2.FrameRange: ...
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """how the server treats the job (requeue after a crash, ...)"""
+
     def __init__(
         self,
         *,
@@ -90,9 +95,10 @@ class DetectPeopleRequest(google.protobuf.message.Message):
         frame_range: keygrip.v1.common_pb2.FrameRange | None = ...,
         max_people: builtins.int = ...,
         request_id: builtins.str = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "max_people", b"max_people", "request_id", b"request_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "job_options", b"job_options"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "max_people", b"max_people", "request_id", b"request_id"]) -> None: ...
 
 global___DetectPeopleRequest = DetectPeopleRequest
 
@@ -194,6 +200,7 @@ class CaptureMotionRequest(google.protobuf.message.Message):
     WORKERS_FIELD_NUMBER: builtins.int
     SUBJECT_FIELD_NUMBER: builtins.int
     EVERYONE_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     fps_override: builtins.float
     """0: the video's own timestamps"""
     hands: builtins.bool
@@ -226,6 +233,12 @@ class CaptureMotionRequest(google.protobuf.message.Message):
     def subject(self) -> global___Subject:
         """unset: whoever MediaPipe finds first (one person in the shot)"""
 
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """not with subject
+        how the server treats the job (requeue after a crash, ...)
+        """
+
     def __init__(
         self,
         *,
@@ -245,9 +258,10 @@ class CaptureMotionRequest(google.protobuf.message.Message):
         workers: builtins.int = ...,
         subject: global___Subject | None = ...,
         everyone: builtins.bool = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "input", b"input", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "everyone", b"everyone", "face", b"face", "focal_length_px", b"focal_length_px", "foot_lock", b"foot_lock", "fov_degrees", b"fov_degrees", "fps_override", b"fps_override", "frame_range", b"frame_range", "hands", b"hands", "input", b"input", "preview", b"preview", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject", "subject_height_m", b"subject_height_m", "workers", b"workers"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "everyone", b"everyone", "face", b"face", "focal_length_px", b"focal_length_px", "foot_lock", b"foot_lock", "fov_degrees", b"fov_degrees", "fps_override", b"fps_override", "frame_range", b"frame_range", "hands", b"hands", "input", b"input", "job_options", b"job_options", "preview", b"preview", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject", "subject_height_m", b"subject_height_m", "workers", b"workers"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
     @typing.overload

@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from keygrip.v1 import common_pb2 as keygrip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16keygrip/v1/scene.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"\xad\x01\n\x12GenerationSettings\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\r\n\x05steps\x18\x05 \x01(\x05\x12\x10\n\x08guidance\x18\x06 \x01(\x02\x12\r\n\x05width\x18\x07 \x01(\x05\x12\x0e\n\x06height\x18\x08 \x01(\x05\x12\x11\n\tscheduler\x18\t \x01(\t\"\xc2\x01\n\x16GenerateTextureRequest\x12\x30\n\x08settings\x18\x01 \x01(\x0b\x32\x1e.keygrip.v1.GenerationSettings\x12\x15\n\x08tileable\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1e\n\x16init_image_artifact_id\x18\x03 \x01(\t\x12\x10\n\x08strength\x18\x04 \x01(\x02\x12\x0c\n\x04maps\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x0f \x01(\tB\x0b\n\t_tileable\"t\n\x14GenerateWorldRequest\x12\x30\n\x08settings\x18\x01 \x01(\x0b\x32\x1e.keygrip.v1.GenerationSettings\x12\x16\n\x0ehighlight_gain\x18\x02 \x01(\x02\x12\x12\n\nrequest_id\x18\x0f \x01(\t\"\xf5\x02\n\x0eGeneratedImage\x12&\n\x05image\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12$\n\x03\x65xr\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\r\n\x05model\x18\x06 \x01(\t\x12\x12\n\nmodel_hash\x18\x07 \x01(\t\x12:\n\x08metadata\x18\x08 \x03(\x0b\x32(.keygrip.v1.GeneratedImage.MetadataEntry\x12+\n\nheight_map\x18\t \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12+\n\nnormal_map\x18\n \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcd\x01\n\nCameraView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x0f\n\x07\x66ocal_x\x18\x04 \x01(\x01\x12\x0f\n\x07\x66ocal_y\x18\x05 \x01(\x01\x12\x10\n\x08\x63\x65nter_x\x18\x06 \x01(\x01\x12\x10\n\x08\x63\x65nter_y\x18\x07 \x01(\x01\x12\x17\n\x0f\x63\x61mera_to_world\x18\x08 \x03(\x01\x12\x19\n\x11\x64\x65pth_artifact_id\x18\t \x01(\t\x12\x18\n\x10mask_artifact_id\x18\n \x01(\t\"\xaf\x01\n\x15ProjectTextureRequest\x12\x30\n\x08settings\x18\x01 \x01(\x0b\x32\x1e.keygrip.v1.GenerationSettings\x12\x12\n\ncontrolnet\x18\x02 \x01(\t\x12%\n\x05views\x18\x03 \x03(\x0b\x32\x16.keygrip.v1.CameraView\x12\x15\n\rcontrol_scale\x18\x04 \x01(\x02\x12\x12\n\nrequest_id\x18\x0f \x01(\t\"\x9d\x01\n\rProjectedView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12)\n\x08\x63overage\x18\x03 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x03\"\x89\x02\n\x10ProjectedTexture\x12(\n\x05views\x18\x01 \x03(\x0b\x32\x19.keygrip.v1.ProjectedView\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\nmodel_hash\x18\x04 \x01(\t\x12\x12\n\ncontrolnet\x18\x05 \x01(\t\x12\x17\n\x0f\x63ontrolnet_hash\x18\x06 \x01(\t\x12<\n\x08metadata\x18\x07 \x03(\x0b\x32*.keygrip.v1.ProjectedTexture.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xe3\x01\n\x0fSceneGeneration\x12\x46\n\x0fGenerateTexture\x12\".keygrip.v1.GenerateTextureRequest\x1a\x0f.keygrip.v1.Job\x12\x42\n\rGenerateWorld\x12 .keygrip.v1.GenerateWorldRequest\x1a\x0f.keygrip.v1.Job\x12\x44\n\x0eProjectTexture\x12!.keygrip.v1.ProjectTextureRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16keygrip/v1/scene.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"\xad\x01\n\x12GenerationSettings\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\r\n\x05steps\x18\x05 \x01(\x05\x12\x10\n\x08guidance\x18\x06 \x01(\x02\x12\r\n\x05width\x18\x07 \x01(\x05\x12\x0e\n\x06height\x18\x08 \x01(\x05\x12\x11\n\tscheduler\x18\t \x01(\t\"\xef\x01\n\x16GenerateTextureRequest\x12\x30\n\x08settings\x18\x01 \x01(\x0b\x32\x1e.keygrip.v1.GenerationSettings\x12\x15\n\x08tileable\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1e\n\x16init_image_artifact_id\x18\x03 \x01(\t\x12\x10\n\x08strength\x18\x04 \x01(\x02\x12\x0c\n\x04maps\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptionsB\x0b\n\t_tileable\"\xa1\x01\n\x14GenerateWorldRequest\x12\x30\n\x08settings\x18\x01 \x01(\x0b\x32\x1e.keygrip.v1.GenerationSettings\x12\x16\n\x0ehighlight_gain\x18\x02 \x01(\x02\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptions\"\xf5\x02\n\x0eGeneratedImage\x12&\n\x05image\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12$\n\x03\x65xr\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\r\n\x05model\x18\x06 \x01(\t\x12\x12\n\nmodel_hash\x18\x07 \x01(\t\x12:\n\x08metadata\x18\x08 \x03(\x0b\x32(.keygrip.v1.GeneratedImage.MetadataEntry\x12+\n\nheight_map\x18\t \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12+\n\nnormal_map\x18\n \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcd\x01\n\nCameraView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x0f\n\x07\x66ocal_x\x18\x04 \x01(\x01\x12\x0f\n\x07\x66ocal_y\x18\x05 \x01(\x01\x12\x10\n\x08\x63\x65nter_x\x18\x06 \x01(\x01\x12\x10\n\x08\x63\x65nter_y\x18\x07 \x01(\x01\x12\x17\n\x0f\x63\x61mera_to_world\x18\x08 \x03(\x01\x12\x19\n\x11\x64\x65pth_artifact_id\x18\t \x01(\t\x12\x18\n\x10mask_artifact_id\x18\n \x01(\t\"\xdc\x01\n\x15ProjectTextureRequest\x12\x30\n\x08settings\x18\x01 \x01(\x0b\x32\x1e.keygrip.v1.GenerationSettings\x12\x12\n\ncontrolnet\x18\x02 \x01(\t\x12%\n\x05views\x18\x03 \x03(\x0b\x32\x16.keygrip.v1.CameraView\x12\x15\n\rcontrol_scale\x18\x04 \x01(\x02\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptions\"\x9d\x01\n\rProjectedView\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12)\n\x08\x63overage\x18\x03 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x03\"\x89\x02\n\x10ProjectedTexture\x12(\n\x05views\x18\x01 \x03(\x0b\x32\x19.keygrip.v1.ProjectedView\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\nmodel_hash\x18\x04 \x01(\t\x12\x12\n\ncontrolnet\x18\x05 \x01(\t\x12\x17\n\x0f\x63ontrolnet_hash\x18\x06 \x01(\t\x12<\n\x08metadata\x18\x07 \x03(\x0b\x32*.keygrip.v1.ProjectedTexture.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xe3\x01\n\x0fSceneGeneration\x12\x46\n\x0fGenerateTexture\x12\".keygrip.v1.GenerateTextureRequest\x1a\x0f.keygrip.v1.Job\x12\x42\n\rGenerateWorld\x12 .keygrip.v1.GenerateWorldRequest\x1a\x0f.keygrip.v1.Job\x12\x44\n\x0eProjectTexture\x12!.keygrip.v1.ProjectTextureRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -29,23 +29,23 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_GENERATIONSETTINGS']._serialized_start=64
   _globals['_GENERATIONSETTINGS']._serialized_end=237
   _globals['_GENERATETEXTUREREQUEST']._serialized_start=240
-  _globals['_GENERATETEXTUREREQUEST']._serialized_end=434
-  _globals['_GENERATEWORLDREQUEST']._serialized_start=436
-  _globals['_GENERATEWORLDREQUEST']._serialized_end=552
-  _globals['_GENERATEDIMAGE']._serialized_start=555
-  _globals['_GENERATEDIMAGE']._serialized_end=928
-  _globals['_GENERATEDIMAGE_METADATAENTRY']._serialized_start=881
-  _globals['_GENERATEDIMAGE_METADATAENTRY']._serialized_end=928
-  _globals['_CAMERAVIEW']._serialized_start=931
-  _globals['_CAMERAVIEW']._serialized_end=1136
-  _globals['_PROJECTTEXTUREREQUEST']._serialized_start=1139
-  _globals['_PROJECTTEXTUREREQUEST']._serialized_end=1314
-  _globals['_PROJECTEDVIEW']._serialized_start=1317
-  _globals['_PROJECTEDVIEW']._serialized_end=1474
-  _globals['_PROJECTEDTEXTURE']._serialized_start=1477
-  _globals['_PROJECTEDTEXTURE']._serialized_end=1742
-  _globals['_PROJECTEDTEXTURE_METADATAENTRY']._serialized_start=881
-  _globals['_PROJECTEDTEXTURE_METADATAENTRY']._serialized_end=928
-  _globals['_SCENEGENERATION']._serialized_start=1745
-  _globals['_SCENEGENERATION']._serialized_end=1972
+  _globals['_GENERATETEXTUREREQUEST']._serialized_end=479
+  _globals['_GENERATEWORLDREQUEST']._serialized_start=482
+  _globals['_GENERATEWORLDREQUEST']._serialized_end=643
+  _globals['_GENERATEDIMAGE']._serialized_start=646
+  _globals['_GENERATEDIMAGE']._serialized_end=1019
+  _globals['_GENERATEDIMAGE_METADATAENTRY']._serialized_start=972
+  _globals['_GENERATEDIMAGE_METADATAENTRY']._serialized_end=1019
+  _globals['_CAMERAVIEW']._serialized_start=1022
+  _globals['_CAMERAVIEW']._serialized_end=1227
+  _globals['_PROJECTTEXTUREREQUEST']._serialized_start=1230
+  _globals['_PROJECTTEXTUREREQUEST']._serialized_end=1450
+  _globals['_PROJECTEDVIEW']._serialized_start=1453
+  _globals['_PROJECTEDVIEW']._serialized_end=1610
+  _globals['_PROJECTEDTEXTURE']._serialized_start=1613
+  _globals['_PROJECTEDTEXTURE']._serialized_end=1878
+  _globals['_PROJECTEDTEXTURE_METADATAENTRY']._serialized_start=972
+  _globals['_PROJECTEDTEXTURE_METADATAENTRY']._serialized_end=1019
+  _globals['_SCENEGENERATION']._serialized_start=1881
+  _globals['_SCENEGENERATION']._serialized_end=2108
 # @@protoc_insertion_point(module_scope)

@@ -75,6 +75,7 @@ class GenerateTextureRequest(google.protobuf.message.Message):
     STRENGTH_FIELD_NUMBER: builtins.int
     MAPS_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     tileable: builtins.bool
     """seamless in X and Y (circular padding in UNet and VAE); unset: true"""
     init_image_artifact_id: builtins.str
@@ -87,6 +88,10 @@ class GenerateTextureRequest(google.protobuf.message.Message):
     """idempotency key"""
     @property
     def settings(self) -> global___GenerationSettings: ...
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """how the server treats the job (requeue after a crash, ...)"""
+
     def __init__(
         self,
         *,
@@ -96,9 +101,10 @@ class GenerateTextureRequest(google.protobuf.message.Message):
         strength: builtins.float = ...,
         maps: builtins.bool = ...,
         request_id: builtins.str = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_tileable", b"_tileable", "settings", b"settings", "tileable", b"tileable"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_tileable", b"_tileable", "init_image_artifact_id", b"init_image_artifact_id", "maps", b"maps", "request_id", b"request_id", "settings", b"settings", "strength", b"strength", "tileable", b"tileable"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_tileable", b"_tileable", "job_options", b"job_options", "settings", b"settings", "tileable", b"tileable"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_tileable", b"_tileable", "init_image_artifact_id", b"init_image_artifact_id", "job_options", b"job_options", "maps", b"maps", "request_id", b"request_id", "settings", b"settings", "strength", b"strength", "tileable", b"tileable"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_tileable", b"_tileable"]) -> typing.Literal["tileable"] | None: ...
 
 global___GenerateTextureRequest = GenerateTextureRequest
@@ -110,6 +116,7 @@ class GenerateWorldRequest(google.protobuf.message.Message):
     SETTINGS_FIELD_NUMBER: builtins.int
     HIGHLIGHT_GAIN_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     highlight_gain: builtins.float
     """Highlight expansion for the linear EXR: a generated image stops at white, so the sun and the sky
     would light a scene like a grey card; the brightest pixels are scaled up smoothly to this many
@@ -120,15 +127,20 @@ class GenerateWorldRequest(google.protobuf.message.Message):
     def settings(self) -> global___GenerationSettings:
         """width must be 2 x height (equirectangular, periodic in X)"""
 
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """how the server treats the job (requeue after a crash, ...)"""
+
     def __init__(
         self,
         *,
         settings: global___GenerationSettings | None = ...,
         highlight_gain: builtins.float = ...,
         request_id: builtins.str = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["settings", b"settings"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["highlight_gain", b"highlight_gain", "request_id", b"request_id", "settings", b"settings"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["job_options", b"job_options", "settings", b"settings"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["highlight_gain", b"highlight_gain", "job_options", b"job_options", "request_id", b"request_id", "settings", b"settings"]) -> None: ...
 
 global___GenerateWorldRequest = GenerateWorldRequest
 
@@ -278,6 +290,7 @@ class ProjectTextureRequest(google.protobuf.message.Message):
     VIEWS_FIELD_NUMBER: builtins.int
     CONTROL_SCALE_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    JOB_OPTIONS_FIELD_NUMBER: builtins.int
     controlnet: builtins.str
     """A depth ControlNet model used beside settings.model (an SD 1.x/2.x/XL model); leave it empty when
     settings.model is itself a depth-conditioned model (Stable Diffusion 2 depth).
@@ -295,6 +308,10 @@ class ProjectTextureRequest(google.protobuf.message.Message):
         surface, and generates only the rest (inpainting), so that the views agree where they overlap.
         """
 
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """how the server treats the job (requeue after a crash, ...)"""
+
     def __init__(
         self,
         *,
@@ -303,9 +320,10 @@ class ProjectTextureRequest(google.protobuf.message.Message):
         views: collections.abc.Iterable[global___CameraView] | None = ...,
         control_scale: builtins.float = ...,
         request_id: builtins.str = ...,
+        job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["settings", b"settings"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["control_scale", b"control_scale", "controlnet", b"controlnet", "request_id", b"request_id", "settings", b"settings", "views", b"views"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["job_options", b"job_options", "settings", b"settings"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["control_scale", b"control_scale", "controlnet", b"controlnet", "job_options", b"job_options", "request_id", b"request_id", "settings", b"settings", "views", b"views"]) -> None: ...
 
 global___ProjectTextureRequest = ProjectTextureRequest
 
