@@ -81,7 +81,7 @@ class KeygripPanel(bpy.types.Panel):
 
         col = layout.column(heading="Video")
         col.prop(s, "source", expand=True)
-        col.prop(s, "video_path" if s.source == "FILE" else "clip", text="")
+        col.prop(s, {"FILE": "video_path", "CLIP": "clip", "IMAGE": "plate_image"}[s.source], text="")
         row = col.row(align=True)
         row.prop(s, "frame_start")
         row.prop(s, "frame_end")
