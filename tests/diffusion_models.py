@@ -15,7 +15,7 @@ import it as `from diffusion_models import ...` (tests/ is on sys.path through t
 - tiny_controlnet(pipe) and save_pickle_checkpoint(): a depth ControlNet folder, and a .ckpt for the
   pickle refusal.
 - tiny_depth2img_pipeline(pipe): an SD 2 depth pipeline (UNet with 5 input channels, no depth estimator).
-- tiny_inpaint_pipeline(pipe): an SD inpainting pipeline (UNet with 9 input channels).
+- tiny_inpaint_pipeline(pipe): an SD or SDXL inpainting pipeline (UNet with 9 input channels).
 - write_header_only(): a .safetensors file holding just the marker tensors of a family (SDXL, SD3,
   Flux...) for family detection.
 """
@@ -289,14 +289,21 @@ def write_header_only(file: Path, family: str) -> Path:
 
 
 def tiny_inpaint_pipeline(pipe: Any) -> Any:
-    """A StableDiffusionInpaintPipeline sharing the pipeline's VAE, text encoder, tokenizer and scheduler,
-    with its own UNet taking 9 input channels (latents, the mask, the masked image's latents)."""
-    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+    """An inpainting pipeline sharing the pipeline's VAE, text encoders, tokenizers and scheduler, with its
+    own UNet taking 9 input channels (latents, the mask, the masked image's latents):
+    StableDiffusionInpaintPipeline, or StableDiffusionXLInpaintPipeline for an SDXL pipeline."""
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
 
     torch.manual_seed(SEED + 5)
     unet = UNet2DConditionModel.from_config({**pipe.unet.config, "in_channels": 9})
-    inpaint = StableDiffusionInpaintPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                                             unet=unet, scheduler=pipe.scheduler, safety_checker=None,
-                                             feature_extractor=None, requires_safety_checker=False)
+    if hasattr(pipe, "text_encoder_2"):
+        inpaint = StableDiffusionXLInpaintPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder,
+                                                   text_encoder_2=pipe.text_encoder_2, tokenizer=pipe.tokenizer,
+                                                   tokenizer_2=pipe.tokenizer_2, unet=unet, scheduler=pipe.scheduler)
+    else:
+        inpaint = StableDiffusionInpaintPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder,
+                                                 tokenizer=pipe.tokenizer, unet=unet, scheduler=pipe.scheduler,
+                                                 safety_checker=None, feature_extractor=None,
+                                                 requires_safety_checker=False)
     inpaint.set_progress_bar_config(disable=True)
     return inpaint

@@ -178,3 +178,30 @@ def test_segmenter_family_person_class_and_licence(tmp_path: Path) -> None:
     gpl = folder("gpl", {"0": "background", "1": "Person"}, "gpl-3.0")
     assert not inspect_entry("gpl", {"path": str(gpl)}).available
     assert inspect_entry("gpl", {"path": str(gpl), "allow_restricted_license": True}).available
+
+
+def test_sdxl_inpainting_model_repaints_the_hole_only(tmp_path: Path) -> None:
+    """An SDXL inpainting folder: its own family, loaded through the model cache, and the fill keeps every
+    pixel outside the hole; a cancel stops it between steps."""
+    from diffusion_models import save_diffusers, tiny_inpaint_pipeline, tiny_sdxl_pipeline
+
+    from inference_server.compositing.inpaint import fill_with_model
+    from inference_server.models.pipelines import PipelineCache, pick_device
+    from inference_server.models.registry import ModelRegistry, inspect_entry
+
+    folder = save_diffusers(tiny_inpaint_pipeline(tiny_sdxl_pipeline(tmp_path / "src")), tmp_path / "xl-inpaint")
+    entry = inspect_entry("xl", {"path": str(folder)})
+    assert (entry.family, entry.capabilities) == ("sdxl_inpaint", ("compositing.inpaint",))
+    pipe = PipelineCache(ModelRegistry([entry]), pick_device("cpu")).inpaint("xl")
+    assert type(pipe).__name__ == "StableDiffusionXLInpaintPipeline"
+    rgb = cv2.GaussianBlur(np.random.default_rng(2).uniform(0, 255, (48, 80, 3)).astype(np.uint8), (0, 0), 2)
+    unseen = np.zeros(rgb.shape[:2], bool)
+    unseen[12:30, 25:50] = True
+    out = fill_with_model(pipe, rgb, unseen, steps=2, model="xl", check_cancelled=lambda: None)
+    assert np.array_equal(out[~unseen], rgb[~unseen]) and np.abs(out[unseen].astype(int) - rgb[unseen]).mean() > 1
+
+    def cancel() -> None:
+        raise InterruptedError("cancelled")
+
+    with pytest.raises(InterruptedError):
+        fill_with_model(pipe, rgb, unseen, steps=2, model="xl", check_cancelled=cancel)

@@ -69,7 +69,7 @@ class _Segmenting:
         from inference_server.scene.provenance import model_fingerprint
 
         cache = self.models()
-        entry = cache.registry.of_family(opts.model, "segmenter", "a person segmenter")
+        entry = cache.registry.suited(opts.model, "compositing.matte", "a person segmenter")
         ctx.progress("load", 0, 1, f"loading segmenter {entry.name}")
         segmenter = ModelSegmenter(cache.segmenter(entry.name), entry.path, entry.name)
         return segmenter, {"matte_model": entry.name, "matte_model_hash": model_fingerprint(entry.path),
@@ -355,12 +355,14 @@ class CleanPlateHandler(_Segmenting, JobHandler[compositing_pb2.CleanPlateReques
         from inference_server.models.registry import worker_registry
 
         classical = {"fill": "cv2.inpaint telea"}
-        if not plate.unseen.any() or opts.classical_fill:
+        if not plate.unseen.any():
+            return {"fill": "none: every pixel was seen"}
+        if opts.classical_fill:
             return classical
         name = opts.inpaint_model
         if not name:
             # The registry from files (no torch) first: most servers have no inpainting model.
-            found = worker_registry().available("inpaint")
+            found = worker_registry().available("compositing.inpaint")
             if not found:
                 return classical
             name = found[0].name
@@ -368,7 +370,7 @@ class CleanPlateHandler(_Segmenting, JobHandler[compositing_pb2.CleanPlateReques
         from inference_server.scene.provenance import model_fingerprint
 
         cache = self.models()
-        entry = cache.registry.of_family(name, "inpaint", "an inpainting model")
+        entry = cache.registry.suited(name, "compositing.inpaint", "an inpainting model")
         ctx.progress("inpaint", 0, 1, f"loading inpainting model {entry.name}")
         pipe = cache.inpaint(entry.name)
         ctx.progress("inpaint", 0, 1, f"inpainting {plate.unseen.mean():.1%} of the plate never seen")

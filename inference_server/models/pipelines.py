@@ -98,6 +98,7 @@ _PIPELINES: dict[str, tuple[str | None, str | None]] = {
     "flux": ("FluxPipeline", "FluxImg2ImgPipeline"),
     "depth": (None, "StableDiffusionDepth2ImgPipeline"),
     "inpaint": (None, "StableDiffusionInpaintPipeline"),
+    "sdxl_inpaint": (None, "StableDiffusionXLInpaintPipeline"),
 }
 
 # Components left out when loading a family. Keygrip gives a depth model the host's rendered depth,
@@ -207,13 +208,13 @@ class PipelineCache:
     def segmenter(self, name: str) -> Any:
         """The named person segmenter (a transformers AutoModelForSemanticSegmentation) in eval mode on the
         cache's device, loaded from local files only; FailedPrecondition for a model of another family."""
-        entry = self.registry.of_family(name, "segmenter", "a person segmenter")
+        entry = self.registry.suited(name, "compositing.matte", "a person segmenter")
         return self._transformers(entry, "AutoModelForSemanticSegmentation")
 
     def inpaint(self, name: str) -> DiffusionPipeline:
-        """The named inpainting model's StableDiffusionInpaintPipeline; FailedPrecondition for a model of
-        another family."""
-        self.registry.of_family(name, "inpaint", "an inpainting model")
+        """The named inpainting model's pipeline (StableDiffusionInpaintPipeline or its SDXL sibling);
+        FailedPrecondition for a model that does not inpaint."""
+        self.registry.suited(name, "compositing.inpaint", "an inpainting model")
         return self._pipeline(name, 1)
 
     def _transformers(self, entry: ModelEntry, auto_class: str) -> Any:

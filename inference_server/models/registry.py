@@ -29,8 +29,8 @@ from inference_server.errors import FailedPrecondition, NotFound
 MODELS_FILE = "models.json"                  # `keygrip models add` writes here
 CONFIG_MODELS_FILE = "models-config.json"    # the front's copy of the TOML's models, for workers
 
-FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "controlnet", "depth", "inpaint", "depth_estimator", "segmenter",
-            "unknown")
+FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "controlnet", "depth", "inpaint", "sdxl_inpaint", "depth_estimator",
+            "segmenter", "unknown")
 
 # What each family enables. U-Net families tile (circular padding in their convolutions); the DiT
 # families (sd3, flux) make worlds but not tiling textures; depth-conditioned ones project.
@@ -45,9 +45,10 @@ FAMILY_CAPABILITIES: dict[str, tuple[str, ...]] = {
     # Depth from an image (Depth Anything V2 through transformers), not a generator: "depth" above is
     # SD 2 depth, which paints from a depth map.
     "depth_estimator": ("compositing.depth",),
-    # SD 1.x/2.x inpainting (a UNet with 9 input channels: latents, mask, masked image): fills what a
-    # clean plate never saw.
+    # SD 1.x/2.x and SDXL inpainting (a UNet with 9 input channels: latents, mask, masked image): fills
+    # what a clean plate never saw.
     "inpaint": ("compositing.inpaint",),
+    "sdxl_inpaint": ("compositing.inpaint",),
     # A person (or foreground) segmenter through transformers, in place of Selfie Segmentation.
     "segmenter": ("compositing.matte",),
     "unknown": (),
@@ -63,14 +64,15 @@ DEPTH_MODEL_HINT = ("fetch Depth Anything V2 Small (Apache-2.0) with `keygrip mo
 _RESTRICTED_HINT = {"depth_estimator": "use Depth Anything V2 Small (Apache-2.0)",
                     "segmenter": "use a segmenter under a permissive licence, or MediaPipe Selfie Segmentation (no "
                                  "model: leave settings.model empty)",
-                    "inpaint": "use an inpainting model under a permissive licence, or classical_fill"}
+                    "inpaint": "use an inpainting model under a permissive licence, or classical_fill",
+                    "sdxl_inpaint": "use an inpainting model under a permissive licence, or classical_fill"}
 
 # model_index.json _class_name -> family (the pipeline class names diffusers saves).
 _PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": "sd1", "StableDiffusionImg2ImgPipeline": "sd1",
     "StableDiffusionInpaintPipeline": "inpaint", "StableDiffusionControlNetPipeline": "sd1",
     "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
-    "StableDiffusionXLInpaintPipeline": "sdxl", "StableDiffusionXLControlNetPipeline": "sdxl",
+    "StableDiffusionXLInpaintPipeline": "sdxl_inpaint", "StableDiffusionXLControlNetPipeline": "sdxl",
     "StableDiffusionDepth2ImgPipeline": "depth",
     "StableDiffusion3Pipeline": "sd3", "StableDiffusion3Img2ImgPipeline": "sd3",
     "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux",
@@ -170,26 +172,26 @@ class ModelRegistry:
                                      reason="MODEL_UNAVAILABLE", metadata={"model": name})
         return entry
 
-    def of_family(self, name: str, family: str, what: str) -> ModelEntry:
-        """The named model, if it can be loaded and is of the family; FailedPrecondition naming what to
-        pick otherwise (what: "a depth estimator", ...)."""
+    def suited(self, name: str, capability: str, what: str) -> ModelEntry:
+        """The named model, if it can be loaded and does the capability ("compositing.matte", ...);
+        FailedPrecondition naming what to pick otherwise (what: "a depth estimator", ...)."""
         entry = self.get(name)
-        if entry.family != family:
+        if capability not in entry.capabilities:
             raise FailedPrecondition(f"model {name!r} ({entry.family}) is not {what}; pick one that does "
-                                     f"{', '.join(FAMILY_CAPABILITIES[family])} (keygrip models ls)",
-                                     reason="MODEL_UNSUITED", metadata={"model": name})
+                                     f"{capability} (keygrip models ls)", reason="MODEL_UNSUITED",
+                                     metadata={"model": name})
         return entry
 
-    def available(self, family: str) -> list[ModelEntry]:
-        """The loadable models of a family, by name."""
-        return [e for e in self.entries() if e.family == family and e.available]
+    def available(self, capability: str) -> list[ModelEntry]:
+        """The loadable models that do a capability, by name."""
+        return [e for e in self.entries() if capability in e.capabilities]
 
     def depth_estimator(self, name: str = "") -> ModelEntry:
         """The depth estimator to use: the named one, or the only one registered; FailedPrecondition
         naming how to add one when there is none (or which to pick when there are several)."""
         if name:
-            return self.of_family(name, "depth_estimator", "a depth estimator")
-        found = self.available("depth_estimator")
+            return self.suited(name, "compositing.depth", "a depth estimator")
+        found = self.available("compositing.depth")
         if not found:
             raise FailedPrecondition(f"no depth model is registered on this server: {DEPTH_MODEL_HINT}",
                                      reason="NO_DEPTH_MODEL")
@@ -420,12 +422,12 @@ def folder_family(path: Path) -> str:
     if transformer:
         return _MODEL_FAMILIES.get(str(transformer.get("_class_name", "")), family or "unknown")
     if unet:
+        if unet.get("in_channels") == 9:
+            return "sdxl_inpaint" if unet.get("addition_embed_type") == "text_time" else "inpaint"
         if unet.get("addition_embed_type") == "text_time":
             return "sdxl"
         if unet.get("in_channels") == 5 or family == "depth":
             return "depth"
-        if unet.get("in_channels") == 9:
-            return "inpaint"
         if family in ("", "sd1", "sd2"):
             # SD 2.x: OpenCLIP's 1024-wide context and linear projections in its transformers.
             sd2 = unet.get("cross_attention_dim") == 1024 or unet.get("use_linear_projection") is True
@@ -486,9 +488,9 @@ def file_family(header: Mapping[str, Any]) -> str:
         return "sd3"
     if has("control_model.") or has("input_hint_block.") or has("controlnet_cond_embedding."):
         return "controlnet"
-    if has("conditioner.embedders.") or has("model.diffusion_model.label_emb."):
-        return "sdxl"
     conv_in = shape("model.diffusion_model.input_blocks.0.0.weight")
+    if has("conditioner.embedders.") or has("model.diffusion_model.label_emb."):
+        return "sdxl_inpaint" if len(conv_in) == 4 and conv_in[1] == 9 else "sdxl"
     if conv_in:
         if len(conv_in) == 4 and conv_in[1] == 5:
             return "depth"
