@@ -324,7 +324,7 @@ def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> M
             reason = f"unknown family {family!r} (known: {', '.join(FAMILIES)})"
         if not reason and family == "unknown":
             reason = ("not a model family Keygrip knows (SD 1.x/2.x, SDXL, SD3, Flux, ControlNet, SD 2 depth, "
-                      "Depth Anything); "
+                      "SD/SDXL inpainting, Depth Anything, semantic-segmentation person segmenters); "
                       f"if it is one, set family = \"sd1\" (or another) in [models.{name}] of the server's TOML")
         license = str(table.get("license") or (card_license(path) if path.is_dir() else "")).lower()
         if not reason and family in _RESTRICTED_HINT and restricted(license) \

@@ -160,6 +160,13 @@ def test_matte_of_an_image_sequence_datablock(addon, tmp_path: Path) -> None:
     assert ("CompositorNodeImage", "Image", "CompositorNodeSetAlpha", "Image") in _links(tree)
     assert json.loads(tree["keygrip_provenance"])["frame_range"] == "1002-1003"
     assert image.colorspace_settings.name == "sRGB" and image.source == "SEQUENCE"
+    # The panel's matte model goes to the server, which says it has none of that name.
+    s.comp_matte_model = "tiny-seg"
+    assert bpy.ops.keygrip.comp_matte() == {"FINISHED"}
+    session = _module("main_thread").latest()
+    _module("main_thread").drain(timeout=60)
+    assert session.state == "failed" and "no model named 'tiny-seg'" in session.error
+    s.comp_matte_model = ""
     # A range outside the plate is refused before anything is sent, naming the plate's frames.
     s.frame_start, s.frame_end = 2001, 2003
     with pytest.raises(RuntimeError, match=r"not inside plate\.####\.png \(frames 1001-1004\)"):

@@ -20,6 +20,7 @@ from keygrip.compositing import PassPlan
 from keygrip.generate import GenerateKind, GeneratePlan, ProjectPlan
 from keygrip.plates import FrameRange, Plate
 from keygrip.session import Session
+from keygrip.v1 import compositing_pb2
 
 from . import compositor, main_thread, preferences, projection, properties, rig, shading, tasks
 from .apply import ScenePlan
@@ -362,16 +363,22 @@ def pass_plan_from_panel(context: bpy.types.Context, kind: str) -> tuple[PassPla
         raise ValueError("pick a video file, a Movie Clip or an image sequence (an Image of source Sequence) in the "
                          "Keygrip panel first")
     out_dir = shading.output_folder() / f"{Path(video).stem}_{kind}"
+    model = s.comp_matte_model.strip()
+    settings: dict[str, object] = {}
+    if model and kind == "matte":
+        settings["model"] = model
+    elif model and kind == "cleanplate":
+        settings["matte"] = compositing_pb2.MatteSettings(model=model)
     seq = find_local_sequence(video) if Path(video).suffix.lower() in compositor.IMAGE_SUFFIXES else None
     if seq is not None:
         # An image sequence counts in its own numbers (1001 ..): the shared client's plate and range.
         last = s.frame_end - 1 if s.frame_end else seq.last
         frames = FrameRange(max(s.frame_start, seq.first), last) if s.frame_start or s.frame_end else None
         plan = PassPlan.for_plate(kind, Plate.find(seq.pattern()), out_dir=out_dir, frames=frames,
-                                  preview=kind == "cleanplate")
+                                  preview=kind == "cleanplate", settings=settings)
     else:
         plan = PassPlan(kind=kind, source=video, out_dir=out_dir, frame_range=(s.frame_start, s.frame_end),
-                        preview=kind == "cleanplate")
+                        preview=kind == "cleanplate", settings=settings)
     plate = compositor.PlateRef(scene=context.scene.name, clip=s.clip.name if s.source == "CLIP" and s.clip else "",
                                 image=s.plate_image.name if s.source == "IMAGE" and s.plate_image else "",
                                 path=video)

@@ -163,6 +163,7 @@ class KeygripPanel(bpy.types.Panel):
         col.operator("keygrip.project_texture", icon="CAMERA_DATA")
 
         busy = main_thread.running()
+        layout.prop(s, "comp_matte_model")
         row = layout.row(align=True)  # compositing passes over the same plate and frame range
         row.operator("keygrip.comp_matte", icon="NODE_COMPOSITING")
         row.operator("keygrip.comp_cleanplate", icon="IMAGE_BACKGROUND")

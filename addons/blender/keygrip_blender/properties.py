@@ -118,6 +118,10 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         description="Retarget the last capture of this scene again instead of re-running the capture")
     last_capture_job: bpy.props.StringProperty(name="Last capture job")
 
+    comp_matte_model: bpy.props.StringProperty(
+        name="Matte model", description="A person segmenter registered on the server in place of MediaPipe Selfie "
+        "Segmentation, for the matte and the clean plate (keygrip models ls: compositing.matte); empty: MediaPipe")
+
     # Generate (keygrip.generate): a texture onto the selected meshes, or the scene's world.
     gen_model: bpy.props.StringProperty(name="Model", description="A model registered on the server "
                                         "(keygrip models ls)")
