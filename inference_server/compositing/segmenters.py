@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inference_server.errors import FailedPrecondition
+from inference_server.errors import FailedPrecondition, ResourceExhausted
 from inference_server.models.registry import person_class
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,6 +54,7 @@ class ModelSegmenter:
             raise FailedPrecondition(f"model {name!r} has no person class in its labels; pick a segmenter with a "
                                      "person or foreground label (keygrip models ls)", reason="MODEL_UNSUITED",
                                      metadata={"model": name})
+        self.name = name
         self.person = person
         self.one_class = int(config.num_labels) == 1
         self.mean, self.std = _normalisation(folder)
@@ -62,9 +63,22 @@ class ModelSegmenter:
         h, w = rgb.shape[:2]
         x = (rgb.astype(np.float32) * np.float32(1.0 / 255.0) - self.mean) / self.std
         t = self.torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
-        with self.torch.inference_mode():
-            logits = self.net(pixel_values=t.to(device=self.param.device, dtype=self.param.dtype)).logits[0].float()
-            prob = logits[0].sigmoid() if self.one_class else logits.softmax(dim=0)[self.person]
+        try:
+            with self.torch.inference_mode():
+                x_in = t.to(device=self.param.device, dtype=self.param.dtype)
+                logits = self.net(pixel_values=x_in).logits[0].float()
+                prob = logits[0].sigmoid() if self.one_class else logits.softmax(dim=0)[self.person]
+        except self.torch.cuda.OutOfMemoryError:
+            self.torch.cuda.empty_cache()
+            raise ResourceExhausted(f"out of GPU memory running segmenter {self.name!r} at {w}x{h}: lower the "
+                                    "working_size, or close other GPU programs", reason="OUT_OF_MEMORY",
+                                    metadata={"model": self.name}) from None
+        except (RuntimeError, ValueError) as exc:
+            # Some architectures take only the size they were trained at (fixed position embeddings).
+            raise FailedPrecondition(f"segmenter {self.name!r} could not run on a {w}x{h} frame: "
+                                     f"{' '.join(str(exc).split())[:300]}; set the working_size to the size it was "
+                                     "trained at, or pick a model that takes any size (SegFormer)",
+                                     reason="MODEL_RUN_FAILED", metadata={"model": self.name}) from None
         p = np.asarray(prob.cpu().numpy(), dtype=np.float32)
         return np.asarray(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
 
