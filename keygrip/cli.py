@@ -228,14 +228,17 @@ def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
         raise errors.InvalidArgument(str(exc)) from None
     settings: dict[str, Any] = {}
     if args.command in ("matte", "cleanplate"):
-        matte = dict(refine=not args.no_refine, stabilize=not args.no_stabilize, mirror=not args.no_mirror)
+        matte: dict[str, Any] = dict(refine=not args.no_refine, stabilize=not args.no_stabilize,
+                                     mirror=not args.no_mirror, model=args.model or "")
         if args.command == "matte":
             settings.update(matte, premultiplied_rgba=args.rgba)
         else:
             from keygrip.v1 import compositing_pb2
 
             settings.update(matte=compositing_pb2.MatteSettings(**matte), reference_frame=args.reference or 0,
-                            dilate=args.dilate or 0, register=not args.locked_off)
+                            dilate=args.dilate or 0, register=not args.locked_off,
+                            inpaint_model=args.inpaint_model or "", classical_fill=args.classical_fill,
+                            inpaint_steps=args.inpaint_steps or 0)
     elif args.command == "depth":
         settings.update(model=args.model or "", stabilize=not args.no_stabilize)
     settings["requeue"] = not args.no_requeue
@@ -679,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help="no mirror averaging (one segmenter call a frame instead of two)")
             comp.add_argument("--preview", action="store_true",
                               help="also write a preview (matte: MP4 over a checkerboard; clean plate: PNG)")
+            comp.add_argument("--model", help="a registered person segmenter in place of MediaPipe Selfie "
+                                              "Segmentation (keygrip models ls: compositing.matte)")
         if name == "matte":
             comp.add_argument("--rgba", action="store_true", help="RGBA EXRs: the plate premultiplied, matte in A")
         if name == "depth":
@@ -687,6 +692,11 @@ def build_parser() -> argparse.ArgumentParser:
             comp.add_argument("--reference", type=int, help="the frame to make the plate for (default: the middle)")
             comp.add_argument("--dilate", type=int, help="pixels the matte is grown by (default 15)")
             comp.add_argument("--locked-off", action="store_true", help="the camera does not move: no registration")
+            comp.add_argument("--inpaint-model", help="the inpainting model that fills pixels never seen "
+                                                      "(default: the first registered one, if any)")
+            comp.add_argument("--classical-fill", action="store_true",
+                              help="fill pixels never seen with OpenCV's inpainting even when a model is registered")
+            comp.add_argument("--inpaint-steps", type=int, help="the inpainting model's denoising steps (default 25)")
 
     people = sub.add_parser("people", help="every person in a shot: ids for `keygrip mocap --subject`, thumbnails",
                             parents=[client_options, job_options])

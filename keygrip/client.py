@@ -607,13 +607,16 @@ class Client:
                     format: compositing_pb2.OutputFormat.ValueType = compositing_pb2.OUTPUT_FORMAT_EXR_HALF,
                     reference_frame: int = 0, dilate: int = 0, register: bool = True, preview: bool = False,
                     request_id: str = "", upload_progress: ProgressCallback | None = None, requeue: bool = True,
-                    matte: compositing_pb2.MatteSettings | None = None) -> Job[compositing_pb2.CleanPlateResult]:
+                    matte: compositing_pb2.MatteSettings | None = None, inpaint_model: str = "",
+                    classical_fill: bool = False, inpaint_steps: int = 0) -> Job[compositing_pb2.CleanPlateResult]:
         """Start a clean plate: the background at reference_frame (0: the range's middle) without the
-        person, with a coverage map of pixels never seen."""
+        person, with a coverage map of pixels never seen. Those are filled by an inpainting model
+        (inpaint_model, or the server's first one when it has one) unless classical_fill."""
         req = compositing_pb2.CleanPlateRequest(
             input=self.media_input(source, server_path=server_path, progress=upload_progress),
             frame_range=common_pb2.FrameRange(start=start_frame, end=end_frame), matte=matte,
             dilate=dilate, register=register, reference_frame=reference_frame, format=format, preview=preview,
+            inpaint_model=inpaint_model, classical_fill=classical_fill, inpaint_steps=inpaint_steps,
             request_id=request_id)
         return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).CleanPlate, req, requeue)
 

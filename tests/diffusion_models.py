@@ -15,6 +15,7 @@ import it as `from diffusion_models import ...` (tests/ is on sys.path through t
 - tiny_controlnet(pipe) and save_pickle_checkpoint(): a depth ControlNet folder, and a .ckpt for the
   pickle refusal.
 - tiny_depth2img_pipeline(pipe): an SD 2 depth pipeline (UNet with 5 input channels, no depth estimator).
+- tiny_inpaint_pipeline(pipe): an SD or SDXL inpainting pipeline (UNet with 9 input channels).
 - write_header_only(): a .safetensors file holding just the marker tensors of a family (SDXL, SD3,
   Flux...) for family detection.
 """
@@ -270,6 +271,7 @@ FAMILY_MARKERS: dict[str, list[tuple[str, tuple[int, ...]]]] = {
     "flux": [("double_blocks.0.img_attn.qkv.weight", (12, 4))],
     "depth": [("model.diffusion_model.input_blocks.0.0.weight", (4, 5, 3, 3)),
               ("cond_stage_model.model.ln_final.weight", (4,))],
+    "inpaint": [("model.diffusion_model.input_blocks.0.0.weight", (4, 9, 3, 3))],
     "sd2": [("model.diffusion_model.input_blocks.0.0.weight", (4, 4, 3, 3)),
             ("cond_stage_model.model.ln_final.weight", (4,))],
     "controlnet": [("control_model.input_hint_block.0.weight", (4, 3, 3, 3))],
@@ -284,3 +286,24 @@ def write_header_only(file: Path, family: str) -> Path:
     file.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: torch.zeros(shape) for k, shape in FAMILY_MARKERS[family]}, str(file))
     return file
+
+
+def tiny_inpaint_pipeline(pipe: Any) -> Any:
+    """An inpainting pipeline sharing the pipeline's VAE, text encoders, tokenizers and scheduler, with its
+    own UNet taking 9 input channels (latents, the mask, the masked image's latents):
+    StableDiffusionInpaintPipeline, or StableDiffusionXLInpaintPipeline for an SDXL pipeline."""
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
+
+    torch.manual_seed(SEED + 5)
+    unet = UNet2DConditionModel.from_config({**pipe.unet.config, "in_channels": 9})
+    if hasattr(pipe, "text_encoder_2"):
+        inpaint = StableDiffusionXLInpaintPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder,
+                                                   text_encoder_2=pipe.text_encoder_2, tokenizer=pipe.tokenizer,
+                                                   tokenizer_2=pipe.tokenizer_2, unet=unet, scheduler=pipe.scheduler)
+    else:
+        inpaint = StableDiffusionInpaintPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder,
+                                                 tokenizer=pipe.tokenizer, unet=unet, scheduler=pipe.scheduler,
+                                                 safety_checker=None, feature_extractor=None,
+                                                 requires_safety_checker=False)
+    inpaint.set_progress_bar_config(disable=True)
+    return inpaint

@@ -52,7 +52,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out["controlnet"] = tiny_controlnet(pipe, root / "depth-controlnet")
     out["depth"] = save_diffusers(tiny_depth2img_pipeline(pipe), root / "tiny-depth")
     out["ckpt"] = save_pickle_checkpoint(pipe, root / "old.ckpt")
-    for family in ("sdxl", "sd3", "flux", "depth", "unknown"):
+    for family in ("sdxl", "sd3", "flux", "depth", "inpaint", "unknown"):
         out[f"hdr_{family}"] = write_header_only(root / f"hdr-{family}.safetensors", family)
     return out
 
@@ -77,7 +77,7 @@ def test_families_from_folders_and_headers(models: dict[str, Path]) -> None:
     single = inspect_entry("s", {"path": str(models["single"]), "config": str(models["single_config"])})
     assert (single.format, single.family, single.available) == ("single_file", "sd1", True)
     assert single.capabilities == ("scene.texture", "scene.world")
-    for family in ("sdxl", "sd3", "flux", "depth"):
+    for family in ("sdxl", "sd3", "flux", "depth", "inpaint"):
         assert file_family(safetensors_header(models[f"hdr_{family}"])) == family
     assert file_family(safetensors_header(models["hdr_unknown"])) == "unknown"
     # A DiT family makes worlds but not tiling textures.

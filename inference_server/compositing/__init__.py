@@ -7,8 +7,12 @@ metadata.
 
 - service.py: the Compositing gRPC service (checks a request, queues the job);
 - options.py: the one place requests are checked and their defaults filled in;
-- jobs.py: the handlers (a segmenter kept per worker; depth models from the model manager);
+- jobs.py: the handlers (a segmenter kept per worker; depth, segmenter and inpainting models from the
+  model manager);
 - matte.py: segmentation, guided-filter edge refinement, optical-flow temporal stabilisation;
+- segmenters.py: a learned person segmenter (transformers) as the matte's first stage;
+- cleanplate.py: the masked median over registered frames, the coverage map, classical inpainting;
+- inpaint.py: a diffusers inpainting model filling the coverage hole, and only it;
 - plates.py: reading a plate (range, gaps, one frame size) and writing frames named like it.
 
 Importing this package stays light (the gRPC front does): MediaPipe, OpenCV and torch load in workers.

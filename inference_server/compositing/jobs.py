@@ -15,7 +15,9 @@ from keygrip.v1 import compositing_pb2
 if TYPE_CHECKING:
     import numpy as np
 
-    from inference_server.compositing.matte import Segmenter
+    from inference_server.compositing.cleanplate import CleanPlate
+    from inference_server.compositing.matte import PersonSegmenter, Segmenter
+    from inference_server.compositing.options import CleanPlateOptions, MatteOptions
     from inference_server.compositing.plates import Plate
     from inference_server.models.pipelines import PipelineCache
 
@@ -39,17 +41,46 @@ def _sequence(plate: Plate, stem: str, suffix: str, channels: str, meta: dict[st
 
 class _Segmenting:
     """What the matte and clean-plate jobs share: the segmenter, kept between jobs (it has no temporal
-    state of its own: a chain's stabiliser is made per job)."""
+    state of its own: a chain's stabiliser is made per job); a learned one comes from the worker's model
+    cache (models/pipelines.py), shared with depth and inpainting, on the first job that names one."""
 
     segmenter: Segmenter
+    cache: PipelineCache | None = None
 
     def setup(self) -> None:
         from inference_server.compositing.matte import Segmenter
 
         self.segmenter = Segmenter()
 
+    def models(self) -> PipelineCache:
+        """The worker's model cache (torch is imported on the first job that needs a model)."""
+        if self.cache is None:
+            from inference_server.models.pipelines import worker_cache
+
+            self.cache = worker_cache()
+        return self.cache
+
+    def first_stage(self, opts: MatteOptions, ctx: JobContext) -> tuple[PersonSegmenter, dict[str, str]]:
+        """The matte chain's segmenter and what the metadata says of it: Selfie Segmentation, or the
+        named model (loaded now, with its hash and licence)."""
+        if not opts.model:
+            return self.segmenter, {}
+        from inference_server.compositing.segmenters import ModelSegmenter
+        from inference_server.scene.provenance import model_fingerprint
+
+        cache = self.models()
+        entry = cache.registry.suited(opts.model, "compositing.matte", "a person segmenter")
+        ctx.progress("load", 0, 1, f"loading segmenter {entry.name}")
+        segmenter = ModelSegmenter(cache.segmenter(entry.name), entry.path, entry.name)
+        return segmenter, {"matte_model": entry.name, "matte_model_hash": model_fingerprint(entry.path),
+                           "matte_model_license": entry.license or "unknown"}
+
     def close(self) -> None:
         self.segmenter.close()
+        if self.cache is not None:
+            from inference_server.models.pipelines import release_worker_cache
+
+            release_worker_cache()
 
 
 class MatteHandler(_Segmenting, JobHandler[compositing_pb2.MatteRequest]):
@@ -75,13 +106,15 @@ class MatteHandler(_Segmenting, JobHandler[compositing_pb2.MatteRequest]):
         out = options.output(request.format)
         start, end = options.frame_range(request.frame_range)
         plate = open_plate(local_path(ctx.artifacts, request.input, ctx.scratch), start, end)
+        segmenter, model_meta = self.first_stage(opts, ctx)
         rgba = request.premultiplied_rgba and out.exr
-        meta = {**_base_metadata(plate, input_name(request.input), ctx), **opts.metadata(), **out.metadata(),
+        meta = {**_base_metadata(plate, input_name(request.input), ctx), **opts.metadata(), **model_meta,
+                **out.metadata(),
                 "matte_channels": "RGBA premultiplied" if rgba else "A", "colorspace": "linear (non-colour matte)"}
         result = compositing_pb2.MatteResult(warnings=plate.gap_warnings())
         result.matte.CopyFrom(_sequence(plate, "matte", out.suffix, "RGBA" if rgba else ("A" if out.exr else "Y"),
                                         meta))
-        chain = MatteChain(opts, self.segmenter)
+        chain = MatteChain(opts, segmenter)
         preview = PreviewWriter(ctx.scratch / "matte_preview.mp4", plate.info.fps) if request.preview else None
         empty: list[int] = []
         total, done, previous = len(plate.numbers), 0, None
@@ -256,7 +289,8 @@ class CleanPlateHandler(_Segmenting, JobHandler[compositing_pb2.CleanPlateReques
             raise InvalidInput(f"reference_frame {reference} is not a frame of {plate.name} in frames "
                                f"{numbers[0]}-{numbers[-1]}; pick one of them (0: the middle frame)")
         wanted = set(sample_numbers(numbers, reference))
-        chain = MatteChain(matte_opts, self.segmenter)
+        segmenter, model_meta = self.first_stage(matte_opts, ctx)
+        chain = MatteChain(matte_opts, segmenter)
         images: dict[int, np.ndarray] = {}
         masks: dict[int, np.ndarray] = {}
         ctx.progress("matte", 0, len(wanted), f"finding the person in {plate.name}")
@@ -288,10 +322,11 @@ class CleanPlateHandler(_Segmenting, JobHandler[compositing_pb2.CleanPlateReques
         ctx.progress("median", 0, 1, "taking the median background")
         result_plate = clean_plate(np.stack([images[n] for n in used]), np.stack([masks[n] for n in used]), used,
                                    skipped)
-        meta = {**_base_metadata(plate, input_name(request.input), ctx), **matte_opts.metadata(), **out.metadata(),
-                "reference_frame": str(reference), "dilate": str(opts.dilate),
+        fill_meta = self.fill(result_plate, opts, ctx)
+        meta = {**_base_metadata(plate, input_name(request.input), ctx), **matte_opts.metadata(), **model_meta,
+                **out.metadata(), "reference_frame": str(reference), "dilate": str(opts.dilate),
                 "register": "orb_homography" if opts.register else "off", "frames_used": str(len(used)),
-                "fill": "cv2.inpaint telea", "colorspace": "linear Rec.709" if out.exr else "sRGB"}
+                **fill_meta, "colorspace": "linear Rec.709" if out.exr else "sRGB"}
         result = compositing_pb2.CleanPlateResult(reference_frame=reference, width=w, height=h,
                                                   unseen_fraction=float(result_plate.unseen.mean()),
                                                   warnings=plate.gap_warnings())
@@ -313,3 +348,35 @@ class CleanPlateHandler(_Segmenting, JobHandler[compositing_pb2.CleanPlateReques
                                                                "image/png")))
         ctx.progress("median", 1, 1, "done")
         return result
+
+    def fill(self, plate: CleanPlate, opts: CleanPlateOptions, ctx: JobContext) -> dict[str, str]:
+        """Repaint the never-seen pixels with an inpainting model when one is named or registered (and
+        classical_fill is off), in place; the metadata saying how they were filled."""
+        from inference_server.models.registry import worker_registry
+
+        classical = {"fill": "cv2.inpaint telea"}
+        if not plate.unseen.any():
+            return {"fill": "none: every pixel was seen"}
+        if opts.classical_fill:
+            return classical
+        name = opts.inpaint_model
+        if not name:
+            # The registry from files (no torch) first: most servers have no inpainting model.
+            found = worker_registry().available("compositing.inpaint")
+            if not found:
+                return classical
+            name = found[0].name
+        from inference_server.compositing.inpaint import SEED, fill_with_model
+        from inference_server.scene.provenance import model_fingerprint
+
+        cache = self.models()
+        entry = cache.registry.suited(name, "compositing.inpaint", "an inpainting model")
+        ctx.progress("inpaint", 0, 1, f"loading inpainting model {entry.name}")
+        pipe = cache.inpaint(entry.name)
+        ctx.progress("inpaint", 0, 1, f"inpainting {plate.unseen.mean():.1%} of the plate never seen")
+        plate.rgb = fill_with_model(pipe, plate.rgb, plate.unseen, steps=opts.inpaint_steps, model=entry.name,
+                                    check_cancelled=ctx.check_cancelled)
+        ctx.progress("inpaint", 1, 1, "inpainted")
+        return {"fill": f"diffusers {type(pipe).__name__}", "fill_model": entry.name,
+                "fill_model_hash": model_fingerprint(entry.path), "fill_model_license": entry.license or "unknown",
+                "fill_steps": str(opts.inpaint_steps), "fill_seed": str(SEED)}

@@ -3,9 +3,10 @@
 The chain runs at a working size (the plate's long side scaled to MatteSettings.working_size) except
 for the last step of the refinement, which is at the plate's size:
 
-1. MediaPipe Selfie Segmentation (general model, bundled in the mediapipe wheel): a coarse
-   person probability at the working size; by default the mean of the frame's and its mirror
-   image's (the model's errors are not mirror-symmetric, so averaging cancels part of them).
+1. MediaPipe Selfie Segmentation (general model, bundled in the mediapipe wheel), or a learned
+   segmenter from the model manager (segmenters.py, MatteSettings.model): a coarse person
+   probability at the working size; by default the mean of the frame's and its mirror image's (the
+   model's errors are not mirror-symmetric, so averaging cancels part of them).
 2. Temporal stabilisation (optional): the previous frame's stabilised matte is warped into this frame
    along DIS optical flow and blended with this frame's, w * warped + (1 - w) * raw; w is 0 where
    the flow fails a forward-backward check (a pixel that does not come back to where it started is
@@ -22,7 +23,7 @@ The result is alpha in 0..1, float32, at the plate's size.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -138,6 +139,14 @@ def _u8(gray: np.ndarray) -> np.ndarray:
     return (gray * 255.0 + 0.5).astype(np.uint8)
 
 
+class PersonSegmenter(Protocol):
+    """The chain's first stage: a person probability map (float32, 0..1) at the size of the RGB image given."""
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
 class Segmenter:
     """MediaPipe Selfie Segmentation (the general 256x256 model bundled in the wheel), as a person
     probability map at the size of the image given."""
@@ -158,7 +167,7 @@ class Segmenter:
 class MatteChain:
     """The matte of each frame of a clip in order (see the module's docstring). reset() at a cut or gap."""
 
-    def __init__(self, options: MatteOptions, segmenter: Segmenter | None = None) -> None:
+    def __init__(self, options: MatteOptions, segmenter: PersonSegmenter | None = None) -> None:
         self.options = options
         self.segmenter = segmenter or Segmenter()
         self.stabilizer = FlowStabilizer(options.temporal_weight, options.flow_tolerance)

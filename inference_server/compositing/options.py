@@ -15,6 +15,7 @@ from inference_server.errors import InvalidInput
 from keygrip.v1 import common_pb2, compositing_pb2
 
 DEFAULT_DILATE = 15
+DEFAULT_INPAINT_STEPS = 25
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,13 @@ class MatteOptions:
     flow_tolerance: float = 1.0     # working-size pixels
     working_size: int = 512
     mirror: bool = True
+    model: str = ""                 # a registered segmenter; "": MediaPipe Selfie Segmentation
 
     def metadata(self) -> dict[str, str]:
-        """The settings as an output file's metadata (what reproduces the matte)."""
-        return {"matte_segmenter": "mediapipe selfie_segmentation general (bundled)",
+        """The settings as an output file's metadata (what reproduces the matte; a model's hash and
+        licence are added where it is loaded)."""
+        return {"matte_segmenter": f"model {self.model}" if self.model
+                else "mediapipe selfie_segmentation general (bundled)",
                 "matte_mirror": "average" if self.mirror else "off",
                 "matte_refine": "fast_guided_filter" if self.refine else "off",
                 "matte_refine_radius": str(self.refine_radius), "matte_refine_epsilon": f"{self.refine_epsilon:g}",
@@ -111,7 +115,7 @@ def matte_options(s: compositing_pb2.MatteSettings, field: str = "settings") -> 
                         temporal_weight=_weight(f"{field}.temporal_weight", s.temporal_weight, 0.6),
                         flow_tolerance=_positive(f"{field}.flow_tolerance", s.flow_tolerance, 1.0),
                         working_size=_size(f"{field}.working_size", s.working_size, 512),
-                        mirror=s.mirror if s.HasField("mirror") else True)
+                        mirror=s.mirror if s.HasField("mirror") else True, model=s.model.strip())
 
 
 def check_matte(req: compositing_pb2.MatteRequest) -> None:
@@ -143,6 +147,9 @@ class CleanPlateOptions:
     dilate: int
     register: bool
     reference_frame: int | None
+    inpaint_model: str      # "": the first registered inpainting model, if any
+    classical_fill: bool    # OpenCV's inpainting even when a model is registered
+    inpaint_steps: int
 
 
 def clean_plate_options(req: compositing_pb2.CleanPlateRequest) -> CleanPlateOptions:
@@ -153,6 +160,12 @@ def clean_plate_options(req: compositing_pb2.CleanPlateRequest) -> CleanPlateOpt
         raise InvalidInput(f"dilate must lie in 0..500 pixels (0: {DEFAULT_DILATE}), got {req.dilate}")
     if req.reference_frame < 0:
         raise InvalidInput(f"reference_frame must not be negative, got {req.reference_frame}")
+    if not 0 <= req.inpaint_steps <= 200:
+        raise InvalidInput(f"inpaint_steps must lie in 0..200 (0: {DEFAULT_INPAINT_STEPS}), got {req.inpaint_steps}")
+    if req.classical_fill and req.inpaint_model:
+        raise InvalidInput(f"classical_fill and inpaint_model {req.inpaint_model!r} contradict each other: give one")
     return CleanPlateOptions(dilate=req.dilate or DEFAULT_DILATE,
                              register=req.register if req.HasField("register") else True,
-                             reference_frame=req.reference_frame or None)
+                             reference_frame=req.reference_frame or None, inpaint_model=req.inpaint_model.strip(),
+                             classical_fill=req.classical_fill,
+                             inpaint_steps=req.inpaint_steps or DEFAULT_INPAINT_STEPS)

@@ -34,6 +34,7 @@ class CompositingService(compositing_pb2_grpc.CompositingServicer):
     async def Matte(self, request: compositing_pb2.MatteRequest,
                     context: grpc.aio.ServicerContext) -> common_pb2.Job:
         options.check_matte(request)  # bad settings fail at submit time, before a frame is decoded
+        await self._check_segmenter(request.settings.model)
         return self._submit("matte", request)
 
     @rpc_errors
@@ -47,8 +48,17 @@ class CompositingService(compositing_pb2_grpc.CompositingServicer):
     @rpc_errors
     async def CleanPlate(self, request: compositing_pb2.CleanPlateRequest,
                          context: grpc.aio.ServicerContext) -> common_pb2.Job:
-        options.clean_plate_options(request)
+        opts = options.clean_plate_options(request)
+        await self._check_segmenter(request.matte.model)
+        if opts.inpaint_model:
+            (await self._models()).suited(opts.inpaint_model, "compositing.inpaint", "an inpainting model")
         return self._submit("clean_plate", request)
+
+    async def _check_segmenter(self, model: str) -> None:
+        """A named segmenter that is unknown, not installed, restricted or not a segmenter: NOT_FOUND or
+        FAILED_PRECONDITION now (with the fix), rather than a failed job later."""
+        if model.strip():
+            (await self._models()).suited(model.strip(), "compositing.matte", "a person segmenter")
 
 
 def add_to_server(server: grpc.aio.Server, parts: ServerParts) -> None:

@@ -97,6 +97,8 @@ _PIPELINES: dict[str, tuple[str | None, str | None]] = {
     "sd3": ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline"),
     "flux": ("FluxPipeline", "FluxImg2ImgPipeline"),
     "depth": (None, "StableDiffusionDepth2ImgPipeline"),
+    "inpaint": (None, "StableDiffusionInpaintPipeline"),
+    "sdxl_inpaint": (None, "StableDiffusionXLInpaintPipeline"),
 }
 
 # Components left out when loading a family. Keygrip gives a depth model the host's rendered depth,
@@ -202,23 +204,39 @@ class PipelineCache:
     def depth_estimator(self, name: str) -> Any:
         """The named depth estimator (a transformers AutoModelForDepthEstimation, Depth Anything) in eval
         mode on the cache's device, loaded from local files only and resident like a pipeline."""
-        entry = self.registry.depth_estimator(name)
+        return self._transformers(self.registry.depth_estimator(name), "AutoModelForDepthEstimation")
+
+    def segmenter(self, name: str) -> Any:
+        """The named person segmenter (a transformers AutoModelForSemanticSegmentation) in eval mode on the
+        cache's device, loaded from local files only; FailedPrecondition for a model of another family."""
+        entry = self.registry.suited(name, "compositing.matte", "a person segmenter")
+        return self._transformers(entry, "AutoModelForSemanticSegmentation")
+
+    def inpaint(self, name: str) -> DiffusionPipeline:
+        """The named inpainting model's pipeline (StableDiffusionInpaintPipeline or its SDXL sibling);
+        FailedPrecondition for a model that does not inpaint."""
+        self.registry.suited(name, "compositing.inpaint", "an inpainting model")
+        return self._pipeline(name, 1)
+
+    def _transformers(self, entry: ModelEntry, auto_class: str) -> Any:
+        """A transformers model (an Auto class by name) in eval mode on the cache's device, resident like a
+        pipeline; its weights are counted in the budget."""
         model = self._loaded.get(entry.name)
         if model is None:
-            from transformers import AutoModelForDepthEstimation
+            import transformers
 
             self._make_room(entry.size_bytes)
             with self._loading(entry):
-                net = AutoModelForDepthEstimation.from_pretrained(str(entry.path), local_files_only=True,
-                                                                  dtype=self.device.dtype,
-                                                                  use_safetensors=not entry.pickle)
+                net = getattr(transformers, auto_class).from_pretrained(str(entry.path), local_files_only=True,
+                                                                        dtype=self.device.dtype,
+                                                                        use_safetensors=not entry.pickle)
                 net.to(self.device.torch_device).eval()
-            model = _Loaded(entry, {"depth_estimator": net}, modules_bytes([net]))
+            model = _Loaded(entry, {"net": net}, modules_bytes([net]))
             self._loaded[entry.name] = model
             self._make_room(0, keep=(entry.name,))
             log.info("model loaded", extra={"model": entry.name, "bytes": model.size_bytes})
         self._loaded.move_to_end(entry.name)
-        return model.pipes["depth_estimator"]
+        return model.pipes["net"]
 
     def loaded(self) -> list[str]:
         """Names of the resident models, least recently used first."""

@@ -2,7 +2,8 @@
 
 Models are local: a diffusers folder (model_index.json, or a single model's config.json), a single
 .safetensors file (plus, for from_single_file offline, the diffusers config folder of its kind), or a
-transformers folder of a depth estimator (Depth Anything: config.json naming its architecture).
+transformers folder of a depth estimator (Depth Anything) or of a person segmenter (a semantic-segmentation
+model with a person or foreground class), config.json naming its architecture.
 They come from the server's TOML ([models.NAME] path = ...) and from `keygrip models add`, which
 keeps them in data_dir/models.json; a TOML entry wins over a models.json one of the same name.
 
@@ -28,7 +29,8 @@ from inference_server.errors import FailedPrecondition, NotFound
 MODELS_FILE = "models.json"                  # `keygrip models add` writes here
 CONFIG_MODELS_FILE = "models-config.json"    # the front's copy of the TOML's models, for workers
 
-FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "controlnet", "depth", "depth_estimator", "unknown")
+FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "controlnet", "depth", "inpaint", "sdxl_inpaint", "depth_estimator",
+            "segmenter", "unknown")
 
 # What each family enables. U-Net families tile (circular padding in their convolutions); the DiT
 # families (sd3, flux) make worlds but not tiling textures; depth-conditioned ones project.
@@ -43,6 +45,12 @@ FAMILY_CAPABILITIES: dict[str, tuple[str, ...]] = {
     # Depth from an image (Depth Anything V2 through transformers), not a generator: "depth" above is
     # SD 2 depth, which paints from a depth map.
     "depth_estimator": ("compositing.depth",),
+    # SD 1.x/2.x and SDXL inpainting (a UNet with 9 input channels: latents, mask, masked image): fills
+    # what a clean plate never saw.
+    "inpaint": ("compositing.inpaint",),
+    "sdxl_inpaint": ("compositing.inpaint",),
+    # A person (or foreground) segmenter through transformers, in place of Selfie Segmentation.
+    "segmenter": ("compositing.matte",),
     "unknown": (),
 }
 
@@ -52,13 +60,19 @@ DEPTH_MODEL_HINT = ("fetch Depth Anything V2 Small (Apache-2.0) with `keygrip mo
                     "depth-anything/Depth-Anything-V2-Small-hf --dest DIR`, register it with `keygrip models add DIR "
                     "--name depth-anything-v2-small` (or a [models.NAME] table in the server's TOML) and restart the "
                     "server")
+# Models whose licence restricts use need allow_restricted_license = true, with what to use instead.
+_RESTRICTED_HINT = {"depth_estimator": "use Depth Anything V2 Small (Apache-2.0)",
+                    "segmenter": "use a segmenter under a permissive licence, or MediaPipe Selfie Segmentation (no "
+                                 "model: leave settings.model empty)",
+                    "inpaint": "use an inpainting model under a permissive licence, or classical_fill",
+                    "sdxl_inpaint": "use an inpainting model under a permissive licence, or classical_fill"}
 
 # model_index.json _class_name -> family (the pipeline class names diffusers saves).
 _PIPELINE_FAMILIES = {
     "StableDiffusionPipeline": "sd1", "StableDiffusionImg2ImgPipeline": "sd1",
-    "StableDiffusionInpaintPipeline": "sd1", "StableDiffusionControlNetPipeline": "sd1",
+    "StableDiffusionInpaintPipeline": "inpaint", "StableDiffusionControlNetPipeline": "sd1",
     "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
-    "StableDiffusionXLInpaintPipeline": "sdxl", "StableDiffusionXLControlNetPipeline": "sdxl",
+    "StableDiffusionXLInpaintPipeline": "sdxl_inpaint", "StableDiffusionXLControlNetPipeline": "sdxl",
     "StableDiffusionDepth2ImgPipeline": "depth",
     "StableDiffusion3Pipeline": "sd3", "StableDiffusion3Img2ImgPipeline": "sd3",
     "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux",
@@ -94,6 +108,21 @@ def restricted(license: str) -> bool:
 
 # A transformers model's config.json "architectures" -> family.
 _TRANSFORMERS_FAMILIES = {"DepthAnythingForDepthEstimation": "depth_estimator"}
+# Labels that name a person (or, for a background remover, the foreground) in a segmenter's id2label.
+PERSON_LABELS = ("person", "people", "human", "foreground")
+
+
+def person_class(config: Mapping[str, Any]) -> int | None:
+    """The class index a semantic-segmentation config's id2label gives a person (or the foreground);
+    0 for a one-class model (a background remover: its one logit is the foreground); None when none."""
+    labels = {int(k): str(v).lower() for k, v in (config.get("id2label") or {}).items()}
+    if len(labels) == 1 or config.get("num_labels") == 1:
+        return 0
+    for wanted in PERSON_LABELS:
+        for index, label in sorted(labels.items()):
+            if label == wanted:
+                return index
+    return None
 
 
 @dataclass(frozen=True)
@@ -143,17 +172,26 @@ class ModelRegistry:
                                      reason="MODEL_UNAVAILABLE", metadata={"model": name})
         return entry
 
+    def suited(self, name: str, capability: str, what: str) -> ModelEntry:
+        """The named model, if it can be loaded and does the capability ("compositing.matte", ...);
+        FailedPrecondition naming what to pick otherwise (what: "a depth estimator", ...)."""
+        entry = self.get(name)
+        if capability not in entry.capabilities:
+            raise FailedPrecondition(f"model {name!r} ({entry.family}) is not {what}; pick one that does "
+                                     f"{capability} (keygrip models ls)", reason="MODEL_UNSUITED",
+                                     metadata={"model": name})
+        return entry
+
+    def available(self, capability: str) -> list[ModelEntry]:
+        """The loadable models that do a capability, by name."""
+        return [e for e in self.entries() if capability in e.capabilities]
+
     def depth_estimator(self, name: str = "") -> ModelEntry:
         """The depth estimator to use: the named one, or the only one registered; FailedPrecondition
         naming how to add one when there is none (or which to pick when there are several)."""
         if name:
-            entry = self.get(name)
-            if entry.family != "depth_estimator":
-                raise FailedPrecondition(f"model {name!r} ({entry.family}) is not a depth estimator; pick one that "
-                                         "does compositing.depth (keygrip models ls)", reason="MODEL_UNSUITED",
-                                         metadata={"model": name})
-            return entry
-        found = [e for e in self.entries() if e.family == "depth_estimator" and e.available]
+            return self.suited(name, "compositing.depth", "a depth estimator")
+        found = self.available("compositing.depth")
         if not found:
             raise FailedPrecondition(f"no depth model is registered on this server: {DEPTH_MODEL_HINT}",
                                      reason="NO_DEPTH_MODEL")
@@ -286,14 +324,14 @@ def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> M
             reason = f"unknown family {family!r} (known: {', '.join(FAMILIES)})"
         if not reason and family == "unknown":
             reason = ("not a model family Keygrip knows (SD 1.x/2.x, SDXL, SD3, Flux, ControlNet, SD 2 depth, "
-                      "Depth Anything); "
+                      "SD/SDXL inpainting, Depth Anything, semantic-segmentation person segmenters); "
                       f"if it is one, set family = \"sd1\" (or another) in [models.{name}] of the server's TOML")
         license = str(table.get("license") or (card_license(path) if path.is_dir() else "")).lower()
-        if not reason and family == "depth_estimator" and restricted(license) \
+        if not reason and family in _RESTRICTED_HINT and restricted(license) \
                 and table.get("allow_restricted_license") is not True:
-            reason = (f"its licence is {license}, which restricts use (non-commercial or copyleft): use Depth "
-                      "Anything V2 Small (Apache-2.0), or set allow_restricted_license = true in "
-                      f"[models.{name}] if your use is allowed")
+            reason = (f"its licence is {license}, which restricts use (non-commercial or copyleft): "
+                      f"{_RESTRICTED_HINT[family]}, or set allow_restricted_license = true in "
+                      f"[models.{name}] of the server's TOML if your use is allowed")
         return ModelEntry(name=name, path=path, format=fmt, family=family, size_bytes=size,
                           available=not reason, reason=reason, capabilities=caps if not reason else (),
                           config_path=config_path, allow_pickle=allow_pickle, source=source, missing=missing,
@@ -361,6 +399,13 @@ def _inspect_folder(path: Path, allow_pickle: bool, entry: _MakeEntry) -> ModelE
         for arch in data.get("architectures") or ():
             if arch in _TRANSFORMERS_FAMILIES:
                 return entry("transformers", _TRANSFORMERS_FAMILIES[arch], size=size)
+            if str(arch).endswith("ForSemanticSegmentation"):
+                if person_class(data) is None:
+                    labels = ", ".join(str(v) for v in (data.get("id2label") or {}).values())
+                    return entry("transformers", "segmenter",
+                                 f"{arch} has no person class (its labels: {labels or 'none'}); a matte needs a "
+                                 f"label named {' or '.join(PERSON_LABELS)} in config.json's id2label", size=size)
+                return entry("transformers", "segmenter", size=size)
         return entry("diffusers", _MODEL_FAMILIES.get(str(data.get("_class_name", "")), "unknown"), size=size)
     return entry("diffusers", "unknown",
                  f"{path} is not a diffusers folder (no model_index.json or config.json): point at the folder "
@@ -377,6 +422,8 @@ def folder_family(path: Path) -> str:
     if transformer:
         return _MODEL_FAMILIES.get(str(transformer.get("_class_name", "")), family or "unknown")
     if unet:
+        if unet.get("in_channels") == 9:
+            return "sdxl_inpaint" if unet.get("addition_embed_type") == "text_time" else "inpaint"
         if unet.get("addition_embed_type") == "text_time":
             return "sdxl"
         if unet.get("in_channels") == 5 or family == "depth":
@@ -441,12 +488,14 @@ def file_family(header: Mapping[str, Any]) -> str:
         return "sd3"
     if has("control_model.") or has("input_hint_block.") or has("controlnet_cond_embedding."):
         return "controlnet"
-    if has("conditioner.embedders.") or has("model.diffusion_model.label_emb."):
-        return "sdxl"
     conv_in = shape("model.diffusion_model.input_blocks.0.0.weight")
+    if has("conditioner.embedders.") or has("model.diffusion_model.label_emb."):
+        return "sdxl_inpaint" if len(conv_in) == 4 and conv_in[1] == 9 else "sdxl"
     if conv_in:
         if len(conv_in) == 4 and conv_in[1] == 5:
             return "depth"
+        if len(conv_in) == 4 and conv_in[1] == 9:
+            return "inpaint"
         if has("cond_stage_model.model.") or has("depth_model."):
             return "sd2"  # OpenCLIP text encoder
         context = [shape(k)[1] for k in keys if k.startswith("model.diffusion_model.")

@@ -66,6 +66,7 @@ class MatteSettings(google.protobuf.message.Message):
     FLOW_TOLERANCE_FIELD_NUMBER: builtins.int
     WORKING_SIZE_FIELD_NUMBER: builtins.int
     MIRROR_FIELD_NUMBER: builtins.int
+    MODEL_FIELD_NUMBER: builtins.int
     refine: builtins.bool
     """Edge refinement: a fast guided filter with the plate as the guide, so the matte's edges follow the
     image's (hair, limbs) instead of the segmenter's coarse mask. Unset: on.
@@ -92,6 +93,11 @@ class MatteSettings(google.protobuf.message.Message):
     probabilities are averaged. Its errors are not mirror-symmetric, so they partly cancel (MSE 0.83x
     -> 0.73x of bare Selfie Segmentation, scripts/eval_matte.py) for one more segmenter call. Unset: on.
     """
+    model: builtins.str
+    """A learned segmenter from the model manager in place of Selfie Segmentation (keygrip models ls: a
+    model that does compositing.matte, e.g. a transformers semantic-segmentation model with a person
+    class). "": MediaPipe Selfie Segmentation. The rest of the chain is the same.
+    """
     def __init__(
         self,
         *,
@@ -103,9 +109,10 @@ class MatteSettings(google.protobuf.message.Message):
         flow_tolerance: builtins.float = ...,
         working_size: builtins.int = ...,
         mirror: builtins.bool | None = ...,
+        model: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_mirror", b"_mirror", "_refine", b"_refine", "_stabilize", b"_stabilize", "mirror", b"mirror", "refine", b"refine", "stabilize", b"stabilize"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_mirror", b"_mirror", "_refine", b"_refine", "_stabilize", b"_stabilize", "flow_tolerance", b"flow_tolerance", "mirror", b"mirror", "refine", b"refine", "refine_epsilon", b"refine_epsilon", "refine_radius", b"refine_radius", "stabilize", b"stabilize", "temporal_weight", b"temporal_weight", "working_size", b"working_size"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_mirror", b"_mirror", "_refine", b"_refine", "_stabilize", b"_stabilize", "flow_tolerance", b"flow_tolerance", "mirror", b"mirror", "model", b"model", "refine", b"refine", "refine_epsilon", b"refine_epsilon", "refine_radius", b"refine_radius", "stabilize", b"stabilize", "temporal_weight", b"temporal_weight", "working_size", b"working_size"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_mirror", b"_mirror"]) -> typing.Literal["mirror"] | None: ...
     @typing.overload
@@ -247,6 +254,9 @@ class CleanPlateRequest(google.protobuf.message.Message):
     REFERENCE_FRAME_FIELD_NUMBER: builtins.int
     FORMAT_FIELD_NUMBER: builtins.int
     PREVIEW_FIELD_NUMBER: builtins.int
+    INPAINT_MODEL_FIELD_NUMBER: builtins.int
+    CLASSICAL_FILL_FIELD_NUMBER: builtins.int
+    INPAINT_STEPS_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
     JOB_OPTIONS_FIELD_NUMBER: builtins.int
     dilate: builtins.int
@@ -258,6 +268,15 @@ class CleanPlateRequest(google.protobuf.message.Message):
     format: global___OutputFormat.ValueType
     preview: builtins.bool
     """also write a PNG of the clean plate"""
+    inpaint_model: builtins.str
+    """Pixels never seen are filled by a diffusers inpainting model (a registered StableDiffusionInpaint
+    model, keygrip models ls: compositing.inpaint) when the server has one, else by OpenCV's inpainting.
+    the inpainting model; "": the first registered one, if any
+    """
+    classical_fill: builtins.bool
+    """fill with OpenCV's inpainting even when a model is registered"""
+    inpaint_steps: builtins.int
+    """denoising steps of the inpainting model; 0: 25"""
     request_id: builtins.str
     @property
     def input(self) -> keygrip.v1.common_pb2.MediaInput: ...
@@ -282,11 +301,14 @@ class CleanPlateRequest(google.protobuf.message.Message):
         reference_frame: builtins.int = ...,
         format: global___OutputFormat.ValueType = ...,
         preview: builtins.bool = ...,
+        inpaint_model: builtins.str = ...,
+        classical_fill: builtins.bool = ...,
+        inpaint_steps: builtins.int = ...,
         request_id: builtins.str = ...,
         job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_register", b"_register", "frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "matte", b"matte", "register", b"register"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_register", b"_register", "dilate", b"dilate", "format", b"format", "frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "matte", b"matte", "preview", b"preview", "reference_frame", b"reference_frame", "register", b"register", "request_id", b"request_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_register", b"_register", "classical_fill", b"classical_fill", "dilate", b"dilate", "format", b"format", "frame_range", b"frame_range", "inpaint_model", b"inpaint_model", "inpaint_steps", b"inpaint_steps", "input", b"input", "job_options", b"job_options", "matte", b"matte", "preview", b"preview", "reference_frame", b"reference_frame", "register", b"register", "request_id", b"request_id"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_register", b"_register"]) -> typing.Literal["register"] | None: ...
 
 global___CleanPlateRequest = CleanPlateRequest

@@ -114,3 +114,78 @@ def test_depth_and_clean_plate_trees(addon, tmp_path: Path) -> None:
     assert node.image.colorspace_settings.name == "Linear Rec.709" and Path(node.image.filepath) == clean
     assert ("CompositorNodeImage", "Image", "NodeGroupOutput", "Image") in _links(tree)
     assert tree["keygrip_pass"] == "cleanplate"
+
+
+def _png_sequence(folder: Path, numbers: tuple[int, ...]) -> Path:
+    """Frames of the test video, small, as plate.NNNN.png numbered like a plate."""
+    import cv2
+
+    from inference_server.media.video import iter_frames
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, f in zip(numbers, iter_frames(VIDEO, 40, 40 + len(numbers)), strict=True):
+        small = cv2.resize(f.image, (72, 128), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / f"plate.{n:04d}.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    return folder / f"plate.{numbers[0]:04d}.png"
+
+
+def _run_matte() -> tuple[object, object]:
+    assert bpy.ops.keygrip.comp_matte() == {"FINISHED"}
+    session = _module("main_thread").latest()
+    _module("main_thread").drain(timeout=240)
+    assert session.state == "succeeded", session.error
+    return session, bpy.context.scene.compositing_node_group
+
+
+def test_matte_of_an_image_sequence_datablock(addon, tmp_path: Path) -> None:
+    """An Image of source Sequence as the plate: only the panel's range is sent, the matte is numbered
+    like the plate's files, and both show file N at scene frame N (the artist's Image untouched but for
+    the node's timing)."""
+    new_scene()
+    first = _png_sequence(tmp_path / "seq", (1001, 1002, 1003, 1004))
+    image = bpy.data.images.load(str(first))
+    image.source = "SEQUENCE"
+    image.colorspace_settings.name = "sRGB"
+    s = bpy.context.scene.keygrip
+    s.source, s.plate_image, s.frame_start, s.frame_end = "IMAGE", image, 1002, 1004
+    session, tree = _run_matte()
+    assert tree.name == "Keygrip Matte"
+    plate_node = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeImage" and n.image == image)
+    assert (plate_node.frame_start, plate_node.frame_offset, plate_node.frame_duration) == (1002, 1001, 2)
+    matte = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeImage" and n.image != image)
+    assert Path(matte.image.filepath).name == "matte.1002.exr" and matte.image.colorspace_settings.name == "Non-Color"
+    assert (matte.frame_start, matte.frame_offset, matte.frame_duration) == (1002, 1001, 2)
+    out = Path(matte.image.filepath).parent
+    assert sorted(p.name for p in out.glob("matte.*.exr")) == ["matte.1002.exr", "matte.1003.exr"]
+    assert ("CompositorNodeImage", "Image", "CompositorNodeSetAlpha", "Image") in _links(tree)
+    assert json.loads(tree["keygrip_provenance"])["frame_range"] == "1002-1003"
+    assert image.colorspace_settings.name == "sRGB" and image.source == "SEQUENCE"
+    # The panel's matte model goes to the server, which says it has none of that name.
+    s.comp_matte_model = "tiny-seg"
+    assert bpy.ops.keygrip.comp_matte() == {"FINISHED"}
+    session = _module("main_thread").latest()
+    _module("main_thread").drain(timeout=60)
+    assert session.state == "failed" and "no model named 'tiny-seg'" in session.error
+    s.comp_matte_model = ""
+    # A range outside the plate is refused before anything is sent, naming the plate's frames.
+    s.frame_start, s.frame_end = 2001, 2003
+    with pytest.raises(RuntimeError, match=r"not inside plate\.####\.png \(frames 1001-1004\)"):
+        bpy.ops.keygrip.comp_matte()
+
+
+def test_matte_of_a_movie_clip_of_an_image_sequence(addon, tmp_path: Path) -> None:
+    """A Movie Clip of PNG frames: the plate node reads the same files at their numbers (the clip itself,
+    which plays from its own start frame, is left as it is)."""
+    new_scene()
+    first = _png_sequence(tmp_path / "clipseq", (11, 12, 13))
+    clip = bpy.data.movieclips.load(str(first))
+    assert clip.source == "SEQUENCE"
+    s = bpy.context.scene.keygrip
+    s.source, s.clip, s.frame_start, s.frame_end = "CLIP", clip, 0, 0
+    _, tree = _run_matte()
+    images = {Path(n.image.filepath).name: n for n in tree.nodes if n.bl_idname == "CompositorNodeImage"}
+    assert set(images) == {"plate.0011.png", "matte.0011.exr"}
+    for node in images.values():
+        assert (node.frame_start, node.frame_offset, node.frame_duration) == (11, 10, 3)
+    assert images["plate.0011.png"].image.colorspace_settings.name == clip.colorspace_settings.name
+    assert clip.frame_start == 1 and not any(n.bl_idname == "CompositorNodeMovieClip" for n in tree.nodes)

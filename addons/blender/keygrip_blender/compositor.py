@@ -33,15 +33,16 @@ from .shading import LINEAR_NAMES, SRGB, set_colorspace, undo_step
 
 @dataclass(frozen=True)
 class PlateRef:
-    """The plate as the scene has it: a Movie Clip's name, or a file (a video, or an image
-    sequence's first frame)."""
+    """The plate as the scene has it: a Movie Clip's name (a movie or an image sequence), an Image's
+    name (source Sequence), or a file (a video, or an image sequence's first frame)."""
 
     scene: str
     clip: str = ""
+    image: str = ""
     path: str = ""
 
 
-_IMAGE_SUFFIXES = (".exr", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dpx")
+IMAGE_SUFFIXES = (".exr", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dpx")
 
 
 def _node(tree: bpy.types.NodeTree, kind: str, x: float, y: float, label: str = "") -> bpy.types.Node:
@@ -61,21 +62,39 @@ def _sequence_node(tree: bpy.types.NodeTree, path: Path, first: int, count: int,
     node.image = image
     if count > 1:
         image.source = "SEQUENCE"
-        node.frame_duration = count
-        node.frame_start = first
-        node.frame_offset = first - 1
+        _show_numbers(node, first, count)
     return node
+
+
+def _show_numbers(node: bpy.types.Node, first: int, count: int) -> None:
+    """An Image node shows file number N of its sequence at scene frame N, for frames first .. first + count - 1."""
+    node.frame_duration = count
+    node.frame_start = first
+    node.frame_offset = first - 1
 
 
 def _plate_node(tree: bpy.types.NodeTree, plate: PlateRef, first: int, count: int, colorspaces: tuple[str, ...],
                 x: float, y: float, label: str) -> bpy.types.Node:
     """The plate, frames first .. first + count - 1 at the scene frames of their numbers."""
-    if plate.clip:
-        node = _node(tree, "CompositorNodeMovieClip", x, y, label)
-        node.clip = bpy.data.movieclips[plate.clip]
+    if plate.image:
+        # The artist's own Image (source Sequence), in the colour space they gave it; the node's
+        # timing, not the Image's, puts its numbers on the scene's frames.
+        node = _node(tree, "CompositorNodeImage", x, y, label)
+        node.image = bpy.data.images[plate.image]
+        _show_numbers(node, first, count)
         return node
+    clip = bpy.data.movieclips[plate.clip] if plate.clip else None
+    if clip is not None and clip.source == "MOVIE":
+        node = _node(tree, "CompositorNodeMovieClip", x, y, label)
+        node.clip = clip
+        return node
+    if clip is not None:
+        # A Movie Clip of an image sequence plays from its own start frame (1 unless the artist moved
+        # it), not at its files' numbers: the same files as an Image node line up with the passes
+        # frame for frame, and the clip is left as it is. Its colour space is the artist's.
+        colorspaces = (clip.colorspace_settings.name, *colorspaces)
     path = Path(plate.path)
-    if path.suffix.lower() in _IMAGE_SUFFIXES:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
         return _sequence_node(tree, path, first, count, colorspaces, x, y, label)
     image = bpy.data.images.load(str(path.resolve()), check_existing=False)
     set_colorspace(image, *colorspaces)

@@ -15,9 +15,12 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from keygrip import rigs
 from keygrip.animate import CaptureOptions, Plan, SourceKind
+from keygrip.client import find_local_sequence
 from keygrip.compositing import PassPlan
 from keygrip.generate import GenerateKind, GeneratePlan, ProjectPlan
+from keygrip.plates import FrameRange, Plate
 from keygrip.session import Session
+from keygrip.v1 import compositing_pb2
 
 from . import compositor, main_thread, preferences, projection, properties, rig, shading, tasks
 from .apply import ScenePlan
@@ -35,6 +38,9 @@ def video_path(context: bpy.types.Context) -> str:
     s = context.scene.keygrip
     if s.source == "CLIP":
         return bpy.path.abspath(s.clip.filepath, library=s.clip.library) if s.clip else ""
+    if s.source == "IMAGE":
+        image = s.plate_image
+        return bpy.path.abspath(image.filepath, library=image.library) if image and image.source == "SEQUENCE" else ""
     return bpy.path.abspath(s.video_path) if s.video_path else ""
 
 
@@ -348,15 +354,33 @@ class ProjectTextureOperator(_GenerateOperator):
 
 
 def pass_plan_from_panel(context: bpy.types.Context, kind: str) -> tuple[PassPlan, compositor.PlateRef]:
-    """A compositing pass over the panel's video or Movie Clip and its frame range; ValueError when
-    there is no plate."""
+    """A compositing pass over the panel's plate (a video file, a Movie Clip of a movie or an image
+    sequence, or an Image of source Sequence) and its frame range; ValueError when there is no plate
+    or the range lies outside it."""
     s = context.scene.keygrip
     video = video_path(context)
     if not video or not Path(video).is_file():
-        raise ValueError("pick a video file (or a Movie Clip) in the Keygrip panel first")
-    plan = PassPlan(kind=kind, source=video, out_dir=shading.output_folder() / f"{Path(video).stem}_{kind}",
-                    frame_range=(s.frame_start, s.frame_end), preview=kind == "cleanplate")
+        raise ValueError("pick a video file, a Movie Clip or an image sequence (an Image of source Sequence) in the "
+                         "Keygrip panel first")
+    out_dir = shading.output_folder() / f"{Path(video).stem}_{kind}"
+    model = s.comp_matte_model.strip()
+    settings: dict[str, object] = {}
+    if model and kind == "matte":
+        settings["model"] = model
+    elif model and kind == "cleanplate":
+        settings["matte"] = compositing_pb2.MatteSettings(model=model)
+    seq = find_local_sequence(video) if Path(video).suffix.lower() in compositor.IMAGE_SUFFIXES else None
+    if seq is not None:
+        # An image sequence counts in its own numbers (1001 ..): the shared client's plate and range.
+        last = s.frame_end - 1 if s.frame_end else seq.last
+        frames = FrameRange(max(s.frame_start, seq.first), last) if s.frame_start or s.frame_end else None
+        plan = PassPlan.for_plate(kind, Plate.find(seq.pattern()), out_dir=out_dir, frames=frames,
+                                  preview=kind == "cleanplate", settings=settings)
+    else:
+        plan = PassPlan(kind=kind, source=video, out_dir=out_dir, frame_range=(s.frame_start, s.frame_end),
+                        preview=kind == "cleanplate", settings=settings)
     plate = compositor.PlateRef(scene=context.scene.name, clip=s.clip.name if s.source == "CLIP" and s.clip else "",
+                                image=s.plate_image.name if s.source == "IMAGE" and s.plate_image else "",
                                 path=video)
     return plan, plate
 

@@ -81,7 +81,7 @@ class KeygripPanel(bpy.types.Panel):
 
         col = layout.column(heading="Video")
         col.prop(s, "source", expand=True)
-        col.prop(s, "video_path" if s.source == "FILE" else "clip", text="")
+        col.prop(s, {"FILE": "video_path", "CLIP": "clip", "IMAGE": "plate_image"}[s.source], text="")
         row = col.row(align=True)
         row.prop(s, "frame_start")
         row.prop(s, "frame_end")
@@ -163,6 +163,7 @@ class KeygripPanel(bpy.types.Panel):
         col.operator("keygrip.project_texture", icon="CAMERA_DATA")
 
         busy = main_thread.running()
+        layout.prop(s, "comp_matte_model")
         row = layout.row(align=True)  # compositing passes over the same plate and frame range
         row.operator("keygrip.comp_matte", icon="NODE_COMPOSITING")
         row.operator("keygrip.comp_cleanplate", icon="IMAGE_BACKGROUND")

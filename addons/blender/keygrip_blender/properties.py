@@ -67,9 +67,13 @@ class KeygripPersonItem(bpy.types.PropertyGroup):
 class KeygripSceneSettings(bpy.types.PropertyGroup):
     source: bpy.props.EnumProperty(
         name="Source", items=[("FILE", "Video file", "A video file on disk"),
-                              ("CLIP", "Movie Clip", "A Movie Clip already in this file")], default="FILE")
+                              ("CLIP", "Movie Clip", "A Movie Clip already in this file (a movie or an image "
+                                                     "sequence)"),
+                              ("IMAGE", "Image sequence", "An Image already in this file whose source is an image "
+                                                          "sequence (plate.1001.exr ...)")], default="FILE")
     video_path: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
     clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)
+    plate_image: bpy.props.PointerProperty(name="Image sequence", type=bpy.types.Image)
     frame_start: bpy.props.IntProperty(name="Start", min=0, description="First frame: 0-based for a video, "
                                        "the number on disk for an image sequence (e.g. 1001)")
     frame_end: bpy.props.IntProperty(name="End", min=0, description="Frame after the last one; 0: to the end")
@@ -113,6 +117,10 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         name="Reuse last capture", default=False,
         description="Retarget the last capture of this scene again instead of re-running the capture")
     last_capture_job: bpy.props.StringProperty(name="Last capture job")
+
+    comp_matte_model: bpy.props.StringProperty(
+        name="Matte model", description="A person segmenter registered on the server in place of MediaPipe Selfie "
+        "Segmentation, for the matte and the clean plate (keygrip models ls: compositing.matte); empty: MediaPipe")
 
     # Generate (keygrip.generate): a texture onto the selected meshes, or the scene's world.
     gen_model: bpy.props.StringProperty(name="Model", description="A model registered on the server "
