@@ -417,7 +417,7 @@ class Client:
         the calibration: Pose2Sim/OpenCV TOML, Qualisys .qca.txt or keygrip JSON). frame_offsets: per
         video (None: from timecodes or the person's motion). video_names: the videos as the user knows
         them (default: their file names). Options are MultiViewCaptureRequest fields: hands, face,
-        smoothing, foot_lock, root_motion, max_side, start_frame, end_frame, request_id."""
+        smoothing, foot_lock, root_motion, max_side, workers, start_frame, end_frame, request_id."""
         sources = list(videos)
         start, end = options.pop("start_frame", 0), options.pop("end_frame", 0)
         names = list(video_names) if video_names is not None else [

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,13 @@ from inference_server.mocap.landmarks import Landmarks  # noqa: E402
 from inference_server.mocap.options import SolveOptions  # noqa: E402
 from inference_server.mocap.solve import solve  # noqa: E402
 from inference_server.multicam.calibration_files import read_calibration  # noqa: E402
-from inference_server.multicam.capture import MulticamOptions, detect_views, fit_to_video, reconstruct  # noqa: E402
+from inference_server.multicam.capture import (  # noqa: E402
+    MulticamOptions,
+    detect_views,
+    fit_to_video,
+    reconstruct,
+    view_workers,
+)
 
 TRIAL = Path("video") / "pose2sim_balancing"
 REFERENCE = "reference_3d/S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
@@ -64,7 +72,7 @@ JOINTS = [
     ("LWrist", 15, "leftHand"), ("RWrist", 16, "rightHand"),
     ("LHeel", 29, None), ("RHeel", 30, None), ("LBigToe", 31, None), ("RBigToe", 32, None), ("Nose", 0, None),
 ]
-BODY = [j for j in JOINTS if j[2] is not None]
+BODY: list[tuple[str, int, str]] = [(a, b, c) for a, b, c in JOINTS if c is not None]
 
 
 def pelvis_frames(ref: np.ndarray, names: list[str]) -> np.ndarray:
@@ -111,24 +119,29 @@ def main() -> int:
     infos = [probe(p) for p in paths]
     cams = [fit_to_video(c, i, p.name, cal.source) for c, i, p in zip(cal.cameras, infos, paths, strict=True)]
     fps = infos[0].fps
-    options = MulticamOptions(offsets=[0] * len(CAMERAS))
 
     print(f"calibration: {cal.source}; reference: {REFERENCE}")
     cached = [args.cache / f"{c}.npz" for c in CAMERAS] if args.cache else []
     if cached and all(c.exists() for c in cached):
         lms: list[Landmarks | None] = [Landmarks.load_npz(c) for c in cached]
     else:
-        t = time.perf_counter()
-        lms = detect_views(paths, [p.name for p in paths], [(0, None)] * len(paths), options, NullContext())
-        parallel_s = time.perf_counter() - t
+        n, total = len(paths), sum(i.frame_count for i in infos)
         t = time.perf_counter()
         for p in paths:
             detect(p, workers=1, ctx=NullContext())
         serial_s = time.perf_counter() - t
-        total = sum(i.frame_count for i in infos)
-        print(f"speed, {len(paths)} views x {infos[0].frame_count} frames: in parallel {total / parallel_s:.1f} fps, "
-              f"{len(paths)} single-view loops one after the other {total / serial_s:.1f} fps: "
-              f"ratio {serial_s / parallel_s:.2f}x (shared 2-core machine)")
+        t = time.perf_counter()
+        lms = detect_views(paths, [p.name for p in paths], [(0, None)] * n,
+                           MulticamOptions(offsets=[0] * n, workers=n), NullContext())
+        parallel_s = time.perf_counter() - t
+        auto = view_workers(n)
+        t = time.perf_counter()
+        detect_views(paths, [p.name for p in paths], [(0, None)] * n, MulticamOptions(offsets=[0] * n), NullContext())
+        auto_s = time.perf_counter() - t
+        print(f"speed, {n} views x {infos[0].frame_count} frames on {os.cpu_count()} cores: {n} bare single-view loops "
+              f"one after the other {total / serial_s:.1f} fps; all {n} views in parallel {total / parallel_s:.1f} fps "
+              f"({serial_s / parallel_s:.2f}x); the default ({auto} at a time) {total / auto_s:.1f} fps "
+              f"({serial_s / auto_s:.2f}x); same run, machine shared with other work")
         for lm, c in zip(lms, cached, strict=False):
             args.cache.mkdir(parents=True, exist_ok=True)
             if lm is not None:
@@ -158,10 +171,11 @@ def main() -> int:
             pts = out.points.points[:, [j[1] for j in JOINTS]]
             _, pos = out.clip.global_transforms()
             solved = pos[:, [out.clip.skeleton.index(j[2]) for j in BODY]]
+            body_pts = out.points.points[:, [j[1] for j in BODY]]
             rows.append(("+".join(CAMERAS[i][-1] for i in subset), errors(pts, ref_pts, frames),
-                         errors(solved, ref_body, frames)))
+                         errors(solved, ref_body, frames), errors(body_pts, ref_body, frames)))
 
-    def table(title: str, pick: int, joints: list[tuple[str, int, str | None]]) -> None:
+    def table(title: str, pick: int, joints: Sequence[tuple[str, int, str | None]]) -> None:
         print(f"\n{title}")
         print(f"{'views':10}{'frames':>7}{'MPJPE':>8}{'PA':>8}{'def.':>8}  per joint MPJPE (mm): "
               + " ".join(f"{j[0]:>9}" for j in joints))
@@ -170,12 +184,11 @@ def main() -> int:
             print(f"{name:10}{int(e['frames'][0]):>7}{e['MPJPE'].mean():>8.1f}{e['PA-MPJPE'].mean():>8.1f}"
                   f"{e['def. part'].mean():>8.1f}  " + " ".join(f"{v:>9.0f}" for v in e["MPJPE"]))
 
-    table("triangulated points (17 keypoints; mean of the 12 body joints in the last line)", 0, JOINTS)
+    table("triangulated points (17 keypoints)", 0, JOINTS)
     table("solved skeleton (12 body joints)", 1, BODY)
-    body_idx = [JOINTS.index(j) for j in BODY]
-    print("\ntriangulated points over the 12 body joints only: "
-          + ", ".join(f"{n} {r[0]['MPJPE'][body_idx].mean():.1f}/{r[0]['PA-MPJPE'][body_idx].mean():.1f}"
-                      for n, *r in rows) + " (MPJPE/PA-MPJPE mm)")
+    print("\ntriangulated points, the 12 body joints alone (aligned on those 12, as the solved skeleton): "
+          + ", ".join(f"{n} {r[2]['MPJPE'].mean():.1f}/{r[2]['PA-MPJPE'].mean():.1f}" for n, *r in rows)
+          + " (MPJPE/PA-MPJPE mm)")
     best_single = min(single.values())
     pairs = [r for r in rows if r[0].count("+") == 1]
     print(f"\nbest single view PA-MPJPE {best_single:.1f} mm; 2-view solved PA-MPJPE "

@@ -31,7 +31,8 @@ def test_server_info_lists_every_capability_feature_and_model() -> None:
     info = build_server_info(Config(), CAPABILITIES)
     assert [(c.name, c.available) for c in info.capabilities] == [
         ("media.probe", True), ("mocap.body", True), ("mocap.hands", True), ("mocap.face", True),
-        ("multicam.capture", True), ("animation.retarget", True), ("animation.bvh", True), ("scene.texture", True), ("scene.world", True),
+        ("multicam.capture", True), ("animation.retarget", True), ("animation.bvh", True), ("scene.texture", True),
+        ("scene.world", True),
         ("scene.project", True), ("compositing.matte", True), ("compositing.clean_plate", True),
         ("compositing.depth", True)]
     assert [m.name for m in info.models] == ["mediapipe.pose_landmark_full", "mediapipe.pose_detection",

@@ -12,6 +12,7 @@ its cameras, the skeleton lies on the person in that camera's video.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ import numpy as np
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext, NullContext
+from inference_server.jobs.tasks import Task
 from inference_server.media.video import MediaInfo, probe
 from inference_server.mocap import skeleton_fit, swaps
 from inference_server.mocap.landmarks import Landmarks
@@ -48,13 +50,14 @@ class MulticamOptions:
     """solve: as single-view capture. offsets: per view frame offsets (None: from timecodes or the
     person's motion). start_frame / end_frame: the range in the first view's frames (with offsets
     given, each view's range is shifted by its offset). max_side: frames are downsized to this
-    longer side before inference."""
+    longer side before inference. workers: views inferred at once (None: view_workers)."""
 
     solve: SolveOptions = field(default_factory=SolveOptions)
     offsets: list[int] | None = None
     start_frame: int = 0
     end_frame: int | None = None
     max_side: int = 1280
+    workers: int | None = None
 
 
 @dataclass
@@ -121,38 +124,61 @@ def fit_to_video(cam: VideoCamera, info: MediaInfo, name: str, source: str) -> V
                        "size and orientation, or calibrate these cameras.")
 
 
-def _detect_view(path: str, start: int, end: int | None, hands: bool, face: bool, max_side: int, *,
-                 report: object = None) -> Landmarks:
-    """A task (jobs/tasks.py): one view's landmarks, as single-view capture finds them."""
+def _detect_view(path: str, start: int, end: int | None, hands: bool, face: bool, max_side: int,
+                 ctx: JobContext | None = None) -> Landmarks | None:
+    """One view's landmarks, as single-view capture finds them (a task of jobs/tasks.py when ctx is
+    None); None when nobody is in it."""
     from inference_server.mocap.inference import detect
 
-    return detect(path, start=start, end=end, hands=hands, face=face, workers=1, max_side=max_side,
-                  ctx=NullContext())
+    try:
+        return detect(path, start=start, end=end, hands=hands, face=face, workers=1, max_side=max_side,
+                      ctx=ctx or NullContext())
+    except FailedPrecondition:
+        return None
+
+
+def view_workers(views: int) -> int:
+    """Views inferred at once by default: one MediaPipe graph keeps about a core busy, so one per core
+    but one (measured on 2 shared cores: 4 views in 4 processes ran at 0.67x the views one after the
+    other, as capture's chunk workers lose there too); all in this process on two cores or fewer."""
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else max(1, min(views, cores - 1))
 
 
 def detect_views(paths: list[Path], names: list[str], ranges: list[tuple[int, int | None]],
-                options: MulticamOptions, ctx: JobContext) -> list[Landmarks | None]:
-    """Every view's landmarks, the views side by side (the first in this process, the others as
-    tasks); None for a view where nobody was found."""
+                 options: MulticamOptions, ctx: JobContext) -> list[Landmarks | None]:
+    """Every view's landmarks, options.workers views at a time (None: view_workers): the first in
+    this process, the others as tasks of the job; None for a view where nobody was found."""
     hands, face = options.solve.hands, options.solve.face
-    out: list[Landmarks | None] = [None] * len(paths)
+    n = len(paths)
+    workers = options.workers or view_workers(n)
+    out: list[Landmarks | None] = [None] * n
+    ctx.progress("inference", 0, n, f"tracking the person in {n} videos")
+    if workers <= 1:
+        for i, p in enumerate(paths):
+            out[i] = _detect_view(str(p), *ranges[i], hands, face, options.max_side, ctx)
+        return out
     with ctx.tasks.group() as group:
-        tasks = [group.submit(_detect_view, str(p), a, b, hands, face, options.max_side,
-                              name=f"inference for {n}") for p, n, (a, b) in zip(paths[1:], names[1:], ranges[1:],
-                                                                                     strict=True)]
-        ctx.progress("inference", 0, len(paths), f"tracking the person in {len(paths)} videos")
-        try:
-            out[0] = _detect_view(str(paths[0]), *ranges[0], hands, face, options.max_side)
-        except FailedPrecondition:
-            out[0] = None
-        while not group.wait(tasks, timeout=_POLL_S):
+        pending = list(range(1, n))
+        running: dict[int, Task[Landmarks | None]] = {}
+
+        def fill() -> None:
+            while pending and len(running) < workers - 1:
+                i = pending.pop(0)
+                running[i] = group.submit(_detect_view, str(paths[i]), *ranges[i], hands, face, options.max_side,
+                                          name=f"inference for {names[i]}")
+
+        fill()
+        out[0] = _detect_view(str(paths[0]), *ranges[0], hands, face, options.max_side, ctx)
+        while running:
+            group.wait(list(running.values()), timeout=_POLL_S)
             ctx.check_cancelled()
-        for i, task in enumerate(tasks, start=1):
-            try:
-                out[i] = task.result()
-            except FailedPrecondition:
-                out[i] = None
-    ctx.progress("inference", len(paths), len(paths), "tracked")
+            for i, task in list(running.items()):
+                if task.done():
+                    out[i] = task.result()
+                    del running[i]
+            fill()
+            ctx.progress("inference", n - len(running) - len(pending), n, "tracking")
     return out
 
 

@@ -54,7 +54,7 @@ class MultiViewCaptureHandler(JobHandler[multicam_pb2.MultiViewCaptureRequest]):
                 root_motion=request.root_motion if request.HasField("root_motion") else defaults.root_motion),
             offsets=list(request.frame_offsets) or None,
             start_frame=request.frame_range.start, end_frame=request.frame_range.end or None,
-            max_side=request.max_side or MulticamOptions().max_side)
+            max_side=request.max_side or MulticamOptions().max_side, workers=request.workers or None)
         names = self._names(request, ctx.artifacts)
         paths = [local_path(ctx.artifacts, v, ctx.scratch) for v in request.videos]
         calibration = local_path(ctx.artifacts, request.calibration, ctx.scratch)

@@ -30,6 +30,7 @@ class MultiViewCaptureRequest(google.protobuf.message.Message):
     REQUEST_ID_FIELD_NUMBER: builtins.int
     MAX_SIDE_FIELD_NUMBER: builtins.int
     VIDEO_NAMES_FIELD_NUMBER: builtins.int
+    WORKERS_FIELD_NUMBER: builtins.int
     hands: builtins.bool
     face: builtins.bool
     smoothing: builtins.float
@@ -42,6 +43,8 @@ class MultiViewCaptureRequest(google.protobuf.message.Message):
     """idempotency key"""
     max_side: builtins.int
     """frames downsized to this longer side for inference; 0: 1280"""
+    workers: builtins.int
+    """views inferred at once; 0: one per core but one (1 on two cores)"""
     @property
     def videos(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[keygrip.v1.common_pb2.MediaInput]:
         """One video per calibrated camera (at least two). A camera is matched to a video by name when
@@ -81,9 +84,10 @@ class MultiViewCaptureRequest(google.protobuf.message.Message):
         request_id: builtins.str = ...,
         max_side: builtins.int = ...,
         video_names: collections.abc.Iterable[builtins.str] | None = ...,
+        workers: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "calibration", b"calibration", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "root_motion", b"root_motion", "smoothing", b"smoothing"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "calibration", b"calibration", "face", b"face", "foot_lock", b"foot_lock", "frame_offsets", b"frame_offsets", "frame_range", b"frame_range", "hands", b"hands", "max_side", b"max_side", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "video_names", b"video_names", "videos", b"videos"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "calibration", b"calibration", "face", b"face", "foot_lock", b"foot_lock", "frame_offsets", b"frame_offsets", "frame_range", b"frame_range", "hands", b"hands", "max_side", b"max_side", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "video_names", b"video_names", "videos", b"videos", "workers", b"workers"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
     @typing.overload
