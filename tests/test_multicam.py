@@ -272,3 +272,11 @@ def test_cli_captures_a_take_through_the_server(shared_server, take: dict[str, P
     assert "INVALID_ARGUMENT" in run.stderr and "has 4 cameras" in run.stderr and "2 videos were given" in run.stderr
     run = _cli(shared_server.address, "mocap", str(CAM01), str(CAM02), "--out", str(tmp_path / "x.bvh"))
     assert run.returncode == 1 and "add --calibration" in run.stderr
+
+
+def test_hands_and_face_come_from_the_view_that_sees_them(take: dict[str, Path]) -> None:
+    calib = write_json(read_calibration(TOML).cameras[:2], take["folder"] / "pair.json")
+    options = MulticamOptions(solve=SolveOptions(hands=True, face=True), offsets=[0, 0], end_frame=4, max_side=480)
+    clip = run_multicam([CAM01, CAM02], calib, options).clip
+    assert "leftIndexProximal" in clip.skeleton.names and clip.face_curves is not None
+    assert clip.face_curves.shape == (4, len(clip.face_names)) and np.isfinite(clip.rotations).all()
