@@ -257,14 +257,19 @@ def _cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_captures_a_take_through_the_server(shared_server, take: dict[str, Path], tmp_path: Path) -> None:
     cams = read_calibration(TOML).cameras
     calib = write_json(cams[:2], tmp_path / "two.json")
-    run = _cli(shared_server.address, "mocap", str(CAM01), str(CAM02), "--calibration", str(calib),
+    folder = tmp_path / "take"  # a folder of videos, taken in name order
+    folder.mkdir()
+    for name, video in (("a_left.mp4", CAM01), ("b_right.mp4", CAM02)):
+        (folder / name).symlink_to(video)
+    run = _cli(shared_server.address, "mocap", str(folder), "--calibration", str(calib),
                "--offsets", "0,0", "--end", "10", "--out", str(tmp_path / "take.bvh"), "--clip",
                str(tmp_path / "take.clip"))
     assert run.returncode == 0, run.stderr
     assert "captured 10 frames from 2 views" in run.stdout and "synchronised by given" in run.stdout
     assert (tmp_path / "take.bvh").read_text().startswith("HIERARCHY")
     clip = clip_from_proto(motion_pb2.MotionClip.FromString((tmp_path / "take.clip").read_bytes()))
-    assert [c.name for c in clip.cameras] == ["cam_01", "cam_02"] and clip.num_frames == 10
+    assert [(c.name, c.video) for c in clip.cameras] == [("cam_01", "a_left.mp4"), ("cam_02", "b_right.mp4")]
+    assert clip.num_frames == 10
     # A calibration with more cameras than videos: the job fails naming the file and what to do.
     run = _cli(shared_server.address, "mocap", str(CAM01), str(CAM02), "--calibration", str(TOML),
                "--out", str(tmp_path / "x.bvh"))
