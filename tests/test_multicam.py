@@ -285,3 +285,46 @@ def test_hands_and_face_come_from_the_view_that_sees_them(take: dict[str, Path])
     clip = run_multicam([CAM01, CAM02], calib, options).clip
     assert "leftIndexProximal" in clip.skeleton.names and clip.face_curves is not None
     assert clip.face_curves.shape == (4, len(clip.face_names)) and np.isfinite(clip.rotations).all()
+
+
+def _with_a_stranger(source: Path, out: Path, frames: int, hidden: int) -> Path:
+    """cam01 at half size with a mirrored, smaller copy of the man standing to his right (a stranger
+    who moves like him), and the man himself hidden for the first frames, so that MediaPipe's
+    tracker locks onto the stranger and stays with him."""
+    from inference_server.media.video import iter_frames
+
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=60)
+        stream.width, stream.height = 540, 960
+        stream.pix_fmt = "yuv420p"
+        for i, frame in enumerate(iter_frames(source, 0, frames)):
+            image = frame.image.copy()
+            stranger = cv2.resize(image[250:1250, 200:680], (384, 800))[:, ::-1]
+            if i < hidden:
+                image[250:1250, 200:680] = 90
+            image[560:1360, 680:1064] = stranger
+            small = np.asarray(cv2.resize(image, (540, 960), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+            video_frame = av.VideoFrame.from_ndarray(small, format="rgb24")
+            video_frame.pts = i
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+    return out
+
+
+def test_a_view_that_followed_someone_else_is_tracked_again_on_the_subject(
+        take: dict[str, Path], reference: np.ndarray) -> None:
+    from inference_server.mocap.inference import detect
+
+    clip = _with_a_stranger(CAM01, take["folder"] / "stranger.mp4", frames=10, hidden=3)
+    alone = detect(clip, workers=1, max_side=640, ctx=NullContext())
+    assert alone.pose_present.all() and np.nanmean(alone.pose_image[:, 23, 0]) > 0.7  # on the stranger
+    cams = read_calibration(TOML).cameras
+    calib = write_json([cams[1], _small(cams[0], 2, "cam_01")], take["folder"] / "stranger.json")
+    out = run_multicam([CAM02, clip], calib, MulticamOptions(offsets=[0, 0], end_frame=10, max_side=640))
+    assert any("MediaPipe followed someone else in stranger.mp4" in w and "captured person" in w
+               for w in out.clip.warnings)
+    hips = out.views[1].pose_image[:, [23, 24], 0].mean(axis=1)
+    assert np.nanmax(hips) < 0.6 and out.views[1].pose_present[3:].sum() >= 5  # the man, once he shows
+    _, pos = out.clip.global_transforms()
+    ref_hips = 0.5 * (reference[:10, 23] + reference[:10, 24])
+    assert np.linalg.norm(pos[:, out.clip.skeleton.index("hips")] - ref_hips, axis=-1).mean() < 0.1

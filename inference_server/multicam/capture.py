@@ -1,7 +1,8 @@
 """Motion capture from several calibrated videos of one take, end to end.
 
-    videos + calibration -> check they fit -> MediaPipe per view (in parallel) -> labels fixed and
-    people matched across views (epipolar.py) -> frame offsets (sync.py) -> triangulation with
+    videos + calibration -> check they fit -> MediaPipe per view (in parallel) -> a view that
+    followed someone else tracked again on the person the others see (associate.py) -> labels
+    fixed and people matched across views (epipolar.py) -> frame offsets (sync.py) -> triangulation with
     outlier views rejected (triangulate.py) -> the single-view solver's passes (mocap/solve.py:
     solve_world) -> a MotionClip carrying the calibrated cameras.
 
@@ -31,7 +32,7 @@ from inference_server.mocap.options import SolveOptions, check_solve
 from inference_server.mocap.solve import PlacedBody, solve_world
 from inference_server.motion import quat
 from inference_server.motion.clip import MotionClip
-from inference_server.multicam import epipolar, sync
+from inference_server.multicam import associate, epipolar, sync
 from inference_server.multicam.calibration_files import Calibration, read_calibration
 from inference_server.multicam.triangulate import Triangulated, normalized_points, triangulate
 from keygrip.projection import Camera, VideoCamera
@@ -225,6 +226,9 @@ def run_multicam(videos: Sequence[str | Path], calibration: str | Path, options:
               for i in range(len(paths))]
     t = time.perf_counter()
     found = detect_views(paths, names, ranges, options, ctx)
+    found, chosen = associate.follow_subject(paths, names, ranges, found, cams, options.solve.hands,
+                                             options.solve.face, options.max_side, ctx)
+    warnings.extend(chosen)
     timings["inference"] = time.perf_counter() - t
     never = [n for n, lm in zip(names, found, strict=True) if lm is None]
     if never:

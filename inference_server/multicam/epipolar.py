@@ -64,9 +64,11 @@ def pair_cost(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray, a: int,
     pa, ca = (xy[a], conf[a]) if index_a is None else (xy[a][:, index_a], conf[a][:, index_a])
     d = distance(essential(cams[a], cams[b]), pa, xy[b], 0.5 * (_focal(cams[a]) + _focal(cams[b])))
     ok = (np.minimum(ca, conf[b]) >= MIN_CONFIDENCE) & np.isfinite(d)
-    with np.errstate(all="ignore"):
-        med = np.nanmedian(np.where(ok, d, np.nan), axis=1)
-    return np.where(ok.sum(axis=1) >= 4, med, np.nan)
+    med = np.full(len(ok), np.nan)
+    rows = ok.sum(axis=1) >= 4
+    if rows.any():
+        med[rows] = np.nanmedian(np.where(ok[rows], d[rows], np.nan), axis=1)
+    return med
 
 
 def fix_labels(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray) -> np.ndarray:

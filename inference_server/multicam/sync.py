@@ -104,8 +104,9 @@ def from_views(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray, fps: f
             b = slice(lag, f) if lag >= 0 else slice(0, f + lag)
             pair = np.stack([xy[0, a], xy[v, b]])
             pc = np.stack([conf[0, a], conf[v, b]])
-            with np.errstate(all="ignore"):
-                costs[i] = np.nanmedian(epipolar.pair_cost([cams[0], cams[v]], pair, pc, 0, 1))
+            frame_costs = epipolar.pair_cost([cams[0], cams[v]], pair, pc, 0, 1)
+            if np.isfinite(frame_costs).any():
+                costs[i] = np.nanmedian(frame_costs)
         if not np.isfinite(costs).any():
             offsets.append(0)
             conf_v.append(0.0)
