@@ -26,6 +26,8 @@ MIN_CONFIDENCE = 0.3
 # Reprojection error gate, as a fraction of the image height (about 29 px on a 1920 px high image):
 # MediaPipe's joints wander by up to this much between views on the same body.
 GATE_PER_HEIGHT = 0.015
+# Points no two views agree on within the gate may be taken within this many gates (see triangulate).
+FALLBACK_GATE_FACTOR = 2.0
 
 
 @dataclass
@@ -90,25 +92,13 @@ def _errors(proj: np.ndarray, focal: np.ndarray, xy: np.ndarray, pts: np.ndarray
     return np.where((z > 0) & np.isfinite(err), err, np.inf)
 
 
-def triangulate(cameras: list[VideoCamera], pixels: np.ndarray, confidence: np.ndarray,
-                gate_px: float | None = None) -> Triangulated:
-    """Triangulate (V, F, J, 2) pixels with (V, F, J) confidences seen by V calibrated cameras.
-
-    gate_px: the reprojection error above which a view is an outlier for a point (default:
-    GATE_PER_HEIGHT of the tallest image).
-    """
-    v, f, j = confidence.shape
-    if len(cameras) != v or pixels.shape[:3] != (v, f, j):
-        raise ValueError(f"{len(cameras)} cameras, pixels {pixels.shape}, confidence {confidence.shape}")
-    gate = gate_px if gate_px is not None else GATE_PER_HEIGHT * max(c.camera.height for c in cameras)
-    proj = _projections(cameras)
-    focal = np.array([0.5 * (c.camera.focal_x + c.camera.focal_y) for c in cameras])
-    xy = np.stack([normalized_points(c, pixels[i]) for i, c in enumerate(cameras)]).reshape(v, f * j, 2)
-    w = np.where((confidence.reshape(v, -1) >= MIN_CONFIDENCE) & np.all(np.isfinite(xy), axis=-1),
-                 confidence.reshape(v, -1), 0.0)
-
-    best_score = np.full(f * j, -1.0)
-    best_inliers = np.zeros((v, f * j), dtype=bool)
+def _consensus(proj: np.ndarray, focal: np.ndarray, xy: np.ndarray, w: np.ndarray, gate: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RANSAC over view pairs and the inliers' weighted DLT: points (N, 3) (NaN without two
+    agreeing views), inliers (V, N), reprojection errors (V, N)."""
+    v, n = w.shape
+    best_score = np.full(n, -1.0)
+    best_inliers = np.zeros((v, n), dtype=bool)
     for a, b in itertools.combinations(range(v), 2):
         pair = np.zeros_like(w)
         pair[[a, b]] = w[[a, b]]
@@ -131,8 +121,39 @@ def triangulate(cameras: list[VideoCamera], pixels: np.ndarray, confidence: np.n
     ok = inl.sum(axis=0) >= 2
     pts[~ok] = np.nan
     inl[:, ~ok] = False
+    return pts, inl, err
+
+
+def triangulate(cameras: list[VideoCamera], pixels: np.ndarray, confidence: np.ndarray,
+                gate_px: float | None = None) -> Triangulated:
+    """Triangulate (V, F, J, 2) pixels with (V, F, J) confidences seen by V calibrated cameras.
+
+    gate_px: the reprojection error above which a view is an outlier for a point (default:
+    GATE_PER_HEIGHT of the tallest image).
+    """
+    v, f, j = confidence.shape
+    if len(cameras) != v or pixels.shape[:3] != (v, f, j):
+        raise ValueError(f"{len(cameras)} cameras, pixels {pixels.shape}, confidence {confidence.shape}")
+    gate = gate_px if gate_px is not None else GATE_PER_HEIGHT * max(c.camera.height for c in cameras)
+    proj = _projections(cameras)
+    focal = np.array([0.5 * (c.camera.focal_x + c.camera.focal_y) for c in cameras])
+    xy = np.stack([normalized_points(c, pixels[i]) for i, c in enumerate(cameras)]).reshape(v, f * j, 2)
+    w = np.where((confidence.reshape(v, -1) >= MIN_CONFIDENCE) & np.all(np.isfinite(xy), axis=-1),
+                 confidence.reshape(v, -1), 0.0)
+
+    pts, inl, err = _consensus(proj, focal, xy, w, gate)
+    conf = (w * inl).sum(axis=0) / np.maximum(inl.sum(axis=0), 1)
+    # Where no two views agree within the gate, accept agreement within twice the gate, at half
+    # the confidence: rather a coarse point than a gap bridged over many frames (two views that
+    # face each other, or a detector that disagrees with itself across views for a while).
+    lost = ~np.isfinite(pts).all(axis=1) & ((w > 0).sum(axis=0) >= 2)
+    if lost.any():
+        p2, i2, e2 = _consensus(proj, focal, xy[:, lost], w[:, lost], FALLBACK_GATE_FACTOR * gate)
+        pts[lost], inl[:, lost], err[:, lost] = p2, i2, e2
+        conf[lost] = 0.5 * (w[:, lost] * i2).sum(axis=0) / np.maximum(i2.sum(axis=0), 1)
+    ok = inl.sum(axis=0) >= 2
     n = np.maximum(inl.sum(axis=0), 1)
-    conf = np.where(ok, (w * inl).sum(axis=0) / n, 0.0)
+    conf = np.where(ok, conf, 0.0)
     mean_err = np.where(ok, np.where(inl, err, 0.0).sum(axis=0) / n, np.nan)
     return Triangulated(points=pts.reshape(f, j, 3), confidence=conf.reshape(f, j),
                         inliers=inl.reshape(v, f, j), error_px=mean_err.reshape(f, j))
