@@ -328,3 +328,24 @@ def test_a_view_that_followed_someone_else_is_tracked_again_on_the_subject(
     _, pos = out.clip.global_transforms()
     ref_hips = 0.5 * (reference[:10, 23] + reference[:10, 24])
     assert np.linalg.norm(pos[:, out.clip.skeleton.index("hips")] - ref_hips, axis=-1).mean() < 0.1
+
+
+def test_offsets_from_timecodes(tmp_path: Path) -> None:
+    def record(name: str, timecode: str | None) -> Path:
+        path = tmp_path / name
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=60)
+            stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+            if timecode:
+                stream.metadata["timecode"] = timecode
+            for i in range(3):
+                frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        return path
+
+    early, late = record("a.mp4", "01:00:00:00"), record("b.mp4", "01:00:00:05")
+    found = sync.from_timecodes([early, late], 60.0)
+    assert found is not None and found.offsets == [5, 0] and found.method == "timecode"
+    assert sync.from_timecodes([early, record("c.mp4", None)], 60.0) is None
