@@ -31,18 +31,10 @@ MIN_AGREEING_SHARE = 0.5
 _HIPS = [23, 24]
 
 
-def _normalised(cams: list[VideoCamera], lms: list[Landmarks], n: int) -> tuple[np.ndarray, np.ndarray]:
-    xy = np.stack([normalized_points(c, lm.pose_image[:n, :, :2] * lm.image_size) for c, lm in
-                   zip(cams, lms, strict=True)])
-    conf = np.stack([np.where(np.asarray(lm.pose_present[:n], bool)[:, None], np.nan_to_num(lm.pose_visibility[:n]),
-                              0.0) for lm in lms])
-    return xy, conf
-
-
 def wrong_views(cams: list[VideoCamera], lms: list[Landmarks]) -> list[int]:
     """Views whose person lines up with no other view's (either labelling) on most frames."""
     n = min(lm.num_frames for lm in lms)
-    xy, conf = _normalised(cams, lms, n)
+    xy, conf = epipolar.view_points(cams, lms, n)
     v = len(cams)
     out = []
     for a in range(v):

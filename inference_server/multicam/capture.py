@@ -34,7 +34,7 @@ from inference_server.motion import quat
 from inference_server.motion.clip import MotionClip
 from inference_server.multicam import associate, epipolar, sync
 from inference_server.multicam.calibration_files import Calibration, read_calibration
-from inference_server.multicam.triangulate import Triangulated, normalized_points, triangulate
+from inference_server.multicam.triangulate import Triangulated, triangulate
 from keygrip.projection import Camera, VideoCamera
 
 # A video may be this many pixels narrower or shorter than its calibration: codecs pad frames to
@@ -263,10 +263,10 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
     lms = [swaps.unswap(lm, swaps.find_swaps(lm.pose_image[..., :2] * lm.image_size, lm.pose_visibility,
                                              np.asarray(lm.pose_present, bool))) for lm in lms]
     n = min(lm.num_frames for lm in lms)
-    xy, conf = _normalised(cams, lms, n)
+    xy, conf = epipolar.view_points(cams, lms, n)
     lms = [swaps.unswap(lm, np.concatenate([s, np.zeros(lm.num_frames - n, bool)]))
            for lm, s in zip(lms, epipolar.fix_labels(cams, xy, conf), strict=True)]
-    xy, conf = _normalised(cams, lms, n)
+    xy, conf = epipolar.view_points(cams, lms, n)
     if offsets is None:
         synced = sync.from_views(cams, xy, conf, fps)
         if synced.confidence < sync.MIN_CONFIDENCE:
@@ -282,7 +282,7 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
     if n < 1:
         raise InvalidInput(f"after synchronising (offsets {synced.offsets}) the views share no frame.")
     lms = [_slice(lm, s, n) for lm, s in zip(lms, view_start, strict=True)]
-    xy, conf = _normalised(cams, lms, n)
+    xy, conf = epipolar.view_points(cams, lms, n)
     agree = epipolar.agreement(cams, xy, conf)
     for v, name in enumerate(names):
         if not agree[v].any():
@@ -304,15 +304,6 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
                          sync_offsets=",".join(str(o) for o in synced.offsets),
                          sync_confidence=f"{synced.confidence:.2f}", first_frame=str(first))
     return MulticamOutput(clip=clip, views=lms, names=names, sync=synced, points=points, timings=timings)
-
-
-def _normalised(cams: list[VideoCamera], lms: list[Landmarks], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(V, n, 33, 2) undistorted normalised points of the first n frames, (V, n, 33) confidences."""
-    xy = np.stack([normalized_points(c, lm.pose_image[:n, :, :2] * lm.image_size) for c, lm in
-                   zip(cams, lms, strict=True)])
-    conf = np.stack([np.where(np.asarray(lm.pose_present[:n], bool)[:, None], np.nan_to_num(lm.pose_visibility[:n]),
-                              0.0) for lm in lms])
-    return xy, conf
 
 
 def _slice(lm: Landmarks, start: int, n: int) -> Landmarks:

@@ -18,13 +18,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.swaps import MIRROR
+from inference_server.multicam.triangulate import normalized_points
 from keygrip.projection import VideoCamera
 
 MIN_CONFIDENCE = 0.5
 # A person in two views is the same when their confident points lie within this fraction of the
 # image height of each other's epipolar lines (median over the points; about 48 px at 1920 px).
 SAME_PERSON_PER_HEIGHT = 0.025
+
+
+def view_points(cams: list[VideoCamera], lms: list[Landmarks], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The views' body points over their first n frames as the checks here take them: (V, n, 33, 2)
+    undistorted normalised coordinates and (V, n, 33) confidences (0 where nobody was found)."""
+    xy = np.stack([normalized_points(c, lm.pose_image[:n, :, :2] * lm.image_size) for c, lm in
+                   zip(cams, lms, strict=True)])
+    conf = np.stack([np.where(np.asarray(lm.pose_present[:n], bool)[:, None], np.nan_to_num(lm.pose_visibility[:n]),
+                              0.0) for lm in lms])
+    return xy, conf
 
 
 def _skew(t: np.ndarray) -> np.ndarray:
