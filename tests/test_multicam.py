@@ -349,3 +349,12 @@ def test_offsets_from_timecodes(tmp_path: Path) -> None:
     found = sync.from_timecodes([early, late], 60.0)
     assert found is not None and found.offsets == [5, 0] and found.method == "timecode"
     assert sync.from_timecodes([early, record("c.mp4", None)], 60.0) is None
+
+
+def test_a_request_that_cannot_run_is_refused_at_submit(client) -> None:
+    from keygrip import errors
+
+    with pytest.raises(errors.InvalidArgument, match="needs two videos at least, got 1"):
+        client.capture_multiview([CAM01], TOML)
+    with pytest.raises(errors.InvalidArgument, match="3 frame offsets for 2 videos"):
+        client.capture_multiview([CAM01, CAM02], TOML, frame_offsets=[0, 0, 0])
