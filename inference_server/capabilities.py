@@ -7,11 +7,11 @@ CAPABILITY here. Nothing else in the server names a capability.
 
 from __future__ import annotations
 
-from inference_server import animation, compositing, media, mocap, scene
+from inference_server import animation, compositing, media, mocap, multicam, scene
 from inference_server.capability import Capability, JobNeeds
 
-CAPABILITIES: list[Capability] = [media.CAPABILITY, mocap.CAPABILITY, animation.CAPABILITY, scene.CAPABILITY,
-                                   compositing.CAPABILITY]
+CAPABILITIES: list[Capability] = [media.CAPABILITY, mocap.CAPABILITY, multicam.CAPABILITY, animation.CAPABILITY,
+                                   scene.CAPABILITY, compositing.CAPABILITY]
 
 
 def job_handlers(capabilities: list[Capability] = CAPABILITIES) -> dict[str, str]:

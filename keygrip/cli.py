@@ -4,6 +4,7 @@
     keygrip [--address A] [--token T] [--json] info | probe FILE | jobs ls|get|watch|cancel|rm ID
     keygrip people VIDEO [--start N] [--end N] [--thumbnails DIR]
     keygrip mocap VIDEO --out clip.bvh [--subject ID|X,Y@FRAME|auto | --people all] [--preview preview.mp4] [--hands]
+    keygrip mocap CAM1.mp4 CAM2.mp4 ... | FOLDER --calibration calib.toml|.qca.txt|.json --out take.bvh [--clip F]
     keygrip retarget CLIP_OR_BVH --rig hero.vrm|.glb|.fbx|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
@@ -172,7 +173,82 @@ def cmd_jobs(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mts")
+
+
+def _multiview_videos(names: list[str], server_path: bool) -> list[str]:
+    """The videos of a multi-camera take: as given, or the videos in one folder (sorted by name)."""
+    if len(names) == 1 and not server_path and Path(names[0]).is_dir():
+        found = sorted(str(p) for p in Path(names[0]).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        if len(found) < 2:
+            raise errors.InvalidArgument(f"the folder {names[0]} holds {len(found)} video(s); a multi-camera capture "
+                                         "needs one video per calibrated camera (two at least)")
+        return found
+    if len(names) < 2:
+        raise errors.InvalidArgument("--calibration is for a multi-camera capture: give two videos or more "
+                                     "(one per calibrated camera), or a folder of them")
+    for name in names:
+        if not server_path and not Path(name).is_file():
+            raise errors.InvalidArgument(f"{name} does not exist (name the videos, or use --server-path for paths "
+                                         "on the server)")
+    return names
+
+
+def cmd_mocap_multiview(client: Client, args: argparse.Namespace) -> int:
+    """keygrip mocap CAM1 CAM2 ... --calibration FILE: one take from calibrated cameras."""
+    bar = None if args.json else ProgressBar()
+    for flag, value in (("--subject", args.subject), ("--people", args.people), ("--height", args.height),
+                        ("--fov", args.fov), ("--preview", args.preview), ("--landmarks", args.landmarks),
+                        ("--workers", args.workers)):
+        if value:
+            raise errors.InvalidArgument(f"{flag} is for a single-view capture; a multi-camera capture takes its "
+                                         "scale and lenses from --calibration")
+    videos = _multiview_videos(list(args.video), args.server_path)
+    calibration = args.calibration if args.server_path else Path(args.calibration)
+    if not args.server_path and not Path(args.calibration).is_file():
+        raise errors.InvalidArgument(f"the calibration {args.calibration} does not exist")
+    offsets = None
+    if args.offsets:
+        try:
+            offsets = [int(v) for v in args.offsets.split(",")]
+        except ValueError:
+            raise errors.InvalidArgument(f"--offsets takes whole frame numbers separated by commas (0,0,12), "
+                                         f"not {args.offsets}") from None
+    job = client.capture_multiview(
+        [v if args.server_path else Path(v) for v in videos], calibration, server_path=args.server_path,
+        frame_offsets=offsets, upload_progress=_upload_bar(bar) if bar else None, requeue=not args.no_requeue,
+        hands=args.hands, face=args.face, smoothing=args.smoothing, foot_lock=not args.no_foot_lock,
+        root_motion=not args.no_root_motion, start_frame=args.start, end_frame=args.end or 0)
+    result = follow(job, bar).result()
+    written = []
+    for ref, dest in ((result.bvh, args.out), (result.clip, args.clip)):
+        if dest and ref.id:
+            client.download(ref.id, dest)
+            written.append(str(dest))
+    if args.json:
+        _print_message(result, True)
+        return 0
+    s = result.summary
+    print(f"captured {s.frames} frames from {len(result.views)} views ({s.tracked_frames} tracked, "
+          f"{s.interpolated_frames} interpolated, {s.missing_frames} missing) at {s.processing_fps:.1f} view-frames/s")
+    print(f"synchronised by {result.sync_method} (confidence {result.sync_confidence:.2f})")
+    for v in result.views:
+        print(f"  {v.name} as {v.camera}: from frame {v.frame_offset}, seen on {100 * v.seen_fraction:.0f}% of frames, "
+              f"reprojection error {v.reprojection_error_px:.1f} px")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
+    if args.calibration:
+        return cmd_mocap_multiview(client, args)
+    if len(args.video) > 1:
+        raise errors.InvalidArgument("several videos make a multi-camera capture: add --calibration with the "
+                                     "cameras' calibration (TOML, .qca.txt or keygrip JSON)")
+    args.video = args.video[0]
     bar = None if args.json else ProgressBar()
     options = dict(hands=args.hands, face=args.face, smoothing=args.smoothing, foot_lock=not args.no_foot_lock,
                    root_motion=not args.no_root_motion, subject_height_m=args.height or 0.0,
@@ -635,10 +711,15 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--type", help="filter ls by job type")
     jobs.add_argument("--limit", type=int, default=50)
 
-    mocap = sub.add_parser("mocap", help="motion capture from a video or image sequence to BVH",
+    mocap = sub.add_parser("mocap", help="motion capture from a video or image sequence (or calibrated videos) to BVH",
                            parents=[client_options, job_options])
-    mocap.add_argument("video", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
-                                     "a folder of frames or the first frame")
+    mocap.add_argument("video", nargs="+", help="a video, or an image sequence: plate.####.png, plate.%%04d.png, "
+                                                "a folder of frames or the first frame; with --calibration: one "
+                                                "video per calibrated camera, or a folder of them")
+    mocap.add_argument("--calibration", help="the cameras' calibration (Pose2Sim/OpenCV TOML, Qualisys .qca.txt, "
+                                             "keygrip JSON): capture from several calibrated videos of one take")
+    mocap.add_argument("--offsets", help="with --calibration: frame offsets per video, e.g. 0,0,12 (default: from "
+                                         "timecodes or the person's motion)")
     mocap.add_argument("--out", type=Path, required=True, help="BVH file to write")
     mocap.add_argument("--preview", type=Path, help="also write a QA video with the skeleton drawn over it")
     mocap.add_argument("--clip", type=Path, help="also write the MotionClip (protobuf) for retargeting")

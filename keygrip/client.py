@@ -41,6 +41,8 @@ from keygrip.v1 import (
     mocap_pb2,
     mocap_pb2_grpc,
     motion_pb2,
+    multicam_pb2,
+    multicam_pb2_grpc,
     scene_pb2,
     scene_pb2_grpc,
     server_pb2,
@@ -487,6 +489,28 @@ class Client:
             frame_range=common_pb2.FrameRange(start=int(start), end=int(end or 0)),
             request_id=str(options.pop("request_id", "") or ""), **options)
         return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).CaptureMotion, req, requeue)
+
+    def capture_multiview(self, videos: Iterable[Source], calibration: Source, *, server_path: bool = False,
+                          frame_offsets: Iterable[int] | None = None, video_names: Iterable[str] | None = None,
+                          upload_progress: ProgressCallback | None = None, requeue: bool = True,
+                          **options: Any) -> Job[multicam_pb2.MultiViewCaptureResult]:
+        """Start a capture from several calibrated videos of one take (two at least, one per camera of
+        the calibration: Pose2Sim/OpenCV TOML, Qualisys .qca.txt or keygrip JSON). frame_offsets: per
+        video (None: from timecodes or the person's motion). video_names: the videos as the user knows
+        them (default: their file names). Options are MultiViewCaptureRequest fields: hands, face,
+        smoothing, foot_lock, root_motion, max_side, workers, start_frame, end_frame, request_id."""
+        sources = list(videos)
+        start, end = options.pop("start_frame", 0), options.pop("end_frame", 0)
+        names = list(video_names) if video_names is not None else [
+            Path(str(v)).name for v in sources if isinstance(v, (str, os.PathLike))]
+        req = multicam_pb2.MultiViewCaptureRequest(
+            videos=[self.media_input(v, server_path=server_path, progress=upload_progress) for v in sources],
+            calibration=self.media_input(calibration, server_path=server_path),
+            frame_range=common_pb2.FrameRange(start=int(start), end=int(end or 0)),
+            frame_offsets=[int(o) for o in frame_offsets or ()],
+            video_names=names if len(names) == len(sources) else [],
+            request_id=str(options.pop("request_id", "") or ""), **options)
+        return self._submit(self.stub(multicam_pb2_grpc.MultiCameraStub).CaptureMultiView, req, requeue)
 
     def detect_people(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
                       max_people: int = 0, request_id: str = "", requeue: bool = True,

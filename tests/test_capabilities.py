@@ -31,7 +31,8 @@ def test_server_info_lists_every_capability_feature_and_model() -> None:
     info = build_server_info(Config(), CAPABILITIES)
     assert [(c.name, c.available) for c in info.capabilities] == [
         ("media.probe", True), ("mocap.body", True), ("mocap.hands", True), ("mocap.face", True),
-        ("animation.retarget", True), ("animation.bvh", True), ("scene.texture", True), ("scene.world", True),
+        ("multicam.capture", True), ("animation.retarget", True), ("animation.bvh", True), ("scene.texture", True),
+        ("scene.world", True),
         ("scene.project", True), ("compositing.matte", True), ("compositing.clean_plate", True),
         ("compositing.depth", True)]
     assert [m.name for m in info.models] == ["mediapipe.pose_landmark_full", "mediapipe.pose_detection",
@@ -53,6 +54,7 @@ def test_server_info_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> No
         "mocap.body": "MediaPipe Pose is unavailable; " + HINT,
         "mocap.hands": "MediaPipe Holistic hands are unavailable; " + HINT,
         "mocap.face": "MediaPipe Holistic face is unavailable; " + HINT,
+        "multicam.capture": "MediaPipe Pose is unavailable; " + HINT,
         "scene.texture": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
         "scene.world": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
         "scene.project": "torch, diffusers, transformers, safetensors, OpenEXR not installed; " + scene.INSTALL_HINT,
@@ -69,6 +71,7 @@ def test_every_job_type_has_one_handler_class() -> None:
     assert table == {"probe_media": "inference_server.media.jobs:ProbeHandler",
                      "motion_capture": "inference_server.mocap.jobs:CaptureHandler",
                      "detect_people": "inference_server.mocap.jobs:DetectPeopleHandler",
+                     "multiview_capture": "inference_server.multicam.jobs:MultiViewCaptureHandler",
                      "retarget": "inference_server.animation.jobs:RetargetHandler",
                      "generate_texture": "inference_server.scene.jobs:TextureHandler",
                      "generate_world": "inference_server.scene.jobs:WorldHandler",

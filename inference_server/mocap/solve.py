@@ -23,7 +23,7 @@ limits smoothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -58,6 +58,37 @@ def _check_input(lm: Landmarks, options: SolveOptions) -> None:
                            "run detection with the face on, or turn the face off.")
 
 
+@dataclass
+class PlacedBody:
+    """The body in a Y-up world, metres: what the shared solving passes start from.
+
+    world: (F, 33, 3) MediaPipe's 33 body points relative to root, NaN where not placed.
+    root: (F, 3) world position of those points' origin.
+    placed: (F,) bool, frames where the body is in the world.
+    visibility: (F, 33) 0..1 per point.
+    measures: the body's bone lengths.
+    calibrated: True when the world comes from calibrated cameras (multicam/): its up axis and
+        floor are the calibration's and stay, the body's up is not looked for, and the floor the
+        feet show is used for contacts only. False for a single camera's levelled view.
+    view: the view hands and face are solved from (single view: the one there is).
+    view_rotation: (4,) the rotation from that view's Y-up camera axes into the world.
+    camera_position: (3,) where that view's camera is in the world (for contact speeds across the view).
+    focal: a single view's focal length in pixels: the clip carries the camera the body was placed
+        through (calibrated views: None, their cameras are the calibration's).
+    """
+
+    world: np.ndarray
+    root: np.ndarray
+    placed: np.ndarray
+    visibility: np.ndarray
+    measures: skeleton_fit.BodyMeasures
+    calibrated: bool
+    view: Landmarks
+    view_rotation: np.ndarray
+    camera_position: np.ndarray
+    focal: float | None = None
+
+
 def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = None) -> MotionClip:
     """Solve landmarks into a MotionClip on the canonical humanoid (see the module docstring).
 
@@ -72,20 +103,11 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     if fps != lm.fps:
         warnings.append(f"the clip has no usable frame rate ({lm.fps:g}): {fps:g} fps was assumed; "
                         "set fps_override to the footage's real rate")
-    frames = lm.num_frames
-    step = 0
-
-    def stage(message: str) -> None:
-        nonlocal step
-        ctx.check_cancelled()
-        ctx.progress("solve", step, _STAGES, message)
-        step += 1
-
-    stage("placing the body")
+    stages = _Stages(ctx)
+    stages("placing the body")
     present = np.asarray(lm.pose_present, dtype=bool) & np.all(np.isfinite(lm.pose_world), axis=(1, 2))
     w, h = lm.image_size
     lm = swaps.unswap(lm, swaps.find_swaps(lm.pose_image[..., :2] * (w, h), lm.pose_visibility, present))
-    max_gap = max(1, round(MAX_INTERPOLATED_GAP_S * fps))
     vis = np.where(present[:, None], np.nan_to_num(lm.pose_visibility), 0.0)
     measures = skeleton_fit.measure_body(skeleton_fit.to_y_up(lm.pose_world[present]), vis[present])
     scale = 1.0
@@ -102,19 +124,60 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     # Bone lengths from the landmarks as the solver will use them, so the fit follows the pose.
     measures = skeleton_fit.measure_body(skeleton_fit.to_y_up(pose_world[placed]), vis[placed])
     pose_world = pose_fit.fit_pose(pose_world + cam[:, None], _rays(lm, focal), vis, measures) - cam[:, None]
+    body = PlacedBody(world=skeleton_fit.to_y_up(pose_world), root=skeleton_fit.to_y_up(cam), placed=placed,
+                      visibility=vis, measures=measures, calibrated=False, view=lm,
+                      view_rotation=quat.identity(()), camera_position=np.zeros(3), focal=focal)
+    clip = solve_placed(body, fps, options, stages, warnings)
+    clip.metadata.update(focal_length_px=f"{focal:.1f}", scale=f"{scale:.4f}")
+    return clip
+
+
+class _Stages:
+    """Progress through the solver's stages, with a cancel check at each."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx, self.step = ctx, 0
+
+    def __call__(self, message: str) -> None:
+        self.ctx.check_cancelled()
+        self.ctx.progress("solve", self.step, _STAGES, message)
+        self.step += 1
+
+
+def solve_world(body: PlacedBody, fps: float, options: SolveOptions, ctx: JobContext | None = None,
+                warnings: list[str] | None = None) -> MotionClip:
+    """The solving passes from body points already placed in a world (multi-view triangulation):
+    the same constant bone lengths, gap filling, filtering, contacts, foot lock, hands and face as
+    solve() after it has placed a single view's landmarks."""
+    ctx = ctx or NullContext()
+    check_solve(options)
+    _check_input(body.view, options)
+    stages = _Stages(ctx)
+    stages("placing the body")
+    return solve_placed(body, fps, options, stages, list(warnings or []))
+
+
+def solve_placed(body: PlacedBody, fps: float, options: SolveOptions, stage: _Stages,
+                 warnings: list[str]) -> MotionClip:
+    """The passes after placing: gaps, levelling, filtering, skeleton, floor, feet, face."""
+    lm, placed, vis, measures = body.view, body.placed, body.visibility, body.measures
+    frames = len(placed)
+    max_gap = max(1, round(MAX_INTERPOLATED_GAP_S * fps))
 
     stage("filling gaps")
-    world, flags = filters.fill_gaps(skeleton_fit.to_y_up(pose_world), placed, max_gap)
-    root = skeleton_fit.to_y_up(filters.fill_gaps(cam, placed, max_gap)[0])
-    # Level the world: turn the body's up onto +Y so the floor is horizontal.
-    up = root_motion.estimate_up(world[placed], vis[placed])
-    if placed.sum() < root_motion.MIN_UP_FRAMES:
-        warnings.append(f"the body was placed in {filters.frames_text(int(placed.sum()))}: the floor is "
-                        f"taken as level with the camera (finding it from the body needs at least "
-                        f"{root_motion.MIN_UP_FRAMES})")
-    level = quat.between(up, np.array([0.0, 1.0, 0.0]))
-    world = quat.rotate(level, world)
-    root = quat.rotate(level, root)
+    world, flags = filters.fill_gaps(body.world, placed, max_gap)
+    root = filters.fill_gaps(body.root, placed, max_gap)[0]
+    level = quat.identity(())
+    if not body.calibrated:
+        # Level the world: turn the body's up onto +Y so the floor is horizontal.
+        up = root_motion.estimate_up(world[placed], vis[placed])
+        if placed.sum() < root_motion.MIN_UP_FRAMES:
+            warnings.append(f"the body was placed in {filters.frames_text(int(placed.sum()))}: the floor is "
+                            f"taken as level with the camera (finding it from the body needs at least "
+                            f"{root_motion.MIN_UP_FRAMES})")
+        level = quat.between(up, np.array([0.0, 1.0, 0.0]))
+        world = quat.rotate(level, world)
+        root = quat.rotate(level, root)
 
     stage("filtering")
     asked = filters.smoothing_cutoff_hz(options.smoothing)
@@ -125,7 +188,9 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     root = filters.lowpass(root, fps, asked)
 
     stage("fitting the skeleton")
-    hand_tracks = hand_solver.HandTracks.from_landmarks(lm, present, max_gap, fps, asked, level) \
+    view_present = np.asarray(lm.pose_present, dtype=bool) & np.all(np.isfinite(lm.pose_world), axis=(1, 2))
+    hand_tracks = hand_solver.HandTracks.from_landmarks(lm, view_present, max_gap, fps, asked,
+                                                        quat.multiply(level, body.view_rotation)) \
         if options.hands else None
     if hand_tracks is not None:
         lost = [side for side in ("left", "right") if side not in hand_tracks.points]
@@ -148,7 +213,7 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     points = _contact_points(skeleton, rotations, root, heel, toe)
     floor = root_motion.floor_height(points[..., 1])
     root[:, 1] -= floor
-    camera = np.array([0.0, -floor, 0.0])
+    camera = quat.rotate(level, body.camera_position) - np.array([0.0, floor, 0.0])
     points = _contact_points(skeleton, rotations, root, heel, toe)
     contacts = foot_lock.floor_contacts(points, fps, camera)
     min_contact = foot_lock.min_contact_frames(fps)
@@ -160,7 +225,11 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     stage("locking feet")
     if options.foot_lock and frames >= min_contact:
         per_foot = {"left": contacts[:, 0] | contacts[:, 1], "right": contacts[:, 2] | contacts[:, 3]}
-        rotations, root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, per_foot, fps, camera)
+        rotations, root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, per_foot, fps, camera,
+                                                        move_root=not body.calibrated)
+    if body.calibrated:
+        # The calibration's world stays: the feet's floor served the contacts above only.
+        root[:, 1] += floor
 
     stage("solving the face")
     face_names: list[str] = []
@@ -177,16 +246,15 @@ def solve(landmarks: Landmarks, options: SolveOptions, ctx: JobContext | None = 
     contacts = filters.fill_gaps(contacts, tracked, max_gap=0)[0] > 0.5
     if face_curves is not None:
         face_curves = filters.fill_gaps(face_curves, tracked, max_gap=0)[0]
-    cameras = [_solve_camera(lm, focal, level, floor)]
+    cameras = [] if body.focal is None else [_solve_camera(lm, body.focal, level, floor)]
     if not options.root_motion:
         # In place: the hips stay above the origin (feet locked in the world slide with it), where no
         # fixed camera sees them as the video did.
         root[:, [0, 2]] = 0.0
         cameras = []
-    ctx.progress("solve", _STAGES, _STAGES, "done")
+    stage.ctx.progress("solve", _STAGES, _STAGES, "done")
     meta = {k: str(v) for k, v in asdict(options).items()}
-    meta.update(focal_length_px=f"{focal:.1f}", scale=f"{scale:.4f}",
-                cutoff_hz="none" if cutoff is None else f"{cutoff:.2f}")
+    meta.update(cutoff_hz="none" if cutoff is None else f"{cutoff:.2f}", floor_height_m=f"{floor:.4f}")
     return MotionClip(
         skeleton=skeleton,
         fps=fps,

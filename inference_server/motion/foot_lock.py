@@ -209,15 +209,16 @@ def two_bone_ik(root: np.ndarray, mid: np.ndarray, end: np.ndarray, target: np.n
 # Locking a skeleton's feet -----------------------------------------------------------------------
 
 def lock_skeleton_feet(skeleton: Skeleton, rotations: np.ndarray, root_translation: np.ndarray,
-                       foot_contacts: dict[str, np.ndarray], fps: float, camera: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       foot_contacts: dict[str, np.ndarray], fps: float, camera: np.ndarray,
+                       move_root: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Rotations (F, J, 4) and root translation (F, 3) with the ankles pinned during contact.
 
     skeleton: a humanoid with VRM joint names (leftUpperLeg, leftLowerLeg, leftFoot, ...).
     foot_contacts: side ("left"/"right") -> (F,) bool, the foot touches the floor; camera: (3,)
-    where the camera is. The root moves along the line of sight by the mean depth error of the
-    locked feet; then only the upper leg, lower leg and foot local rotations change, and the foot
-    keeps its global orientation.
+    where the camera is. With move_root (one camera, whose depth is the uncertain direction), the
+    root moves along the line of sight by the mean depth error of the locked feet; without (a body
+    triangulated from several cameras, placed as well in every direction) it stays. Then only the
+    upper leg, lower leg and foot local rotations change, and the foot keeps its global orientation.
     """
     _, g_pos = forward_kinematics(skeleton, rotations, root_translation)
     targets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -229,7 +230,7 @@ def lock_skeleton_feet(skeleton: Skeleton, rotations: np.ndarray, root_translati
         error = weight[:, None] * (anchor - ankle)
         shift += error - _across_view(error, ankle, camera)
         count += weight > 0
-    root = root_translation + shift / np.maximum(count, 1)[:, None]
+    root = root_translation + shift / np.maximum(count, 1)[:, None] if move_root else root_translation
 
     out = rotations.copy()
     g_rot, g_pos = forward_kinematics(skeleton, rotations, root)
