@@ -1,0 +1,201 @@
+"""Calibrating cameras from a board (inference_server/multicam): real OpenCV on Pose2Sim's real cam01
+photos (intrinsics), a synthetic four-camera take with known poses (extrinsics and bundle
+adjustment, scripts/board_scene.py), and the bad input users give."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inference_server.errors import FailedPrecondition, InvalidInput
+from inference_server.jobs.context import NullContext
+from inference_server.multicam.boards import Board, detect, parse_board, parse_length
+from inference_server.multicam.calibrate import (
+    BOARD_TO_WORLD,
+    CameraSources,
+    Intrinsics,
+    Source,
+    bundle_adjust,
+    calibrate,
+    calibrate_intrinsics,
+    calibration_json,
+    place_cameras,
+)
+from keygrip.projection import Camera
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+from board_scene import board_scene, closeups  # noqa: E402
+
+PHOTOS = Path(__file__).parent / "data" / "pose2sim_intrinsics_cam01"  # 544x960, half of the originals
+BOARD = Board(4, 7, 0.06)
+# Pose2Sim's own checkerboard calibration of this camera (Calib_scene.toml), at half size.
+POSE2SIM_F, POSE2SIM_C = 1671.5 / 2, (564.6 / 2, 933.0 / 2)
+
+
+def _photos(*numbers: int) -> tuple[Source, ...]:
+    names = [f"cam01_{n:02d}_int.jpg" for n in numbers]
+    return tuple(Source(PHOTOS / n, n) for n in names)
+
+
+@pytest.fixture(scope="module")
+def cam01() -> tuple[object, str]:
+    cal = calibrate(BOARD, [CameraSources("cam01", intrinsics=(Source(PHOTOS, "intrinsics_cam01/"),))], NullContext())
+    return cal, calibration_json(cal)
+
+
+def test_intrinsics_of_the_real_photos_agree_with_pose2sims(cam01) -> None:
+    cal, _ = cam01
+    (cam,) = cal.cameras
+    c = cam.camera.camera
+    assert len(cam.intrinsics_views) == 7 and cam.not_found == ()  # OpenCV's classic detector misses _02
+    assert c.focal_x == pytest.approx(POSE2SIM_F, rel=0.01) and c.focal_y == pytest.approx(POSE2SIM_F, rel=0.01)
+    assert abs(c.center_x - 0.5 - POSE2SIM_C[0]) < 6 and abs(c.center_y - 0.5 - POSE2SIM_C[1]) < 6
+    assert cam.intrinsics_error_px < 0.5
+    assert (c.width, c.height) == (544, 960)
+    assert len(cam.camera.distortion) == 4 and -0.1 < cam.camera.distortion[0] < 0
+    assert any("no board view to place it" in w for w in cal.warnings)
+
+
+def test_the_calibration_file_is_keygrips_json(cam01) -> None:
+    cal, text = cam01
+    doc = json.loads(text)
+    assert {k: doc[k] for k in ("format", "version", "units", "up")} == {
+        "format": "keygrip.calibration", "version": 1, "units": "m", "up": "y"}
+    (entry,) = doc["cameras"]
+    assert set(entry) == {"name", "width", "height", "matrix", "distortion", "rotation", "translation",
+                          "reprojection_error_px"}
+    back = Camera.from_opencv(entry["matrix"], entry["rotation"], entry["translation"], entry["width"], entry["height"])
+    mine = cal.cameras[0].camera.camera
+    assert back.focal_x == pytest.approx(mine.focal_x) and back.center_y == pytest.approx(mine.center_y)
+    assert entry["reprojection_error_px"] == pytest.approx(cal.cameras[0].reprojection_error_px)
+
+
+def test_corners_are_numbered_from_the_same_physical_corner_whichever_way_up() -> None:
+    gray = cv2.imread(str(PHOTOS / "cam01_03_int.jpg"), cv2.IMREAD_GRAYSCALE)
+    upright, turned = detect(BOARD, gray), detect(BOARD, cv2.rotate(gray, cv2.ROTATE_180))
+    assert upright is not None and turned is not None
+    h, w = gray.shape
+    back = np.stack([w - 1 - turned.points[:, 0], h - 1 - turned.points[:, 1]], axis=1)
+    assert np.abs(back - upright.points).max() < 0.5
+
+
+def test_extrinsics_and_bundle_adjustment_recover_the_cameras() -> None:
+    scene = board_scene(BOARD, cameras=4, poses=30, noise_px=0.3, seed=3)
+    intrinsics = {c.name: calibrate_intrinsics(BOARD, c.name, closeups(BOARD, c, 12, seed=i))
+                  for i, c in enumerate(scene.cameras)}
+    cal = place_cameras(BOARD, intrinsics, scene.views, NullContext())
+    assert cal.floor.startswith("the board at frame 0")
+    for truth, got in zip(scene.cameras, cal.cameras, strict=True):
+        assert got.camera.name == truth.name
+        # The world is the floor board's, as the truth's: no alignment.
+        assert np.linalg.norm(got.camera.camera.position - truth.centre) < 0.015
+        assert got.reprojection_error_px < 0.6 and got.extrinsics_views >= 2
+    assert 0.3 < cal.bundle_rms_px < 0.6  # the noise: 0.3 px per axis
+
+
+def test_bundle_adjustment_pulls_disturbed_poses_back() -> None:
+    scene = board_scene(BOARD, cameras=4, poses=30, noise_px=0.3, seed=5)
+    truth = {c.name: Intrinsics(c.matrix, c.distortion, c.size, 0.0, (), ()) for c in scene.cameras}
+    rng = np.random.default_rng(0)
+    poses = {}
+    for c in scene.cameras:  # each camera 2 degrees and about 10 cm off
+        m = np.eye(4)
+        m[:3, :3] = cv2.Rodrigues(rng.normal(0, 0.02, 3))[0] @ c.rotation
+        m[:3, 3] = c.translation + rng.normal(0, 0.06, 3)
+        poses[c.name] = m
+    boards = {0: np.block([[BOARD_TO_WORLD, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])}
+    seen = {v.key for vs in scene.views.values() for v in vs}
+    for key in seen - {0}:  # each board pose from the first camera that saw it, through its disturbed pose
+        v = next(v for vs in scene.views.values() for v in vs if v.key == key)
+        ok, r, t = cv2.solvePnP(BOARD.object_points(), v.detection.points, truth[v.camera].matrix,
+                                truth[v.camera].distortion)
+        in_cam = np.eye(4)
+        in_cam[:3, :3], in_cam[:3, 3] = cv2.Rodrigues(r)[0], t.ravel()
+        boards[key] = np.linalg.inv(poses[v.camera]) @ in_cam
+    observations = [(v.camera, v.key) for vs in scene.views.values() for v in vs]
+    detections = {(v.camera, v.key): v.detection for vs in scene.views.values() for v in vs}
+    fit = bundle_adjust(BOARD, truth, detections, observations, poses, boards, 0, NullContext())
+    for c in scene.cameras:
+        before = np.linalg.norm(-poses[c.name][:3, :3].T @ poses[c.name][:3, 3] - c.centre)
+        after = np.linalg.norm(-fit.poses[c.name][:3, :3].T @ fit.poses[c.name][:3, 3] - c.centre)
+        assert after < 0.015 and after < before / 3  # what the views allow: the same as from chained poses
+    assert fit.rms_px < 0.5
+
+
+def test_a_board_found_in_no_image_is_named() -> None:
+    wrong = Board(5, 8, 0.06)  # the squares, not the inner corners
+    with pytest.raises(FailedPrecondition, match=r"cam01: a checkerboard of 5x8 .* none of its 2 images "
+                                                 r"\(cam01_01_int.jpg, cam01_03_int.jpg\).*inner corners"):
+        calibrate(wrong, [CameraSources("cam01", intrinsics=_photos(1, 3))], NullContext())
+
+
+def test_too_few_views_with_the_board() -> None:
+    with pytest.raises(FailedPrecondition, match=r"cam01: .* found in only 2 of 2 images .* at least 3") as err:
+        calibrate(BOARD, [CameraSources("cam01", intrinsics=_photos(1, 3))], NullContext())
+    assert err.value.reason == "TOO_FEW_VIEWS"
+
+
+def test_images_of_different_sizes_for_one_camera(tmp_path: Path) -> None:
+    for n in (1, 3, 4):
+        shutil.copy(PHOTOS / f"cam01_{n:02d}_int.jpg", tmp_path)
+    small = cv2.imread(str(tmp_path / "cam01_04_int.jpg"))
+    cv2.imwrite(str(tmp_path / "cam01_04_int.jpg"), cv2.resize(small, (272, 480)))
+    sources = tuple(Source(p, p.name) for p in sorted(tmp_path.glob("*.jpg")))
+    with pytest.raises(InvalidInput, match=r"cam01: its images differ in size \(cam01_04_int.jpg is 272x480, "
+                                           r"cam01_01_int.jpg 544x960\)"):
+        calibrate(BOARD, [CameraSources("cam01", intrinsics=sources)], NullContext())
+
+
+def test_a_camera_that_shares_no_board_view_is_named() -> None:
+    scene = board_scene(BOARD, cameras=3, poses=20, noise_px=0.3, seed=7)
+    truth = {c.name: Intrinsics(c.matrix, c.distortion, c.size, 0.0, (), ()) for c in scene.cameras}
+    views = dict(scene.views)
+    # cam3 alone filmed other moments: its keys are nobody else's.
+    views["cam3"] = [v.__class__(v.camera, 1000 + v.key, v.label, v.size, v.detection) for v in views["cam3"]]
+    with pytest.raises(FailedPrecondition, match=r"cam3 \(it found the board in frames 10\d\d.*\) shares no board "
+                                                 r"view with cam1, cam2"):
+        place_cameras(BOARD, truth, views, NullContext())
+
+
+def test_several_cameras_without_shared_views_and_symmetric_boards_are_refused() -> None:
+    two = [CameraSources("a", intrinsics=_photos(1)), CameraSources("b", intrinsics=_photos(3))]
+    with pytest.raises(InvalidInput, match="2 cameras: placing them needs views of the board that several"):
+        calibrate(BOARD, two, NullContext())
+    both = [CameraSources("a", extrinsics=_photos(1)), CameraSources("b", extrinsics=_photos(3))]
+    with pytest.raises(InvalidInput, match="looks the same turned half a turn"):
+        calibrate(Board(4, 6, 0.06), both, NullContext())
+
+
+def test_board_and_length_as_people_write_them() -> None:
+    assert parse_board("4x7") == ("checkerboard", 4, 7)
+    assert parse_board("charuco:5x7") == ("charuco", 5, 7)
+    assert parse_length("60mm") == pytest.approx(0.06) and parse_length("6 cm") == pytest.approx(0.06)
+    with pytest.raises(InvalidInput, match="give a number with its unit"):
+        parse_length("60")
+    with pytest.raises(InvalidInput, match="COLUMNSxROWS"):
+        parse_board("four by seven")
+
+
+def test_charuco_boards_are_found_by_their_ids() -> None:
+    board = Board(5, 7, 0.04, kind="charuco", marker_m=0.03)
+    image = board._charuco().generateImage((500, 700), marginSize=30)
+    # Seen at an angle: a homography of the printed board, on a grey background.
+    src = np.float32([[0, 0], [500, 0], [500, 700], [0, 700]])
+    dst = np.float32([[120, 80], [560, 140], [520, 760], [90, 700]])
+    seen = cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (700, 900), borderValue=128)
+    found = detect(board, seen)
+    assert found is not None and sorted(found.ids.tolist()) == list(range(board.corner_count))
+    # Each id's pixel is where the homography puts that corner of the printed board.
+    objp = board.object_points()[found.ids, :2]
+    square = min((500 - 60) / 5, (700 - 60) / 7)  # printed pixels of a square: the board centred in the margin
+    printed = objp / 0.04 * square + [(500 - 5 * square) / 2, (700 - 7 * square) / 2]
+    expected = cv2.perspectiveTransform(printed.reshape(-1, 1, 2).astype(np.float32),
+                                        cv2.getPerspectiveTransform(src, dst)).reshape(-1, 2)
+    assert np.abs(expected - found.points).max() < 2.0
