@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from inference_server import animation, compositing, media, mocap, scene
 from inference_server.capability import Capability
+from inference_server.multicam import calibrate_capability
 
 CAPABILITIES: list[Capability] = [media.CAPABILITY, mocap.CAPABILITY, animation.CAPABILITY, scene.CAPABILITY,
-                                   compositing.CAPABILITY]
+                                   compositing.CAPABILITY, calibrate_capability.CAPABILITY]
 
 
 def job_handlers(capabilities: list[Capability] = CAPABILITIES) -> dict[str, str]:

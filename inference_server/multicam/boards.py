@@ -1,8 +1,9 @@
 """Calibration boards: their geometry, how people name them, and finding them in an image (OpenCV).
 
-A checkerboard is named by its inner corners, as OpenCV and Pose2Sim count them ("4x7": 4 corners
-along a row, 7 rows; 5 x 8 squares). A ChArUco board is named by its squares ("charuco:5x7") and
-needs its marker size and ArUco dictionary. Board coordinates are metres on the board's plane (z = 0),
+A checkerboard is counted by its inner corners, as OpenCV and Pose2Sim count them (4x7: 4 corners
+along a row, 7 rows; 5 x 8 squares). A ChArUco board is counted by its squares (5x7) and needs its
+marker size and ArUco dictionary. (keygrip.calibrate reads them as people write them: "4x7",
+"charuco:5x7", "60mm".) Board coordinates are metres on the board's plane (z = 0),
 x along a row of corners, y down the rows.
 
 A plain checkerboard has no marks of its own, so OpenCV may start its corner list at any corner. For
@@ -20,7 +21,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from inference_server.errors import InvalidInput
@@ -56,10 +56,7 @@ class Board:
             if not 0 < self.marker_m < self.square_m:
                 raise InvalidInput(f"a ChArUco board's marker size ({self.marker_m * 1000:g} mm) must be positive and "
                                    f"smaller than its squares ({self.square_m * 1000:g} mm): give --marker")
-            if not hasattr(cv2, "aruco"):
-                raise InvalidInput("this server's OpenCV has no ArUco module, so it cannot read ChArUco boards; "
-                                   "use a checkerboard or install opencv-contrib-python")
-            if not self.dictionary.startswith("DICT_") or not hasattr(cv2.aruco, self.dictionary):
+            if not re.fullmatch(r"DICT_[0-9A-Z_]+", self.dictionary):
                 raise InvalidInput(f"unknown ArUco dictionary {self.dictionary!r}: use one of OpenCV's names, "
                                    "such as DICT_4X4_50, DICT_5X5_100 or DICT_6X6_250")
 
@@ -88,6 +85,14 @@ class Board:
         return f"a checkerboard of {self.columns}x{self.rows} inner corners ({self.square_m * 1000:g} mm squares)"
 
     def _charuco(self) -> Any:
+        import cv2
+
+        if not hasattr(cv2, "aruco"):
+            raise InvalidInput("this server's OpenCV has no ArUco module, so it cannot read ChArUco boards; "
+                               "use a checkerboard or install opencv-contrib-python")
+        if not hasattr(cv2.aruco, self.dictionary):
+            raise InvalidInput(f"unknown ArUco dictionary {self.dictionary!r}: use one of OpenCV's names, "
+                               "such as DICT_4X4_50, DICT_5X5_100 or DICT_6X6_250")
         dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, self.dictionary))
         return cv2.aruco.CharucoBoard((self.columns, self.rows), self.square_m, self.marker_m, dictionary)
 
@@ -101,32 +106,18 @@ class Detection:
     points: np.ndarray  # (N, 2) float32
 
 
-def parse_board(text: str) -> tuple[str, int, int]:
-    """(kind, columns, rows) from "4x7" (checkerboard inner corners) or "charuco:5x7" (squares)."""
-    m = re.fullmatch(r"\s*(?:(checkerboard|chessboard|charuco)\s*:\s*)?(\d+)\s*[xX*]\s*(\d+)\s*", text)
-    if not m:
-        raise InvalidInput(f"board {text!r}: write its size as COLUMNSxROWS, e.g. 4x7 for a checkerboard's inner "
-                           "corners or charuco:5x7 for a ChArUco board's squares")
-    kind = "charuco" if m.group(1) == "charuco" else "checkerboard"
-    return kind, int(m.group(2)), int(m.group(3))
-
-
-def parse_length(text: str, what: str = "square size") -> float:
-    """Metres from "60mm", "6 cm", "0.06m" or "2.5in"; a bare number is refused (mm or m?)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(mm|cm|m|in)\s*", text)
-    if not m:
-        raise InvalidInput(f"{what} {text!r}: give a number with its unit, e.g. 60mm, 6cm or 0.06m")
-    return float(m.group(1)) * {"mm": 1e-3, "cm": 1e-2, "m": 1.0, "in": 0.0254}[m.group(2)]
-
-
 def detect(board: Board, gray: np.ndarray) -> Detection | None:
     """The board in a grayscale uint8 image, or None when it is not (wholly) there."""
+    # OpenCV is imported where boards are found, not where they are described: the gRPC front checks
+    # a request's Board and never loads OpenCV.
     if board.kind == "charuco":
         return _detect_charuco(board, gray)
     return _detect_checkerboard(board, gray)
 
 
 def _detect_checkerboard(board: Board, gray: np.ndarray) -> Detection | None:
+    import cv2
+
     size = (board.columns, board.rows)
     scale = min(1.0, DETECT_LONG_SIDE / max(gray.shape))
     small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -171,6 +162,8 @@ def _cell_brightness(grid: np.ndarray, row: int, column: int, gray: np.ndarray) 
 
 
 def _detect_charuco(board: Board, gray: np.ndarray) -> Detection | None:
+    import cv2
+
     detector = cv2.aruco.CharucoDetector(board._charuco())
     corners, ids, _markers, _marker_ids = detector.detectBoard(gray)
     if ids is None or len(ids) < MIN_CHARUCO_CORNERS:

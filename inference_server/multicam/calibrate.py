@@ -333,11 +333,16 @@ def calibration_json(cal: Calibration) -> str:
         cams.append({
             "name": c.camera.name, "width": c.camera.camera.width, "height": c.camera.camera.height,
             "matrix": k.tolist(), "distortion": list(c.camera.distortion),
-            "rotation": cv2.Rodrigues(r)[0].ravel().tolist(), "translation": t.tolist(),
+            "rotation": rodrigues(r).tolist(), "translation": t.tolist(),
             "reprojection_error_px": c.reprojection_error_px,
         })
     doc = {"format": FORMAT, "version": VERSION, "units": "m", "up": "y", "cameras": cams}
     return json.dumps(doc, indent=2) + "\n"
+
+
+def rodrigues(rotation: np.ndarray) -> np.ndarray:
+    """A 3x3 rotation as OpenCV's Rodrigues vector (3,)."""
+    return np.asarray(cv2.Rodrigues(np.asarray(rotation, dtype=np.float64))[0]).ravel()
 
 
 # Internals --------------------------------------------------------------------------------------
