@@ -15,7 +15,7 @@ import pytest
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import NullContext
-from inference_server.multicam.boards import Board, detect, parse_board, parse_length
+from inference_server.multicam.boards import Board, detect
 from inference_server.multicam.calibrate import (
     BOARD_TO_WORLD,
     CameraSources,
@@ -171,16 +171,6 @@ def test_several_cameras_without_shared_views_and_symmetric_boards_are_refused()
     both = [CameraSources("a", extrinsics=_photos(1)), CameraSources("b", extrinsics=_photos(3))]
     with pytest.raises(InvalidInput, match="looks the same turned half a turn"):
         calibrate(Board(4, 6, 0.06), both, NullContext())
-
-
-def test_board_and_length_as_people_write_them() -> None:
-    assert parse_board("4x7") == ("checkerboard", 4, 7)
-    assert parse_board("charuco:5x7") == ("charuco", 5, 7)
-    assert parse_length("60mm") == pytest.approx(0.06) and parse_length("6 cm") == pytest.approx(0.06)
-    with pytest.raises(InvalidInput, match="give a number with its unit"):
-        parse_length("60")
-    with pytest.raises(InvalidInput, match="COLUMNSxROWS"):
-        parse_board("four by seven")
 
 
 def test_charuco_boards_are_found_by_their_ids() -> None:
