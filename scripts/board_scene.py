@@ -14,6 +14,7 @@ same world frame as the truth, with no alignment.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -53,19 +54,20 @@ def look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.stack([x, y, z])
 
 
-def ring_cameras(count: int, rng: np.random.Generator, radius: float = 3.5, size: tuple[int, int] = (1088, 1920)
+def ring_cameras(count: int, rng: np.random.Generator, radius: float = 3.5, size: tuple[int, int] = (1088, 1920),
+                 focal: tuple[float, float] = (1600, 1750), target_height: float = 0.9, distorted: bool = True
                  ) -> list[TrueCamera]:
-    """Portrait phones (about 1670 px focal length, like the Pose2Sim lab's) in a ring, 1.2-2.2 m high,
-    looking at a point 0.9 m above the floor's origin."""
+    """Cameras in a ring, 1.2-2.2 m high, looking at a point target_height above the floor near its
+    origin; by default portrait phones of about 1670 px focal length, like the Pose2Sim lab's."""
     cams = []
     for i in range(count):
         angle = 2 * np.pi * i / count + rng.uniform(-0.3, 0.3)
         centre = np.array([radius * np.cos(angle), rng.uniform(1.2, 2.2), radius * np.sin(angle)])
-        r = look_at(centre, np.array([0.2, 0.9, 0.3]))
-        f = rng.uniform(1600, 1750)
+        r = look_at(centre, np.array([0.2, target_height, 0.3]))
+        f = rng.uniform(*focal)
         cx, cy = size[0] / 2 + rng.uniform(-15, 15), size[1] / 2 + rng.uniform(-15, 15)
         k = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]])
-        dist = np.array([rng.uniform(-0.06, -0.03), rng.uniform(0.05, 0.15), 0.0, 0.0])
+        dist = np.array([rng.uniform(-0.06, -0.03), rng.uniform(0.05, 0.15), 0.0, 0.0]) if distorted else np.zeros(4)
         cams.append(TrueCamera(f"cam{i + 1}", k, dist, r, -r @ centre, size))
     return cams
 
@@ -92,49 +94,123 @@ def board_poses(count: int, board: Board, rng: np.random.Generator) -> list[np.n
     return poses
 
 
-def board_scene(board: Board, cameras: int = 4, poses: int = 30, noise_px: float = 0.3, seed: int = 0
-                ) -> BoardScene:
+def board_scene(board: Board, cameras: int = 4, poses: int = 30, noise_px: float = 0.3, seed: int = 0,
+                cams: list[TrueCamera] | None = None) -> BoardScene:
     rng = np.random.default_rng(seed)
-    cams = ring_cameras(cameras, rng)
+    cams = cams or ring_cameras(cameras, rng)
     objp = board.object_points().astype(np.float64)
     views: dict[str, list[BoardView]] = {c.name: [] for c in cams}
     for key, to_world in enumerate(board_poses(poses, board, rng)):
         world = objp @ to_world[:3, :3].T + to_world[:3, 3]
-        face = -to_world[:3, 2]  # the printed side
         for c in cams:
-            facing = float(np.dot(face, c.centre - world.mean(axis=0)) / np.linalg.norm(c.centre - world.mean(axis=0)))
-            if facing < 0.25:  # seen from its back or edge-on: no corners
+            if not seen(c, board, to_world):
                 continue
             px, _ = cv2.projectPoints(world, cv2.Rodrigues(c.rotation)[0], c.translation, c.matrix, c.distortion)
-            px = px.reshape(-1, 2)
-            w, h = c.size
-            if not np.all((px > 5) & (px < [w - 5, h - 5])):
-                continue
-            px = px + rng.normal(0, noise_px, px.shape)
+            px = px.reshape(-1, 2) + rng.normal(0, noise_px, (len(world), 2))
             views[c.name].append(BoardView(c.name, key, f"{c.name} pose {key}", c.size,
                                            Detection(np.arange(board.corner_count), px.astype(np.float32))))
     return BoardScene(cams, views)
 
 
-def closeups(board: Board, camera: TrueCamera, count: int, noise_px: float = 0.3, seed: int = 0) -> list[BoardView]:
-    """Intrinsics views of one camera: the board 0.35-0.6 m in front of it, turned up to about 35 degrees,
-    anywhere in the frame (as a person waves it in front of the lens); keys are negative (never shared)."""
-    rng = np.random.default_rng(seed)
+def seen(camera: TrueCamera, board: Board, to_world: np.ndarray) -> bool:
+    """Whether the camera sees the board's printed face (not edge-on) with the whole board (one square
+    beyond its outer corners) in its image."""
+    world = outline(board) @ to_world[:3, :3].T + to_world[:3, 3]
+    towards = camera.centre - world.mean(axis=0)
+    if float(np.dot(-to_world[:3, 2], towards) / np.linalg.norm(towards)) < 0.25:
+        return False
+    px, _ = cv2.projectPoints(world, cv2.Rodrigues(camera.rotation)[0], camera.translation, camera.matrix,
+                              camera.distortion)
+    w, h = camera.size
+    return bool(np.all((px.reshape(-1, 2) > 5) & (px.reshape(-1, 2) < [w - 5, h - 5])))
+
+
+def outline(board: Board) -> np.ndarray:
+    """The printed board's four outer corners in board coordinates (a square beyond the inner corners)."""
+    s = board.square_m
+    x, y = board.columns * s, board.rows * s
+    return np.array([[-s, -s, 0.0], [x, -s, 0.0], [x, y, 0.0], [-s, y, 0.0]])
+
+
+def render(board: Board, camera: TrueCamera, to_camera: np.ndarray, pixels_per_square: int = 40) -> np.ndarray:
+    """A grey uint8 image of the printed checkerboard (its first inner square dark, a white margin of one
+    square) at pose to_camera (board -> camera, 4x4) through a camera without lens distortion."""
+    assert not np.any(camera.distortion), "render() draws through a pinhole: give the camera no distortion"
+    cols, rows = board.columns + 1, board.rows + 1  # squares
+    q = pixels_per_square
+    texture = np.full(((rows + 2) * q, (cols + 2) * q), 255, np.uint8)
+    for b in range(rows):
+        for a in range(cols):
+            if (a + b) % 2 == 0:
+                texture[(b + 1) * q:(b + 2) * q, (a + 1) * q:(a + 2) * q] = 30
+    # Texture pixel -> board metres: inner corner (0, 0) is at texture pixel (2q, 2q), minus half a
+    # pixel because OpenCV puts pixel centres on integers.
+    s = board.square_m
+    texture_to_board = np.array([[s / q, 0, -2 * s + 0.5 * s / q], [0, s / q, -2 * s + 0.5 * s / q], [0, 0, 1]])
+    board_to_image = camera.matrix @ np.column_stack([to_camera[:3, 0], to_camera[:3, 1], to_camera[:3, 3]])
+    w, h = camera.size
+    image = cv2.warpPerspective(texture, board_to_image @ texture_to_board, (w, h), flags=cv2.INTER_LINEAR,
+                                borderValue=(128,))
+    return cv2.GaussianBlur(image, (0, 0), 0.7)
+
+
+def board_to_camera(camera: TrueCamera, to_world: np.ndarray) -> np.ndarray:
+    world_to_camera = np.eye(4)
+    world_to_camera[:3, :3], world_to_camera[:3, 3] = camera.rotation, camera.translation
+    return world_to_camera @ to_world
+
+
+def closeup_poses(board: Board, camera: TrueCamera, count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Board -> camera poses for intrinsics views: the board spanning 40-75 % of the image's short side,
+    turned up to about 35 degrees, anywhere in the frame."""
     objp = board.object_points().astype(np.float64)
     half = objp.mean(axis=0)
     w, h = camera.size
-    out: list[BoardView] = []
+    extent = float(np.ptp(objp, axis=0).max())
+    out: list[np.ndarray] = []
     while len(out) < count:
         r = cv2.Rodrigues(rng.uniform(-0.6, 0.6, size=3))[0]
-        depth = rng.uniform(0.35, 0.6)
+        depth = camera.matrix[0, 0] * extent / (rng.uniform(0.4, 0.75) * min(w, h))
         pixel = np.array([rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h])
-        centre = depth * np.linalg.inv(camera.matrix) @ np.array([*pixel, 1.0])
-        in_cam = (objp - half) @ r.T + centre  # board in the camera's axes, its face towards the lens
-        px, _ = cv2.projectPoints(in_cam, np.zeros(3), np.zeros(3), camera.matrix, camera.distortion)
-        px = px.reshape(-1, 2)
-        if not np.all((px > 5) & (px < [w - 5, h - 5])):
-            continue
-        px = px + rng.normal(0, noise_px, px.shape)
+        m = np.eye(4)
+        m[:3, :3] = r
+        m[:3, 3] = depth * np.linalg.inv(camera.matrix) @ np.array([*pixel, 1.0]) - r @ half
+        px, _ = cv2.projectPoints(outline(board) @ r.T + m[:3, 3], np.zeros(3), np.zeros(3), camera.matrix,
+                                  camera.distortion)
+        if np.all((px.reshape(-1, 2) > 5) & (px.reshape(-1, 2) < [w - 5, h - 5])):
+            out.append(m)
+    return out
+
+
+def closeups(board: Board, camera: TrueCamera, count: int, noise_px: float = 0.3, seed: int = 0) -> list[BoardView]:
+    """Intrinsics views of one camera (closeup_poses) as detections; keys are negative (never shared)."""
+    rng = np.random.default_rng(seed)
+    objp = board.object_points().astype(np.float64)
+    out: list[BoardView] = []
+    for m in closeup_poses(board, camera, count, rng):
+        px, _ = cv2.projectPoints(objp @ m[:3, :3].T + m[:3, 3], np.zeros(3), np.zeros(3), camera.matrix,
+                                  camera.distortion)
+        px = px.reshape(-1, 2) + rng.normal(0, noise_px, (len(objp), 2))
         out.append(BoardView(camera.name, -1 - len(out), f"{camera.name} close-up {len(out)}", camera.size,
                              Detection(np.arange(board.corner_count), px.astype(np.float32))))
+    return out
+
+
+def write_take(board: Board, cams: list[TrueCamera], poses: list[np.ndarray], folder: Path, lens_views: int,
+               rng: np.random.Generator) -> dict[str, tuple[Path, Path]]:
+    """Render a take as files: per camera, folder/NAME/lens/lens_NN.png (close-ups for its intrinsics) and
+    folder/NAME/take/frame_NNNN.png, one frame per board pose, the same numbers in every camera (grey
+    where the camera does not see the board's face). Returns name -> (lens folder, take folder)."""
+    out = {}
+    for c in cams:
+        lens, take = folder / c.name / "lens", folder / c.name / "take"
+        lens.mkdir(parents=True, exist_ok=True)
+        take.mkdir(parents=True, exist_ok=True)
+        for i, m in enumerate(closeup_poses(board, c, lens_views, rng)):
+            cv2.imwrite(str(lens / f"lens_{i:02d}.png"), render(board, c, m))
+        for key, to_world in enumerate(poses):
+            image = render(board, c, board_to_camera(c, to_world)) if seen(c, board, to_world) else None
+            cv2.imwrite(str(take / f"frame_{key:04d}.png"),
+                        image if image is not None else np.full((c.size[1], c.size[0]), 128, np.uint8))
+        out[c.name] = (lens, take)
     return out

@@ -95,3 +95,33 @@ def test_keygrip_calibrate_command(shared_server, tmp_path: Path) -> None:
     bad = _keygrip(shared_server.address, "calibrate", "--board", "4x7", "--square", "60", str(FILES[0]),
                    "--out", str(tmp_path / "x.json"))
     assert bad.returncode == 1 and "INVALID_ARGUMENT: square size '60': give a number with its unit" in bad.stderr
+
+
+def test_keygrip_calibrate_places_rendered_cameras_on_the_floor(shared_server, tmp_path: Path) -> None:
+    """A take rendered through three known cameras (scripts/board_scene.py): lens close-ups per camera,
+    then the board on the floor and held at 9 places, filmed as numbered frames by all three at once
+    (folders of frames: uploaded as image sequences)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import numpy as np
+    from board_scene import board_poses, ring_cameras, write_take
+
+    from inference_server.multicam.boards import Board
+    from keygrip.projection import Camera
+
+    # A 4x7 board of 100 mm squares: at 640x480 (about 535 px focal length) a 60 mm one on the floor 2 m
+    # away is too small to find.
+    board, rng = Board(4, 7, 0.1), np.random.default_rng(2)
+    cams = ring_cameras(3, rng, radius=2.0, size=(640, 480), focal=(520, 550), target_height=0.6, distorted=False)
+    folders = write_take(board, cams, board_poses(10, board, rng), tmp_path / "take", 5, rng)
+    out = _keygrip(shared_server.address, "calibrate", "--board", "4x7", "--square", "10cm",
+                   *[f"{n}={lens}" for n, (lens, _take) in folders.items()],
+                   "--extrinsics", *[f"{n}={take}" for n, (_lens, take) in folders.items()],
+                   "--out", str(tmp_path / "calib.json"))
+    assert out.returncode == 0, out.stderr
+    assert "world: the board at frame 0, seen by cam1, cam2, cam3; bundle adjustment RMS" in out.stdout
+    doc = json.loads((tmp_path / "calib.json").read_text())
+    for truth, entry in zip(cams, doc["cameras"], strict=True):
+        got = Camera.from_opencv(entry["matrix"], entry["rotation"], entry["translation"], 640, 480)
+        assert entry["name"] == truth.name and got.focal_x == pytest.approx(truth.matrix[0, 0], rel=0.01)
+        # In the floor board's world (Y up, metres), as the truth: no alignment.
+        assert np.linalg.norm(got.position - truth.centre) < 0.03 and got.position[1] > 1.0

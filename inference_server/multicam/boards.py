@@ -121,6 +121,10 @@ def _detect_checkerboard(board: Board, gray: np.ndarray) -> Detection | None:
     size = (board.columns, board.rows)
     scale = min(1.0, DETECT_LONG_SIDE / max(gray.shape))
     small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    # The quick check (milliseconds) rules out frames without a board, most of a video's, before the
+    # exhaustive search (a few tenths of a second); it passed every board image we have.
+    if not cv2.checkChessboard(small, size):
+        return None
     flags = cv2.CALIB_CB_NORMALIZE_IMAGE | cv2.CALIB_CB_EXHAUSTIVE
     found, corners = cv2.findChessboardCornersSB(small, size, flags=flags)
     if not found:
@@ -130,6 +134,16 @@ def _detect_checkerboard(board: Board, gray: np.ndarray) -> Detection | None:
     grid = points.reshape(board.rows, board.columns, 2)
     spacing = min(np.linalg.norm(np.diff(grid, axis=1), axis=2).min(),
                   np.linalg.norm(np.diff(grid, axis=0), axis=2).min())
+    # Where the image cuts the board off, the detector can take the cut for a row of corners: such a grid
+    # is no projection of the board. A homography fits a real one to a small fraction of a square (lens
+    # distortion bends it by a pixel or two), a grid with a false row by a good part of one.
+    objp = board.object_points()[:, :2]
+    h_matrix, _ = cv2.findHomography(objp, points)
+    if h_matrix is None:
+        return None
+    fitted = cv2.perspectiveTransform(objp.reshape(-1, 1, 2), h_matrix).reshape(-1, 2)
+    if np.linalg.norm(fitted - points, axis=1).max() > 0.2 * spacing:
+        return None
     half = int(np.clip(spacing * 0.3, 2, 15))  # a window well inside one square
     refined = cv2.cornerSubPix(gray, points.reshape(-1, 1, 2).copy(), (half, half), (-1, -1),
                                (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 40, 0.01))

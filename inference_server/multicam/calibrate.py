@@ -382,9 +382,11 @@ def _no_shared_view_message(lost: list[str], names: list[str], seen_by: dict[int
         own = sorted(k for k, who in seen_by.items() if n in who)
         where = f"it found the board in frames {_some(tuple(str(k) for k in own))}" if own else "it found no board view"
         parts.append(f"{n} ({where})")
-    return (f"{', '.join(parts)} shares no board view with {', '.join(placed)}, so it cannot be placed beside them. "
-            "Film the board where this camera and at least one other see it at the same moment (same frame of "
-            "synchronised videos, or the same place in each camera's list of photos)")
+    one = len(lost) == 1
+    return (f"{', '.join(parts)} {'shares' if one else 'share'} no board view with {', '.join(placed)}, so "
+            f"{'it' if one else 'they'} cannot be placed beside them. Film the board where "
+            f"{'this camera' if one else 'each of these cameras'} and at least one other see it at the same moment "
+            "(the same frame of synchronised videos, or the same place in each camera's list of photos)")
 
 
 def _some(labels: tuple[str, ...], limit: int = 6) -> str:
