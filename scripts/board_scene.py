@@ -197,20 +197,48 @@ def closeups(board: Board, camera: TrueCamera, count: int, noise_px: float = 0.3
 
 
 def write_take(board: Board, cams: list[TrueCamera], poses: list[np.ndarray], folder: Path, lens_views: int,
-               rng: np.random.Generator) -> dict[str, tuple[Path, Path]]:
-    """Render a take as files: per camera, folder/NAME/lens/lens_NN.png (close-ups for its intrinsics) and
-    folder/NAME/take/frame_NNNN.png, one frame per board pose, the same numbers in every camera (grey
-    where the camera does not see the board's face). Returns name -> (lens folder, take folder)."""
+               rng: np.random.Generator, *, video: bool = False, crop_take: int = 0) -> dict[str, tuple[Path, Path]]:
+    """Render a take as files: per camera, its lens close-ups (for its intrinsics) and one frame per
+    board pose, the same frame numbers in every camera (grey where the camera does not see the board's
+    face): folders folder/NAME/lens/lens_NN.png and folder/NAME/take/frame_NNNN.png, or with video=True
+    the videos folder/lens/NAME.mp4 and folder/take/NAME.mp4 (H.264, 10 fps). crop_take cuts that many
+    columns off the right of the take (as Pose2Sim's 1080-wide videos of its 1088-wide cameras).
+    Returns name -> (lens source, take source)."""
     out = {}
     for c in cams:
+        lens_frames = [render(board, c, m) for m in closeup_poses(board, c, lens_views, rng)]
+        take_frames = [render(board, c, board_to_camera(c, to_world)) if seen(c, board, to_world)
+                       else np.full((c.size[1], c.size[0]), 128, np.uint8) for to_world in poses]
+        take_frames = [f[:, :f.shape[1] - crop_take] for f in take_frames]
+        if video:
+            out[c.name] = (_write_video(lens_frames, folder / "lens" / f"{c.name}.mp4"),
+                           _write_video(take_frames, folder / "take" / f"{c.name}.mp4"))
+            continue
         lens, take = folder / c.name / "lens", folder / c.name / "take"
         lens.mkdir(parents=True, exist_ok=True)
         take.mkdir(parents=True, exist_ok=True)
-        for i, m in enumerate(closeup_poses(board, c, lens_views, rng)):
-            cv2.imwrite(str(lens / f"lens_{i:02d}.png"), render(board, c, m))
-        for key, to_world in enumerate(poses):
-            image = render(board, c, board_to_camera(c, to_world)) if seen(c, board, to_world) else None
-            cv2.imwrite(str(take / f"frame_{key:04d}.png"),
-                        image if image is not None else np.full((c.size[1], c.size[0]), 128, np.uint8))
+        for i, image in enumerate(lens_frames):
+            cv2.imwrite(str(lens / f"lens_{i:02d}.png"), image)
+        for key, image in enumerate(take_frames):
+            cv2.imwrite(str(take / f"frame_{key:04d}.png"), image)
         out[c.name] = (lens, take)
     return out
+
+
+def _write_video(frames: list[np.ndarray], path: Path) -> Path:
+    """H.264 (crf 18, one thread: the same bytes every run) at 10 fps, as PyAV writes it."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "18"}
+        stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = "NONE"
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(np.repeat(image[:, :, None], 3, axis=2), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

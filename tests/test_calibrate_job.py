@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 
 import keygrip
@@ -125,3 +126,27 @@ def test_keygrip_calibrate_places_rendered_cameras_on_the_floor(shared_server, t
         assert entry["name"] == truth.name and got.focal_x == pytest.approx(truth.matrix[0, 0], rel=0.01)
         # In the floor board's world (Y up, metres), as the truth: no alignment.
         assert np.linalg.norm(got.position - truth.centre) < 0.03 and got.position[1] > 1.0
+
+
+def test_calibrating_from_videos_through_the_sdk(client: keygrip.Client, tmp_path: Path) -> None:
+    """The same kind of take as H.264 videos, one for each camera's lens and one synchronised take each,
+    cropped 8 px at the right as Pose2Sim's 1080-wide videos of its 1088-wide cameras."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import numpy as np
+    from board_scene import board_poses, ring_cameras, write_take
+
+    from inference_server.multicam.boards import Board
+
+    board, rng = Board(4, 7, 0.1), np.random.default_rng(2)
+    cams = ring_cameras(3, rng, radius=2.0, size=(640, 480), focal=(520, 550), target_height=0.6, distorted=False)
+    videos = write_take(board, cams, board_poses(10, board, rng), tmp_path, 5, rng, video=True, crop_take=8)
+    lens = calibrate.group_cameras([str(v[0]) for v in videos.values()])
+    take = calibrate.group_cameras([str(v[1]) for v in videos.values()])
+    assert list(lens) == list(take) == ["cam1", "cam2", "cam3"]  # named by the videos' stems
+    result = client.calibrate(calibrate.parse_board("4x7", "100mm"), lens, take).result(timeout=120)
+    assert [w.split(":")[0] for w in result.warnings] == ["cam1", "cam2", "cam3"]
+    assert "cam1.mp4 frame 0 is 632x480, its lens views 640x480; taken as the same lens cropped" in result.warnings[0]
+    for truth, cam in zip(cams, result.cameras, strict=True):
+        assert cam.intrinsics_views[0] == f"{truth.name}.mp4 frame 0" and (cam.width, cam.height) == (640, 480)
+        r = cv2.Rodrigues(np.array(cam.rotation))[0]
+        assert np.linalg.norm(-r.T @ np.array(cam.translation) - truth.centre) < 0.03

@@ -129,13 +129,33 @@ def calibrate(board: Board, cameras: Sequence[CameraSources], ctx: JobContext, *
                            "or a ChArUco board")
     views = read_board_views(board, cameras, ctx, max_frames=max_frames)
     intrinsics = {}
+    warnings = []
     for cam in cameras:
         own = [v for v in views[cam.name] if v.key < 0] or [v for v in views[cam.name] if v.key >= 0]
         intrinsics[cam.name] = calibrate_intrinsics(board, cam.name, own)
+        warnings += _size_warnings(cam.name, intrinsics[cam.name], [v for v in views[cam.name] if v.key >= 0])
         ctx.check_cancelled()
     ctx.progress("extrinsics", 0, 1, "placing the cameras")
     extrinsic = {name: [v for v in vs if v.key >= 0 and v.detection is not None] for name, vs in views.items()}
-    return place_cameras(board, intrinsics, extrinsic, ctx, floor_frame=floor_frame)
+    cal = place_cameras(board, intrinsics, extrinsic, ctx, floor_frame=floor_frame)
+    cal.warnings[:0] = warnings
+    return cal
+
+
+def _size_warnings(camera: str, k: Intrinsics, views: Sequence[BoardView]) -> list[str]:
+    """A few pixels' difference between the lens views and the placing views is a crop (Pose2Sim's cam01
+    photos are 1088 wide, its videos 1080): warned, the lens kept. A different resolution would need
+    another focal length: refused."""
+    other = next((v for v in views if v.size != k.size), None)
+    if other is None:
+        return []
+    (w, h), (ow, oh) = k.size, other.size
+    if abs(ow - w) <= 0.02 * w and abs(oh - h) <= 0.02 * h:
+        return [f"{camera}: {other.label} is {ow}x{oh}, its lens views {w}x{h}; taken as the same lens cropped "
+                f"at the right or bottom (principal point unchanged), the calibration written for {w}x{h}"]
+    raise InvalidInput(f"{camera}: {other.label} is {ow}x{oh} but its lens was calibrated from {w}x{h} views "
+                       f"({k.used[0]}); a camera's lens views and placing views must share one resolution and "
+                       "orientation: film both at the same settings, or name them as separate cameras")
 
 
 def place_cameras(board: Board, intrinsics: dict[str, Intrinsics], views: dict[str, list[BoardView]],
