@@ -15,9 +15,10 @@ import pytest
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import NullContext
-from inference_server.multicam.boards import Board, detect
+from inference_server.multicam.boards import Board, Detection, detect
 from inference_server.multicam.calibrate import (
     BOARD_TO_WORLD,
+    BoardView,
     CameraSources,
     Intrinsics,
     Source,
@@ -215,3 +216,27 @@ def test_a_board_cut_off_by_the_frame_is_not_taken_for_one(pose: tuple[list[floa
         truth, _ = cv2.projectPoints(board.object_points().astype(np.float64) @ m[:3, :3].T + m[:3, 3],
                                      np.zeros(3), np.zeros(3), k, np.zeros(4))
         assert found is not None and np.abs(found.points - truth.reshape(-1, 2)).max() < 0.5
+
+
+def test_views_at_odds_with_the_rest_are_left_out_by_name() -> None:
+    """A board found turned half a turn in one camera's view (it fits that camera alone, not the others),
+    and a made-up grid in another (it fits no board through the lens): both left out, with a warning."""
+    scene = board_scene(BOARD, cameras=4, poses=30, noise_px=0.3, seed=3)
+    truth = {c.name: Intrinsics(c.matrix, c.distortion, c.size, 0.0, (), ()) for c in scene.cameras}
+    views = {n: list(vs) for n, vs in scene.views.items()}
+    shared = {v.key for v in views["cam2"] if v.key > 0} & {v.key for v in views["cam1"]}
+    turned_key = min(shared)
+    views["cam2"] = [v if v.key != turned_key else
+                     BoardView(v.camera, v.key, v.label, v.size, Detection(v.detection.ids, v.detection.points[::-1]))
+                     for v in views["cam2"]]
+    bent = next(v for v in views["cam3"] if v.key > 0)
+    points = bent.detection.points.copy()
+    points[::3] += 6.0  # every third corner 6 px off: no plane looks like that
+    views["cam3"] = [v if v is not bent else BoardView(v.camera, v.key, v.label, v.size,
+                                                       Detection(v.detection.ids, points)) for v in views["cam3"]]
+    cal = place_cameras(BOARD, truth, views, NullContext())
+    assert any(w.startswith(f"frame {turned_key}: the cameras' views of the board disagree") and "cam2" in w
+               for w in cal.warnings), cal.warnings
+    assert any(w.startswith(f"cam3: the board found in frame {bent.key} does not fit its lens") for w in cal.warnings)
+    for t, got in zip(scene.cameras, cal.cameras, strict=True):
+        assert np.linalg.norm(got.camera.camera.position - t.centre) < 0.01

@@ -159,17 +159,21 @@ def _canonical(grid: np.ndarray, gray: np.ndarray) -> np.ndarray:
     rows, columns = grid.shape[:2]
     if rows < 3 and columns < 3:
         return np.ascontiguousarray(grid)  # one square: nothing to compare it with
-    neighbour = _cell_brightness(grid, 0, 1, gray) if columns >= 3 else _cell_brightness(grid, 1, 0, gray)
-    if _cell_brightness(grid, 0, 0, gray) > neighbour:
+    # Every inner square votes, not one: a far, oblique board's squares are a few pixels high.
+    cells = np.array([[_cell_brightness(grid, r, c, gray) for c in range(columns - 1)] for r in range(rows - 1)])
+    parity = (np.add.outer(np.arange(rows - 1), np.arange(columns - 1)) % 2).astype(bool)
+    if cells[~parity].mean() > cells[parity].mean():
         grid = grid[::-1, ::-1]  # a half turn keeps the handedness and puts a dark square first
     return np.ascontiguousarray(grid)
 
 
 def _cell_brightness(grid: np.ndarray, row: int, column: int, gray: np.ndarray) -> float:
-    """Mean grey level in the middle of the square between corners [row:row+2, column:column+2]."""
+    """Mean grey level in the middle of the square between corners [row:row+2, column:column+2]: a patch
+    a quarter of its shorter side across, so that it stays inside the square however oblique."""
     quad = grid[row:row + 2, column:column + 2].reshape(4, 2)
     centre = quad.mean(axis=0)
-    r = max(1, int(0.2 * np.linalg.norm(quad[3] - quad[0])))
+    side = min(np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[2] - quad[0]))
+    r = max(0, int(0.25 * side) // 2)
     x, y = int(round(centre[0])), int(round(centre[1]))
     patch = gray[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1]
     return float(patch.mean()) if patch.size else 0.0

@@ -44,6 +44,8 @@ FORMAT = "keygrip.calibration"
 VERSION = 1
 MIN_VIEWS = 3  # board views a camera's intrinsics need (fewer leave the focal length and centre loose)
 DEFAULT_MAX_FRAMES = 40  # frames sampled from one video
+BAD_OBSERVATION_PX = 3.0  # a view this far off after adjustment disagrees with the others (good ones: < 1 px)
+MAX_DROPPED = 3  # views left out that way, at most
 # The board's axes (x along its rows, y down its columns, z into the floor) as world axes (Y up).
 BOARD_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
@@ -171,8 +173,47 @@ def place_cameras(board: Board, intrinsics: dict[str, Intrinsics], views: dict[s
         return Calibration([_result(name, k, np.zeros(3), np.zeros(3), k.rms_px, 0)], "the camera (no board view)",
                            warnings=warnings)
     objp = board.object_points()
-    board_in_cam = {(v.camera, v.key): _solve_pnp(objp, v.detection, intrinsics[v.camera])
-                    for vs in views.values() for v in vs if v.detection is not None}
+    board_in_cam = {}
+    fits = {}
+    for vs in views.values():
+        for v in vs:
+            if v.detection is not None:
+                board_in_cam[(v.camera, v.key)], fits[(v.camera, v.key)] = _solve_pnp(objp, v.detection,
+                                                                                    intrinsics[v.camera])
+    # A grid the detector made up (a lattice along a far, oblique board's diagonals) does not fit the board
+    # through the camera's lens as the real ones do.
+    typical = float(np.median(list(fits.values())))
+    for (name, key), rms in sorted(fits.items(), key=lambda item: (item[0][1], item[0][0])):
+        if rms > max(1.0, 5 * typical):
+            warnings.append(f"{name}: the board found in frame {key} does not fit its lens ({rms:.1f} px against "
+                            f"{typical:.2f} px typically); that view is left out")
+            del board_in_cam[(name, key)]
+    detections = {(v.camera, v.key): v.detection for vs in views.values() for v in vs}
+    for _round in range(MAX_DROPPED + 1):
+        cams, floor_key, adjusted, seen_by = _place(board, intrinsics, board_in_cam, detections, floor_frame, ctx)
+        errors = adjusted.observation_errors
+        worst = max(errors, key=lambda o: errors[o])
+        # One view at odds with the others (a board found turned, a stray corner) pulls every camera chained
+        # to it. Which camera of a frame is wrong cannot be told from two views, so the whole frame is left
+        # out, but for the floor's (it holds the world): there, the worst view only. A camera keeps a view.
+        frame = [worst] if worst[1] == floor_key else [o for o in errors if o[1] == worst[1]]
+        frame = [o for o in frame if sum(1 for n, _k in board_in_cam if n == o[0]) > 1]
+        if errors[worst] <= BAD_OBSERVATION_PX or not frame or _round == MAX_DROPPED:
+            break
+        views_text = ", ".join(f"{n} {errors[(n, k)]:.1f} px" for n, k in frame)
+        warnings.append(f"frame {worst[1]}: the cameras' views of the board disagree after adjustment "
+                        f"({views_text}); left out")
+        for o in frame:
+            del board_in_cam[o]
+    floor = f"the board at frame {floor_key}, seen by {', '.join(sorted(seen_by[floor_key]))}"
+    return Calibration(cams, floor, bundle_rms_px=adjusted.rms_px, warnings=warnings)
+
+
+def _place(board: Board, intrinsics: dict[str, Intrinsics], board_in_cam: dict[tuple[str, int], np.ndarray],
+           detections: dict[tuple[str, int], Detection | None], floor_frame: int | None, ctx: JobContext
+           ) -> tuple[list[CalibratedCamera], int, Adjusted, dict[int, list[str]]]:
+    """Chain the cameras through the board poses they share, from the floor view, then adjust them."""
+    names = list(intrinsics)
     seen_by: dict[int, list[str]] = {}
     for name, key in board_in_cam:
         seen_by.setdefault(key, []).append(name)
@@ -205,13 +246,11 @@ def place_cameras(board: Board, intrinsics: dict[str, Intrinsics], views: dict[s
     # Views one camera alone saw add nothing to where the cameras are; the floor view fixes the world.
     shared = sorted(k for k, who in seen_by.items() if len(who) > 1 or k == floor_key)
     observations = [(n, k) for k in shared for n in sorted(seen_by[k])]
-    detections = {(v.camera, v.key): v.detection for vs in views.values() for v in vs}
     adjusted = bundle_adjust(board, intrinsics, detections, observations, poses, boards, floor_key, ctx)
     shares = {n: sum(1 for m, _ in observations if m == n) for n in names}
     cams = [_result(n, intrinsics[n], cv2.Rodrigues(adjusted.poses[n][:3, :3])[0].ravel(), adjusted.poses[n][:3, 3],
                     adjusted.errors[n], shares[n]) for n in names]
-    floor = f"the board at frame {floor_key}, seen by {', '.join(sorted(seen_by[floor_key]))}"
-    return Calibration(cams, floor, bundle_rms_px=adjusted.rms_px, warnings=warnings)
+    return cams, floor_key, adjusted, seen_by
 
 
 @dataclass(frozen=True)
@@ -220,6 +259,7 @@ class Adjusted:
     boards: dict[int, np.ndarray]  # board -> world, 4x4
     errors: dict[str, float]  # each camera's RMS reprojection error, px
     rms_px: float  # over every corner
+    observation_errors: dict[tuple[str, int], float]  # (camera, frame) -> RMS reprojection error, px
 
 
 def bundle_adjust(board: Board, intrinsics: dict[str, Intrinsics], detections: dict[tuple[str, int], Detection | None],
@@ -281,8 +321,11 @@ def bundle_adjust(board: Board, intrinsics: dict[str, Intrinsics], detections: d
     out_boards = {k: _pose_matrix(fit.x[key_col[k]:key_col[k] + 6]) for k in keys}
     out_boards[fixed_key] = boards[fixed_key]
     rms = float(np.sqrt(np.mean(np.sum(res ** 2, axis=1))))
+    per_observation = {(n, k): float(np.sqrt(np.mean(np.sum(res[row // 2:row // 2 + len(obj)] ** 2, axis=1))))
+                       for n, k, obj, _i, row in obs}
     ctx.progress("bundle adjustment", 1, 1, f"RMS {rms:.2f} px after {fit.nfev} steps")
-    return Adjusted({n: _pose_matrix(fit.x[cam_col[n]:cam_col[n] + 6]) for n in names}, out_boards, errors, rms)
+    return Adjusted({n: _pose_matrix(fit.x[cam_col[n]:cam_col[n] + 6]) for n in names}, out_boards, errors, rms,
+                    per_observation)
 
 
 def calibrate_intrinsics(board: Board, camera: str, views: Sequence[BoardView]) -> Intrinsics:
@@ -375,13 +418,15 @@ def _result(name: str, k: Intrinsics, rvec: np.ndarray, tvec: np.ndarray, error:
                             float(error), k.rms_px, k.used, k.not_found, shares)
 
 
-def _solve_pnp(objp: np.ndarray, det: Detection | None, k: Intrinsics) -> np.ndarray:
-    """Board -> camera (4x4) from one view (IPPE: made for planar targets)."""
-    assert det is not None
-    ok, rvec, tvec = cv2.solvePnP(objp[det.ids], det.points, k.matrix, k.distortion, flags=cv2.SOLVEPNP_IPPE)
+def _solve_pnp(objp: np.ndarray, det: Detection, k: Intrinsics) -> tuple[np.ndarray, float]:
+    """Board -> camera (4x4) from one view (IPPE: made for planar targets) and its RMS reprojection error."""
+    obj = objp[det.ids]
+    ok, rvec, tvec = cv2.solvePnP(obj, det.points, k.matrix, k.distortion, flags=cv2.SOLVEPNP_IPPE)
     if not ok:
-        ok, rvec, tvec = cv2.solvePnP(objp[det.ids], det.points, k.matrix, k.distortion)
-    return _homogeneous(cv2.Rodrigues(rvec)[0], tvec.ravel())
+        ok, rvec, tvec = cv2.solvePnP(obj, det.points, k.matrix, k.distortion)
+    px, _ = cv2.projectPoints(obj, rvec, tvec, k.matrix, k.distortion)
+    rms = float(np.sqrt(np.mean(np.sum((px.reshape(-1, 2) - det.points) ** 2, axis=1))))
+    return _homogeneous(cv2.Rodrigues(rvec)[0], tvec.ravel()), rms
 
 
 def _floor_key(seen_by: dict[int, list[str]], floor_frame: int | None) -> int:
