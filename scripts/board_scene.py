@@ -126,27 +126,38 @@ def seen(camera: TrueCamera, board: Board, to_world: np.ndarray) -> bool:
 
 
 def outline(board: Board) -> np.ndarray:
-    """The printed board's four outer corners in board coordinates (a square beyond the inner corners)."""
+    """The printed board's four outer corners in board coordinates (a checkerboard reaches a square beyond
+    its inner corners; a ChArUco board's coordinates start at its outer corner)."""
     s = board.square_m
+    if board.kind == "charuco":
+        x, y = board.columns * s, board.rows * s
+        return np.array([[0, 0, 0.0], [x, 0, 0.0], [x, y, 0.0], [0, y, 0.0]])
     x, y = board.columns * s, board.rows * s
     return np.array([[-s, -s, 0.0], [x, -s, 0.0], [x, y, 0.0], [-s, y, 0.0]])
 
 
 def render(board: Board, camera: TrueCamera, to_camera: np.ndarray, pixels_per_square: int = 40) -> np.ndarray:
-    """A grey uint8 image of the printed checkerboard (its first inner square dark, a white margin of one
-    square) at pose to_camera (board -> camera, 4x4) through a camera without lens distortion."""
+    """A grey uint8 image of the printed board at pose to_camera (board -> camera, 4x4) through a camera
+    without lens distortion: a checkerboard with its first inner square dark, or a ChArUco board as
+    OpenCV draws it, each with a white margin of one square."""
     assert not np.any(camera.distortion), "render() draws through a pinhole: give the camera no distortion"
-    cols, rows = board.columns + 1, board.rows + 1  # squares
-    q = pixels_per_square
-    texture = np.full(((rows + 2) * q, (cols + 2) * q), 255, np.uint8)
-    for b in range(rows):
-        for a in range(cols):
-            if (a + b) % 2 == 0:
-                texture[(b + 1) * q:(b + 2) * q, (a + 1) * q:(a + 2) * q] = 30
-    # Texture pixel -> board metres: inner corner (0, 0) is at texture pixel (2q, 2q), minus half a
-    # pixel because OpenCV puts pixel centres on integers.
-    s = board.square_m
-    texture_to_board = np.array([[s / q, 0, -2 * s + 0.5 * s / q], [0, s / q, -2 * s + 0.5 * s / q], [0, 0, 1]])
+    q, s = pixels_per_square, board.square_m
+    if board.kind == "charuco":
+        cols, rows = board.columns, board.rows
+        texture = np.full(((rows + 2) * q, (cols + 2) * q), 255, np.uint8)
+        texture[q:(rows + 1) * q, q:(cols + 1) * q] = board._charuco().generateImage((cols * q, rows * q), marginSize=0)
+        origin = q  # texture pixel of board (0, 0): the board's outer corner
+    else:
+        cols, rows = board.columns + 1, board.rows + 1  # squares
+        texture = np.full(((rows + 2) * q, (cols + 2) * q), 255, np.uint8)
+        for b in range(rows):
+            for a in range(cols):
+                if (a + b) % 2 == 0:
+                    texture[(b + 1) * q:(b + 2) * q, (a + 1) * q:(a + 2) * q] = 30
+        origin = 2 * q  # inner corner (0, 0)
+    # Texture pixel -> board metres, minus half a pixel because OpenCV puts pixel centres on integers.
+    shift = (0.5 - origin) * s / q
+    texture_to_board = np.array([[s / q, 0, shift], [0, s / q, shift], [0, 0, 1]])
     board_to_image = camera.matrix @ np.column_stack([to_camera[:3, 0], to_camera[:3, 1], to_camera[:3, 3]])
     w, h = camera.size
     image = cv2.warpPerspective(texture, board_to_image @ texture_to_board, (w, h), flags=cv2.INTER_LINEAR,
