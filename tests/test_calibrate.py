@@ -257,3 +257,14 @@ def test_a_charuco_camera_is_calibrated_from_rendered_photos(tmp_path: Path) -> 
     assert got.not_found == () and len(got.intrinsics_views) == 10 and got.intrinsics_error_px < 0.2
     assert c.focal_x == pytest.approx(535.0, rel=0.005) and c.focal_y == pytest.approx(535.0, rel=0.005)
     assert abs(c.center_x - 0.5 - 322) < 2 and abs(c.center_y - 0.5 - 236) < 2
+
+
+def test_a_view_far_worse_than_the_rest_is_left_out_of_the_lens() -> None:
+    cam = board_scene(BOARD, cameras=1, poses=1, seed=4).cameras[0]
+    views = closeups(BOARD, cam, 10, seed=2)
+    points = views[3].detection.points.copy()
+    points[:7] += (5.0, -4.0)  # a row of corners pulled off (a smear, a reflection)
+    views[3] = BoardView(cam.name, views[3].key, views[3].label, cam.size, Detection(views[3].detection.ids, points))
+    got = calibrate_intrinsics(BOARD, cam.name, views)
+    assert len(got.left_out) == 1 and got.left_out[0].startswith(f"{views[3].label} (") and len(got.used) == 9
+    assert got.matrix[0, 0] == pytest.approx(cam.matrix[0, 0], rel=0.005) and got.rms_px < 0.5

@@ -89,6 +89,7 @@ class Intrinsics:
     rms_px: float
     used: tuple[str, ...]  # labels of the views it was computed from
     not_found: tuple[str, ...]  # labels of the views without the board
+    left_out: tuple[str, ...] = ()  # views with the board left out as far worse than the rest, with why
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ def calibrate(board: Board, cameras: Sequence[CameraSources], ctx: JobContext, *
     for cam in cameras:
         own = [v for v in views[cam.name] if v.key < 0] or [v for v in views[cam.name] if v.key >= 0]
         intrinsics[cam.name] = calibrate_intrinsics(board, cam.name, own)
+        warnings += [f"{cam.name}: {view} left out of its lens calibration" for view in intrinsics[cam.name].left_out]
         warnings += _size_warnings(cam.name, intrinsics[cam.name], [v for v in views[cam.name] if v.key >= 0])
         ctx.check_cancelled()
     ctx.progress("extrinsics", 0, 1, "placing the cameras")
@@ -351,13 +353,32 @@ def calibrate_intrinsics(board: Board, camera: str, views: Sequence[BoardView]) 
             f"{camera}: {board.describe()} was found in only {len(found)} of {len(views)} images "
             f"({_some(tuple(v.label for v in found))}; not in {_some(missed)}); its lens needs at least {MIN_VIEWS}: "
             "add pictures of the whole board at different angles and places in the frame", reason="TOO_FEW_VIEWS")
-    objp = board.object_points()
-    obj = [objp[v.detection.ids] for v in found if v.detection is not None]
-    img = [v.detection.points.reshape(-1, 1, 2) for v in found if v.detection is not None]
     size = views[0].size
-    rms, k, dist, _r, _t = cv2.calibrateCamera(obj, img, size, np.eye(3), np.zeros(5), flags=cv2.CALIB_FIX_K3)
+    rms, k, dist, per_view = _calibrate_camera(board, found, size)
+    # A view far worse than the others (a stray corner, motion blur) bends the lens for all of them:
+    # left out once, while enough views remain.
+    typical = float(np.median(per_view))
+    keep = [v for v, e in zip(found, per_view, strict=True) if e <= max(1.0, 3 * typical)]
+    left_out = tuple(f"{v.label} ({e:.1f} px against {typical:.2f} px typically)"
+                     for v, e in zip(found, per_view, strict=True) if e > max(1.0, 3 * typical))
+    if left_out and len(keep) >= MIN_VIEWS:
+        rms, k, dist, _ = _calibrate_camera(board, keep, size)
+        found = keep
+    else:
+        left_out = ()
     return Intrinsics(matrix=k, distortion=dist.ravel()[:4].copy(), size=size, rms_px=float(rms),
-                      used=tuple(v.label for v in found), not_found=missed)
+                      used=tuple(v.label for v in found), not_found=missed, left_out=left_out)
+
+
+def _calibrate_camera(board: Board, views: Sequence[BoardView], size: tuple[int, int]
+                      ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's calibrateCamera (k3 fixed at 0): RMS, K, distortion and each view's RMS error."""
+    objp = board.object_points()
+    obj = [objp[v.detection.ids] for v in views if v.detection is not None]
+    img = [v.detection.points.reshape(-1, 1, 2) for v in views if v.detection is not None]
+    rms, k, dist, _r, _t, _sd_i, _sd_e, per_view = cv2.calibrateCameraExtended(
+        obj, img, size, np.eye(3), np.zeros(5), flags=cv2.CALIB_FIX_K3)
+    return float(rms), np.asarray(k), np.asarray(dist), np.asarray(per_view).ravel()
 
 
 def read_board_views(board: Board, cameras: Sequence[CameraSources], ctx: JobContext, *,
