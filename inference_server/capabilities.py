@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from inference_server import animation, compositing, media, mocap, multicam, scene
 from inference_server.capability import Capability, JobNeeds
+from inference_server.multicam import calibrate_capability
 
 CAPABILITIES: list[Capability] = [media.CAPABILITY, mocap.CAPABILITY, multicam.CAPABILITY, animation.CAPABILITY,
-                                   scene.CAPABILITY, compositing.CAPABILITY]
+                                   scene.CAPABILITY, compositing.CAPABILITY, calibrate_capability.CAPABILITY]
 
 
 def job_handlers(capabilities: list[Capability] = CAPABILITIES) -> dict[str, str]:

@@ -10,6 +10,8 @@
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
     keygrip generate project --model NAME [--controlnet NAME] --views views.json --prompt TEXT --out FILE.png
     keygrip matte|depth|cleanplate PLATE --out DIR|PATTERN [--range 1001-1100 | --handles 8] [--format ...]
+    keygrip calibrate --board 4x7 --square 60mm cam01/*.jpg cam02/ [--extrinsics cam01=c1.mp4 cam02=c2.mp4]
+                      [--floor-frame N] --out calib.json
 
 VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
 numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
@@ -378,6 +380,40 @@ def cmd_people(client: Client, args: argparse.Namespace) -> int:
     if args.thumbnails:
         print(f"thumbnails written to {args.thumbnails}")
     print("capture one with: keygrip mocap VIDEO --subject ID (same --start/--end)")
+    return 0
+
+
+def cmd_calibrate(client: Client, args: argparse.Namespace) -> int:
+    from keygrip import calibrate
+
+    try:
+        board = calibrate.parse_board(args.board, args.square, args.marker or "", args.dictionary or "")
+    except ValueError as exc:
+        raise errors.InvalidArgument(str(exc)) from None
+    cameras = calibrate.group_cameras(args.sources)
+    extrinsics = calibrate.group_cameras([p for group in args.extrinsics or [] for p in group])
+    bar = None if args.json else ProgressBar()
+    job = client.calibrate(board, cameras, extrinsics, server_path=args.server_path, max_frames=args.max_frames or 0,
+                           floor_frame=args.floor_frame, upload_progress=_upload_bar(bar) if bar else None,
+                           requeue=not args.no_requeue)
+    result = follow(job, bar).result()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    client.download(result.calibration.id, args.out)
+    if args.json:
+        _print_message(result, True)
+        return 0
+    for cam in result.cameras:
+        f, cx, cy = cam.matrix[0], cam.matrix[2], cam.matrix[5]
+        print(f"{cam.name}: {cam.width}x{cam.height}, f {f:.1f} px, centre ({cx:.1f}, {cy:.1f}), "
+              f"reprojection error {cam.reprojection_error_px:.2f} px (lens {cam.intrinsics_error_px:.2f} px over "
+              f"{len(cam.intrinsics_views)} views, {cam.extrinsics_views} shared views)")
+        if cam.not_found:
+            print(f"  board not found in {len(cam.not_found)}: {', '.join(cam.not_found)}")
+    print(f"world: {result.floor}" + (f"; bundle adjustment RMS {result.bundle_rms_px:.2f} px"
+                                      if result.bundle_rms_px else ""))
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    print(f"calibration written to {args.out}")
     return 0
 
 
@@ -790,6 +826,27 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_argument("--thumbnails", type=Path, help="write person_ID.png for each person into this folder")
     people.add_argument("--server-path", action="store_true", help="VIDEO is a path on the server, not uploaded")
 
+    calib = sub.add_parser(
+        "calibrate", parents=[client_options, job_options],
+        help="calibrate cameras from a checkerboard or ChArUco board: lens, pose, a Y-up floor; keygrip JSON",
+        description="Each SOURCE is an image, a video or a folder of images of one camera, named NAME=PATH or by "
+                    "its path (cam01/x.jpg and cam01/ -> cam01, cam02.mp4 -> cam02). Positional sources calibrate "
+                    "each camera's lens; --extrinsics sources (synchronised videos, or photos taken at the same "
+                    "moments) place the cameras: the board seen by several at once, lying on the floor first.")
+    calib.add_argument("sources", nargs="*", help="each camera's board images, folders or videos (lens)")
+    calib.add_argument("--board", required=True, help="4x7: a checkerboard's inner corners (5x8 squares); "
+                                                      "charuco:5x7: a ChArUco board's squares")
+    calib.add_argument("--square", required=True, help="a square's side with its unit: 60mm, 6cm, 0.06m")
+    calib.add_argument("--marker", help="ChArUco: a marker's side, e.g. 30mm")
+    calib.add_argument("--dictionary", help="ChArUco: the ArUco dictionary (default DICT_4X4_50)")
+    calib.add_argument("--extrinsics", nargs="+", action="append", metavar="SOURCE",
+                       help="views several cameras saw at once (same frame numbers), to place the cameras")
+    calib.add_argument("--floor-frame", type=int, help="the frame where the board lies on the floor (default: the "
+                                                       "first frame the most cameras share)")
+    calib.add_argument("--max-frames", type=int, help="frames sampled from each video (default 40)")
+    calib.add_argument("--out", type=Path, required=True, help="the calibration file to write (.json)")
+    calib.add_argument("--server-path", action="store_true", help="the sources are paths on the server, not uploaded")
+
     generate = sub.add_parser("generate", help="a tileable texture, a 360-degree world, or a texture projected "
                                                "from cameras, from text",
                               parents=[client_options, job_options])
@@ -870,6 +927,7 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "models": cmd_models_ls,
     "generate": cmd_generate,
     "matte": cmd_compositing, "depth": cmd_compositing, "cleanplate": cmd_compositing,
+    "calibrate": cmd_calibrate,
 }
 # Commands that work on this machine's files and need no server.
 _LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"add": cmd_models_add, "pull": cmd_models_pull}

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, Union
@@ -31,6 +31,8 @@ from keygrip.v1 import (
     animation_pb2_grpc,
     artifacts_pb2,
     artifacts_pb2_grpc,
+    calibrate_pb2,
+    calibrate_pb2_grpc,
     common_pb2,
     compositing_pb2,
     compositing_pb2_grpc,
@@ -643,6 +645,36 @@ class Client:
             inpaint_model=inpaint_model, classical_fill=classical_fill, inpaint_steps=inpaint_steps,
             request_id=request_id)
         return self._submit(self.stub(compositing_pb2_grpc.CompositingStub).CleanPlate, req, requeue)
+
+    # Calibration --------------------------------------------------------------------------------
+
+    def calibrate(self, board: calibrate_pb2.CalibrationBoard, cameras: Mapping[str, Iterable[str | os.PathLike[str]]],
+                  extrinsics: Mapping[str, Iterable[str | os.PathLike[str]]] | None = None, *,
+                  server_path: bool = False, max_frames: int = 0, floor_frame: int | None = None,
+                  request_id: str = "", upload_progress: ProgressCallback | None = None, requeue: bool = True
+                  ) -> Job[calibrate_pb2.CalibrateResult]:
+        """Start calibrating cameras from a board (keygrip.calibrate.parse_board): each camera's
+        intrinsics views (name -> images, videos or folders of images) and extrinsics views (the board
+        several cameras saw at once, the first on the floor; matched by frame number, or by the place of
+        a separate image in each camera's list). A separate image is uploaded as itself, never as a
+        sequence of its numbered neighbours; a folder is uploaded as its images."""
+        from keygrip import calibrate
+
+        def inputs(paths: Iterable[str | os.PathLike[str]]) -> list[common_pb2.MediaInput]:
+            out = []
+            for p in paths:
+                if server_path:
+                    out.append(common_pb2.MediaInput(path=str(p)))
+                elif Path(p).is_dir():
+                    out.append(self.media_input(p, progress=upload_progress))
+                else:
+                    out.append(common_pb2.MediaInput(artifact_id=self.upload(p, progress=upload_progress).id))
+            return out
+
+        req = calibrate.request(board, {n: inputs(p) for n, p in cameras.items()},
+                                {n: inputs(p) for n, p in (extrinsics or {}).items()}, max_frames=max_frames,
+                                floor_frame=floor_frame, request_id=request_id)
+        return self._submit(self.stub(calibrate_pb2_grpc.CalibratorStub).Calibrate, req, requeue)
 
     # Jobs of any capability ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from inference_server.config import Config
 from inference_server.jobs.context import JobContext, NullContext
 from inference_server.jobs.workers import Handlers
 from inference_server.media.jobs import ProbeHandler
+from inference_server.multicam import calibrate_capability
 from inference_server.services.server_info import build_server_info
 from inference_server.store.artifacts import ArtifactStore
 from keygrip.v1 import common_pb2, media_pb2, scene_pb2, server_pb2
@@ -34,7 +35,7 @@ def test_server_info_lists_every_capability_feature_and_model() -> None:
         ("multicam.capture", True), ("animation.retarget", True), ("animation.bvh", True), ("scene.texture", True),
         ("scene.world", True),
         ("scene.project", True), ("compositing.matte", True), ("compositing.clean_plate", True),
-        ("compositing.depth", True)]
+        ("compositing.depth", True), ("calibration.board", True)]
     assert [m.name for m in info.models] == ["mediapipe.pose_landmark_full", "mediapipe.pose_detection",
                                              "mediapipe.hand_landmark_full", "mediapipe.face_landmark",
                                              "mediapipe.selfie_segmentation"]
@@ -45,7 +46,7 @@ def test_server_info_lists_every_capability_feature_and_model() -> None:
 
 def test_server_info_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     # As on a server installed without PyAV and MediaPipe.
-    for module in (media, mocap, scene, compositing):
+    for module in (media, mocap, scene, compositing, calibrate_capability):
         monkeypatch.setattr(module, "package_dir", lambda name: None)
     info = build_server_info(Config(), CAPABILITIES)
     reasons = {c.name: c.reason for c in info.capabilities if not c.available}
@@ -61,6 +62,7 @@ def test_server_info_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> No
         "compositing.matte": "MediaPipe Selfie Segmentation, cv2, OpenEXR not installed; " + HINT,
         "compositing.clean_plate": "MediaPipe Selfie Segmentation, cv2, OpenEXR not installed; " + HINT,
         "compositing.depth": "cv2, OpenEXR, torch, transformers not installed; " + HINT,
+        "calibration.board": "cv2, scipy, av not installed; " + HINT,
     }
     assert {(m.state, m.reason) for m in info.models} == {
         (server_pb2.MODEL_STATE_MISSING, "not found in the mediapipe package; " + HINT)}
@@ -78,7 +80,8 @@ def test_every_job_type_has_one_handler_class() -> None:
                      "project_texture": "inference_server.scene.jobs:ProjectHandler",
                      "matte": "inference_server.compositing.jobs:MatteHandler",
                      "depth": "inference_server.compositing.jobs:DepthHandler",
-                     "clean_plate": "inference_server.compositing.jobs:CleanPlateHandler"}
+                     "clean_plate": "inference_server.compositing.jobs:CleanPlateHandler",
+                     "calibrate": "inference_server.multicam.calibrate_job:CalibrateHandler"}
     for path in table.values():
         module, name = path.split(":")
         handler = getattr(importlib.import_module(module), name)

@@ -9,7 +9,9 @@ MediaPipe inference, and after triangulation mocap/solve.py's passes.
 - sync.py: frame offsets (given, timecodes, or the person's motion) with a confidence;
 - triangulate.py: weighted DLT with RANSAC over view pairs and a reprojection gate;
 - capture.py: run_multicam end to end (detect_views in parallel, reconstruct);
-- service.py / jobs.py: the MultiCamera service and its multiview_capture job.
+- service.py / jobs.py: the MultiCamera service and its multiview_capture job;
+- boards.py / calibrate.py: calibrating cameras from a checkerboard or ChArUco board, served by its
+  own capability (calibrate_capability.py, calibrate_service.py, calibrate_job.py).
 
 Importing this package stays light (the gRPC front does).
 """
