@@ -17,7 +17,10 @@ triangulation (OpenPose BODY_25B, Butterworth-filtered), not marker ground truth
 are defined differently from MediaPipe's, so part of every error is definition, not accuracy.
 Frame n of the .trc (Frame# n+1) is video frame n in every camera (see the data MANIFEST).
 
-    python scripts/eval_mocap.py [--data ../shared/data] [--smoothing 0.5]
+    python scripts/eval_mocap.py [--data ../shared/data] [--smoothing 0.5] [--cache DIR]
+
+--cache keeps each camera's MediaPipe landmarks in DIR (camNN.npz) and reuses them on the next run:
+detection is the slow part, and the solver's experiments need the same landmarks each time.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inference_server.jobs.context import NullContext  # noqa: E402
 from inference_server.mocap import root_motion, skeleton_fit  # noqa: E402
 from inference_server.mocap.inference import detect  # noqa: E402
+from inference_server.mocap.landmarks import Landmarks  # noqa: E402
 from inference_server.mocap.options import SolveOptions  # noqa: E402
 from inference_server.mocap.solve import solve  # noqa: E402
 from keygrip.projection import Camera  # noqa: E402
@@ -110,9 +114,27 @@ def metrics(pred: np.ndarray, ref: np.ndarray, world: np.ndarray, contact: np.nd
     }
 
 
+def landmarks(video: Path, cache: Path | None) -> Landmarks:
+    """MediaPipe landmarks of a video, from the cache folder when it holds them (then kept there)."""
+    cached = None if cache is None else cache / f"{video.parent.parent.name}_{video.stem}.npz"
+    if cached is not None and cached.exists():
+        return Landmarks.load_npz(cached)
+    lm = detect(video, workers=1, ctx=NullContext())
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        lm.save_npz(cached)
+    return lm
+
+
+def per_joint(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(12,) mean error of each joint after the per-frame Procrustes alignment, mm."""
+    return 1000 * np.linalg.norm(procrustes_align(pred, ref) - ref, axis=-1).mean(axis=0)
+
+
 def evaluate_camera(trial: Path, cam: str, calib: dict, ref: np.ndarray, contact: np.ndarray,
-                    options: SolveOptions) -> dict[str, dict[str, float]]:
-    lm = detect(trial / "videos" / f"{cam}.mp4", workers=1, ctx=NullContext())
+                    options: SolveOptions, cache: Path | None = None
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    lm = landmarks(trial / "videos" / f"{cam}.mp4", cache)
     n = min(lm.num_frames, len(ref))
     ref, contact = ref[:n], contact[:n]
     focal = float(calib[f"cam_{cam[-2:]}"]["matrix"][0][0])
@@ -131,8 +153,9 @@ def evaluate_camera(trial: Path, cam: str, calib: dict, ref: np.ndarray, contact
     # The raw placement's camera: the pinhole at the origin of the Y-up camera frame.
     pinhole = Camera(width=w, height=h, focal_x=focal, focal_y=focal, center_x=w / 2, center_y=h / 2,
                      camera_to_world=np.eye(4))
-    return {"raw MediaPipe": metrics(raw, ref, raw_world, contact, overlay(raw_world, pinhole, seen)),
-            "solved": metrics(ours, ref, ours, contact, overlay(ours, clip.cameras[0].camera, seen))}
+    return ({"raw MediaPipe": metrics(raw, ref, raw_world, contact, overlay(raw_world, pinhole, seen)),
+             "solved": metrics(ours, ref, ours, contact, overlay(ours, clip.cameras[0].camera, seen))},
+            {"raw MediaPipe": per_joint(raw, ref), "solved": per_joint(ours, ref)})
 
 
 def main() -> int:
@@ -142,6 +165,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=default_data, help="the shared data folder")
     parser.add_argument("--smoothing", type=float, default=0.5)
     parser.add_argument("--no-foot-lock", action="store_true")
+    parser.add_argument("--cache", type=Path, help="a folder to keep and reuse MediaPipe's landmarks in")
     args = parser.parse_args()
     trial = args.data / TRIAL
     if not (trial / REFERENCE).exists():
@@ -156,7 +180,8 @@ def main() -> int:
     print(f"reference: {REFERENCE} ({len(ref)} frames); contact frames left/right: "
           f"{contact[:, 0].sum()}/{contact[:, 1].sum()}; options: {options}")
 
-    results = {cam: evaluate_camera(trial, cam, calib, ref, contact, options) for cam in CAMERAS}
+    both = {cam: evaluate_camera(trial, cam, calib, ref, contact, options, args.cache) for cam in CAMERAS}
+    results = {cam: r[0] for cam, r in both.items()}
     keys = list(next(iter(results.values()))["solved"])
     header = f"{'':8} {'':14}" + "".join(f"{k:>18}" for k in keys)
     for cam, res in [*results.items(), ("mean", None)]:
@@ -164,6 +189,14 @@ def main() -> int:
         for kind in ("raw MediaPipe", "solved"):
             vals = res[kind] if res else {k: np.mean([r[kind][k] for r in results.values()]) for k in keys}
             print(f"{'':8} {kind:14}" + "".join(f"{vals[k]:>18.2f}" for k in keys))
+    ratios = [results[c]["solved"]["PA-MPJPE mm"] / results[c]["raw MediaPipe"]["PA-MPJPE mm"] for c in CAMERAS]
+    print("\nPA-MPJPE solved / raw: " + ", ".join(f"{c} {r:.2f}x" for c, r in zip(CAMERAS, ratios, strict=True))
+          + " (target: at most 0.80x on each)")
+    print("\nPA-MPJPE per joint, mm, raw -> solved")
+    print(f"{'joint':10}" + "".join(f"{c:>16}" for c in CAMERAS))
+    for j, (name, _, _) in enumerate(JOINTS):
+        print(f"{name:10}" + "".join(f"{both[c][1]['raw MediaPipe'][j]:>8.1f}{both[c][1]['solved'][j]:>8.1f}"
+                                     for c in CAMERAS))
     return 0
 
 
