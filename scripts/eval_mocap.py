@@ -12,14 +12,20 @@ landmarks and our solved skeleton (forward kinematics of the MotionClip) with th
               the camera the clip carries) and MediaPipe's 2D landmarks: how well the rig sits on the
               person when a host looks through that camera (target: at most 2%)
 
-over hips, knees, ankles, shoulders, elbows and wrists. The reference is Pose2Sim's own markerless
-triangulation (OpenPose BODY_25B, Butterworth-filtered), not marker ground truth, and its keypoints
-are defined differently from MediaPipe's, so part of every error is definition, not accuracy.
+over hips, knees, ankles, shoulders, elbows and wrists. Then where the solved PA-MPJPE comes from,
+each camera's solved joints in that camera's frame with one part taken from the reference (seen
+through the calibration): its depth along the view axis (what is left is the 2D error), its image
+rays (what is left is depth), or only the depth order of each limb joint against its parent (what
+priors that pick a limb's depth sign, such as joint limits, could at best reach).
+
+The reference is Pose2Sim's own markerless triangulation (OpenPose BODY_25B, Butterworth-filtered),
+not marker ground truth, and its keypoints are defined differently from MediaPipe's, so part of
+every error is definition, not accuracy.
 Frame n of the .trc (Frame# n+1) is video frame n in every camera (see the data MANIFEST).
 
     python scripts/eval_mocap.py [--data ../shared/data] [--smoothing 0.5] [--cache DIR]
 
---cache keeps each camera's MediaPipe landmarks in DIR (camNN.npz) and reuses them on the next run:
+--cache keeps each camera's MediaPipe landmarks in DIR (<trial>_camNN.npz) and reuses them on the next run:
 detection is the slow part, and the solver's experiments need the same landmarks each time.
 """
 
@@ -46,6 +52,8 @@ TRIAL = Path("video") / "pose2sim_balancing"
 REFERENCE = "reference_3d/S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
 CALIBRATION = "calibration/Calib_qualisys_converted_by_pose2sim.toml"
 CAMERAS = ["cam01", "cam02", "cam03", "cam04"]
+# The .trc's Y-up axes (x, y, z) are the calibration's Z-up world axes (y, z, x).
+TRC_TO_CALIBRATION = [2, 0, 1]
 
 # (reference keypoint, MediaPipe landmark, canonical joint) for the joints all three share.
 JOINTS = [
@@ -58,6 +66,11 @@ JOINTS = [
 ]
 # Bones as index pairs into JOINTS.
 BONES = [(0, 2), (1, 3), (2, 4), (3, 5), (6, 8), (7, 9), (8, 10), (9, 11)]
+# Limbs as chains of indices into JOINTS, from the body outwards.
+LIMBS = [(0, 2, 4), (1, 3, 5), (6, 8, 10), (7, 9, 11)]
+# A limb joint's depth order against its parent counts only where the reference puts them this far
+# apart along the view axis, m.
+DEPTH_ORDER_MIN = 0.05
 ANKLES = [4, 5]
 
 
@@ -88,6 +101,45 @@ def reference_contacts(ref: np.ndarray, fps: float) -> np.ndarray:
     speed = np.linalg.norm(np.gradient(ankles, axis=0), axis=-1) * fps
     low = ankles[..., 1] < np.percentile(ankles[..., 1], 5, axis=0) + 0.04
     return low & (speed < 0.25)
+
+
+def in_view(points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """World points (..., 3) as (image rays (..., 2) x / depth, y / depth; depth (...,)) of a camera."""
+    m = camera.world_to_camera
+    cam = points @ m[:3, :3].T + m[:3, 3]
+    depth = -cam[..., 2]
+    return cam[..., :2] / depth[..., None], depth
+
+
+def from_view(rays: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Camera-frame points (..., 3) from image rays and depths (the inverse of in_view's split)."""
+    return np.concatenate([rays * depth[..., None], -depth[..., None]], axis=-1)
+
+
+def error_sources(ours: np.ndarray, camera: Camera, ref: np.ndarray, ref_camera: Camera
+                  ) -> dict[str, float]:
+    """PA-MPJPE, mm, of the solved joints (F, 12, 3) seen through their camera with one part from the
+    reference joints (F, 12, 3) seen through theirs: the reference's depth, its rays, or each limb
+    joint's depth order against its parent (a wrong order mirrors the rest of the limb's depth
+    about that parent)."""
+    rays, depth = in_view(ours, camera)
+    ref_rays, ref_depth = in_view(ref, ref_camera)
+    truth = from_view(ref_rays, ref_depth)
+    ordered = depth.copy()
+    for limb in LIMBS:
+        for parent, child in zip(limb[:-1], limb[1:], strict=False):
+            step, ref_step = ordered[:, child] - ordered[:, parent], ref_depth[:, child] - ref_depth[:, parent]
+            wrong = (np.sign(step) != np.sign(ref_step)) & (np.abs(ref_step) > DEPTH_ORDER_MIN)
+            below = list(limb[limb.index(child):])
+            ordered[:, below] -= np.where(wrong, 2 * step, 0.0)[:, None]
+
+    def error(points: np.ndarray) -> float:
+        return float(per_joint(points, truth).mean())
+
+    return {"as solved": error(from_view(rays, depth)),
+            "reference depth": error(from_view(rays, ref_depth)),
+            "reference rays": error(from_view(ref_rays, depth)),
+            "reference depth order": error(from_view(rays, ordered))}
 
 
 def overlay(world: np.ndarray, camera: Camera, seen: np.ndarray) -> float:
@@ -133,7 +185,7 @@ def per_joint(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def evaluate_camera(trial: Path, cam: str, calib: dict, ref: np.ndarray, contact: np.ndarray,
                     options: SolveOptions, cache: Path | None = None
-                    ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray], dict[str, float]]:
     lm = landmarks(trial / "videos" / f"{cam}.mp4", cache)
     n = min(lm.num_frames, len(ref))
     ref, contact = ref[:n], contact[:n]
@@ -153,9 +205,12 @@ def evaluate_camera(trial: Path, cam: str, calib: dict, ref: np.ndarray, contact
     # The raw placement's camera: the pinhole at the origin of the Y-up camera frame.
     pinhole = Camera(width=w, height=h, focal_x=focal, focal_y=focal, center_x=w / 2, center_y=h / 2,
                      camera_to_world=np.eye(4))
+    c = calib[f"cam_{cam[-2:]}"]
+    ref_camera = Camera.from_opencv(c["matrix"], c["rotation"], c["translation"], *c["size"])
+    sources = error_sources(ours, clip.cameras[0].camera, ref[..., TRC_TO_CALIBRATION], ref_camera)
     return ({"raw MediaPipe": metrics(raw, ref, raw_world, contact, overlay(raw_world, pinhole, seen)),
              "solved": metrics(ours, ref, ours, contact, overlay(ours, clip.cameras[0].camera, seen))},
-            {"raw MediaPipe": per_joint(raw, ref), "solved": per_joint(ours, ref)})
+            {"raw MediaPipe": per_joint(raw, ref), "solved": per_joint(ours, ref)}, sources)
 
 
 def main() -> int:
@@ -197,6 +252,10 @@ def main() -> int:
     for j, (name, _, _) in enumerate(JOINTS):
         print(f"{name:10}" + "".join(f"{both[c][1]['raw MediaPipe'][j]:>8.1f}{both[c][1]['solved'][j]:>8.1f}"
                                      for c in CAMERAS))
+    print("\nWhere the solved error is: PA-MPJPE mm in each camera's frame, with one part from the reference")
+    print(f"{'':24}" + "".join(f"{c:>10}" for c in CAMERAS))
+    for key in both[CAMERAS[0]][2]:
+        print(f"{key:24}" + "".join(f"{both[c][2][key]:>10.1f}" for c in CAMERAS))
     return 0
 
 
