@@ -145,10 +145,10 @@ class Plan:
 
     @property
     def videos(self) -> list[str]:
-        """Every video the motion is captured from, on this machine (where a host finds the cameras' videos)."""
-        if self.source == "cameras" and self.cameras is not None:
-            return list(self.cameras.videos)
-        return [self.video] if self.video else []
+        """Every video of the plan on this machine: its video, its cameras' (where a host finds the
+        videos of the clip's cameras, also when it retargets their earlier capture)."""
+        found = [self.video] if self.video else []
+        return found + [v for v in (self.cameras.videos if self.cameras else []) if v not in found]
 
     @property
     def root_motion_name(self) -> str:

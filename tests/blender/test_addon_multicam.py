@@ -97,14 +97,15 @@ def test_two_calibrated_cameras_from_the_panel(addon, tmp_path):
     record = obj["keygrip"]
     options = json.loads(record["options"])
     assert options["cameras"]["calibration"] == str(studio) and options["cameras"]["frame_offsets"] == [0, 0]
-    assert record["capture_job_id"] == scene.keygrip.last_capture_job
+    job_id = str(record["capture_job_id"])   # kept as text: undo frees the object's properties
+    assert job_id == scene.keygrip.last_capture_job
     # A new armature: the scene takes the take's 60 fps and its frames.
     assert scene.render.fps == 60 and (scene.frame_start, scene.frame_end) == (1, FRAMES)
 
     report = {}
     for name, video in (("cam01", "cam01.mp4"), ("cam02", "cam02.mp4")):
         camera = bpy.data.objects[f"Keygrip camera {name}"]
-        assert camera["keygrip"]["capture_job_id"] == record["capture_job_id"]
+        assert camera["keygrip"]["capture_job_id"] == job_id
         (bg,) = camera.data.background_images
         assert Path(bg.clip.filepath) == take / video and bg.clip.frame_start == 1
         if name == "cam01":
@@ -127,3 +128,13 @@ def test_two_calibrated_cameras_from_the_panel(addon, tmp_path):
     # The whole write-back is one undo step.
     bpy.ops.ed.undo()
     assert sorted(o.name for o in bpy.data.objects) == objects_before
+
+    # Reusing the take's capture: retargeted again, each camera still finds its video in the list.
+    settings = bpy.context.scene.keygrip
+    settings.reuse_capture, settings.last_capture_job = True, job_id
+    session = run_capture()
+    assert session.state == "succeeded", session.error
+    assert not [w for w in session.value.warnings if "not found" in w], session.value.warnings
+    for name, video in (("cam01", "cam01.mp4"), ("cam02", "cam02.mp4")):
+        (bg,) = bpy.data.objects[f"Keygrip camera {name}"].data.background_images
+        assert Path(bg.clip.filepath) == take / video
