@@ -8,6 +8,7 @@ scene as it was."""
 from __future__ import annotations
 
 import json
+import time
 from importlib import import_module
 from pathlib import Path
 
@@ -55,25 +56,32 @@ def landmarks(video: Path) -> np.ndarray:
     return found.pose_image[..., :2] * np.asarray(found.image_size, dtype=np.float64)
 
 
-def test_two_calibrated_cameras_from_the_panel(addon, tmp_path):
+@pytest.fixture(scope="module")
+def take(tmp_path_factory) -> tuple[Path, Path]:
+    """A folder with the two views (named as the calibration's cameras, cam01 and cam02) and a text
+    file, and the .qca's first two cameras as a keygrip JSON calibration."""
+    from inference_server.multicam.calibration_files import read_calibration, write_json
+
+    folder = tmp_path_factory.mktemp("take")
+    for name, video in VIDEOS.items():
+        (folder / name).symlink_to(video)
+    (folder / "notes.txt").write_text("not a video")
+    return folder, write_json(read_calibration(QCA).cameras[:2], folder.parent / "studio.json")
+
+
+def test_two_calibrated_cameras_from_the_panel(addon, take):
     from bpy_extras.object_utils import world_to_camera_view
 
-    from inference_server.multicam.calibration_files import read_calibration, write_json
-    take = tmp_path / "take"
-    take.mkdir()
-    for name, video in VIDEOS.items():
-        (take / name).symlink_to(video)   # named as the calibration's cameras (cam01, cam02)
-    (take / "notes.txt").write_text("not a video")
-    studio = write_json(read_calibration(QCA).cameras[:2], tmp_path / "studio.json")
-
+    take, studio = take
     scene = new_scene()
     settings = scene.keygrip
     settings.source = "CAMERAS"
     # Too few videos: refused before anything is sent, saying what to do.
-    settings.camera_videos.add().path = str(take / "cam01.mp4")
+    assert bpy.ops.keygrip.camera_video_add(directory=str(take), files=[{"name": "cam02.mp4"}]) == {"FINISHED"}
     settings.calibration_path = str(studio)
     with pytest.raises(RuntimeError, match="two at least"):
         bpy.ops.keygrip.capture()
+    assert bpy.ops.keygrip.camera_video_remove() == {"FINISHED"} and not settings.camera_videos
     # The folder's videos, in name order (not the text file).
     assert bpy.ops.keygrip.camera_videos_folder(directory=str(take)) == {"FINISHED"}
     assert [Path(v.path).name for v in settings.camera_videos] == ["cam01.mp4", "cam02.mp4"]
@@ -138,3 +146,30 @@ def test_two_calibrated_cameras_from_the_panel(addon, tmp_path):
     for name, video in (("cam01", "cam01.mp4"), ("cam02", "cam02.mp4")):
         (bg,) = bpy.data.objects[f"Keygrip camera {name}"].data.background_images
         assert Path(bg.clip.filepath) == take / video
+
+
+def test_cancel_leaves_the_scene_unchanged(addon, take, shared_server):
+    from keygrip import Client
+
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
+    folder, studio = take
+    new_scene()
+    settings = bpy.context.scene.keygrip
+    settings.source, settings.calibration_path = "CAMERAS", str(studio)
+    assert bpy.ops.keygrip.camera_videos_folder(directory=str(folder)) == {"FINISHED"}
+    before = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
+    assert bpy.ops.keygrip.capture() == {"FINISHED"}   # the whole take, offsets from the motion: long enough
+    session = main_thread.latest()
+    deadline = time.monotonic() + 120
+    while session.busy and not session.progress.stage.startswith("capture"):
+        assert time.monotonic() < deadline, f"the capture never started: {session.progress}"
+        main_thread.poll_all(wait=0.05)
+    assert session.busy, f"the session ended before it could be cancelled: {session.state} {session.error}"
+    assert bpy.ops.keygrip.cancel() == {"FINISHED"}
+    main_thread.drain(timeout=60)
+    assert session.state == "cancelled"
+    after = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
+    assert after == before
+    with Client(shared_server.address) as client:
+        job = client.get_job(session.job_ids[-1])
+        assert job.type == "multiview_capture" and job.state == "cancelled"
