@@ -3,7 +3,8 @@ Qualisys calibration (the .qca.txt, written as a two-camera keygrip JSON) chosen
 source, captured together and put on a new armature, with one camera object per view showing its
 video. Through each camera, Blender's own projection puts the rig's joints on MediaPipe's 2D landmarks
 of that view. A calibration with more cameras than videos fails with the server's words and leaves the
-scene as it was."""
+scene as it was; the write-back is one undo step; the capture is reused onto the artist's own rig; a
+cancel leaves the scene as it was and cancels the server's job."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from addon_helpers import ADDON_MODULE, enable_addon, new_scene, prefs
+from addon_helpers import ADDON_MODULE, canonical_skeleton, enable_addon, new_scene, prefs
 
 addon_utils = import_module("addon_utils")
 
@@ -137,11 +138,16 @@ def test_two_calibrated_cameras_from_the_panel(addon, take):
     bpy.ops.ed.undo()
     assert sorted(o.name for o in bpy.data.objects) == objects_before
 
-    # Reusing the take's capture: retargeted again, each camera still finds its video in the list.
+    # Reusing the take's capture onto the artist's own rig (another size): retargeted again, each camera
+    # still finds its video in the list.
+    names, parents, offsets = canonical_skeleton()
+    hero = import_module(f"{ADDON_MODULE}.rig").build_canonical_armature(names, parents, offsets * 1.1, name="Hero")
     settings = bpy.context.scene.keygrip
     settings.reuse_capture, settings.last_capture_job = True, job_id
+    settings.target, settings.armature = "SELECTED", hero
     session = run_capture()
     assert session.state == "succeeded", session.error
+    assert session.value.target == "Hero" and hero.animation_data.action.name == session.value.animation
     assert not [w for w in session.value.warnings if "not found" in w], session.value.warnings
     for name, video in (("cam01", "cam01.mp4"), ("cam02", "cam02.mp4")):
         (bg,) = bpy.data.objects[f"Keygrip camera {name}"].data.background_images
