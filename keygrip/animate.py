@@ -28,7 +28,7 @@ from keygrip.projection import VideoCamera
 from keygrip.rigs import RigDescription, bone_map_from_dict
 from keygrip.session import Main, Step, Worker, WorkerContext
 from keygrip.tensors import from_tensor
-from keygrip.v1 import animation_pb2, mocap_pb2, motion_pb2, multicam_pb2
+from keygrip.v1 import animation_pb2, common_pb2, mocap_pb2, motion_pb2, multicam_pb2
 
 if TYPE_CHECKING:
     import numpy as np
@@ -290,7 +290,8 @@ class Retargeted:
     @property
     def warnings(self) -> list[str]:
         """What the artist should know, from the capture (skipped steps, gaps) and the retarget, once each."""
-        found = self.motion.capture or self.motion.multiview
+        motion = self.motion
+        found = motion.capture if motion.capture is not None else motion.multiview
         captured = list(found.warnings) if found is not None else []
         return list(dict.fromkeys([*captured, *self.result.warnings]))
 
@@ -383,7 +384,7 @@ def fetch_motion(ctx: WorkerContext, plan: Plan) -> Motion:
     return Motion(capture_job_id=job.id, capture=capture, skeleton=_skeleton(ctx, plan, capture.clip))
 
 
-def _skeleton(ctx: WorkerContext, plan: Plan, clip: Any) -> Skeleton | None:
+def _skeleton(ctx: WorkerContext, plan: Plan, clip: common_pb2.ArtifactRef) -> Skeleton | None:
     """The captured skeleton, read only when the target is a new armature built from it."""
     if plan.target != "NEW":
         return None
