@@ -3,6 +3,7 @@ capture, or upload the BVH), retarget the motion onto the host's rig, and hand t
 host, whose only job left is writing them into its scene.
 
     plan = Plan(source="video", video="take.mp4", target="NEW")
+    plan = Plan(source="cameras", cameras=Cameras(["cam1.mp4", "cam2.mp4"], "calib.toml"))  # several views
     chain = animate.steps(plan, describe_new_rig=host_describe, write=host_write)
     Session(plan.title, chain, connector(settings)).start(main_thread)
 
@@ -27,19 +28,22 @@ from keygrip.projection import VideoCamera
 from keygrip.rigs import RigDescription, bone_map_from_dict
 from keygrip.session import Main, Step, Worker, WorkerContext
 from keygrip.tensors import from_tensor
-from keygrip.v1 import animation_pb2, mocap_pb2, motion_pb2
+from keygrip.v1 import animation_pb2, common_pb2, mocap_pb2, motion_pb2, multicam_pb2
 
 if TYPE_CHECKING:
     import numpy as np
 
     from keygrip.client import Client, Job
 
-# Where the motion comes from: a video to capture, an earlier capture job, or a motion file ("bvh":
-# Plan.bvh_path, a .bvh or a MotionClip file from `keygrip mocap --clip`).
-SourceKind = Literal["video", "capture_job", "bvh"]
+# Where the motion comes from: a video to capture, calibrated videos of one take ("cameras":
+# Plan.cameras), an earlier capture job, or a motion file ("bvh": Plan.bvh_path, a .bvh or a MotionClip
+# file from `keygrip mocap --clip`).
+SourceKind = Literal["video", "cameras", "capture_job", "bvh"]
 # What it animates: a new armature with the canonical skeleton, or the artist's rig (Plan.rig).
 TargetKind = Literal["NEW", "SELECTED"]
 CAPTURE_JOB_TYPE = "motion_capture"
+MULTIVIEW_JOB_TYPE = "multiview_capture"
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mts")
 
 
 @dataclass
@@ -63,6 +67,41 @@ class CaptureOptions:
 
 
 @dataclass
+class Cameras:
+    """A multi-camera take: one video per calibrated camera (two at least) and the calibration
+    (Pose2Sim/OpenCV TOML, Qualisys .qca.txt or keygrip JSON). frame_offsets: per video, video v's
+    frame t + offsets[v] shows the first video's t; None: from timecodes or the person's motion."""
+
+    videos: list[str]
+    calibration: str
+    frame_offsets: list[int] | None = None
+
+    def check(self) -> None:
+        """ValueError naming what is missing, before anything is uploaded."""
+        if len(self.videos) < 2:
+            raise ValueError(f"a multi-camera capture needs one video per calibrated camera, two at least "
+                             f"({len(self.videos)} given): add the cameras' videos")
+        for video in self.videos:
+            if not Path(video).is_file():
+                raise ValueError(f"the camera video {video} does not exist: pick it again, or remove it")
+        if not self.calibration or not Path(self.calibration).is_file():
+            raise ValueError(f"the calibration {self.calibration or '(none)'} does not exist: pick the cameras' "
+                             "calibration file (TOML, .qca.txt or keygrip JSON)")
+        if self.frame_offsets is not None and len(self.frame_offsets) != len(self.videos):
+            raise ValueError(f"{len(self.frame_offsets)} frame offsets for {len(self.videos)} videos: give one per "
+                             "video, or none to synchronise them from the footage")
+
+
+def videos_in_folder(folder: str | Path) -> list[str]:
+    """The videos of a multi-camera take in one folder, sorted by name; ValueError with fewer than two."""
+    found = sorted(str(p) for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if len(found) < 2:
+        raise ValueError(f"the folder {folder} holds {len(found)} video(s); a multi-camera capture needs one "
+                         "video per calibrated camera (two at least)")
+    return found
+
+
+@dataclass
 class Plan:
     """Everything a capture-and-retarget needs, snapshotted from the host's UI when the artist clicks.
 
@@ -72,10 +111,13 @@ class Plan:
     rig_file: the character file (.glb, .vrm, .fbx) the SELECTED armature came from, if the host knows
     it: with no bone_map, the roles that file declares (VRM humanoid, glTF extras, a preset saved
     beside it) go with the request as given, and the server guesses only the rest.
+    cameras: the "cameras" source's videos and calibration (capture's subject and preview are a single
+    view's and are not sent).
     """
 
     source: SourceKind
     video: str = ""
+    cameras: Cameras | None = None
     capture_job_id: str = ""
     bvh_path: str = ""
     capture: CaptureOptions = field(default_factory=CaptureOptions)
@@ -89,13 +131,24 @@ class Plan:
     @property
     def title(self) -> str:
         what = Path(self.video or self.bvh_path).name or f"capture {self.capture_job_id[:8]}"
+        if self.source == "cameras" and self.cameras is not None:
+            what = f"{len(self.cameras.videos)} cameras ({Path(self.cameras.calibration).name})"
         onto = self.rig.name if self.target == "SELECTED" and self.rig is not None else "a new armature"
         return f"{what} onto {onto}"
 
     @property
     def stem(self) -> str:
-        """A short name for what is created: the video's or BVH's file name without suffix."""
-        return Path(self.video or self.bvh_path).stem or "capture"
+        """A short name for what is created: the video's or BVH's file name without suffix (a
+        multi-camera take: its first video's)."""
+        first = self.cameras.videos[0] if self.source == "cameras" and self.cameras and self.cameras.videos else ""
+        return Path(self.video or self.bvh_path or first).stem or "capture"
+
+    @property
+    def videos(self) -> list[str]:
+        """Every video of the plan on this machine: its video, its cameras' (where a host finds the
+        videos of the clip's cameras, also when it retargets their earlier capture)."""
+        found = [self.video] if self.video else []
+        return found + [v for v in (self.cameras.videos if self.cameras else []) if v not in found]
 
     @property
     def root_motion_name(self) -> str:
@@ -110,9 +163,12 @@ class Plan:
 
     def options_record(self) -> dict[str, object]:
         """The options as provenance: enough for a TD to re-run the same jobs."""
-        return {"capture": self.capture.request_fields(), "root_motion": self.root_motion,
-                "foot_lock": self.foot_lock, "target": self.target, "bone_map": dict(self.bone_map),
-                "rig_file": self.rig_file}
+        record: dict[str, object] = {
+            "capture": self.capture.request_fields(), "root_motion": self.root_motion, "foot_lock": self.foot_lock,
+            "target": self.target, "bone_map": dict(self.bone_map), "rig_file": self.rig_file}
+        if self.source == "cameras" and self.cameras is not None:
+            record["cameras"] = dataclasses.asdict(self.cameras)
+        return record
 
 
 # Typed results ------------------------------------------------------------------------------------
@@ -130,10 +186,12 @@ class Skeleton:
 @dataclass(frozen=True, eq=False)
 class Motion:
     """Step 1's result, the motion to retarget: a capture (its job, its result, and its skeleton when
-    the target is a new armature), an uploaded BVH or an uploaded MotionClip file."""
+    the target is a new armature), an uploaded BVH or an uploaded MotionClip file. A multi-camera
+    capture: its job, its result (multiview) and its clip (clip_artifact_id)."""
 
     capture_job_id: str = ""
     capture: mocap_pb2.CaptureMotionResult | None = None
+    multiview: multicam_pb2.MultiViewCaptureResult | None = None
     skeleton: Skeleton | None = None
     bvh_artifact_id: str = ""
     clip_artifact_id: str = ""
@@ -232,13 +290,16 @@ class Retargeted:
     @property
     def warnings(self) -> list[str]:
         """What the artist should know, from the capture (skipped steps, gaps) and the retarget, once each."""
-        captured = list(self.motion.capture.warnings) if self.motion.capture is not None else []
+        motion = self.motion
+        found = motion.capture if motion.capture is not None else motion.multiview
+        captured = list(found.warnings) if found is not None else []
         return list(dict.fromkeys([*captured, *self.result.warnings]))
 
     def provenance(self, plan: Plan) -> Provenance:
         return Provenance(
             capture_job_id=self.motion.capture_job_id, retarget_job_id=self.job_id,
-            source=plan.video or plan.bvh_path or plan.capture_job_id, options=plan.options_record(),
+            source=plan.video or plan.bvh_path or ", ".join(plan.videos) or plan.capture_job_id,
+            options=plan.options_record(),
             server_version=self.server_version, server_address=self.server_address,
             bvh_artifact_id=self.result.bvh.id, animation_artifact_id=self.result.animation.id)
 
@@ -298,28 +359,58 @@ def _rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
 # Worker steps -------------------------------------------------------------------------------------
 
 def fetch_motion(ctx: WorkerContext, plan: Plan) -> Motion:
-    """Step 1: the motion to retarget: a fresh capture, an earlier one, or an uploaded BVH."""
+    """Step 1: the motion to retarget: a fresh capture (one video, or calibrated cameras), an earlier
+    one, or an uploaded BVH."""
     client = ctx.client
     if plan.source == "bvh":
         if Path(plan.bvh_path).suffix.lower() == ".bvh":
             return Motion(bvh_artifact_id=client.upload(plan.bvh_path, progress=ctx.upload_progress("BVH")).id)
         # A MotionClip file (`keygrip mocap --clip`, a multi-view capture): it carries its cameras.
         return Motion(clip_artifact_id=client.upload(plan.bvh_path, progress=ctx.upload_progress("clip")).id)
+    if plan.source == "cameras":
+        return _capture_cameras(ctx, plan)
     job: Job[mocap_pb2.CaptureMotionResult]
     if plan.source == "video":
         job = client.capture_motion(plan.video, upload_progress=ctx.upload_progress("video"),
                                     **plan.capture.request_fields())
     else:
         found = client.get_job(plan.capture_job_id)
+        if found.type == MULTIVIEW_JOB_TYPE:
+            return _multiview_motion(ctx, plan, cast("Job[multicam_pb2.MultiViewCaptureResult]", found))
         if found.type != CAPTURE_JOB_TYPE:
             raise ValueError(f"job {plan.capture_job_id} is a {found.type} job, not a motion capture")
         job = cast("Job[mocap_pb2.CaptureMotionResult]", found)
     capture = ctx.run_job(job, "capture")
-    skeleton = None
-    if plan.target == "NEW":
-        ctx.progress("reading the skeleton", 1.0)
-        skeleton = canonical_skeleton(client.read_clip(capture.clip))
-    return Motion(capture_job_id=job.id, capture=capture, skeleton=skeleton)
+    return Motion(capture_job_id=job.id, capture=capture, skeleton=_skeleton(ctx, plan, capture.clip))
+
+
+def _skeleton(ctx: WorkerContext, plan: Plan, clip: common_pb2.ArtifactRef) -> Skeleton | None:
+    """The captured skeleton, read only when the target is a new armature built from it."""
+    if plan.target != "NEW":
+        return None
+    ctx.progress("reading the skeleton", 1.0)
+    return canonical_skeleton(ctx.client.read_clip(clip))
+
+
+def _capture_cameras(ctx: WorkerContext, plan: Plan) -> Motion:
+    """A multi-camera capture of the plan's videos through their calibration (each video uploaded once)."""
+    if plan.cameras is None:
+        raise ValueError("a multi-camera capture needs its videos and calibration (Plan.cameras)")
+    plan.cameras.check()
+    options = plan.capture
+    job = ctx.client.capture_multiview(
+        plan.cameras.videos, plan.cameras.calibration, frame_offsets=plan.cameras.frame_offsets,
+        upload_progress=ctx.upload_progress("videos"), hands=options.hands, face=options.face,
+        smoothing=options.smoothing, foot_lock=options.foot_lock, start_frame=options.start_frame,
+        end_frame=options.end_frame)
+    return _multiview_motion(ctx, plan, job)
+
+
+def _multiview_motion(ctx: WorkerContext, plan: Plan, job: Job[multicam_pb2.MultiViewCaptureResult]) -> Motion:
+    result = ctx.run_job(job, "capture")
+    # The retarget takes the clip itself: it carries the calibrated cameras.
+    return Motion(capture_job_id=job.id, multiview=result, clip_artifact_id=result.clip.id,
+                  skeleton=_skeleton(ctx, plan, result.clip))
 
 
 def retarget(ctx: WorkerContext, plan: Plan, motion: Motion, rig: RigDescription) -> Retargeted:

@@ -37,7 +37,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from keygrip import errors, events, sequences
+from keygrip import animate, errors, events, sequences
 from keygrip.client import DEFAULT_ADDRESS, Client, Job, Source, find_local_sequence
 from keygrip.progress import ProgressBar
 from keygrip.v1 import animation_pb2, common_pb2, scene_pb2, server_pb2
@@ -175,17 +175,13 @@ def cmd_jobs(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mts")
-
-
 def _multiview_videos(names: list[str], server_path: bool) -> list[str]:
     """The videos of a multi-camera take: as given, or the videos in one folder (sorted by name)."""
     if len(names) == 1 and not server_path and Path(names[0]).is_dir():
-        found = sorted(str(p) for p in Path(names[0]).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-        if len(found) < 2:
-            raise errors.InvalidArgument(f"the folder {names[0]} holds {len(found)} video(s); a multi-camera capture "
-                                         "needs one video per calibrated camera (two at least)")
-        return found
+        try:
+            return animate.videos_in_folder(names[0])
+        except ValueError as exc:
+            raise errors.InvalidArgument(str(exc)) from None
     if len(names) < 2:
         raise errors.InvalidArgument("--calibration is for a multi-camera capture: give two videos or more "
                                      "(one per calibrated camera), or a folder of them")

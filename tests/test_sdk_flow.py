@@ -274,3 +274,29 @@ def test_capture_warnings_reach_the_host(shared_server) -> None:
     assert any("smoothing skipped" in w for w in done.motion.capture.warnings)
     assert any("smoothing skipped" in w for w in session.value.warnings)
     assert len(session.value.warnings) == len(set(session.value.warnings))
+
+
+def test_a_multi_camera_plan_says_what_is_missing_before_anything_is_sent(tmp_path: Path) -> None:
+    """animate.Cameras.check and videos_in_folder: what the Blender panel's Cameras source (and a TD's
+    script) is told before any upload."""
+    calib = DATA / "pose2sim" / "Calib.qca.txt"
+    cam02 = DATA / "video" / "pose2sim_cam02_vp9_audio.mp4"
+    with pytest.raises(ValueError, match=r"two at least \(1 given\)"):
+        animate.Cameras([str(VIDEO)], str(calib)).check()
+    with pytest.raises(ValueError, match="the camera video .*gone.mp4 does not exist"):
+        animate.Cameras([str(VIDEO), str(tmp_path / "gone.mp4")], str(calib)).check()
+    with pytest.raises(ValueError, match=r"the calibration \(none\) does not exist"):
+        animate.Cameras([str(VIDEO), str(cam02)], "").check()
+    with pytest.raises(ValueError, match="3 frame offsets for 2 videos"):
+        animate.Cameras([str(VIDEO), str(cam02)], str(calib), [0, 0, 4]).check()
+    animate.Cameras([str(VIDEO), str(cam02)], str(calib), [0, 3]).check()
+    (tmp_path / "b.MOV").write_bytes(b"")
+    with pytest.raises(ValueError, match="holds 1 video"):
+        animate.videos_in_folder(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "c.txt").write_bytes(b"")
+    assert [Path(v).name for v in animate.videos_in_folder(tmp_path)] == ["a.mp4", "b.MOV"]
+    plan = Plan(source="cameras", cameras=animate.Cameras([str(VIDEO), str(cam02)], str(calib)))
+    assert plan.title == "2 cameras (Calib.qca.txt) onto a new armature" and plan.stem == VIDEO.stem
+    assert plan.options_record()["cameras"] == {"videos": [str(VIDEO), str(cam02)], "calibration": str(calib),
+                                                "frame_offsets": None}

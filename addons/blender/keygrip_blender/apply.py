@@ -37,8 +37,7 @@ class ScenePlan:
 
 
 def new_armature_name(plan: Plan) -> str:
-    stem = Path(plan.video).stem if plan.video else "capture"
-    return f"Keygrip {stem}"
+    return f"Keygrip {plan.stem}"
 
 
 def _target_armature(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> bpy.types.Object:
@@ -70,9 +69,9 @@ def _match_fps(scene: bpy.types.Scene, fps: float) -> None:
 
 
 def _videos(plan: Plan, names: list[str]) -> list[str]:
-    """Where the cameras' videos may be on this machine: the plan's video, and files of those names
+    """Where the cameras' videos may be on this machine: the plan's videos, and files of those names
     beside a motion file (a multi-view clip written next to its videos)."""
-    found = [plan.video] if plan.video else []
+    found = plan.videos
     if plan.bvh_path:
         found += [str(Path(plan.bvh_path).with_name(Path(name).name)) for name in names if name]
     return found

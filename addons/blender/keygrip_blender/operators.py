@@ -13,7 +13,7 @@ from pathlib import Path
 import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from keygrip import rigs
+from keygrip import animate, rigs
 from keygrip.animate import CaptureOptions, Plan, SourceKind
 from keygrip.client import find_local_sequence
 from keygrip.compositing import PassPlan
@@ -34,8 +34,17 @@ def _armature(context: bpy.types.Context) -> bpy.types.Object | None:
     return obj
 
 
+def camera_videos(context: bpy.types.Context) -> list[str]:
+    """The Cameras source's videos as absolute paths, in the list's order (empty rows left out)."""
+    return [bpy.path.abspath(item.path) for item in context.scene.keygrip.camera_videos if item.path]
+
+
 def video_path(context: bpy.types.Context) -> str:
+    """The panel's video (the Cameras source: its first video, whose frames the frame range counts)."""
     s = context.scene.keygrip
+    if s.source == "CAMERAS":
+        videos = camera_videos(context)
+        return videos[0] if videos else ""
     if s.source == "CLIP":
         return bpy.path.abspath(s.clip.filepath, library=s.clip.library) if s.clip else ""
     if s.source == "IMAGE":
@@ -61,16 +70,23 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Pla
     s = context.scene.keygrip
     video = video_path(context)
     source: SourceKind
+    # The Cameras source's take; reusing its capture, its videos are still where the cameras' backgrounds are.
+    cameras = None if s.source != "CAMERAS" or bvh_path else animate.Cameras(
+        camera_videos(context), bpy.path.abspath(s.calibration_path) if s.calibration_path else "",
+        [item.offset for item in s.camera_videos if item.path] if s.camera_offsets else None)
     if bvh_path:
         source = "bvh"
     elif s.reuse_capture and s.last_capture_job:
         source = "capture_job"
+    elif cameras is not None:
+        source, video = "cameras", ""
+        cameras.check()
     else:
         source = "video"
         if not video or not Path(video).is_file():
             raise ValueError("pick a video file (or a Movie Clip) in the Keygrip panel first")
     plan = Plan(
-        source=source, video=video if not bvh_path else "", capture_job_id=s.last_capture_job,
+        source=source, video=video if not bvh_path else "", cameras=cameras, capture_job_id=s.last_capture_job,
         bvh_path=bvh_path,
         capture=CaptureOptions(hands=s.hands, face=s.face, smoothing=s.smoothing, foot_lock=s.foot_lock,
                                start_frame=s.frame_start, end_frame=s.frame_end, preview=s.preview,
@@ -241,6 +257,68 @@ class FindPeopleOperator(_SessionOperator):
         s = context.scene.keygrip
         return tasks.people_session(video, (s.frame_start, s.frame_end), preferences.server_settings(context),
                                     context.scene.name)
+
+
+class CameraVideoAddOperator(bpy.types.Operator, ImportHelper):
+    """Add camera videos to the multi-camera take (several files at once)"""
+
+    bl_idname = "keygrip.camera_video_add"
+    bl_label = "Add Camera Videos"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filter_glob: bpy.props.StringProperty(default=";".join(f"*{s}" for s in animate.VIDEO_SUFFIXES),
+                                          options={"HIDDEN"})
+    files: bpy.props.CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
+    directory: bpy.props.StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        names = [f.name for f in self.files if f.name] or [Path(self.filepath).name]
+        folder = Path(self.directory) if self.directory else Path(self.filepath).parent
+        for name in names:
+            context.scene.keygrip.camera_videos.add().path = str(folder / name)
+        return {"FINISHED"}
+
+
+class CameraVideosFromFolderOperator(bpy.types.Operator):
+    """Fill the camera videos with every video in a folder, in name order (one per calibrated camera)"""
+
+    bl_idname = "keygrip.camera_videos_folder"
+    bl_label = "Camera Videos from Folder"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: bpy.props.StringProperty(subtype="DIR_PATH")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            videos = animate.videos_in_folder(bpy.path.abspath(self.directory))
+        except (ValueError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        items = context.scene.keygrip.camera_videos
+        items.clear()
+        for video in videos:
+            items.add().path = video
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
+class CameraVideoRemoveOperator(bpy.types.Operator):
+    """Remove the chosen camera video from the take"""
+
+    bl_idname = "keygrip.camera_video_remove"
+    bl_label = "Remove Camera Video"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        s = context.scene.keygrip
+        if not s.camera_videos:
+            return {"CANCELLED"}
+        s.camera_videos.remove(s.camera_videos_index)
+        s.camera_videos_index = min(s.camera_videos_index, max(len(s.camera_videos) - 1, 0))
+        return {"FINISHED"}
 
 
 class UsePersonOperator(bpy.types.Operator):
@@ -480,7 +558,7 @@ class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
 
 
 CLASSES = (CaptureOperator, ImportBvhOperator, ExportBvhOperator, ConnectOperator, ProbeOperator, FindPeopleOperator,
-           UsePersonOperator,
+           UsePersonOperator, CameraVideoAddOperator, CameraVideosFromFolderOperator, CameraVideoRemoveOperator,
            MapBonesOperator, GenerateTextureOperator, GenerateWorldOperator, ProjectTextureOperator, CancelOperator,
            SaveBoneMapOperator, LoadBoneMapOperator, MatteOperator, CleanPlateOperator, DepthOperator)
 

@@ -63,6 +63,30 @@ def _draw_outcome(layout: bpy.types.UILayout, session: Session) -> None:
             layout.label(text=line, icon="ERROR" if session.state == "failed" else "CANCEL")
 
 
+class CameraVideoList(bpy.types.UIList):
+    """One row per calibrated camera's video of a multi-camera take, with its frame offset."""
+
+    bl_idname = "KEYGRIP_UL_camera_videos"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        row.prop(item, "path", text="", emboss=False, icon="FILE_MOVIE")
+        if data.camera_offsets:
+            row.prop(item, "offset", text="")
+
+
+def _draw_cameras(col: bpy.types.UILayout, s: bpy.types.PropertyGroup) -> None:
+    """The Cameras source: the videos (add, remove, a folder), the calibration, the offsets."""
+    row = col.row()
+    row.template_list("KEYGRIP_UL_camera_videos", "", s, "camera_videos", s, "camera_videos_index", rows=3)
+    buttons = row.column(align=True)
+    buttons.operator("keygrip.camera_video_add", text="", icon="ADD")
+    buttons.operator("keygrip.camera_video_remove", text="", icon="REMOVE")
+    buttons.operator("keygrip.camera_videos_folder", text="", icon="FILE_FOLDER")
+    col.prop(s, "calibration_path")
+    col.prop(s, "camera_offsets")
+
+
 class KeygripPanel(bpy.types.Panel):
     bl_label = "Keygrip"
     bl_idname = "KEYGRIP_PT_main"
@@ -81,7 +105,11 @@ class KeygripPanel(bpy.types.Panel):
 
         col = layout.column(heading="Video")
         col.prop(s, "source", expand=True)
-        col.prop(s, {"FILE": "video_path", "CLIP": "clip", "IMAGE": "plate_image"}[s.source], text="")
+        cameras = s.source == "CAMERAS"
+        if cameras:
+            _draw_cameras(col, s)
+        else:
+            col.prop(s, {"FILE": "video_path", "CLIP": "clip", "IMAGE": "plate_image"}[s.source], text="")
         row = col.row(align=True)
         row.prop(s, "frame_start")
         row.prop(s, "frame_end")
@@ -95,10 +123,11 @@ class KeygripPanel(bpy.types.Panel):
         row.prop(s, "hands", toggle=True)
         row.prop(s, "face", toggle=True)
         col.prop(s, "smoothing")
-        row = col.row(align=True)
-        row.prop(s, "subject")
-        row.operator("keygrip.find_people", text="", icon="COMMUNITY")
-        if s.people and s.people_video == operators.video_path(context):
+        if not cameras:  # who to capture: the cameras' calibration finds the one person they all see
+            row = col.row(align=True)
+            row.prop(s, "subject")
+            row.operator("keygrip.find_people", text="", icon="COMMUNITY")
+        if s.people and not cameras and s.people_video == operators.video_path(context):
             box = col.box()
             for person in s.people:
                 icon = previews.latest.get(tasks.person_key(context.scene.name, person.person_id), 0)
@@ -113,7 +142,8 @@ class KeygripPanel(bpy.types.Panel):
                 op.person_id = person.person_id
         col.prop(s, "foot_lock")
         col.prop(s, "root_motion")
-        col.prop(s, "preview")
+        if not cameras:
+            col.prop(s, "preview")
 
         col = layout.column(heading="Target")
         col.prop(s, "target", expand=True)
@@ -179,4 +209,4 @@ class KeygripPanel(bpy.types.Panel):
             _draw_outcome(layout, last)
 
 
-CLASSES = (BoneMapList, KeygripPanel)
+CLASSES = (BoneMapList, CameraVideoList, KeygripPanel)

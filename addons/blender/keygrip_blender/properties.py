@@ -64,13 +64,34 @@ class KeygripPersonItem(bpy.types.PropertyGroup):
     visible: bpy.props.FloatProperty(name="Seen on", subtype="FACTOR", min=0.0, max=1.0)
 
 
+class KeygripCameraVideo(bpy.types.PropertyGroup):
+    """One calibrated camera's video of a multi-camera take."""
+
+    path: bpy.props.StringProperty(name="Video", subtype="FILE_PATH", description="This camera's video")
+    offset: bpy.props.IntProperty(name="Offset", description="This video's frame that shows the first video's "
+                                  "frame 0 (used when Set Offsets is on)")
+
+
 class KeygripSceneSettings(bpy.types.PropertyGroup):
     source: bpy.props.EnumProperty(
         name="Source", items=[("FILE", "Video file", "A video file on disk"),
                               ("CLIP", "Movie Clip", "A Movie Clip already in this file (a movie or an image "
                                                      "sequence)"),
                               ("IMAGE", "Image sequence", "An Image already in this file whose source is an image "
-                                                          "sequence (plate.1001.exr ...)")], default="FILE")
+                                                          "sequence (plate.1001.exr ...)"),
+                              ("CAMERAS", "Cameras", "Several calibrated cameras' videos of one take, captured "
+                                                     "together (multi-view: depth from the calibration)")],
+        default="FILE")
+    camera_videos: bpy.props.CollectionProperty(type=KeygripCameraVideo)
+    camera_videos_index: bpy.props.IntProperty()
+    calibration_path: bpy.props.StringProperty(
+        name="Calibration", subtype="FILE_PATH",
+        description="The cameras' calibration: Pose2Sim/OpenCV TOML, Qualisys .qca.txt or keygrip JSON (keygrip "
+        "calibrate), one camera per video (matched by name when the names match, else in order)")
+    camera_offsets: bpy.props.BoolProperty(
+        name="Set Offsets", default=False,
+        description="Use each video's frame offset as given (off: from the files' timecodes, else from the "
+        "person's motion)")
     video_path: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
     clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)
     plate_image: bpy.props.PointerProperty(name="Image sequence", type=bpy.types.Image)
@@ -161,7 +182,7 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         "what earlier ones did not see)")
 
 
-_CLASSES = (KeygripBoneMapItem, KeygripPersonItem, KeygripSceneSettings)
+_CLASSES = (KeygripBoneMapItem, KeygripPersonItem, KeygripCameraVideo, KeygripSceneSettings)
 
 
 def register() -> None:
