@@ -92,6 +92,18 @@ def _errors(proj: np.ndarray, focal: np.ndarray, xy: np.ndarray, pts: np.ndarray
     return np.where((z > 0) & np.isfinite(err), err, np.inf)
 
 
+def joint_errors(cameras: list[VideoCamera], xy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(V, N) reprojection errors in pixels of the points (N) triangulated from every view at once
+    (weighted DLT, no view rejected): xy (V, N, 2) normalised image points, w (V, N) weights; inf
+    where a view has no weight or the point could not be solved. A view out of step with the others
+    pulls every point off and is pulled off in turn, so the errors grow with any view's timing error
+    (sync.py scores frame offsets by them)."""
+    proj = _projections(cameras)
+    focal = np.array([0.5 * (c.camera.focal_x + c.camera.focal_y) for c in cameras])
+    err = _errors(proj, focal, xy, _dlt(proj, xy, w))
+    return np.where(w > 0, err, np.inf)
+
+
 def _consensus(proj: np.ndarray, focal: np.ndarray, xy: np.ndarray, w: np.ndarray, gate: float
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RANSAC over view pairs and the inliers' weighted DLT: points (N, 3) (NaN without two
