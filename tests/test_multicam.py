@@ -178,6 +178,27 @@ def test_mirrored_labels_and_frame_offsets_are_found(reference: np.ndarray) -> N
         sync.from_views([cams[0], cams[1]], np.stack([xy[0], other_xy]), conf[[0, 1]], 60.0)
 
 
+def test_offsets_are_found_with_all_views_at_once_and_a_still_person_is_flagged(reference: np.ndarray) -> None:
+    from inference_server.multicam.triangulate import normalized_points
+
+    cams, pixels, conf = views_of(reference)
+    noise = np.random.default_rng(2).normal(0.0, 2.0, pixels.shape)
+    noise[0] *= 10.0  # cam01, the first view, is a poor one (20 px): each view against it alone gets cam04 wrong
+    noisy = pixels + noise
+    xy = np.stack([normalized_points(c, p) for c, p in zip(cams, noisy, strict=True)])
+    # cam03 (facing cam01: their epipolar lines run through the man) started 4 frames late (its frame t shows
+    # cam01's t + 4), cam04 2 frames early (its frame t + 2 shows cam01's t).
+    shifted = xy.copy()
+    shifted[2, :-4] = xy[2, 4:]
+    shifted[3, 2:] = xy[3, :-2]
+    found = sync.from_views(cams, shifted[:, :90], conf[:, :90], 60.0)
+    assert found.offsets == [4, 4, 0, 6] and found.confidence > 0.8
+    # A man who does not move: every shift fits as well, so the offsets found are not to be trusted.
+    still = np.broadcast_to(xy[:, :1], xy.shape).copy()
+    unsure = sync.from_views(cams, still[:, :60], conf[:, :60], 60.0)
+    assert unsure.confidence < sync.MIN_CONFIDENCE
+
+
 def _encode(path: Path, frames: int, size: tuple[int, int], rate: int) -> Path:
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=rate)

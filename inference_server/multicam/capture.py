@@ -26,7 +26,7 @@ from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext, NullContext
 from inference_server.jobs.tasks import Task
 from inference_server.media.video import MediaInfo, probe
-from inference_server.mocap import skeleton_fit, swaps
+from inference_server.mocap import filters, skeleton_fit, swaps
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import SolveOptions, check_solve
 from inference_server.mocap.solve import PlacedBody, solve_world
@@ -34,7 +34,7 @@ from inference_server.motion import quat
 from inference_server.motion.clip import MotionClip
 from inference_server.multicam import associate, epipolar, sync
 from inference_server.multicam.calibration_files import Calibration, read_calibration
-from inference_server.multicam.triangulate import Triangulated, triangulate
+from inference_server.multicam.triangulate import Triangulated, smoothed, triangulate
 from keygrip.projection import Camera, VideoCamera
 
 # A video may be this many pixels narrower or shorter than its calibration: codecs pad frames to
@@ -290,7 +290,8 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
                             "camera's calibration is off): that view was left out")
     weights = np.where(agree[..., None], conf, 0.0)
     pixels = np.stack([lm.pose_image[..., :2] * lm.image_size for lm in lms])
-    points = triangulate(cams, pixels, weights)
+    cutoff = filters.smoothing_cutoff_hz(options.solve.smoothing, fps)
+    points = smoothed(triangulate(cams, pixels, weights), fps, cutoff)
     timings["triangulation"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -11,11 +11,18 @@ smallest offset is 0. In order of trust:
    pulls them off. Cross-correlating 2D keypoint speeds between views was tried first and failed on
    the Pose2Sim balancing trial (a man standing on one leg: offsets of 28-29 frames at a peak
    correlation of 0.15, where the videos are in sync); the epipolar cost uses the geometry the
-   calibration gives and the points' positions, not only how fast they move.
+   calibration gives and the points' positions, not only how fast they move. Each view against the
+   first alone still failed there ([1, 0, 6, 1] at confidence 0.60): cam01 and cam03 face each
+   other, so their epipolar lines run along the body and hardly tell shifts apart. The shifts are
+   therefore settled with all views at once: the median reprojection error of the points
+   triangulated from every view, one view's shift varied with the others held, in a few sweeps.
+   The confidence is a bootstrap over the frames (how often the same shift wins), not a ratio of
+   costs, which stayed high for a wrong answer.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +30,7 @@ import numpy as np
 
 from inference_server.errors import InvalidInput
 from inference_server.multicam import epipolar
+from inference_server.multicam.triangulate import joint_errors
 from keygrip.projection import VideoCamera
 
 # Offsets searched: up to this many seconds either way (and at most a third of the shortest clip).
@@ -85,18 +93,22 @@ def _timecode(path: Path) -> float | None:
 
 def from_views(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray, fps: float) -> Sync:
     """Offsets of every view against the first from the person's points (V, F, 33, 2), normalised
-    image coordinates, and their confidences (V, F, 33): for each view the shift that brings its
-    person closest to the first view's epipolar lines (median over frames of epipolar.pair_cost).
+    image coordinates, and their confidences (V, F, 33).
 
-    per_view confidence: how much deeper the best shift's cost is than the typical shift's (0: flat,
-    nothing tells the shifts apart, as with a person who hardly moves; 1: only one shift fits).
+    First each view alone against the first (the shift that brings its person closest to the first
+    view's epipolar lines, epipolar.pair_cost), then every view's shift again with all views at once
+    (joint_cost): a pair of cameras facing each other hardly tells shifts apart, all views together do.
+
+    per_view confidence: the share of BOOTSTRAP resamplings of the frames whose best shift for the
+    view lies within a frame of the one chosen (1 for the first view): a flat cost, as with a person
+    who hardly moves or a view that sees the motion along its line of sight, gives a low one.
     Raises InvalidInput when no shift makes a view agree with the first (different takes, or a
     calibration that does not belong to these videos).
     """
     f = xy.shape[1]
     max_lag = max(1, min(round(MAX_LAG_S * fps), f // 3))
     lags = np.arange(-max_lag, max_lag + 1)
-    offsets, conf_v, costs_v = [0], [1.0], [0.0]
+    offsets, costs_v = [0], [0.0]
     for v in range(1, len(cams)):
         costs = np.full(len(lags), np.nan)
         for i, lag in enumerate(lags):
@@ -107,16 +119,9 @@ def from_views(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray, fps: f
             frame_costs = epipolar.pair_cost([cams[0], cams[v]], pair, pc, 0, 1)
             if np.isfinite(frame_costs).any():
                 costs[i] = np.nanmedian(frame_costs)
-        if not np.isfinite(costs).any():
-            offsets.append(0)
-            conf_v.append(0.0)
-            costs_v.append(np.inf)
-            continue
-        best = int(np.nanargmin(costs))
-        typical = float(np.nanmedian(costs))
+        best = int(np.nanargmin(costs)) if np.isfinite(costs).any() else max_lag
         offsets.append(int(lags[best]))
-        conf_v.append(float(np.clip(1.0 - costs[best] / typical, 0.0, 1.0)) if typical > 0 else 0.0)
-        costs_v.append(float(costs[best]))
+        costs_v.append(float(costs[best]) if np.isfinite(costs).any() else np.inf)
     bad = [cams[v].name for v in range(1, len(cams))
            if not costs_v[v] < epipolar.SAME_PERSON_PER_HEIGHT * cams[v].camera.height]
     if bad:
@@ -124,5 +129,74 @@ def from_views(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray, fps: f
                            f"{max_lag} frames does the person there line up with the person in {cams[0].name}. "
                            "Check that the videos are one take and that the calibration belongs to these cameras, "
                            "or give the offsets yourself (--offsets).")
+    conf_v = [1.0] * len(cams)
+    tables: dict[int, np.ndarray] = {}
+    for _ in range(SWEEPS):
+        moved = False
+        for v in range(1, len(cams)):
+            tables[v] = np.stack([joint_cost(cams, xy, conf, offsets[:v] + [int(lag)] + offsets[v + 1:])
+                                  for lag in lags])  # (lags, F): NaN where a frame is outside the overlap
+            best = _best(tables[v])
+            moved |= int(lags[best]) != offsets[v]
+            offsets[v] = int(lags[best])
+        if not moved:
+            break
+    for v, table in tables.items():
+        conf_v[v] = _bootstrap_agreement(table, int(np.searchsorted(lags, offsets[v])))
     # View v's frame t + offsets[v] shows what the first view's frame t does.
     return Sync(normalize(offsets), float(min(conf_v)), "motion", conf_v)
+
+
+# Coordinate sweeps over the views in the joint search (each view's shift with the others held).
+SWEEPS = 3
+# Frame resamplings for the confidence.
+BOOTSTRAP = 200
+# Points scored in the joint search: the body from the shoulders down (MediaPipe's face points on a
+# head seen from behind are guesses, and 11 of them would outvote the limbs).
+LIMBS = np.arange(11, 33)
+
+
+def joint_cost(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray, offsets: list[int]) -> np.ndarray:
+    """(F,) per frame of the first view: the median reprojection error in pixels of the limb points
+    triangulated from all views at once with these offsets (triangulate.joint_errors); NaN where a
+    view's shifted frame is outside its clip or fewer than 4 points were seen by two views."""
+    v, f = xy.shape[:2]
+    out = np.full(f, np.nan)
+    off = np.asarray(offsets)
+    t = np.arange(max(0, -off.min()), min(f, f - off.max()))
+    if len(t) == 0:
+        return out
+    pts = np.stack([xy[i, t + off[i]][:, LIMBS] for i in range(v)])  # (V, T, L, 2)
+    c = np.stack([conf[i, t + off[i]][:, LIMBS] for i in range(v)])
+    w = np.where((c >= epipolar.MIN_CONFIDENCE) & np.isfinite(pts).all(axis=-1), c, 0.0)
+    err = joint_errors(cams, pts.reshape(v, -1, 2), w.reshape(v, -1)).reshape(v, len(t), len(LIMBS))
+    err = np.where(np.isfinite(err), err, np.nan).transpose(1, 0, 2).reshape(len(t), -1)
+    rows = np.isfinite(err).sum(axis=1) >= 4
+    if rows.any():
+        out[t[rows]] = np.nanmedian(err[rows], axis=1)
+    return out
+
+
+def _best(per_frame: np.ndarray) -> int:
+    """The shift (row) whose median over its frames is lowest."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row: a shift with no overlap
+        med = np.nanmedian(per_frame, axis=1)
+    return int(np.nanargmin(np.where(np.isfinite(med), med, np.inf)))
+
+
+def _bootstrap_agreement(per_frame: np.ndarray, best: int) -> float:
+    """Share of resamplings of the frames (with replacement) in which the shifts within a frame of
+    best score strictly lower than every other shift (a tie, as for a person who does not move, is
+    no agreement)."""
+    rng = np.random.default_rng(0)
+    f = per_frame.shape[1]
+    near = np.abs(np.arange(len(per_frame)) - best) <= 1
+    hits = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(BOOTSTRAP):
+            med = np.nanmedian(per_frame[:, rng.integers(0, f, f)], axis=1)
+            med = np.where(np.isfinite(med), med, np.inf)
+            hits += bool(med[near].min() < med[~near].min())
+    return hits / BOOTSTRAP
