@@ -91,6 +91,18 @@ def mask_boxes(people: People, track: Track, frames: np.ndarray) -> dict[int, Bo
     return boxes
 
 
+def off_subject(box: Box, hips: tuple[float, float], size: tuple[int, int]) -> bool:
+    """Whether a pose's hip centre (normalised) lies off the subject whose box (mask_boxes) this is:
+    further from its centre than MAX_HIP_OFFSET_RADII body radii (the box is 2 radii wide); an
+    empty box has nobody on it."""
+    x0, y0, x1, y1 = box
+    r = 0.5 * (x1 - x0) * size[0]
+    if r <= 0:
+        return True
+    dx, dy = (hips[0] - 0.5 * (x0 + x1)) * size[0], (hips[1] - 0.5 * (y0 + y1)) * size[1]
+    return bool(np.hypot(dx, dy) > MAX_HIP_OFFSET_RADII * r)
+
+
 def keep_subject(landmarks: Landmarks, people: People, track: Track) -> tuple[Landmarks, list[str]]:
     """The landmarks with every frame that does not show the subject emptied (NaN, not present),
     and warnings for the frames where the subject was hidden or had left the shot."""

@@ -117,6 +117,11 @@ class Track:
     def confirmed(self) -> bool:
         return len(self.frames) >= CONFIRM_FRAMES
 
+    @property
+    def last_apart(self) -> int:
+        """The last frame where the person was seen apart from others (-1: never)."""
+        return next((f for f, a in zip(reversed(self.frames), reversed(self.ambiguous), strict=True) if not a), -1)
+
     def predict(self, frame: int, fps: float) -> None:
         """Move the filter on to `frame` (after the last frame it was at): constant velocity, with
         an uncertainty that grows with the time unseen."""
@@ -255,11 +260,12 @@ class Linker:
     def _ambiguous(self, j: int, detections: list[Detection]) -> bool:
         """Whether detection j lies close to the predicted hip centres of more than one confirmed
         track (within AMBIGUOUS_RADII): two people overlap there, and its colours and its centre
-        may be partly the other's. Tracks unseen for longer than a stretch's gap do not count: where
-        they are is a guess, and a wrong guess would leave whoever stands there ambiguous."""
+        may be partly the other's. Tracks not seen apart from others for longer than a stretch's gap
+        do not count: where they are is a guess (one that took stray detections beside someone
+        would otherwise leave that person ambiguous for good)."""
         d = detections[j]
         near = [np.hypot(d.x - x, d.y - y) < AMBIGUOUS_RADII * max(d.radius, t.radius)
-                for t in self.live if t.confirmed and t.frames[-1] >= self._frame - self.split_gap
+                for t in self.live if t.confirmed and t.last_apart >= self._frame - self.split_gap
                 for x, y in [t.where()]]
         return sum(near) > 1
 
