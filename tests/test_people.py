@@ -198,7 +198,9 @@ def test_cli_lists_people_and_writes_thumbnails(shared_server, crossing: Distrac
 
 
 def test_cli_captures_everyone_into_a_file_each(shared_server, crossing: DistractorClip, tmp_path: Path) -> None:
-    out = _keygrip(shared_server.address, "mocap", str(crossing.path), "--people", "all", "--end", "12",
+    # The whole clip: the detector sees the copy on only 4 of its first 12 frames (it crosses in
+    # front of the subject there), too few for the pose model to capture them every run.
+    out = _keygrip(shared_server.address, "mocap", str(crossing.path), "--people", "all",
                    "--out", str(tmp_path / "take.bvh"))
     assert out.returncode == 0, out.stderr
     written = sorted(p.name for p in tmp_path.glob("take_person*.bvh"))

@@ -87,8 +87,10 @@ class PersonDetector:
 
     The detector is made for one dominant person: beside someone it finds, a second person often
     goes unreported. With the first one's body covered, the next run finds the next person, until
-    a run finds nobody new (or max_people are found). Wide or tall frames are also searched square
-    by square (see the module doc); a person covered in one square stays covered in the next.
+    a run finds nobody new (or one more than max_people are found: the one beyond the cap is how
+    the linker knows that people were left out, see find_people's warning). Wide or tall frames are
+    also searched square by square (see the module doc); a person covered in one square stays
+    covered in the next.
     """
 
     def __init__(self, max_people: int = DEFAULT_MAX_PEOPLE) -> None:
@@ -98,7 +100,7 @@ class PersonDetector:
 
         config = text_format.Parse(_DETECTOR_GRAPH, calculator_pb2.CalculatorGraphConfig())
         self.graph = SolutionBase(graph_config=config, outputs=["detections"])
-        self.max_people = max_people
+        self.most = max_people + 1
 
     def close(self) -> None:
         self.graph.close()
@@ -113,7 +115,7 @@ class PersonDetector:
         found: list[Detection] = []
         full = expected is None
         tiles = _tiles(image.shape[1], image.shape[0]) if full else [(0, 0, image.shape[1], image.shape[0])]
-        limit = self.max_people if expected is None else min(expected, self.max_people)
+        limit = self.most if expected is None else min(expected, self.most)
         for x0, y0, x1, y1 in tiles:
             while len(found) < limit:
                 new = _merge([d for d in self._detect(masked, image, (x0, y0, x1, y1))
