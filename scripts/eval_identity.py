@@ -6,7 +6,8 @@ The subject's true hip centre on each frame is the reference 3D (.trc) projected
 calibration; the copy's is the same point mirrored and shifted as the clip was made. Then:
 
   people pass      DetectPeople's tracks: frames where the subject's track lies on the subject,
-                   id switches of the subject and of the copy (the track on them changes), people found
+                   id switches of the subject and of the copy (the track on them changes), people found;
+                   frames where the two stand too close to tell whom a track is on are left out
   on subject       share of captured frames whose pose (hip centre) lies on the subject, capturing
                    with --subject X,Y@0 (a click on the subject on frame 0), and today's capture
                    without a subject; frames with no pose (hidden, bridged) are counted apart
@@ -127,8 +128,11 @@ def evaluate_camera(trial: Path, cam: str, frames: int, folder: Path) -> dict[st
     t = time.perf_counter()
     people = find_people(dclip.path, ctx=NullContext())
     people_s = time.perf_counter() - t
-    on_subject = track_on(people, subject_xy, h)
-    on_copy = track_on(people, copy_xy, h)
+    # Where the two stand closer than twice ON_PERSON, a track near one is near the other too: those
+    # frames cannot tell whom a track is on, and are left out of the identity counts.
+    apart = np.linalg.norm(subject_xy - copy_xy, axis=1)[people.frames] >= 2 * ON_PERSON * h[people.frames]
+    on_subject = track_on(people, subject_xy, h)[apart]
+    on_copy = track_on(people, copy_xy, h)[apart]
     chosen = mocap_pb2.Subject(point=mocap_pb2.SubjectPoint(x=float(subject_xy[0, 0]), y=float(subject_xy[0, 1]),
                                                             frame=0))
     subject_id = choose(people, chosen).id  # DetectPeople's id of the person the click picks

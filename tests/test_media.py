@@ -70,6 +70,10 @@ def test_iter_frames_times_scale_and_seek():
     for f in seeked:
         assert np.array_equal(f.image, frames[f.index].image)
         assert f.time == pytest.approx(frames[f.index].time)
+    # Every third frame from 57: the same frames, the ones between not converted.
+    stepped = list(iter_frames(CAM01, start=57, end=66, max_side=480, step=3))
+    assert [f.index for f in stepped] == [57, 60, 63]
+    assert all(np.array_equal(f.image, frames[f.index].image) for f in stepped)
 
 
 def test_poster_frame_png():

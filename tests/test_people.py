@@ -87,10 +87,9 @@ def test_detect_people_finds_both_and_keeps_the_subjects_id(client: keygrip.Clie
     hips, height = truth
     copy_x = crossing.copy_x(hips[:, 0])
     # The subject's track is the one on them at frame 0; it stays on them wherever it is seen, and
-    # other tracks are on them on few frames (where the copy comes close, their torso colours mix;
-    # scripts/eval_identity.py counts these switches on the full clips: 2-3 per clip, not yet 0).
-    # The clip's encoding differs a little from run to run, and so do those few frames. Frames where the copy
-    # stands right over the subject tell nothing (either could be seen there) and are left out.
+    # no other track is ever on them: no id switch (the copy crosses in front of them on this clip).
+    # Frames where the copy stands right over the subject tell nothing (either could be seen there)
+    # and are left out.
     apart = np.abs(copy_x - hips[:, 0]) >= 0.15 * height
     on = {p.id: [f for f in p.frames if apart[f] and np.linalg.norm(_centre(p, f) - hips[f]) < 0.15 * height[f]]
           for p in result.people}
@@ -99,7 +98,7 @@ def test_detect_people_finds_both_and_keeps_the_subjects_id(client: keygrip.Clie
     subject_id = first[0]
     person = next(p for p in result.people if p.id == subject_id)
     assert len(on[subject_id]) == int(apart[list(person.frames)].sum()) >= 0.6 * FRAMES
-    assert sum(len(on[p.id]) for p in result.people if p.id != subject_id) <= 0.2 * FRAMES
+    assert all(not on[p.id] for p in result.people if p.id != subject_id), on
     # The copy is found too, beside the subject on frame 0.
     assert any(_centre(p, 0) is not None and abs(_centre(p, 0)[0] - copy_x[0]) < 0.15 * height[0]
                for p in result.people if p.id != subject_id)
@@ -199,7 +198,9 @@ def test_cli_lists_people_and_writes_thumbnails(shared_server, crossing: Distrac
 
 
 def test_cli_captures_everyone_into_a_file_each(shared_server, crossing: DistractorClip, tmp_path: Path) -> None:
-    out = _keygrip(shared_server.address, "mocap", str(crossing.path), "--people", "all", "--end", "12",
+    # The whole clip: the detector sees the copy on only 4 of its first 12 frames (it crosses in
+    # front of the subject there), too few for the pose model to capture them every run.
+    out = _keygrip(shared_server.address, "mocap", str(crossing.path), "--people", "all",
                    "--out", str(tmp_path / "take.bvh"))
     assert out.returncode == 0, out.stderr
     written = sorted(p.name for p in tmp_path.glob("take_person*.bvh"))

@@ -143,9 +143,12 @@ def probe(path: str | Path) -> MediaInfo:
 
 
 def iter_frames(
-    path: str | Path, start: int = 0, end: int | None = None, max_side: int | None = None
+    path: str | Path, start: int = 0, end: int | None = None, max_side: int | None = None, step: int = 1
 ) -> Iterator[Frame]:
     """Yield frames start <= index < end (end None: to the last), upright RGB.
+
+    step: only frames whose index - start is a multiple of it (the others are still decoded, a
+    video's frames depend on each other, but not converted: that is most of a skipped frame's cost).
 
     For an image sequence, start and end are frame numbers (a start before the first frame means
     from the first) and missing numbers are skipped. Streams: one decoded frame is held at a time.
@@ -157,7 +160,7 @@ def iter_frames(
         raise InvalidInput(f"invalid frame range {start}-{end}: the end must not be before the start")
     seq = image_sequence(path)
     if seq is not None:
-        yield from _iter_sequence(seq, start, end, max_side)
+        yield from _iter_sequence(seq, start, end, max_side, step)
         return
     if start < 0:
         raise InvalidInput(f"invalid frame range {start}-{end}: a video's frames start at 0")
@@ -194,6 +197,8 @@ def iter_frames(
                     continue
                 if end is not None and index >= end:
                     break
+                if (index - start) % step:
+                    continue
                 image, scale = _to_rgb(frame.to_ndarray(format="rgb24"), max_side, _rotation_deg(frame))
                 yield Frame(index=index, time=float(time), image=image, scale=scale)
         if not restart:
@@ -452,9 +457,12 @@ def _probe_sequence(path: str | Path, seq: Sequence) -> MediaInfo:
     )
 
 
-def _iter_sequence(seq: Sequence, start: int, end: int | None, max_side: int | None) -> Iterator[Frame]:
+def _iter_sequence(seq: Sequence, start: int, end: int | None, max_side: int | None, step: int = 1
+                   ) -> Iterator[Frame]:
     lo = bisect.bisect_left(seq.frames, start)
     hi = len(seq.frames) if end is None else bisect.bisect_left(seq.frames, end)
     for number in seq.frames[lo:hi]:
+        if (number - start) % step:
+            continue
         image, scale = _to_rgb(_read_image(seq.path(number)), max_side, 0)
         yield Frame(index=number, time=(number - seq.first) / DEFAULT_SEQUENCE_FPS, image=image, scale=scale)

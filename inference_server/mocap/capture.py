@@ -16,7 +16,7 @@ from inference_server.media.video import first_frame_number, probe
 from inference_server.mocap.inference import detect
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import MocapOptions, check
-from inference_server.mocap.people import People, find_people, sample_stride
+from inference_server.mocap.people import People, discover_interval, find_people, sample_stride
 from inference_server.mocap.solve import solve
 from inference_server.mocap.subject import choose, keep_subject, mask_boxes
 from inference_server.mocap.tracks import Track
@@ -54,8 +54,12 @@ def run_mocap(
     if options.subject is not None:
         t = time.perf_counter()
         fps = options.fps_override or probe(path).fps
+        # A subject by id must be looked for as DetectPeople does, so that the ids are its ids; by a
+        # point or `auto`, quick looks 10 times a second do (a single-person capture pays little).
+        by_id = options.subject.HasField("track_id")
         people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name,
-                             stride=1 if options.subject.HasField("track_id") else sample_stride(fps))
+                             stride=1 if by_id else sample_stride(fps),
+                             discover_every=1 if by_id else discover_interval(fps))
         track = choose(people, options.subject)
         timings["people"] = time.perf_counter() - t
     landmarks, clip, preview_path = _capture(path, options, ctx, people, track, timings, out_dir)

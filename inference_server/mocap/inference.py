@@ -231,12 +231,19 @@ class _Tracker:
         for frame in prefetch(iter_frames(job.path, chunk.warm_start, chunk.end, job.max_side)):
             # MediaPipe refuses views (a rotated or odd-width frame can be one): pass a contiguous copy.
             image = np.ascontiguousarray(frame.image)
-            if job.subject is not None:
-                image = _mask_outside(image, job.subject.get(frame.index, (0.0, 0.0, 0.0, 0.0)))
+            box = None if job.subject is None else job.subject.get(frame.index, (0.0, 0.0, 0.0, 0.0))
+            if box is not None:
+                image = _mask_outside(image, box)
             if hint and frame.index in hint:
                 image = _mask_outside(image, hint[frame.index])
             image.flags.writeable = False
             r = self.graph.process(image)
+            if box is not None and r.pose_landmarks is not None and _off(r.pose_landmarks, box, image.shape):
+                # MediaPipe goes on tracking what it tracked on the last frame: after a crossing, the
+                # other person's body inside the subject's box. An empty frame makes it lose that, and
+                # the frame again makes it look afresh (the frame is dropped later if it is still off).
+                self.graph.process(np.zeros_like(image))
+                r = self.graph.process(image)
             rows["idx"].append(frame.index)
             rows["t"].append(frame.time)
             pose = r.pose_landmarks
@@ -310,6 +317,14 @@ def _xyz(landmarks: Any, n: int) -> np.ndarray:
     if landmarks is None:
         return np.full((n, 3), np.nan, np.float32)
     return np.array([(lm.x, lm.y, lm.z) for lm in landmarks.landmark], np.float32)
+
+
+def _off(pose: Any, box: tuple[float, float, float, float], shape: tuple[int, ...]) -> bool:
+    """Whether a pose's hips lie off the chosen subject's box (subject.off_subject)."""
+    from inference_server.mocap.subject import off_subject
+
+    hips = pose.landmark[23], pose.landmark[24]
+    return off_subject(box, ((hips[0].x + hips[1].x) / 2, (hips[0].y + hips[1].y) / 2), (shape[1], shape[0]))
 
 
 def _mask_outside(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:

@@ -34,8 +34,10 @@ DETECT_MAX_SIDE = 720
 DEFAULT_MAX_PEOPLE = 10
 # A track continues across this many seconds unseen (an occlusion, a missed detection).
 MAX_GAP_S = 1.0
-# Tracks seen on fewer frames than this share of the clip (and at least 3) are detector flicker.
+# Tracks seen on fewer frames than this share of the clip (and at least 3 looks) are detector flicker.
 MIN_TRACK_SHARE = 0.1
+# A capture following one person looks fully for people (newcomers, small people) this often (s).
+DISCOVER_S = 0.5
 THUMBNAIL_HEIGHT = 128
 _HIST_BINS = (16, 4)
 
@@ -85,8 +87,10 @@ class PersonDetector:
 
     The detector is made for one dominant person: beside someone it finds, a second person often
     goes unreported. With the first one's body covered, the next run finds the next person, until
-    a run finds nobody new (or max_people are found). Wide or tall frames are also searched square
-    by square (see the module doc); a person covered in one square stays covered in the next.
+    a run finds nobody new (or one more than max_people are found: the one beyond the cap is how
+    the linker knows that people were left out, see find_people's warning). Wide or tall frames are
+    also searched square by square (see the module doc); a person covered in one square stays
+    covered in the next.
     """
 
     def __init__(self, max_people: int = DEFAULT_MAX_PEOPLE) -> None:
@@ -96,22 +100,29 @@ class PersonDetector:
 
         config = text_format.Parse(_DETECTOR_GRAPH, calculator_pb2.CalculatorGraphConfig())
         self.graph = SolutionBase(graph_config=config, outputs=["detections"])
-        self.max_people = max_people
+        self.most = max_people + 1
 
     def close(self) -> None:
         self.graph.close()
 
-    def __call__(self, image: np.ndarray) -> list[Detection]:
-        """The people in an RGB image, in its pixels, strongest first within each search."""
+    def __call__(self, image: np.ndarray, expected: int | None = None) -> list[Detection]:
+        """The people in an RGB image, in its pixels, strongest first within each search.
+
+        expected: how many people a quick look should find (those seen on the last look): it
+        searches the whole frame only, and stops once that many are found, instead of searching the
+        squares too and confirming that nobody else is there (the full look, which finds newcomers)."""
         masked = image.copy()
         found: list[Detection] = []
-        for x0, y0, x1, y1 in _tiles(image.shape[1], image.shape[0]):
-            while len(found) < self.max_people:
+        full = expected is None
+        tiles = _tiles(image.shape[1], image.shape[0]) if full else [(0, 0, image.shape[1], image.shape[0])]
+        limit = self.most if expected is None else min(expected, self.most)
+        for x0, y0, x1, y1 in tiles:
+            while len(found) < limit:
                 new = _merge([d for d in self._detect(masked, image, (x0, y0, x1, y1))
                               if _is_new(d, found)])
                 if not new:
                     break
-                for d in new[: self.max_people - len(found)]:
+                for d in new[: limit - len(found)]:
                     found.append(d)
                     _cover(masked, d)
         return found
@@ -148,9 +159,16 @@ def _cover(image: np.ndarray, d: Detection) -> None:
 
 
 def sample_stride(fps: float) -> int:
-    """Frames between looks for a capture that follows one person: about 20 looks a second (a
-    person moves a few centimetres in between; their box is interpolated)."""
-    return max(1, round(fps / 20))
+    """Frames between looks for a capture that follows one person: about 10 looks a second (a
+    person moves a few centimetres in between; their box is interpolated, and the linker carries
+    them through crossings by their motion)."""
+    return max(1, round(fps / 10))
+
+
+def discover_interval(fps: float) -> int:
+    """Frames between full looks (see PersonDetector) for a capture that follows one person: about
+    two a second; the looks in between are quick ones."""
+    return max(1, round(fps * DISCOVER_S))
 
 
 def _tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
@@ -202,11 +220,13 @@ def _thumbnail(image: np.ndarray, det: Detection) -> np.ndarray:
 
 def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                 max_people: int = DEFAULT_MAX_PEOPLE, ctx: JobContext, stage: str = "people",
-                name: str | None = None, stride: int = 1) -> People:
+                name: str | None = None, stride: int = 1, discover_every: int = 1) -> People:
     """Every person in frames start <= index < end of a clip, as tracks with stable ids.
 
     stride: look on every stride-th frame only (tracks then hold those frames; a capture following
-    one person needs no more, see sample_stride). name: the clip as the user knows it, for messages
+    one person needs no more, see sample_stride). discover_every: frames between full looks (see
+    PersonDetector); the looks in between are quick ones that expect the people seen on the last
+    look (1: every look is full, as DetectPeople's). name: the clip as the user knows it, for messages
     (default: the file's name). Progress goes
     to ctx under `stage`; ctx.check_cancelled() is polled every frame. Raises InvalidInput for an
     unreadable clip, an empty range or a max_people outside 1..MAX_PEOPLE_LIMIT.
@@ -224,28 +244,34 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
     fps = info.fps if info.fps > 0 else 24.0
     max_gap = max(1, round(MAX_GAP_S * fps))
     linker = Linker(max_gap=max_gap, max_people=max_people, stride=stride, fps=fps)
-    best: dict[int, tuple[float, int, np.ndarray]] = {}  # internal track id -> (score, frame, thumbnail)
+    # (linker track id, stretch) -> (quality, frame, thumbnail): a person's best view of each stretch
+    best: dict[tuple[int, int], tuple[float, int, np.ndarray]] = {}
     detector = PersonDetector(max_people)
     numbers: list[int] = []
     t0 = time.perf_counter()
     total = end - start
     try:
-        for frame in iter_frames(path, start, end, DETECT_MAX_SIDE):
+        discovered, previous = None, None
+        for frame in iter_frames(path, start, end, DETECT_MAX_SIDE, step=stride):
             ctx.check_cancelled()
-            if (frame.index - start) % stride:
-                continue
-            found = detector(frame.image)
+            seen = sum(t.frames[-1] == previous for t in linker.live)
+            if discovered is None or frame.index - discovered >= discover_every or not seen:
+                found, discovered = detector(frame.image), frame.index
+            else:
+                found = detector(frame.image, expected=seen)
+            previous = frame.index
             for d in found:  # into source pixels
                 d.x, d.y, d.radius = d.x * frame.scale, d.y * frame.scale, d.radius * frame.scale
             linker.step(frame.index, found)
             for t in linker.live:
-                if t.frames[-1] != frame.index:
-                    continue
+                if t.frames[-1] != frame.index or t.stretch[-1] < 0:
+                    continue  # not seen, or overlapping someone else: no picture of them alone
                 d = t.detections[-1]
                 quality = d.score * d.radius  # confident and large: the most recognisable view
-                if t.id not in best or quality > best[t.id][0]:
+                key = (t.id, t.stretch[-1])
+                if key not in best or quality > best[key][0]:
                     small = Detection(d.x / frame.scale, d.y / frame.scale, d.radius / frame.scale, d.score, d.colour)
-                    best[t.id] = (quality, frame.index, _thumbnail(frame.image, small))
+                    best[key] = (quality, frame.index, _thumbnail(frame.image, small))
             numbers.append(frame.index)
             n = frame.index - start + 1
             elapsed = time.perf_counter() - t0
@@ -255,13 +281,14 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
     if not numbers:
         raise InvalidInput(f"{name}: frames {start}-{end - 1} could not be decoded; "
                            "the file may be damaged.")
-    internal = {id(t): t.id for t in linker.live + linker.closed}
-    tracks = linker.finish(min_frames=max(3, int(MIN_TRACK_SHARE * len(numbers))))
+    # Three looks on consecutive frames, or two a stride apart, span about as long: less is flicker.
+    least = 3 if stride == 1 else 2
+    tracks = linker.finish(min_frames=max(least, int(MIN_TRACK_SHARE * len(numbers))), min_stretch=least)
     people = People(tracks=tracks, frames=np.asarray(numbers, np.int64), start=start, end=end,
                     image_size=(info.width, info.height),
                     fps=fps, max_gap=max_gap, name=name, ignored=linker.ignored, seconds=time.perf_counter() - t0)
     for t in tracks:
-        _, f, thumb = best[internal[id(t)]]
+        _, f, thumb = max((best[k] for k in t.pieces if k in best), key=lambda b: b[0])
         ok, png = cv2.imencode(".png", cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR))
         if ok:
             people.thumbnails[t.id] = png.tobytes()

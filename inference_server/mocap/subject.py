@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from scipy.ndimage import median_filter
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.mocap.landmarks import Landmarks
@@ -23,6 +24,8 @@ from keygrip.v1 import mocap_pb2
 
 # The pose's hip centre may lie this many body radii from the track's and still be the subject.
 MAX_HIP_OFFSET_RADII = 0.25
+# The subject's path is a running median over this many sightings (see _path).
+PATH_MEDIAN = 5
 Box = tuple[float, float, float, float]
 
 
@@ -78,12 +81,23 @@ def hold(people: People) -> int:
     return people.max_gap // 3
 
 
+def _path(people: People, track: Track, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's (x, y, radius) on each of `frames` and whether it is known there, as
+    tracks.interpolate, through a running median of PATH_MEDIAN sightings: where another body
+    stands over the subject the detector reports one centre between the two, and a single such
+    sighting must not pull the subject's box (and the check of whose pose it is) towards the other."""
+    values = median_filter(track.centres(), size=(min(PATH_MEDIAN, len(track.frames)), 1), mode="nearest")
+    detections = [replace(d, x=x, y=y, radius=r) for d, (x, y, r) in zip(track.detections, values, strict=True)]
+    steady = Track(track.id, frames=list(track.frames), detections=detections)
+    return interpolate(steady, frames, people.max_gap, hold(people))
+
+
 def mask_boxes(people: People, track: Track, frames: np.ndarray) -> dict[int, Box]:
     """Per frame, the subject's region as a normalised (x0, y0, x1, y1) box: 2.6 body radii high
     and 2 wide (room for outstretched arms and the detector's noise; as wide as MediaPipe Pose's
     square crop let a crossing person in on more frames of the distractor clips); an empty box
     where the subject is not known."""
-    where, known = interpolate(track, frames, people.max_gap, hold(people))
+    where, known = _path(people, track, frames)
     w, h = people.image_size
     boxes: dict[int, Box] = {}
     for f, (x, y, r), k in zip(frames.tolist(), where, known, strict=True):
@@ -91,11 +105,23 @@ def mask_boxes(people: People, track: Track, frames: np.ndarray) -> dict[int, Bo
     return boxes
 
 
+def off_subject(box: Box, hips: tuple[float, float], size: tuple[int, int]) -> bool:
+    """Whether a pose's hip centre (normalised) lies off the subject whose box (mask_boxes) this is:
+    further from its centre than MAX_HIP_OFFSET_RADII body radii (the box is 2 radii wide); an
+    empty box has nobody on it."""
+    x0, y0, x1, y1 = box
+    r = 0.5 * (x1 - x0) * size[0]
+    if r <= 0:
+        return True
+    dx, dy = (hips[0] - 0.5 * (x0 + x1)) * size[0], (hips[1] - 0.5 * (y0 + y1)) * size[1]
+    return bool(np.hypot(dx, dy) > MAX_HIP_OFFSET_RADII * r)
+
+
 def keep_subject(landmarks: Landmarks, people: People, track: Track) -> tuple[Landmarks, list[str]]:
     """The landmarks with every frame that does not show the subject emptied (NaN, not present),
     and warnings for the frames where the subject was hidden or had left the shot."""
     frames = landmarks.frame_indices
-    where, known = interpolate(track, frames, people.max_gap, hold(people))
+    where, known = _path(people, track, frames)
     w, h = landmarks.image_size
     hips = landmarks.pose_image[:, [23, 24], :2].mean(axis=1) * np.array([w, h])
     offset = np.hypot(*(hips - where[:, :2]).T) / np.maximum(where[:, 2], 1.0)
