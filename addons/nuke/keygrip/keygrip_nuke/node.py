@@ -1,0 +1,237 @@
+"""The Keygrip node: a Group with the pass's knobs, and what its Process and Cancel buttons do.
+
+Process reads the knobs and the plate on Nuke's main thread, then hands the network work (upload,
+the job, its progress, the download) to a keygrip.session.Session, whose worker thread never touches
+the graph: its results come back through nuke.executeInMainThread, and graph.build wires the files
+in on the main thread. Under `nuke -t` (no GUI event loop) they come back through a queue that
+wait() drains instead.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from keygrip import compositing
+from keygrip.session import MainQueue, MainThread, Session, connector
+
+from . import graph, settings
+from .host import NukeMainThread, nuke
+from .progress import ProgressPanel
+
+OPERATIONS = ("matte", "cleanplate", "depth")
+NODE_NAME = "Keygrip"
+
+_PROCESS = "import keygrip_nuke.node\nkeygrip_nuke.node.process(nuke.thisNode())"
+_CANCEL = "import keygrip_nuke.node\nkeygrip_nuke.node.cancel(nuke.thisNode())"
+
+
+@dataclass
+class Run:
+    """A running pass of one Keygrip node."""
+
+    session: Session
+    panel: ProgressPanel
+
+
+_runs: dict[str, Run] = {}        # node fullName -> its run (one at a time per node)
+_terminal_main = MainQueue()      # `nuke -t`: what the workers post, drained by wait()
+
+
+def create() -> nuke.Group:
+    """A Keygrip node, fed by the selected node (the plate's Read), its panel open (menu command)."""
+    try:
+        selected: nuke.Node | None = nuke.selectedNode()
+    except ValueError:   # nothing selected
+        selected = None
+    group = nuke.createNode("Group", inpanel=nuke.GUI)
+    assert isinstance(group, nuke.Group)
+    group.setName(NODE_NAME)
+    group.addKnob(nuke.Tab_Knob("keygrip", "Keygrip"))
+    group.addKnob(nuke.Enumeration_Knob("operation", "operation", list(OPERATIONS)))
+    frame_range = nuke.String_Knob("frame_range", "frame range")
+    frame_range.setTooltip("FIRST-LAST in the plate's frame numbers (e.g. 1001-1100); empty: the plate's Read range")
+    group.addKnob(frame_range)
+    server = nuke.String_Knob("server", "server")
+    server.setTooltip("host:port of the Keygrip server; empty: the Keygrip preferences, else $KEYGRIP_ADDRESS")
+    group.addKnob(server)
+    out_dir = nuke.File_Knob("out_dir", "output folder")
+    out_dir.setTooltip("where the pass's EXRs go; empty: keygrip/<node> beside the saved script")
+    group.addKnob(out_dir)
+    group.addKnob(nuke.PyScript_Knob("process", "Process", _PROCESS))
+    group.addKnob(nuke.PyScript_Knob("cancel", "Cancel", _CANCEL))
+    group.addKnob(nuke.Text_Knob("status", "status", "idle"))
+    provenance = nuke.Multiline_Eval_String_Knob("provenance", "provenance")
+    provenance.setTooltip("what made the result: the pass, its files, the job's settings (for a re-run)")
+    group.addKnob(provenance)
+    group["cancel"].setEnabled(False)
+    with group:
+        plate = nuke.nodes.Input(name="Plate")
+        background = nuke.nodes.Input(name="Background")
+        background.setXYpos(400, 0)
+        output = nuke.nodes.Output()
+        output.setXYpos(0, 400)
+        output.setInput(0, plate)
+    # Wired here: an empty group has no input to connect when it is created.
+    if selected is not None and selected is not group:
+        group.setInput(0, selected)
+    return group
+
+
+class PlateError(ValueError):
+    """What is wrong with the node's input or knobs, said as what to do."""
+
+
+@dataclass(frozen=True)
+class Plate:
+    """The plate's Read as the node sees it when Process is pressed."""
+
+    read: str        # the Read node's name
+    file: str        # its file knob: plate.####.exr, plate.%04d.exr
+    first: int
+    last: int
+
+
+def find_plate(group: nuke.Node) -> Plate:
+    """The Read that feeds the node's Plate input, through any nodes between (their input 0)."""
+    node = group.input(0)
+    while node is not None and node.Class() != "Read":
+        node = node.input(0)
+    if node is None:
+        raise PlateError(f"{group.name()}: connect the plate's Read node to the Plate input (input 1) and "
+                         "press Process again")
+    path = str(node["file"].value()).strip()
+    if not path:
+        raise PlateError(f"{node.name()} has no file: choose the plate's image sequence in it")
+    return Plate(node.name(), path, int(node["first"].value()), int(node["last"].value()))
+
+
+def frame_range(text: str, plate: Plate) -> tuple[int, int]:
+    """The knob's FIRST-LAST (empty: the Read's range) as [start, end), checked against the Read's range."""
+    if not text.strip():
+        return plate.first, plate.last + 1
+    try:
+        start, end = compositing.parse_range(text)
+    except ValueError as exc:
+        raise PlateError(str(exc)) from None
+    end = end or plate.last + 1
+    if start < plate.first or end - 1 > plate.last:
+        raise PlateError(f"frame range {text.strip()} is outside {plate.read}'s frames {plate.first}-{plate.last}: "
+                         "set the Keygrip node's frame range within them")
+    return start, end
+
+
+def output_folder(group: nuke.Node) -> Path:
+    """The out_dir knob, else keygrip/<node> beside the saved script (a temporary folder while untitled)."""
+    chosen = str(group["out_dir"].value()).strip()
+    if chosen:
+        return Path(chosen)
+    try:
+        script_dir = Path(nuke.scriptName()).parent
+    except RuntimeError:
+        script_dir = Path(tempfile.gettempdir()) / "keygrip-nuke-untitled"
+    return script_dir / "keygrip" / group.name()
+
+
+def _status(group: nuke.Node, text: str) -> None:
+    group["status"].setValue(text)
+
+
+def process(group: nuke.Node) -> Session | None:
+    """The Process button (main thread): start the pass; returns its session, None when it could not start."""
+    if not isinstance(group, nuke.Group):
+        raise TypeError(f"{group.name()} is not a Keygrip node: make one with Keygrip > Keygrip Node")
+    key = group.fullName()
+    running = _runs.get(key)
+    if running is not None and running.session.busy:
+        _status(group, "already running: press Cancel first to start again")
+        return None
+    kind = str(group["operation"].value())
+    try:
+        plate = find_plate(group)
+        start, end = frame_range(str(group["frame_range"].value()), plate)
+    except PlateError as exc:
+        _fail(group, str(exc))
+        return None
+    plan = compositing.PassPlan(kind=kind, source=plate.file, out_dir=output_folder(group) / kind,
+                                frame_range=(start, end))
+    server = settings.server_settings(str(group["server"].value()))
+
+    def write(files: compositing.PassFiles) -> str:
+        graph.build(group, kind, files)   # main thread: the session posts Main steps there
+        return files.pattern
+
+    main = main_thread()
+    panel = ProgressPanel(f"Keygrip {kind}: {plate.read} {start}-{end - 1}", lambda: cancel(group), main)
+    session = Session(f"{kind} {plate.read}", compositing.steps(plan, write=write), connector(server),
+                      on_progress=lambda s: _progress(group, panel, s),
+                      on_finish=lambda s: _finished(group, key, panel, s))
+    _runs[key] = Run(session, panel)
+    _status(group, f"{kind}: connecting to {server.address}")
+    group["cancel"].setEnabled(True)
+    panel.start()
+    session.start(main)
+    return session
+
+
+def cancel(group: nuke.Node) -> None:
+    """The Cancel button (and the progress task's Cancel): stop the run and its server job."""
+    run = _runs.get(group.fullName())
+    if run is not None and run.session.busy:
+        _status(group, "cancelling")
+        run.session.cancel()
+
+
+def _progress(group: nuke.Node, panel: ProgressPanel, session: Session) -> None:
+    panel.update(session.progress)
+    _status(group, session.progress.text())
+
+
+def _finished(group: nuke.Node, key: str, panel: ProgressPanel, session: Session) -> None:
+    panel.close()
+    if _runs.get(key) is not None and _runs[key].session is session:
+        del _runs[key]
+    try:
+        group["cancel"].setEnabled(False)
+    except ValueError:   # the node was deleted while the pass ran: nothing left to show it on
+        return
+    if session.state == "succeeded":
+        _status(group, f"done: {session.value}")
+    elif session.state == "cancelled":
+        _status(group, "cancelled")
+    else:
+        _fail(group, session.error)
+
+
+def _fail(group: nuke.Node, text: str) -> None:
+    _status(group, f"error: {text}")
+    if nuke.GUI:
+        nuke.message(f"Keygrip: {text}")
+
+
+def main_thread() -> MainThread:
+    """Nuke's GUI event loop, or under `nuke -t` the queue that wait() drains."""
+    return NukeMainThread() if nuke.GUI else _terminal_main
+
+
+def running() -> list[Session]:
+    return [run.session for run in _runs.values() if run.session.busy]
+
+
+def wait(timeout: float = 600.0) -> None:
+    """Under `nuke -t`: run what the workers post until no pass runs (the GUI needs no such call).
+
+    Raises TimeoutError, after cancelling them, if passes still run after `timeout` seconds.
+    """
+    if nuke.GUI:
+        raise RuntimeError("keygrip_nuke.node.wait() is for `nuke -t`: in the GUI, results arrive by themselves")
+    deadline = time.monotonic() + timeout
+    while running():
+        _terminal_main.run_pending(wait=0.05)
+        if time.monotonic() > deadline:
+            for session in running():
+                session.cancel()
+            raise TimeoutError(f"Keygrip passes still running after {timeout} s")
+    _terminal_main.run_pending()

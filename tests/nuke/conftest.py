@@ -1,0 +1,42 @@
+"""Nuke plugin tests: the plugin from the checkout (addons/nuke/keygrip) against the stateful fake
+`nuke` module (nuke_fake.py), installed as `nuke` before the plugin imports it, fresh for each test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+PLUGIN = REPO / "addons" / "nuke" / "keygrip"
+
+# The NUKE_PATH folder itself goes on sys.path, as Nuke puts it (not addons/nuke: its `keygrip`
+# folder would hide the SDK package of the same name).
+for path in (str(HERE), str(PLUGIN)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import nuke_fake  # noqa: E402
+
+sys.modules["nuke"] = nuke_fake
+
+
+@pytest.fixture
+def nuke() -> Iterator[ModuleType]:
+    """The fake nuke, reset, with the plugin's menus registered as menu.py does; after the test,
+    nothing may have touched the graph off the main thread and no queued call may have failed."""
+    import keygrip_nuke.menus
+    import keygrip_nuke.node
+
+    nuke_fake.reset()
+    keygrip_nuke.menus.register()
+    yield nuke_fake
+    for session in keygrip_nuke.node.running():
+        session.cancel()
+        session.join(10)
+    assert not nuke_fake.violations, "\n".join(nuke_fake.violations)
+    assert not nuke_fake.errors, nuke_fake.errors
