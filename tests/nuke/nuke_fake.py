@@ -586,6 +586,28 @@ def delete(node: Node) -> None:
     node._deleted = True
 
 
+def sample(node: Node, channel: str, x: int, y: int, dx: int = 1, dy: int = 1) -> float:
+    """A pixel of a Read's EXR at the Read's first frame, as Nuke samples it: y counts from the bottom.
+    Only Reads of EXR files, and the rgba and depth.Z channels (what the plugin's results hold)."""
+    _on_main("sample()")
+    import re
+
+    import numpy as np
+    import OpenEXR
+
+    if node._class != "Read":
+        raise NotImplementedError("the fake samples only Read nodes")
+    frame = int(node["first"].value())
+    path = re.sub(r"#+", lambda m: str(frame).zfill(len(m.group())), str(node["file"].value()))
+    names = {"rgba.red": "R", "rgba.green": "G", "rgba.blue": "B", "rgba.alpha": "A", "depth.Z": "Z"}
+    with OpenEXR.File(path, separate_channels=True) as f:
+        channels = f.channels()
+        if names[channel] not in channels:
+            return 0.0   # Nuke gives 0 for a channel the file does not have
+        pixels = np.asarray(channels[names[channel]].pixels, dtype=np.float32)
+    return float(pixels[pixels.shape[0] - 1 - int(y), int(x)])
+
+
 script_name = ""   # the saved script's path; "" while untitled
 
 

@@ -85,9 +85,7 @@ def test_process_builds_the_matte_wired_into_the_group(nuke: ModuleType, shared_
     (task,) = nuke.progress_tasks
     assert task.title == "Keygrip matte: Read1 1001-1002" and task.thread != threading.main_thread().name
     assert task.percents and task.percents[-1] > 0 and task.messages
-    keygrip_nuke.node._runs.clear()
-    threading.Event().wait(0.3)   # the panel thread's last poll
-    assert task.closed
+    nuke.pump_until(lambda: task.closed, timeout=10)   # once the panel thread's last poll has seen the end
     # The files: the plate's numbers, only the working range, a linear float alpha.
     files = sorted(p.name for p in (tmp_path / "matte").iterdir())
     assert files == ["matte.1001.exr", "matte.1002.exr"]
@@ -239,3 +237,19 @@ def test_the_fake_refuses_graph_work_off_the_main_thread(nuke: ModuleType) -> No
     with pytest.raises(nuke.GraphTouchedOffMainThread):
         nuke.executeInMainThread(print)   # from the main thread itself: hangs a real Nuke
     nuke.violations.clear()
+
+
+def test_selftest_passes_in_terminal_mode(nuke: ModuleType, shared_server: ServerProcess, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """selftest.py, as `nuke -t selftest.py --server ADDRESS` runs it (here in the fake's terminal mode)."""
+    import runpy
+
+    nuke.GUI = False
+    selftest = runpy.run_path(str(PLUGIN / "selftest.py"))
+    code = selftest["main"](["--server", shared_server.address, "--out", str(tmp_path)])
+    report = capsys.readouterr().out
+    assert code == 0, report
+    lines = report.splitlines()
+    assert not [line for line in lines if line.startswith("FAIL")]
+    assert lines[-1] == "Keygrip selftest: 11 passed, 0 failed"
+    assert "matte alpha samples on frame 1001" in report
