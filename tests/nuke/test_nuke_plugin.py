@@ -253,3 +253,69 @@ def test_selftest_passes_in_terminal_mode(nuke: ModuleType, shared_server: Serve
     assert not [line for line in lines if line.startswith("FAIL")]
     assert lines[-1] == "Keygrip selftest: 11 passed, 0 failed"
     assert "matte alpha samples on frame 1001" in report
+
+
+def test_clean_plate_is_a_held_read_shown_by_the_group(nuke: ModuleType, shared_server: ServerProcess,
+                                                       tmp_path: Path) -> None:
+    import keygrip_nuke.node
+
+    _plate_read(nuke)
+    group = _keygrip_node(nuke, shared_server.address, tmp_path)
+    group["operation"].setValue("cleanplate")
+    _press(group)
+    nuke.pump_until(lambda: not keygrip_nuke.node.running(), timeout=60)
+    status = group["status"].value()
+    assert status == f"done: {tmp_path / 'cleanplate' / 'cleanplate.1002.exr'}", status
+    (read,) = _result_nodes(group).values()
+    assert read.Class() == "Read" and Path(read["file"].value()).is_file()
+    assert read["first"].value() == read["last"].value() == 1002   # the range's middle frame, held
+    assert (read["before"].value(), read["after"].value()) == ("hold", "hold") and not read["raw"].value()
+    assert group.node("Output1").input(0) is read
+
+
+def test_depth_is_copied_into_the_plates_depth_channel(nuke: ModuleType, tmp_path: Path) -> None:
+    """The depth wiring from a depth pass's files (a server with a depth model is the compositing
+    tests' business); then a matte replaces it, and the group keeps one result."""
+    from keygrip_nuke import graph
+
+    from keygrip.compositing import PassFiles
+
+    _plate_read(nuke)
+    group = _keygrip_node(nuke, "", tmp_path)
+    frames = {n: tmp_path / f"depth.{n}.exr" for n in (1001, 1002, 1003)}
+    graph.build(group, "depth", PassFiles(frames=frames, pattern=str(tmp_path / "depth.####.exr"),
+                                          metadata={"frame_range": "1001-1003"}))
+    nodes = _result_nodes(group)
+    assert set(nodes) == {"Read", "Copy"}
+    read, copy = nodes["Read"], nodes["Copy"]
+    assert read["raw"].value() and (read["first"].value(), read["last"].value()) == (1001, 1003)
+    assert (copy["from0"].value(), copy["to0"].value()) == ("depth.Z", "depth.Z")
+    assert copy.input(0) is group.node("Plate") and copy.input(1) is read
+    assert group.node("Output1").input(0) is copy
+    graph.build(group, "matte", PassFiles(frames={1001: tmp_path / "matte.1001.exr"},
+                                          pattern=str(tmp_path / "matte.####.exr")))
+    assert set(_result_nodes(group)) == {"Read", "Copy", "Premult", "Merge2"}
+    assert len(group.nodes()) == 7 and nuke.Undo.steps == ["Keygrip depth", "Keygrip matte"]
+
+
+def test_server_settings_from_the_node_the_preferences_and_the_environment(
+        nuke: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keygrip_nuke.settings import server_settings
+
+    for name in ("KEYGRIP_ADDRESS", "KEYGRIP_TOKEN", "KEYGRIP_START_LOCAL", "KEYGRIP_SERVER_PYTHON",
+                 "KEYGRIP_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    default = server_settings()
+    assert (default.address, default.token, default.start_local) == ("127.0.0.1:50051", "", False)
+    monkeypatch.setenv("KEYGRIP_ADDRESS", "render7:50051")
+    monkeypatch.setenv("KEYGRIP_TOKEN", "studio-token")
+    monkeypatch.setenv("KEYGRIP_SERVER_PYTHON", "/opt/keygrip/bin/python")
+    assert (server_settings().address, server_settings().token) == ("render7:50051", "studio-token")
+    prefs = nuke.toNode("preferences")
+    prefs["keygrip_server"].setValue("gpu2:50051")
+    prefs["keygrip_token"].setValue("my-token")
+    prefs["keygrip_start_local"].setValue(True)
+    chosen = server_settings()
+    assert (chosen.address, chosen.token, chosen.start_local, chosen.python) == (
+        "gpu2:50051", "my-token", True, "/opt/keygrip/bin/python")
+    assert server_settings(" gpu9:1234 ").address == "gpu9:1234"   # the node's own knob wins

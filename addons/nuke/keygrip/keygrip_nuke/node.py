@@ -160,8 +160,8 @@ def process(group: nuke.Node) -> Session | None:
     server = settings.server_settings(str(group["server"].value()))
 
     def write(files: compositing.PassFiles) -> str:
-        graph.build(group, kind, files)   # main thread: the session posts Main steps there
-        return files.pattern
+        made = graph.build(group, kind, files)   # main thread: the session posts Main steps there
+        return str(made[0]["file"].value())      # the result's Read: what the status names
 
     main = main_thread()
     panel = ProgressPanel(f"Keygrip {kind}: {plate.read} {start}-{end - 1}", lambda: cancel(group), main)
