@@ -8,7 +8,7 @@
     keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
     keygrip generate project --model NAME [--controlnet NAME] --views views.json --prompt TEXT --out FILE.png
-    keygrip matte|depth|cleanplate PLATE --out DIR [--range 1001-1100] [--format exr-half|exr-float|png16]
+    keygrip matte|depth|cleanplate PLATE --out DIR|PATTERN [--range 1001-1100 | --handles 8] [--format ...]
 
 VIDEO / FILE may be an image sequence: plate.####.png, plate.%04d.png, plate.$F4.png, a folder of
 numbered frames or the first frame's path (uploaded frame by frame; frame numbers are kept).
@@ -218,6 +218,7 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
 def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
     """keygrip matte|depth|cleanplate: the pass's files into --out, numbered like the plate."""
     from keygrip.compositing import PassPlan, download_result, parse_range
+    from keygrip.plates import Plate
 
     bar = None if args.json else ProgressBar()
     try:
@@ -239,11 +240,23 @@ def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
     source = _media_source(args.plate, args.server_path)
     if isinstance(source, sequences.Sequence) and not args.json:
         print(sequences.describe_frames(source.file_pattern(), source.first, source.last, source.gaps()))
-    plan = PassPlan(kind=args.command, source=source, out_dir=args.out, frame_range=frame_range, format=args.format,
-                    server_path=args.server_path, preview=getattr(args, "preview", False), settings=settings)
+    out_dir, destination = args.out, ""
+    try:
+        if sequences.is_pattern(args.out):
+            destination, out_dir = str(args.out), sequences.SequencePath.parse(args.out).folder
+        if args.handles:
+            if args.range or not isinstance(source, sequences.Sequence):
+                raise ValueError("--handles needs an image sequence plate and no --range (a video: give --range)")
+            frame_range = Plate.find(source.pattern(), handles=args.handles).working.start_end()
+        plan = PassPlan(kind=args.command, source=source, out_dir=out_dir, frame_range=frame_range,
+                        format=args.format, server_path=args.server_path, preview=getattr(args, "preview", False),
+                        settings=settings, destination=destination)
+        plan.check()
+    except ValueError as exc:
+        raise errors.InvalidArgument(str(exc)) from None
     job = plan.start(client, upload_progress=_upload_bar(bar) if bar else None)
     result = follow(job, bar).result()
-    files = download_result(client, result, args.out, progress=(
+    files = download_result(client, result, out_dir, destination=destination, progress=(
         (lambda done, total: bar.update("download", done, total, unit=" frames")) if bar else None))
     if args.json:
         _print_message(result, True)
@@ -643,8 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
         comp = sub.add_parser(name, help=help_text, parents=[client_options])
         comp.add_argument("plate", help="a video, or an image sequence: plate.####.exr, plate.%%04d.png, "
                                         "a folder of frames or the first frame")
-        comp.add_argument("--out", type=Path, required=True, help="folder to write the files into")
+        comp.add_argument("--out", type=Path, required=True,
+                          help="folder to write the files into, or the sequence's own pattern such as "
+                               "comp/shot010_matte.####.exr (%%04d, $F4 alike; other files go beside it)")
         comp.add_argument("--range", help="frames FIRST-LAST in the plate's own numbers, e.g. 1001-1100")
+        comp.add_argument("--handles", type=int, default=0,
+                          help="frames at each end of an image sequence plate that are not sent nor processed")
         comp.add_argument("--format", choices=["exr-half", "exr-float", "png16"], default="exr-half")
         comp.add_argument("--server-path", action="store_true", help="PLATE is a path on the server")
         comp.add_argument("--no-stabilize", action="store_true", help="no temporal stabilisation")

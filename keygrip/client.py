@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, Union
 
@@ -136,15 +137,59 @@ def find_local_sequence(path: str | os.PathLike[str]) -> sequences.Sequence | No
         raise errors.InvalidArgument(str(exc)) from None
 
 
-def _chunks(path: Path, upload_id: str, offset: int, chunk: int, size: int,
-            progress: ProgressCallback | None) -> Iterator[artifacts_pb2.UploadChunk]:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        while data := fh.read(chunk):
-            yield artifacts_pb2.UploadChunk(upload_id=upload_id, offset=offset, data=data)
-            offset += len(data)
-            if progress:
-                progress(offset, size)
+class _Chunks:
+    """A file's chunks from an offset, for one Upload stream. A progress callback that raises (a cancel)
+    ends the stream after the chunks already handed over, so the server keeps them for a resume; the
+    exception is kept in `stopped` and raised by the caller once the stream has closed."""
+
+    def __init__(self, path: Path, upload_id: str, offset: int, chunk: int, size: int,
+                 progress: ProgressCallback | None) -> None:
+        self.path, self.upload_id, self.offset, self.chunk, self.size = path, upload_id, offset, chunk, size
+        self.progress = progress
+        self.start = offset
+        self.stopped: BaseException | None = None
+
+    def __iter__(self) -> Iterator[artifacts_pb2.UploadChunk]:
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            while data := fh.read(self.chunk):
+                yield artifacts_pb2.UploadChunk(upload_id=self.upload_id, offset=self.offset, data=data)
+                self.offset += len(data)
+                if self.progress:
+                    try:
+                        self.progress(self.offset, self.size)
+                    except BaseException as exc:  # noqa: BLE001 - raised again once the stream is closed
+                        self.stopped = exc
+                        return
+
+    @property
+    def sent(self) -> int:
+        return self.offset - self.start
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What one upload did: the artifact, and how many bytes went over the wire for it (0: the server
+    had it; less than its size: a broken upload resumed)."""
+
+    artifact: common_pb2.ArtifactRef
+    sent_bytes: int
+
+
+@dataclass
+class SequenceUpload:
+    """What uploading a sequence's frames did: the ImageSequence a MediaInput names, which frames were
+    sent (wholly or resumed) and which the server already held, and the bytes sent of the bytes in all."""
+
+    sequence: common_pb2.ImageSequence
+    sent_frames: list[int] = field(default_factory=list)
+    skipped_frames: list[int] = field(default_factory=list)
+    sent_bytes: int = 0
+    total_bytes: int = 0
+
+    @property
+    def media_input(self) -> common_pb2.MediaInput:
+        return common_pb2.MediaInput(sequence=self.sequence)
 
 
 class Client:
@@ -229,8 +274,15 @@ class Client:
         Small files are hashed first, so that content the server has is never sent. A big file
         seen for the first time is sent unhashed (hashing first would cost as long as the
         transfer): the server hashes it on arrival, and the digest it returns is remembered, so
-        sending the same unchanged file again is skipped.
+        sending the same unchanged file again is skipped. A progress callback that raises stops the
+        upload where it is (the server keeps what arrived, for the next try) and its exception
+        propagates.
         """
+        return self.upload_file(path, name=name, media_type=media_type, progress=progress, retries=retries).artifact
+
+    def upload_file(self, path: str | os.PathLike, *, name: str | None = None, media_type: str | None = None,
+                    progress: ProgressCallback | None = None, retries: int = 5) -> Uploaded:
+        """upload(), saying how many bytes were sent (0 when the server already held the file)."""
         path = Path(path)
         if not path.is_file():
             raise errors.InvalidArgument(f"{path} is not a file")
@@ -243,6 +295,7 @@ class Client:
             sha256=digest or "", size=st.st_size, name=name or path.name,
             media_type=media_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream")
         upload_id = ""
+        sent = 0
         for attempt in range(retries + 1):
             try:
                 if upload_id and not digest:
@@ -251,13 +304,18 @@ class Client:
                 upload_id = status.upload_id
                 if not status.complete:
                     chunk = min(CHUNK_BYTES, status.max_chunk_bytes or CHUNK_BYTES)
-                    chunks = _chunks(path, upload_id, status.offset, chunk, st.st_size, progress)
-                    status = self.artifacts_stub.Upload(chunks, metadata=self._metadata)
+                    chunks = _Chunks(path, upload_id, status.offset, chunk, st.st_size, progress)
+                    try:
+                        status = self.artifacts_stub.Upload(iter(chunks), metadata=self._metadata)
+                    finally:
+                        sent += chunks.sent
+                    if chunks.stopped is not None:
+                        raise chunks.stopped
                 if status.complete:
                     _DIGESTS[key] = status.artifact.id
                     if progress:
                         progress(st.st_size, st.st_size)
-                    return status.artifact
+                    return Uploaded(status.artifact, sent)
             except grpc.RpcError as err:
                 if err.code() not in _RETRYABLE or attempt == retries:
                     raise errors.from_rpc_error(err, self.address) from None
@@ -328,28 +386,45 @@ class Client:
 
     # Jobs ------------------------------------------------------------------------------------
 
-    def upload_sequence(self, sequence: sequences.Sequence, *,
+    def upload_sequence(self, sequence: sequences.Sequence, *, frames: Iterable[int] | None = None,
                         progress: ProgressCallback | None = None) -> common_pb2.ImageSequence:
-        """Upload every frame of an image sequence (one artifact each) and name them for a MediaInput.
+        """Upload the frames of an image sequence (one artifact each) and name them for a MediaInput.
 
-        Each frame goes through upload(): a frame the server already holds is not sent again, and a
-        broken transfer resumes. progress(bytes done, bytes in all) covers the whole sequence.
+        frames: which frame numbers (e.g. a working range without its handles); None: all. See
+        upload_frames, which also says what was sent.
         """
-        sizes = {number: path.stat().st_size for number, path in sequence.paths()}
-        total = sum(sizes.values())
+        return self.upload_frames(sequence, frames=frames, progress=progress).sequence
+
+    def upload_frames(self, sequence: sequences.Sequence, *, frames: Iterable[int] | None = None,
+                      progress: ProgressCallback | None = None) -> SequenceUpload:
+        """Upload frames of an image sequence, deduplicated and resumable, and say what was sent.
+
+        Each frame goes through upload_file(): a frame the server already holds (by its sha256) is not
+        sent again, and one whose upload broke off resumes where the server's copy ends, so running an
+        interrupted upload again sends only what is missing. Nothing assumes the server sees this
+        disk. frames: the frame numbers to send (those not on disk are left out); None: all.
+        progress(bytes done, bytes in all) covers the frames asked for; a callback that raises stops
+        the upload (see upload()).
+        """
+        wanted = None if frames is None else set(frames)
+        paths = [(n, p) for n, p in sequence.paths() if wanted is None or n in wanted]
+        sizes = {number: path.stat().st_size for number, path in paths}
+        report = SequenceUpload(common_pb2.ImageSequence(pattern=sequence.file_pattern()),
+                                total_bytes=sum(sizes.values()))
         done = 0
-        out = common_pb2.ImageSequence(pattern=sequence.file_pattern())
-        for number, path in sequence.paths():
+        for number, path in paths:
             frame_progress = None
             if progress is not None:
                 def frame_progress(sent: int, _size: int, base: int = done) -> None:
-                    progress(base + sent, total)
-            ref = self.upload(path, progress=frame_progress)
-            out.frames.add(number=number, artifact_id=ref.id)
+                    progress(base + sent, report.total_bytes)
+            uploaded = self.upload_file(path, progress=frame_progress)
+            report.sequence.frames.add(number=number, artifact_id=uploaded.artifact.id)
+            (report.sent_frames if uploaded.sent_bytes else report.skipped_frames).append(number)
+            report.sent_bytes += uploaded.sent_bytes
             done += sizes[number]
         if progress is not None and not sizes:
             progress(0, 0)
-        return out
+        return report
 
     def media_input(self, source: Source, *, server_path: bool = False,
                     progress: ProgressCallback | None = None) -> common_pb2.MediaInput:

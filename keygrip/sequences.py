@@ -91,6 +91,46 @@ class Sequence:
         return describe_frames(self.pattern(), self.first, self.last, self.gaps(), images=len(self))
 
 
+# The pattern style each host writes in its file fields (Nuke reads "hash" and "printf" alike).
+HOST_STYLES = {"nuke": "hash", "blender": "hash", "houdini": "houdini", "ffmpeg": "printf"}
+
+
+@dataclass(frozen=True)
+class SequencePath:
+    """Where a sequence's frames are written, as a pattern: folder / head + frame number + tail.
+
+    The same destination in every spelling: ``/out/shot010_matte.####.exr``, ``.../shot010_matte.%04d.exr``
+    and ``.../shot010_matte.$F4.exr`` parse to one SequencePath, and text(style) writes it back in the
+    style a host wants. Nothing needs to exist on disk.
+    """
+
+    folder: Path
+    head: str
+    padding: int   # digits (0: unpadded)
+    tail: str
+
+    @classmethod
+    def parse(cls, path: str | os.PathLike[str]) -> SequencePath:
+        """A destination pattern; SequenceError when its file name holds no (or two) frame-number tokens."""
+        p = Path(path).expanduser()
+        parsed = parse_pattern(p.name)
+        if parsed is None:
+            raise SequenceError(f"{p}: put the frame number in the name as #### (or %04d, $F4), "
+                                f"e.g. {p.stem}.####{p.suffix or '.exr'}")
+        head, padding, tail = parsed
+        return cls(p.parent, head, padding, tail)
+
+    def name(self, frame: int) -> str:
+        return frame_name(self.head, self.padding, self.tail, frame)
+
+    def path(self, frame: int) -> Path:
+        return self.folder / self.name(frame)
+
+    def text(self, style: str = "hash") -> str:
+        """The pattern as a path in a style ("hash", "printf", "houdini"; see HOST_STYLES)."""
+        return str(self.folder / format_pattern(self.head, self.padding, self.tail, style))
+
+
 def describe_frames(name: str, first: int, last: int, gaps: list[tuple[int, int]], images: int | None = None
                     ) -> str:
     """A sequence's range and gaps in one line: plate.####.png frames 1001-1100, missing 1004-1005.

@@ -248,7 +248,9 @@ def test_cli_matte_and_cleanplate_write_files_numbered_like_the_plate(shared_ser
     run = subprocess.run([sys.executable, "-m", "keygrip.cli", "--address", shared_server.address, "matte",
                           str(pattern), "--out", str(out), "--range", "2001-2005"], capture_output=True, text=True,
                          timeout=120)
-    assert run.returncode == 1 and "frame range 2001-2006 holds no frame" in run.stderr
+    # Found before anything is uploaded: only the range's frames would be sent, and there are none.
+    assert run.returncode == 1 and "frame range 2001-2005 holds no frame of" in run.stderr
+    assert "plate.####.png frames 1001-1004" in run.stderr
 
 
 def test_depth_estimator_family_and_licence_opt_in(tmp_path: Path) -> None:

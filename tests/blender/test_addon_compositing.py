@@ -65,6 +65,12 @@ def test_matte_button_wires_a_keygrip_matte_tree_then_undo(addon) -> None:
     }
     set_alpha = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeSetAlpha")
     assert set_alpha.inputs["Type"].default_value == "Replace Alpha"
+    # The graph's premultiply: Alpha Over premultiplies the straight plate + matte (else the plate shows
+    # through at full strength where the matte is 0).
+    over = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeAlphaOver")
+    assert over.inputs["Straight Alpha"].default_value is True
+    graph = json.loads(tree["keygrip_graph"])
+    assert [n["type"] for n in graph["nodes"] if n["id"] == "premultiply"] == ["premultiply"]
     matte = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeImage")
     image = matte.image
     assert image.colorspace_settings.name == "Non-Color" and image.source == "SEQUENCE"

@@ -1,11 +1,16 @@
 """Compositing passes wired into the scene's compositor, each as ONE undo step with provenance.
 
-"Keygrip Matte": plate + matte -> Set Alpha (Replace Alpha) -> Alpha Over onto a background colour;
-"Keygrip Clean Plate": the clean plate as an Image node over the plate; "Keygrip Depth": plate + depth
--> Defocus (Z from the depth pass). Each is a CompositorNodeTree of its own, made the scene's
-compositor: `scene.compositing_node_group` in Blender 5.x; up to 4.5 the same nodes go into
-`scene.node_tree` with a Composite node. Colour spaces are set explicitly: mattes and depth
-Non-Color, EXR plates and clean plates Linear Rec.709, other plates sRGB.
+The nodes and links come from keygrip.node_graph (the same description the Nuke plugin builds); this
+module maps its vocabulary onto Blender's nodes: read -> Image (a sequence) or Movie Clip (the plate),
+background -> RGB, copy_alpha -> Set Alpha (Replace Alpha), premultiply -> the Alpha Over it feeds
+treats its foreground as straight and premultiplies it (the "Straight Alpha" input from 4.5, "Convert
+Premultiplied" before), merge_over -> Alpha Over, defocus -> Defocus (Z from the depth pass), output ->
+the tree's output. "Keygrip Matte": plate + matte -> Set Alpha -> Alpha Over onto a background colour;
+"Keygrip Clean Plate": the clean plate to the output, the plate beside it; "Keygrip Depth": plate +
+depth -> Defocus. Each is a CompositorNodeTree of its own, made the scene's compositor:
+`scene.compositing_node_group` in Blender 5.x; up to 4.5 the same nodes go into `scene.node_tree` with a
+Composite node. Colour spaces are set explicitly from the graph: mattes and depth Non-Color ("raw"), EXR
+plates and clean plates Linear Rec.709, other plates sRGB.
 
 Image sequences line up with the plate's numbers: a sequence node shows file number N at scene
 frame N (frame_start = first number, frame_offset = first number - 1), so matte.1001.exr sits on
@@ -20,11 +25,10 @@ from pathlib import Path
 
 import bpy
 
+from keygrip import node_graph, sequences
 from keygrip.compositing import PassFiles
 
 from .shading import LINEAR_NAMES, SRGB, set_colorspace, undo_step
-
-GROUP_NAMES = {"matte": "Keygrip Matte", "cleanplate": "Keygrip Clean Plate", "depth": "Keygrip Depth"}
 
 
 @dataclass(frozen=True)
@@ -63,20 +67,19 @@ def _sequence_node(tree: bpy.types.NodeTree, path: Path, first: int, count: int,
     return node
 
 
-def _plate_node(tree: bpy.types.NodeTree, plate: PlateRef, first: int, count: int, x: float, y: float
-                ) -> bpy.types.Node:
+def _plate_node(tree: bpy.types.NodeTree, plate: PlateRef, first: int, count: int, colorspaces: tuple[str, ...],
+                x: float, y: float, label: str) -> bpy.types.Node:
     """The plate, frames first .. first + count - 1 at the scene frames of their numbers."""
     if plate.clip:
-        node = _node(tree, "CompositorNodeMovieClip", x, y, "Plate")
+        node = _node(tree, "CompositorNodeMovieClip", x, y, label)
         node.clip = bpy.data.movieclips[plate.clip]
         return node
     path = Path(plate.path)
     if path.suffix.lower() in _IMAGE_SUFFIXES:
-        linear = path.suffix.lower() == ".exr"
-        return _sequence_node(tree, path, first, count, LINEAR_NAMES if linear else (SRGB,), x, y, "Plate")
+        return _sequence_node(tree, path, first, count, colorspaces, x, y, label)
     image = bpy.data.images.load(str(path.resolve()), check_existing=False)
-    set_colorspace(image, SRGB)
-    node = _node(tree, "CompositorNodeImage", x, y, "Plate")
+    set_colorspace(image, *colorspaces)
+    node = _node(tree, "CompositorNodeImage", x, y, label)
     node.image = image
     # A movie's frame 1 is the video's frame 0: video frame N shows at scene frame N.
     node.frame_duration = count
@@ -103,47 +106,86 @@ def _tree(scene: bpy.types.Scene, name: str) -> tuple[bpy.types.NodeTree, bpy.ty
     return tree, out.inputs["Image"]
 
 
-def write_pass(kind: str, files: PassFiles, plate: PlateRef, *, background: tuple[float, float, float, float]
-               = (0.05, 0.05, 0.05, 1.0)) -> bpy.types.NodeTree:
-    """Wire a finished pass into the plate's scene (one undo step); returns the node tree."""
-    name = GROUP_NAMES[kind]
-    with undo_step(f"Keygrip: {name}"):
-        scene = bpy.data.scenes[plate.scene]
-        tree, result = _tree(scene, name)
-        first, last = (int(n) for n in files.metadata["frame_range"].split("-"))
-        plate_node = _plate_node(tree, plate, first, last - first + 1, 0, 200)
-        numbers = sorted(files.frames)
-        if kind == "matte":
-            matte = _sequence_node(tree, files.frames[numbers[0]], numbers[0], len(numbers), ("Non-Color",), 0, -150,
-                                   "Matte")
-            set_alpha = _node(tree, "CompositorNodeSetAlpha", 300, 100)
-            set_alpha.inputs["Type"].default_value = "Replace Alpha"
-            bg = _node(tree, "CompositorNodeRGB", 300, -150, "Background")
-            bg.outputs[0].default_value = background
-            over = _node(tree, "CompositorNodeAlphaOver", 600, 0)
-            tree.links.new(plate_node.outputs["Image"], set_alpha.inputs["Image"])
-            tree.links.new(matte.outputs["Image"], set_alpha.inputs["Alpha"])
-            tree.links.new(bg.outputs[0], over.inputs["Background"])
-            tree.links.new(set_alpha.outputs["Image"], over.inputs["Foreground"])
-            tree.links.new(over.outputs["Image"], result)
-        elif kind == "depth":
-            depth = _sequence_node(tree, files.frames[numbers[0]], numbers[0], len(numbers), ("Non-Color",), 0, -150,
-                                   "Depth")
-            defocus = _node(tree, "CompositorNodeDefocus", 400, 0)
+COLORSPACES = {"raw": ("Non-Color",), "linear": LINEAR_NAMES, "srgb": (SRGB,)}
+
+
+def _read_node(tree: bpy.types.NodeTree, node: node_graph.Node, plate: PlateRef, x: float, y: float
+               ) -> bpy.types.Node:
+    """A graph's read node: the plate as the scene has it, or a pass's sequence (or one file)."""
+    settings = node.settings
+    first, last = int(settings["first"]), int(settings["last"])
+    colorspaces = COLORSPACES[settings["colorspace"]]
+    if settings["role"] == "plate":
+        return _plate_node(tree, plate, first, last - first + 1, colorspaces, x, y, node.label)
+    path = str(settings["path"])
+    file = sequences.SequencePath.parse(path).path(first) if sequences.is_pattern(path) else Path(path)
+    return _sequence_node(tree, file, first, last - first + 1, colorspaces, x, y, node.label)
+
+
+def _build(tree: bpy.types.NodeTree, result: bpy.types.NodeSocket, graph: node_graph.Graph, plate: PlateRef) -> None:
+    """Blender nodes and links for a graph (see the module's docstring for the mapping)."""
+    made: dict[str, bpy.types.Node] = {}
+    folded: dict[str, str] = {}         # a premultiply's id -> the node feeding it (see _set_straight_alpha)
+    levels: dict[str, int] = {}
+    for node in graph.ordered():
+        feeds = graph.inputs(node.id)
+        for socket, feed in feeds.items():
+            if feed in folded and (node.type, socket) != ("merge_over", "foreground"):
+                raise ValueError(f"{graph.name}: Blender folds a premultiply only into the Alpha Over it feeds")
+        level = levels[node.id] = 1 + max((levels[f] for f in feeds.values()), default=-1)
+        x, y = 300.0 * level, 200.0 - 220.0 * sum(1 for v in levels.values() if v == level)
+        if node.type == "premultiply":
+            folded[node.id] = feeds["image"]
+            continue
+        if node.type == "read":
+            made[node.id] = _read_node(tree, node, plate, x, y)
+        elif node.type == "background":
+            made[node.id] = _node(tree, "CompositorNodeRGB", x, y, node.label)
+            made[node.id].outputs[0].default_value = tuple(node.settings["color"])
+        elif node.type == "copy_alpha":
+            made[node.id] = _node(tree, "CompositorNodeSetAlpha", x, y)
+            made[node.id].inputs["Type"].default_value = "Replace Alpha"
+        elif node.type == "merge_over":
+            made[node.id] = _node(tree, "CompositorNodeAlphaOver", x, y)
+            if feeds.get("foreground") in folded:
+                _set_straight_alpha(made[node.id])
+        elif node.type == "defocus":
+            defocus = made[node.id] = _node(tree, "CompositorNodeDefocus", x, y)
             # Relative depth (about 0 near to 1 far), not scene units: Z scales the blur directly.
             defocus.use_zbuffer = False
-            defocus.z_scale = 8.0
-            tree.links.new(plate_node.outputs["Image"], defocus.inputs["Image"])
-            tree.links.new(depth.outputs["Image"], defocus.inputs["Z"])
-            tree.links.new(defocus.outputs["Image"], result)
-        else:
-            clean_path = next(p for p in files.files if Path(p).name.startswith("cleanplate.") and
-                              not Path(p).name.startswith("cleanplate_preview"))
-            exr = Path(clean_path).suffix.lower() == ".exr"
-            clean = _sequence_node(tree, Path(clean_path), 0, 1, LINEAR_NAMES if exr else (SRGB,), 0, -150,
-                                   "Clean Plate")
-            tree.links.new(clean.outputs["Image"], result)
+            defocus.z_scale = float(node.settings["scale"])
+            defocus.blur_max = float(node.settings["max_size"])
+        elif node.type != "output":
+            raise ValueError(f"{graph.name}: the Blender compositor has no node for {node.type} {node.id}")
+        for socket, feed in feeds.items():
+            target = result if node.type == "output" else made[node.id].inputs[_SOCKETS[node.type][socket]]
+            tree.links.new(made[folded.get(feed, feed)].outputs[0], target)
+
+
+# graph input socket -> the Blender node's input socket, per node type.
+_SOCKETS = {"copy_alpha": {"image": "Image", "alpha": "Alpha"},
+            "merge_over": {"foreground": "Foreground", "background": "Background"},
+            "defocus": {"image": "Image", "depth": "Z"}}
+
+
+def _set_straight_alpha(over: bpy.types.Node) -> None:
+    """Alpha Over premultiplies its foreground: an input socket from 4.5, a property before."""
+    if "Straight Alpha" in over.inputs:
+        over.inputs["Straight Alpha"].default_value = True
+    else:
+        over.use_premultiply = True
+
+
+def write_pass(kind: str, files: PassFiles, plate: PlateRef, *, background: tuple[float, float, float, float]
+               = node_graph.DEFAULT_BACKGROUND) -> bpy.types.NodeTree:
+    """Wire a finished pass into the plate's scene (one undo step); returns the node tree."""
+    graph = files.graph(kind, plate.path or plate.clip, background=background)
+    with undo_step(f"Keygrip: {graph.name}"):
+        scene = bpy.data.scenes[plate.scene]
+        tree, result = _tree(scene, graph.name)
+        _build(tree, result, graph, plate)
         tree["keygrip_pass"] = kind
         tree["keygrip_provenance"] = json.dumps(files.metadata, sort_keys=True)
+        tree["keygrip_graph"] = json.dumps(graph.to_dict(), sort_keys=True)
         tree["keygrip_files"] = files.pattern or (str(files.files[0]) if files.files else "")
     return tree
