@@ -240,6 +240,8 @@ _CLASS_KNOBS: dict[str, dict[str, tuple[type[Knob], Any]]] = {
     "Copy": {"from0": (String_Knob, "rgba.alpha"), "to0": (String_Knob, "rgba.alpha")},
     "Premult": {"channels": (String_Knob, "rgb")},
     "Merge2": {"operation": (String_Knob, "over"), "mix": (Double_Knob, 1.0)},
+    "ZDefocus2": {"math": (String_Knob, "depth"), "size": (Double_Knob, 10.0), "max_size": (Double_Knob, 100.0),
+                  "channels": (String_Knob, "rgba")},
     "Input": {"number": (Int_Knob, 0)},
     "Output": {},
     "Dot": {},
@@ -247,7 +249,7 @@ _CLASS_KNOBS: dict[str, dict[str, tuple[type[Knob], Any]]] = {
     "Root": {"first_frame": (Int_Knob, 1), "last_frame": (Int_Knob, 100)},
     "Preferences": {},
 }
-_MAX_INPUTS = {"Read": 0, "Copy": 2, "Premult": 1, "Merge2": 2, "Input": 0, "Output": 1, "Dot": 1}
+_MAX_INPUTS = {"Read": 0, "Copy": 2, "ZDefocus2": 2, "Premult": 1, "Merge2": 2, "Input": 0, "Output": 1, "Dot": 1}
 _ENUM_VALUES = {("Merge2", "operation"): ["over", "under", "plus", "multiply", "copy"]}
 
 

@@ -29,12 +29,12 @@ def _plate_read(nuke: ModuleType, first: int = 1001, last: int = 1003) -> object
     return read
 
 
-def _keygrip_node(nuke: ModuleType, server: str, out_dir: Path, frame_range: str = "") -> object:
+def _keygrip_node(nuke: ModuleType, server: str, destination: Path, frame_range: str = "") -> object:
     """The node as an artist makes it: Read selected, then Keygrip > Keygrip Node."""
     nuke.menu("Nuke").findItem("Keygrip/Keygrip Node").invoke()
     group = nuke.selectedNode()
     group["server"].setValue(server)
-    group["out_dir"].setValue(str(out_dir))
+    group["destination"].setValue(str(destination))
     group["frame_range"].setValue(frame_range)
     return group
 
@@ -44,7 +44,9 @@ def _press(group: object, knob: str = "process") -> None:
 
 
 def _result_nodes(group: object) -> dict[str, object]:
-    return {n.Class(): n for n in group.nodes() if n["label"].value() == "keygrip result"}  # type: ignore[attr-defined]
+    """What a pass built inside the group (all but the Plate and Background inputs and the Output), by class."""
+    made = [n for n in group.nodes() if n.name() not in ("Plate", "Background", "Output1")]  # type: ignore[attr-defined]
+    return {n.Class(): n for n in made}
 
 
 def test_menu_toolbar_preferences_and_the_node(nuke: ModuleType) -> None:
@@ -79,7 +81,7 @@ def test_process_builds_the_matte_wired_into_the_group(nuke: ModuleType, shared_
         return not keygrip_nuke.node.running()
 
     nuke.pump_until(done, timeout=60)
-    assert group["status"].value() == f"done: {tmp_path / 'matte' / 'matte.####.exr'}", group["status"].value()
+    assert group["status"].value() == f"done: {tmp_path / 'plate_matte.####.exr'}", group["status"].value()
     assert any("matte" in s and "%" in s for s in statuses)   # progress showed on the node while it ran
     # The progress task: made off the main thread, moved, and closed at the end.
     (task,) = nuke.progress_tasks
@@ -87,11 +89,11 @@ def test_process_builds_the_matte_wired_into_the_group(nuke: ModuleType, shared_
     assert task.percents and task.percents[-1] > 0 and task.messages
     nuke.pump_until(lambda: task.closed, timeout=10)   # once the panel thread's last poll has seen the end
     # The files: the plate's numbers, only the working range, a linear float alpha.
-    files = sorted(p.name for p in (tmp_path / "matte").iterdir())
-    assert files == ["matte.1001.exr", "matte.1002.exr"]
+    files = sorted(p.name for p in tmp_path.glob("plate_matte.*"))
+    assert files == ["plate_matte.1001.exr", "plate_matte.1002.exr"]
     import OpenEXR
 
-    with OpenEXR.File(str(tmp_path / "matte" / "matte.1001.exr"), separate_channels=True) as f:
+    with OpenEXR.File(str(tmp_path / "plate_matte.1001.exr"), separate_channels=True) as f:
         alpha = np.asarray(f.channels()["A"].pixels, dtype=np.float32)
     assert alpha.shape == (256, 144) and 0.02 < (alpha > 0.5).mean() < 0.6
     # The wiring: Read (raw) -> Copy alpha onto the plate -> Premult -> Merge over the Background.
@@ -99,7 +101,8 @@ def test_process_builds_the_matte_wired_into_the_group(nuke: ModuleType, shared_
     assert set(nodes) == {"Read", "Copy", "Premult", "Merge2"}
     inside = {n.name(): n for n in group.nodes()}
     matte_read, copy, premult, merge = nodes["Read"], nodes["Copy"], nodes["Premult"], nodes["Merge2"]
-    assert matte_read["file"].value() == str(tmp_path / "matte" / "matte.####.exr")
+    assert matte_read["file"].value() == str(tmp_path / "plate_matte.####.exr")
+    assert matte_read["label"].value() == "Matte"
     assert (matte_read["first"].value(), matte_read["last"].value()) == (1001, 1002) and matte_read["raw"].value()
     assert copy.input(0) is inside["Plate"] and copy.input(1) is matte_read
     assert (copy["from0"].value(), copy["to0"].value()) == ("rgba.alpha", "rgba.alpha")
@@ -109,8 +112,8 @@ def test_process_builds_the_matte_wired_into_the_group(nuke: ModuleType, shared_
     assert inside["Output1"].input(0) is merge
     assert group.input(0) is read
     provenance = json.loads(group["provenance"].value())
-    assert provenance["pass"] == "matte" and provenance["frame_range"] == "1001-1002"
-    assert nuke.Undo.steps == ["Keygrip matte"]
+    assert provenance["graph"]["name"] == "Keygrip Matte" and provenance["metadata"]["frame_range"] == "1001-1002"
+    assert nuke.Undo.steps == ["Keygrip Matte"]
     assert not nuke.messages
 
 
@@ -122,11 +125,12 @@ def test_terminal_mode_runs_the_pass_through_wait(nuke: ModuleType, shared_serve
 
     nuke.GUI = False
     _plate_read(nuke)
-    group = _keygrip_node(nuke, shared_server.address, tmp_path, "1003")
+    group = _keygrip_node(nuke, shared_server.address, tmp_path / "shot010_matte.%04d.exr")
+    group["handles"].setValue(1)   # 1001 and 1003 are handles: only 1002 is sent and processed
     _press(group)
     keygrip_nuke.node.wait(timeout=60)
-    assert group["status"].value().startswith("done: "), group["status"].value()
-    assert sorted(p.name for p in (tmp_path / "matte").iterdir()) == ["matte.1003.exr"]
+    assert group["status"].value() == f"done: {tmp_path / 'shot010_matte.####.exr'}", group["status"].value()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shot010_matte.1002.exr"]
     assert set(_result_nodes(group)) == {"Read", "Copy", "Premult", "Merge2"}
 
 
@@ -153,7 +157,7 @@ def test_cancel_in_the_progress_task_cancels_the_server_job(nuke: ModuleType, se
             job.wait(timeout=30)
             assert job.state == "cancelled"
             assert not _result_nodes(group) and not group["cancel"].enabled()
-            assert not (tmp_path / "matte").exists()
+            assert not list(tmp_path.glob("*.exr"))
             assert not nuke.messages   # cancelling is not an error
         finally:
             blocker.cancel()
@@ -195,9 +199,10 @@ def test_server_down_says_where_and_what_to_do(nuke: ModuleType, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("1001-1100", "frame range 1001-1100 is outside Read1's frames 1001-1003: set the Keygrip node's frame range"),
-    ("990", "frame range 990 is outside Read1's frames 1001-1003"),
-    ("first-last", "frame range 'first-last': write FIRST-LAST in the plate's frame numbers, e.g. 1001-1100"),
+    ("1001-1100", "Read1: plate.####.exr: the working range 1001-1100 lies outside the plate's frames 1001-1003; "
+                  "pick frames inside it"),
+    ("990", "Read1: plate.####.exr: the working range 990-990 lies outside the plate's frames 1001-1003"),
+    ("first-last", "Read1: frame range 'first-last': write FIRST-LAST in the plate's frame numbers, e.g. 1001-1100"),
     ("1003-1001", "the first frame must not be negative nor after the last"),
 ])
 def test_bad_frame_range_is_refused_before_anything_runs(nuke: ModuleType, tmp_path: Path, text: str,
@@ -265,15 +270,15 @@ def test_clean_plate_is_a_held_read_shown_by_the_group(nuke: ModuleType, shared_
     _press(group)
     nuke.pump_until(lambda: not keygrip_nuke.node.running(), timeout=60)
     status = group["status"].value()
-    assert status == f"done: {tmp_path / 'cleanplate' / 'cleanplate.1002.exr'}", status
+    assert status == f"done: {tmp_path / 'plate_cleanplate.1002.exr'}", status
     (read,) = _result_nodes(group).values()
-    assert read.Class() == "Read" and Path(read["file"].value()).is_file()
+    assert read.Class() == "Read" and read["file"].value() == str(tmp_path / "plate_cleanplate.1002.exr")
     assert read["first"].value() == read["last"].value() == 1002   # the range's middle frame, held
     assert (read["before"].value(), read["after"].value()) == ("hold", "hold") and not read["raw"].value()
     assert group.node("Output1").input(0) is read
 
 
-def test_depth_is_copied_into_the_plates_depth_channel(nuke: ModuleType, tmp_path: Path) -> None:
+def test_depth_defocuses_the_plate_and_a_matte_replaces_it(nuke: ModuleType, tmp_path: Path) -> None:
     """The depth wiring from a depth pass's files (a server with a depth model is the compositing
     tests' business); then a matte replaces it, and the group keeps one result."""
     from keygrip_nuke import graph
@@ -283,19 +288,20 @@ def test_depth_is_copied_into_the_plates_depth_channel(nuke: ModuleType, tmp_pat
     _plate_read(nuke)
     group = _keygrip_node(nuke, "", tmp_path)
     frames = {n: tmp_path / f"depth.{n}.exr" for n in (1001, 1002, 1003)}
-    graph.build(group, "depth", PassFiles(frames=frames, pattern=str(tmp_path / "depth.####.exr"),
-                                          metadata={"frame_range": "1001-1003"}))
+    depth = PassFiles(frames=frames, pattern=str(tmp_path / "depth.####.exr"), metadata={"frame_range": "1001-1003"})
+    graph.build(group, depth.graph("depth", PLATE), {})
     nodes = _result_nodes(group)
-    assert set(nodes) == {"Read", "Copy"}
-    read, copy = nodes["Read"], nodes["Copy"]
+    assert set(nodes) == {"Read", "Copy", "ZDefocus2"}
+    read, copy, defocus = nodes["Read"], nodes["Copy"], nodes["ZDefocus2"]
     assert read["raw"].value() and (read["first"].value(), read["last"].value()) == (1001, 1003)
     assert (copy["from0"].value(), copy["to0"].value()) == ("depth.Z", "depth.Z")
-    assert copy.input(0) is group.node("Plate") and copy.input(1) is read
-    assert group.node("Output1").input(0) is copy
-    graph.build(group, "matte", PassFiles(frames={1001: tmp_path / "matte.1001.exr"},
-                                          pattern=str(tmp_path / "matte.####.exr")))
+    assert copy.input(0) is group.node("Plate") and copy.input(1) is read and defocus.input(0) is copy
+    assert defocus["math"].value() == "direct" and defocus["size"].value() == 8.0
+    assert group.node("Output1").input(0) is defocus
+    matte = PassFiles(frames={1001: tmp_path / "matte.1001.exr"}, pattern=str(tmp_path / "matte.####.exr"))
+    graph.build(group, matte.graph("matte", PLATE), {})
     assert set(_result_nodes(group)) == {"Read", "Copy", "Premult", "Merge2"}
-    assert len(group.nodes()) == 7 and nuke.Undo.steps == ["Keygrip depth", "Keygrip matte"]
+    assert len(group.nodes()) == 7 and nuke.Undo.steps == ["Keygrip Depth", "Keygrip Matte"]
 
 
 def test_server_settings_from_the_node_the_preferences_and_the_environment(

@@ -49,13 +49,13 @@ for name in names:
 runpy.run_path(sys.argv[1] + "/init.py")
 runpy.run_path(sys.argv[1] + "/menu.py")
 import keygrip_nuke.node
-read = nuke_fake.nodes.Read(file="plate.####.exr", first=1001, last=1003)
+read = nuke_fake.nodes.Read(file=sys.argv[1] + "/selftest_data/plate.####.exr", first=1001, last=1003)
 read.setSelected(True)
 nuke_fake.menu("Nuke").findItem("Keygrip/Keygrip Node").invoke()
 group = nuke_fake.selectedNode()
 group["frame_range"].setValue("1001-1200")
 group["process"].execute()
-assert "outside Read1's frames 1001-1003" in group["status"].value(), group["status"].value()
+assert "lies outside the plate's frames 1001-1003" in group["status"].value(), group["status"].value()
 assert not nuke_fake.violations
 print("imported", len(names), "SDK modules and the plugin on", sys.version.split()[0])
 '''

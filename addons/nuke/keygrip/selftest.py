@@ -55,7 +55,7 @@ def run(server: str = "", start_local: str = "", out: str = "", timeout: float =
     group["operation"].setValue("matte")
     group["frame_range"].setValue("1001-1002")
     group["server"].setValue(server)
-    group["out_dir"].setValue(out)
+    group["destination"].setValue(os.path.join(out, "selftest_matte.####.exr"))
     process = group["process"]
     assert isinstance(process, nuke.PyScript_Knob)
     process.execute()   # the Process button
@@ -66,10 +66,9 @@ def run(server: str = "", start_local: str = "", out: str = "", timeout: float =
     status = str(group["status"].value())
     if not check(status.startswith("done: "), f"status: {status}"):
         return checks
-    matte_dir = os.path.join(out, "matte")
-    files = sorted(os.listdir(matte_dir)) if os.path.isdir(matte_dir) else []
-    check(files == ["matte.1001.exr", "matte.1002.exr"], f"files in {matte_dir}: {', '.join(files) or 'none'}")
-    made = {n.Class(): n for n in group.nodes() if n["label"].value() == "keygrip result"}
+    files = sorted(name for name in os.listdir(out) if name.startswith("selftest_matte."))
+    check(files == ["selftest_matte.1001.exr", "selftest_matte.1002.exr"], f"files in {out}: {', '.join(files)}")
+    made = {n.Class(): n for n in group.nodes() if n.name() not in ("Plate", "Background", "Output1")}
     check(set(made) == {"Read", "Copy", "Premult", "Merge2"}, f"result nodes: {', '.join(sorted(made))}")
     if set(made) != {"Read", "Copy", "Premult", "Merge2"}:
         return checks

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from keygrip import compositing
+from keygrip import compositing, sequences
+from keygrip.plates import FrameRange, Plate
 from keygrip.session import MainQueue, MainThread, Session, connector
 
 from . import graph, settings
@@ -52,14 +53,19 @@ def create() -> nuke.Group:
     group.addKnob(nuke.Tab_Knob("keygrip", "Keygrip"))
     group.addKnob(nuke.Enumeration_Knob("operation", "operation", list(OPERATIONS)))
     frame_range = nuke.String_Knob("frame_range", "frame range")
-    frame_range.setTooltip("FIRST-LAST in the plate's frame numbers (e.g. 1001-1100); empty: the plate's Read range")
+    frame_range.setTooltip("the working range, FIRST-LAST in the plate's frame numbers (e.g. 1009-1092); only "
+                           "these frames are sent and processed; empty: the Read's range less its handles")
     group.addKnob(frame_range)
+    handles = nuke.Int_Knob("handles", "handles")
+    handles.setTooltip("frames at each end of the Read's range that are outside the shot (not sent)")
+    group.addKnob(handles)
     server = nuke.String_Knob("server", "server")
     server.setTooltip("host:port of the Keygrip server; empty: the Keygrip preferences, else $KEYGRIP_ADDRESS")
     group.addKnob(server)
-    out_dir = nuke.File_Knob("out_dir", "output folder")
-    out_dir.setTooltip("where the pass's EXRs go; empty: keygrip/<node> beside the saved script")
-    group.addKnob(out_dir)
+    destination = nuke.File_Knob("destination", "destination")
+    destination.setTooltip("where the pass's EXRs go, as a pattern (/out/shot010_matte.####.exr; %04d and $F4 too), "
+                           "or a folder; empty: keygrip/<node>/ beside the saved script, named after the plate")
+    group.addKnob(destination)
     group.addKnob(nuke.PyScript_Knob("process", "Process", _PROCESS))
     group.addKnob(nuke.PyScript_Knob("cancel", "Cancel", _CANCEL))
     group.addKnob(nuke.Text_Knob("status", "status", "idle"))
@@ -85,16 +91,16 @@ class PlateError(ValueError):
 
 
 @dataclass(frozen=True)
-class Plate:
+class PlateRead:
     """The plate's Read as the node sees it when Process is pressed."""
 
-    read: str        # the Read node's name
+    name: str        # the Read node's name
     file: str        # its file knob: plate.####.exr, plate.%04d.exr
     first: int
     last: int
 
 
-def find_plate(group: nuke.Node) -> Plate:
+def find_read(group: nuke.Node) -> PlateRead:
     """The Read that feeds the node's Plate input, through any nodes between (their input 0)."""
     node = group.input(0)
     while node is not None and node.Class() != "Read":
@@ -105,34 +111,34 @@ def find_plate(group: nuke.Node) -> Plate:
     path = str(node["file"].value()).strip()
     if not path:
         raise PlateError(f"{node.name()} has no file: choose the plate's image sequence in it")
-    return Plate(node.name(), path, int(node["first"].value()), int(node["last"].value()))
+    return PlateRead(node.name(), path, int(node["first"].value()), int(node["last"].value()))
 
 
-def frame_range(text: str, plate: Plate) -> tuple[int, int]:
-    """The knob's FIRST-LAST (empty: the Read's range) as [start, end), checked against the Read's range."""
-    if not text.strip():
-        return plate.first, plate.last + 1
+def plate_of(read: PlateRead, frame_range: str, handles: int) -> Plate:
+    """The plate on disk with the artist's working range: the knob's FIRST-LAST, else the Read's range
+    less its handles. Lists the plate's folder (on the main thread: one directory listing)."""
     try:
-        start, end = compositing.parse_range(text)
-    except ValueError as exc:
-        raise PlateError(str(exc)) from None
-    end = end or plate.last + 1
-    if start < plate.first or end - 1 > plate.last:
-        raise PlateError(f"frame range {text.strip()} is outside {plate.read}'s frames {plate.first}-{plate.last}: "
-                         "set the Keygrip node's frame range within them")
-    return start, end
+        working = (FrameRange.parse(frame_range) if frame_range.strip()
+                   else FrameRange(read.first, read.last).shrink(handles, handles))
+        return Plate.find(read.file, handles=handles, working_range=working)
+    except ValueError as exc:   # SequenceError is one too
+        raise PlateError(f"{read.name}: {exc}") from None
 
 
-def output_folder(group: nuke.Node) -> Path:
-    """The out_dir knob, else keygrip/<node> beside the saved script (a temporary folder while untitled)."""
-    chosen = str(group["out_dir"].value()).strip()
+def destination_of(group: nuke.Node, plate: Plate, kind: str) -> str:
+    """The destination knob as a pattern (a folder gets the default name), else keygrip/<node>/ beside
+    the saved script (a temporary folder while it is untitled)."""
+    chosen = str(group["destination"].value()).strip()
+    if chosen and sequences.is_pattern(chosen):
+        return chosen
     if chosen:
-        return Path(chosen)
+        return compositing.default_destination(plate, kind, chosen, style=sequences.HOST_STYLES["nuke"])
     try:
         script_dir = Path(nuke.scriptName()).parent
     except RuntimeError:
         script_dir = Path(tempfile.gettempdir()) / "keygrip-nuke-untitled"
-    return script_dir / "keygrip" / group.name()
+    return compositing.default_destination(plate, kind, script_dir / "keygrip" / group.name(),
+                                           style=sequences.HOST_STYLES["nuke"])
 
 
 def _status(group: nuke.Node, text: str) -> None:
@@ -150,22 +156,27 @@ def process(group: nuke.Node) -> Session | None:
         return None
     kind = str(group["operation"].value())
     try:
-        plate = find_plate(group)
-        start, end = frame_range(str(group["frame_range"].value()), plate)
+        read = find_read(group)
+        plate = plate_of(read, str(group["frame_range"].value()), int(group["handles"].value()))
+        plan = compositing.PassPlan.for_plate(kind, plate, destination=destination_of(group, plate, kind))
     except PlateError as exc:
         _fail(group, str(exc))
         return None
-    plan = compositing.PassPlan(kind=kind, source=plate.file, out_dir=output_folder(group) / kind,
-                                frame_range=(start, end))
+    except ValueError as exc:   # a destination that is no pattern, or of another file type
+        _fail(group, f"{group.name()}: {exc}")
+        return None
     server = settings.server_settings(str(group["server"].value()))
+    working = plate.working
 
     def write(files: compositing.PassFiles) -> str:
-        made = graph.build(group, kind, files)   # main thread: the session posts Main steps there
-        return str(made[0]["file"].value())      # the result's Read: what the status names
+        # main thread: the session posts Main steps there. The plate shows the frames processed.
+        pass_graph = files.graph(kind, plate.path, working)
+        graph.build(group, pass_graph, files.metadata)
+        return str(files.result_path(kind))
 
     main = main_thread()
-    panel = ProgressPanel(f"Keygrip {kind}: {plate.read} {start}-{end - 1}", lambda: cancel(group), main)
-    session = Session(f"{kind} {plate.read}", compositing.steps(plan, write=write), connector(server),
+    panel = ProgressPanel(f"Keygrip {kind}: {read.name} {working}", lambda: cancel(group), main)
+    session = Session(f"{kind} {read.name}", compositing.steps(plan, write=write), connector(server),
                       on_progress=lambda s: _progress(group, panel, s),
                       on_finish=lambda s: _finished(group, key, panel, s))
     _runs[key] = Run(session, panel)
