@@ -8,6 +8,7 @@ Every test fails if anything touched the node graph off the main thread (the `nu
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -325,3 +326,30 @@ def test_server_settings_from_the_node_the_preferences_and_the_environment(
     assert (chosen.address, chosen.token, chosen.start_local, chosen.python) == (
         "gpu2:50051", "my-token", True, "/opt/keygrip/bin/python")
     assert server_settings(" gpu9:1234 ").address == "gpu9:1234"   # the node's own knob wins
+
+
+def test_a_local_server_is_started_when_the_preferences_allow_it(nuke: ModuleType, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing answers, "start a local server" is on with a server Python: Process starts the real
+    server on a private socket (here one in tmp_path, not the user's) and runs the pass on it."""
+    import keygrip_nuke.node
+
+    from keygrip import local_server
+
+    monkeypatch.setattr(local_server, "default_socket_path", lambda: tmp_path / "k.sock")
+    prefs = nuke.toNode("preferences")
+    prefs["keygrip_start_local"].setValue(True)
+    prefs["keygrip_server_python"].setValue(sys.executable)
+    prefs["keygrip_data_dir"].setValue(str(tmp_path / "server-data"))
+    _plate_read(nuke)
+    group = _keygrip_node(nuke, "", tmp_path / "out", "1001")
+    try:
+        _press(group)
+        statuses: list[str] = []
+        nuke.pump_until(lambda: statuses.append(group["status"].value()) or not keygrip_nuke.node.running(),
+                        timeout=120)
+        assert group["status"].value() == f"done: {tmp_path / 'out' / 'plate_matte.####.exr'}", statuses[-3:]
+        assert any(s.startswith("starting the local server") for s in statuses)
+        assert (tmp_path / "server-data").is_dir() and (tmp_path / "out" / "plate_matte.1001.exr").is_file()
+    finally:
+        local_server.stop()
