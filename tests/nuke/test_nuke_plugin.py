@@ -353,3 +353,17 @@ def test_a_local_server_is_started_when_the_preferences_allow_it(nuke: ModuleTyp
         assert (tmp_path / "server-data").is_dir() and (tmp_path / "out" / "plate_matte.1001.exr").is_file()
     finally:
         local_server.stop()
+
+
+def test_deleting_the_node_while_its_pass_runs_cancels_it(nuke: ModuleType, shared_server: ServerProcess,
+                                                          tmp_path: Path) -> None:
+    import keygrip_nuke.node
+
+    _plate_read(nuke)
+    group = _keygrip_node(nuke, shared_server.address, tmp_path, "1001")
+    _press(group)
+    (session,) = keygrip_nuke.node.running()
+    nuke.delete(group)
+    nuke.pump_until(lambda: not session.busy, timeout=60)
+    assert session.state == "cancelled" and not keygrip_nuke.node.running()
+    assert not nuke.messages   # nobody to tell: the node is gone

@@ -197,7 +197,10 @@ def cancel(group: nuke.Node) -> None:
 
 def _progress(group: nuke.Node, panel: ProgressPanel, session: Session) -> None:
     panel.update(session.progress)
-    _status(group, session.progress.text())
+    try:
+        _status(group, session.progress.text())
+    except ValueError:   # the node was deleted while its pass ran: nothing left to wire the result into
+        session.cancel()
 
 
 def _finished(group: nuke.Node, key: str, panel: ProgressPanel, session: Session) -> None:
