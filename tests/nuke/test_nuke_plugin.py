@@ -164,7 +164,8 @@ def test_cancel_in_the_progress_task_cancels_the_server_job(nuke: ModuleType, se
             blocker.cancel()
 
 
-def test_cancel_button_and_a_second_press_while_running(nuke: ModuleType, server_factory, tmp_path: Path) -> None:
+def test_cancel_button_a_second_press_and_a_rename_while_running(nuke: ModuleType, server_factory,
+                                                                  tmp_path: Path) -> None:
     import keygrip_nuke.node
 
     server = server_factory(workers=1)
@@ -177,10 +178,12 @@ def test_cancel_button_and_a_second_press_while_running(nuke: ModuleType, server
             session = keygrip_nuke.node.running()[0]
             _press(group)   # a second Process while the first runs starts nothing
             assert group["status"].value().startswith("already running") and len(nuke.progress_tasks) == 1
+            group.setName("MatteOfHero")   # renamed mid-run: its Cancel still reaches the run
             nuke.pump_until(lambda: bool(session.job_ids), timeout=30)
             _press(group, "cancel")
             nuke.pump_until(lambda: not session.busy, timeout=30)
-            assert group["status"].value() == "cancelled"
+            assert session.state == "cancelled" and group["status"].value() == "cancelled"
+            assert group["keygrip_run"].value() == "" and not group["cancel"].enabled()
         finally:
             blocker.cancel()
 
@@ -367,3 +370,4 @@ def test_deleting_the_node_while_its_pass_runs_cancels_it(nuke: ModuleType, shar
     nuke.pump_until(lambda: not session.busy, timeout=60)
     assert session.state == "cancelled" and not keygrip_nuke.node.running()
     assert not nuke.messages   # nobody to tell: the node is gone
+

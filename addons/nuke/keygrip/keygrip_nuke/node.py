@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .progress import ProgressPanel
 
 OPERATIONS = ("matte", "cleanplate", "depth")
 NODE_NAME = "Keygrip"
+RUN_KNOB = "keygrip_run"
 
 _PROCESS = "import keygrip_nuke.node\nkeygrip_nuke.node.process(nuke.thisNode())"
 _CANCEL = "import keygrip_nuke.node\nkeygrip_nuke.node.cancel(nuke.thisNode())"
@@ -37,7 +39,7 @@ class Run:
     panel: ProgressPanel
 
 
-_runs: dict[str, Run] = {}        # node fullName -> its run (one at a time per node)
+_runs: dict[str, Run] = {}        # the node's run knob -> its run (one at a time per node)
 _terminal_main = MainQueue()      # `nuke -t`: what the workers post, drained by wait()
 
 
@@ -47,7 +49,7 @@ def create() -> nuke.Group:
         selected: nuke.Node | None = nuke.selectedNode()
     except ValueError:   # nothing selected
         selected = None
-    group = nuke.createNode("Group", inpanel=nuke.GUI)
+    group = nuke.createNode("Group", inpanel=False)   # the panel opens once the knobs are there
     assert isinstance(group, nuke.Group)
     group.setName(NODE_NAME)
     group.addKnob(nuke.Tab_Knob("keygrip", "Keygrip"))
@@ -72,6 +74,10 @@ def create() -> nuke.Group:
     provenance = nuke.Multiline_Eval_String_Knob("provenance", "provenance")
     provenance.setTooltip("what made the result: the pass, its files, the job's settings (for a re-run)")
     group.addKnob(provenance)
+    # Which run is the node's while a pass runs: a knob, so that renaming the node mid-run loses nothing.
+    run = nuke.String_Knob(RUN_KNOB, "run")
+    run.setVisible(False)
+    group.addKnob(run)
     group["cancel"].setEnabled(False)
     with group:
         plate = nuke.nodes.Input(name="Plate")
@@ -83,6 +89,8 @@ def create() -> nuke.Group:
     # Wired here: an empty group has no input to connect when it is created.
     if selected is not None and selected is not group:
         group.setInput(0, selected)
+    if nuke.GUI:
+        group.showControlPanel()
     return group
 
 
@@ -149,8 +157,7 @@ def process(group: nuke.Node) -> Session | None:
     """The Process button (main thread): start the pass; returns its session, None when it could not start."""
     if not isinstance(group, nuke.Group):
         raise TypeError(f"{group.name()} is not a Keygrip node: make one with Keygrip > Keygrip Node")
-    key = group.fullName()
-    running = _runs.get(key)
+    running = _runs.get(str(group[RUN_KNOB].value()))
     if running is not None and running.session.busy:
         _status(group, "already running: press Cancel first to start again")
         return None
@@ -175,10 +182,12 @@ def process(group: nuke.Node) -> Session | None:
         return str(files.result_path(kind))
 
     main = main_thread()
+    key = uuid.uuid4().hex
     panel = ProgressPanel(f"Keygrip {kind}: {read.name} {working}", lambda: cancel(group), main)
     session = Session(f"{kind} {read.name}", compositing.steps(plan, write=write), connector(server),
                       on_progress=lambda s: _progress(group, panel, s),
                       on_finish=lambda s: _finished(group, key, panel, s))
+    group[RUN_KNOB].setValue(key)
     _runs[key] = Run(session, panel)
     _status(group, f"{kind}: connecting to {server.address}")
     group["cancel"].setEnabled(True)
@@ -189,7 +198,10 @@ def process(group: nuke.Node) -> Session | None:
 
 def cancel(group: nuke.Node) -> None:
     """The Cancel button (and the progress task's Cancel): stop the run and its server job."""
-    run = _runs.get(group.fullName())
+    try:
+        run = _runs.get(str(group[RUN_KNOB].value()))
+    except ValueError:   # the node was deleted: its progress has cancelled the run already
+        return
     if run is not None and run.session.busy:
         _status(group, "cancelling")
         run.session.cancel()
@@ -205,9 +217,9 @@ def _progress(group: nuke.Node, panel: ProgressPanel, session: Session) -> None:
 
 def _finished(group: nuke.Node, key: str, panel: ProgressPanel, session: Session) -> None:
     panel.close()
-    if _runs.get(key) is not None and _runs[key].session is session:
-        del _runs[key]
+    _runs.pop(key, None)
     try:
+        group[RUN_KNOB].setValue("")
         group["cancel"].setEnabled(False)
     except ValueError:   # the node was deleted while the pass ran: nothing left to show it on
         return
