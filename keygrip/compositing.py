@@ -11,7 +11,7 @@ plate.1001.exr), so that the files line up frame for frame. keygrip.node_graph s
     plan = PassPlan.for_plate("matte", plate, destination="/out/shot010_matte.####.exr")
     job = plan.start(client)                       # uploads frames 1009-1092 only, then submits
     files = download_result(client, job.result(), plan.out_dir, destination=plan.destination)
-    graph = files.graph("matte", plate)            # nodes to build in the host
+    graph = files.graph("matte", plate.path)       # nodes to build in the host
 
 In a host, steps(plan, write=...) runs the same as a Session (worker thread, progress, cancel).
 """
@@ -144,7 +144,9 @@ class PassPlan:
 
     @property
     def title(self) -> str:
-        return f"{self.kind} {os.path.basename(str(self.source))}"
+        source = self.source
+        name = source.file_pattern() if isinstance(source, sequences.Sequence) else os.path.basename(str(source))
+        return f"{self.kind} {name}"
 
 
 @dataclass

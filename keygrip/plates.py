@@ -152,12 +152,6 @@ class Plate:
         """The frames a pass sends and processes: the working range, or with handles=True the whole plate."""
         return self.range if handles else self.working
 
-    def frames(self, frame_range: FrameRange) -> list[int]:
-        """The frame numbers on disk inside frame_range (a sequence's gaps left out)."""
-        if self.sequence is None:
-            return list(range(frame_range.first, frame_range.last + 1))
-        return [n for n in self.sequence.frames if n in frame_range]
-
     def check(self, frame_range: FrameRange) -> FrameRange:
         """frame_range if it lies inside the plate; ValueError naming the plate and its frames otherwise."""
         if self.range.intersect(frame_range) != frame_range:

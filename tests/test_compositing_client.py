@@ -53,6 +53,7 @@ def test_working_range_is_sent_and_lands_in_a_destination_pattern(client: keygri
     dest = str(tmp_path / "out" / "shot010_matte.%04d.exr")  # Nuke's printf spelling
     plan = PassPlan.for_plate("matte", plate, destination=dest, settings={"working_size": 128})
     assert plan.frame_range == (1003, 1007) and plan.out_dir == tmp_path / "out"
+    assert plan.title == "matte plate.####.png"
     sent: list[tuple[int, int]] = []
     upload = plan.upload(client, progress=lambda done, total: sent.append((done, total)))
     assert upload.frames is not None
@@ -188,3 +189,16 @@ def test_cli_handles_and_a_destination_pattern(shared_server: ServerProcess, tmp
     run = subprocess.run([*cli, "--out", str(tmp_path / "comp" / "m.####.png"), "--handles", "1"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "does not end in .exr, which the exr-half format writes" in run.stderr
+
+
+def test_server_path_sends_no_frame_and_keeps_the_working_range(server_factory, tmp_path: Path) -> None:
+    """A server on the artist's machine (or one that mounts the same storage) reads the plate where it is."""
+    plate = Plate.find(_plate(tmp_path / "shot040", 1001, _video_frames(80, 4)), handles=1)
+    srv = server_factory("--allowed-root", str(tmp_path))
+    with keygrip.Client(srv.address) as c:
+        plan = PassPlan.for_plate("matte", plate, out_dir=tmp_path / "out", server_path=True,
+                                  settings={"working_size": 128})
+        upload = plan.upload(c)
+        assert upload.frames is None and upload.media_input.path == str(tmp_path / "shot040" / "plate.####.png")
+        files = download_result(c, plan.submit(c, upload.media_input).result(timeout=120), plan.out_dir)
+    assert sorted(files.frames) == [1002, 1003] and files.pattern == str(tmp_path / "out" / "matte.####.exr")
