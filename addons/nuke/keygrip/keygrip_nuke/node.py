@@ -31,15 +31,7 @@ _PROCESS = "import keygrip_nuke.node\nkeygrip_nuke.node.process(nuke.thisNode())
 _CANCEL = "import keygrip_nuke.node\nkeygrip_nuke.node.cancel(nuke.thisNode())"
 
 
-@dataclass
-class Run:
-    """A running pass of one Keygrip node."""
-
-    session: Session
-    panel: ProgressPanel
-
-
-_runs: dict[str, Run] = {}        # the node's run knob -> its run (one at a time per node)
+_runs: dict[str, Session] = {}    # the node's run knob -> its running pass (one at a time per node)
 _terminal_main = MainQueue()      # `nuke -t`: what the workers post, drained by wait()
 
 
@@ -158,7 +150,7 @@ def process(group: nuke.Node) -> Session | None:
     if not isinstance(group, nuke.Group):
         raise TypeError(f"{group.name()} is not a Keygrip node: make one with Keygrip > Keygrip Node")
     running = _runs.get(str(group[RUN_KNOB].value()))
-    if running is not None and running.session.busy:
+    if running is not None and running.busy:
         _status(group, "already running: press Cancel first to start again")
         return None
     kind = str(group["operation"].value())
@@ -188,7 +180,7 @@ def process(group: nuke.Node) -> Session | None:
                       on_progress=lambda s: _progress(group, panel, s),
                       on_finish=lambda s: _finished(group, key, panel, s))
     group[RUN_KNOB].setValue(key)
-    _runs[key] = Run(session, panel)
+    _runs[key] = session
     _status(group, f"{kind}: connecting to {server.address}")
     group["cancel"].setEnabled(True)
     panel.start()
@@ -199,12 +191,12 @@ def process(group: nuke.Node) -> Session | None:
 def cancel(group: nuke.Node) -> None:
     """The Cancel button (and the progress task's Cancel): stop the run and its server job."""
     try:
-        run = _runs.get(str(group[RUN_KNOB].value()))
+        session = _runs.get(str(group[RUN_KNOB].value()))
     except ValueError:   # the node was deleted: its progress has cancelled the run already
         return
-    if run is not None and run.session.busy:
+    if session is not None and session.busy:
         _status(group, "cancelling")
-        run.session.cancel()
+        session.cancel()
 
 
 def _progress(group: nuke.Node, panel: ProgressPanel, session: Session) -> None:
@@ -243,7 +235,7 @@ def main_thread() -> MainThread:
 
 
 def running() -> list[Session]:
-    return [run.session for run in _runs.values() if run.session.busy]
+    return [session for session in _runs.values() if session.busy]
 
 
 def wait(timeout: float = 600.0) -> None:
