@@ -34,7 +34,6 @@ from build_blender_extension import (
     REPO,
     SDK_DIR,
     _package_files,
-    current_platform,
     download_wheels,
     select_wheels,
     wheel_requirements,
@@ -45,7 +44,7 @@ PLUGIN_DIR = REPO / "addons" / "nuke" / "keygrip"
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11")
 
 sys.path.insert(0, str(PLUGIN_DIR))
-from keygrip_nuke.bundled import folder_name  # noqa: E402 - the plugin's own naming of the folders
+from keygrip_nuke.bundled import folder_name, platform_name  # noqa: E402 - the plugin's own naming
 
 # Platform name -> the marker values of a Nuke there (for the Requires-Dist of the bundled wheels).
 _MARKERS = {"linux": {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--download", action="store_true", help="pip download the wheels (network)")
     source.add_argument("--no-wheels", action="store_true",
                         help="bundle only the SDK; grpcio and protobuf must already be in Nuke's Python")
-    parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[current_platform()],
+    parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[platform_name()],
                         help="platforms to bundle grpcio and protobuf for (default: this machine's)")
     parser.add_argument("--python-versions", nargs="+", default=list(PYTHON_VERSIONS),
                         help="Python versions of the Nuke releases to support (default: 3.9 3.10 3.11)")

@@ -60,7 +60,7 @@ def test_built_folder_runs_from_nuke_path_alone(shared_server: ServerProcess, tm
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT")]
     assert proc.returncode == 0 and lines, proc.stdout + proc.stderr
     report = json.loads(lines[-1].removeprefix("REPORT"))
-    site = folder / "site-packages" / f"py{python}-{build_script.current_platform()}"
+    site = folder / "site-packages" / f"py{python}-{build_script.platform_name()}"
     assert report["path0"] == str(site)
     assert Path(report["grpc"]).is_relative_to(site) and Path(report["protobuf"]).is_relative_to(site)
     assert Path(report["sdk"]) == folder / "keygrip" / "__init__.py"
