@@ -221,11 +221,20 @@ def test_bad_frame_range_is_refused_before_anything_runs(nuke: ModuleType, tmp_p
     assert len(nuke.messages) == 1
 
 
-def test_no_plate_connected(nuke: ModuleType, tmp_path: Path) -> None:
+def test_no_plate_connected_a_movie_and_frames_missing_on_disk(nuke: ModuleType, tmp_path: Path) -> None:
     group = _keygrip_node(nuke, "127.0.0.1:9", tmp_path)
     _press(group)
     assert group["status"].value() == ("error: Keygrip: connect the plate's Read node to the Plate input (input 1) "
                                        "and press Process again")
+    movie = nuke.nodes.Read(file=str(VIDEO), first=1, last=100)
+    group.setInput(0, movie)
+    _press(group)
+    assert group["status"].value().startswith(f"error: {movie.name()}: pose2sim_cam01.mp4 is not an image sequence: "
+                                              "the Keygrip node works on sequences")
+    group.setInput(0, nuke.nodes.Read(file=str(tmp_path / "gone.####.exr"), first=1, last=9))
+    _press(group)
+    assert "gone.####.exr" in group["status"].value() and str(tmp_path) in group["status"].value()
+    assert len(nuke.messages) == 3 and not nuke.progress_tasks
 
 
 def test_the_fake_refuses_graph_work_off_the_main_thread(nuke: ModuleType) -> None:

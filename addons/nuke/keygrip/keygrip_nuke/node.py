@@ -117,6 +117,9 @@ def find_read(group: nuke.Node) -> PlateRead:
 def plate_of(read: PlateRead, frame_range: str, handles: int) -> Plate:
     """The plate on disk with the artist's working range: the knob's FIRST-LAST, else the Read's range
     less its handles. Lists the plate's folder (on the main thread: one directory listing)."""
+    if Path(read.file).suffix.lower() not in sequences.IMAGE_EXTENSIONS:
+        raise PlateError(f"{read.name}: {Path(read.file).name} is not an image sequence: the Keygrip node works "
+                         "on sequences (EXR, DPX, PNG, ...); write the plate out as one and read that")
     try:
         working = (FrameRange.parse(frame_range) if frame_range.strip()
                    else FrameRange(read.first, read.last).shrink(handles, handles))
