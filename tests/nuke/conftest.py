@@ -10,15 +10,12 @@ from types import ModuleType
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-PLUGIN = REPO / "addons" / "nuke" / "keygrip"
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # nuke_paths, nuke_fake
+from nuke_paths import PLUGIN  # noqa: E402
 
 # The NUKE_PATH folder itself goes on sys.path, as Nuke puts it (not addons/nuke: its `keygrip`
 # folder would hide the SDK package of the same name).
-for path in (str(HERE), str(PLUGIN)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+sys.path.insert(0, str(PLUGIN))
 
 import nuke_fake  # noqa: E402
 

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import HERE, REPO
+from nuke_paths import HERE, REPO
 from server_process import ServerProcess
 from wheels import repack_installed
 

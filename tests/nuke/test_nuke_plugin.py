@@ -15,7 +15,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from conftest import PLUGIN
+from nuke_paths import PLUGIN
 from server_process import ServerProcess
 
 import keygrip

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import google.protobuf
 import pytest
-from conftest import HERE, PLUGIN, REPO
+from nuke_paths import HERE, PLUGIN, REPO
 
 PYENV = Path.home() / ".pyenv" / "versions"
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import PLUGIN, REPO
+from nuke_paths import PLUGIN, REPO
 
 MISTAKES = """\
 import nuke
