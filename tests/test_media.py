@@ -207,3 +207,16 @@ def test_exr_sequence_and_unreadable_frames(tmp_path):
     (tmp_path / "beauty.1004.exr").write_bytes(b"")
     with pytest.raises(InvalidInput, match=r"beauty\.1004\.exr: frame 1004 is empty"):
         probe(tmp_path)
+
+
+def test_half_float_exr_frames_read_like_float_ones(tmp_path):
+    """Compositors' plates are mostly half-float EXR (FFmpeg decodes them as gbrpf16le, which PyAV
+    cannot turn into numpy directly)."""
+    from inference_server.scene.exr import write_exr
+
+    rgb = np.zeros((16, 24, 3), np.float32)
+    rgb[..., 0], rgb[..., 2] = 0.25, 1.0
+    write_exr(tmp_path / "plate.1001.exr", rgb, half=True)
+    write_exr(tmp_path / "plate.1002.exr", rgb, half=False)
+    frames = list(iter_frames(tmp_path / "plate.####.exr"))
+    assert [f.image[0, 0].tolist() for f in frames] == [[137, 0, 255], [137, 0, 255]]

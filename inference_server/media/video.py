@@ -425,7 +425,9 @@ def _read_image(f: Path) -> np.ndarray:
     try:
         with av.open(str(f), mode="r", metadata_errors="replace") as container:
             for frame in container.decode(video=0):
-                if "f32" in frame.format.name or "f16" in frame.format.name:
+                if "f16" in frame.format.name:  # half-float EXR: PyAV has no numpy form of gbrpf16le
+                    frame = frame.reformat(format=frame.format.name.replace("f16", "f32"))
+                if "f32" in frame.format.name:
                     return _linear_to_srgb8(np.asarray(frame.to_ndarray())[..., :3])
                 return np.asarray(frame.to_ndarray(format="rgb24"))
     except (av.error.FFmpegError, IndexError, ValueError):

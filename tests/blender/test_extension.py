@@ -10,12 +10,7 @@ child refuses to import the SDK, grpc or protobuf from anywhere but what Blender
 
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
-import importlib.metadata
 import importlib.util
-import io
 import json
 import os
 import subprocess
@@ -28,6 +23,7 @@ from types import ModuleType
 import addon_helpers  # noqa: F401 - first: puts the repository and scripts/ on sys.path
 import build_blender_extension as build_script
 import pytest
+from wheels import repack_installed
 
 import keygrip
 
@@ -106,33 +102,6 @@ print("REPORT" + json.dumps(report))
 """
 
 
-def _repack_installed(distribution: str, folder: Path) -> Path:
-    """The wheel an installed distribution came from, packed back from its installed files and tags."""
-    dist = importlib.metadata.distribution(distribution)
-    info = dist.read_text("WHEEL") or ""
-    tags = [line.split(":", 1)[1].strip().split("-") for line in info.splitlines() if line.startswith("Tag:")]
-    # A compressed tag set, as wheel names write several: cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64
-    tag = "-".join(".".join(dict.fromkeys(t[i] for t in tags)) for i in range(3))
-    path = folder / f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}-{tag}.whl"
-    record = io.StringIO()
-    writer = csv.writer(record, lineterminator="\n")
-    root = Path(dist.locate_file(""))
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for file in dist.files or ():
-            name = file.as_posix()
-            if name.startswith("..") or "__pycache__" in name or name.endswith(
-                    ("/RECORD", "/INSTALLER", "/REQUESTED", "/direct_url.json")):
-                continue
-            data = (root / file).read_bytes()
-            zf.writestr(name, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            writer.writerow([name, f"sha256={digest}", len(data)])
-        record_name = f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info/RECORD"
-        writer.writerow([record_name, "", ""])
-        zf.writestr(record_name, record.getvalue())
-    return path
-
-
 def _install_in_blender(zip_path: Path, user_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["BLENDER_USER_RESOURCES"] = str(user_dir)
@@ -148,7 +117,7 @@ def _install_in_blender(zip_path: Path, user_dir: Path) -> dict:
 def test_extension_installs_from_its_wheels_only_and_disables_cleanly(tmp_path: Path):
     (tmp_path / "wheels").mkdir()
     for distribution in ("grpcio", "protobuf"):
-        _repack_installed(distribution, tmp_path / "wheels")
+        repack_installed(distribution, tmp_path / "wheels")
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert build_script.main([
         "--wheels-dir", str(tmp_path / "wheels"), "--platforms", build_script.current_platform(),
