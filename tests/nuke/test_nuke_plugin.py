@@ -87,8 +87,8 @@ def test_process_builds_the_matte_wired_into_the_group(nuke: ModuleType, shared_
     # The progress task: made off the main thread, moved, and closed at the end.
     (task,) = nuke.progress_tasks
     assert task.title == "Keygrip matte: Read1 1001-1002" and task.thread != threading.main_thread().name
-    assert task.percents and task.percents[-1] > 0 and task.messages
     nuke.pump_until(lambda: task.closed, timeout=10)   # once the panel thread's last poll has seen the end
+    assert task.percents and task.percents[-1] == 100 and task.messages   # a finished pass ends full
     # The files: the plate's numbers, only the working range, a linear float alpha.
     files = sorted(p.name for p in tmp_path.glob("plate_matte.*"))
     assert files == ["plate_matte.1001.exr", "plate_matte.1002.exr"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from keygrip import compositing, sequences
 from keygrip.plates import FrameRange, Plate
-from keygrip.session import MainQueue, MainThread, Session, connector
+from keygrip.session import MainQueue, MainThread, Progress, Session, connector
 
 from . import graph, settings
 from .host import NukeMainThread, nuke
@@ -211,6 +211,9 @@ def _progress(group: nuke.Node, panel: ProgressPanel, session: Session) -> None:
 
 
 def _finished(group: nuke.Node, key: str, panel: ProgressPanel, session: Session) -> None:
+    if session.state == "succeeded":
+        # A short pass can end before its job reports past its first step: the task ends full.
+        panel.update(Progress(stage="done", fraction=1.0))
     panel.close()
     _runs.pop(key, None)
     try:

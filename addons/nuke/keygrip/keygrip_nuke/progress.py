@@ -51,14 +51,21 @@ class ProgressPanel:
         shown: Progress | None = None
         try:
             while not self._closed.wait(POLL_SECONDS):
-                with self._lock:
-                    latest = self._latest
-                if latest is not None and latest is not shown:
-                    task.setProgress(max(0, min(100, int(100 * latest.fraction))))
-                    task.setMessage(latest.text())
-                    shown = latest
+                shown = self._show(task, shown)
                 if not cancel_asked and task.isCancelled():
                     cancel_asked = True
                     self._main.post(self._cancel)
+            # A short run can end between two polls: its last progress is shown before the task goes.
+            self._show(task, shown)
         finally:
             del task   # closes the task in Nuke's progress panel
+
+    def _show(self, task: nuke.ProgressTask, shown: Progress | None) -> Progress | None:
+        """The latest progress on the task when it is new; what the task now shows."""
+        with self._lock:
+            latest = self._latest
+        if latest is None or latest is shown:
+            return shown
+        task.setProgress(max(0, min(100, int(100 * latest.fraction))))
+        task.setMessage(latest.text())
+        return latest
