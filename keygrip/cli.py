@@ -37,7 +37,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from keygrip import animate, errors, events, sequences
+from keygrip import errors, events, sequences
 from keygrip.client import DEFAULT_ADDRESS, Client, Job, Source, find_local_sequence
 from keygrip.progress import ProgressBar
 from keygrip.v1 import animation_pb2, common_pb2, scene_pb2, server_pb2
@@ -179,7 +179,9 @@ def _multiview_videos(names: list[str], server_path: bool) -> list[str]:
     """The videos of a multi-camera take: as given, or the videos in one folder (sorted by name)."""
     if len(names) == 1 and not server_path and Path(names[0]).is_dir():
         try:
-            return animate.videos_in_folder(names[0])
+            from keygrip.animate import videos_in_folder  # only multi-camera capture needs it
+
+            return videos_in_folder(names[0])
         except ValueError as exc:
             raise errors.InvalidArgument(str(exc)) from None
     if len(names) < 2:
@@ -448,7 +450,7 @@ def _generate_project(client: Client, args: argparse.Namespace, settings: dict[s
                       bar: ProgressBar | None) -> int:
     """`keygrip generate project`: the views of a views.json, uploaded; OUT.png for one view, OUT_<name>.png
     for each of several."""
-    import re
+    from keygrip.projection import file_stem
 
     if not args.views:
         raise errors.InvalidArgument("`keygrip generate project` needs --views views.json (the cameras and their "
@@ -461,7 +463,7 @@ def _generate_project(client: Client, args: argparse.Namespace, settings: dict[s
     job = client.project_texture(args.model, args.prompt, views, controlnet=args.controlnet or "",
                                  control_scale=args.control_scale or 0.0, **settings)
     result = follow(job, bar).result()
-    stems = [re.sub(r"[^A-Za-z0-9_.-]+", "_", v.name) or f"view{k + 1}" for k, v in enumerate(result.views)]
+    stems = [file_stem(v.name, f"view{k + 1}") for k, v in enumerate(result.views)]
     if len(set(stems)) < len(stems):
         stems = [f"{k + 1}_{stem}" for k, stem in enumerate(stems)]  # names that would overwrite each other
     outs = [args.out] if len(stems) == 1 else [args.out.with_name(f"{args.out.stem}_{stem}{args.out.suffix}")

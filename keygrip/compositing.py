@@ -122,7 +122,7 @@ class PassPlan:
         wanted = [n for n in seq.frames if n >= start and (not end or n < end)]
         if not wanted:
             raise errors.InvalidArgument(f"frame range {start}-{end - 1 if end else ''} holds no frame of "
-                                         f"{sequences.describe_frames(seq.pattern(), seq.first, seq.last, seq.gaps())}")
+                                         f"{seq.describe()}")
         report = client.upload_frames(seq, frames=wanted, progress=progress)
         return PlateUpload(report.media_input, report)
 
@@ -169,8 +169,7 @@ class PassFiles:
         """First..last frame written (the plate's numbers)."""
         if self.frames:
             return FrameRange(min(self.frames), max(self.frames))
-        first, _, last = str(self.metadata.get("frame_range", "")).partition("-")
-        return FrameRange(int(first), int(last or first))
+        return FrameRange.parse(str(self.metadata.get("frame_range", "")))
 
     def result_path(self, kind: str) -> Path | str:
         """What a host reads for the pass: the sequence's #### pattern, or a clean plate's file."""
@@ -186,8 +185,7 @@ class PassFiles:
             result_range = FrameRange(ref, ref)
         else:
             result_range = self.frame_range
-        covered = FrameRange(*(int(n) for n in self.metadata["frame_range"].split("-"))) \
-            if "frame_range" in self.metadata else result_range
+        covered = FrameRange.parse(self.metadata["frame_range"]) if "frame_range" in self.metadata else result_range
         return node_graph.pass_graph(kind, plate_path=os.fspath(plate_path), plate_range=plate_range or covered,
                                      result_path=str(result), result_range=result_range, **options)
 

@@ -190,6 +190,14 @@ class VideoCamera:
                    video=msg.video, frame_offset=msg.frame_offset)
 
 
+def file_stem(name: str, default: str = "view") -> str:
+    """A view's or object's name as a file name's stem: runs of anything but letters, digits, "_", "."
+    and "-" become one "_"; default when nothing is left."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or default
+
+
 def valid_depth(depth: np.ndarray) -> np.ndarray:
     """float64 depth with NaN wherever there is nothing (0, negative, inf or NaN in the input)."""
     import numpy as np
@@ -221,14 +229,12 @@ class View:
     def upload(self, client: Client, folder: str | Path) -> scene_pb2.CameraView:
         """Write the depth (and mask) as .npy files in `folder` and upload them (deduplicated): the
         CameraView to put in a ProjectTextureRequest."""
-        import re
-
         import numpy as np
 
         self.check()
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name) or "view"
+        stem = file_stem(self.name)
         proto = self.camera.to_proto(self.name)
         depth_path = out / f"{stem}_depth.npy"
         np.save(depth_path, np.asarray(self.depth, dtype=np.float32))

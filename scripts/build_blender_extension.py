@@ -88,12 +88,21 @@ def wheel_python_matches(interpreter: str, abi: str, python_version: str) -> boo
     return built_for == minor or (abi == "abi3" and built_for <= minor)
 
 
+class MissingWheels(SystemExit):
+    """The wheels a build lacks, named (missing: "grpcio==1.62.3 for linux-x64 / Python 3.11", ...)."""
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__("no wheel for: " + "; ".join(missing)
+                         + ". Add them to the wheels folder, build with --download, or use --no-wheels.")
+
+
 def select_wheels(
     wheel_files: list[Path], requirements: list[Requirement], platforms: list[str], pythons: list[str]
 ) -> list[Path]:
     """The newest wheel of each requirement for every platform x Python, without duplicates.
 
-    Raises SystemExit naming what is missing, so the user knows which wheel to add.
+    Raises MissingWheels naming what is missing, so the user knows which wheel to add.
     """
     chosen: list[Path] = []
     missing: list[str] = []
@@ -118,10 +127,7 @@ def select_wheels(
                 if best not in chosen:
                     chosen.append(best)
     if missing:
-        raise SystemExit(
-            "no wheel for: " + "; ".join(missing)
-            + ". Add them to the wheels folder, build with --download, or use --no-wheels."
-        )
+        raise MissingWheels(missing)
     return chosen
 
 

@@ -33,6 +33,7 @@ from build_blender_extension import (
     PIP_PLATFORMS,
     REPO,
     SDK_DIR,
+    MissingWheels,
     _package_files,
     download_wheels,
     select_wheels,
@@ -101,12 +102,12 @@ def _unpack(wheel: Path, dest: Path) -> None:
 def build(out_dir: Path, wheel_sets: dict[str, list[Path]], sdk_dir: Path = SDK_DIR) -> Path:
     """Write the plugin folder: the plugin, the SDK, and each folder_name -> its wheels unpacked."""
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    if not (sdk_dir / "__init__.py").is_file():  # before the previous build is removed
+        raise SystemExit(f"the Keygrip SDK package was not found at {sdk_dir}")
     folder = out_dir / f"keygrip-nuke-{version}"
     if folder.exists():
         shutil.rmtree(folder)
     _copy_tree(PLUGIN_DIR, folder)
-    if not (sdk_dir / "__init__.py").is_file():
-        raise SystemExit(f"the Keygrip SDK package was not found at {sdk_dir}")
     _copy_tree(sdk_dir, folder / "keygrip")
     for name, wheels in wheel_sets.items():
         for wheel in wheels:
@@ -154,11 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         wheel_sets[folder_name(py, plat)] = select_with_dependencies(
                             available, requirements, plat, py, folder if args.download else None)
-                    except SystemExit as exc:
-                        missing.append(str(exc).removeprefix("no wheel for: ").split(". Add them")[0])
+                    except MissingWheels as exc:
+                        missing += exc.missing
             if missing:
-                raise SystemExit("no wheel for: " + "; ".join(missing)
-                                 + ". Add them to the wheels folder, build with --download, or use --no-wheels.")
+                raise MissingWheels(missing)
         plugin = build(args.out, wheel_sets, args.sdk)
     print(f"built {plugin}: add it to NUKE_PATH")
     for name, wheels in wheel_sets.items():

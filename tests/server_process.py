@@ -137,3 +137,15 @@ class ServerProcess:
     def restart(self) -> ServerProcess:
         self.stop()
         return self.start()
+
+
+def wait_running(job: object, timeout: float = 120.0) -> None:
+    """Until a job reports inference progress (its worker is really busy with frames); AssertionError
+    when it ends first. job: a keygrip.Job."""
+    from keygrip import events
+
+    for ev in job.watch(timeout=timeout):  # type: ignore[attr-defined]
+        if isinstance(ev, events.ProgressEvent) and ev.stage == "inference" and ev.value > 0:
+            return
+        if isinstance(ev, events.StateEvent) and ev.terminal:
+            raise AssertionError(f"the job ended before the test could act: {ev}")

@@ -25,6 +25,9 @@ from inference_server.multicam.triangulate import triangulate
 from keygrip.projection import Camera, VideoCamera
 from keygrip.v1 import motion_pb2
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from eval_mocap import load_trc  # noqa: E402  (the evaluation's own reader of the reference)
+
 DATA = Path(__file__).parent / "data"
 TOML = DATA / "pose2sim" / "Calib_qualisys_converted_by_pose2sim.toml"
 QCA = DATA / "pose2sim" / "Calib.qca.txt"
@@ -36,13 +39,6 @@ REPO = Path(__file__).resolve().parents[1]
 TRC_TO_MP = {"LHip": 23, "RHip": 24, "LKnee": 25, "RKnee": 26, "LAnkle": 27, "RAnkle": 28, "LShoulder": 11,
              "RShoulder": 12, "LElbow": 13, "RElbow": 14, "LWrist": 15, "RWrist": 16, "LHeel": 29, "RHeel": 30,
              "LBigToe": 31, "RBigToe": 32, "Nose": 0}
-
-
-def load_trc(path: Path) -> tuple[list[str], np.ndarray]:
-    rows = [line.split("\t") for line in path.read_text().splitlines()]
-    names = [n for n in rows[3][2:] if n.strip()]
-    data = np.array([[float(v) for v in r[2:2 + 3 * len(names)]] for r in rows[5:] if r and r[0].strip()])
-    return names, data.reshape(len(data), len(names), 3)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ import os
 import shutil
 import signal
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 from diffusion_models import save_diffusers, tiny_sd_pipeline  # noqa: E402
-from server_process import ServerProcess  # noqa: E402
+from server_process import ServerProcess, wait_running  # noqa: E402
 
 import keygrip  # noqa: E402
 from keygrip import events  # noqa: E402
@@ -61,22 +60,6 @@ def _processes(title: str) -> set[int]:
     return pids
 
 
-def _until(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
-    """Poll check() until it holds (AssertionError naming `what` after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.1)
-
-
-def _wait_inference(job: keygrip.Job) -> None:
-    for ev in job.watch(timeout=120):
-        if isinstance(ev, events.ProgressEvent) and ev.stage == "inference" and ev.value > 0:
-            return
-        if isinstance(ev, events.StateEvent) and ev.terminal:
-            raise AssertionError(f"the job ended before the test could act: {ev}")
-
-
 def _messages(job: keygrip.Job, kind: type) -> list[str]:
     return [e.message for e in job.watch() if isinstance(e, kind)]
 
@@ -105,7 +88,7 @@ def test_cancel_a_running_and_a_queued_job(ray_server: ServerProcess) -> None:
     with keygrip.Client(ray_server.address) as c:
         running = [c.capture_motion(CLIP, workers=1) for _ in range(2)]  # both slots busy
         queued = c.probe(CLIP)
-        _wait_inference(running[0])
+        wait_running(running[0])
         queued.cancel()
         for job in running:
             job.cancel()
@@ -118,7 +101,7 @@ def test_cancel_a_running_and_a_queued_job(ray_server: ServerProcess) -> None:
 def test_a_task_killed_mid_job_runs_again_unless_submitted_not_to(ray_server: ServerProcess) -> None:
     with keygrip.Client(ray_server.address) as c:
         job = c.capture_motion(CLIP, workers=1, end_frame=40)
-        _wait_inference(job)
+        wait_running(job)
         killed = _processes("ray::job_task")
         assert len(killed) == 1
         os.kill(killed.pop(), signal.SIGKILL)
@@ -127,7 +110,7 @@ def test_a_task_killed_mid_job_runs_again_unless_submitted_not_to(ray_server: Se
         assert any("the worker died" in m and "(attempt 1 of 3); requeued" in m for m in messages), messages
         # One submitted not to run again fails instead.
         once = c.capture_motion(CLIP, workers=1, end_frame=40, requeue=False)
-        _wait_inference(once)
+        wait_running(once)
         os.kill(_processes("ray::job_task").pop(), signal.SIGKILL)
         once.wait(timeout=120)
         assert once.state == "failed" and once.proto.error.reason == "WORKER_DIED"
@@ -179,7 +162,7 @@ def test_without_shared_storage_inputs_and_results_travel_through_the_object_sto
 def test_a_front_end_killed_mid_job_resumes_it_after_restart(ray_server: ServerProcess) -> None:
     with keygrip.Client(ray_server.address) as c:
         job = c.capture_motion(CLIP, workers=1, end_frame=30)
-        _wait_inference(job)
+        wait_running(job)
     ray_server.kill()  # the front end and nothing else: the cluster stays up
     ray_server.start(timeout=180)
     with keygrip.Client(ray_server.address) as c:

@@ -287,7 +287,7 @@ def auto_map(names: list[str], parents: np.ndarray, rest_positions: np.ndarray,
             role_of[hips] = "hips"
     if hips is not None:
         _structural_legs(parents, pos, size, hips, role_of, bone)
-        if not taken & {"spine", "chest", "upperChest"}:
+        if not taken & set(_TORSO):
             _structural_torso(parents, pos, size, hips, role_of, bone)
         _structural_arms(parents, pos, size, role_of, bone)
         _structural_neck(parents, role_of, bone)

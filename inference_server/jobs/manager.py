@@ -30,12 +30,12 @@ from inference_server.jobs.messages import (
     RunJob,
     WorkerExited,
     WorkerReady,
+    unpack_request,
 )
 from inference_server.jobs.workers import Worker
 from inference_server.metrics import Metrics
 from inference_server.store import jobs as js
 from inference_server.store.artifacts import ArtifactStore
-from keygrip.client import message_class
 from keygrip.errors import KeygripError as SdkError
 from keygrip.v1 import common_pb2
 
@@ -388,18 +388,10 @@ class JobManager:
         log.warning("worker %d exited (code %s); starting a new one", worker.index, code)
         self.workers[self.workers.index(worker)] = self._spawn(worker.index)
 
-    @staticmethod
-    def _request(rec: js.JobRecord) -> message.Message:
-        """The job's request message, from the google.protobuf.Any the store keeps."""
-        packed = any_pb2.Any.FromString(rec.request)
-        request = message_class(packed.TypeName())()
-        packed.Unpack(request)
-        return request
-
     def _options(self, rec: js.JobRecord) -> common_pb2.JobOptions:
         """The job_options its request was submitted with (every job request has the field)."""
         try:
-            options = getattr(self._request(rec), "job_options", None)
+            options = getattr(unpack_request(rec.request), "job_options", None)
         except (SdkError, message.DecodeError):  # a request this server cannot read: the defaults
             return common_pb2.JobOptions()
         return options if isinstance(options, common_pb2.JobOptions) else common_pb2.JobOptions()
@@ -407,7 +399,7 @@ class JobManager:
     def _describe(self, rec: js.JobRecord) -> JobInput:
         """What a job works on, from its stored request, for when its worker could not say."""
         try:
-            return describe_request(self._request(rec), self.artifacts)
+            return describe_request(unpack_request(rec.request), self.artifacts)
         except Exception:
             log.exception("describing job %s failed", rec.id)
             return JobInput(name=f"this {rec.type} job")

@@ -12,7 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from google.protobuf import any_pb2, message
+
 from inference_server.jobs.failures import JobInput
+from keygrip.client import message_class
+
+
+def unpack_request(data: bytes) -> message.Message:
+    """A job's request message from the serialized google.protobuf.Any the job store keeps and RunJob
+    carries (keygrip.errors.KeygripError for a type this server does not know; DecodeError for bytes
+    that are not one)."""
+    packed = any_pb2.Any.FromString(data)
+    request = message_class(packed.TypeName())()
+    packed.Unpack(request)
+    return request
+
 
 # Front -> worker ---------------------------------------------------------------------------------
 

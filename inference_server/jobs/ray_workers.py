@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
-from google.protobuf import any_pb2
 
 from inference_server.capabilities import job_needs
 from inference_server.capability import JobNeeds
@@ -60,10 +59,10 @@ from inference_server.jobs.messages import (
     ToWorker,
     WorkerExited,
     WorkerReady,
+    unpack_request,
 )
 from inference_server.jobs.ray_artifacts import NodeArtifacts, NodeSetup, registry_files, start_depot
 from inference_server.jobs.workers import WorkerState
-from keygrip.client import message_class
 from keygrip.v1 import server_pb2
 
 log = logging.getLogger("keygrip.workers")
@@ -359,10 +358,7 @@ class RayExecutor:
     def pool(self, msg: RunJob) -> _Pool:
         """The pool of the model a job names (one pool per model, whichever job type uses it)."""
         needs = self.needs_of(msg.job_type)
-        packed = any_pb2.Any.FromString(msg.request)
-        request = message_class(packed.TypeName())()
-        packed.Unpack(request)
-        model = needs.model_of(request) or "(default)"
+        model = needs.model_of(unpack_request(msg.request)) or "(default)"
         with self._lock:
             pool = self.pools.get(model)
             if pool is None:
@@ -426,14 +422,21 @@ class RayWorker:
             return False
         if isinstance(msg, RunJob):
             needs = self.executor.needs_of(msg.job_type)
-            pool = self.executor.pool(msg) if needs.model else None
+            pool: _Pool | None = None
             member: _Member | None = None
-            if pool is not None:
-                member = pool.acquire()
-                stream = member.actor.run.options(num_returns="streaming").remote(msg)
-            else:
-                stream = JobTask.options(num_returns="streaming", **self.executor.ray_options(needs)).remote(
-                    self.executor.node, msg, self.executor.board)
+            try:
+                pool = self.executor.pool(msg) if needs.model else None
+                if pool is not None:
+                    member = pool.acquire()
+                    stream = member.actor.run.options(num_returns="streaming").remote(msg)
+                else:
+                    stream = JobTask.options(num_returns="streaming", **self.executor.ray_options(needs)).remote(
+                        self.executor.node, msg, self.executor.board)
+            except Exception:  # Ray unreachable, an actor that cannot start: the manager fails the job
+                log.exception("could not hand job %s to Ray", msg.job_id)
+                if pool is not None and member is not None:
+                    pool.release(member)
+                return False
             self._stream, self._member, self._started = stream, member, False
             threading.Thread(target=self._read, args=(stream, msg, pool, member),
                              name=f"keygrip-ray-reader-{self.index}", daemon=True).start()

@@ -158,6 +158,8 @@ def iter_frames(
     """
     if end is not None and end < start:
         raise InvalidInput(f"invalid frame range {start}-{end}: the end must not be before the start")
+    if step < 1:
+        raise InvalidInput(f"a frame step must be 1 or more, not {step}")
     seq = image_sequence(path)
     if seq is not None:
         yield from _iter_sequence(seq, start, end, max_side, step)
@@ -364,12 +366,13 @@ def frame_numbers(info: MediaInfo, start: int, end: int) -> np.ndarray:
     return numbers
 
 
-def frames_in_range(info: MediaInfo, start: int, end: int | None) -> tuple[int, int]:
+def frames_in_range(info: MediaInfo, start: int, end: int | None, name: str | None = None) -> tuple[int, int]:
     """[start, end) of the frames a clip has, from a requested range (end None: to the last frame).
 
     A start before the first frame means from the first and an end past the last means to the last;
     a sequence's range is narrowed to begin and end on frames there are on disk. InvalidInput naming
-    the clip and its frames when nothing is left (a range outside the clip, or start >= end).
+    the clip (name, default its file's name) and its frames when nothing is left (a range outside the
+    clip, or start >= end).
     """
     first, stop = info.first_frame, info.first_frame + info.frame_count
     asked = f"{start}-{'end' if end is None else end}"
@@ -385,7 +388,7 @@ def frames_in_range(info: MediaInfo, start: int, end: int | None) -> tuple[int, 
     if not first <= start < end:
         gaps = " (some of them missing on disk)" if info.missing_frames else ""
         raise InvalidInput(
-            f"frame range {asked} holds no frame: {Path(info.path).name} has {info.frame_count} frames "
+            f"frame range {asked} holds no frame: {name or Path(info.path).name} has {info.frame_count} frames "
             f"({first}-{stop - 1}){gaps}; pick a range inside them, with the start below the end."
         )
     return start, end

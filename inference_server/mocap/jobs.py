@@ -53,11 +53,16 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
             return result
         people, outputs = run_mocap_everyone(path, options, ctx, out_dir=ctx.scratch, name=name)
         result = mocap_pb2.CaptureMotionResult(subject_id=outputs[0].subject_id)
-        self._store(outputs[0], request, path, ctx, result, f"person{outputs[0].subject_id}_", name)
         for out in outputs:
             person = result.people.add(subject_id=out.subject_id,
                                        thumbnail_png=people.thumbnails.get(out.subject_id, b""))
             self._store(out, request, path, ctx, person, f"person{out.subject_id}_", name)
+        # The top-level fields name the first person's files, stored once above.
+        first = result.people[0]
+        for field in ("clip", "bvh", "landmarks", "preview", "summary"):
+            if first.HasField(field):
+                getattr(result, field).CopyFrom(getattr(first, field))
+        result.warnings.extend(first.warnings)
         return result
 
     @staticmethod

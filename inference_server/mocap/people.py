@@ -25,7 +25,7 @@ import numpy as np
 
 from inference_server.errors import InvalidInput
 from inference_server.jobs.context import JobContext
-from inference_server.media.video import iter_frames, probe
+from inference_server.media.video import frames_in_range, iter_frames, probe
 from inference_server.mocap.options import MAX_PEOPLE_LIMIT
 from inference_server.mocap.tracks import Detection, Linker, Track
 
@@ -235,12 +235,7 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
     if not 1 <= max_people <= MAX_PEOPLE_LIMIT:
         raise InvalidInput(f"max_people must lie in 1..{MAX_PEOPLE_LIMIT}, got {max_people}")
     info = probe(path)
-    first, stop = info.first_frame, info.first_frame + info.frame_count
-    end = stop if end is None else min(end, stop)
-    start = max(start, first) if info.is_image_sequence else start
-    if not first <= start < end:
-        raise InvalidInput(f"frame range {start}-{end} holds no frame: {name} has "
-                           f"{info.frame_count} frames ({first}-{stop - 1}); pick a range inside them.")
+    start, end = frames_in_range(info, start, end, name)
     fps = info.fps if info.fps > 0 else 24.0
     max_gap = max(1, round(MAX_GAP_S * fps))
     linker = Linker(max_gap=max_gap, max_people=max_people, stride=stride, fps=fps)

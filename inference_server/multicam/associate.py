@@ -77,7 +77,8 @@ def follow_subject(paths: list[Path], names: list[str], ranges: list[tuple[int, 
         people = find_people(paths[v], start=start, end=end, ctx=ctx, name=names[v])
         best, best_cost = None, np.inf
         for track in people.tracks:
-            cost = _track_cost(track.frames, [(d.x, d.y) for d in track.detections], start, cams[v],
+            # Rows count from the first frame the range holds (1001 on a plate numbered from 1001).
+            cost = _track_cost(track.frames, [(d.x, d.y) for d in track.detections], people.start, cams[v],
                                [(cams[g], out[g]) for g in good])
             if cost < best_cost:
                 best, best_cost = track, cost

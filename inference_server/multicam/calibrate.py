@@ -24,7 +24,6 @@ world to camera), "translation" (m), "reprojection_error_px"}]}.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +37,9 @@ from scipy.sparse import coo_matrix
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext
 from inference_server.multicam.boards import Board, Detection, detect
+from inference_server.multicam.calibration_files import calibration_text
 from keygrip.projection import Camera, VideoCamera
 
-FORMAT = "keygrip.calibration"
-VERSION = 1
 MIN_VIEWS = 3  # board views a camera's intrinsics need (fewer leave the focal length and centre loose)
 DEFAULT_MAX_FRAMES = 40  # frames sampled from one video
 BAD_OBSERVATION_PX = 3.0  # a view this far off after adjustment disagrees with the others (good ones: < 1 px)
@@ -411,22 +409,7 @@ def read_board_views(board: Board, cameras: Sequence[CameraSources], ctx: JobCon
 
 def calibration_json(cal: Calibration) -> str:
     """The keygrip.calibration file of a calibration."""
-    cams = []
-    for c in cal.cameras:
-        k, r, t = c.camera.camera.to_opencv()
-        cams.append({
-            "name": c.camera.name, "width": c.camera.camera.width, "height": c.camera.camera.height,
-            "matrix": k.tolist(), "distortion": list(c.camera.distortion),
-            "rotation": rodrigues(r).tolist(), "translation": t.tolist(),
-            "reprojection_error_px": c.reprojection_error_px,
-        })
-    doc = {"format": FORMAT, "version": VERSION, "units": "m", "up": "y", "cameras": cams}
-    return json.dumps(doc, indent=2) + "\n"
-
-
-def rodrigues(rotation: np.ndarray) -> np.ndarray:
-    """A 3x3 rotation as OpenCV's Rodrigues vector (3,)."""
-    return np.asarray(cv2.Rodrigues(np.asarray(rotation, dtype=np.float64))[0]).ravel()
+    return calibration_text([c.camera for c in cal.cameras], [c.reprojection_error_px for c in cal.cameras])
 
 
 # Internals --------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ class CalibrateHandler(JobHandler[calibrate_pb2.CalibrateRequest]):
 
     def run(self, request: calibrate_pb2.CalibrateRequest, ctx: JobContext) -> calibrate_pb2.CalibrateResult:
         from inference_server.multicam import calibrate
+        from inference_server.multicam.calibration_files import rodrigues
 
         board = check_request(request)
 
@@ -85,7 +86,7 @@ class CalibrateHandler(JobHandler[calibrate_pb2.CalibrateRequest]):
             out.cameras.add(
                 name=c.camera.name, width=c.camera.camera.width, height=c.camera.camera.height,
                 matrix=k.ravel().tolist(), distortion=list(c.camera.distortion),
-                rotation=calibrate.rodrigues(r).tolist(), translation=t.tolist(),
+                rotation=rodrigues(r).tolist(), translation=t.tolist(),
                 reprojection_error_px=c.reprojection_error_px, intrinsics_error_px=c.intrinsics_error_px,
                 intrinsics_views=list(c.intrinsics_views), not_found=list(c.not_found),
                 extrinsics_views=c.extrinsics_views)

@@ -151,7 +151,7 @@ def _read_qca(text: str, source: str) -> Calibration:
                                                "tangentalDistortion1", "tangentalDistortion2")]
         width = num(fov, "right") - num(fov, "left") + 1
         height = num(fov, "bottom") - num(fov, "top") + 1
-        rvec = _rodrigues(r)
+        rvec = rodrigues(r)
         cams.append(_camera(el.get("serial") or f"camera {len(cams) + 1}", k, dist, rvec, t, width, height,
                             Z_UP_TO_Y_UP, source))
         errors.append(float(el.get("avg-residual", "nan")))
@@ -180,25 +180,32 @@ def _read_json(text: str, source: str) -> Calibration:
     return Calibration(cams, up, source, errors)
 
 
-def write_json(cameras: list[VideoCamera], path: str | Path, errors: list[float] | None = None) -> Path:
-    """Write cameras (in the Y-up world) as a keygrip JSON calibration ("up": "y")."""
+def calibration_text(cameras: list[VideoCamera], errors: list[float] | None = None) -> str:
+    """Cameras (in the Y-up world) as a keygrip JSON calibration ("up": "y"); errors: each camera's
+    reprojection error in pixels, left out where it is not a finite number."""
     out = []
     for i, vc in enumerate(cameras):
         k, r, t = vc.camera.to_opencv()
         entry: dict[str, Any] = {
             "name": vc.name, "width": vc.camera.width, "height": vc.camera.height,
             "matrix": k.tolist(), "distortion": list(vc.distortion),
-            "rotation": _rodrigues(r).tolist(), "translation": t.tolist()}
+            "rotation": rodrigues(r).tolist(), "translation": t.tolist()}
         if errors is not None and math.isfinite(errors[i]):
             entry["reprojection_error_px"] = float(errors[i])
         out.append(entry)
+    return json.dumps({"format": FORMAT, "version": VERSION, "units": "m", "up": "y", "cameras": out},
+                      indent=2) + "\n"
+
+
+def write_json(cameras: list[VideoCamera], path: str | Path, errors: list[float] | None = None) -> Path:
+    """Write cameras (in the Y-up world) as a keygrip JSON calibration file (calibration_text)."""
     p = Path(path)
-    p.write_text(json.dumps({"format": FORMAT, "version": VERSION, "units": "m", "up": "y", "cameras": out},
-                            indent=2) + "\n")
+    p.write_text(calibration_text(cameras, errors))
     return p
 
 
-def _rodrigues(r: np.ndarray) -> np.ndarray:
+def rodrigues(r: np.ndarray) -> np.ndarray:
+    """A 3x3 rotation as OpenCV's Rodrigues vector (3,)."""
     import cv2
 
     return cv2.Rodrigues(np.asarray(r, dtype=np.float64))[0].reshape(3)

@@ -15,6 +15,7 @@ from inference_server.capability import JobHandler
 from inference_server.jobs.context import JobContext
 from inference_server.jobs.failures import JobInput
 from inference_server.store.artifacts import ArtifactStore, artifact_ref
+from keygrip.projection import file_stem
 from keygrip.v1 import scene_pb2
 
 if TYPE_CHECKING:
@@ -174,8 +175,6 @@ class ProjectHandler(_GenerateHandler, JobHandler[scene_pb2.ProjectTextureReques
         return _describe(request.settings, "projecting a texture from")
 
     def run(self, request: scene_pb2.ProjectTextureRequest, ctx: JobContext) -> scene_pb2.ProjectedTexture:
-        import re
-
         from inference_server.scene import options
         from inference_server.scene.project import project, read_view
         from inference_server.scene.provenance import model_fingerprint, settings_metadata
@@ -212,7 +211,7 @@ class ProjectHandler(_GenerateHandler, JobHandler[scene_pb2.ProjectTextureReques
                                      camera=" ".join(f"{x:.9g}" for x in (view.focal_x, view.focal_y, view.center_x,
                                                                            view.center_y, *view.camera_to_world)),
                                      depth=view.depth_artifact_id, mask=view.mask_artifact_id)
-            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", view.name)
+            stem = file_stem(view.name, "")
             image = ctx.put_bytes(_png(projected.image, meta), f"{stem}.png", "image/png")
             # 255 where the pixel was kept from earlier views, 0 where this view generated it.
             coverage = ctx.put_bytes(_png(projected.covered.astype(np.float32), meta), f"{stem}_coverage.png",

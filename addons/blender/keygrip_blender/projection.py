@@ -29,7 +29,7 @@ from mathutils.bvhtree import BVHTree
 from keygrip import bake
 from keygrip.generate import Projected, ProjectPlan
 from keygrip.lens import Lens
-from keygrip.projection import Camera, View, view_size
+from keygrip.projection import Camera, View, file_stem, view_size
 
 from . import shading
 from .actions import stamp_provenance
@@ -231,17 +231,13 @@ def write_projection(done: Projected, meshes: Sequence[MeshSnapshot], folder: Pa
                 unwrapped.append(obj.name)
             baked = bake.bake(snap.triangles(uvs), views, done.plan.texture_size)
             image = _save_image(f"Keygrip {obj.name} {done.plan.stem}", baked.rgba,
-                                folder / f"{done.plan.stem}_{done.job_id[:8]}_{_file_name(obj.name)}.png")
+                                folder / f"{done.plan.stem}_{done.job_id[:8]}_{file_stem(obj.name, '')}.png")
             mat = shading.build_projected_material(f"Keygrip {obj.name} {done.plan.stem}", image, uv_map)
             stamp_provenance([mat, image], done.provenance(), object=obj.name, uv_map=uv_map,
                              coverage=baked.coverage)
             _assign(obj, mat)
             materials[obj.name], images[obj.name], coverage[obj.name] = mat.name, image.name, baked.coverage
     return Painted(materials, images, coverage, tuple(unwrapped))
-
-
-def _file_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _save_image(name: str, rgba: np.ndarray, path: Path) -> bpy.types.Image:
