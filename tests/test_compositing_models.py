@@ -205,3 +205,70 @@ def test_sdxl_inpainting_model_repaints_the_hole_only(tmp_path: Path) -> None:
 
     with pytest.raises(InterruptedError):
         fill_with_model(pipe, rgb, unseen, steps=2, model="xl", check_cancelled=cancel)
+
+
+def test_gpu_out_of_memory_names_what_to_lower(tmp_path: Path) -> None:
+    """A GPU that runs out of memory in the segmenter, the depth model or the inpainting model gives
+    RESOURCE_EXHAUSTED naming the model and what to change, and the model still runs afterwards.
+    (No GPU here: the model's own forward raises torch's out-of-memory error, as CUDA would.)"""
+    import torch
+    from diffusion_models import tiny_inpaint_pipeline, tiny_sd_pipeline
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        SegformerConfig,
+        SegformerForSemanticSegmentation,
+    )
+
+    from inference_server.compositing.depth import DepthChain
+    from inference_server.compositing.inpaint import fill_with_model
+    from inference_server.compositing.segmenters import ModelSegmenter
+    from inference_server.errors import ResourceExhausted
+
+    def run_out_once(net: torch.nn.Module) -> None:
+        def hook(module: torch.nn.Module, args: object) -> None:
+            handle.remove()
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        handle = net.register_forward_pre_hook(hook)
+
+    rgb = _frames(0, 1, 96)[0]
+    labels = {0: "background", 1: "person"}
+    seg = SegformerForSemanticSegmentation(SegformerConfig(
+        num_encoder_blocks=2, depths=[1, 1], sr_ratios=[4, 2], hidden_sizes=[8, 16], patch_sizes=[7, 3], strides=[4, 2],
+        num_attention_heads=[1, 2], mlp_ratios=[2, 2], decoder_hidden_size=16, id2label=labels,
+        label2id={v: k for k, v in labels.items()}))
+    seg.save_pretrained(tmp_path / "seg")
+    segmenter = ModelSegmenter(seg, tmp_path / "seg", "tiny-seg")
+    run_out_once(seg)
+    with pytest.raises(ResourceExhausted, match=r"out of GPU memory running segmenter 'tiny-seg' at 96x171: lower "
+                                                r"the working_size") as info:
+        segmenter(rgb)
+    assert info.value.reason == "OUT_OF_MEMORY" and info.value.metadata == {"model": "tiny-seg"}
+    assert segmenter(rgb).shape == rgb.shape[:2]
+
+    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
+                            patch_size=14, image_size=70, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    depth = DepthAnythingForDepthEstimation(DepthAnythingConfig(
+        backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 8, 16, 16], fusion_hidden_size=8,
+        head_hidden_size=8, patch_size=14))
+    chain = DepthChain(depth, 112, stabilize=True, weight=0.5, name="tiny-depth")
+    run_out_once(depth)
+    with pytest.raises(ResourceExhausted, match=r"out of GPU memory running depth model 'tiny-depth' at 56x112: "
+                                                r"lower the working_size") as info:
+        chain(rgb)
+    assert info.value.reason == "OUT_OF_MEMORY"
+    assert chain(rgb).shape == rgb.shape[:2]
+
+    pipe = tiny_inpaint_pipeline(tiny_sd_pipeline(tmp_path / "sd"))
+    unseen = np.zeros(rgb.shape[:2], bool)
+    unseen[20:40, 30:60] = True
+    run_out_once(pipe.unet)
+    with pytest.raises(ResourceExhausted, match=r"out of GPU memory inpainting .* with 'tiny-inpaint' .*set "
+                                                r"classical_fill") as info:
+        fill_with_model(pipe, rgb, unseen, steps=2, model="tiny-inpaint", check_cancelled=lambda: None)
+    assert info.value.reason == "OUT_OF_MEMORY"
+    out = fill_with_model(pipe, rgb, unseen, steps=2, model="tiny-inpaint", check_cancelled=lambda: None)
+    assert np.array_equal(out[~unseen], rgb[~unseen])

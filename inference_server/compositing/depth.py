@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from inference_server.compositing.matte import FlowStabilizer, luma
+from inference_server.errors import ResourceExhausted
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # the ImageNet statistics DINOv2 was trained with
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -36,12 +37,13 @@ def model_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
 class DepthChain:
     """Stabilised relative depth of each frame of a clip in order; reset() at a gap."""
 
-    def __init__(self, net: Any, working_size: int, *, stabilize: bool, weight: float, tolerance: float = 1.0
-                 ) -> None:
+    def __init__(self, net: Any, working_size: int, *, stabilize: bool, weight: float, tolerance: float = 1.0,
+                 name: str = "depth model") -> None:
         import torch
 
         self.torch = torch
         self.net = net
+        self.name = name
         self.param = next(net.parameters())
         self.working_size = working_size
         self.stabilize = stabilize
@@ -57,8 +59,14 @@ class DepthChain:
         h, w = model_shape(h0, w0, self.working_size)
         x = (cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0 - _MEAN) / _STD
         t = self.torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
-        with self.torch.inference_mode():
-            out = self.net(pixel_values=t.to(device=self.param.device, dtype=self.param.dtype)).predicted_depth
+        try:
+            with self.torch.inference_mode():
+                out = self.net(pixel_values=t.to(device=self.param.device, dtype=self.param.dtype)).predicted_depth
+        except self.torch.cuda.OutOfMemoryError:
+            self.torch.cuda.empty_cache()
+            raise ResourceExhausted(f"out of GPU memory running depth model {self.name!r} at {w}x{h}: lower the "
+                                    "working_size, or close other GPU programs", reason="OUT_OF_MEMORY",
+                                    metadata={"model": self.name}) from None
         return np.asarray(out[0].float().cpu().numpy(), dtype=np.float32)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:

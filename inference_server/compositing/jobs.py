@@ -216,7 +216,7 @@ class DepthHandler(JobHandler[compositing_pb2.DepthRequest]):
         entry = self.cache.registry.depth_estimator(opts.model)
         ctx.progress("load", 0, 1, f"loading depth model {entry.name}")
         chain = DepthChain(self.cache.depth_estimator(entry.name), opts.working_size, stabilize=opts.stabilize,
-                           weight=opts.temporal_weight)
+                           weight=opts.temporal_weight, name=entry.name)
         meta = {**_base_metadata(plate, input_name(request.input), ctx), **out.metadata(),
                 "model": entry.name, "model_hash": model_fingerprint(entry.path),
                 "model_license": entry.license or "unknown",
