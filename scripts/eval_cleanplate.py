@@ -39,27 +39,37 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10.0 * np.log10(255.0 ** 2 / err) if err > 0 else float("inf")
 
 
+def synthetic_clip(data: Path, frames: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """(backgrounds, composites, alphas) of the synthetic locked-off clip: the GRID head keyed off its
+    backdrop over the Sports2D trees, moving a third of the way across; 960x768 uint8 RGB and (H, W) float32
+    alpha per frame."""
+    bgs = [cv2.resize(f.image[0:480, 1100:1700], (960, 768), interpolation=cv2.INTER_AREA)
+           for f in iter_frames(data / BACKGROUND, 0, frames)]
+    h, w = bgs[0].shape[:2]
+    images, alphas = [], []
+    for k, frame in enumerate(iter_frames(data / "face_video" / "grid" / "lwbsza.mpg", 0, frames)):
+        fg, alpha = key_grid(frame.image)
+        ph, pw = alpha.shape
+        x = round(k * (w - pw) / 3 / max(frames - 1, 1))
+        img = bgs[k].astype(np.float32)
+        a = alpha[..., None]
+        img[h - ph:, x:x + pw] = img[h - ph:, x:x + pw] * (1 - a) + fg * a
+        full = np.zeros((h, w), np.float32)
+        full[h - ph:, x:x + pw] = alpha
+        images.append(np.clip(img, 0, 255).astype(np.uint8))
+        alphas.append(full)
+    return bgs, images, alphas
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
                     help="the shared data folder (../shared/data)")
     args = ap.parse_args()
-    bgs = [cv2.resize(f.image[0:480, 1100:1700], (960, 768), interpolation=cv2.INTER_AREA)
-           for f in iter_frames(args.data / BACKGROUND, 0, args.frames)]
+    bgs, images, alphas = synthetic_clip(args.data, args.frames)
     h, w = bgs[0].shape[:2]
-    images, covered = [], []
-    for k, frame in enumerate(iter_frames(args.data / "face_video" / "grid" / "lwbsza.mpg", 0, args.frames)):
-        fg, alpha = key_grid(frame.image)
-        ph, pw = alpha.shape
-        x = round(k * (w - pw) / 3 / max(args.frames - 1, 1))
-        img = bgs[k].astype(np.float32)
-        a = alpha[..., None]
-        img[h - ph:, x:x + pw] = img[h - ph:, x:x + pw] * (1 - a) + fg * a
-        mask = np.zeros((h, w), bool)
-        mask[h - ph:, x:x + pw] = alpha > 0
-        images.append(np.clip(img, 0, 255).astype(np.uint8))
-        covered.append(mask)
+    covered = [a > 0 for a in alphas]
     never_seen = np.logical_and.reduce(covered)
     seg = Segmenter()
     chain = MatteChain(MatteOptions(stabilize=False), seg)

@@ -34,6 +34,34 @@ def model_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
     return (max(_PATCH, round(height * s / _PATCH) * _PATCH), max(_PATCH, round(width * s / _PATCH) * _PATCH))
 
 
+def affine_match(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(scale, shift) taking x onto y where both are noisy: the reduced major axis (scale = the ratio of
+    the spreads, signed by the correlation). Least squares of y on x would shrink the scale by the share of
+    x's variance that is noise, and chained frame to frame that shrinkage compounds into a drift."""
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    sx, sy = float(x64.std()), float(y64.std())
+    if sx <= 1e-12:
+        return 1.0, float(y64.mean() - x64.mean())
+    corr = float(np.mean((x64 - x64.mean()) * (y64 - y64.mean()))) / (sx * max(sy, 1e-12))
+    scale = (sy / sx) * (1.0 if corr >= 0 else -1.0)
+    return scale, float(y64.mean() - scale * x64.mean())
+
+
+def _smoothed_pairs(x: np.ndarray, y: np.ndarray, reliable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y low-passed over their reliable pixels (normalised convolution), where most of each pixel's
+    neighbourhood is reliable: the model's pixel noise averages out before the fit, which would
+    otherwise count it as signal on one side and not the other."""
+    rel = reliable.astype(np.float32)
+    sigma = max(1.0, 0.02 * max(x.shape))
+    weight = cv2.GaussianBlur(rel, (0, 0), sigma)
+    ok = reliable & (weight > 0.5)
+    if int(ok.sum()) < 16:
+        return x[reliable], y[reliable]
+    xs = cv2.GaussianBlur(x * rel, (0, 0), sigma) / np.maximum(weight, 1e-6)
+    ys = cv2.GaussianBlur(y * rel, (0, 0), sigma) / np.maximum(weight, 1e-6)
+    return xs[ok], ys[ok]
+
+
 class DepthChain:
     """Stabilised relative depth of each frame of a clip in order; reset() at a gap."""
 
@@ -76,8 +104,7 @@ class DepthChain:
         warp = self.stabilizer.warp_previous(gray) if self.stabilize else None
         if warp is not None and int(warp[1].sum()) >= 16:
             warped, reliable = warp
-            a = np.stack([disp[reliable], np.ones(int(reliable.sum()), np.float32)], axis=1)
-            (scale, shift), *_ = np.linalg.lstsq(a, warped[reliable], rcond=None)
+            scale, shift = affine_match(*_smoothed_pairs(disp, warped, reliable))
             disp = disp * np.float32(scale) + np.float32(shift)
         else:
             if self._scale is None or not self.stabilize:

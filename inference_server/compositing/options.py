@@ -16,6 +16,7 @@ from keygrip.v1 import common_pb2, compositing_pb2
 
 DEFAULT_DILATE = 15
 DEFAULT_INPAINT_STEPS = 25
+DEPTH_TEMPORAL_WEIGHT = 0.5  # the depth job's blend of the flow-warped previous frame
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def depth_options(req: compositing_pb2.DepthRequest) -> DepthOptions:
     frame_range(req.frame_range)
     # Depth Anything's ViT works on 14-pixel patches.
     return DepthOptions(model=s.model, stabilize=s.stabilize if s.HasField("stabilize") else True,
-                        temporal_weight=_weight("settings.temporal_weight", s.temporal_weight, 0.5),
+                        temporal_weight=_weight("settings.temporal_weight", s.temporal_weight, DEPTH_TEMPORAL_WEIGHT),
                         working_size=_size("settings.working_size", s.working_size, 518, multiple=14))
 
 
