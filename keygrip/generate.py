@@ -175,7 +175,8 @@ def steps(plan: GeneratePlan, *, folder: str | Path, write: Callable[[Generated]
 #                        objects=("Wall",))
 #     chain = generate.project_steps(plan, folder=..., render=host_render, write=host_bake_and_write)
 #
-# render (main thread): the host renders each camera's depth and mask (keygrip.projection.View);
+# render (main thread): the host snapshots its scene and returns a renderer, which renders each
+# camera's depth and mask (keygrip.projection.View) on the worker thread with progress and cancel;
 # project (worker): upload them, run the job (a preview per step), download each view's image;
 # write (main thread): the host bakes the images into its meshes' UV maps (keygrip.bake) and writes
 # them, one undo step. As above, the scene changes only in the last step.
@@ -338,12 +339,17 @@ def project(ctx: WorkerContext, plan: ProjectPlan, views: Sequence[View], folder
                      server_version=ctx.server_info.version, server_address=ctx.connection.address)
 
 
-def project_steps(plan: ProjectPlan, *, folder: str | Path, render: Callable[[ProjectPlan], Sequence[View]],
+def project_steps(plan: ProjectPlan, *, folder: str | Path,
+                  render: Callable[[ProjectPlan], Callable[[WorkerContext], Sequence[View]]],
                   write: Callable[[Projected], T]) -> list[Step]:
-    """render -> project -> write, for a Session. render(plan): main thread, the host renders each
-    camera's View (in the plan's camera order) and keeps what it needs to bake (its meshes); it must
-    not change the scene. write(projected): main thread, the host bakes and writes, one undo step;
+    """render -> its renderer -> project -> write, for a Session.
+
+    render(plan): main thread, the host takes from its scene what rendering needs and what it will
+    bake into (its meshes), without changing the scene, and returns the renderer. The renderer(ctx):
+    worker thread, so the host's UI stays live: it renders each camera's View in the plan's camera
+    order from that snapshot alone (never the host's data), reporting ctx.progress and stopping at
+    ctx.check_cancelled(). write(projected): main thread, the host bakes and writes, one undo step;
     its value is the session's value."""
     plan.check()
-    return [Main(lambda _: list(render(plan))), Worker(lambda ctx, views: project(ctx, plan, views, folder)),
-            Main(write)]
+    return [Main(lambda _: render(plan)), Worker(lambda ctx, renderer: list(renderer(ctx))),
+            Worker(lambda ctx, views: project(ctx, plan, views, folder)), Main(write)]

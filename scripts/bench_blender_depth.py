@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def ours() -> np.ndarray:
         rays = projection.SceneRays(bpy.context.evaluated_depsgraph_get(), ["Cube"])
-        return np.asarray(rays.render(camera, w, h).depth, dtype=np.float64)
+        return np.asarray(rays.render(projection.shot(camera, w, h)).depth, dtype=np.float64)
 
     def baseline() -> np.ndarray:
         depsgraph = bpy.context.evaluated_depsgraph_get()

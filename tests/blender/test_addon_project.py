@@ -137,7 +137,7 @@ def test_depth_render_is_the_analytic_depth_and_the_mask_the_targets_pixels(addo
     proj = _module("projection")
     rays = proj.SceneRays(bpy.context.evaluated_depsgraph_get(), ["Cube"])
     assert rays.triangles == 2 + 12
-    view = rays.render(obj, W, H)
+    view = rays.render(proj.shot(obj, W, H))
     cam = view.camera
     expected, which = _analytic_depth(cam, [((-5, -5, 0), (5, 5, 0)), ((-1, -1, 0), (1, 1, 2))])
     agree = np.isclose(view.depth, expected, rtol=1e-5) | (np.isinf(view.depth) & np.isinf(expected))
@@ -148,8 +148,28 @@ def test_depth_render_is_the_analytic_depth_and_the_mask_the_targets_pixels(addo
     assert view.mask.sum() > 500 and view.name == "Camera"
     # The clip end hides what is beyond it.
     obj.data.clip_end = 7.5
-    far = rays.render(obj, W, H)
+    far = rays.render(proj.shot(obj, W, H))
     assert np.all(np.isinf(far.depth[expected > 7.5 + 1e-3])) and np.nanmax(far.depth[np.isfinite(far.depth)]) <= 7.5
+
+
+def test_depth_render_reports_progress_and_stops_when_cancelled(addon):
+    """The ray casts run on the worker thread: they report between rows and stop at a cancel."""
+    _plane_and_cube()
+    obj = _camera((2.0, -7.0, 4.0), (0.0, 0.0, 0.7))
+    proj = _module("projection")
+    rays = proj.SceneRays(bpy.context.evaluated_depsgraph_get(), ["Cube"])
+    big = proj.shot(obj, 400, 225)
+    fractions: list[float] = []
+    whole = rays.render(big, fractions.append)
+    assert len(fractions) >= 4 and fractions[0] == 0 and fractions == sorted(fractions) and fractions[-1] < 1
+    assert whole.depth.shape == (225, 400) and np.isfinite(whole.depth).mean() > 0.5
+
+    def cancel_soon(fraction: float) -> None:
+        if fraction > 0.2:
+            raise InterruptedError("cancelled")
+
+    with pytest.raises(InterruptedError):
+        rays.render(big, cancel_soon)
 
 
 # (c), (d) The bake, seen back ------------------------------------------------------------------------
@@ -243,7 +263,7 @@ def test_checkerboard_baked_and_seen_back_through_its_camera_matches_it(addon, t
     source = _checkerboard(tmp_path / "checker.png")
     plan = ProjectPlan(model="tiny", prompt="checker board", cameras=(obj.name,),
                        objects=tuple(o.name for o in targets), long_side=W, texture_size=512)
-    view = proj.SceneRays(bpy.context.evaluated_depsgraph_get(), plan.objects).render(obj, W, H)
+    view = proj.SceneRays(bpy.context.evaluated_depsgraph_get(), plan.objects).render(proj.shot(obj, W, H))
     snaps = [proj.mesh_snapshot(o, bpy.context.evaluated_depsgraph_get()) for o in targets]
     painted = proj.write_projection(_projected(view, tmp_path / "checker.png", plan), snaps, tmp_path / "out")
     textures = {name: _pixels(bpy.data.images[image]) for name, image in painted.images.items()}
@@ -263,7 +283,7 @@ def test_occluded_faces_get_nothing_and_the_material_is_wired(addon, tmp_path: P
     _checkerboard(tmp_path / "checker.png")
     plan = ProjectPlan(model="tiny", prompt="checker board", cameras=(obj.name,),
                        objects=tuple(o.name for o in targets), long_side=W, texture_size=128)
-    view = proj.SceneRays(bpy.context.evaluated_depsgraph_get(), plan.objects).render(obj, W, H)
+    view = proj.SceneRays(bpy.context.evaluated_depsgraph_get(), plan.objects).render(proj.shot(obj, W, H))
     snaps = [proj.mesh_snapshot(o, bpy.context.evaluated_depsgraph_get()) for o in targets]
     done = _projected(view, tmp_path / "checker.png", plan)
     painted = proj.write_projection(done, snaps, tmp_path / "out")
@@ -324,7 +344,7 @@ def test_a_mesh_without_uv_map_gets_one(addon, tmp_path: Path):
     plan = ProjectPlan(model="tiny", prompt="checker", cameras=(obj.name,), objects=("Cube",), long_side=W,
                        texture_size=64)
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    view = proj.SceneRays(depsgraph, plan.objects).render(obj, W, H)
+    view = proj.SceneRays(depsgraph, plan.objects).render(proj.shot(obj, W, H))
     snap = proj.mesh_snapshot(cube, depsgraph)
     assert snap.uvs is None and len(cube.data.uv_layers) == 0      # the snapshot changes nothing
     targets[0].select_set(True)

@@ -1,5 +1,6 @@
-"""Projected textures in Blender (main thread only): cameras as keygrip.projection.Camera, depth and mask
-rendered by ray casts against the evaluated scene, the target meshes as triangles, and the write-back
+"""Projected textures in Blender: cameras as keygrip.projection.Camera, depth and mask rendered by ray
+casts against the evaluated scene (the tree and the cameras taken on the main thread, the casts on the
+worker thread with progress and cancel), the target meshes as triangles, and the write-back
 that bakes the server's images into each mesh's own UV map (keygrip.bake) as ONE undo step.
 
 Depth needs no GPU and no render engine: one merged BVH tree of every visible object's evaluated
@@ -17,7 +18,7 @@ margin would turn black, and seams would show).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +31,14 @@ from keygrip import bake
 from keygrip.generate import Projected, ProjectPlan
 from keygrip.lens import Lens
 from keygrip.projection import Camera, View, file_stem, view_size
+from keygrip.session import WorkerContext
 
 from . import shading
 from .actions import stamp_provenance
 
 GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "FONT", "META"}   # what ray casts can hit
+# Rays cast between progress reports (and chances to cancel): about a tenth of a second each.
+_RAYS_PER_REPORT = 20000
 
 
 def check_camera(obj: bpy.types.Object) -> None:
@@ -91,29 +95,51 @@ class SceneRays:
         self._tree = (BVHTree.FromPolygons(np.concatenate(verts).tolist(), np.concatenate(tris).tolist(),
                                            all_triangles=True) if tris else None)
 
-    def render(self, obj: bpy.types.Object, width: int, height: int) -> View:
-        """The View of camera `obj` at width x height: depth along the view axis at every pixel centre
-        (inf where nothing is hit before the camera's clip end) and the mask of pixels whose first hit
-        is a target."""
-        cam = camera_from_blender(obj, width, height)
+    def render(self, shot: Shot, report: Callable[[float], None] | None = None) -> View:
+        """The View of a camera shot: depth along the view axis at every pixel centre (inf where nothing
+        is hit before the camera's clip end) and the mask of pixels whose first hit is a target.
+
+        Reads no bpy data, so it may run on a worker thread (the BVH tree is built already).
+        report(fraction) is called between rows of the image; what it raises (a cancel) stops the render.
+        """
+        cam, width, height = shot.camera, shot.camera.width, shot.camera.height
         depth = np.full(height * width, np.inf, dtype=np.float32)
         mask = np.zeros(height * width, dtype=bool)
         if self._tree is not None:
             rays = cam.ray_directions().reshape(-1, 3)     # depth 1 along the view axis
             length = np.linalg.norm(rays, axis=1)
-            far = obj.data.clip_end
             # One shared origin and plain lists: building a Vector per ray would double the time.
             # Rays start at the camera, not at its clip start (nothing should sit that close anyway).
-            origin, cast, limit = Vector(cam.position), self._tree.ray_cast, far * float(length.max())
-            hits = [cast(origin, direction, limit) for direction in rays.tolist()]
-            face = np.array([-1 if h[2] is None else h[2] for h in hits], dtype=np.int64)
-            distance = np.array([np.nan if h[3] is None else h[3] for h in hits], dtype=np.float64)
+            origin, cast, limit = Vector(cam.position), self._tree.ray_cast, shot.clip_end * float(length.max())
+            face = np.full(len(rays), -1, dtype=np.int64)
+            distance = np.full(len(rays), np.nan, dtype=np.float64)
+            step = max(1, _RAYS_PER_REPORT // width) * width
+            for lo in range(0, len(rays), step):
+                if report is not None:
+                    report(lo / len(rays))
+                hits = [cast(origin, direction, limit) for direction in rays[lo:lo + step].tolist()]
+                face[lo:lo + step] = [-1 if h[2] is None else h[2] for h in hits]
+                distance[lo:lo + step] = [np.nan if h[3] is None else h[3] for h in hits]
             hit = face >= 0
             along = distance / length                       # the hit's depth along the view axis
-            hit &= along <= far
+            hit &= along <= shot.clip_end
             depth[hit] = along[hit]
             mask[hit] = self._target[face[hit]]
-        return View(obj.name, cam, depth.reshape(height, width), mask.reshape(height, width))
+        return View(shot.name, cam, depth.reshape(height, width), mask.reshape(height, width))
+
+
+@dataclass(frozen=True)
+class Shot:
+    """What rendering a camera needs, taken from Blender on the main thread."""
+
+    name: str
+    camera: Camera
+    clip_end: float
+
+
+def shot(obj: bpy.types.Object, width: int, height: int) -> Shot:
+    """Camera `obj` framing a width x height image (ValueError unless it is a perspective camera)."""
+    return Shot(obj.name, camera_from_blender(obj, width, height), float(obj.data.clip_end))
 
 
 def _world_triangles(mesh: bpy.types.Mesh, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -303,19 +329,32 @@ def _assign(obj: bpy.types.Object, mat: bpy.types.Material) -> None:
         slot.material = mat
 
 
-def render_views(plan: ProjectPlan, scene: bpy.types.Scene) -> tuple[list[View], list[MeshSnapshot]]:
-    """Each of the plan's cameras rendered at the plan's size for the scene's aspect, and the targets'
-    meshes, from the evaluated scene as it is now."""
+def render_views(plan: ProjectPlan, scene: bpy.types.Scene
+                 ) -> tuple[Callable[[WorkerContext], list[View]], list[MeshSnapshot]]:
+    """From the evaluated scene as it is now (main thread): the renderer of the plan's cameras at the
+    plan's size for the scene's aspect (it runs on the worker thread, with progress and cancel), and the
+    targets' meshes to bake into."""
     depsgraph = bpy.context.evaluated_depsgraph_get()
     render = scene.render
     aspect = (render.resolution_x * render.pixel_aspect_x) / (render.resolution_y * render.pixel_aspect_y)
     width, height = view_size(aspect, plan.long_side)
     rays = SceneRays(depsgraph, plan.objects)
-    views = []
+    shots = []
     for name in plan.cameras:
         obj = bpy.data.objects.get(name)
         if obj is None:
             raise ValueError(f"camera {name} is gone")
-        views.append(rays.render(obj, width, height))
+        shots.append(shot(obj, width, height))
     meshes = [mesh_snapshot(bpy.data.objects[name], depsgraph) for name in plan.objects]
-    return views, meshes
+
+    def renderer(ctx: WorkerContext) -> list[View]:
+        views = []
+        for k, s in enumerate(shots):
+            def report(fraction: float, k: int = k, name: str = s.name) -> None:
+                ctx.check_cancelled()
+                ctx.progress(f"rendering the depth of {name}", (k + fraction) / len(shots))
+
+            views.append(rays.render(s, report))
+        return views
+
+    return renderer, meshes

@@ -7,6 +7,7 @@ panel taken when the artist clicks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,10 +152,10 @@ def project_session(plan: generate.ProjectPlan, scene_name: str, settings: Serve
     then bake into the meshes' UV maps."""
     meshes: list[projection.MeshSnapshot] = []
 
-    def render(plan: generate.ProjectPlan) -> list[View]:
-        views, snapshots = projection.render_views(plan, bpy.data.scenes[scene_name])
+    def render(plan: generate.ProjectPlan) -> Callable[[WorkerContext], list[View]]:
+        renderer, snapshots = projection.render_views(plan, bpy.data.scenes[scene_name])
         meshes[:] = snapshots
-        return views
+        return renderer
 
     def write(done: generate.Projected) -> projection.Painted:
         return projection.write_projection(done, meshes, Path(folder))
