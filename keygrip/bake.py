@@ -31,7 +31,7 @@ buffers count; flip it for a top-down image file). Python 3.9 compatible (Nuke 1
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -245,13 +245,16 @@ def sample(image: np.ndarray, u: np.ndarray, v: np.ndarray, footprint: np.ndarra
 
 def bake(triangles: Triangles | Texels, views: Sequence[tuple[View, np.ndarray]], width: int,
          height: int | None = None, *, sharpness: float = SHARPNESS, tolerance: float = TOLERANCE,
-         border: float = BORDER, margin: int = MARGIN) -> Baked:
+         border: float = BORDER, margin: int = MARGIN, report: Callable[[float], None] | None = None) -> Baked:
     """Blend the views' images (each (H, W, 3) sRGB 0..1, the view's size, row 0 at the top) into a
-    width x height texture in the triangles' UV map (or into already rasterised Texels)."""
+    width x height texture in the triangles' UV map (or into already rasterised Texels).
+    report(fraction) is called before each view (what it raises, a cancel, stops the bake)."""
     tex = triangles if isinstance(triangles, Texels) else texels(triangles, width, height)
     total = np.zeros(len(tex.index))
     colour = np.zeros((len(tex.index), 3))
-    for view, image in views:
+    for k, (view, image) in enumerate(views):
+        if report is not None:
+            report(k / len(views))
         view.check()
         img = np.asarray(image, dtype=np.float64)
         if img.shape[:2] != (view.camera.height, view.camera.width) or img.ndim != 3 or img.shape[2] < 3:

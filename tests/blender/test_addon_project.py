@@ -265,7 +265,21 @@ def test_checkerboard_baked_and_seen_back_through_its_camera_matches_it(addon, t
                        objects=tuple(o.name for o in targets), long_side=W, texture_size=512)
     view = proj.SceneRays(bpy.context.evaluated_depsgraph_get(), plan.objects).render(proj.shot(obj, W, H))
     snaps = [proj.mesh_snapshot(o, bpy.context.evaluated_depsgraph_get()) for o in targets]
-    painted = proj.write_projection(_projected(view, tmp_path / "checker.png", plan), snaps, tmp_path / "out")
+    # As the Project button does: the PNGs read on the main thread, the bake on the worker thread
+    # (reporting before each view of each mesh), the write back on the main thread.
+    baking = proj.read_views(_projected(view, tmp_path / "checker.png", plan))
+    reports: list[tuple[str, float]] = []
+    baked = proj.bake_meshes(snaps, baking.views, plan.texture_size, lambda name, f: reports.append((name, f)))
+    assert [name for name, _ in reports] == [o.name for o in targets] and reports[0][1] == 0
+    assert [f for _, f in reports] == sorted(f for _, f in reports)
+
+    def cancel(name: str, fraction: float) -> None:
+        if fraction > 0:
+            raise InterruptedError("cancelled")
+
+    with pytest.raises(InterruptedError):
+        proj.bake_meshes(snaps, baking.views, plan.texture_size, cancel)
+    painted = proj.write_projection(baking.done, snaps, tmp_path / "out", baking.views, baked)
     textures = {name: _pixels(bpy.data.images[image]) for name, image in painted.images.items()}
     back, mask = _seen_back(view, snaps, textures)
     assert mask.sum() > 0.4 * W * H

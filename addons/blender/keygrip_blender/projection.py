@@ -233,8 +233,43 @@ class Painted:
     unwrapped: tuple[str, ...]
 
 
-def write_projection(done: Projected, meshes: Sequence[MeshSnapshot], folder: Path) -> Painted:
-    """Bake the views into each mesh's UV map and give it a material with the result: one undo step.
+@dataclass(frozen=True)
+class Baking:
+    """A projection on its way into the meshes: the job's result, each view with its painted image,
+    and the textures baked so far (by mesh name)."""
+
+    done: Projected
+    views: list[tuple[View, np.ndarray]]
+    textures: dict[str, bake.Baked]
+
+
+def read_views(done: Projected) -> Baking:
+    """Each view with the image the server painted for it (main thread: Blender reads the PNGs)."""
+    return Baking(done, [(p.view, read_image(p.image_path)) for p in done.views], {})
+
+
+def bake_meshes(meshes: Sequence[MeshSnapshot], views: Sequence[tuple[View, np.ndarray]], texture_size: int,
+                report: Callable[[str, float], None] | None = None) -> dict[str, bake.Baked]:
+    """The views baked into each mesh that has a UV map, from the snapshots alone (no bpy data: any
+    thread). A mesh without one is baked at write time, after its unwrap. report(mesh name, fraction of
+    all meshes) comes before each view of each mesh; what it raises (a cancel) stops the bake."""
+    chosen = [snap for snap in meshes if snap.uvs is not None]
+    baked = {}
+    for k, snap in enumerate(chosen):
+        def per_view(fraction: float, k: int = k, name: str = snap.name) -> None:
+            if report is not None:
+                report(name, (k + fraction) / len(chosen))
+
+        baked[snap.name] = bake.bake(snap.triangles(), views, texture_size, report=per_view)
+    return baked
+
+
+def write_projection(done: Projected, meshes: Sequence[MeshSnapshot], folder: Path,
+                     views: Sequence[tuple[View, np.ndarray]] | None = None,
+                     textures: dict[str, bake.Baked] | None = None) -> Painted:
+    """Give each mesh a material with the views baked into its UV map: one undo step. views: read_views'
+    (read here when None); baked: bake_meshes' (a mesh missing there is baked here, after an unwrap
+    when it has no UV map).
 
     Everything that can refuse is checked before the scene changes (a failure half-way would leave
     changes without their undo step): the meshes, their UV maps, the mode an unwrap needs."""
@@ -247,22 +282,25 @@ def write_projection(done: Projected, meshes: Sequence[MeshSnapshot], folder: Pa
                              f"{bpy.context.mode.replace('_', ' ').lower()} mode and run Project again")
         if snap.uvs is not None and obj.data.uv_layers.get(snap.uv_map) is None:
             raise ValueError(f"the UV map {snap.uv_map!r} of {obj.name} was removed meanwhile; run Project again")
-    views = [(p.view, read_image(p.image_path)) for p in done.views]
+    views = read_views(done).views if views is None else views
+    textures = textures or {}
     materials, images, coverage, unwrapped = {}, {}, {}, []
     with shading.undo_step(f"Keygrip: {done.plan.title}"):
         for snap, obj in zip(meshes, objects, strict=True):
-            uv_map, uvs = snap.uv_map, snap.uvs
-            if uvs is None:
-                uv_map, uvs = _unwrap(obj, len(snap.positions))
-                unwrapped.append(obj.name)
-            baked = bake.bake(snap.triangles(uvs), views, done.plan.texture_size)
-            image = _save_image(f"Keygrip {obj.name} {done.plan.stem}", baked.rgba,
+            uv_map, result = snap.uv_map, textures.get(snap.name)
+            if result is None:
+                uvs = snap.uvs
+                if uvs is None:
+                    uv_map, uvs = _unwrap(obj, len(snap.positions))
+                    unwrapped.append(obj.name)
+                result = bake.bake(snap.triangles(uvs), views, done.plan.texture_size)
+            image = _save_image(f"Keygrip {obj.name} {done.plan.stem}", result.rgba,
                                 folder / f"{done.plan.stem}_{done.job_id[:8]}_{file_stem(obj.name, '')}.png")
             mat = shading.build_projected_material(f"Keygrip {obj.name} {done.plan.stem}", image, uv_map)
             stamp_provenance([mat, image], done.provenance(), object=obj.name, uv_map=uv_map,
-                             coverage=baked.coverage)
+                             coverage=result.coverage)
             _assign(obj, mat)
-            materials[obj.name], images[obj.name], coverage[obj.name] = mat.name, image.name, baked.coverage
+            materials[obj.name], images[obj.name], coverage[obj.name] = mat.name, image.name, result.coverage
     return Painted(materials, images, coverage, tuple(unwrapped))
 
 

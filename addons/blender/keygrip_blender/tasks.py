@@ -7,6 +7,7 @@ panel taken when the artist clicks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def _show_preview(session: Session) -> None:
 
 def project_session(plan: generate.ProjectPlan, scene_name: str, settings: ServerSettings, folder: str) -> Session:
     """Render the cameras' depth, paint through them on the server (a preview per step in the panel),
-    then bake into the meshes' UV maps."""
+    bake into the meshes' UV maps on the worker thread, then write the textures and materials."""
     meshes: list[projection.MeshSnapshot] = []
 
     def render(plan: generate.ProjectPlan) -> Callable[[WorkerContext], list[View]]:
@@ -157,11 +158,21 @@ def project_session(plan: generate.ProjectPlan, scene_name: str, settings: Serve
         meshes[:] = snapshots
         return renderer
 
-    def write(done: generate.Projected) -> projection.Painted:
-        return projection.write_projection(done, meshes, Path(folder))
+    def bake(ctx: WorkerContext, baking: projection.Baking) -> projection.Baking:
+        def report(name: str, fraction: float) -> None:
+            ctx.check_cancelled()
+            ctx.progress(f"baking into {name}", fraction)
 
-    return Session(plan.title, generate.project_steps(plan, folder=folder, render=render, write=write),
-                   connector(settings), on_progress=_show_preview)
+        textures = projection.bake_meshes(meshes, baking.views, baking.done.plan.texture_size, report)
+        return dataclasses.replace(baking, textures=textures)
+
+    def write(baking: projection.Baking) -> projection.Painted:
+        return projection.write_projection(baking.done, meshes, Path(folder), baking.views, baking.textures)
+
+    # Reading the server's PNGs needs Blender (main thread); the bake is numpy alone (worker thread).
+    steps = generate.project_steps(plan, folder=folder, render=render, write=projection.read_views)
+    steps += [Worker(bake), Main(write)]
+    return Session(plan.title, steps, connector(settings), on_progress=_show_preview)
 
 
 def compositing_session(plan: compositing.PassPlan, plate: compositor.PlateRef, settings: ServerSettings
