@@ -216,6 +216,35 @@ def test_controlnet_pipelines_share_the_model_and_count_the_controlnet(models: d
     cache.unload_all()
 
 
+def test_an_unsuited_model_gets_one_reason_and_one_message_everywhere(models: dict[str, Path]) -> None:
+    """The submit-time checks (registry, scene options) and the worker's cache say the same thing."""
+    from inference_server.scene.options import check_project_models
+
+    cache = _cache(models)
+    pairs = [  # (the front's check, the worker's) for one condition
+        (lambda: check_project_models(cache.registry, "sd", "sd2"), lambda: cache.controlnet_pipeline("sd", "sd2")),
+        (lambda: cache.registry.controlnet_base("depth"), lambda: cache.controlnet_pipeline("depth", "cn")),
+        (lambda: cache.registry.suited("sd", "compositing.inpaint"), lambda: cache.inpaint("sd")),
+    ]
+    for front, worker in pairs:
+        with pytest.raises(FailedPrecondition) as at_front:
+            front()
+        with pytest.raises(FailedPrecondition) as in_worker:
+            worker()
+        assert at_front.value.reason == in_worker.value.reason == "MODEL_UNSUITED"
+        assert at_front.value.message == in_worker.value.message
+        assert "keygrip models ls" in at_front.value.message
+    with pytest.raises(FailedPrecondition, match=r"'cn' \(controlnet\) is not a text-to-image model: it cannot do "
+                                                 r"scene.world \(it does scene.project\)") as caught:
+        cache.registry.suited("cn", "scene.world")
+    assert caught.value.reason == "MODEL_UNSUITED" and caught.value.metadata == {"model": "cn"}
+    with pytest.raises(FailedPrecondition, match="cannot make this") as caught:
+        cache.text2img("cn")
+    assert caught.value.reason == "MODEL_UNSUITED"
+    assert cache.loaded() == ["sd"]  # only the ControlNet pipeline's base was loaded before its check
+    cache.unload_all()
+
+
 def test_a_depth_model_loads_without_its_depth_estimator(models: dict[str, Path]) -> None:
     cache = _cache(models)
     pipe = cache.img2img("depth")

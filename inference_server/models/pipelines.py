@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from inference_server.errors import FailedPrecondition, InvalidInput, ResourceExhausted  # noqa: E402
-from inference_server.models.registry import ModelEntry, ModelRegistry  # noqa: E402
+from inference_server.models.registry import CONTROLNET_BASES, ModelEntry, ModelRegistry, unsuited  # noqa: E402
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -108,6 +108,7 @@ _SKIPPED: dict[str, dict[str, None]] = {"depth": {"depth_estimator": None, "feat
 # The ControlNet pipeline of each base family that takes one.
 _CONTROLNET_PIPELINES = {"sd1": "StableDiffusionControlNetPipeline", "sd2": "StableDiffusionControlNetPipeline",
                          "sdxl": "StableDiffusionXLControlNetPipeline"}
+assert set(_CONTROLNET_PIPELINES) == set(CONTROLNET_BASES)
 
 
 def compile_pipeline(pipe: Any) -> None:
@@ -175,21 +176,16 @@ class PipelineCache:
         """The model's ControlNet pipeline (StableDiffusionControlNetPipeline or its SDXL sibling) with the
         named ControlNet, sharing the model's components. FailedPrecondition when the two do not go
         together (a ControlNet trained for another family, or a model that takes none)."""
-        entry = self.registry.get(name)
-        cls_name = _CONTROLNET_PIPELINES.get(entry.family)
-        if cls_name is None:
-            raise FailedPrecondition(f"model {name!r} ({entry.family}) takes no ControlNet: pick an SD 1.x/2.x or "
-                                     "SDXL model (`keygrip models ls`)", reason="MODEL_UNSUITABLE",
-                                     metadata={"model": name})
+        entry = self.registry.controlnet_base(name)
+        cls_name = _CONTROLNET_PIPELINES[entry.family]
         base = self._pipeline(name, 0)
         net = self._controlnet(controlnet, keep=(name,))
         context = getattr(net.config, "cross_attention_dim", None)
         if context != base.unet.config.cross_attention_dim:
-            raise FailedPrecondition(
-                f"ControlNet {controlnet!r} was made for another kind of model than {name!r} ({entry.family}): "
-                f"its text context is {context} wide, the model's {base.unet.config.cross_attention_dim}; "
-                "pick a depth ControlNet of the model's family", reason="MODEL_UNSUITABLE",
-                metadata={"model": name, "controlnet": controlnet})
+            raise unsuited(name, f"ControlNet {controlnet!r} was made for another kind of model than {name!r} "
+                                 f"({entry.family}): its text context is {context} wide, the model's "
+                                 f"{base.unet.config.cross_attention_dim}; pick a depth ControlNet of the model's "
+                                 "family", controlnet=controlnet)
         model = self._loaded[name]
         key = f"controlnet:{controlnet}"
         pipe = model.pipes.get(key)
@@ -209,13 +205,13 @@ class PipelineCache:
     def segmenter(self, name: str) -> Any:
         """The named person segmenter (a transformers AutoModelForSemanticSegmentation) in eval mode on the
         cache's device, loaded from local files only; FailedPrecondition for a model of another family."""
-        entry = self.registry.suited(name, "compositing.matte", "a person segmenter")
+        entry = self.registry.suited(name, "compositing.matte")
         return self._transformers(entry, "AutoModelForSemanticSegmentation")
 
     def inpaint(self, name: str) -> DiffusionPipeline:
         """The named inpainting model's pipeline (StableDiffusionInpaintPipeline or its SDXL sibling);
         FailedPrecondition for a model that does not inpaint."""
-        self.registry.suited(name, "compositing.inpaint", "an inpainting model")
+        self.registry.suited(name, "compositing.inpaint")
         return self._pipeline(name, 1)
 
     def _transformers(self, entry: ModelEntry, auto_class: str) -> Any:
@@ -269,9 +265,8 @@ class PipelineCache:
         if classes is None or classes[which] is None:
             what = "a ControlNet goes beside a base model" if entry.family == "controlnet" else \
                 f"a {entry.family} model has no {kind} pipeline"
-            raise FailedPrecondition(f"model {name!r} cannot make this: {what}; pick an SD 1.x/2.x, SDXL, SD3 or "
-                                     "Flux model (`keygrip models ls`)", reason="MODEL_UNSUITABLE",
-                                     metadata={"model": name})
+            raise unsuited(name, f"model {name!r} cannot make this: {what}; pick an SD 1.x/2.x, SDXL, SD3 or Flux "
+                                 "model")
         model = self._loaded.get(name)
         if model is None:
             model = self._load(entry)
@@ -289,11 +284,7 @@ class PipelineCache:
     def _controlnet(self, name: str, keep: tuple[str, ...]) -> Any:
         """A ControlNetModel from a diffusers folder or a single .safetensors file (with its config
         folder), local files only, resident like a pipeline (the models in `keep` stay loaded)."""
-        entry = self.registry.get(name)
-        if entry.family != "controlnet":
-            raise FailedPrecondition(f"model {name!r} is not a ControlNet (it is {entry.family}): give a depth "
-                                     "ControlNet as the controlnet (`keygrip models ls`)", reason="MODEL_UNSUITABLE",
-                                     metadata={"model": name})
+        entry = self.registry.controlnet(name)
         model = self._loaded.get(name)
         if model is None:
             from diffusers import ControlNetModel
