@@ -14,7 +14,7 @@ import gc
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -146,7 +146,8 @@ def modules_bytes(modules: Any) -> int:
 @dataclass
 class _Loaded:
     entry: ModelEntry
-    # "base", "text2img", "img2img", "controlnet:NAME" -> pipeline; a ControlNet's own: "controlnet" -> model
+    # "base", "text2img", "img2img", "controlnet:NAME" -> pipeline; a model that is one module (a ControlNet,
+    # a transformers model): "module" -> it
     pipes: dict[str, Any] = field(default_factory=dict)
     size_bytes: int = 0
 
@@ -217,22 +218,14 @@ class PipelineCache:
     def _transformers(self, entry: ModelEntry, auto_class: str) -> Any:
         """A transformers model (an Auto class by name) in eval mode on the cache's device, resident like a
         pipeline; its weights are counted in the budget."""
-        model = self._loaded.get(entry.name)
-        if model is None:
+        def load() -> Any:
             import transformers
 
-            self._make_room(entry.size_bytes)
-            with self._loading(entry):
-                net = getattr(transformers, auto_class).from_pretrained(str(entry.path), local_files_only=True,
-                                                                        dtype=self.device.dtype,
-                                                                        use_safetensors=not entry.pickle)
-                net.to(self.device.torch_device).eval()
-            model = _Loaded(entry, {"net": net}, modules_bytes([net]))
-            self._loaded[entry.name] = model
-            self._make_room(0, keep=(entry.name,))
-            log.info("model loaded", extra={"model": entry.name, "bytes": model.size_bytes})
-        self._loaded.move_to_end(entry.name)
-        return model.pipes["net"]
+            return getattr(transformers, auto_class).from_pretrained(str(entry.path), local_files_only=True,
+                                                                     dtype=self.device.dtype,
+                                                                     use_safetensors=not entry.pickle).eval()
+
+        return self._resident_module(entry, load)
 
     def loaded(self) -> list[str]:
         """Names of the resident models, least recently used first."""
@@ -285,26 +278,33 @@ class PipelineCache:
         """A ControlNetModel from a diffusers folder or a single .safetensors file (with its config
         folder), local files only, resident like a pipeline (the models in `keep` stay loaded)."""
         entry = self.registry.controlnet(name)
-        model = self._loaded.get(name)
-        if model is None:
+
+        def load() -> Any:
             from diffusers import ControlNetModel
 
+            if entry.format == "single_file":
+                return ControlNetModel.from_single_file(str(entry.path), config=str(entry.config_path),
+                                                        local_files_only=True, torch_dtype=self.device.dtype)
+            return ControlNetModel.from_pretrained(str(entry.path), local_files_only=True,
+                                                   torch_dtype=self.device.dtype, use_safetensors=not entry.pickle)
+
+        return self._resident_module(entry, load, keep)
+
+    def _resident_module(self, entry: ModelEntry, load: Callable[[], Any], keep: tuple[str, ...] = ()) -> Any:
+        """One torch module as a model of its own in the cache: loaded by `load` onto the cache's device
+        the first time (room made first, the models in `keep` staying), its weights counted in the budget."""
+        model = self._loaded.get(entry.name)
+        if model is None:
             self._make_room(entry.size_bytes, keep=keep)
             with self._loading(entry):
-                if entry.format == "single_file":
-                    net = ControlNetModel.from_single_file(str(entry.path), config=str(entry.config_path),
-                                                          local_files_only=True, torch_dtype=self.device.dtype)
-                else:
-                    net = ControlNetModel.from_pretrained(str(entry.path), local_files_only=True,
-                                                          torch_dtype=self.device.dtype,
-                                                          use_safetensors=not entry.pickle)
+                net = load()
                 net.to(self.device.torch_device)
-            model = _Loaded(entry, {"controlnet": net}, modules_bytes([net]))
-            self._loaded[name] = model
-            self._make_room(0, keep=(*keep, name))
-            log.info("model loaded", extra={"model": name, "bytes": model.size_bytes})
-        self._loaded.move_to_end(name)
-        return model.pipes["controlnet"]
+            model = _Loaded(entry, {"module": net}, modules_bytes([net]))
+            self._loaded[entry.name] = model
+            self._make_room(0, keep=(*keep, entry.name))
+            log.info("model loaded", extra={"model": entry.name, "bytes": model.size_bytes})
+        self._loaded.move_to_end(entry.name)
+        return model.pipes["module"]
 
     @contextmanager
     def _loading(self, entry: ModelEntry) -> Iterator[None]:
