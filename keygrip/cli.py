@@ -328,7 +328,7 @@ def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
         if args.handles:
             if args.range or not isinstance(source, sequences.Sequence):
                 raise ValueError("--handles needs an image sequence plate and no --range (a video: give --range)")
-            frame_range = Plate.find(source.pattern(), handles=args.handles).working.start_end()
+            frame_range = Plate.from_sequence(source, handles=args.handles).working.start_end()
         plan = PassPlan(kind=args.command, source=source, out_dir=out_dir, frame_range=frame_range,
                         format=args.format, server_path=args.server_path, preview=getattr(args, "preview", False),
                         settings=settings, destination=destination)
