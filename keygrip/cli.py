@@ -6,7 +6,7 @@
     keygrip mocap VIDEO --out clip.bvh [--subject ID|X,Y@FRAME|auto | --people all] [--preview preview.mp4] [--hands]
     keygrip mocap CAM1.mp4 CAM2.mp4 ... | FOLDER --calibration calib.toml|.qca.txt|.json --out take.bvh [--clip F]
     keygrip retarget CLIP_OR_BVH --rig hero.vrm|.glb|.fbx|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
-    keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
+    keygrip models ls | add PATH [--name N] [--config DIR] [--allow-restricted-license] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
     keygrip generate project --model NAME [--controlnet NAME] --views views.json --prompt TEXT --out FILE.png
     keygrip matte|depth|cleanplate PLATE --out DIR|PATTERN [--range 1001-1100 | --handles 8] [--format ...]
@@ -651,7 +651,8 @@ def cmd_models_add(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or os.environ.get("KEYGRIP_DATA_DIR") or default_data_dir()).expanduser()
     try:
         entry = add_model(data_dir, args.path, name=args.name or "", config_path=args.config,
-                          allow_pickle=args.unsafe_pickle, family=args.family or "", compile=args.compile)
+                          allow_pickle=args.unsafe_pickle, family=args.family or "", compile=args.compile,
+                          allow_restricted_license=args.allow_restricted_license)
     except ValueError as exc:
         raise errors.FailedPrecondition(str(exc)) from None
     caps = ", ".join(entry.capabilities) or "nothing yet"
@@ -912,6 +913,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "first job that compiles for a minute or more)")
     add.add_argument("--unsafe-pickle", action="store_true",
                      help="allow a pickle checkpoint (.ckpt/.bin), which can run code when loaded")
+    add.add_argument("--allow-restricted-license", action="store_true",
+                     help="use a model whose licence restricts use (non-commercial such as CC BY-NC, or copyleft "
+                          "such as GPL): refused without this; set it only if your use is allowed by the licence")
     add.add_argument("--data-dir", help="the server's data directory (default: KEYGRIP_DATA_DIR or the default)")
     pull = models_sub.add_parser("pull", help="download a model from the Hugging Face Hub (only when you ask)")
     pull.add_argument("repo_id", help="e.g. stable-diffusion-v1-5/stable-diffusion-v1-5")

@@ -300,10 +300,12 @@ def read_models_file(data_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def add_model(data_dir: Path, path: Path, *, name: str = "", config_path: Path | None = None,
-              allow_pickle: bool = False, family: str = "", compile: bool = False) -> ModelEntry:
+              allow_pickle: bool = False, family: str = "", compile: bool = False,
+              allow_restricted_license: bool = False) -> ModelEntry:
     """Check a model and register it in data_dir/models.json (`keygrip models add`). Refuses (ValueError,
     with the fix) a path that does not exist or a model that could not be loaded; a name already in
-    models.json is replaced."""
+    models.json is replaced. allow_restricted_license: the user accepts a model whose licence restricts
+    use (non-commercial, GPL)."""
     path = Path(path).expanduser().resolve()
     name = name or default_name(path)
     table: dict[str, Any] = {"path": str(path)}
@@ -315,6 +317,8 @@ def add_model(data_dir: Path, path: Path, *, name: str = "", config_path: Path |
         table["compile"] = True
     if family:
         table["family"] = family
+    if allow_restricted_license:
+        table["allow_restricted_license"] = True
     entry = inspect_entry(name, table, source="models.json")
     if not entry.available:
         raise ValueError(f"not added: {entry.reason}")
@@ -361,7 +365,8 @@ def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> M
                 and table.get("allow_restricted_license") is not True:
             reason = (f"its licence is {license}, which restricts use (non-commercial or copyleft): "
                       f"{_RESTRICTED_HINT[family]}, or set allow_restricted_license = true in "
-                      f"[models.{name}] of the server's TOML if your use is allowed")
+                      f"[models.{name}] of the server's TOML (or add it again with `keygrip models add PATH "
+                      "--allow-restricted-license`) if your use is allowed")
         return ModelEntry(name=name, path=path, format=fmt, family=family, size_bytes=size,
                           available=not reason, reason=reason, capabilities=caps if not reason else (),
                           config_path=config_path, allow_pickle=allow_pickle, source=source, missing=missing,
