@@ -627,16 +627,26 @@ def cmd_models_ls(client: Client, args: argparse.Namespace) -> int:
         print("no diffusion models on this server: add one with `keygrip models add PATH --name NAME` "
               "(a diffusers folder or a .safetensors file) and restart the server")
         return 0
-    print(f"{'NAME':<20} {'FAMILY':<10} {'SIZE':>10}  {'STATE':<9} {'CAPABILITIES':<28} REASON")
+    rows = [["NAME", "FAMILY", "SIZE", "STATE", "CAPABILITIES", "REASON"]]
     for m in models:
-        family = m.family or m.kind
-        size = _size(m.size_bytes) if m.size_bytes else "-"
-        caps = ", ".join(m.capabilities) or "-"
         state = server_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_").lower()
-        if m.state not in _MODEL_READY:
-            caps = "-"
-        print(f"{m.name:<20} {family:<10} {size:>10}  {state:<9} {caps:<28} {m.reason}".rstrip())
+        caps = ", ".join(m.capabilities) if m.state in _MODEL_READY else ""
+        rows.append([m.name, m.family or m.kind, _size(m.size_bytes) if m.size_bytes else "-", state, caps or "-",
+                     m.reason])
+    for line in _columns(rows, right=(2,)):
+        print(line)
     return 0
+
+
+def _columns(rows: list[list[str]], right: tuple[int, ...] = ()) -> list[str]:
+    """Rows as aligned text columns, each as wide as its widest cell (a long name never runs into the
+    next column); the last column is left as it is, the columns in `right` aligned right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [row[i].rjust(w) if i in right else row[i].ljust(w) for i, w in enumerate(widths)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return lines
 
 
 def cmd_models_add(args: argparse.Namespace) -> int:

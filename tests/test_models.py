@@ -263,6 +263,7 @@ def test_server_lists_models_and_cli(models: dict[str, Path], server_factory, tm
         "single": {"path": str(models["single"]), "config": str(models["single_config"])},
         "old": {"path": str(models["ckpt"])},
         "gone": {"path": str(tmp_path / "nowhere")},
+        "a-model-whose-name-is-long": {"path": str(tmp_path / "elsewhere"), "family": "sdxl_inpaint"},
     })
     data = tmp_path / "data"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -281,7 +282,7 @@ def test_server_lists_models_and_cli(models: dict[str, Path], server_factory, tm
     with Client(srv.address) as client:
         info = client.info()
     diffusion = {m.name: m for m in info.models if m.kind == "diffusers"}
-    assert set(diffusion) == {"sd15", "single", "old", "gone", "mine"}
+    assert set(diffusion) == {"sd15", "single", "old", "gone", "mine", "a-model-whose-name-is-long"}
     assert any(m.kind == "mediapipe" for m in info.models)
     assert diffusion["sd15"].state == server_pb2.MODEL_STATE_AVAILABLE
     assert diffusion["single"].state == server_pb2.MODEL_STATE_AVAILABLE
@@ -295,9 +296,15 @@ def test_server_lists_models_and_cli(models: dict[str, Path], server_factory, tm
     ls = subprocess.run([*cli, "--address", srv.address, "models", "ls"], capture_output=True, text=True,
                         env=env, cwd=REPO, timeout=60)
     assert ls.returncode == 0, ls.stderr
-    rows = {line.split()[0]: line for line in ls.stdout.splitlines()[1:]}
+    header, *lines = ls.stdout.splitlines()
+    rows = {line.split()[0]: line for line in lines}
     assert "sd1" in rows["sd15"] and "available" in rows["sd15"] and "scene.texture" in rows["sd15"]
     assert "missing" in rows["gone"] and "error" in rows["old"]
+    # Every cell starts under its heading, however long a name or family (sdxl_inpaint) is.
+    family, state = header.index("FAMILY"), header.index("STATE")
+    long_row = rows["a-model-whose-name-is-long"]
+    assert long_row[family:].split()[0] == "sdxl_inpaint" and long_row[state:].split()[0] == "missing"
+    assert {line[family:].split()[0] for line in lines} == {"sd1", "sd2", "unknown", "sdxl_inpaint"}
 
 
 def test_models_pull_offline_error(tmp_path: Path) -> None:
