@@ -27,9 +27,21 @@ from wheels import repack_installed
 
 import keygrip
 
+
+def _bpy_scripts() -> Path:
+    """The wheel's scripts folder, named for its Blender version (bpy 5.0.1: 5.0/scripts), beside the
+    bpy module itself (bpy.__file__, once imported, is the scripts' own bpy package)."""
+    import bpy
+
+    spec = importlib.util.find_spec("bpy")
+    assert spec is not None and spec.origin is not None
+    major, minor = bpy.app.version[:2]
+    return Path(spec.origin).parent / f"{major}.{minor}" / "scripts"
+
+
 # Blender's extension tooling, as the bpy wheel ships it: `blender_ext.py validate` is what
 # `blender --command extension validate` runs; tags.py is the tag list it enforces by default.
-_BPY_SCRIPTS = Path(importlib.util.find_spec("bpy").origin).parent / "5.0" / "scripts"  # type: ignore[union-attr, arg-type]
+_BPY_SCRIPTS = _bpy_scripts()
 _BLENDER_EXT = _BPY_SCRIPTS / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
 _BLENDER_TAGS = _BPY_SCRIPTS / "modules" / "_bpy_internal" / "extensions" / "tags.py"
 
