@@ -21,7 +21,6 @@ Nuke 14 embeds Python 3.9, Nuke 15 3.10 and Nuke 16 3.11: all three are bundled 
 from __future__ import annotations
 
 import argparse
-import email.parser
 import shutil
 import sys
 import tempfile
@@ -33,55 +32,16 @@ from build_blender_extension import (
     PIP_PLATFORMS,
     REPO,
     SDK_DIR,
-    MissingWheels,
     _package_files,
-    download_wheels,
-    select_wheels,
+    select_for_all,
     wheel_requirements,
 )
-from packaging.requirements import Requirement
 
 PLUGIN_DIR = REPO / "addons" / "nuke" / "keygrip"
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11")
 
 sys.path.insert(0, str(PLUGIN_DIR))
 from keygrip_nuke.bundled import folder_name, platform_name  # noqa: E402 - the plugin's own naming
-
-# Platform name -> the marker values of a Nuke there (for the Requires-Dist of the bundled wheels).
-_MARKERS = {"linux": {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
-            "windows": {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt"},
-            "macos": {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix"}}
-
-
-def wheel_dependencies(wheel: Path, python: str, plat: str) -> list[Requirement]:
-    """What a wheel's METADATA requires on that Python and platform (grpcio needs typing_extensions,
-    which Nuke's Python does not have)."""
-    with zipfile.ZipFile(wheel) as zf:
-        metadata = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
-        if metadata is None:
-            return []
-        message = email.parser.Parser().parsestr(zf.read(metadata).decode())
-    env = {"python_version": python, "python_full_version": f"{python}.0", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython", "extra": "", **_MARKERS[plat.split("-")[0]]}
-    reqs = [Requirement(r) for r in message.get_all("Requires-Dist") or []]
-    return [r for r in reqs if r.marker is None or r.marker.evaluate(env)]
-
-
-def select_with_dependencies(available: list[Path], requirements: list[Requirement], plat: str, python: str,
-                             fetch: Path | None = None) -> list[Path]:
-    """The wheels of `requirements` for one platform and Python, and of what they require in turn.
-    fetch: a folder to `pip download` each newly required distribution into first (--download)."""
-    wanted = list(requirements)
-    while True:
-        if fetch is not None:
-            download_wheels(wanted, [plat], [python], fetch)
-            available = sorted(fetch.glob("*.whl"))
-        chosen = select_wheels(available, wanted, [plat], [python])
-        names = {r.name for r in wanted}
-        more = [r for w in chosen for r in wheel_dependencies(w, python, plat) if r.name not in names]
-        if not more:
-            return chosen
-        wanted += list({r.name: r for r in more}.values())
 
 
 def _copy_tree(src: Path, dest: Path) -> None:
@@ -147,18 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(tmp) if args.download else args.wheels_dir
             if not folder.is_dir():
                 raise SystemExit(f"--wheels-dir {folder} is not a folder")
-            available = sorted(folder.glob("*.whl"))
-            # Every missing wheel is named at once, before anything is written.
-            missing: list[str] = []
-            for plat in args.platforms:
-                for py in args.python_versions:
-                    try:
-                        wheel_sets[folder_name(py, plat)] = select_with_dependencies(
-                            available, requirements, plat, py, folder if args.download else None)
-                    except MissingWheels as exc:
-                        missing += exc.missing
-            if missing:
-                raise MissingWheels(missing)
+            chosen = select_for_all(sorted(folder.glob("*.whl")), requirements, args.platforms,
+                                    args.python_versions, folder if args.download else None)
+            wheel_sets = {folder_name(py, plat): wheels for (plat, py), wheels in chosen.items()}
         plugin = build(args.out, wheel_sets, args.sdk)
     print(f"built {plugin}: add it to NUKE_PATH")
     for name, wheels in wheel_sets.items():
