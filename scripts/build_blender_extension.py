@@ -306,21 +306,29 @@ def _write_zip(zip_path: Path, manifest_text: str, wheels: list[Path], platforms
     return zip_path
 
 
+def add_build_arguments(parser: argparse.ArgumentParser, host: str, platform: str,
+                        pythons: tuple[str, ...]) -> None:
+    """The options every host build takes: where the wheels come from, for which platforms and Pythons
+    of the host, the output folder and the SDK folder."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wheels-dir", type=Path,
+                        help="folder of grpcio/protobuf .whl files (and of what they require)")
+    source.add_argument("--download", action="store_true", help="pip download the wheels (network)")
+    source.add_argument("--no-wheels", action="store_true",
+                        help=f"bundle only the SDK; grpcio and protobuf must already be in {host}'s Python")
+    parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[platform],
+                        help=f"{host} platforms to bundle wheels for (default: this machine's)")
+    parser.add_argument("--python-versions", nargs="+", default=list(pythons),
+                        help=f"Python versions of the {host} releases to support (default: {' '.join(pythons)})")
+    parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default: dist/)")
+    parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to bundle")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--wheels-dir", type=Path, help="folder of grpcio/protobuf .whl files")
-    source.add_argument("--download", action="store_true", help="pip download the wheels (network)")
-    source.add_argument("--no-wheels", action="store_true",
-                        help="bundle only the SDK's wheel; grpcio and protobuf must already be in Blender's Python")
-    parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[current_platform()],
-                        help="Blender platforms to bundle wheels for (default: this machine's)")
-    parser.add_argument("--python-versions", nargs="+", default=list(PYTHON_VERSIONS),
-                        help="Python versions of the Blender releases to support (default: 3.11 3.13)")
-    parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default: dist/)")
-    parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to build the wheel from")
+    add_build_arguments(parser, "Blender", current_platform(), PYTHON_VERSIONS)
     args = parser.parse_args(argv)
 
     requirements = wheel_requirements()

@@ -29,10 +29,10 @@ import zipfile
 from pathlib import Path
 
 from build_blender_extension import (
-    PIP_PLATFORMS,
     REPO,
     SDK_DIR,
     _package_files,
+    add_build_arguments,
     select_for_all,
     wheel_requirements,
 )
@@ -86,18 +86,8 @@ def zip_folder(folder: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--wheels-dir", type=Path, help="folder of grpcio/protobuf .whl files")
-    source.add_argument("--download", action="store_true", help="pip download the wheels (network)")
-    source.add_argument("--no-wheels", action="store_true",
-                        help="bundle only the SDK; grpcio and protobuf must already be in Nuke's Python")
-    parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[platform_name()],
-                        help="platforms to bundle grpcio and protobuf for (default: this machine's)")
-    parser.add_argument("--python-versions", nargs="+", default=list(PYTHON_VERSIONS),
-                        help="Python versions of the Nuke releases to support (default: 3.9 3.10 3.11)")
-    parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default: dist/)")
+    add_build_arguments(parser, "Nuke", platform_name(), PYTHON_VERSIONS)
     parser.add_argument("--zip", action="store_true", help="also write the folder as a zip beside it")
-    parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to bundle")
     args = parser.parse_args(argv)
 
     requirements = wheel_requirements()
