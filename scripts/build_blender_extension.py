@@ -324,6 +324,18 @@ def add_build_arguments(parser: argparse.ArgumentParser, host: str, platform: st
     parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to bundle")
 
 
+def wheels_for(args: argparse.Namespace, download_dir: Path) -> dict[tuple[str, str], list[Path]]:
+    """The wheels for each (platform, Python) add_build_arguments' options ask for: none with
+    --no-wheels; from --wheels-dir; or downloaded into download_dir, then selected the same way."""
+    if args.no_wheels:
+        return {}
+    folder = download_dir if args.download else args.wheels_dir
+    if not folder.is_dir():
+        raise SystemExit(f"--wheels-dir {folder} is not a folder")
+    return select_for_all(sorted(folder.glob("*.whl")), wheel_requirements(), args.platforms,
+                          args.python_versions, folder if args.download else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -331,19 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     add_build_arguments(parser, "Blender", current_platform(), PYTHON_VERSIONS)
     args = parser.parse_args(argv)
 
-    requirements = wheel_requirements()
     with tempfile.TemporaryDirectory(prefix="keygrip-wheels-") as tmp:
-        wheels: list[Path] = []
-        if not args.no_wheels:
-            # Downloaded into a temporary folder, then selected exactly like a --wheels-dir.
-            folder = Path(tmp) if args.download else args.wheels_dir
-            if not folder.is_dir():
-                raise SystemExit(f"--wheels-dir {folder} is not a folder")
-            # grpcio and protobuf, and what they require (grpcio: typing_extensions, which Blender's
-            # Python lacks), once each however many platforms and Pythons share a wheel.
-            chosen = select_for_all(sorted(folder.glob("*.whl")), requirements, args.platforms,
-                                    args.python_versions, folder if args.download else None)
-            wheels = list(dict.fromkeys(w for ws in chosen.values() for w in ws))
+        # grpcio and protobuf, and what they require (grpcio: typing_extensions, which Blender's Python
+        # lacks), once each however many platforms and Pythons share a wheel.
+        wheels = list(dict.fromkeys(w for ws in wheels_for(args, Path(tmp)).values() for w in ws))
         zip_path = build(args.out, wheels, args.platforms, args.sdk)
     with zipfile.ZipFile(zip_path) as zf:
         bundled = [n.removeprefix("wheels/") for n in zf.namelist() if n.startswith("wheels/")]

@@ -33,8 +33,7 @@ from build_blender_extension import (
     SDK_DIR,
     _package_files,
     add_build_arguments,
-    select_for_all,
-    wheel_requirements,
+    wheels_for,
 )
 
 PLUGIN_DIR = REPO / "addons" / "nuke" / "keygrip"
@@ -90,16 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zip", action="store_true", help="also write the folder as a zip beside it")
     args = parser.parse_args(argv)
 
-    requirements = wheel_requirements()
     with tempfile.TemporaryDirectory(prefix="keygrip-wheels-") as tmp:
-        wheel_sets: dict[str, list[Path]] = {}
-        if not args.no_wheels:
-            folder = Path(tmp) if args.download else args.wheels_dir
-            if not folder.is_dir():
-                raise SystemExit(f"--wheels-dir {folder} is not a folder")
-            chosen = select_for_all(sorted(folder.glob("*.whl")), requirements, args.platforms,
-                                    args.python_versions, folder if args.download else None)
-            wheel_sets = {folder_name(py, plat): wheels for (plat, py), wheels in chosen.items()}
+        wheel_sets = {folder_name(py, plat): wheels for (plat, py), wheels in wheels_for(args, Path(tmp)).items()}
         plugin = build(args.out, wheel_sets, args.sdk)
     print(f"built {plugin}: add it to NUKE_PATH")
     for name, wheels in wheel_sets.items():
