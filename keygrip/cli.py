@@ -6,7 +6,7 @@
     keygrip mocap VIDEO --out clip.bvh [--subject ID|X,Y@FRAME|auto | --people all] [--preview preview.mp4] [--hands]
     keygrip mocap CAM1.mp4 CAM2.mp4 ... | FOLDER --calibration calib.toml|.qca.txt|.json --out take.bvh [--clip F]
     keygrip retarget CLIP_OR_BVH --rig hero.vrm|.glb|.fbx|skeleton.bvh|rig.json [--skeleton NAME] --out result.bvh
-    keygrip models ls | add PATH [--name N] [--config DIR] | pull REPO_ID [--dest DIR]
+    keygrip models ls | add PATH [--name N] [--config DIR] [--allow-restricted-license] | pull REPO_ID [--dest DIR]
     keygrip generate texture|world --model NAME --prompt TEXT [--seed N] [--maps] --out FILE.png|.exr
     keygrip generate project --model NAME [--controlnet NAME] --views views.json --prompt TEXT --out FILE.png
     keygrip matte|depth|cleanplate PLATE --out DIR|PATTERN [--range 1001-1100 | --handles 8] [--format ...]
@@ -328,7 +328,7 @@ def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
         if args.handles:
             if args.range or not isinstance(source, sequences.Sequence):
                 raise ValueError("--handles needs an image sequence plate and no --range (a video: give --range)")
-            frame_range = Plate.find(source.pattern(), handles=args.handles).working.start_end()
+            frame_range = Plate.from_sequence(source, handles=args.handles).working.start_end()
         plan = PassPlan(kind=args.command, source=source, out_dir=out_dir, frame_range=frame_range,
                         format=args.format, server_path=args.server_path, preview=getattr(args, "preview", False),
                         settings=settings, destination=destination)
@@ -627,16 +627,26 @@ def cmd_models_ls(client: Client, args: argparse.Namespace) -> int:
         print("no diffusion models on this server: add one with `keygrip models add PATH --name NAME` "
               "(a diffusers folder or a .safetensors file) and restart the server")
         return 0
-    print(f"{'NAME':<20} {'FAMILY':<10} {'SIZE':>10}  {'STATE':<9} {'CAPABILITIES':<28} REASON")
+    rows = [["NAME", "FAMILY", "SIZE", "STATE", "CAPABILITIES", "REASON"]]
     for m in models:
-        family = m.family or m.kind
-        size = _size(m.size_bytes) if m.size_bytes else "-"
-        caps = ", ".join(m.capabilities) or "-"
         state = server_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_").lower()
-        if m.state not in _MODEL_READY:
-            caps = "-"
-        print(f"{m.name:<20} {family:<10} {size:>10}  {state:<9} {caps:<28} {m.reason}".rstrip())
+        caps = ", ".join(m.capabilities) if m.state in _MODEL_READY else ""
+        rows.append([m.name, m.family or m.kind, _size(m.size_bytes) if m.size_bytes else "-", state, caps or "-",
+                     m.reason])
+    for line in _columns(rows, right=(2,)):
+        print(line)
     return 0
+
+
+def _columns(rows: list[list[str]], right: tuple[int, ...] = ()) -> list[str]:
+    """Rows as aligned text columns, each as wide as its widest cell (a long name never runs into the
+    next column); the last column is left as it is, the columns in `right` aligned right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [row[i].rjust(w) if i in right else row[i].ljust(w) for i, w in enumerate(widths)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return lines
 
 
 def cmd_models_add(args: argparse.Namespace) -> int:
@@ -651,7 +661,8 @@ def cmd_models_add(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or os.environ.get("KEYGRIP_DATA_DIR") or default_data_dir()).expanduser()
     try:
         entry = add_model(data_dir, args.path, name=args.name or "", config_path=args.config,
-                          allow_pickle=args.unsafe_pickle, family=args.family or "", compile=args.compile)
+                          allow_pickle=args.unsafe_pickle, family=args.family or "", compile=args.compile,
+                          allow_restricted_license=args.allow_restricted_license)
     except ValueError as exc:
         raise errors.FailedPrecondition(str(exc)) from None
     caps = ", ".join(entry.capabilities) or "nothing yet"
@@ -912,6 +923,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "first job that compiles for a minute or more)")
     add.add_argument("--unsafe-pickle", action="store_true",
                      help="allow a pickle checkpoint (.ckpt/.bin), which can run code when loaded")
+    add.add_argument("--allow-restricted-license", action="store_true",
+                     help="use a model whose licence restricts use (non-commercial such as CC BY-NC, or copyleft "
+                          "such as GPL): refused without this; set it only if your use is allowed by the licence")
     add.add_argument("--data-dir", help="the server's data directory (default: KEYGRIP_DATA_DIR or the default)")
     pull = models_sub.add_parser("pull", help="download a model from the Hugging Face Hub (only when you ask)")
     pull.add_argument("repo_id", help="e.g. stable-diffusion-v1-5/stable-diffusion-v1-5")

@@ -55,7 +55,8 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 CHUNK_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 STREAM_HASH_MIN_BYTES = 64 * 1024 * 1024
-# (path, size, mtime, inode) -> sha256 of files this process uploaded: a re-send is skipped.
+# (path, size, mtime, inode) -> sha256 of files this process hashed, uploaded or downloaded: a file seen
+# before and unchanged since is not read again (a re-send is skipped, a re-run download keeps it).
 _DIGESTS: dict[tuple[str, int, int, int], str] = {}
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 _ENDED = (common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED)
@@ -101,6 +102,21 @@ def sha256_file(path: str | os.PathLike) -> str:
         while block := fh.read(CHUNK_BYTES):
             h.update(block)
     return h.hexdigest()
+
+
+def _file_key(path: Path, st: os.stat_result) -> tuple[str, int, int, int]:
+    return str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def known_sha256(path: str | os.PathLike) -> str:
+    """sha256_file, read once per process: a file this process hashed, uploaded or downloaded and that
+    has not changed since (same size, modification time and inode) is not read again."""
+    path = Path(path)
+    key = _file_key(path, path.stat())
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = _DIGESTS[key] = sha256_file(path)
+    return digest
 
 
 class _ThreadedHash:
@@ -297,7 +313,7 @@ class Client:
         if not path.is_file():
             raise errors.InvalidArgument(f"{path} is not a file")
         st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        key = _file_key(path, st)
         digest = _DIGESTS.get(key)
         if digest is None and st.st_size < STREAM_HASH_MIN_BYTES:
             digest = sha256_file(path)
@@ -371,6 +387,7 @@ class Client:
             part.unlink(missing_ok=True)
             raise errors.KeygripError(f"downloaded bytes of {artifact_id[:12]} do not match their digest")
         os.replace(part, dest)
+        _DIGESTS[_file_key(dest, dest.stat())] = artifact_id
         return dest
 
     def download_bytes(self, artifact_id: str) -> bytes:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from keygrip import errors, node_graph, sequences
-from keygrip.client import Client, Job, SequenceUpload, Source, find_local_sequence, sha256_file
+from keygrip.client import Client, Job, SequenceUpload, Source, find_local_sequence, known_sha256
 from keygrip.plates import FrameRange, Plate
 from keygrip.plates import parse_range as parse_range  # re-exported: where the CLI and hosts found it
 from keygrip.session import Main, Step, Worker, WorkerContext
@@ -190,13 +190,17 @@ class PassFiles:
                                      result_path=str(result), result_range=result_range, **options)
 
 
-def _fetch(client: Client, artifact_id: str, dest: Path) -> bool:
+def _fetch(client: Client, ref: common_pb2.ArtifactRef, dest: Path) -> bool:
     """Download an artifact to dest unless dest already holds exactly it (a download run again after a
-    break fetches only what is missing); True when it was fetched."""
-    if dest.is_file() and dest.stat().st_size > 0 and sha256_file(dest) == artifact_id:
-        return False
+    break fetches only what is missing); True when it was fetched. A file of another size is replaced
+    without being read; one of the same size is hashed, unless this process already hashed or wrote it
+    and it has not changed since (known_sha256)."""
+    if dest.is_file():
+        size = dest.stat().st_size
+        if size > 0 and (not ref.size or size == ref.size) and known_sha256(dest) == ref.id:
+            return False
     dest.parent.mkdir(parents=True, exist_ok=True)
-    client.download(artifact_id, dest)
+    client.download(ref.id, dest)
     return True
 
 
@@ -211,7 +215,7 @@ def download_sequence(client: Client, seq: compositing_pb2.OutputSequence, out_d
     files = PassFiles(pattern=dest.text("hash"), metadata=dict(seq.metadata))
     for i, frame in enumerate(seq.frames):
         path = dest.path(frame.number)
-        if _fetch(client, frame.image.id, path):
+        if _fetch(client, frame.image, path):
             files.downloaded.append(frame.number)
         files.frames[frame.number] = path
         files.files.append(path)
@@ -243,7 +247,7 @@ def download_result(client: Client, result: object, out_dir: Path,
         raise TypeError(f"not a compositing result: {type(result).__name__}")
     for ref, path in extra:
         if ref.id:
-            _fetch(client, ref.id, path)
+            _fetch(client, ref, path)
             files.files.append(path)
     files.warnings = list(getattr(result, "warnings", []))
     return files

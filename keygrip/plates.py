@@ -122,8 +122,13 @@ class Plate:
         if seq is None:
             raise ValueError(f"{path}: not an image sequence; name one as plate.####.exr, a first frame "
                              "or a folder of frames (a movie file: Plate.video)")
-        return cls(seq.pattern(), FrameRange(seq.first, seq.last), seq, _handles(handles),
-                   _range(working_range))
+        return cls.from_sequence(seq, handles=handles, working_range=working_range)
+
+    @classmethod
+    def from_sequence(cls, seq: sequences.Sequence, *, handles: int | tuple[int, int] = 0,
+                      working_range: FrameRange | str | None = None) -> Plate:
+        """A sequence already found (its folder listed) as a Plate, without listing the folder again."""
+        return cls(seq.pattern(), FrameRange(seq.first, seq.last), seq, _handles(handles), _range(working_range))
 
     @classmethod
     def video(cls, path: str | os.PathLike[str], frame_count: int, *, handles: int | tuple[int, int] = 0,

@@ -3,7 +3,8 @@
 The zip holds the add-on (addons/blender/keygrip_blender, at the zip's root: Blender installs it
 under the manifest's id, "keygrip") and, under wheels/, every Python package it imports besides
 Blender's own: the Keygrip SDK (the repository's `keygrip/` package) as a pure-Python wheel built here
-with setuptools, and the grpcio and protobuf wheels the SDK needs. All of them are listed in the
+with setuptools, and the grpcio and protobuf wheels the SDK needs with what they require in turn
+(grpcio: typing_extensions, which `import grpc` needs and Blender's Python does not have). All of them are listed in the
 manifest's `wheels`, so that Blender installs them into its own Python; the add-on never edits sys.path.
 
 Where the grpcio and protobuf wheels come from (exactly one of):
@@ -20,6 +21,7 @@ installs only the wheels that match the running platform and Python.
 from __future__ import annotations
 
 import argparse
+import email.parser
 import json
 import platform
 import re
@@ -144,6 +146,60 @@ def download_wheels(
             subprocess.run(cmd + [str(r) for r in requirements], check=True)
 
 
+# Platform name -> the marker values of a host's Python there (for the Requires-Dist of the bundled wheels).
+_MARKERS = {"linux": {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
+            "windows": {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt"},
+            "macos": {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix"}}
+
+
+def wheel_dependencies(wheel: Path, python: str, plat: str) -> list[Requirement]:
+    """What a wheel's METADATA requires on that Python and platform (grpcio needs typing_extensions,
+    which neither Blender's nor Nuke's Python has)."""
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
+        if metadata is None:
+            return []
+        message = email.parser.Parser().parsestr(zf.read(metadata).decode())
+    env = {"python_version": python, "python_full_version": f"{python}.0", "implementation_name": "cpython",
+           "platform_python_implementation": "CPython", "extra": "", **_MARKERS[plat.split("-")[0]]}
+    reqs = [Requirement(r) for r in message.get_all("Requires-Dist") or []]
+    return [r for r in reqs if r.marker is None or r.marker.evaluate(env)]
+
+
+def select_with_dependencies(available: list[Path], requirements: list[Requirement], plat: str, python: str,
+                             fetch: Path | None = None) -> list[Path]:
+    """The wheels of `requirements` for one platform and Python, and of what they require in turn.
+    fetch: a folder to `pip download` each newly required distribution into first (--download)."""
+    wanted = list(requirements)
+    while True:
+        if fetch is not None:
+            download_wheels(wanted, [plat], [python], fetch)
+            available = sorted(fetch.glob("*.whl"))
+        chosen = select_wheels(available, wanted, [plat], [python])
+        names = {r.name for r in wanted}
+        more = [r for w in chosen for r in wheel_dependencies(w, python, plat) if r.name not in names]
+        if not more:
+            return chosen
+        wanted += list({r.name: r for r in more}.values())
+
+
+def select_for_all(available: list[Path], requirements: list[Requirement], platforms: list[str],
+                   pythons: list[str], fetch: Path | None = None) -> dict[tuple[str, str], list[Path]]:
+    """select_with_dependencies for every (platform, Python); MissingWheels naming every missing wheel
+    at once, before anything is written."""
+    chosen: dict[tuple[str, str], list[Path]] = {}
+    missing: list[str] = []
+    for plat in platforms:
+        for py in pythons:
+            try:
+                chosen[plat, py] = select_with_dependencies(available, requirements, plat, py, fetch)
+            except MissingWheels as exc:
+                missing += exc.missing
+    if missing:
+        raise MissingWheels(missing)
+    return chosen
+
+
 def wheel_requirements() -> list[Requirement]:
     """grpcio and protobuf with the version ranges the SDK declares in pyproject.toml."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -250,36 +306,47 @@ def _write_zip(zip_path: Path, manifest_text: str, wheels: list[Path], platforms
     return zip_path
 
 
+def add_build_arguments(parser: argparse.ArgumentParser, host: str, platform: str,
+                        pythons: tuple[str, ...]) -> None:
+    """The options every host build takes: where the wheels come from, for which platforms and Pythons
+    of the host, the output folder and the SDK folder."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wheels-dir", type=Path,
+                        help="folder of grpcio/protobuf .whl files (and of what they require)")
+    source.add_argument("--download", action="store_true", help="pip download the wheels (network)")
+    source.add_argument("--no-wheels", action="store_true",
+                        help=f"bundle only the SDK; grpcio and protobuf must already be in {host}'s Python")
+    parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[platform],
+                        help=f"{host} platforms to bundle wheels for (default: this machine's)")
+    parser.add_argument("--python-versions", nargs="+", default=list(pythons),
+                        help=f"Python versions of the {host} releases to support (default: {' '.join(pythons)})")
+    parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default: dist/)")
+    parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to bundle")
+
+
+def wheels_for(args: argparse.Namespace, download_dir: Path) -> dict[tuple[str, str], list[Path]]:
+    """The wheels for each (platform, Python) add_build_arguments' options ask for: none with
+    --no-wheels; from --wheels-dir; or downloaded into download_dir, then selected the same way."""
+    if args.no_wheels:
+        return {}
+    folder = download_dir if args.download else args.wheels_dir
+    if not folder.is_dir():
+        raise SystemExit(f"--wheels-dir {folder} is not a folder")
+    return select_for_all(sorted(folder.glob("*.whl")), wheel_requirements(), args.platforms,
+                          args.python_versions, folder if args.download else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--wheels-dir", type=Path, help="folder of grpcio/protobuf .whl files")
-    source.add_argument("--download", action="store_true", help="pip download the wheels (network)")
-    source.add_argument("--no-wheels", action="store_true",
-                        help="bundle only the SDK's wheel; grpcio and protobuf must already be in Blender's Python")
-    parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[current_platform()],
-                        help="Blender platforms to bundle wheels for (default: this machine's)")
-    parser.add_argument("--python-versions", nargs="+", default=list(PYTHON_VERSIONS),
-                        help="Python versions of the Blender releases to support (default: 3.11 3.13)")
-    parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default: dist/)")
-    parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to build the wheel from")
+    add_build_arguments(parser, "Blender", current_platform(), PYTHON_VERSIONS)
     args = parser.parse_args(argv)
 
-    requirements = wheel_requirements()
     with tempfile.TemporaryDirectory(prefix="keygrip-wheels-") as tmp:
-        wheels: list[Path] = []
-        if not args.no_wheels:
-            folder = args.wheels_dir
-            if args.download:
-                # Downloaded into a temporary folder, then selected exactly like a --wheels-dir.
-                folder = Path(tmp)
-                download_wheels(requirements, args.platforms, args.python_versions, folder)
-            elif not folder.is_dir():
-                raise SystemExit(f"--wheels-dir {folder} is not a folder")
-            wheels = select_wheels(sorted(folder.glob("*.whl")), requirements, args.platforms,
-                                   args.python_versions)
+        # grpcio and protobuf, and what they require (grpcio: typing_extensions, which Blender's Python
+        # lacks), once each however many platforms and Pythons share a wheel.
+        wheels = list(dict.fromkeys(w for ws in wheels_for(args, Path(tmp)).values() for w in ws))
         zip_path = build(args.out, wheels, args.platforms, args.sdk)
     with zipfile.ZipFile(zip_path) as zf:
         bundled = [n.removeprefix("wheels/") for n in zf.namelist() if n.startswith("wheels/")]

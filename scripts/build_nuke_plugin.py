@@ -21,7 +21,6 @@ Nuke 14 embeds Python 3.9, Nuke 15 3.10 and Nuke 16 3.11: all three are bundled 
 from __future__ import annotations
 
 import argparse
-import email.parser
 import shutil
 import sys
 import tempfile
@@ -30,58 +29,18 @@ import zipfile
 from pathlib import Path
 
 from build_blender_extension import (
-    PIP_PLATFORMS,
     REPO,
     SDK_DIR,
-    MissingWheels,
     _package_files,
-    download_wheels,
-    select_wheels,
-    wheel_requirements,
+    add_build_arguments,
+    wheels_for,
 )
-from packaging.requirements import Requirement
 
 PLUGIN_DIR = REPO / "addons" / "nuke" / "keygrip"
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11")
 
 sys.path.insert(0, str(PLUGIN_DIR))
 from keygrip_nuke.bundled import folder_name, platform_name  # noqa: E402 - the plugin's own naming
-
-# Platform name -> the marker values of a Nuke there (for the Requires-Dist of the bundled wheels).
-_MARKERS = {"linux": {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
-            "windows": {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt"},
-            "macos": {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix"}}
-
-
-def wheel_dependencies(wheel: Path, python: str, plat: str) -> list[Requirement]:
-    """What a wheel's METADATA requires on that Python and platform (grpcio needs typing_extensions,
-    which Nuke's Python does not have)."""
-    with zipfile.ZipFile(wheel) as zf:
-        metadata = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
-        if metadata is None:
-            return []
-        message = email.parser.Parser().parsestr(zf.read(metadata).decode())
-    env = {"python_version": python, "python_full_version": f"{python}.0", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython", "extra": "", **_MARKERS[plat.split("-")[0]]}
-    reqs = [Requirement(r) for r in message.get_all("Requires-Dist") or []]
-    return [r for r in reqs if r.marker is None or r.marker.evaluate(env)]
-
-
-def select_with_dependencies(available: list[Path], requirements: list[Requirement], plat: str, python: str,
-                             fetch: Path | None = None) -> list[Path]:
-    """The wheels of `requirements` for one platform and Python, and of what they require in turn.
-    fetch: a folder to `pip download` each newly required distribution into first (--download)."""
-    wanted = list(requirements)
-    while True:
-        if fetch is not None:
-            download_wheels(wanted, [plat], [python], fetch)
-            available = sorted(fetch.glob("*.whl"))
-        chosen = select_wheels(available, wanted, [plat], [python])
-        names = {r.name for r in wanted}
-        more = [r for w in chosen for r in wheel_dependencies(w, python, plat) if r.name not in names]
-        if not more:
-            return chosen
-        wanted += list({r.name: r for r in more}.values())
 
 
 def _copy_tree(src: Path, dest: Path) -> None:
@@ -126,39 +85,12 @@ def zip_folder(folder: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--wheels-dir", type=Path, help="folder of grpcio/protobuf .whl files")
-    source.add_argument("--download", action="store_true", help="pip download the wheels (network)")
-    source.add_argument("--no-wheels", action="store_true",
-                        help="bundle only the SDK; grpcio and protobuf must already be in Nuke's Python")
-    parser.add_argument("--platforms", nargs="+", choices=sorted(PIP_PLATFORMS), default=[platform_name()],
-                        help="platforms to bundle grpcio and protobuf for (default: this machine's)")
-    parser.add_argument("--python-versions", nargs="+", default=list(PYTHON_VERSIONS),
-                        help="Python versions of the Nuke releases to support (default: 3.9 3.10 3.11)")
-    parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default: dist/)")
+    add_build_arguments(parser, "Nuke", platform_name(), PYTHON_VERSIONS)
     parser.add_argument("--zip", action="store_true", help="also write the folder as a zip beside it")
-    parser.add_argument("--sdk", type=Path, default=SDK_DIR, help="the SDK package folder to bundle")
     args = parser.parse_args(argv)
 
-    requirements = wheel_requirements()
     with tempfile.TemporaryDirectory(prefix="keygrip-wheels-") as tmp:
-        wheel_sets: dict[str, list[Path]] = {}
-        if not args.no_wheels:
-            folder = Path(tmp) if args.download else args.wheels_dir
-            if not folder.is_dir():
-                raise SystemExit(f"--wheels-dir {folder} is not a folder")
-            available = sorted(folder.glob("*.whl"))
-            # Every missing wheel is named at once, before anything is written.
-            missing: list[str] = []
-            for plat in args.platforms:
-                for py in args.python_versions:
-                    try:
-                        wheel_sets[folder_name(py, plat)] = select_with_dependencies(
-                            available, requirements, plat, py, folder if args.download else None)
-                    except MissingWheels as exc:
-                        missing += exc.missing
-            if missing:
-                raise MissingWheels(missing)
+        wheel_sets = {folder_name(py, plat): wheels for (plat, py), wheels in wheels_for(args, Path(tmp)).items()}
         plugin = build(args.out, wheel_sets, args.sdk)
     print(f"built {plugin}: add it to NUKE_PATH")
     for name, wheels in wheel_sets.items():

@@ -25,13 +25,15 @@ Frame n of the .trc (Frame# n+1) is video frame n in every camera (see the data 
 
     python scripts/eval_mocap.py [--data ../shared/data] [--smoothing 0.5] [--cache DIR]
 
---cache keeps each camera's MediaPipe landmarks in DIR (<trial>_camNN.npz) and reuses them on the next run:
-detection is the slow part, and the solver's experiments need the same landmarks each time.
+--cache keeps each camera's MediaPipe landmarks in DIR (<trial>_camNN_<size>_<hash>.npz, named for the
+video's content) and reuses them on the next run while the video is the same: detection is the slow
+part, and the solver's experiments need the same landmarks each time.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import tomllib
 from pathlib import Path
@@ -166,14 +168,26 @@ def metrics(pred: np.ndarray, ref: np.ndarray, world: np.ndarray, contact: np.nd
     }
 
 
+def cache_path(video: Path, cache: Path) -> Path:
+    """Where the cache keeps a video's landmarks: named for the trial, the camera and the video's
+    content (its size and a hash of its first MiB), so that another video under the same name (a trial
+    re-exported, another take copied in) is detected again instead of reusing another clip's landmarks."""
+    with video.open("rb") as f:
+        head = hashlib.sha256(f.read(2**20)).hexdigest()
+    return cache / f"{video.parent.parent.name}_{video.stem}_{video.stat().st_size}_{head[:16]}.npz"
+
+
 def landmarks(video: Path, cache: Path | None) -> Landmarks:
-    """MediaPipe landmarks of a video, from the cache folder when it holds them (then kept there)."""
-    cached = None if cache is None else cache / f"{video.parent.parent.name}_{video.stem}.npz"
+    """MediaPipe landmarks of a video, from the cache folder when it holds this video's (then kept there;
+    what it held for a former video of that trial and camera is removed)."""
+    cached = None if cache is None else cache_path(video, cache)
     if cached is not None and cached.exists():
         return Landmarks.load_npz(cached)
     lm = detect(video, workers=1, ctx=NullContext())
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
+        for stale in cached.parent.glob(f"{video.parent.parent.name}_{video.stem}_*.npz"):
+            stale.unlink()
         lm.save_npz(cached)
     return lm
 

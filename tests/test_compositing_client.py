@@ -6,6 +6,7 @@ destination pattern with the plate's own numbers, and a running pass cancels."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ from server_process import ServerProcess
 
 import keygrip
 from keygrip import errors
-from keygrip.client import CHUNK_BYTES
+from keygrip.client import CHUNK_BYTES, known_sha256
 from keygrip.compositing import PassPlan, default_destination, download_result, steps
 from keygrip.plates import FrameRange, Plate
 from keygrip.sequences import SequenceError
@@ -77,6 +78,18 @@ def test_working_range_is_sent_and_lands_in_a_destination_pattern(client: keygri
     files.frames[1005].unlink()
     again = download_result(client, result, plan.out_dir, destination=plan.destination)
     assert again.downloaded == [1005] and again.frames[1005].is_file()
+    # Another file under a frame's name is replaced: one of the same size (hashed, as this process never
+    # saw it), one of another size (replaced unread).
+    same_size = files.frames[1003].with_name("other.exr")
+    data = bytearray(files.frames[1003].read_bytes())
+    data[-1] ^= 0xFF
+    same_size.write_bytes(bytes(data))
+    os.replace(same_size, files.frames[1003])
+    files.frames[1004].write_bytes(b"not a matte")
+    again = download_result(client, result, plan.out_dir, destination=plan.destination)
+    assert again.downloaded == [1003, 1004]
+    for frame in result.matte.frames:
+        assert hashlib.sha256(again.frames[frame.number].read_bytes()).hexdigest() == frame.image.id
     # The graph a host builds: the plate's working range beside the matte sequence, both numbered alike.
     graph = files.graph("matte", plate.path)
     assert graph.by_role("matte").settings == {"path": files.pattern, "first": 1003, "last": 1006,
@@ -86,6 +99,20 @@ def test_working_range_is_sent_and_lands_in_a_destination_pattern(client: keygri
     full = PassPlan.for_plate("matte", plate, destination=dest, handles=True).upload(client)
     assert full.frames is not None and full.frames.skipped_frames == [1003, 1004, 1005, 1006]
     assert full.frames.sent_frames == [1001, 1002, 1007, 1008]
+
+
+def test_a_file_is_hashed_again_only_when_its_size_time_or_inode_changed(tmp_path: Path) -> None:
+    frame = tmp_path / "matte.1001.exr"
+    frame.write_bytes(b"a" * 100)
+    first = known_sha256(frame)
+    assert first == hashlib.sha256(b"a" * 100).hexdigest()
+    # Rewritten in place with its size and time put back: taken as the file already hashed (not read).
+    st = frame.stat()
+    frame.write_bytes(b"b" * 100)
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert known_sha256(frame) == first
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a new time: read again
+    assert known_sha256(frame) == hashlib.sha256(b"b" * 100).hexdigest()
 
 
 def test_a_second_upload_sends_nothing_and_a_broken_one_resumes(client: keygrip.Client, tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ licence opt-in, models not installed or of the wrong kind."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -93,8 +95,6 @@ def test_matte_from_a_registered_segmenter(models_client: keygrip.Client, tmp_pa
     head = read_exr_metadata(path)
     assert head["matte_segmenter"] == "model tiny-seg" and head["matte_model"] == "tiny-seg"
     assert head["matte_model_license"] == "apache-2.0" and len(head["matte_model_hash"]) == 64
-    import subprocess
-    import sys
 
     run = subprocess.run([sys.executable, "-m", "keygrip.cli", "--address", models_client.address, "matte",
                           str(pattern), "--out", str(tmp_path / "cli"), "--range", "1003-1003", "--model", "tiny-seg"],
@@ -178,6 +178,19 @@ def test_segmenter_family_person_class_and_licence(tmp_path: Path) -> None:
     gpl = folder("gpl", {"0": "background", "1": "Person"}, "gpl-3.0")
     assert not inspect_entry("gpl", {"path": str(gpl)}).available
     assert inspect_entry("gpl", {"path": str(gpl), "allow_restricted_license": True}).available
+    # `keygrip models add` refuses it unless the user says the licence allows their use.
+    add = [sys.executable, "-m", "keygrip.cli", "models", "add", str(gpl), "--data-dir", str(tmp_path / "data")]
+    refused = subprocess.run(add, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "licence is gpl-3.0" in refused.stderr
+    assert "--allow-restricted-license" in refused.stderr
+    added = subprocess.run([*add, "--allow-restricted-license"], capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    assert "added gpl: segmenter" in added.stdout
+    registered = json.loads((tmp_path / "data" / "models.json").read_text())["models"]["gpl"]
+    assert registered["allow_restricted_license"] is True
+    helped = subprocess.run([*add[:5], "--help"], capture_output=True, text=True, timeout=60)
+    help_text = " ".join(helped.stdout.split()).replace("- ", "-")  # argparse wraps lines, at hyphens too
+    assert "--allow-restricted-license" in help_text and "non-commercial" in help_text and "GPL" in help_text
 
 
 def test_sdxl_inpainting_model_repaints_the_hole_only(tmp_path: Path) -> None:

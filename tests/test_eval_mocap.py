@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import eval_mocap  # noqa: E402
 
+from inference_server.errors import KeygripError  # noqa: E402
 from keygrip.projection import Camera  # noqa: E402
 
 
@@ -62,14 +63,25 @@ def test_each_reference_part_removes_its_own_error() -> None:
     assert found["as solved"] > 5 and found["reference depth order"] == pytest.approx(0, abs=1e-6)
 
 
-def test_landmarks_are_cached_and_reused(tmp_path: Path) -> None:
-    """A cached camera's landmarks are read back without running MediaPipe (the video need not exist)."""
+def test_landmarks_are_cached_and_reused_for_the_same_video_only(tmp_path: Path) -> None:
+    """A cached camera's landmarks are read back without running MediaPipe while the video is the same;
+    another video under the same name is not given them."""
     from inference_server.mocap.landmarks import Landmarks
 
     frames = 3
     lm = Landmarks(times=np.arange(frames) / 60, frame_indices=np.arange(frames), image_size=(64, 48), fps=60.0,
                    pose_image=np.full((frames, 33, 3), 0.5), pose_world=np.zeros((frames, 33, 3)),
                    pose_visibility=np.ones((frames, 33)), pose_present=np.ones(frames, dtype=bool))
-    lm.save_npz(tmp_path / "trial_cam07.npz")
-    back = eval_mocap.landmarks(tmp_path / "trial" / "videos" / "cam07.mp4", tmp_path)
+    video = tmp_path / "trial" / "videos" / "cam07.mp4"
+    video.parent.mkdir(parents=True)
+    (tmp_path / "cache").mkdir()
+    video.write_bytes(b"not decodable: only the cache can answer" * 100)
+    lm.save_npz(eval_mocap.cache_path(video, tmp_path / "cache"))
+    back = eval_mocap.landmarks(video, tmp_path / "cache")
     assert back.image_size == (64, 48) and np.array_equal(back.pose_image, lm.pose_image)
+    # Another file under the same name (same size, other bytes): not the cached one, so MediaPipe is asked,
+    # and it says this is no video.
+    video.write_bytes(b"Not decodable: only the cache can answer" * 100)
+    assert eval_mocap.cache_path(video, tmp_path / "cache") != next((tmp_path / "cache").iterdir())
+    with pytest.raises(KeygripError, match="cam07.mp4"):
+        eval_mocap.landmarks(video, tmp_path / "cache")

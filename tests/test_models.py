@@ -216,6 +216,35 @@ def test_controlnet_pipelines_share_the_model_and_count_the_controlnet(models: d
     cache.unload_all()
 
 
+def test_an_unsuited_model_gets_one_reason_and_one_message_everywhere(models: dict[str, Path]) -> None:
+    """The submit-time checks (registry, scene options) and the worker's cache say the same thing."""
+    from inference_server.scene.options import check_project_models
+
+    cache = _cache(models)
+    pairs = [  # (the front's check, the worker's) for one condition
+        (lambda: check_project_models(cache.registry, "sd", "sd2"), lambda: cache.controlnet_pipeline("sd", "sd2")),
+        (lambda: cache.registry.controlnet_base("depth"), lambda: cache.controlnet_pipeline("depth", "cn")),
+        (lambda: cache.registry.suited("sd", "compositing.inpaint"), lambda: cache.inpaint("sd")),
+    ]
+    for front, worker in pairs:
+        with pytest.raises(FailedPrecondition) as at_front:
+            front()
+        with pytest.raises(FailedPrecondition) as in_worker:
+            worker()
+        assert at_front.value.reason == in_worker.value.reason == "MODEL_UNSUITED"
+        assert at_front.value.message == in_worker.value.message
+        assert "keygrip models ls" in at_front.value.message
+    with pytest.raises(FailedPrecondition, match=r"'cn' \(controlnet\) is not a text-to-image model: it cannot do "
+                                                 r"scene.world \(it does scene.project\)") as caught:
+        cache.registry.suited("cn", "scene.world")
+    assert caught.value.reason == "MODEL_UNSUITED" and caught.value.metadata == {"model": "cn"}
+    with pytest.raises(FailedPrecondition, match="cannot make this") as caught:
+        cache.text2img("cn")
+    assert caught.value.reason == "MODEL_UNSUITED"
+    assert cache.loaded() == ["sd"]  # only the ControlNet pipeline's base was loaded before its check
+    cache.unload_all()
+
+
 def test_a_depth_model_loads_without_its_depth_estimator(models: dict[str, Path]) -> None:
     cache = _cache(models)
     pipe = cache.img2img("depth")
@@ -234,6 +263,7 @@ def test_server_lists_models_and_cli(models: dict[str, Path], server_factory, tm
         "single": {"path": str(models["single"]), "config": str(models["single_config"])},
         "old": {"path": str(models["ckpt"])},
         "gone": {"path": str(tmp_path / "nowhere")},
+        "a-model-whose-name-is-long": {"path": str(tmp_path / "elsewhere"), "family": "sdxl_inpaint"},
     })
     data = tmp_path / "data"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -252,7 +282,7 @@ def test_server_lists_models_and_cli(models: dict[str, Path], server_factory, tm
     with Client(srv.address) as client:
         info = client.info()
     diffusion = {m.name: m for m in info.models if m.kind == "diffusers"}
-    assert set(diffusion) == {"sd15", "single", "old", "gone", "mine"}
+    assert set(diffusion) == {"sd15", "single", "old", "gone", "mine", "a-model-whose-name-is-long"}
     assert any(m.kind == "mediapipe" for m in info.models)
     assert diffusion["sd15"].state == server_pb2.MODEL_STATE_AVAILABLE
     assert diffusion["single"].state == server_pb2.MODEL_STATE_AVAILABLE
@@ -266,9 +296,15 @@ def test_server_lists_models_and_cli(models: dict[str, Path], server_factory, tm
     ls = subprocess.run([*cli, "--address", srv.address, "models", "ls"], capture_output=True, text=True,
                         env=env, cwd=REPO, timeout=60)
     assert ls.returncode == 0, ls.stderr
-    rows = {line.split()[0]: line for line in ls.stdout.splitlines()[1:]}
+    header, *lines = ls.stdout.splitlines()
+    rows = {line.split()[0]: line for line in lines}
     assert "sd1" in rows["sd15"] and "available" in rows["sd15"] and "scene.texture" in rows["sd15"]
     assert "missing" in rows["gone"] and "error" in rows["old"]
+    # Every cell starts under its heading, however long a name or family (sdxl_inpaint) is.
+    family, state = header.index("FAMILY"), header.index("STATE")
+    long_row = rows["a-model-whose-name-is-long"]
+    assert long_row[family:].split()[0] == "sdxl_inpaint" and long_row[state:].split()[0] == "missing"
+    assert {line[family:].split()[0] for line in lines} == {"sd1", "sd2", "unknown", "sdxl_inpaint"}
 
 
 def test_models_pull_offline_error(tmp_path: Path) -> None:

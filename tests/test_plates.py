@@ -52,6 +52,11 @@ def test_handles_are_kept_apart_from_the_working_range(tmp_path: Path) -> None:
         Plate.find(tmp_path, working_range="990-1030")
     with pytest.raises(ValueError, match="handles of 50 and 50 frames leave nothing"):
         Plate.find(tmp_path, handles=50)
+    seq = find_sequence(tmp_path / "plate.####.exr")
+    assert seq is not None
+    (tmp_path / "plate.1100.exr").unlink()  # from_sequence keeps what was listed and lists nothing again
+    kept = Plate.from_sequence(seq, handles=8)
+    assert kept.sequence is seq and (kept.path, kept.range, kept.working) == (plate.path, plate.range, plate.working)
     video = Plate.video(tmp_path / "shot.mp4", 100, handles=4)
     assert video.range == FrameRange(0, 99) and video.working == FrameRange(4, 95) and video.padding == 0
     (tmp_path / "single.mov").write_bytes(b"x")

@@ -205,12 +205,16 @@ def test_a_vrm_whose_names_defeat_the_guess_retargets_from_its_declaration(clien
     assert direction_errors(path, result, anim).mean(axis=0).max() <= 2.0
 
 
-def test_a_preset_wins_over_the_declared_map_with_a_warning(client: keygrip.Client, tmp_path: Path) -> None:
+def _vrm_with_a_twist_bone(folder: Path) -> tuple[Path, str, str]:
+    """(a VRM 1.0 avatar whose names defeat the guess, its declared leftHand bone, a twist bone beside it)."""
     bones = humanoid_bones(opaque_name)
     doc, _, index = character_doc(bones)
     doc["extensions"] = {"VRMC_vrm": vrm1(bones, index)}
-    path = write_glb(tmp_path / "avatar.vrm", doc)
-    hand, twist = opaque_name("leftHand"), opaque_name("leftUpperArm") + "_twist"
+    return write_glb(folder / "avatar.vrm", doc), opaque_name("leftHand"), opaque_name("leftUpperArm") + "_twist"
+
+
+def test_a_preset_wins_over_the_declared_map_with_a_warning(client: keygrip.Client, tmp_path: Path) -> None:
+    path, hand, twist = _vrm_with_a_twist_bone(tmp_path)
     preset = {twist: "leftHand"}   # a wrong choice, but the user's: it wins
     job = client.retarget(animation_pb2.RetargetRequest(
         source=animation_pb2.MotionSource(bvh_artifact_id=client.upload(BVH).id), rig_file=client.rig_file(path),
@@ -233,6 +237,17 @@ def test_a_sidecar_preset_declares_roles(shared_server, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert f"using the bone map preset {tmp_path / 'hero.bonemap.json'}" in run.stdout
     assert "22 bones mapped: 22 declared by the bone map preset beside the file" in run.stdout
+
+
+def test_a_sidecar_preset_over_a_declared_map_warns_naming_the_bones(client: keygrip.Client, tmp_path: Path) -> None:
+    path, hand, twist = _vrm_with_a_twist_bone(tmp_path)
+    rigs.save_bone_map_preset(rigs.sidecar_preset(path), {twist: "leftHand"})
+    bone_map = client.map_bones(client.rig_file(path))
+    roles = roles_of(bone_map)
+    assert roles[twist] == "leftHand" and hand not in roles and roles[opaque_name("hips")] == "hips"
+    assert [w for w in bone_map.warnings if "using the preset" in w] == [
+        f"the bone map preset beside avatar.vrm gives leftHand to {twist!r} and {hand!r} the role none, where the "
+        f"file's VRM 1.0 humanoid gives leftHand to {hand!r}; using the preset"]
 
 
 def test_bad_character_files_fail_at_submit_naming_the_file(client: keygrip.Client, tmp_path: Path) -> None:

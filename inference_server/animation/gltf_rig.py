@@ -41,7 +41,8 @@ class Character:
     """A character file's skeleton as a Rig, with what the file declares about it.
 
     nodes: the glTF node index of each rig bone (rig order), for writing animation back.
-    declared: {bone name: humanoid role} the file declares; declared_by says by what ("" if nothing).
+    declared: {bone name: humanoid role} the file declares; declared_by says by what ("" if nothing);
+        map_warnings: conflicts found putting it together (a sidecar preset over the file's own map).
     skeletons: every skeleton the file has, by name, for messages and a picker.
     glb: for a character read from another format (FBX), the GLB it was read from (nodes index it).
     """
@@ -53,6 +54,7 @@ class Character:
     declared_by: str = ""
     skeletons: list[str] = field(default_factory=list)
     glb: bytes | None = None
+    map_warnings: list[str] = field(default_factory=list)
 
 
 def gltf_json(data: bytes, name: str) -> dict:

@@ -97,7 +97,8 @@ class RetargetHandler(JobHandler[animation_pb2.RetargetRequest]):
         if request.HasField("rig_file"):
             character = load_rig_file(request.rig_file, ctx.artifacts)
             rig, rig_name = character.rig, character.name
-            bone_map = resolve_map(rig, character.declared, character.declared_by, preset)
+            bone_map = resolve_map(rig, character.declared, character.declared_by, preset,
+                                   character.map_warnings)
         else:
             rig, rig_name = rig_from_proto(request.rig), request.rig.name
             bone_map = resolve_map(rig, preset=preset)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -430,33 +430,43 @@ def map_rig(rig: Rig) -> BoneMap:
     return auto_map(list(rig.names), rig.parents, rig.heads)
 
 
+def preset_over(preset: dict[str, str], declared: dict[str, str], declared_by: str,
+                by: str = "the bone map preset") -> tuple[dict[str, str], list[str]]:
+    """A preset's roles over a file's declared ones: (the declared roles that touch no bone or role of the
+    preset, a warning for each one that does, naming both bones and the role). `by` names the preset in
+    the warnings, `declared_by` what the file declares them by."""
+    owner = {r: b for b, r in preset.items()}
+    warnings = [f"{by} gives {role} to {owner.get(role, 'no bone')!r} and {bone!r} the role "
+                f"{preset.get(bone) or 'none'}, where the file's {declared_by} gives {role} to {bone!r}; using "
+                "the preset"
+                for bone, role in declared.items()
+                if preset.get(bone, role) != role or owner.get(role, bone) != bone]
+    kept = {b: r for b, r in declared.items() if b not in preset and r not in owner}
+    return kept, warnings
+
+
 def resolve_map(rig: Rig, declared: dict[str, str] | None = None, declared_by: str = "",
-                preset: dict[str, str] | None = None) -> BoneMap:
+                preset: dict[str, str] | None = None, warnings: Sequence[str] = ()) -> BoneMap:
     """The bone map retargeting uses: what is declared wins over what is guessed.
 
     preset: {bone: role} the request passed (a user's preset): used as given, nothing guessed.
     declared: {bone: role} the character file declares (declared_by says by what): used as given,
         with name and structure guessing filling the roles it leaves out; with a preset too, the
         declared roles that touch no bone or role of the preset are kept, and each conflict is
-        a warning (the preset wins).
+        a warning (the preset wins, preset_over).
+    warnings: what reading the declared map found (a sidecar preset's conflicts), put first.
     """
     declared = dict(declared or {})
     if preset:
-        warnings = []
-        owner = {r: b for b, r in preset.items()}
-        for bone, role in declared.items():
-            if preset.get(bone, role) != role or owner.get(role, bone) != bone:
-                warnings.append(f"the bone map preset gives {role} to {owner.get(role, 'no bone')!r} and "
-                                f"{bone!r} the role {preset.get(bone) or 'none'}, where the file's {declared_by} "
-                                f"gives {role} to {bone!r}; using the preset")
-        kept = {b: r for b, r in declared.items() if b not in preset and r not in owner}
+        kept, conflicts = preset_over(preset, declared, declared_by)
         bone_map = BoneMap.from_roles(rig.names, {**preset, **kept})
         bone_map.sources.update(dict.fromkeys(kept, DECLARED))
-        bone_map.warnings = warnings
+        bone_map.warnings = conflicts
     elif declared:
         bone_map = auto_map(list(rig.names), rig.parents, rig.heads, fixed=declared)
     else:
         bone_map = map_rig(rig)
+    bone_map.warnings = [*warnings, *bone_map.warnings]
     if DECLARED in bone_map.sources.values():
         bone_map.declared_by = declared_by
     return bone_map

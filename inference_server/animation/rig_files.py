@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from inference_server.animation import fbx
 from inference_server.animation.gltf_rig import Character, read_gltf_character
+from inference_server.animation.mapping import preset_over
 from inference_server.animation.rig import Rig
 from inference_server.errors import InvalidInput, KeygripError
 from inference_server.store.artifacts import ArtifactStore
@@ -28,7 +29,8 @@ ANIMATED_FORMATS = {"glb": "model/gltf-binary", "vrm": "model/gltf-binary", "fbx
 
 
 def load_rig_file(rig_file: animation_pb2.RigFile, artifacts: ArtifactStore) -> Character:
-    """The character a RigFile names, its declared map with the sidecar preset's roles over the file's own.
+    """The character a RigFile names, its declared map with the sidecar preset's roles over the file's own
+    (each conflict a warning in map_warnings).
 
     A path must have been checked against the allowed roots already (the service does it at submit).
     """
@@ -40,8 +42,8 @@ def load_rig_file(rig_file: animation_pb2.RigFile, artifacts: ArtifactStore) -> 
         if unknown:
             raise InvalidInput(f"the bone map preset beside {name} names bones the skeleton does not have: "
                                f"{', '.join(unknown)}; fix the preset or delete it")
-        roles = set(sidecar.values())
-        kept = {b: r for b, r in character.declared.items() if b not in sidecar and r not in roles}
+        kept, character.map_warnings = preset_over(sidecar, character.declared, character.declared_by,
+                                                   by=f"the bone map preset beside {name}")
         by = "the bone map preset beside the file"
         character.declared_by = f"{by} and {character.declared_by}" if kept else by
         character.declared = {**kept, **sidecar}

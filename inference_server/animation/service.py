@@ -25,7 +25,8 @@ def _map_bones(request: animation_pb2.MapBonesRequest, artifacts: ArtifactStore)
     if request.HasField("rig_file"):
         character = load_rig_file(request.rig_file, artifacts)
         rig = character.rig
-        bone_map = resolve_map(rig, character.declared, character.declared_by)
+        bone_map = resolve_map(rig, character.declared, character.declared_by,
+                               warnings=character.map_warnings)
     else:
         rig = rig_from_proto(request.rig)
         bone_map = resolve_map(rig)

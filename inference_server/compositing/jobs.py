@@ -69,7 +69,7 @@ class _Segmenting:
         from inference_server.scene.provenance import model_fingerprint
 
         cache = self.models()
-        entry = cache.registry.suited(opts.model, "compositing.matte", "a person segmenter")
+        entry = cache.registry.suited(opts.model, "compositing.matte")
         ctx.progress("load", 0, 1, f"loading segmenter {entry.name}")
         segmenter = ModelSegmenter(cache.segmenter(entry.name), entry.path, entry.name)
         return segmenter, {"matte_model": entry.name, "matte_model_hash": model_fingerprint(entry.path),
@@ -370,7 +370,7 @@ class CleanPlateHandler(_Segmenting, JobHandler[compositing_pb2.CleanPlateReques
         from inference_server.scene.provenance import model_fingerprint
 
         cache = self.models()
-        entry = cache.registry.suited(name, "compositing.inpaint", "an inpainting model")
+        entry = cache.registry.suited(name, "compositing.inpaint")
         ctx.progress("inpaint", 0, 1, f"loading inpainting model {entry.name}")
         pipe = cache.inpaint(entry.name)
         ctx.progress("inpaint", 0, 1, f"inpainting {plate.unseen.mean():.1%} of the plate never seen")

@@ -51,14 +51,14 @@ class CompositingService(compositing_pb2_grpc.CompositingServicer):
         opts = options.clean_plate_options(request)
         await self._check_segmenter(request.matte.model)
         if opts.inpaint_model:
-            (await self._models()).suited(opts.inpaint_model, "compositing.inpaint", "an inpainting model")
+            (await self._models()).suited(opts.inpaint_model, "compositing.inpaint")
         return self._submit("clean_plate", request)
 
     async def _check_segmenter(self, model: str) -> None:
         """A named segmenter that is unknown, not installed, restricted or not a segmenter: NOT_FOUND or
         FAILED_PRECONDITION now (with the fix), rather than a failed job later."""
         if model.strip():
-            (await self._models()).suited(model.strip(), "compositing.matte", "a person segmenter")
+            (await self._models()).suited(model.strip(), "compositing.matte")
 
 
 def add_to_server(server: grpc.aio.Server, parts: ServerParts) -> None:

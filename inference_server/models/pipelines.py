@@ -14,7 +14,7 @@ import gc
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from inference_server.errors import FailedPrecondition, InvalidInput, ResourceExhausted  # noqa: E402
-from inference_server.models.registry import ModelEntry, ModelRegistry  # noqa: E402
+from inference_server.models.registry import CONTROLNET_BASES, ModelEntry, ModelRegistry, unsuited  # noqa: E402
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -108,6 +108,7 @@ _SKIPPED: dict[str, dict[str, None]] = {"depth": {"depth_estimator": None, "feat
 # The ControlNet pipeline of each base family that takes one.
 _CONTROLNET_PIPELINES = {"sd1": "StableDiffusionControlNetPipeline", "sd2": "StableDiffusionControlNetPipeline",
                          "sdxl": "StableDiffusionXLControlNetPipeline"}
+assert set(_CONTROLNET_PIPELINES) == set(CONTROLNET_BASES)
 
 
 def compile_pipeline(pipe: Any) -> None:
@@ -145,7 +146,8 @@ def modules_bytes(modules: Any) -> int:
 @dataclass
 class _Loaded:
     entry: ModelEntry
-    # "base", "text2img", "img2img", "controlnet:NAME" -> pipeline; a ControlNet's own: "controlnet" -> model
+    # "base", "text2img", "img2img", "controlnet:NAME" -> pipeline; a model that is one module (a ControlNet,
+    # a transformers model): "module" -> it
     pipes: dict[str, Any] = field(default_factory=dict)
     size_bytes: int = 0
 
@@ -175,21 +177,16 @@ class PipelineCache:
         """The model's ControlNet pipeline (StableDiffusionControlNetPipeline or its SDXL sibling) with the
         named ControlNet, sharing the model's components. FailedPrecondition when the two do not go
         together (a ControlNet trained for another family, or a model that takes none)."""
-        entry = self.registry.get(name)
-        cls_name = _CONTROLNET_PIPELINES.get(entry.family)
-        if cls_name is None:
-            raise FailedPrecondition(f"model {name!r} ({entry.family}) takes no ControlNet: pick an SD 1.x/2.x or "
-                                     "SDXL model (`keygrip models ls`)", reason="MODEL_UNSUITABLE",
-                                     metadata={"model": name})
+        entry = self.registry.controlnet_base(name)
+        cls_name = _CONTROLNET_PIPELINES[entry.family]
         base = self._pipeline(name, 0)
         net = self._controlnet(controlnet, keep=(name,))
         context = getattr(net.config, "cross_attention_dim", None)
         if context != base.unet.config.cross_attention_dim:
-            raise FailedPrecondition(
-                f"ControlNet {controlnet!r} was made for another kind of model than {name!r} ({entry.family}): "
-                f"its text context is {context} wide, the model's {base.unet.config.cross_attention_dim}; "
-                "pick a depth ControlNet of the model's family", reason="MODEL_UNSUITABLE",
-                metadata={"model": name, "controlnet": controlnet})
+            raise unsuited(name, f"ControlNet {controlnet!r} was made for another kind of model than {name!r} "
+                                 f"({entry.family}): its text context is {context} wide, the model's "
+                                 f"{base.unet.config.cross_attention_dim}; pick a depth ControlNet of the model's "
+                                 "family", controlnet=controlnet)
         model = self._loaded[name]
         key = f"controlnet:{controlnet}"
         pipe = model.pipes.get(key)
@@ -209,34 +206,26 @@ class PipelineCache:
     def segmenter(self, name: str) -> Any:
         """The named person segmenter (a transformers AutoModelForSemanticSegmentation) in eval mode on the
         cache's device, loaded from local files only; FailedPrecondition for a model of another family."""
-        entry = self.registry.suited(name, "compositing.matte", "a person segmenter")
+        entry = self.registry.suited(name, "compositing.matte")
         return self._transformers(entry, "AutoModelForSemanticSegmentation")
 
     def inpaint(self, name: str) -> DiffusionPipeline:
         """The named inpainting model's pipeline (StableDiffusionInpaintPipeline or its SDXL sibling);
         FailedPrecondition for a model that does not inpaint."""
-        self.registry.suited(name, "compositing.inpaint", "an inpainting model")
+        self.registry.suited(name, "compositing.inpaint")
         return self._pipeline(name, 1)
 
     def _transformers(self, entry: ModelEntry, auto_class: str) -> Any:
         """A transformers model (an Auto class by name) in eval mode on the cache's device, resident like a
         pipeline; its weights are counted in the budget."""
-        model = self._loaded.get(entry.name)
-        if model is None:
+        def load() -> Any:
             import transformers
 
-            self._make_room(entry.size_bytes)
-            with self._loading(entry):
-                net = getattr(transformers, auto_class).from_pretrained(str(entry.path), local_files_only=True,
-                                                                        dtype=self.device.dtype,
-                                                                        use_safetensors=not entry.pickle)
-                net.to(self.device.torch_device).eval()
-            model = _Loaded(entry, {"net": net}, modules_bytes([net]))
-            self._loaded[entry.name] = model
-            self._make_room(0, keep=(entry.name,))
-            log.info("model loaded", extra={"model": entry.name, "bytes": model.size_bytes})
-        self._loaded.move_to_end(entry.name)
-        return model.pipes["net"]
+            return getattr(transformers, auto_class).from_pretrained(str(entry.path), local_files_only=True,
+                                                                     dtype=self.device.dtype,
+                                                                     use_safetensors=not entry.pickle).eval()
+
+        return self._resident_module(entry, load)
 
     def loaded(self) -> list[str]:
         """Names of the resident models, least recently used first."""
@@ -269,9 +258,8 @@ class PipelineCache:
         if classes is None or classes[which] is None:
             what = "a ControlNet goes beside a base model" if entry.family == "controlnet" else \
                 f"a {entry.family} model has no {kind} pipeline"
-            raise FailedPrecondition(f"model {name!r} cannot make this: {what}; pick an SD 1.x/2.x, SDXL, SD3 or "
-                                     "Flux model (`keygrip models ls`)", reason="MODEL_UNSUITABLE",
-                                     metadata={"model": name})
+            raise unsuited(name, f"model {name!r} cannot make this: {what}; pick an SD 1.x/2.x, SDXL, SD3 or Flux "
+                                 "model")
         model = self._loaded.get(name)
         if model is None:
             model = self._load(entry)
@@ -289,31 +277,34 @@ class PipelineCache:
     def _controlnet(self, name: str, keep: tuple[str, ...]) -> Any:
         """A ControlNetModel from a diffusers folder or a single .safetensors file (with its config
         folder), local files only, resident like a pipeline (the models in `keep` stay loaded)."""
-        entry = self.registry.get(name)
-        if entry.family != "controlnet":
-            raise FailedPrecondition(f"model {name!r} is not a ControlNet (it is {entry.family}): give a depth "
-                                     "ControlNet as the controlnet (`keygrip models ls`)", reason="MODEL_UNSUITABLE",
-                                     metadata={"model": name})
-        model = self._loaded.get(name)
-        if model is None:
+        entry = self.registry.controlnet(name)
+
+        def load() -> Any:
             from diffusers import ControlNetModel
 
+            if entry.format == "single_file":
+                return ControlNetModel.from_single_file(str(entry.path), config=str(entry.config_path),
+                                                        local_files_only=True, torch_dtype=self.device.dtype)
+            return ControlNetModel.from_pretrained(str(entry.path), local_files_only=True,
+                                                   torch_dtype=self.device.dtype, use_safetensors=not entry.pickle)
+
+        return self._resident_module(entry, load, keep)
+
+    def _resident_module(self, entry: ModelEntry, load: Callable[[], Any], keep: tuple[str, ...] = ()) -> Any:
+        """One torch module as a model of its own in the cache: loaded by `load` onto the cache's device
+        the first time (room made first, the models in `keep` staying), its weights counted in the budget."""
+        model = self._loaded.get(entry.name)
+        if model is None:
             self._make_room(entry.size_bytes, keep=keep)
             with self._loading(entry):
-                if entry.format == "single_file":
-                    net = ControlNetModel.from_single_file(str(entry.path), config=str(entry.config_path),
-                                                          local_files_only=True, torch_dtype=self.device.dtype)
-                else:
-                    net = ControlNetModel.from_pretrained(str(entry.path), local_files_only=True,
-                                                          torch_dtype=self.device.dtype,
-                                                          use_safetensors=not entry.pickle)
+                net = load()
                 net.to(self.device.torch_device)
-            model = _Loaded(entry, {"controlnet": net}, modules_bytes([net]))
-            self._loaded[name] = model
-            self._make_room(0, keep=(*keep, name))
-            log.info("model loaded", extra={"model": name, "bytes": model.size_bytes})
-        self._loaded.move_to_end(name)
-        return model.pipes["controlnet"]
+            model = _Loaded(entry, {"module": net}, modules_bytes([net]))
+            self._loaded[entry.name] = model
+            self._make_room(0, keep=(*keep, entry.name))
+            log.info("model loaded", extra={"model": entry.name, "bytes": model.size_bytes})
+        self._loaded.move_to_end(entry.name)
+        return model.pipes["module"]
 
     @contextmanager
     def _loading(self, entry: ModelEntry) -> Iterator[None]:

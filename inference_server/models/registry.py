@@ -54,6 +54,21 @@ FAMILY_CAPABILITIES: dict[str, tuple[str, ...]] = {
     "unknown": (),
 }
 
+CONTROLNET_BASES = ("sd1", "sd2", "sdxl")    # families a depth ControlNet goes beside
+# What a model that does a capability is, for the message when a named one does not.
+CAPABILITY_MODELS = {"scene.texture": "a tileable texture model (SD 1.x/2.x/XL)",
+                     "scene.world": "a text-to-image model", "scene.project": "a depth-conditioned model",
+                     "compositing.depth": "a depth estimator", "compositing.matte": "a person segmenter",
+                     "compositing.inpaint": "an inpainting model"}
+
+
+def unsuited(name: str, message: str, **metadata: str) -> FailedPrecondition:
+    """The one error for a model that exists but cannot do what is asked: reason MODEL_UNSUITED, the
+    message ending with where to look for another."""
+    return FailedPrecondition(f"{message} (`keygrip models ls`)", reason="MODEL_UNSUITED",
+                              metadata={"model": name, **metadata})
+
+
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 ADD_HINT = "keygrip models add PATH --name NAME"
 DEPTH_MODEL_HINT = ("fetch Depth Anything V2 Small (Apache-2.0) with `keygrip models pull "
@@ -172,14 +187,29 @@ class ModelRegistry:
                                      reason="MODEL_UNAVAILABLE", metadata={"model": name})
         return entry
 
-    def suited(self, name: str, capability: str, what: str) -> ModelEntry:
+    def suited(self, name: str, capability: str) -> ModelEntry:
         """The named model, if it can be loaded and does the capability ("compositing.matte", ...);
-        FailedPrecondition naming what to pick otherwise (what: "a depth estimator", ...)."""
+        FailedPrecondition (MODEL_UNSUITED) naming what to pick otherwise."""
         entry = self.get(name)
         if capability not in entry.capabilities:
-            raise FailedPrecondition(f"model {name!r} ({entry.family}) is not {what}; pick one that does "
-                                     f"{capability} (keygrip models ls)", reason="MODEL_UNSUITED",
-                                     metadata={"model": name})
+            does = ", ".join(entry.capabilities) or "nothing Keygrip uses"
+            raise unsuited(name, f"model {name!r} ({entry.family}) is not {CAPABILITY_MODELS.get(capability, 'suited')}"
+                                 f": it cannot do {capability} (it does {does}); pick one that does")
+        return entry
+
+    def controlnet(self, name: str) -> ModelEntry:
+        """The named model, if it is a ControlNet; FailedPrecondition (MODEL_UNSUITED) otherwise."""
+        entry = self.get(name)
+        if entry.family != "controlnet":
+            raise unsuited(name, f"model {name!r} is not a ControlNet (it is {entry.family}): give a depth ControlNet "
+                                 "as the controlnet")
+        return entry
+
+    def controlnet_base(self, name: str) -> ModelEntry:
+        """The named model, if a ControlNet can go beside it; FailedPrecondition (MODEL_UNSUITED) otherwise."""
+        entry = self.get(name)
+        if entry.family not in CONTROLNET_BASES:
+            raise unsuited(name, f"model {name!r} ({entry.family}) takes no ControlNet: pick an SD 1.x/2.x/XL model")
         return entry
 
     def available(self, capability: str) -> list[ModelEntry]:
@@ -190,7 +220,7 @@ class ModelRegistry:
         """The depth estimator to use: the named one, or the only one registered; FailedPrecondition
         naming how to add one when there is none (or which to pick when there are several)."""
         if name:
-            return self.suited(name, "compositing.depth", "a depth estimator")
+            return self.suited(name, "compositing.depth")
         found = self.available("compositing.depth")
         if not found:
             raise FailedPrecondition(f"no depth model is registered on this server: {DEPTH_MODEL_HINT}",
@@ -270,10 +300,12 @@ def read_models_file(data_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def add_model(data_dir: Path, path: Path, *, name: str = "", config_path: Path | None = None,
-              allow_pickle: bool = False, family: str = "", compile: bool = False) -> ModelEntry:
+              allow_pickle: bool = False, family: str = "", compile: bool = False,
+              allow_restricted_license: bool = False) -> ModelEntry:
     """Check a model and register it in data_dir/models.json (`keygrip models add`). Refuses (ValueError,
     with the fix) a path that does not exist or a model that could not be loaded; a name already in
-    models.json is replaced."""
+    models.json is replaced. allow_restricted_license: the user accepts a model whose licence restricts
+    use (non-commercial, GPL)."""
     path = Path(path).expanduser().resolve()
     name = name or default_name(path)
     table: dict[str, Any] = {"path": str(path)}
@@ -285,6 +317,8 @@ def add_model(data_dir: Path, path: Path, *, name: str = "", config_path: Path |
         table["compile"] = True
     if family:
         table["family"] = family
+    if allow_restricted_license:
+        table["allow_restricted_license"] = True
     entry = inspect_entry(name, table, source="models.json")
     if not entry.available:
         raise ValueError(f"not added: {entry.reason}")
@@ -331,7 +365,8 @@ def inspect_entry(name: str, table: Mapping[str, Any], *, source: str = "") -> M
                 and table.get("allow_restricted_license") is not True:
             reason = (f"its licence is {license}, which restricts use (non-commercial or copyleft): "
                       f"{_RESTRICTED_HINT[family]}, or set allow_restricted_license = true in "
-                      f"[models.{name}] of the server's TOML if your use is allowed")
+                      f"[models.{name}] of the server's TOML (or add it again with `keygrip models add PATH "
+                      "--allow-restricted-license`) if your use is allowed")
         return ModelEntry(name=name, path=path, format=fmt, family=family, size_bytes=size,
                           available=not reason, reason=reason, capabilities=caps if not reason else (),
                           config_path=config_path, allow_pickle=allow_pickle, source=source, missing=missing,

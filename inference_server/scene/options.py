@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from inference_server.errors import FailedPrecondition, InvalidInput
+from inference_server.errors import InvalidInput
+from inference_server.models.registry import CONTROLNET_BASES, unsuited
 from keygrip.v1 import scene_pb2
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ def world_request(request: scene_pb2.GenerateWorldRequest) -> scene_pb2.Generate
 
 DEFAULT_CONTROL_SCALE = 1.0
 DEPTH_FAMILY = "depth"                       # Stable Diffusion 2 depth: depth-conditioned by itself
-CONTROLNET_BASES = ("sd1", "sd2", "sdxl")    # families a depth ControlNet goes beside
 
 
 def project_request(request: scene_pb2.ProjectTextureRequest) -> scene_pb2.ProjectTextureRequest:
@@ -118,33 +118,27 @@ def project_request(request: scene_pb2.ProjectTextureRequest) -> scene_pb2.Proje
 
 def check_project_models(registry: ModelRegistry, model: str, controlnet: str) -> None:
     """The model (and ControlNet) can project: an SD 2 depth model alone, or an SD 1.x/2.x/XL model
-    with a depth ControlNet. NotFound for an unknown name, FailedPrecondition saying what to pick."""
+    with a depth ControlNet. NotFound for an unknown name, FailedPrecondition (MODEL_UNSUITED) saying
+    what to pick."""
     entry = registry.get(model)
     if entry.family == "controlnet":
-        raise FailedPrecondition(f"model {model!r} is a ControlNet: give it as the controlnet, beside an SD 1.x/2.x/XL "
-                                 "model as the model", reason="MODEL_UNSUITED")
+        raise unsuited(model, f"model {model!r} is a ControlNet: give it as the controlnet, beside an SD 1.x/2.x/XL "
+                              "model as the model")
     if not controlnet:
         if entry.family == DEPTH_FAMILY:
             return
         if entry.family in CONTROLNET_BASES:
-            raise FailedPrecondition(f"model {model!r} ({entry.family}) needs a depth ControlNet to follow the scene's "
-                                     "depth: register one (keygrip models add PATH --name NAME) and pass it as the "
-                                     "controlnet, or use a Stable Diffusion 2 depth model", reason="MODEL_UNSUITED")
-        raise FailedPrecondition(f"model {model!r} ({entry.family}) cannot project a texture: use a Stable Diffusion 2 "
-                                 "depth model, or an SD 1.x/2.x/XL model with a depth ControlNet",
-                                 reason="MODEL_UNSUITED")
+            raise unsuited(model, f"model {model!r} ({entry.family}) needs a depth ControlNet to follow the scene's "
+                                  "depth: register one (keygrip models add PATH --name NAME) and pass it as the "
+                                  "controlnet, or use a Stable Diffusion 2 depth model")
+        raise unsuited(model, f"model {model!r} ({entry.family}) cannot project a texture: use a Stable Diffusion 2 "
+                              "depth model, or an SD 1.x/2.x/XL model with a depth ControlNet")
     if entry.family == DEPTH_FAMILY:
-        raise FailedPrecondition(f"model {model!r} is a depth model and follows the depth by itself: leave the "
-                                 "controlnet empty, or pick an SD 1.x/2.x/XL model to go with it",
-                                 reason="MODEL_UNSUITED")
-    if entry.family not in CONTROLNET_BASES:
-        raise FailedPrecondition(f"model {model!r} ({entry.family}) takes no ControlNet: pick an SD 1.x/2.x/XL model",
-                                 reason="MODEL_UNSUITED")
-    net = registry.get(controlnet)
-    if net.family != "controlnet":
-        raise FailedPrecondition(f"{controlnet!r} is not a ControlNet (it is {net.family}): give a depth ControlNet "
-                                 "as the controlnet (keygrip models ls)", reason="MODEL_UNSUITED")
+        raise unsuited(model, f"model {model!r} is a depth model and follows the depth by itself: leave the "
+                              "controlnet empty, or pick an SD 1.x/2.x/XL model to go with it")
+    registry.controlnet_base(model)
+    net = registry.controlnet(controlnet)
     if "scene.project" not in net.capabilities:
-        raise FailedPrecondition(f"ControlNet {controlnet!r} is not known to be a depth ControlNet (its name and path "
-                                 "do not say depth): use a depth ControlNet, or set family = \"controlnet\" in its "
-                                 "[models] table of the server's TOML if it is one", reason="MODEL_UNSUITED")
+        raise unsuited(controlnet, f"ControlNet {controlnet!r} is not known to be a depth ControlNet (its name and "
+                                   "path do not say depth): use a depth ControlNet, or set family = \"controlnet\" in "
+                                   "its [models] table of the server's TOML if it is one")

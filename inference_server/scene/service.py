@@ -6,7 +6,6 @@ from __future__ import annotations
 import grpc
 
 from inference_server.capability import ServerParts
-from inference_server.errors import FailedPrecondition
 from inference_server.scene import options
 from inference_server.services.errors import rpc_errors
 from inference_server.store.artifacts import check_digest
@@ -18,21 +17,13 @@ class SceneGenerationService(scene_pb2_grpc.SceneGenerationServicer):
         self.manager = parts.manager
         self._models = parts.models
 
-    async def _check_model(self, name: str, feature: str) -> None:
-        """The model exists, can be loaded, and does what is asked (checked from files, no torch)."""
-        entry = (await self._models()).get(name)
-        if feature not in entry.capabilities:
-            does = ", ".join(entry.capabilities) or "nothing Keygrip uses"
-            raise FailedPrecondition(f"model {name!r} ({entry.family}) cannot do {feature} (it does {does}); "
-                                     "pick another model (keygrip models ls)", reason="MODEL_UNSUITED")
-
     @rpc_errors
     async def GenerateTexture(self, request: scene_pb2.GenerateTextureRequest,
                               context: grpc.aio.ServicerContext) -> common_pb2.Job:
         req = options.texture_request(request)
         # Tiling needs a convolutional denoiser (scene.texture); without it any text-to-image model does,
         # as for worlds.
-        await self._check_model(req.settings.model, "scene.texture" if req.tileable else "scene.world")
+        (await self._models()).suited(req.settings.model, "scene.texture" if req.tileable else "scene.world")
         if req.init_image_artifact_id:
             self.manager.artifacts.stat(check_digest(req.init_image_artifact_id))
         return self.manager.to_proto(self.manager.submit("generate_texture", req, request.request_id))
@@ -41,7 +32,7 @@ class SceneGenerationService(scene_pb2_grpc.SceneGenerationServicer):
     async def GenerateWorld(self, request: scene_pb2.GenerateWorldRequest,
                             context: grpc.aio.ServicerContext) -> common_pb2.Job:
         req = options.world_request(request)
-        await self._check_model(req.settings.model, "scene.world")
+        (await self._models()).suited(req.settings.model, "scene.world")
         return self.manager.to_proto(self.manager.submit("generate_world", req, request.request_id))
 
     @rpc_errors

@@ -9,6 +9,7 @@ traceback next to the same id; a MemoryError becomes RESOURCE_EXHAUSTED.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -71,6 +72,20 @@ def unexpected(exc: Exception, method: str, request: object) -> KeygripError:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@contextlib.asynccontextmanager
+async def _statuses(context: grpc.aio.ServicerContext, name: str, request: object) -> AsyncIterator[None]:
+    """What a servicer method raises, as the status the client gets (the one mapping both wrappers use)."""
+    try:
+        faults.trigger("rpc", name)
+        yield
+    except KeygripError as exc:
+        await abort(context, exc)
+    except grpc.aio.AbortError:
+        raise  # the method aborted the call itself
+    except Exception as exc:
+        await abort(context, unexpected(exc, name, request))
+
+
 def rpc_errors(method: F) -> F:
     """Wrap a unary or server-streaming aio servicer method."""
     name = method.__name__
@@ -78,27 +93,13 @@ def rpc_errors(method: F) -> F:
         @functools.wraps(method)
         async def stream_wrapper(self: object, request: object,
                                  context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            try:
-                faults.trigger("rpc", name)
+            async with _statuses(context, name, request):
                 async for item in method(self, request, context):
                     yield item
-            except KeygripError as exc:
-                await abort(context, exc)
-            except grpc.aio.AbortError:
-                raise  # the method aborted the call itself
-            except Exception as exc:
-                await abort(context, unexpected(exc, name, request))
         return cast(F, stream_wrapper)
 
     @functools.wraps(method)
     async def unary_wrapper(self: object, request: object, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            faults.trigger("rpc", name)
+        async with _statuses(context, name, request):
             return await method(self, request, context)
-        except KeygripError as exc:
-            await abort(context, exc)
-        except grpc.aio.AbortError:
-            raise  # the method aborted the call itself
-        except Exception as exc:
-            await abort(context, unexpected(exc, name, request))
     return cast(F, unary_wrapper)

@@ -27,9 +27,21 @@ from wheels import repack_installed
 
 import keygrip
 
+
+def _bpy_scripts() -> Path:
+    """The wheel's scripts folder, named for its Blender version (bpy 5.0.1: 5.0/scripts), beside the
+    bpy module itself (bpy.__file__, once imported, is the scripts' own bpy package)."""
+    import bpy
+
+    spec = importlib.util.find_spec("bpy")
+    assert spec is not None and spec.origin is not None
+    major, minor = bpy.app.version[:2]
+    return Path(spec.origin).parent / f"{major}.{minor}" / "scripts"
+
+
 # Blender's extension tooling, as the bpy wheel ships it: `blender_ext.py validate` is what
 # `blender --command extension validate` runs; tags.py is the tag list it enforces by default.
-_BPY_SCRIPTS = Path(importlib.util.find_spec("bpy").origin).parent / "5.0" / "scripts"  # type: ignore[union-attr, arg-type]
+_BPY_SCRIPTS = _bpy_scripts()
 _BLENDER_EXT = _BPY_SCRIPTS / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
 _BLENDER_TAGS = _BPY_SCRIPTS / "modules" / "_bpy_internal" / "extensions" / "tags.py"
 
@@ -39,7 +51,7 @@ import importlib.abc, importlib.machinery, json, os, sys
 
 # Only what Blender installed (under the throw-away user folder) may provide these.
 USER = os.path.realpath(os.environ["BLENDER_USER_RESOURCES"]) + os.sep
-GUARDED = {"keygrip", "grpc", "google.protobuf", "google._upb"}
+GUARDED = {"keygrip", "grpc", "google.protobuf", "google._upb", "typing_extensions"}
 
 class OnlyFromExtensionWheels(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
@@ -79,8 +91,9 @@ prefs = bpy.context.preferences.addons[module].preferences
 report["address"] = prefs.server_address
 report["token"] = prefs.token
 report["panel"] = hasattr(bpy.types, "KEYGRIP_PT_main")
-import keygrip, grpc, google.protobuf
+import keygrip, grpc, google.protobuf, typing_extensions
 report["sdk_file"] = keygrip.__file__
+report["typing_extensions_file"] = typing_extensions.__file__
 report["sdk_version"] = keygrip.__version__
 report["grpc_file"] = grpc.__file__
 report["protobuf_file"] = google.protobuf.__file__
@@ -116,7 +129,9 @@ def _install_in_blender(zip_path: Path, user_dir: Path) -> dict:
 
 def test_extension_installs_from_its_wheels_only_and_disables_cleanly(tmp_path: Path):
     (tmp_path / "wheels").mkdir()
-    for distribution in ("grpcio", "protobuf"):
+    # grpcio requires typing_extensions (`import grpc` imports it), which Blender's Python lacks: the
+    # build finds it in grpcio's metadata and bundles it too.
+    for distribution in ("grpcio", "protobuf", "typing_extensions"):
         repack_installed(distribution, tmp_path / "wheels")
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert build_script.main([
@@ -132,7 +147,7 @@ def test_extension_installs_from_its_wheels_only_and_disables_cleanly(tmp_path: 
     assert not any("__pycache__" in n for n in names)
     wheel_names = sorted(n.removeprefix("wheels/") for n in names if n.startswith("wheels/"))
     assert sorted(w.removeprefix("./wheels/") for w in manifest["wheels"]) == wheel_names
-    assert [w.split("-")[0] for w in wheel_names] == ["grpcio", "keygrip", "protobuf"]
+    assert [w.split("-")[0] for w in wheel_names] == ["grpcio", "keygrip", "protobuf", "typing_extensions"]
     assert f"keygrip-{keygrip.__version__}-py3-none-any.whl" in wheel_names
 
     report = _install_in_blender(zip_path, tmp_path / "blender_user")
@@ -146,7 +161,8 @@ def test_extension_installs_from_its_wheels_only_and_disables_cleanly(tmp_path: 
     assert Path(report["grpc_file"]) == site / "grpc" / "__init__.py"
     assert Path(report["protobuf_file"]) == site / "google" / "protobuf" / "__init__.py"
     assert report["sdk_version"] == keygrip.__version__
-    assert report["distributions"] == ["grpcio", "keygrip", "protobuf"]
+    assert Path(report["typing_extensions_file"]) == site / "typing_extensions.py"
+    assert report["distributions"] == ["grpcio", "keygrip", "protobuf", "typing_extensions"]
     # Blender put its wheels folder on sys.path; the add-on added nothing of its own.
     assert [Path(p) for p in report["path_added"]] == [site]
     assert report["timers_enabled"] == []
@@ -157,9 +173,15 @@ def test_extension_installs_from_its_wheels_only_and_disables_cleanly(tmp_path: 
 
 
 def _fake_wheels(folder: Path, names: list[str]) -> list[Path]:
+    """Wheels of nothing but their metadata, whose Requires-Dist is the real ones': grpcio requires
+    typing_extensions."""
     folder.mkdir()
     for name in names:
-        (folder / name).write_bytes(b"")
+        dist, version = name.split("-")[:2]
+        requires = "Requires-Dist: typing-extensions~=4.12\n" if dist == "grpcio" else ""
+        with zipfile.ZipFile(folder / name, "w") as zf:
+            zf.writestr(f"{dist}-{version}.dist-info/METADATA",
+                        f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n{requires}")
     return sorted(folder.glob("*.whl"))
 
 
@@ -172,6 +194,7 @@ def test_wheel_selection_per_platform_and_python(tmp_path: Path):
         "grpcio-1.84.0-cp313-cp313-macosx_11_0_universal2.whl",
         "protobuf-4.25.9-py3-none-any.whl",
         "protobuf-6.33.6-cp39-abi3-manylinux2014_x86_64.whl",  # outside the SDK's protobuf<5
+        "typing_extensions-4.16.0-py3-none-any.whl",
     ])
     reqs = build_script.wheel_requirements()
     chosen = build_script.select_wheels(wheels, reqs, ["linux-x64"], ["3.11", "3.13"])
@@ -186,6 +209,14 @@ def test_wheel_selection_per_platform_and_python(tmp_path: Path):
     with pytest.raises(SystemExit, match="windows-x64 / Python 3.13"):
         build_script.select_wheels(wheels, reqs, ["windows-x64"], ["3.11", "3.13"])
 
+    # What the chosen wheels require comes too (grpcio: typing_extensions), once for all platforms.
+    every = build_script.select_for_all(wheels, reqs, ["macos-arm64"], ["3.13"])
+    assert {w.name for w in every["macos-arm64", "3.13"]} == {
+        "grpcio-1.84.0-cp313-cp313-macosx_11_0_universal2.whl", "protobuf-4.25.9-py3-none-any.whl",
+        "typing_extensions-4.16.0-py3-none-any.whl"}
+    with pytest.raises(SystemExit, match="typing-extensions~=4.12 for linux-x64 / Python 3.11"):
+        build_script.select_for_all([w for w in wheels if "typing" not in w.name], reqs, ["linux-x64"], ["3.11"])
+
     # The built zip carries the chosen wheels and lists them (and the platform) in its manifest.
     assert build_script.main(["--wheels-dir", str(tmp_path / "wheels"), "--platforms", "linux-x64",
                               "--out", str(tmp_path / "dist")]) == 0
@@ -193,7 +224,8 @@ def test_wheel_selection_per_platform_and_python(tmp_path: Path):
     with zipfile.ZipFile(zip_path) as zf:
         manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
         assert {f"./{n}" for n in zf.namelist() if n.startswith("wheels/")} == set(manifest["wheels"])
-    assert len(manifest["wheels"]) == 4 and manifest["platforms"] == ["linux-x64"]
+    assert len(manifest["wheels"]) == 5 and manifest["platforms"] == ["linux-x64"]
+    assert "./wheels/typing_extensions-4.16.0-py3-none-any.whl" in manifest["wheels"]
 
 
 def _blender_ext() -> ModuleType:
@@ -220,7 +252,8 @@ def test_release_zip_passes_blenders_extension_checks(tmp_path: Path):
     # A release build: grpcio for every platform and both Pythons, the pure-Python protobuf.
     grpcio = [f"grpcio-1.84.0-{py}-{py}-{plat}.whl" for py in ("cp311", "cp313") for plat in (
         "manylinux_2_17_x86_64.manylinux2014_x86_64", "win_amd64", "macosx_11_0_universal2")]
-    _fake_wheels(tmp_path / "wheels", [*grpcio, "protobuf-4.25.9-py3-none-any.whl"])
+    _fake_wheels(tmp_path / "wheels", [*grpcio, "protobuf-4.25.9-py3-none-any.whl",
+                                       "typing_extensions-4.16.0-py3-none-any.whl"])
     assert build_script.main(["--wheels-dir", str(tmp_path / "wheels"), "--platforms", *PLATFORMS,
                               "--out", str(tmp_path / "dist")]) == 0
     (zip_path,) = (tmp_path / "dist").glob("keygrip-*.zip")
@@ -244,7 +277,8 @@ def test_release_zip_passes_blenders_extension_checks(tmp_path: Path):
     assert sorted(manifest["platforms"]) == sorted(PLATFORMS)
     for plat in manifest["platforms"]:
         usable = ext.paths_filter_wheels_by_platform(wheels, plat)
-        assert {w.split("/")[-1].split("-")[0] for w in usable} == {"grpcio", "keygrip", "protobuf"}, plat
+        assert {w.split("/")[-1].split("-")[0] for w in usable} == {"grpcio", "keygrip", "protobuf",
+                                                                   "typing_extensions"}, plat
         grpc_pythons = {w.split("-")[2] for w in usable if "grpcio" in w}
         assert grpc_pythons == {"cp311", "cp313"}, plat
     for wheel in wheels:

@@ -452,7 +452,7 @@ def pass_plan_from_panel(context: bpy.types.Context, kind: str) -> tuple[PassPla
         # An image sequence counts in its own numbers (1001 ..): the shared client's plate and range.
         last = s.frame_end - 1 if s.frame_end else seq.last
         frames = FrameRange(max(s.frame_start, seq.first), last) if s.frame_start or s.frame_end else None
-        plan = PassPlan.for_plate(kind, Plate.find(seq.pattern()), out_dir=out_dir, frames=frames,
+        plan = PassPlan.for_plate(kind, Plate.from_sequence(seq), out_dir=out_dir, frames=frames,
                                   preview=kind == "cleanplate", settings=settings)
     else:
         plan = PassPlan(kind=kind, source=video, out_dir=out_dir, frame_range=(s.frame_start, s.frame_end),
