@@ -124,7 +124,8 @@ def body_up(points: np.ndarray) -> np.ndarray | None:
 
 def centre_of_mass(points: np.ndarray) -> np.ndarray:
     """(F, 3) the body's centre of mass from its 33 points (NaN where a point is missing)."""
-    head = points[:, [0, 7, 8]].mean(axis=1)
+    with _quiet():  # the nose and ears, those there are
+        head = np.nanmean(points[:, [0, 7, 8]], axis=1)
     trunk = 0.25 * (points[:, 11] + points[:, 12] + points[:, 23] + points[:, 24])
     total = _HEAD_MASS * head + _TRUNK_MASS * trunk
     mass = _HEAD_MASS + _TRUNK_MASS
