@@ -34,7 +34,7 @@ from inference_server.mocap.options import SolveOptions, check_solve
 from inference_server.mocap.solve import PlacedBody, solve_world
 from inference_server.motion import quat
 from inference_server.motion.clip import MotionClip
-from inference_server.multicam import associate, epipolar, floor, sync
+from inference_server.multicam import associate, epipolar, floor, seen_parts, sync
 from inference_server.multicam.calibration_files import Calibration, read_calibration
 from inference_server.multicam.triangulate import Triangulated, smoothed, triangulate
 from keygrip.projection import Camera, VideoCamera
@@ -307,7 +307,7 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
         points, cams = _moved(points, cams, level.transform)
 
     t = time.perf_counter()
-    body = _placed_body(points, lms, cams, options.solve)
+    body, parts = _placed_body(points, lms, cams, options.solve)
     clip = solve_world(body, fps, options.solve, ctx, warnings)
     timings["solve"] = time.perf_counter() - t
     first = int(lms[0].frame_indices[0])
@@ -316,6 +316,9 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
     clip.metadata.update(views=",".join(names), sync_method=synced.method,
                          sync_offsets=",".join(str(o) for o in synced.offsets),
                          sync_confidence=f"{synced.confidence:.2f}", first_frame=str(first), floor=level.used)
+    if parts:  # frames of each part taken from the triangulation: "left hand 40/100, face 0/100"
+        clip.metadata["triangulated_parts"] = ", ".join(f"{name.removesuffix('_image').replace('_', ' ')} "
+                                                        f"{int(part.used.sum())}/{n}" for name, part in parts.items())
     return MulticamOutput(clip=clip, views=lms, names=names, sync=synced, points=points, timings=timings)
 
 
@@ -335,9 +338,10 @@ def _slice(lm: Landmarks, start: int, n: int) -> Landmarks:
 
 
 def _placed_body(points: Triangulated, lms: list[Landmarks], cams: list[VideoCamera],
-                 options: SolveOptions) -> PlacedBody:
+                 options: SolveOptions) -> tuple[PlacedBody, dict[str, seen_parts.SeenPart]]:
     """The triangulated body as the solver takes it: each point's short gaps filled over time, the
-    frames where most points were triangulated placed, hands and face from the view seeing them best."""
+    frames where most points were triangulated placed, hands and face from the view seeing them
+    best, triangulated where two views agree on them (seen_parts.py); and those triangulations."""
     p = points.points
     tri = np.isfinite(p).all(axis=-1)  # (F, 33)
     missing = [j for j in range(p.shape[1]) if not tri[:, j].any()]
@@ -367,8 +371,9 @@ def _placed_body(points: Triangulated, lms: list[Landmarks], cams: list[VideoCam
     seen = [np.isfinite(lm.face_image).all(axis=(1, 2)).sum() if options.face and lm.face_image is not None
             else np.asarray(lm.pose_present, bool).sum() for lm in lms]
     best = int(np.argmax(seen))
+    view, parts = seen_parts.seen_view(lms, cams, best, filled)
     rot = cams[best].camera.camera_to_world[:3, :3]
     return PlacedBody(world=world, root=root, placed=placed, visibility=vis, measures=measures, calibrated=True,
-                      view=dataclasses.replace(lms[best], times=lms[0].times), view_rotation=quat.from_matrix(rot),
-                      camera_position=np.mean([c.camera.position for c in cams], axis=0))
+                      view=dataclasses.replace(view, times=lms[0].times), view_rotation=quat.from_matrix(rot),
+                      camera_position=np.mean([c.camera.position for c in cams], axis=0)), parts
 
