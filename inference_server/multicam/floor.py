@@ -107,6 +107,21 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
+def _median_direction(vectors: np.ndarray) -> np.ndarray | None:
+    """The geometric median (Weiszfeld's iterations) of unit vectors (N, 3), normalised; rows with a
+    NaN left out; None without any. Unlike a median per axis it turns with the world, so the floor
+    found in a turned world is the same floor turned."""
+    v = vectors[np.isfinite(vectors).all(axis=1)]
+    if not len(v):
+        return None
+    m = v.mean(axis=0)
+    for _ in range(20):
+        w = 1.0 / np.maximum(np.linalg.norm(v - m, axis=1), 1e-6)
+        m = (v * w[:, None]).sum(axis=0) / w.sum()
+    n = float(np.linalg.norm(m))
+    return m / n if n > 1e-9 else None
+
+
 def body_up(points: np.ndarray) -> np.ndarray | None:
     """A first guess of up (3,): the median line from the lower ankle to the shoulders; None when
     no frame has them."""
@@ -114,12 +129,11 @@ def body_up(points: np.ndarray) -> np.ndarray | None:
     ankles = points[:, [27, 28]]
     line = _unit(shoulders[:, None] - ankles)  # (F, 2, 3)
     # The lower ankle is the one farthest from the shoulders along the line's mean.
-    mean = np.nanmedian(line.reshape(-1, 3), axis=0)
-    if not np.isfinite(mean).all():
+    mean = _median_direction(line.reshape(-1, 3))
+    if mean is None:
         return None
     lower = np.argmax(np.nan_to_num(np.einsum("fki,i->fk", shoulders[:, None] - ankles, mean), nan=-np.inf), axis=1)
-    up = np.nanmedian(line[np.arange(len(line)), lower], axis=0)
-    return _unit(up) if np.isfinite(up).all() else None
+    return _median_direction(line[np.arange(len(line)), lower])
 
 
 def centre_of_mass(points: np.ndarray) -> np.ndarray:
@@ -144,9 +158,7 @@ def _balance_up(points: np.ndarray, feet: np.ndarray, contacts: np.ndarray) -> n
             centres.append(np.nanmean(pts, axis=1))
     with _quiet():
         support = np.nanmean(np.stack(centres), axis=0)  # (F, 3): between the feet that stand
-        line = _unit(centre_of_mass(points) - support)
-        up = np.nanmedian(line, axis=0)
-    return _unit(up) if np.isfinite(up).all() else None
+    return _median_direction(_unit(centre_of_mass(points) - support))
 
 
 @contextmanager
