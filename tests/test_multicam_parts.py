@@ -46,3 +46,12 @@ def test_hands_seen_by_two_views_are_triangulated_near_the_wrists() -> None:
             detected = getattr(out.views[v], name)[used, :, :2] * out.views[v].image_size
             tri = np.linalg.norm(seen_parts.pixels_of(clip.cameras[v], part.points[used]) - detected, axis=-1)
             assert np.nanmean(tri) < 6.0
+    # What the hand solver reads: the view's own landmarks where no two views agree, and elsewhere
+    # the triangulated hand as that view sees it: on its 2D hand, the depth now from the triangulation.
+    view, parts = seen_parts.seen_view(out.views, clip.cameras, 0, np.nan_to_num(body))
+    for name in ("left_hand_image", "right_hand_image"):
+        used, own, read = parts[name].used, getattr(out.views[0], name), getattr(view, name)
+        np.testing.assert_array_equal(read[~used], own[~used])
+        px = (read[used, :, :2] - own[used, :, :2]) * out.views[0].image_size
+        assert np.nanmean(np.linalg.norm(px, axis=-1)) < 6.0
+        assert not np.allclose(read[used, :, 2], own[used, :, 2])

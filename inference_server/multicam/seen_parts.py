@@ -130,12 +130,13 @@ def seen_view(lms: list[Landmarks], cams: list[VideoCamera], best: int, body: np
         if part is None or not part.used.any():
             continue
         parts[name] = part
-        seen = as_seen_by(np.nan_to_num(part.triangulated.points), cams[best], name, view.image_size)
+        used = part.used
+        points = part.triangulated.points[used]
         if name == "face_image":
             # Points no two views agreed on keep the view's own, at the triangulated nose's depth.
-            single = as_seen_by(lifted(view, cams[best], name, body), cams[best], name, view.image_size)
-            seen = np.where(np.isfinite(part.triangulated.points), seen, single)
+            single = lifted(view, cams[best], name, body)[used]
+            points = np.where(np.isfinite(points), points, single)
         out = own.copy()
-        out[:len(part.used)][part.used] = seen[part.used]
+        out[:len(used)][used] = as_seen_by(points, cams[best], name, view.image_size)
         replaced[name] = out
     return dataclasses.replace(view, **replaced), parts
