@@ -5,9 +5,12 @@ or an OpenCV TOML whose world is one camera's frame, leaves the capture tilted o
 feet say where the floor is, where they stand still on it:
 
 1. Contacts: the triangulated heel and toe points (MediaPipe 29-32) that are still (slower than
-   CONTACT_SPEED) and low: within CONTACT_BAND of the lowest of their kind along the current up.
-   Heels and toes are fitted with one normal and a height each: MediaPipe's heel point sits a few
-   centimetres higher than its toe point on a flat foot, so one plane through both would tilt.
+   CONTACT_SPEED) and low: within CONTACT_BAND of their kind's level along the current up (first a
+   low percentile of its still points, then its fitted plane), runs shorter than MIN_BLIP_S left
+   out. Heels and toes are fitted with one normal and a height each: MediaPipe's heel point sits a
+   few centimetres higher than its toe point on a flat foot, so one plane through both would tilt.
+   Each run of a point's contact is one place (its median); places off the plane by OUTLIER_SDS
+   contact spreads are left out. Up is refined over a few rounds, from the ankle-to-shoulder line.
 2. The normal: the direction along which the contacts vary least. Contacts spread over a floor in
    one direction only (a person walking a straight line, feet one before the other) cannot say how
    the floor rolls about that line, so the fit leans on a second, physical cue there: a person who
@@ -42,7 +45,7 @@ from inference_server.mocap import root_motion
 # the floor is or its floor is far from the feet's, "calibration" keeps the calibration's world,
 # "feet" always takes the feet's floor (when they show one).
 MODES = ("auto", "calibration", "feet")
-# A contact: slower than this (m/s) and within this band (m) above the lowest points of its kind.
+# A contact: slower than this (m/s) and within this band (m) of its kind's level.
 CONTACT_SPEED = 0.3
 CONTACT_BAND = 0.06
 # The fit needs contacts on this much of a second, spread over this many metres along the floor.
