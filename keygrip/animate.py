@@ -70,11 +70,14 @@ class CaptureOptions:
 class Cameras:
     """A multi-camera take: one video per calibrated camera (two at least) and the calibration
     (Pose2Sim/OpenCV TOML, Qualisys .qca.txt or keygrip JSON). frame_offsets: per video, video v's
-    frame t + offsets[v] shows the first video's t; None: from timecodes or the person's motion."""
+    frame t + offsets[v] shows the first video's t; None: from timecodes or the person's motion.
+    floor: where the world's floor and up axis come from (client.FLOOR_SOURCES: "auto",
+    "calibration", "feet")."""
 
     videos: list[str]
     calibration: str
     frame_offsets: list[int] | None = None
+    floor: str = "auto"
 
     def check(self) -> None:
         """ValueError naming what is missing, before anything is uploaded."""
@@ -400,7 +403,7 @@ def _capture_cameras(ctx: WorkerContext, plan: Plan) -> Motion:
     options = plan.capture
     job = ctx.client.capture_multiview(
         plan.cameras.videos, plan.cameras.calibration, frame_offsets=plan.cameras.frame_offsets,
-        upload_progress=ctx.upload_progress("videos"), hands=options.hands, face=options.face,
+        floor=plan.cameras.floor, upload_progress=ctx.upload_progress("videos"), hands=options.hands, face=options.face,
         smoothing=options.smoothing, foot_lock=options.foot_lock, start_frame=options.start_frame,
         end_frame=options.end_frame)
     return _multiview_motion(ctx, plan, job)

@@ -38,7 +38,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from keygrip import errors, events, sequences
-from keygrip.client import DEFAULT_ADDRESS, Client, Job, Source, find_local_sequence
+from keygrip.client import DEFAULT_ADDRESS, FLOOR_SOURCES, Client, Job, Source, find_local_sequence
 from keygrip.progress import ProgressBar
 from keygrip.v1 import animation_pb2, common_pb2, scene_pb2, server_pb2
 
@@ -216,7 +216,8 @@ def cmd_mocap_multiview(client: Client, args: argparse.Namespace) -> int:
                                          f"not {args.offsets}") from None
     job = client.capture_multiview(
         [v if args.server_path else Path(v) for v in videos], calibration, server_path=args.server_path,
-        frame_offsets=offsets, upload_progress=_upload_bar(bar) if bar else None, requeue=not args.no_requeue,
+        frame_offsets=offsets, floor=args.floor or "auto", upload_progress=_upload_bar(bar) if bar else None,
+        requeue=not args.no_requeue,
         hands=args.hands, face=args.face, smoothing=args.smoothing, foot_lock=not args.no_foot_lock,
         root_motion=not args.no_root_motion, start_frame=args.start, end_frame=args.end or 0)
     result = follow(job, bar).result()
@@ -231,7 +232,7 @@ def cmd_mocap_multiview(client: Client, args: argparse.Namespace) -> int:
     s = result.summary
     print(f"captured {s.frames} frames from {len(result.views)} views ({s.tracked_frames} tracked, "
           f"{s.interpolated_frames} interpolated, {s.missing_frames} missing) at {s.processing_fps:.1f} view-frames/s")
-    print(f"synchronised by {result.sync_method} (confidence {result.sync_confidence:.2f})")
+    print(f"synchronised by {result.sync_method} (confidence {result.sync_confidence:.2f}); floor from {result.floor}")
     for v in result.views:
         print(f"  {v.name} as {v.camera}: from frame {v.frame_offset}, seen on {100 * v.seen_fraction:.0f}% of frames, "
               f"reprojection error {v.reprojection_error_px:.1f} px")
@@ -248,6 +249,9 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
     if len(args.video) > 1:
         raise errors.InvalidArgument("several videos make a multi-camera capture: add --calibration with the "
                                      "cameras' calibration (TOML, .qca.txt or keygrip JSON)")
+    if args.floor:
+        raise errors.InvalidArgument("--floor is for a multi-camera capture (with --calibration); a single view "
+                                     "finds its floor from the person's body")
     args.video = args.video[0]
     bar = None if args.json else ProgressBar()
     options = dict(hands=args.hands, face=args.face, smoothing=args.smoothing, foot_lock=not args.no_foot_lock,
@@ -765,6 +769,10 @@ def build_parser() -> argparse.ArgumentParser:
                                              "keygrip JSON): capture from several calibrated videos of one take")
     mocap.add_argument("--offsets", help="with --calibration: frame offsets per video, e.g. 0,0,12 (default: from "
                                          "timecodes or the person's motion)")
+    mocap.add_argument("--floor", choices=list(FLOOR_SOURCES),
+                       help="with --calibration: where the floor and up axis come from: the calibration's world, "
+                            "the floor the person's feet stand on, or auto (default: the feet's where the "
+                            "calibration does not say where the floor is or its floor is far from the feet's)")
     mocap.add_argument("--out", type=Path, required=True, help="BVH file to write")
     mocap.add_argument("--preview", type=Path, help="also write a QA video with the skeleton drawn over it")
     mocap.add_argument("--clip", type=Path, help="also write the MotionClip (protobuf) for retargeting")

@@ -55,6 +55,8 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 CHUNK_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 STREAM_HASH_MIN_BYTES = 64 * 1024 * 1024
+# Where a multi-camera capture's floor and up axis come from (multicam_pb2.FloorSource, by name).
+FLOOR_SOURCES = ("auto", "calibration", "feet")
 # (path, size, mtime, inode) -> sha256 of files this process hashed, uploaded or downloaded: a file seen
 # before and unchanged since is not read again (a re-send is skipped, a re-run download keeps it).
 _DIGESTS: dict[tuple[str, int, int, int], str] = {}
@@ -511,13 +513,17 @@ class Client:
 
     def capture_multiview(self, videos: Iterable[Source], calibration: Source, *, server_path: bool = False,
                           frame_offsets: Iterable[int] | None = None, video_names: Iterable[str] | None = None,
-                          upload_progress: ProgressCallback | None = None, requeue: bool = True,
+                          floor: str = "auto", upload_progress: ProgressCallback | None = None, requeue: bool = True,
                           **options: Any) -> Job[multicam_pb2.MultiViewCaptureResult]:
         """Start a capture from several calibrated videos of one take (two at least, one per camera of
         the calibration: Pose2Sim/OpenCV TOML, Qualisys .qca.txt or keygrip JSON). frame_offsets: per
         video (None: from timecodes or the person's motion). video_names: the videos as the user knows
-        them (default: their file names). Options are MultiViewCaptureRequest fields: hands, face,
-        smoothing, foot_lock, root_motion, max_side, workers, start_frame, end_frame, request_id."""
+        them (default: their file names). floor: where the world's floor and up axis come from, one of
+        FLOOR_SOURCES ("auto": the feet's where the calibration does not say or is far off; "calibration";
+        "feet"). Options are MultiViewCaptureRequest fields: hands, face, smoothing, foot_lock,
+        root_motion, max_side, workers, start_frame, end_frame, request_id."""
+        if floor not in FLOOR_SOURCES:
+            raise ValueError(f"floor must be one of {', '.join(FLOOR_SOURCES)}, not {floor!r}")
         sources = list(videos)
         start, end = options.pop("start_frame", 0), options.pop("end_frame", 0)
         names = list(video_names) if video_names is not None else [
@@ -528,6 +534,7 @@ class Client:
             frame_range=common_pb2.FrameRange(start=int(start), end=int(end or 0)),
             frame_offsets=[int(o) for o in frame_offsets or ()],
             video_names=names if len(names) == len(sources) else [],
+            floor=multicam_pb2.FloorSource.Value(f"FLOOR_SOURCE_{floor.upper()}"),
             request_id=str(options.pop("request_id", "") or ""), **options)
         return self._submit(self.stub(multicam_pb2_grpc.MultiCameraStub).CaptureMultiView, req, requeue)
 

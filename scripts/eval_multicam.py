@@ -18,8 +18,11 @@ calibrated world position) is the baseline 2 views must beat.
 
 The reference is Pose2Sim's OpenPose triangulation with the same calibration, not marker truth
 (see the data MANIFEST). The videos are synchronised (MANIFEST), so offsets 0 are given; the offsets
-the capture finds by itself are printed too. Speed: the N views decoded and inferred in parallel
-against N bare single-view loops one after the other, in the same run (a ratio; the machine is shared).
+the capture finds by itself are printed too. The floor found from the feet (multicam/floor.py) is
+compared with the calibration's (the lab's floor at y = 0, Z up): its tilt and height, for all 4
+views and every pair, and after the calibration's world is turned and shifted by a known amount.
+Speed: the N views decoded and inferred in parallel against N bare single-view loops one after the
+other, in the same run (a ratio; the machine is shared).
 
     python scripts/eval_multicam.py [--data ../shared/data] [--calibration qca|toml|scene]
 """
@@ -27,6 +30,7 @@ against N bare single-view loops one after the other, in the same run (a ratio; 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 import sys
@@ -55,6 +59,7 @@ from inference_server.multicam.capture import (  # noqa: E402
     reconstruct,
     view_workers,
 )
+from keygrip.projection import VideoCamera  # noqa: E402
 
 TRIAL = Path("video") / "pose2sim_balancing"
 REFERENCE = "reference_3d/S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
@@ -97,6 +102,46 @@ def errors(pred: np.ndarray, ref: np.ndarray, frames: np.ndarray) -> dict[str, n
             "PA-MPJPE": 1000 * np.linalg.norm(procrustes_align(p, r) - r, axis=-1).mean(axis=0),
             "def. part": 1000 * np.linalg.norm(corrected - r, axis=-1).mean(axis=0),
             "frames": np.array([ok.sum()])}
+
+
+def _tilt_height(m: np.ndarray) -> tuple[float, float]:
+    """How far a world transform tilts +Y (degrees) and moves y = 0 (cm)."""
+    up = m[:3, :3] @ np.array([0.0, 1.0, 0.0])
+    return float(np.degrees(np.arccos(np.clip(up[1], -1.0, 1.0)))), float(-100 * m[1, 3])
+
+
+def floor_lines(views: list[Landmarks], cams: list[VideoCamera], fps: float) -> None:
+    """The feet's floor against the calibration's, for all views and each pair; and recovered from
+    the calibration turned 25 degrees and moved, up to a turn about Y."""
+    import cv2
+
+    def feet_world(subset: Sequence[int], turn: np.ndarray) -> np.ndarray | None:
+        moved = [dataclasses.replace(cams[i], camera=dataclasses.replace(
+            cams[i].camera, camera_to_world=turn @ cams[i].camera.camera_to_world)) for i in subset]
+        out = reconstruct([views[i] for i in subset], moved, [CAMERAS[i] for i in subset], fps,
+                          MulticamOptions(offsets=[0] * len(subset), floor="feet"))
+        if not out.clip.metadata["floor"].startswith("feet"):
+            return None
+        # The clip's world from the untouched calibration's.
+        return out.clip.cameras[0].camera.camera_to_world @ np.linalg.inv(cams[subset[0]].camera.camera_to_world)
+
+    turn = np.eye(4)
+    turn[:3, :3] = cv2.Rodrigues(np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8]) * np.radians(25))[0]
+    turn[:3, 3] = (0.4, -1.3, 0.7)
+    parts = []
+    for k in (len(CAMERAS), 2):
+        for subset in itertools.combinations(range(len(CAMERAS)), k):
+            m, again = feet_world(subset, np.eye(4)), feet_world(subset, turn)
+            name = "+".join(CAMERAS[i][-1] for i in subset)
+            if m is None or again is None:
+                parts.append(f"{name} none")
+                continue
+            tilt, height = _tilt_height(m)
+            off, moved = _tilt_height(again @ np.linalg.inv(m))
+            parts.append(f"{name} {tilt:.1f}°/{height:.1f} cm (turned: {off:.2f}°/{moved:.1f} cm)")
+    print("\nfloor from the feet against the calibration's floor (tilt / height of the feet's y = 0 above the lab's; "
+          "turned: the same from the calibration turned 25° and moved, against the untouched fit, up to a yaw): "
+          + ", ".join(parts))
 
 
 def main() -> int:
@@ -200,6 +245,7 @@ def main() -> int:
     print("\ntriangulated points, the 12 body joints alone (aligned on those 12, as the solved skeleton): "
           + ", ".join(f"{n} {r[2]['MPJPE'].mean():.1f}/{r[2]['PA-MPJPE'].mean():.1f}" for n, *r in rows)
           + " (MPJPE/PA-MPJPE mm)")
+    floor_lines(views, cams, fps)
     best_single = min(single.values())
     pairs = [r for r in rows if r[0].count("+") == 1]
     print(f"\nbest single view PA-MPJPE {best_single:.1f} mm; 2-view solved PA-MPJPE "

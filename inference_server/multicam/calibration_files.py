@@ -13,9 +13,11 @@ Three formats, recognised by content:
   the data MANIFEST notes an independent checkerboard calibration finds values nearer the undivided
   ones, but at these radii k1 and k2 nearly cancel). The lab is Z-up.
 - Our JSON ("format": "keygrip.calibration", written by `write_json` and by the calibration job):
-  {"format", "version": 1, "units": "m", "up": "y" | "z", "cameras": [{"name", "width", "height",
+  {"format", "version": 1, "units": "m", "up": "y" | "z" | "unknown", "cameras": [{"name", "width", "height",
   "matrix" (3x3 K, OpenCV pixel convention), "distortion" (list), "rotation" (Rodrigues, world to
-  camera), "translation" (m), "reprojection_error_px" (optional)}]}.
+  camera), "translation" (m), "reprojection_error_px" (optional)}]}. "up": "unknown" says the world
+  is Y-up by convention only (a board that did not lie on the floor, a camera's own frame): a
+  capture then finds the floor from the person's feet (floor.py).
 
 Every reader returns the cameras in the clip's world, Y-up metres (DESIGN.md). A Z-up world is
 turned Y-up as Pose2Sim writes its .trc files, (x, y, z)_Y-up = (y, z, x)_Z-up: a proper rotation
@@ -48,8 +50,9 @@ _QCA_UNITS_PER_PX = 64.0
 @dataclass
 class Calibration:
     """cameras: in the Y-up world, metres, in the file's order. up: the file's own up axis ("y" or
-    "z"), kept to say where the numbers came from. errors: each camera's reprojection error in
-    pixels where the file gives one (NaN where not)."""
+    "z"), kept to say where the numbers came from, or "unknown" (a JSON that does not know where the
+    floor is). errors: each camera's reprojection error in pixels where the file gives one (NaN
+    where not)."""
 
     cameras: list[VideoCamera]
     up: str
@@ -58,6 +61,11 @@ class Calibration:
 
     def names(self) -> list[str]:
         return [c.name for c in self.cameras]
+
+    @property
+    def has_floor(self) -> bool:
+        """The file says which way is up (and so where the floor is: y = 0 of the Y-up world)."""
+        return self.up != "unknown"
 
 
 def read_calibration(path: str | Path) -> Calibration:
@@ -168,8 +176,8 @@ def _read_json(text: str, source: str) -> Calibration:
     if data.get("units", "m") != "m":
         raise InvalidInput(f"the calibration {source} is in {data.get('units')!r}; write it in metres (\"m\").")
     up = data.get("up", "y")
-    if up not in ("y", "z"):
-        raise InvalidInput(f"the calibration {source} has up {up!r}; it must be \"y\" or \"z\".")
+    if up not in ("y", "z", "unknown"):
+        raise InvalidInput(f"the calibration {source} has up {up!r}; it must be \"y\", \"z\" or \"unknown\".")
     cams: list[VideoCamera] = []
     errors: list[float] = []
     for i, c in enumerate(data["cameras"]):
@@ -180,9 +188,10 @@ def _read_json(text: str, source: str) -> Calibration:
     return Calibration(cams, up, source, errors)
 
 
-def calibration_text(cameras: list[VideoCamera], errors: list[float] | None = None) -> str:
-    """Cameras (in the Y-up world) as a keygrip JSON calibration ("up": "y"); errors: each camera's
-    reprojection error in pixels, left out where it is not a finite number."""
+def calibration_text(cameras: list[VideoCamera], errors: list[float] | None = None, up: str = "y") -> str:
+    """Cameras (in the Y-up world) as a keygrip JSON calibration; errors: each camera's reprojection
+    error in pixels, left out where it is not a finite number; up: "y", or "unknown" for a world
+    whose floor is not known."""
     out = []
     for i, vc in enumerate(cameras):
         k, r, t = vc.camera.to_opencv()
@@ -193,14 +202,15 @@ def calibration_text(cameras: list[VideoCamera], errors: list[float] | None = No
         if errors is not None and math.isfinite(errors[i]):
             entry["reprojection_error_px"] = float(errors[i])
         out.append(entry)
-    return json.dumps({"format": FORMAT, "version": VERSION, "units": "m", "up": "y", "cameras": out},
+    return json.dumps({"format": FORMAT, "version": VERSION, "units": "m", "up": up, "cameras": out},
                       indent=2) + "\n"
 
 
-def write_json(cameras: list[VideoCamera], path: str | Path, errors: list[float] | None = None) -> Path:
+def write_json(cameras: list[VideoCamera], path: str | Path, errors: list[float] | None = None,
+               up: str = "y") -> Path:
     """Write cameras (in the Y-up world) as a keygrip JSON calibration file (calibration_text)."""
     p = Path(path)
-    p.write_text(calibration_text(cameras, errors))
+    p.write_text(calibration_text(cameras, errors, up))
     return p
 
 

@@ -6,8 +6,10 @@
     outlier views rejected (triangulate.py) -> the single-view solver's passes (mocap/solve.py:
     solve_world) -> a MotionClip carrying the calibrated cameras.
 
-The clip's world is the calibration's, turned Y-up (calibration_files.py): looking through any of
-its cameras, the skeleton lies on the person in that camera's video.
+The clip's world is the calibration's, turned Y-up (calibration_files.py), or, where the calibration
+does not say where the floor is or its floor is far from the one the person's feet stand on, that
+world levelled onto the feet's floor (floor.py), cameras and all: looking through any of its
+cameras, the skeleton lies on the person in that camera's video.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from inference_server.mocap.options import SolveOptions, check_solve
 from inference_server.mocap.solve import PlacedBody, solve_world
 from inference_server.motion import quat
 from inference_server.motion.clip import MotionClip
-from inference_server.multicam import associate, epipolar, sync
+from inference_server.multicam import associate, epipolar, floor, seen_parts, sync
 from inference_server.multicam.calibration_files import Calibration, read_calibration
 from inference_server.multicam.triangulate import Triangulated, smoothed, triangulate
 from keygrip.projection import Camera, VideoCamera
@@ -51,7 +53,8 @@ class MulticamOptions:
     """solve: as single-view capture. offsets: per view frame offsets (None: from timecodes or the
     person's motion). start_frame / end_frame: the range in the first view's frames (with offsets
     given, each view's range is shifted by its offset). max_side: frames are downsized to this
-    longer side before inference. workers: views inferred at once (None: view_workers)."""
+    longer side before inference. workers: views inferred at once (None: view_workers). floor: where
+    the world's floor and up axis come from, one of floor.MODES ("auto", "calibration", "feet")."""
 
     solve: SolveOptions = field(default_factory=SolveOptions)
     offsets: list[int] | None = None
@@ -59,6 +62,7 @@ class MulticamOptions:
     end_frame: int | None = None
     max_side: int = 1280
     workers: int | None = None
+    floor: str = "auto"
 
 
 @dataclass
@@ -77,6 +81,8 @@ class MulticamOutput:
 
 def check_options(options: MulticamOptions, views: int) -> None:
     check_solve(options.solve)
+    if options.floor not in floor.MODES:
+        raise InvalidInput(f"floor {options.floor!r} is not one of {', '.join(floor.MODES)}")
     if options.start_frame < 0 or (options.end_frame is not None and options.end_frame <= options.start_frame):
         raise InvalidInput(f"frame range [{options.start_frame}, {options.end_frame or 0}) is empty")
     if options.offsets is not None:
@@ -240,7 +246,7 @@ def run_multicam(videos: Sequence[str | Path], calibration: str | Path, options:
                                  "two views of them at least.", reason="NO_PERSON")
     offsets = [offsets[i] for i in keep] if offsets is not None else None
     out = reconstruct([lm for lm in found if lm is not None], [cams[i] for i in keep], [names[i] for i in keep],
-                      fps, options, ctx, offsets=offsets, warnings=warnings)
+                      fps, options, ctx, offsets=offsets, warnings=warnings, calibration_has_floor=cal.has_floor)
     out.clip.metadata["calibration"] = cal.source
     out.timings.update(inference=timings["inference"], total=time.perf_counter() - t0)
     return out
@@ -248,11 +254,12 @@ def run_multicam(videos: Sequence[str | Path], calibration: str | Path, options:
 
 def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str], fps: float,
                 options: MulticamOptions, ctx: JobContext | None = None, *, offsets: list[int] | None = None,
-                warnings: list[str] | None = None) -> MulticamOutput:
-    """From each view's landmarks to the clip: labels, synchronisation, association, triangulation
-    and the solver. lms, cams and names: one per view, in the same order. offsets (default:
+                warnings: list[str] | None = None, calibration_has_floor: bool = True) -> MulticamOutput:
+    """From each view's landmarks to the clip: labels, synchronisation, association, triangulation,
+    the floor and the solver. lms, cams and names: one per view, in the same order. offsets (default:
     options.offsets): the views' landmarks already start at these offsets; None: found from the
-    person's motion."""
+    person's motion. calibration_has_floor: the cameras' world says where the floor is (its up is
+    known), for options.floor "auto"."""
     ctx = ctx or NullContext()
     offsets = offsets if offsets is not None else options.offsets
     warnings = list(warnings or [])
@@ -293,9 +300,14 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
     cutoff = filters.smoothing_cutoff_hz(options.solve.smoothing, fps)
     points = smoothed(triangulate(cams, pixels, weights), fps, cutoff)
     timings["triangulation"] = time.perf_counter() - t
+    level = floor.choose(points.points, fps, options.floor, calibration_has_floor)
+    if level.warning:
+        warnings.append(level.warning)
+    if level.transform is not None:
+        points, cams = _moved(points, cams, level.transform)
 
     t = time.perf_counter()
-    body = _placed_body(points, lms, cams, options.solve)
+    body, parts = _placed_body(points, lms, cams, options.solve)
     clip = solve_world(body, fps, options.solve, ctx, warnings)
     timings["solve"] = time.perf_counter() - t
     first = int(lms[0].frame_indices[0])
@@ -303,8 +315,20 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
                     for c, lm in zip(cams, lms, strict=True)]
     clip.metadata.update(views=",".join(names), sync_method=synced.method,
                          sync_offsets=",".join(str(o) for o in synced.offsets),
-                         sync_confidence=f"{synced.confidence:.2f}", first_frame=str(first))
+                         sync_confidence=f"{synced.confidence:.2f}", first_frame=str(first), floor=level.used)
+    if parts:  # frames of each part taken from the triangulation: "left hand 40/100, face 0/100"
+        clip.metadata["triangulated_parts"] = ", ".join(f"{name.removesuffix('_image').replace('_', ' ')} "
+                                                        f"{int(part.used.sum())}/{n}" for name, part in parts.items())
     return MulticamOutput(clip=clip, views=lms, names=names, sync=synced, points=points, timings=timings)
+
+
+def _moved(points: Triangulated, cams: list[VideoCamera], transform: np.ndarray
+           ) -> tuple[Triangulated, list[VideoCamera]]:
+    """The points and cameras in the world a (4, 4) rigid transform of theirs makes."""
+    p = points.points @ transform[:3, :3].T + transform[:3, 3]
+    moved = [dataclasses.replace(c, camera=dataclasses.replace(c.camera, camera_to_world=transform
+                                                               @ c.camera.camera_to_world)) for c in cams]
+    return dataclasses.replace(points, points=p), moved
 
 
 def _slice(lm: Landmarks, start: int, n: int) -> Landmarks:
@@ -314,9 +338,10 @@ def _slice(lm: Landmarks, start: int, n: int) -> Landmarks:
 
 
 def _placed_body(points: Triangulated, lms: list[Landmarks], cams: list[VideoCamera],
-                 options: SolveOptions) -> PlacedBody:
+                 options: SolveOptions) -> tuple[PlacedBody, dict[str, seen_parts.SeenPart]]:
     """The triangulated body as the solver takes it: each point's short gaps filled over time, the
-    frames where most points were triangulated placed, hands and face from the view seeing them best."""
+    frames where most points were triangulated placed, hands and face from the view seeing them
+    best, triangulated where two views agree on them (seen_parts.py); and those triangulations."""
     p = points.points
     tri = np.isfinite(p).all(axis=-1)  # (F, 33)
     missing = [j for j in range(p.shape[1]) if not tri[:, j].any()]
@@ -346,8 +371,9 @@ def _placed_body(points: Triangulated, lms: list[Landmarks], cams: list[VideoCam
     seen = [np.isfinite(lm.face_image).all(axis=(1, 2)).sum() if options.face and lm.face_image is not None
             else np.asarray(lm.pose_present, bool).sum() for lm in lms]
     best = int(np.argmax(seen))
+    view, parts = seen_parts.seen_view(lms, cams, best, filled)
     rot = cams[best].camera.camera_to_world[:3, :3]
     return PlacedBody(world=world, root=root, placed=placed, visibility=vis, measures=measures, calibrated=True,
-                      view=dataclasses.replace(lms[best], times=lms[0].times), view_rotation=quat.from_matrix(rot),
-                      camera_position=np.mean([c.camera.position for c in cams], axis=0))
+                      view=dataclasses.replace(view, times=lms[0].times), view_rotation=quat.from_matrix(rot),
+                      camera_position=np.mean([c.camera.position for c in cams], axis=0)), parts
 

@@ -54,7 +54,8 @@ class MultiViewCaptureHandler(JobHandler[multicam_pb2.MultiViewCaptureRequest]):
                 root_motion=request.root_motion if request.HasField("root_motion") else defaults.root_motion),
             offsets=list(request.frame_offsets) or None,
             start_frame=request.frame_range.start, end_frame=request.frame_range.end or None,
-            max_side=request.max_side or MulticamOptions().max_side, workers=request.workers or None)
+            max_side=request.max_side or MulticamOptions().max_side, workers=request.workers or None,
+            floor=multicam_pb2.FloorSource.Name(request.floor).removeprefix("FLOOR_SOURCE_").lower())
         names = self._names(request, ctx.artifacts)
         paths = [local_path(ctx.artifacts, v, ctx.scratch) for v in request.videos]
         calibration = local_path(ctx.artifacts, request.calibration, ctx.scratch)
@@ -65,7 +66,8 @@ class MultiViewCaptureHandler(JobHandler[multicam_pb2.MultiViewCaptureRequest]):
         clip.metadata["job_id"] = ctx.job_id
         ctx.progress("export", 0, 2, "writing results")
         result = multicam_pb2.MultiViewCaptureResult(sync_method=out.sync.method,
-                                                     sync_confidence=out.sync.confidence)
+                                                     sync_confidence=out.sync.confidence,
+                                                     floor=clip.metadata.get("floor", ""))
         result.clip.CopyFrom(artifact_ref(ctx.put_bytes(clip_to_proto(clip).SerializeToString(), "clip.keygrip-clip",
                                                         "application/x-protobuf")))
         bvh = io.StringIO()

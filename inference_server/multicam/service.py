@@ -32,6 +32,8 @@ def check_request(request: multicam_pb2.MultiViewCaptureRequest) -> None:
         raise InvalidInput(f"frame range [{start}, {end}) is empty")
     if request.HasField("smoothing") and not 0.0 <= request.smoothing <= 1.0:
         raise InvalidInput(f"smoothing must lie in 0..1, got {request.smoothing}")
+    if request.floor not in multicam_pb2.FloorSource.values():
+        raise InvalidInput(f"floor {request.floor} is not a FloorSource; use FLOOR_SOURCE_AUTO, _CALIBRATION or _FEET")
     if request.max_side < 0 or request.workers < 0:
         raise InvalidInput(f"max_side and workers must not be negative, got {request.max_side} and {request.workers}")
 

@@ -58,11 +58,14 @@ def normalized_points(camera: VideoCamera, pixels: np.ndarray) -> np.ndarray:
     return out.reshape(np.shape(pixels))
 
 
-def _projections(cameras: list[VideoCamera]) -> np.ndarray:
-    """(V, 3, 4) world -> OpenCV normalised camera matrices [R | t]."""
+def _projections(cameras: list[VideoCamera], origin: np.ndarray | None = None) -> np.ndarray:
+    """(V, 3, 4) world -> OpenCV normalised camera matrices [R | t], for points given relative to
+    origin (3,) when one is given."""
     mats = []
     for c in cameras:
         _, r, t = c.camera.to_opencv()
+        if origin is not None:
+            t = t + r @ origin
         mats.append(np.hstack([r, t[:, None]]))
     return np.stack(mats)
 
@@ -148,7 +151,11 @@ def triangulate(cameras: list[VideoCamera], pixels: np.ndarray, confidence: np.n
     if len(cameras) != v or pixels.shape[:3] != (v, f, j):
         raise ValueError(f"{len(cameras)} cameras, pixels {pixels.shape}, confidence {confidence.shape}")
     gate = gate_px if gate_px is not None else GATE_PER_HEIGHT * max(c.camera.height for c in cameras)
-    proj = _projections(cameras)
+    # The DLT's algebraic error is not invariant to where the world's origin lies: solved about the
+    # cameras' centre, the points are the same whatever rigid world the calibration is in (a world
+    # turned and moved gives the same points turned and moved, which floor.py relies on).
+    origin = np.mean([c.camera.position for c in cameras], axis=0)
+    proj = _projections(cameras, origin)
     focal = np.array([0.5 * (c.camera.focal_x + c.camera.focal_y) for c in cameras])
     xy = np.stack([normalized_points(c, pixels[i]) for i, c in enumerate(cameras)]).reshape(v, f * j, 2)
     w = np.where((confidence.reshape(v, -1) >= MIN_CONFIDENCE) & np.all(np.isfinite(xy), axis=-1),
@@ -168,7 +175,7 @@ def triangulate(cameras: list[VideoCamera], pixels: np.ndarray, confidence: np.n
     n = np.maximum(inl.sum(axis=0), 1)
     conf = np.where(ok, conf, 0.0)
     mean_err = np.where(ok, np.where(inl, err, 0.0).sum(axis=0) / n, np.nan)
-    return Triangulated(points=pts.reshape(f, j, 3), confidence=conf.reshape(f, j),
+    return Triangulated(points=pts.reshape(f, j, 3) + origin, confidence=conf.reshape(f, j),
                         inliers=inl.reshape(v, f, j), error_px=mean_err.reshape(f, j))
 
 

@@ -16,19 +16,21 @@ from keygrip.v1 import common_pb2 as keygrip_dot_v1_dot_common__pb2
 from keygrip.v1 import mocap_pb2 as keygrip_dot_v1_dot_mocap__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19keygrip/v1/multicam.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\x1a\x16keygrip/v1/mocap.proto\"\xbe\x03\n\x17MultiViewCaptureRequest\x12&\n\x06videos\x18\x01 \x03(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x63\x61libration\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x03 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12\x15\n\rframe_offsets\x18\x04 \x03(\x05\x12\r\n\x05hands\x18\x05 \x01(\x08\x12\x0c\n\x04\x66\x61\x63\x65\x18\x06 \x01(\x08\x12\x16\n\tsmoothing\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tfoot_lock\x18\x08 \x01(\x08H\x01\x88\x01\x01\x12\x18\n\x0broot_motion\x18\t \x01(\x08H\x02\x88\x01\x01\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x10\n\x08max_side\x18\x0b \x01(\x05\x12\x13\n\x0bvideo_names\x18\x0c \x03(\t\x12\x0f\n\x07workers\x18\r \x01(\x05\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptionsB\x0c\n\n_smoothingB\x0c\n\n_foot_lockB\x0e\n\x0c_root_motion\"v\n\nViewReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61mera\x18\x02 \x01(\t\x12\x14\n\x0c\x66rame_offset\x18\x03 \x01(\x05\x12\x15\n\rseen_fraction\x18\x04 \x01(\x01\x12\x1d\n\x15reprojection_error_px\x18\x05 \x01(\x01\"\xf9\x01\n\x16MultiViewCaptureResult\x12%\n\x04\x63lip\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12$\n\x03\x62vh\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12+\n\x07summary\x18\x03 \x01(\x0b\x32\x1a.keygrip.v1.CaptureSummary\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x13\n\x0bsync_method\x18\x05 \x01(\t\x12\x17\n\x0fsync_confidence\x18\x06 \x01(\x01\x12%\n\x05views\x18\x07 \x03(\x0b\x32\x16.keygrip.v1.ViewReport2W\n\x0bMultiCamera\x12H\n\x10\x43\x61ptureMultiView\x12#.keygrip.v1.MultiViewCaptureRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19keygrip/v1/multicam.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\x1a\x16keygrip/v1/mocap.proto\"\xe6\x03\n\x17MultiViewCaptureRequest\x12&\n\x06videos\x18\x01 \x03(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x63\x61libration\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x03 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12\x15\n\rframe_offsets\x18\x04 \x03(\x05\x12\r\n\x05hands\x18\x05 \x01(\x08\x12\x0c\n\x04\x66\x61\x63\x65\x18\x06 \x01(\x08\x12\x16\n\tsmoothing\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tfoot_lock\x18\x08 \x01(\x08H\x01\x88\x01\x01\x12\x18\n\x0broot_motion\x18\t \x01(\x08H\x02\x88\x01\x01\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x10\n\x08max_side\x18\x0b \x01(\x05\x12\x13\n\x0bvideo_names\x18\x0c \x03(\t\x12\x0f\n\x07workers\x18\r \x01(\x05\x12&\n\x05\x66loor\x18\x0e \x01(\x0e\x32\x17.keygrip.v1.FloorSource\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptionsB\x0c\n\n_smoothingB\x0c\n\n_foot_lockB\x0e\n\x0c_root_motion\"v\n\nViewReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61mera\x18\x02 \x01(\t\x12\x14\n\x0c\x66rame_offset\x18\x03 \x01(\x05\x12\x15\n\rseen_fraction\x18\x04 \x01(\x01\x12\x1d\n\x15reprojection_error_px\x18\x05 \x01(\x01\"\x88\x02\n\x16MultiViewCaptureResult\x12%\n\x04\x63lip\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12$\n\x03\x62vh\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12+\n\x07summary\x18\x03 \x01(\x0b\x32\x1a.keygrip.v1.CaptureSummary\x12\x10\n\x08warnings\x18\x04 \x03(\t\x12\x13\n\x0bsync_method\x18\x05 \x01(\t\x12\x17\n\x0fsync_confidence\x18\x06 \x01(\x01\x12%\n\x05views\x18\x07 \x03(\x0b\x32\x16.keygrip.v1.ViewReport\x12\r\n\x05\x66loor\x18\x08 \x01(\t*Y\n\x0b\x46loorSource\x12\x15\n\x11\x46LOOR_SOURCE_AUTO\x10\x00\x12\x1c\n\x18\x46LOOR_SOURCE_CALIBRATION\x10\x01\x12\x15\n\x11\x46LOOR_SOURCE_FEET\x10\x02\x32W\n\x0bMultiCamera\x12H\n\x10\x43\x61ptureMultiView\x12#.keygrip.v1.MultiViewCaptureRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keygrip.v1.multicam_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
+  _globals['_FLOORSOURCE']._serialized_start=966
+  _globals['_FLOORSOURCE']._serialized_end=1055
   _globals['_MULTIVIEWCAPTUREREQUEST']._serialized_start=91
-  _globals['_MULTIVIEWCAPTUREREQUEST']._serialized_end=537
-  _globals['_VIEWREPORT']._serialized_start=539
-  _globals['_VIEWREPORT']._serialized_end=657
-  _globals['_MULTIVIEWCAPTURERESULT']._serialized_start=660
-  _globals['_MULTIVIEWCAPTURERESULT']._serialized_end=909
-  _globals['_MULTICAMERA']._serialized_start=911
-  _globals['_MULTICAMERA']._serialized_end=998
+  _globals['_MULTIVIEWCAPTUREREQUEST']._serialized_end=577
+  _globals['_VIEWREPORT']._serialized_start=579
+  _globals['_VIEWREPORT']._serialized_end=697
+  _globals['_MULTIVIEWCAPTURERESULT']._serialized_start=700
+  _globals['_MULTIVIEWCAPTURERESULT']._serialized_end=964
+  _globals['_MULTICAMERA']._serialized_start=1057
+  _globals['_MULTICAMERA']._serialized_end=1144
 # @@protoc_insertion_point(module_scope)

@@ -7,12 +7,53 @@ import builtins
 import collections.abc
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import keygrip.v1.common_pb2
 import keygrip.v1.mocap_pb2
+import sys
 import typing
 
+if sys.version_info >= (3, 10):
+    import typing as typing_extensions
+else:
+    import typing_extensions
+
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+
+class _FloorSource:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _FloorSourceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_FloorSource.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    FLOOR_SOURCE_AUTO: _FloorSource.ValueType  # 0
+    """The feet where the calibration does not say where the floor is (a keygrip JSON with "up":
+    "unknown") or its floor lies far from the one the feet stand on (tilted over 10 degrees, or
+    25 cm off); else the calibration's.
+    """
+    FLOOR_SOURCE_CALIBRATION: _FloorSource.ValueType  # 1
+    """the calibration's world as it is"""
+    FLOOR_SOURCE_FEET: _FloorSource.ValueType  # 2
+    """The floor the person's feet stand on (they must be seen standing on it at places 30 cm apart
+    at least): the world, cameras and all, turned and shifted so it is y = 0, Y up, the yaw kept.
+    """
+
+class FloorSource(_FloorSource, metaclass=_FloorSourceEnumTypeWrapper):
+    """Where the capture's world takes its floor (y = 0) and up axis (+Y) from."""
+
+FLOOR_SOURCE_AUTO: FloorSource.ValueType  # 0
+"""The feet where the calibration does not say where the floor is (a keygrip JSON with "up":
+"unknown") or its floor lies far from the one the feet stand on (tilted over 10 degrees, or
+25 cm off); else the calibration's.
+"""
+FLOOR_SOURCE_CALIBRATION: FloorSource.ValueType  # 1
+"""the calibration's world as it is"""
+FLOOR_SOURCE_FEET: FloorSource.ValueType  # 2
+"""The floor the person's feet stand on (they must be seen standing on it at places 30 cm apart
+at least): the world, cameras and all, turned and shifted so it is y = 0, Y up, the yaw kept.
+"""
+global___FloorSource = FloorSource
 
 @typing.final
 class MultiViewCaptureRequest(google.protobuf.message.Message):
@@ -31,6 +72,7 @@ class MultiViewCaptureRequest(google.protobuf.message.Message):
     MAX_SIDE_FIELD_NUMBER: builtins.int
     VIDEO_NAMES_FIELD_NUMBER: builtins.int
     WORKERS_FIELD_NUMBER: builtins.int
+    FLOOR_FIELD_NUMBER: builtins.int
     JOB_OPTIONS_FIELD_NUMBER: builtins.int
     hands: builtins.bool
     face: builtins.bool
@@ -46,6 +88,8 @@ class MultiViewCaptureRequest(google.protobuf.message.Message):
     """frames downsized to this longer side for inference; 0: 1280"""
     workers: builtins.int
     """views inferred at once; 0: one per core but one (1 on two cores)"""
+    floor: global___FloorSource.ValueType
+    """where the world's floor and up axis come from"""
     @property
     def videos(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[keygrip.v1.common_pb2.MediaInput]:
         """One video per calibrated camera (at least two). A camera is matched to a video by name when
@@ -90,10 +134,11 @@ class MultiViewCaptureRequest(google.protobuf.message.Message):
         max_side: builtins.int = ...,
         video_names: collections.abc.Iterable[builtins.str] | None = ...,
         workers: builtins.int = ...,
+        floor: global___FloorSource.ValueType = ...,
         job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "calibration", b"calibration", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "job_options", b"job_options", "root_motion", b"root_motion", "smoothing", b"smoothing"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "calibration", b"calibration", "face", b"face", "foot_lock", b"foot_lock", "frame_offsets", b"frame_offsets", "frame_range", b"frame_range", "hands", b"hands", "job_options", b"job_options", "max_side", b"max_side", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "video_names", b"video_names", "videos", b"videos", "workers", b"workers"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "calibration", b"calibration", "face", b"face", "floor", b"floor", "foot_lock", b"foot_lock", "frame_offsets", b"frame_offsets", "frame_range", b"frame_range", "hands", b"hands", "job_options", b"job_options", "max_side", b"max_side", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "video_names", b"video_names", "videos", b"videos", "workers", b"workers"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
     @typing.overload
@@ -146,10 +191,15 @@ class MultiViewCaptureResult(google.protobuf.message.Message):
     SYNC_METHOD_FIELD_NUMBER: builtins.int
     SYNC_CONFIDENCE_FIELD_NUMBER: builtins.int
     VIEWS_FIELD_NUMBER: builtins.int
+    FLOOR_FIELD_NUMBER: builtins.int
     sync_method: builtins.str
     """"given", "timecode" or "motion" """
     sync_confidence: builtins.float
     """0..1"""
+    floor: builtins.str
+    """What set the floor: "calibration" or "feet (tilt 3.2°, 1.4 cm)" (the feet's floor against the
+    calibration's: its tilt, and its height in the calibration's world).
+    """
     @property
     def clip(self) -> keygrip.v1.common_pb2.ArtifactRef:
         """a serialized keygrip.v1.MotionClip, with its cameras"""
@@ -174,8 +224,9 @@ class MultiViewCaptureResult(google.protobuf.message.Message):
         sync_method: builtins.str = ...,
         sync_confidence: builtins.float = ...,
         views: collections.abc.Iterable[global___ViewReport] | None = ...,
+        floor: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "summary", b"summary"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "summary", b"summary", "sync_confidence", b"sync_confidence", "sync_method", b"sync_method", "views", b"views", "warnings", b"warnings"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bvh", b"bvh", "clip", b"clip", "floor", b"floor", "summary", b"summary", "sync_confidence", b"sync_confidence", "sync_method", b"sync_method", "views", b"views", "warnings", b"warnings"]) -> None: ...
 
 global___MultiViewCaptureResult = MultiViewCaptureResult

@@ -106,6 +106,11 @@ def test_two_calibrated_cameras_from_the_panel(addon, take):
     record = obj["keygrip"]
     options = json.loads(record["options"])
     assert options["cameras"]["calibration"] == str(studio) and options["cameras"]["frame_offsets"] == [0, 0]
+    # The floor: the calibration's unless it does not say where the floor is (a calibration kept says so).
+    assert options["cameras"]["floor"] == "auto"
+    settings.camera_floor = "feet"
+    assert import_module(f"{ADDON_MODULE}.operators").plan_from_panel(bpy.context)[0].cameras.floor == "feet"
+    settings.camera_floor = "auto"
     job_id = str(record["capture_job_id"])   # kept as text: undo frees the object's properties
     assert job_id == scene.keygrip.last_capture_job
     # A new armature: the scene takes the take's 60 fps and its frames.

@@ -73,7 +73,7 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Pla
     # The Cameras source's take; reusing its capture, its videos are still where the cameras' backgrounds are.
     cameras = None if s.source != "CAMERAS" or bvh_path else animate.Cameras(
         camera_videos(context), bpy.path.abspath(s.calibration_path) if s.calibration_path else "",
-        [item.offset for item in s.camera_videos if item.path] if s.camera_offsets else None)
+        [item.offset for item in s.camera_videos if item.path] if s.camera_offsets else None, s.camera_floor)
     if bvh_path:
         source = "bvh"
     elif s.reuse_capture and s.last_capture_job:

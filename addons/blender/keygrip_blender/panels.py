@@ -76,7 +76,7 @@ class CameraVideoList(bpy.types.UIList):
 
 
 def _draw_cameras(col: bpy.types.UILayout, s: bpy.types.PropertyGroup) -> None:
-    """The Cameras source: the videos (add, remove, a folder), the calibration, the offsets."""
+    """The Cameras source: the videos (add, remove, a folder), the calibration, the offsets, the floor."""
     row = col.row()
     row.template_list("KEYGRIP_UL_camera_videos", "", s, "camera_videos", s, "camera_videos_index", rows=3)
     buttons = row.column(align=True)
@@ -85,6 +85,7 @@ def _draw_cameras(col: bpy.types.UILayout, s: bpy.types.PropertyGroup) -> None:
     buttons.operator("keygrip.camera_videos_folder", text="", icon="FILE_FOLDER")
     col.prop(s, "calibration_path")
     col.prop(s, "camera_offsets")
+    col.prop(s, "camera_floor")
 
 
 class KeygripPanel(bpy.types.Panel):

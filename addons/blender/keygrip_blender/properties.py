@@ -92,6 +92,14 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         name="Set Offsets", default=False,
         description="Use each video's frame offset as given (off: from the files' timecodes, else from the "
         "person's motion)")
+    camera_floor: bpy.props.EnumProperty(
+        name="Floor", items=[("auto", "Auto", "The floor the person's feet stand on where the calibration does not "
+                                              "say where the floor is or its floor is far from the feet's; else the "
+                                              "calibration's"),
+                             ("calibration", "Calibration", "The calibration's world as it is"),
+                             ("feet", "Feet", "The floor the person's feet stand on (seen standing at places 30 cm "
+                                              "apart at least): the ground there, Z up, the cameras moved with it")],
+        default="auto", description="Where the take's floor and up axis come from")
     video_path: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
     clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)
     plate_image: bpy.props.PointerProperty(name="Image sequence", type=bpy.types.Image)
