@@ -219,3 +219,33 @@ def test_sdk_capture_options_carry_the_subject(client: keygrip.Client, crossing:
     plain = client.capture_motion(crossing.path, **CaptureOptions(end_frame=8).request_fields())
     result = plain.result(timeout=300)
     assert result.subject_id == 0 and "people" not in result.summary.stage_seconds
+
+
+def test_a_long_clip_of_crossings_keeps_two_ids() -> None:
+    """Two people crossing each other 20 times over a long clip, one of them also hidden for a moment
+    every second: hundreds of stretches, stitched back into the two people (stitching weighs only
+    starts near each end, so a long clip stays linear)."""
+    fps, frames = 30.0, 2400
+    linker = Linker(max_gap=30, max_people=DEFAULT_MAX_PEOPLE, fps=fps)
+    rng = np.random.default_rng(1)
+    colours = rng.dirichlet(np.ones(64), size=2).astype(np.float32)
+    t = np.arange(frames) / fps
+    xs = np.stack([640 + 300 * np.sin(2 * np.pi * t / 8), 640 - 300 * np.sin(2 * np.pi * t / 8)], axis=1)
+    for f in range(frames):
+        a, b = xs[f]
+        if abs(a - b) < 60:  # one body for both, between them, with both people's colours
+            seen = [Detection(0.5 * (a + b), 360.0, 100.0, 0.9, 0.5 * (colours[0] + colours[1]))]
+        else:
+            hidden = f % 30 < 10 and abs(a - b) > 200  # person 0 behind something for a third of a second
+            seen = [Detection(x + rng.normal(0, 3), 360.0, 100.0, 0.9, colours[k])
+                    for k, x in enumerate((a, b)) if not (k == 0 and hidden)]
+        linker.step(f, seen)
+    stretches = sum(len({s for s in t.stretch if s >= 0}) for t in linker.live + linker.closed)
+    assert stretches >= 80
+    tracks = linker.finish(min_frames=30)
+    assert len(tracks) == 2
+    for track in tracks:  # each id on one person: the colours of its sightings apart are one person's
+        apart = [d.colour for d, amb in zip(track.detections, track.ambiguous, strict=True) if not amb]
+        owner = [any(c is col or np.array_equal(c, col) for c in apart) for col in colours]
+        assert sum(owner) == 1, owner
+        assert track.frames[-1] - track.frames[0] > 0.9 * frames
