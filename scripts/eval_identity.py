@@ -14,6 +14,8 @@ calibration; the copy's is the same point mirrored and shifted as the clip was m
   PA-MPJPE         the subject's solved joints against the reference, with the copy (capturing the
                    subject) vs the clean clip (the same frames, downsized and encoded alike), and the
                    clean clip captured with the subject chosen (what the masking alone costs)
+  limbs bridged    share of frames with a pose where a limb was taken as mixed with someone else and
+                   bridged (subject.mixed_limbs), with the copy and on the clean clip (false alarms)
   speed            the people pass and the subject capture (people pass + pose) against a bare
                    MediaPipe Pose loop over the same frames, in the same run
 
@@ -47,7 +49,7 @@ from inference_server.jobs.context import NullContext  # noqa: E402
 from inference_server.mocap.capture import MocapOutput, run_mocap  # noqa: E402
 from inference_server.mocap.options import MocapOptions, SolveOptions  # noqa: E402
 from inference_server.mocap.people import People, find_people  # noqa: E402
-from inference_server.mocap.subject import choose  # noqa: E402
+from inference_server.mocap.subject import LIMBS, choose  # noqa: E402
 from inference_server.mocap.tracks import interpolate  # noqa: E402
 from keygrip.v1 import mocap_pb2  # noqa: E402
 
@@ -155,6 +157,14 @@ def evaluate_camera(trial: Path, cam: str, frames: int, folder: Path) -> dict[st
         on = np.linalg.norm(pose_hips - subject_xy[:lm.num_frames], axis=1) < ON_PERSON * h[:lm.num_frames]
         return float((on & present).sum() / max(1, present.sum())), int((~present).sum())
 
+    def mixed_share(out: MocapOutput) -> float:
+        """Share of the frames with a pose where a limb was taken as mixed with someone else and
+        bridged (subject.bridge_limbs sets its visibility to exactly 0; MediaPipe's never is)."""
+        lm = out.landmarks
+        limbs = [j for joints in LIMBS.values() for j in joints]
+        bridged = (lm.pose_visibility[:, limbs] == 0).any(axis=1) & lm.pose_present
+        return float(bridged.sum() / max(1, lm.pose_present.sum()))
+
     names, ref_all = load_trc(trial / REFERENCE)
     ref = ref_all[:n, [names.index(j[0]) for j in JOINTS]]
     ours_share, ours_missing = share_on(ours)
@@ -170,6 +180,9 @@ def evaluate_camera(trial: Path, cam: str, frames: int, folder: Path) -> dict[st
         "PA-MPJPE clean mm": pa_mpjpe(solved_joints(clean), ref),
         "PA-MPJPE clean, subject mm": pa_mpjpe(solved_joints(clean_subject), ref),
         "PA-MPJPE distractor mm": pa_mpjpe(solved_joints(ours), ref),
+        "distractor / clean": pa_mpjpe(solved_joints(ours), ref) / pa_mpjpe(solved_joints(clean), ref),
+        "limbs bridged % (distr.)": 100 * mixed_share(ours),
+        "limbs bridged % (clean)": 100 * mixed_share(clean_subject),
         "people pass / bare": (n / people_s) / bare,
         "subject capture / bare": (n / ours_s) / bare,
         "bare fps": bare,

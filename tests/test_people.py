@@ -21,8 +21,10 @@ from server_process import REPO
 
 import keygrip
 from inference_server.media.video import iter_frames
-from inference_server.mocap.people import DEFAULT_MAX_PEOPLE
-from inference_server.mocap.tracks import Detection, Linker
+from inference_server.mocap.landmarks import Landmarks
+from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, People
+from inference_server.mocap.subject import LIMBS, keep_subject
+from inference_server.mocap.tracks import Detection, Linker, Track
 from keygrip.animate import CaptureOptions
 from keygrip.people import subject
 from keygrip.v1 import mocap_pb2
@@ -219,3 +221,69 @@ def test_sdk_capture_options_carry_the_subject(client: keygrip.Client, crossing:
     plain = client.capture_motion(crossing.path, **CaptureOptions(end_frame=8).request_fields())
     result = plain.result(timeout=300)
     assert result.subject_id == 0 and "people" not in result.summary.stage_seconds
+
+
+def test_a_long_clip_of_crossings_keeps_two_ids() -> None:
+    """Two people crossing each other 20 times over a long clip, one of them also hidden for a moment
+    every second: hundreds of stretches, stitched back into the two people (stitching weighs only
+    starts near each end, so a long clip stays linear)."""
+    fps, frames = 30.0, 2400
+    linker = Linker(max_gap=30, max_people=DEFAULT_MAX_PEOPLE, fps=fps)
+    rng = np.random.default_rng(1)
+    colours = rng.dirichlet(np.ones(64), size=2).astype(np.float32)
+    t = np.arange(frames) / fps
+    xs = np.stack([640 + 300 * np.sin(2 * np.pi * t / 8), 640 - 300 * np.sin(2 * np.pi * t / 8)], axis=1)
+    for f in range(frames):
+        a, b = xs[f]
+        if abs(a - b) < 60:  # one body for both, between them, with both people's colours
+            seen = [Detection(0.5 * (a + b), 360.0, 100.0, 0.9, 0.5 * (colours[0] + colours[1]))]
+        else:
+            hidden = f % 30 < 10 and abs(a - b) > 200  # person 0 behind something for a third of a second
+            seen = [Detection(x + rng.normal(0, 3), 360.0, 100.0, 0.9, colours[k])
+                    for k, x in enumerate((a, b)) if not (k == 0 and hidden)]
+        linker.step(f, seen)
+    stretches = sum(len({s for s in t.stretch if s >= 0}) for t in linker.live + linker.closed)
+    assert stretches >= 80
+    tracks = linker.finish(min_frames=30)
+    assert len(tracks) == 2
+    for track in tracks:  # each id on one person: the colours of its sightings apart are one person's
+        apart = [d.colour for d, amb in zip(track.detections, track.ambiguous, strict=True) if not amb]
+        owner = [any(c is col or np.array_equal(c, col) for c in apart) for col in colours]
+        assert sum(owner) == 1, owner
+        assert track.frames[-1] - track.frames[0] > 0.9 * frames
+
+
+def test_a_limb_mixed_with_someone_else_is_bridged_not_kept() -> None:
+    """A pose whose hips stay on the subject while its left arm is the other person's (MediaPipe's
+    visibility of that arm falls) is kept with the arm bridged from the frames around; the same fall
+    with nobody near (the subject's own arm behind their back) is left alone."""
+    frames = np.arange(60)
+    subject_track = Track(1, frames=list(frames), detections=[Detection(300.0, 300.0, 100.0, 0.9, np.ones(4))
+                                                              for _ in frames])
+    # The other person walks past: within reach of the subject on frames 5-20 only.
+    passer_x = 150.0 + 20.0 * frames
+    other = Track(2, frames=list(frames), detections=[Detection(float(x), 300.0, 100.0, 0.9, np.ones(4))
+                                                      for x in passer_x])
+    people = People(tracks=[subject_track, other], frames=frames, start=0, end=60, image_size=(640, 480),
+                    fps=30.0, max_gap=30, name="two.mp4")
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.3, 0.7, (60, 33, 3)).astype(np.float32)
+    image[:, [23, 24], :2] = (300 / 640, 300 / 480)  # the hips on the subject
+    world = rng.normal(0, 0.3, (60, 33, 3)).astype(np.float32)
+    visibility = np.full((60, 33), 0.95, np.float32)
+    visibility[10:16, [13, 15]] = 0.4  # the left arm while the passer is near ...
+    visibility[40:46, [13, 15]] = 0.4  # ... and while nobody is
+    lm = Landmarks(times=frames / 30.0, frame_indices=frames, image_size=(640, 480), fps=30.0, pose_image=image,
+                   pose_world=world, pose_visibility=visibility, pose_present=np.ones(60, bool))
+    out, warnings = keep_subject(lm, people, subject_track)
+    arm = list(LIMBS["left arm"])
+    assert out.pose_present.all()
+    w = (np.arange(10, 16) - 9) / 7.0
+    bridged = (1 - w)[:, None, None] * world[9, arm] + w[:, None, None] * world[16, arm]
+    np.testing.assert_allclose(out.pose_world[10:16, arm], bridged, atol=1e-6)
+    assert (out.pose_visibility[10:16, arm] == 0).all()
+    rest = np.ones((60, 33), bool)
+    rest[10:16, arm] = False
+    np.testing.assert_array_equal(out.pose_world[rest], world[rest])  # nothing else touched, frames 40-45 too
+    np.testing.assert_array_equal(out.pose_visibility[rest], visibility[rest])
+    assert any("partly hidden by someone else on 6 of 60 frames of two.mp4" in m for m in warnings), warnings

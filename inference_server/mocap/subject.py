@@ -7,6 +7,12 @@ or gone the whole frame is black and nobody is found. Inside the box during a cr
 body can still be picked up, so afterwards every frame whose pose's hips lie off the subject's
 track is dropped as well: those frames are bridged by the solver (flagged INTERPOLATED or
 MISSING), never filled with the other person.
+
+A pose can also be mixed: its hips on the subject, an arm or a leg the other body's (or guessed
+where the other body covers the subject's). MediaPipe's own visibility of that limb then falls well
+below its usual level; on frames where someone else stands within the subject's region, such a limb
+is taken as hidden: its landmarks are bridged from the subject's frames around it and its
+visibility set to 0, so that the solver's joint confidence says so (mixed_limbs, bridge_limbs).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from inference_server.errors import FailedPrecondition, InvalidInput
+from inference_server.mocap.filters import fill_gaps
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.people import People
 from inference_server.mocap.tracks import Track, interpolate
@@ -27,6 +34,16 @@ MAX_HIP_OFFSET_RADII = 0.25
 # The subject's path is a running median over this many sightings (see _path).
 PATH_MEDIAN = 5
 Box = tuple[float, float, float, float]
+# The limbs as MediaPipe Pose landmarks, elbow or knee first, then wrist or ankle, then hand or foot.
+LIMBS = {"left arm": (13, 15, 17, 19, 21), "right arm": (14, 16, 18, 20, 22),
+         "left leg": (25, 27, 29, 31), "right leg": (26, 28, 30, 32)}
+# A limb is mixed when the visibility of its first two landmarks falls this far below its median over
+# the clip while someone else is near. Measured on the distractor clips: a limb taken from (or hidden
+# by) the crossing person drops from about 0.9 to 0.3-0.75; a drop of 0.1 flagged legitimate dips too.
+MIXED_VISIBILITY_DROP = 0.15
+# Someone else is near the subject when their hip centre lies within the subject's box (mask_boxes:
+# 1 body radius across, 1.3 high) widened by their own reach: 0.8 of their radius across (arms), 1 high.
+NEAR_REACH = (0.8, 1.0)
 
 
 def choose(people: People, subject: mocap_pb2.Subject) -> Track:
@@ -153,4 +170,56 @@ def keep_subject(landmarks: Landmarks, people: People, track: Track) -> tuple[La
     if hidden and not warnings:
         warnings.append(f"person {track.id} is hidden or not recognised on {hidden} of {len(frames)} frames of "
                         f"{name}; those frames are bridged from the frames around them")
+    mixed = mixed_limbs(out, people, track)
+    if mixed.any():
+        out = bridge_limbs(out, mixed)
+        warnings.append(f"person {track.id} is partly hidden by someone else on {int(mixed.any(axis=1).sum())} of "
+                        f"{len(frames)} frames of {name}; the limbs hidden there are bridged from the frames "
+                        "around them (their confidence is 0)")
     return out, warnings
+
+
+def near_others(people: People, track: Track, frames: np.ndarray) -> np.ndarray:
+    """Per frame, whether someone else's body reaches into the subject's region (NEAR_REACH)."""
+    where, known = _path(people, track, frames)
+    near = np.zeros(len(frames), bool)
+    for other in people.tracks:
+        if other.id == track.id:
+            continue
+        at, seen = interpolate(other, frames, people.max_gap, hold(people))
+        dx, dy = np.abs(at[:, 0] - where[:, 0]), np.abs(at[:, 1] - where[:, 1])
+        near |= (seen & known & (dx < where[:, 2] + NEAR_REACH[0] * at[:, 2])
+                 & (dy < 1.3 * where[:, 2] + NEAR_REACH[1] * at[:, 2]))
+    return near
+
+
+def mixed_limbs(landmarks: Landmarks, people: People, track: Track) -> np.ndarray:
+    """(F, len(LIMBS)) bool: per frame and limb, whether the pose's limb is not the subject's own
+    as seen: someone else is near (near_others) and MediaPipe's visibility of the limb has fallen
+    MIXED_VISIBILITY_DROP below its median over the frames with a pose."""
+    present = landmarks.pose_present
+    mixed = np.zeros((len(present), len(LIMBS)), bool)
+    if not present.any():
+        return mixed
+    near = near_others(people, track, landmarks.frame_indices) & present
+    for k, joints in enumerate(LIMBS.values()):
+        seen = np.nan_to_num(landmarks.pose_visibility[:, list(joints[:2])]).min(axis=1)
+        mixed[:, k] = near & (seen < np.median(seen[present]) - MIXED_VISIBILITY_DROP)
+    return mixed
+
+
+def bridge_limbs(landmarks: Landmarks, mixed: np.ndarray) -> Landmarks:
+    """The landmarks with each mixed limb (mixed_limbs) bridged: its image and world landmarks
+    interpolated from the frames around where the limb is the subject's own (held at the clip's
+    ends, as filters.fill_gaps does), its visibility 0."""
+    image, world = landmarks.pose_image.copy(), landmarks.pose_world.copy()
+    visibility = landmarks.pose_visibility.copy()
+    for k, joints in enumerate(LIMBS.values()):
+        own = landmarks.pose_present & ~mixed[:, k]
+        if not mixed[:, k].any() or not own.any():
+            continue
+        cols = list(joints)
+        image[:, cols] = fill_gaps(image[:, cols], own, len(own))[0]
+        world[:, cols] = fill_gaps(world[:, cols], own, len(own))[0]
+        visibility[np.ix_(mixed[:, k], np.asarray(cols))] = 0
+    return replace(landmarks, pose_image=image, pose_world=world, pose_visibility=visibility)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 # Kalman filter of a hip centre, in pixels, scaled by the person's body radius (half their height):
 # the detector's noise (about 0.1-0.2 radii) and how fast a person changes pace (radii per s^2).
@@ -73,6 +75,10 @@ STITCH_RADII = 0.35
 STITCH_RADII_PER_S = 1.0
 MIN_STRETCH = 3
 ATTACH_RADII = 0.4
+# Stitching considers a stretch continuing another only when it starts within this long of the
+# other's end (a window that keeps a long clip's stitching linear in its stretches); a person back
+# after longer was re-identified by the online linker, and its stretches stay candidates whatever the gap.
+STITCH_WINDOW_S = 10.0
 # A track is confirmed after this many sightings; before that, missing this many frames ends it.
 CONFIRM_FRAMES = 5
 TENTATIVE_MAX_MISS = 3
@@ -324,8 +330,10 @@ class Linker:
         stretches: list[Track] = []
         pool: list[tuple[int, Detection]] = []
         for t in self.live + self.closed:
-            for k in sorted(set(t.stretch)):
-                rows = [n for n, s in enumerate(t.stretch) if s == k]
+            groups: dict[int, list[int]] = {}
+            for n, k in enumerate(t.stretch):
+                groups.setdefault(k, []).append(n)
+            for k, rows in sorted(groups.items()):
                 if k < 0 or len(rows) < min_stretch:
                     pool.extend((t.frames[n], t.detections[n]) for n in rows)
                 else:
@@ -339,24 +347,45 @@ class Linker:
         return tracks
 
     def _chains(self, stretches: list[Track]) -> list[list[Track]]:
-        """Stretches in chains, one per person: which stretch continues which, by linear_sum_assignment
-        over every end and start (each may also stay unlinked: the person came or went)."""
+        """Stretches in chains, one per person: which stretch continues which, by a minimum-cost
+        matching of every end to a start or to nobody (the person went; a start matched to nobody:
+        they came). Only the starts within STITCH_WINDOW_S of an end are weighed (and the next
+        stretch of the same online track), so that the matching is sparse and a long clip's cost grows
+        with its stretches, not with their square."""
         n = len(stretches)
         if n == 0:
             return []
-        big = 1e6
-        cost = np.full((2 * n, 2 * n), big)
+        order = sorted(range(n), key=lambda i: stretches[i].frames[0])
+        firsts = np.array([stretches[i].frames[0] for i in order])
+        window = round(STITCH_WINDOW_S * self.fps)
+        pairs: set[tuple[int, int]] = set()
         for i, a in enumerate(stretches):
-            for j, b in enumerate(stretches):
-                cost[i, j] = min(big, self._link_cost(a, b))
-        cost[np.arange(n), n + np.arange(n)] = UNLINKED_COST
-        cost[n + np.arange(n), np.arange(n)] = UNLINKED_COST
-        cost[n:, n:] = 0
-        rows, cols = linear_sum_assignment(cost)
-        after = {int(i): int(j) for i, j in zip(rows, cols, strict=True) if i < n and j < n and cost[i, j] < big}
-        starts = sorted(set(range(n)) - set(after.values()), key=lambda i: stretches[i].frames[0])
+            end = a.frames[-1]
+            lo = int(np.searchsorted(firsts, end + 1, side="left"))
+            hi = int(np.searchsorted(firsts, end + window, side="right"))
+            pairs.update((i, order[k]) for k in range(lo, hi))
+        # The online linker's own next stretch of a track (re-identified after any gap) stays a candidate.
+        by_track: dict[int, list[int]] = {}
+        for i in order:
+            by_track.setdefault(stretches[i].pieces[0][0], []).append(i)
+        for same in by_track.values():
+            pairs.update(zip(same[:-1], same[1:], strict=True))
+        links = [(i, j, c) for i, j in sorted(pairs) if np.isfinite(c := self._link_cost(stretches[i], stretches[j]))]
+        # Rows: the ends, then each start's "came from nobody"; columns: the starts, then each end's
+        # "went to nobody". A link i -> j pairs end i with start j, and start j's dummy with end i's.
+        # Every full matching has 2n edges, so the weights are shifted by 1 (the matcher reads a zero
+        # as no edge) without changing which matching wins.
+        link_rows = [i for i, _, _ in links] + [n + j for _, j, _ in links]
+        link_cols = [j for _, j, _ in links] + [n + i for i, _, _ in links]
+        rows = link_rows + list(range(n)) + list(range(n, 2 * n))
+        cols = link_cols + list(range(n, 2 * n)) + list(range(n))
+        weights = [c + 1 for _, _, c in links] + [1.0] * len(links) + [UNLINKED_COST + 1] * (2 * n)
+        graph = coo_matrix((weights, (rows, cols)), shape=(2 * n, 2 * n)).tocsr()
+        ends, starts = min_weight_full_bipartite_matching(graph)
+        after = {int(i): int(j) for i, j in zip(ends, starts, strict=True) if i < n and j < n}
+        first = sorted(set(range(n)) - set(after.values()), key=lambda i: stretches[i].frames[0])
         chains = []
-        for i in starts:
+        for i in first:
             chain = [stretches[i]]
             while i in after:
                 i = after[i]
@@ -423,11 +452,16 @@ def _attach(tracks: list[Track], pool: list[tuple[int, Detection]], max_gap: int
     """Give each ambiguous sighting to the person whose path (between their sightings around it,
     at most max_gap apart) passes closest, within ATTACH_RADII; one sighting per person and frame."""
     options = []
+    pool = sorted(pool, key=lambda p: p[0])
+    pool_frames = np.array([f for f, _ in pool], np.int64)
     for n, t in enumerate(tracks):
         order = np.argsort(t.frames)
         seen = np.asarray(t.frames)[order]
         values = t.centres()[order]
-        for m, (f, d) in enumerate(pool):
+        # Only the sightings within the person's span can lie on their path (a long clip stays linear).
+        lo, hi = np.searchsorted(pool_frames, [seen[0], seen[-1]], side="left")
+        for m in range(int(lo), int(hi)):
+            f, d = pool[m]
             p = int(np.searchsorted(seen, f))
             if p == 0 or p == len(seen) or seen[p] == f or seen[p] - seen[p - 1] > max_gap:
                 continue
