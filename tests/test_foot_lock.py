@@ -1,10 +1,12 @@
-"""Foot contacts and the one two-bone IK (motion/foot_lock.py), on synthetic legs."""
+"""Foot contacts, foot locking and the one two-bone IK (motion/foot_lock.py), on synthetic legs."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from inference_server.mocap import skeleton_fit
 from inference_server.motion import foot_lock, quat
+from inference_server.motion.clip import Skeleton, forward_kinematics
 
 
 def _leg(frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,3 +67,70 @@ def test_contacts() -> None:
     relative = foot_lock.relative_contacts(points + [0.0, 0.5, 0.0], fps, leg_length=0.9)
     assert relative[:, 0].all() and not relative[:, 1].any()
     assert foot_lock.spans(np.array([0, 1, 1, 0, 1], bool)) == [(1, 3), (4, 5)]
+
+
+def _walking_leg(frames: int, toe_only_from: int) -> tuple[Skeleton, np.ndarray, np.ndarray]:
+    """A canonical skeleton standing on bent legs whose body sways 1 cm side to side and back and
+    forth (the slide a lock must take out), and whose left heel rises from toe_only_from on: the
+    foot pitches 30 degrees about its ankle, as it does when the foot rolls onto its toe."""
+    measures = skeleton_fit.BodyMeasures(
+        hip_half_width=0.09, trunk=0.5, neck=0.15, shoulder_half_width=0.18, upper_arm=0.28, forearm=0.26,
+        thigh=0.42, shin=0.40, ankle_height=0.07, heel_back=0.05, toe_front=0.15, ear_width=0.15)
+    skeleton = skeleton_fit.build_skeleton(measures)
+    rotations = quat.identity((frames, skeleton.num_joints))
+    x_axis = np.array([1.0, 0.0, 0.0])
+    for side in ("left", "right"):
+        # Knee forward, shin back under it, foot flat.
+        rotations[:, skeleton.index(f"{side}UpperLeg")] = quat.from_axis_angle(x_axis, np.radians(-25.0))
+        rotations[:, skeleton.index(f"{side}LowerLeg")] = quat.from_axis_angle(x_axis, np.radians(50.0))
+        rotations[:, skeleton.index(f"{side}Foot")] = quat.from_axis_angle(x_axis, np.radians(-25.0))
+    roll = np.radians(30.0) * np.clip((np.arange(frames) - toe_only_from) / 20.0, 0.0, 1.0)
+    rotations[:, skeleton.index("leftFoot")] = quat.multiply(
+        rotations[:, skeleton.index("leftFoot")], quat.from_axis_angle(x_axis, roll))
+    t = np.arange(frames) / 60.0
+    root = np.stack([0.01 * np.sin(7.0 * t), np.full(frames, 0.85), 0.01 * np.cos(5.0 * t)], axis=-1)
+    return skeleton, rotations, root
+
+
+def test_a_calibrated_foot_rolling_onto_its_toe_is_pinned_by_the_toe() -> None:
+    fps, frames, toe_only_from, toe_until = 60.0, 90, 40, 75
+    skeleton, rotations, root = _walking_leg(frames, toe_only_from)
+    heel = np.arange(frames) < toe_only_from
+    toe = np.arange(frames) < toe_until
+    contacts = {"left": (heel, toe), "right": (np.zeros(frames, bool), np.zeros(frames, bool))}
+    _, before = forward_kinematics(skeleton, rotations, root)
+    locked, locked_root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, contacts, fps, camera=None)
+    g_rot, after = forward_kinematics(skeleton, locked, locked_root)
+    ankle, tip = skeleton.index("leftFoot"), skeleton.index("leftToes")
+    np.testing.assert_allclose(locked_root, root)  # the cameras placed the body: it stays
+    blend = 7  # frames a lock takes to blend in or out at 60 fps
+    flat = slice(0, toe_only_from - blend)
+    rolling = slice(toe_only_from + blend, toe_until)
+    # Heel down: the ankle stands still where it stood on average (horizontally: heights are measured).
+    xz = [0, 2]
+    heel_anchor = before[:toe_only_from, ankle][:, xz].mean(axis=0)
+    assert np.abs(after[flat, ankle][:, xz] - heel_anchor).max() < 1e-6
+    # Toe only: the toe tip stands still where it stood over its whole run, while the ankle travels
+    # with the rolling foot, which keeps its orientation and height.
+    toe_anchor = before[:toe_until, tip][:, xz].mean(axis=0)
+    assert np.abs(after[rolling, tip][:, xz] - toe_anchor).max() < 1e-6
+    assert np.ptp(after[rolling, ankle][:, 2]) > 0.03
+    np.testing.assert_allclose(after[:, :, 1][:, [ankle, tip]], before[:, :, 1][:, [ankle, tip]], atol=1e-6)
+    before_rot, _ = forward_kinematics(skeleton, rotations, root)
+    np.testing.assert_allclose(np.abs(np.sum(g_rot[:, ankle] * before_rot[:, ankle], axis=-1)), 1.0, atol=1e-9)
+    # The lock blends out after the toe lifts: no jump from one frame to the next.
+    step = np.linalg.norm(np.diff(after[:, tip], axis=0), axis=-1)
+    assert step.max() < 0.01
+
+
+def test_one_camera_pins_the_ankle_over_the_whole_contact() -> None:
+    fps, frames = 60.0, 90
+    skeleton, rotations, root = _walking_leg(frames, 40)
+    toe = np.arange(frames) < 75
+    contacts = {"left": (np.arange(frames) < 40, toe)}
+    camera = np.array([0.0, 1.0, 4.0])
+    locked, locked_root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, contacts, fps, camera)
+    _, after = forward_kinematics(skeleton, locked, locked_root)
+    ankle = after[:, skeleton.index("leftFoot")]
+    # The ankle holds still through the toe-only frames too: one view's foot pitch is too noisy to pin a toe by.
+    assert np.linalg.norm(np.diff(ankle[7:75 - 7], axis=0), axis=-1).max() < 1e-6

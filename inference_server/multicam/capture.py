@@ -341,7 +341,7 @@ def _placed_body(points: Triangulated, lms: list[Landmarks], cams: list[VideoCam
     root = 0.5 * (filled[:, 23] + filled[:, 24])
     world = filled - root[:, None]
     vis = np.where(placed[:, None], points.confidence, 0.0)
-    measures = skeleton_fit.measure_body(world[placed], np.maximum(vis[placed], 0.6 * tri[placed]))
+    measures = skeleton_fit.measure_body(world[placed], np.maximum(vis[placed], 0.6 * tri[placed]), per_side=True)
     # Hands and face from the view that sees the person on the most frames (the face, when asked for).
     seen = [np.isfinite(lm.face_image).all(axis=(1, 2)).sum() if options.face and lm.face_image is not None
             else np.asarray(lm.pose_present, bool).sum() for lm in lms]
@@ -349,5 +349,5 @@ def _placed_body(points: Triangulated, lms: list[Landmarks], cams: list[VideoCam
     rot = cams[best].camera.camera_to_world[:3, :3]
     return PlacedBody(world=world, root=root, placed=placed, visibility=vis, measures=measures, calibrated=True,
                       view=dataclasses.replace(lms[best], times=lms[0].times), view_rotation=quat.from_matrix(rot),
-                      camera_position=np.mean([c.camera.position for c in cams], axis=0))
+                      camera_position=None)
 
