@@ -72,7 +72,7 @@ def test_contacts() -> None:
 def _walking_leg(frames: int, toe_only_from: int) -> tuple[Skeleton, np.ndarray, np.ndarray]:
     """A canonical skeleton standing on bent legs whose body sways 1 cm side to side and back and
     forth (the slide a lock must take out), and whose left heel rises from toe_only_from on: the
-    foot pitches 30 degrees about its ankle, as it does when the foot rolls onto its toe."""
+    foot pitches 30 degrees about its toe, as it does when the foot rolls onto it."""
     measures = skeleton_fit.BodyMeasures(
         hip_half_width=0.09, trunk=0.5, neck=0.15, shoulder_half_width=0.18, upper_arm=0.28, forearm=0.26,
         thigh=0.42, shin=0.40, ankle_height=0.07, heel_back=0.05, toe_front=0.15, ear_width=0.15)
@@ -84,12 +84,16 @@ def _walking_leg(frames: int, toe_only_from: int) -> tuple[Skeleton, np.ndarray,
         rotations[:, skeleton.index(f"{side}UpperLeg")] = quat.from_axis_angle(x_axis, np.radians(-25.0))
         rotations[:, skeleton.index(f"{side}LowerLeg")] = quat.from_axis_angle(x_axis, np.radians(50.0))
         rotations[:, skeleton.index(f"{side}Foot")] = quat.from_axis_angle(x_axis, np.radians(-25.0))
+    t = np.arange(frames) / 60.0
+    root = np.stack([0.01 * np.sin(7.0 * t), np.full(frames, 0.85), 0.01 * np.cos(5.0 * t)], axis=-1)
+    _, flat = forward_kinematics(skeleton, rotations, root)
     roll = np.radians(30.0) * np.clip((np.arange(frames) - toe_only_from) / 20.0, 0.0, 1.0)
     rotations[:, skeleton.index("leftFoot")] = quat.multiply(
         rotations[:, skeleton.index("leftFoot")], quat.from_axis_angle(x_axis, roll))
-    t = np.arange(frames) / 60.0
-    root = np.stack([0.01 * np.sin(7.0 * t), np.full(frames, 0.85), 0.01 * np.cos(5.0 * t)], axis=-1)
-    return skeleton, rotations, root
+    # The foot rolls about its toe: the body moves so that, but for the sway, the toe stays.
+    _, rolled = forward_kinematics(skeleton, rotations, root)
+    tip = skeleton.index("leftToes")
+    return skeleton, rotations, root - (rolled[:, tip] - flat[:, tip])
 
 
 def test_a_calibrated_foot_rolling_onto_its_toe_is_pinned_by_the_toe() -> None:
@@ -134,3 +138,22 @@ def test_one_camera_pins_the_ankle_over_the_whole_contact() -> None:
     ankle = after[:, skeleton.index("leftFoot")]
     # The ankle holds still through the toe-only frames too: one view's foot pitch is too noisy to pin a toe by.
     assert np.linalg.norm(np.diff(ankle[7:75 - 7], axis=0), axis=-1).max() < 1e-6
+
+
+def test_a_calibrated_lock_lets_go_of_a_foot_that_moves_away() -> None:
+    fps, frames, run = 60.0, 150, 120
+    skeleton, rotations, root = _walking_leg(frames, frames)  # flat all along
+    # The contact was found too long: over its last 15 frames the body (and the foot) moves 12 cm forward.
+    root[:, 2] += np.clip((np.arange(frames) - (run - 15)) / 15.0, 0.0, 1.0) * 0.12
+    down = np.arange(frames) < run
+    _, before = forward_kinematics(skeleton, rotations, root)
+    locked, locked_root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, {"left": (down, down)}, fps, None)
+    _, after = forward_kinematics(skeleton, locked, locked_root)
+    ankle = before[:, skeleton.index("leftFoot")]
+    moved = np.linalg.norm(after[:, skeleton.index("leftFoot")] - ankle, axis=-1)
+    gap = np.linalg.norm(ankle[:run, [0, 2]].mean(axis=0) - ankle[:, [0, 2]], axis=-1)
+    # Held on the anchor while within the hold of it (most of the run), let go twice that far away.
+    held = gap < foot_lock.TRIANGULATED_HOLD_M
+    assert held[:run - 15].all() and np.abs(moved[:run][held[:run]] - gap[:run][held[:run]]).max() < 1e-6
+    far = gap > 2 * foot_lock.TRIANGULATED_HOLD_M
+    assert far[run - 5:run].all() and moved[:run][far[:run]].max() < 1e-6

@@ -35,6 +35,11 @@ SPEED_ON, SPEED_OFF = 0.35, 0.60
 # 2 frames, so that a one-frame flicker is dropped at any frame rate.
 MIN_CONTACT_S = 0.05
 _BLEND_S = 0.1  # blend time into and out of a lock, seconds
+# A foot triangulated from calibrated cameras is placed to within about a centimetre: a lock that
+# would move it further than this is holding a foot that moves (a contact found too long, a foot
+# lifting slowly), so its hold fades out between once and twice this far (metres). On the Pose2Sim
+# trial a full hold to the end of such a run swung the standing knee by up to 10 cm.
+TRIANGULATED_HOLD_M = 0.02
 
 
 def min_contact_frames(fps: float) -> int:
@@ -229,7 +234,8 @@ def lock_skeleton_feet(skeleton: Skeleton, rotations: np.ndarray, root_translati
     mean over the heel's run), while only the toe is (a heel rising or landing) the toe point is
     pinned at its mean over the toe's run and the ankle moves by the toe's error, the foot keeping
     its orientation; only horizontally, as the heights are measured (pinned at a run's mean height,
-    a foot that lifts slowly was pulled down, and a nearly straight knee swung far to let it).
+    a foot that lifts slowly was pulled down, and a nearly straight knee swung far to let it), and
+    by no more than TRIANGULATED_HOLD_M in full.
     Then only the upper leg, lower leg and foot local rotations change, and the foot keeps its
     global orientation.
     """
@@ -251,6 +257,8 @@ def lock_skeleton_feet(skeleton: Skeleton, rotations: np.ndarray, root_translati
             weight = on_heel + toe_only
             error = on_heel[:, None] * (ankle_anchor - ankle) + toe_only[:, None] * (toe_anchor - tip)
             error[:, 1] = 0.0
+            hold = np.clip(2.0 - np.linalg.norm(error, axis=-1) / TRIANGULATED_HOLD_M, 0.0, 1.0)
+            error, weight = error * hold[:, None], weight * hold
         errors[side] = (error, weight)
     shift /= np.maximum(count, 1)[:, None]
     root = root_translation + shift
