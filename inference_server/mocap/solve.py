@@ -232,7 +232,7 @@ def solve_placed(body: PlacedBody, fps: float, options: SolveOptions, stage: _St
 
     stage("locking feet")
     if options.foot_lock and frames >= min_contact:
-        per_foot = {"left": (contacts[:, 0], contacts[:, 1]), "right": (contacts[:, 2], contacts[:, 3])}
+        per_foot = {"left": contacts[:, 0] | contacts[:, 1], "right": contacts[:, 2] | contacts[:, 3]}
         rotations, root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, per_foot, fps, camera)
     if body.calibrated:
         # The calibration's world stays: the feet's floor served the contacts above only.

@@ -11,11 +11,10 @@ Contacts, two ways:
   compared with its own lowest height over the clip, speeds are scaled by the leg length.
 
 Locking, two ways, both with the same leg solver (two_bone_ik):
-- lock_skeleton_feet (captures): from one camera, each contact run of the foot pins the ankle at its
-  mean 3D position, blending in and out; the whole body first moves along the camera's line of sight
-  (where a capture's depth jitter lives) before the legs bend for what is left. A calibrated body
-  keeps its place and height: while the heel is down the ankle is pinned, while only the toe is the
-  toe is, horizontally.
+- lock_skeleton_feet (captures): each contact run pins the ankle at its mean 3D position, blending in
+  and out. From one camera the whole body first moves along the camera's line of sight (where a
+  capture's depth jitter lives) before the legs bend for what is left; a body triangulated from
+  calibrated cameras keeps its place, and a lock lets go of a foot that moves away from its anchor.
 - lock_offsets (retargeting): horizontal offsets that pin a heel or toe point on the ground plane;
   animation/retarget.py turns them into leg rotations on the rig.
 """
@@ -38,7 +37,8 @@ _BLEND_S = 0.1  # blend time into and out of a lock, seconds
 # A foot triangulated from calibrated cameras is placed to within about a centimetre: a lock that
 # would move it further than this is holding a foot that moves (a contact found too long, a foot
 # lifting slowly), so its hold fades out between once and twice this far (metres). On the Pose2Sim
-# trial a full hold to the end of such a run swung the standing knee by up to 10 cm.
+# trial a full hold to the end of such a run pulled a lifting foot down and swung the nearly
+# straight standing knee by up to 12 cm.
 TRIANGULATED_HOLD_M = 0.02
 
 
@@ -220,44 +220,32 @@ def two_bone_ik(root: np.ndarray, mid: np.ndarray, end: np.ndarray, target: np.n
 # Locking a skeleton's feet -----------------------------------------------------------------------
 
 def lock_skeleton_feet(skeleton: Skeleton, rotations: np.ndarray, root_translation: np.ndarray,
-                       foot_contacts: dict[str, tuple[np.ndarray, np.ndarray]], fps: float,
+                       foot_contacts: dict[str, np.ndarray], fps: float,
                        camera: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Rotations (F, J, 4) and root translation (F, 3) with the feet pinned during contact.
+    """Rotations (F, J, 4) and root translation (F, 3) with the ankles pinned during contact.
 
-    skeleton: a humanoid with VRM joint names (leftUpperLeg, leftLowerLeg, leftFoot, leftToes, ...).
-    foot_contacts: side ("left"/"right") -> (heel, toe) contacts, each (F,) bool.
-    camera: (3,) where the one camera is: each run of either contact pins the ankle, and the root
-    first moves along the line of sight by the mean depth error of the locked feet (a single view's
-    foot orientation is too uncertain to pin a toe by: the ankle would swing with it).
-    None, a body triangulated from calibrated views, placed as well in every direction and with its
-    feet's orientation measured: the root stays; while the heel is down the ankle is pinned (at its
-    mean over the heel's run), while only the toe is (a heel rising or landing) the toe point is
-    pinned at its mean over the toe's run and the ankle moves by the toe's error, the foot keeping
-    its orientation; only horizontally, as the heights are measured (pinned at a run's mean height,
-    a foot that lifts slowly was pulled down, and a nearly straight knee swung far to let it), and
-    by no more than TRIANGULATED_HOLD_M in full.
+    skeleton: a humanoid with VRM joint names (leftUpperLeg, leftLowerLeg, leftFoot, ...).
+    foot_contacts: side ("left"/"right") -> (F,) bool, the foot touches the floor. Each contact run
+    pins the ankle at its mean position over the run. camera: (3,) where the one camera is: the
+    root first moves along its line of sight by the mean depth error of the locked feet (where one
+    view's depth jitter lives). None, a body triangulated from calibrated views, placed as well in
+    every direction: the root stays, and a lock holds the ankle only while it is within
+    TRIANGULATED_HOLD_M of its anchor, letting go by twice that.
     Then only the upper leg, lower leg and foot local rotations change, and the foot keeps its
     global orientation.
     """
     _, g_pos = forward_kinematics(skeleton, rotations, root_translation)
     errors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     shift, count = np.zeros_like(root_translation), np.zeros(len(rotations))
-    for side, (heel, toe) in foot_contacts.items():
+    for side, contact in foot_contacts.items():
         ankle = g_pos[:, skeleton.index(f"{side}Foot")]
+        anchor, weight = segment_anchors(contact, ankle, fps)
+        error = weight[:, None] * (anchor - ankle)
         if camera is not None:
-            anchor, weight = segment_anchors(heel | toe, ankle, fps)
-            error = weight[:, None] * (anchor - ankle)
             shift += error - _across_view(error, ankle, camera)
             count += weight > 0
         else:
-            tip = g_pos[:, skeleton.index(f"{side}Toes")]
-            ankle_anchor, on_heel = segment_anchors(heel, ankle, fps)
-            toe_anchor, on_toe = segment_anchors(toe, tip, fps)
-            toe_only = (1.0 - on_heel) * on_toe
-            weight = on_heel + toe_only
-            error = on_heel[:, None] * (ankle_anchor - ankle) + toe_only[:, None] * (toe_anchor - tip)
-            error[:, 1] = 0.0
-            hold = np.clip(2.0 - np.linalg.norm(error, axis=-1) / TRIANGULATED_HOLD_M, 0.0, 1.0)
+            hold = np.clip(2.0 - np.linalg.norm(anchor - ankle, axis=-1) / TRIANGULATED_HOLD_M, 0.0, 1.0)
             error, weight = error * hold[:, None], weight * hold
         errors[side] = (error, weight)
     shift /= np.maximum(count, 1)[:, None]
