@@ -169,7 +169,8 @@ def main() -> int:
     got = errors(pos[:, [found.clip.skeleton.index(j[2]) for j in BODY]], ref_body[first:first + found.clip.num_frames],
                  frames[first:first + found.clip.num_frames], contact[first:first + found.clip.num_frames])
     print(f"offsets found from the person (no timecodes in these files): {found.sync.offsets}, confidence "
-          f"{found.sync.confidence:.2f} (per view {[round(c, 2) for c in found.sync.per_view]}); 4 views solved with "
+          f"{found.sync.confidence:.2f} (per view {[round(c, 2) for c in found.sync.per_view]}; the shifts that won "
+          f"the resamplings {found.sync.spread}); 4 views solved with "
           f"them: MPJPE {got['MPJPE'].mean():.1f} mm, PA-MPJPE {got['PA-MPJPE'].mean():.1f} mm")
 
     print("\nsingle view alone, solved (PA-MPJPE mm over the 12 body joints, no calibrated position; foot slide):")

@@ -192,7 +192,26 @@ def test_offsets_are_found_with_all_views_at_once_and_a_still_person_is_flagged(
     # A man who does not move: every shift fits as well, so the offsets found are not to be trusted.
     still = np.broadcast_to(xy[:, :1], xy.shape).copy()
     unsure = sync.from_views(cams, still[:, :60], conf[:, :60], 60.0)
-    assert unsure.confidence < sync.MIN_CONFIDENCE
+    assert unsure.confidence == 0.0 and unsure.doubts() == [1, 2, 3]
+    assert all(high - low >= 10 for low, high in unsure.spread[1:])
+
+
+def test_a_view_whose_shift_is_in_doubt_is_not_called_sure(reference: np.ndarray) -> None:
+    from inference_server.multicam.triangulate import normalized_points
+
+    cams, pixels, conf = views_of(reference)
+    xy = np.stack([normalized_points(c, p) for c, p in zip(cams, pixels, strict=True)])
+    # cam04 started 2.5 frames late: its frames lie halfway between two of the others' instants.
+    t = np.arange(xy.shape[1], dtype=float)
+    late = np.stack([np.interp(t + 2.5, t, xy[3, :, j, k]) for j in range(33) for k in range(2)], axis=-1)
+    xy[3] = late.reshape(xy.shape[1], 33, 2)
+    found = sync.from_views(cams, xy[:, :90], conf[:, :90], 60.0)
+    # Shifts of 2 and 3 fit alike: the one chosen wins about half the resamplings of the frames, and
+    # the spread says which (counting a neighbour's win as agreement called such a view sure).
+    assert found.offsets[3] - found.offsets[0] in (-2, -3)
+    assert 0.2 < found.per_view[3] < 0.8 and found.confidence == min(found.per_view)
+    low, high = found.spread[3]
+    assert high - low == 1 and found.doubts() == []
 
 
 def _encode(path: Path, frames: int, size: tuple[int, int], rate: int) -> Path:

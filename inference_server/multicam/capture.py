@@ -269,14 +269,18 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
     xy, conf = epipolar.view_points(cams, lms, n)
     if offsets is None:
         synced = sync.from_views(cams, xy, conf, fps)
-        if synced.confidence < sync.MIN_CONFIDENCE:
+        doubts = synced.doubts()
+        if doubts:
+            fits = ", ".join(f"{names[v]} could be {synced.spread[v][0]} to {synced.spread[v][1]} frames"
+                             for v in doubts)
             warnings.append(f"the frame offsets found from the person's motion ({synced.offsets}) are uncertain "
-                            f"(confidence {synced.confidence:.2f}): little motion tells the views apart; if the "
-                            "videos are known to be in step, give their offsets (--offsets 0,0,...)")
+                            f"(confidence {synced.confidence:.2f}: {fits}): too little motion, or cameras facing "
+                            "each other, tell the shifts apart; if the videos are known to be in step, give their "
+                            "offsets (--offsets 0,0,...)")
         view_start = synced.offsets
     else:
         synced = sync.Sync(list(offsets), 1.0, "given" if options.offsets is not None else "timecode",
-                           [1.0] * len(lms))
+                           [1.0] * len(lms), [(o, o) for o in offsets])
         view_start = [0] * len(lms)  # the ranges were already shifted by the offsets
     n = min(lm.num_frames - s for lm, s in zip(lms, view_start, strict=True))
     if n < 1:
@@ -303,7 +307,8 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
                     for c, lm in zip(cams, lms, strict=True)]
     clip.metadata.update(views=",".join(names), sync_method=synced.method,
                          sync_offsets=",".join(str(o) for o in synced.offsets),
-                         sync_confidence=f"{synced.confidence:.2f}", first_frame=str(first))
+                         sync_confidence=f"{synced.confidence:.2f}",
+                         sync_spread=",".join(f"{low}..{high}" for low, high in synced.spread), first_frame=str(first))
     return MulticamOutput(clip=clip, views=lms, names=names, sync=synced, points=points, timings=timings)
 
 
