@@ -10,6 +10,8 @@ solved exactly as inference_server.multicam.capture does, and compared with the 
              different definition of the joints (MediaPipe vs OpenPose BODY_25B) alone would
              leave; MPJPE minus this is an estimate of the definition part (an upper bound: a
              constant bias of either calibration or detector counts here too)
+  slide      ankle travel per frame on the reference's foot-contact frames, mm/frame (as
+             scripts/eval_mocap.py measures it: what foot locking trades against accuracy)
 
 for the triangulated points ("points") and the solved skeleton ("solved", forward kinematics of the
 MotionClip, after constant bone lengths, filtering and foot locking), per joint and in the mean. The
@@ -43,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_mocap import load_trc, procrustes_align  # noqa: E402
+from eval_mocap import ANKLES, load_trc, procrustes_align, reference_contacts  # noqa: E402
 
 from inference_server.jobs.context import NullContext  # noqa: E402
 from inference_server.media.video import probe  # noqa: E402
@@ -91,9 +93,12 @@ def pelvis_frames(ref: np.ndarray, names: list[str]) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)], axis=-1)
 
 
-def errors(pred: np.ndarray, ref: np.ndarray, frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-joint MPJPE, PA-MPJPE and MPJPE after a constant pelvis-frame offset, mm, over finite frames."""
+def errors(pred: np.ndarray, ref: np.ndarray, frames: np.ndarray, contact: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-joint MPJPE, PA-MPJPE and MPJPE after a constant pelvis-frame offset, mm, over finite frames;
+    the ankles' (pred[:, ANKLES]) slide over the contact frames (F, 2), mm/frame."""
     ok = np.isfinite(pred).all(axis=(1, 2))
+    step = np.linalg.norm(np.diff(pred[:, ANKLES], axis=0), axis=-1)
+    still = contact[1:] & contact[:-1] & (ok[1:] & ok[:-1])[:, None]
     p, r, rot = pred[ok], ref[ok], frames[ok]
     diff = p - r
     offset = np.einsum("fij,fkj->fki", np.transpose(rot, (0, 2, 1)), diff).mean(axis=0)  # in the body frame
@@ -101,6 +106,7 @@ def errors(pred: np.ndarray, ref: np.ndarray, frames: np.ndarray) -> dict[str, n
     return {"MPJPE": 1000 * np.linalg.norm(diff, axis=-1).mean(axis=0),
             "PA-MPJPE": 1000 * np.linalg.norm(procrustes_align(p, r) - r, axis=-1).mean(axis=0),
             "def. part": 1000 * np.linalg.norm(corrected - r, axis=-1).mean(axis=0),
+            "slide": np.array([1000 * step[still].mean() if still.any() else np.nan]),
             "frames": np.array([ok.sum()])}
 
 
@@ -160,11 +166,13 @@ def main() -> int:
     frames = pelvis_frames(ref_all, names)
     ref_pts = ref_all[:, [names.index(j[0]) for j in JOINTS]]
     ref_body = ref_all[:, [names.index(j[0]) for j in BODY]]
+    assert [BODY[i][0] for i in ANKLES] == ["LAnkle", "RAnkle"] == [JOINTS[i][0] for i in ANKLES]
     cal = read_calibration(trial / CALIBRATIONS[args.calibration])
     paths = [trial / "videos" / f"{c}.mp4" for c in CAMERAS]
     infos = [probe(p) for p in paths]
     cams = [fit_to_video(c, i, p.name, cal.source) for c, i, p in zip(cal.cameras, infos, paths, strict=True)]
     fps = infos[0].fps
+    contact = reference_contacts(ref_body, fps)
 
     print(f"calibration: {cal.source}; reference: {REFERENCE}")
     cached = [args.cache / f"{c}.npz" for c in CAMERAS] if args.cache else []
@@ -204,20 +212,22 @@ def main() -> int:
     first = found.clip.cameras[0].frame_offset  # cam01's frame at the clip's first frame: the reference's row
     _, pos = found.clip.global_transforms()
     got = errors(pos[:, [found.clip.skeleton.index(j[2]) for j in BODY]], ref_body[first:first + found.clip.num_frames],
-                 frames[first:first + found.clip.num_frames])
+                 frames[first:first + found.clip.num_frames], contact[first:first + found.clip.num_frames])
     print(f"offsets found from the person (no timecodes in these files): {found.sync.offsets}, confidence "
-          f"{found.sync.confidence:.2f} (per view {[round(c, 2) for c in found.sync.per_view]}); 4 views solved with "
+          f"{found.sync.confidence:.2f} (per view {[round(c, 2) for c in found.sync.per_view]}; the shifts that won "
+          f"the resamplings {found.sync.spread}); 4 views solved with "
           f"them: MPJPE {got['MPJPE'].mean():.1f} mm, PA-MPJPE {got['PA-MPJPE'].mean():.1f} mm")
 
-    print("\nsingle view alone, solved (PA-MPJPE mm over the 12 body joints; no calibrated position):")
+    print("\nsingle view alone, solved (PA-MPJPE mm over the 12 body joints, no calibrated position; foot slide):")
     single = {}
     for cam, lm in zip(CAMERAS, views, strict=True):
         focal = cams[CAMERAS.index(cam)].camera.focal_x
         clip = solve(lm, SolveOptions(focal_length_px=focal))
         _, pos = clip.global_transforms()
         pred = pos[:, [clip.skeleton.index(j[2]) for j in BODY]]
-        single[cam] = float(errors(pred, ref_body, frames)["PA-MPJPE"].mean())
-        print(f"  {cam}: {single[cam]:.1f}")
+        e = errors(pred, ref_body, frames, contact)
+        single[cam] = float(e["PA-MPJPE"].mean())
+        print(f"  {cam}: {single[cam]:.1f} mm, slide {e['slide'][0]:.1f} mm/frame")
 
     rows = []
     for k in (4, 3, 2):
@@ -228,17 +238,17 @@ def main() -> int:
             _, pos = out.clip.global_transforms()
             solved = pos[:, [out.clip.skeleton.index(j[2]) for j in BODY]]
             body_pts = out.points.points[:, [j[1] for j in BODY]]
-            rows.append(("+".join(CAMERAS[i][-1] for i in subset), errors(pts, ref_pts, frames),
-                         errors(solved, ref_body, frames), errors(body_pts, ref_body, frames)))
+            rows.append(("+".join(CAMERAS[i][-1] for i in subset), errors(pts, ref_pts, frames, contact),
+                         errors(solved, ref_body, frames, contact), errors(body_pts, ref_body, frames, contact)))
 
     def table(title: str, pick: int, joints: Sequence[tuple[str, int, str | None]]) -> None:
         print(f"\n{title}")
-        print(f"{'views':10}{'frames':>7}{'MPJPE':>8}{'PA':>8}{'def.':>8}  per joint MPJPE (mm): "
+        print(f"{'views':10}{'frames':>7}{'MPJPE':>8}{'PA':>8}{'def.':>8}{'slide':>8}  per joint MPJPE (mm): "
               + " ".join(f"{j[0]:>9}" for j in joints))
         for name, *res in rows:
             e = res[pick]
             print(f"{name:10}{int(e['frames'][0]):>7}{e['MPJPE'].mean():>8.1f}{e['PA-MPJPE'].mean():>8.1f}"
-                  f"{e['def. part'].mean():>8.1f}  " + " ".join(f"{v:>9.0f}" for v in e["MPJPE"]))
+                  f"{e['def. part'].mean():>8.1f}{e['slide'][0]:>8.1f}  " + " ".join(f"{v:>9.0f}" for v in e["MPJPE"]))
 
     table("triangulated points (17 keypoints)", 0, JOINTS)
     table("solved skeleton (12 body joints)", 1, BODY)

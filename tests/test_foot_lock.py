@@ -1,10 +1,12 @@
-"""Foot contacts and the one two-bone IK (motion/foot_lock.py), on synthetic legs."""
+"""Foot contacts, foot locking and the one two-bone IK (motion/foot_lock.py), on synthetic legs."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from inference_server.mocap import skeleton_fit
 from inference_server.motion import foot_lock, quat
+from inference_server.motion.clip import Skeleton, forward_kinematics
 
 
 def _leg(frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,3 +67,63 @@ def test_contacts() -> None:
     relative = foot_lock.relative_contacts(points + [0.0, 0.5, 0.0], fps, leg_length=0.9)
     assert relative[:, 0].all() and not relative[:, 1].any()
     assert foot_lock.spans(np.array([0, 1, 1, 0, 1], bool)) == [(1, 3), (4, 5)]
+
+
+def _standing_legs(frames: int) -> tuple[Skeleton, np.ndarray, np.ndarray]:
+    """A canonical skeleton standing on bent legs whose body sways 1 cm side to side and back and
+    forth: the slide a lock must take out."""
+    measures = skeleton_fit.BodyMeasures(
+        hip_half_width=0.09, trunk=0.5, neck=0.15, shoulder_half_width=0.18, upper_arm=0.28, forearm=0.26,
+        thigh=0.42, shin=0.40, ankle_height=0.07, heel_back=0.05, toe_front=0.15, ear_width=0.15)
+    skeleton = skeleton_fit.build_skeleton(measures)
+    rotations = quat.identity((frames, skeleton.num_joints))
+    x_axis = np.array([1.0, 0.0, 0.0])
+    for side in ("left", "right"):
+        # Knee forward, shin back under it, foot flat.
+        rotations[:, skeleton.index(f"{side}UpperLeg")] = quat.from_axis_angle(x_axis, np.radians(-25.0))
+        rotations[:, skeleton.index(f"{side}LowerLeg")] = quat.from_axis_angle(x_axis, np.radians(50.0))
+        rotations[:, skeleton.index(f"{side}Foot")] = quat.from_axis_angle(x_axis, np.radians(-25.0))
+    t = np.arange(frames) / 60.0
+    root = np.stack([0.01 * np.sin(7.0 * t), 0.85 + 0.005 * np.sin(3.0 * t), 0.01 * np.cos(5.0 * t)], axis=-1)
+    return skeleton, rotations, root
+
+
+def test_one_camera_moves_the_body_along_its_view_then_pins_the_ankle() -> None:
+    fps, frames = 60.0, 90
+    skeleton, rotations, root = _standing_legs(frames)
+    contact = np.arange(frames) < 75
+    camera = np.array([0.0, 1.0, 4.0])
+    locked, locked_root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, {"left": contact}, fps, camera)
+    _, before = forward_kinematics(skeleton, rotations, root)
+    _, after = forward_kinematics(skeleton, locked, locked_root)
+    ankle = skeleton.index("leftFoot")
+    anchor = before[:75, ankle].mean(axis=0)
+    np.testing.assert_allclose(after[:75 - 7, ankle], np.broadcast_to(anchor, (75 - 7, 3)), atol=1e-6)
+    # The root moved along the line of sight only (the depth a single view is unsure of).
+    moved = locked_root - root
+    ray = before[:, ankle] - camera
+    across = moved - np.sum(moved * ray, axis=-1, keepdims=True) * ray / np.sum(ray * ray, axis=-1, keepdims=True)
+    assert np.abs(moved).max() > 1e-3 and np.abs(across).max() < 1e-9
+
+
+def test_a_calibrated_lock_keeps_the_body_and_lets_go_of_a_foot_that_moves_away() -> None:
+    fps, frames, run = 60.0, 150, 120
+    skeleton, rotations, root = _standing_legs(frames)
+    # The contact was found too long: over its last 15 frames the body (and the foot) moves 12 cm forward.
+    root[:, 2] += np.clip((np.arange(frames) - (run - 15)) / 15.0, 0.0, 1.0) * 0.12
+    down = np.arange(frames) < run
+    _, before = forward_kinematics(skeleton, rotations, root)
+    locked, locked_root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, {"left": down}, fps, None)
+    _, after = forward_kinematics(skeleton, locked, locked_root)
+    np.testing.assert_allclose(locked_root, root)  # the cameras placed the body: it stays
+    ankle = before[:, skeleton.index("leftFoot")]
+    anchor = ankle[:run].mean(axis=0)
+    gap = np.linalg.norm(anchor - ankle, axis=-1)
+    # Pinned on the anchor while within the hold of it (most of the run)...
+    held = (gap < foot_lock.TRIANGULATED_HOLD_M) & down
+    assert held[:run - 15].mean() > 0.9
+    assert np.abs(after[held, skeleton.index("leftFoot")] - anchor).max() < 1e-6
+    # ... and let go of once twice that far away: there it is where it was.
+    far = (gap > 2 * foot_lock.TRIANGULATED_HOLD_M) & down
+    assert far[run - 5:run].all()
+    np.testing.assert_allclose(after[far, skeleton.index("leftFoot")], ankle[far], atol=1e-6)

@@ -16,6 +16,7 @@ import pytest
 
 from inference_server.errors import InvalidInput
 from inference_server.jobs.context import NullContext
+from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import SolveOptions
 from inference_server.motion.wire import clip_from_proto, clip_to_proto
 from inference_server.multicam import epipolar, sync
@@ -192,7 +193,26 @@ def test_offsets_are_found_with_all_views_at_once_and_a_still_person_is_flagged(
     # A man who does not move: every shift fits as well, so the offsets found are not to be trusted.
     still = np.broadcast_to(xy[:, :1], xy.shape).copy()
     unsure = sync.from_views(cams, still[:, :60], conf[:, :60], 60.0)
-    assert unsure.confidence < sync.MIN_CONFIDENCE
+    assert unsure.confidence == 0.0 and unsure.doubts() == [1, 2, 3]
+    assert all(high - low >= 10 for low, high in unsure.spread[1:])
+
+
+def test_a_view_whose_shift_is_in_doubt_is_not_called_sure(reference: np.ndarray) -> None:
+    from inference_server.multicam.triangulate import normalized_points
+
+    cams, pixels, conf = views_of(reference)
+    xy = np.stack([normalized_points(c, p) for c, p in zip(cams, pixels, strict=True)])
+    # cam04 started 2.5 frames late: its frames lie halfway between two of the others' instants.
+    t = np.arange(xy.shape[1], dtype=float)
+    late = np.stack([np.interp(t + 2.5, t, xy[3, :, j, k]) for j in range(33) for k in range(2)], axis=-1)
+    xy[3] = late.reshape(xy.shape[1], 33, 2)
+    found = sync.from_views([cams[0], cams[1], cams[3]], xy[[0, 1, 3], :60], conf[[0, 1, 3], :60], 60.0)
+    # Shifts of 2 and 3 fit alike: the one chosen wins about half the resamplings of the frames, and
+    # the spread says which (counting a neighbour's win as agreement called such a view sure).
+    assert found.offsets[2] - found.offsets[0] in (-2, -3)
+    assert 0.2 < found.per_view[2] < 0.8 and found.confidence == min(found.per_view)
+    low, high = found.spread[2]
+    assert high - low == 1 and found.doubts() == []
 
 
 def _encode(path: Path, frames: int, size: tuple[int, int], rate: int) -> Path:
@@ -391,3 +411,38 @@ def test_a_request_that_cannot_run_is_refused_at_submit(client) -> None:
         client.stub(multicam_pb2_grpc.MultiCameraStub).CaptureMultiView(request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "floor 7 is not a FloorSource" in (err.value.details() or "")
+
+
+def _landmarks_of(reference: np.ndarray, cam: VideoCamera, pixels: np.ndarray, conf: np.ndarray) -> Landmarks:
+    """A MediaPipe-like view of the reference body: its pixels, and world landmarks about the hips in
+    the camera's MediaPipe axes (x right, y down, z away); NaN where the reference has no such point."""
+    c = cam.camera
+    f = len(reference)
+    hips = 0.5 * (reference[:, 23] + reference[:, 24])
+    in_camera = (reference - hips[:, None]) @ c.camera_to_world[:3, :3]   # world -> camera axes
+    size = np.array([c.width, c.height], dtype=float)
+    image = np.concatenate([pixels / size, np.zeros((f, 33, 1))], axis=-1)
+    return Landmarks(times=np.arange(f) / 60.0, frame_indices=np.arange(f), image_size=(c.width, c.height), fps=60.0,
+                     pose_image=image, pose_world=in_camera * [1.0, -1.0, -1.0], pose_visibility=conf,
+                     pose_present=np.ones(f, bool))
+
+
+def test_an_arm_only_one_view_sees_comes_from_that_view(reference: np.ndarray) -> None:
+    """Elbows and wrists that no two views agree on (each is seen by cam01 alone) are placed from that
+    view's world landmarks, with a warning, instead of leaving the arms without rotations."""
+    from inference_server.multicam.capture import reconstruct
+
+    ref = reference[:40]
+    cams, pixels, conf = views_of(ref)
+    conf[1:, :, 13:17] = 0.0
+    lms = [_landmarks_of(ref, cam, px, c) for cam, px, c in zip(cams, pixels, conf, strict=True)]
+    out = reconstruct(lms, cams, [c.name for c in cams], 60.0, MulticamOptions(offsets=[0, 0, 0, 0]), NullContext())
+    clip = out.clip
+    assert np.isfinite(clip.rotations).all()
+    # (the reference, an OpenPose body, has no eyes, ears, mouth or fingers: those are named too)
+    assert any(w.startswith("no two views agree on the ") and "left elbow, right elbow, left wrist, right wrist" in w
+               for w in clip.warnings), clip.warnings
+    _, pos = clip.global_transforms()
+    for bone, point in (("leftLowerArm", 13), ("rightLowerArm", 14), ("leftHand", 15), ("rightHand", 16)):
+        err = np.linalg.norm(pos[:, clip.skeleton.index(bone)] - ref[:, point], axis=-1)
+        assert np.median(err) < 0.06, (bone, np.median(err))

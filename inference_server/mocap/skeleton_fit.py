@@ -11,12 +11,12 @@ limbs point along +Y, arms along +X (left) / -X (right), legs along -Y, feet for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from inference_server.motion import quat
-from inference_server.motion.clip import Skeleton
+from inference_server.motion.clip import Skeleton, forward_kinematics
 from keygrip import humanoid
 
 # MediaPipe Pose landmark indices.
@@ -46,6 +46,14 @@ _HEAD_TOP_PER_EAR_WIDTH = 0.85
 # Weight of the fallback hinge axis of elbows and knees: large enough to fix the twist of a
 # straight limb, small enough that any visible bend (above ~10 degrees) decides it.
 _HINGE_FALLBACK = 0.1
+
+# The limbs' bones: the joint whose rest offset is the bone -> the landmarks at its two ends.
+LIMB_BONES: dict[str, tuple[int, int]] = {
+    "leftLowerArm": (L_SHOULDER, L_ELBOW), "leftHand": (L_ELBOW, L_WRIST),
+    "rightLowerArm": (R_SHOULDER, R_ELBOW), "rightHand": (R_ELBOW, R_WRIST),
+    "leftLowerLeg": (L_HIP, L_KNEE), "leftFoot": (L_KNEE, L_ANKLE),
+    "rightLowerLeg": (R_HIP, R_KNEE), "rightFoot": (R_KNEE, R_ANKLE),
+}
 
 # Landmarks that decide each body joint's confidence (min of their visibilities).
 JOINT_LANDMARKS: dict[str, tuple[int, ...]] = {
@@ -90,6 +98,9 @@ class BodyMeasures:
     heel_back: float  # heel behind the ankle
     toe_front: float  # toe tip in front of the ankle
     ear_width: float
+    # Each limb bone's own length by LIMB_BONES' joint names, left and right apart; empty: both
+    # sides take upper_arm, forearm, thigh and shin (see measure_body's per_side).
+    limbs: dict[str, float] = field(default_factory=dict)
 
     def standing_height(self) -> float:
         """Floor to the top of the head, upright."""
@@ -97,7 +108,8 @@ class BodyMeasures:
                 + _HEAD_TOP_PER_EAR_WIDTH * self.ear_width)
 
     def scaled(self, factor: float) -> BodyMeasures:
-        return BodyMeasures(**{k: v * factor for k, v in vars(self).items()})
+        lengths = {k: v * factor for k, v in vars(self).items() if k != "limbs"}
+        return replace(self, **lengths, limbs={k: v * factor for k, v in self.limbs.items()})
 
 
 def to_y_up(points: np.ndarray) -> np.ndarray:
@@ -122,11 +134,14 @@ def _robust_length(points: np.ndarray, vis: np.ndarray, pairs: list[tuple[int, i
     return float(np.median(pooled)) if len(pooled) else 0.0
 
 
-def measure_body(points: np.ndarray, vis: np.ndarray) -> BodyMeasures:
+def measure_body(points: np.ndarray, vis: np.ndarray, per_side: bool = False) -> BodyMeasures:
     """Bone lengths from world landmarks (F, 33, 3) and visibility (F, 33), medians over the clip.
 
     Medians over confident frames ignore the frames where MediaPipe foreshortens or mislocates a
-    limb, and pooling left with right gives a symmetric skeleton.
+    limb, and pooling left with right gives a symmetric skeleton. per_side: the limbs also keep
+    each side's own lengths (BodyMeasures.limbs), for points triangulated from calibrated views,
+    which measure each limb where it is (on the Pose2Sim trial the triangulated left leg is 3 cm
+    shorter than the right, and a pooled length put each ankle 1-2 cm off its point).
     """
     mid_hip = 0.5 * (points[:, L_HIP] + points[:, R_HIP])
     mid_sh = 0.5 * (points[:, L_SHOULDER] + points[:, R_SHOULDER])
@@ -160,6 +175,7 @@ def measure_body(points: np.ndarray, vis: np.ndarray) -> BodyMeasures:
         heel_back=heel_back,
         toe_front=toe_front,
         ear_width=_robust_length(ext, ext_vis, [(L_EAR, R_EAR)]),
+        limbs={name: _robust_length(ext, ext_vis, [pair]) for name, pair in LIMB_BONES.items()} if per_side else {},
     )
 
 
@@ -202,6 +218,9 @@ def build_skeleton(m: BodyMeasures, finger_offsets: dict[str, np.ndarray] | None
     joints = humanoid.hierarchy(with_fingers=finger_offsets is not None)
     names = [n for n, _ in joints]
     parents = [-1 if p is None else names.index(p) for _, p in joints]
+    for name, length in m.limbs.items():
+        bone = np.array(body[name])
+        body[name] = tuple(bone * (length / np.linalg.norm(bone)))
     fingers = finger_offsets or {}
     offsets = np.array([body[n] if n in body else fingers[n] for n in names])
     return Skeleton(names=names, parents=np.array(parents), offsets=offsets)
@@ -288,6 +307,29 @@ def body_global_rotations(p: np.ndarray, m: BodyMeasures, names: list[str]) -> n
         put(f"{side}Foot", frame_rotation(to_toe, np.cross(to_heel, to_toe), toe_rest, foot_side_rest))
         put(f"{side}Toes", g[:, names.index(f"{side}Foot")])
     return g
+
+
+def aim_limbs(skeleton: Skeleton, global_rot: np.ndarray, root: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Global rotations (F, J, 4) with each limb bone turned to point from where its joint is in
+    the skeleton to where its far end is among points (F, 33, 3), the landmarks in the world.
+
+    body_global_rotations gives every bone its landmarks' direction, so each joint inherits its
+    parent's whole offset from its landmark (a hip joint placed across a pelvis whose landmark
+    width jitters, a bone longer or shorter than the landmarks are apart that frame) and the
+    offsets add up along the limb. Aimed from the skeleton's own joint, a knee, ankle, elbow or
+    wrist lies on the line to its landmark and is off it only by this frame's length mismatch.
+    Each bone turns by the shortest arc, so the hinge's twist stays; hands and feet keep their
+    global rotations. root: (F, 3) the hips joint's world position.
+    """
+    g_rot = global_rot.copy()
+    _, g_pos = forward_kinematics(skeleton, to_local(skeleton, global_rot), root)
+    for child, (_, far) in LIMB_BONES.items():
+        c = skeleton.index(child)
+        j = int(skeleton.parents[c])
+        turn = quat.between(quat.rotate(g_rot[:, j], skeleton.offsets[c]), points[:, far] - g_pos[:, j])
+        g_rot[:, j] = quat.multiply(turn, g_rot[:, j])
+        g_pos[:, c] = g_pos[:, j] + quat.rotate(g_rot[:, j], skeleton.offsets[c])
+    return g_rot
 
 
 def to_local(skeleton: Skeleton, global_rot: np.ndarray) -> np.ndarray:

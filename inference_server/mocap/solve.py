@@ -72,7 +72,8 @@ class PlacedBody:
         feet show is used for contacts only. False for a single camera's levelled view.
     view: the view hands and face are solved from (single view: the one there is).
     view_rotation: (4,) the rotation from that view's Y-up camera axes into the world.
-    camera_position: (3,) where that view's camera is in the world (for contact speeds across the view).
+    camera_position: (3,) where the one camera is in the world (contact speeds and the foot lock work
+        across its view, depth being the uncertain direction); None for calibrated views.
     focal: a single view's focal length in pixels: the clip carries the camera the body was placed
         through (calibrated views: None, their cameras are the calibration's).
     """
@@ -85,7 +86,7 @@ class PlacedBody:
     calibrated: bool
     view: Landmarks
     view_rotation: np.ndarray
-    camera_position: np.ndarray
+    camera_position: np.ndarray | None
     focal: float | None = None
 
 
@@ -201,19 +202,26 @@ def solve_placed(body: PlacedBody, fps: float, options: SolveOptions, stage: _St
     skeleton = skeleton_fit.build_skeleton(measures, finger_offsets)
     names = skeleton.names
     g_rot = skeleton_fit.body_global_rotations(world, measures, names)
+    # The hips joint sits on the hips midpoint, the world landmarks' origin.
+    hips = world[:, [skeleton_fit.L_HIP, skeleton_fit.R_HIP]].mean(axis=1)
+    if body.calibrated:
+        # Triangulated points each sit where the cameras put them: the limbs reach for them from the
+        # skeleton's own joints, so that the offsets of a pelvis and bones of constant size do not
+        # add up down the limbs (single view: pose_fit has fitted its limbs to the image already).
+        g_rot = skeleton_fit.aim_limbs(skeleton, g_rot, root + hips, world + root[:, None])
     confidence = skeleton_fit.joint_confidence(vis, names)
     if hand_tracks is not None:
         hand_solver.apply_finger_rotations(hand_tracks, g_rot, confidence, names)
     rotations = skeleton_fit.to_local(skeleton, g_rot)
-    # The hips joint sits on the hips midpoint, the world landmarks' origin.
-    root = root + world[:, [skeleton_fit.L_HIP, skeleton_fit.R_HIP]].mean(axis=1)
+    root = root + hips
 
     stage("finding the floor")
     heel, toe = skeleton_fit.heel_offset(measures), skeleton_fit.toe_offset(measures)
     points = _contact_points(skeleton, rotations, root, heel, toe)
     floor = root_motion.floor_height(points[..., 1])
     root[:, 1] -= floor
-    camera = quat.rotate(level, body.camera_position) - np.array([0.0, floor, 0.0])
+    camera = None if body.camera_position is None else \
+        quat.rotate(level, body.camera_position) - np.array([0.0, floor, 0.0])
     points = _contact_points(skeleton, rotations, root, heel, toe)
     contacts = foot_lock.floor_contacts(points, fps, camera)
     min_contact = foot_lock.min_contact_frames(fps)
@@ -225,8 +233,7 @@ def solve_placed(body: PlacedBody, fps: float, options: SolveOptions, stage: _St
     stage("locking feet")
     if options.foot_lock and frames >= min_contact:
         per_foot = {"left": contacts[:, 0] | contacts[:, 1], "right": contacts[:, 2] | contacts[:, 3]}
-        rotations, root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, per_foot, fps, camera,
-                                                        move_root=not body.calibrated)
+        rotations, root = foot_lock.lock_skeleton_feet(skeleton, rotations, root, per_foot, fps, camera)
     if body.calibrated:
         # The calibration's world stays: the feet's floor served the contacts above only.
         root[:, 1] += floor

@@ -4,15 +4,17 @@ captured skeleton (mocap/solve.py) and for a retargeted rig (animation/retarget.
 Contacts, two ways:
 - floor_contacts: the floor (y = 0) and the camera are known, as after a capture. Height above the
   floor and speed with hysteresis (entering contact needs the point low and slow, leaving it needs
-  it clearly up or moving), so noise near the thresholds does not make contacts flicker. Speeds are
-  measured across the camera's line of sight: from one camera, depth is the least certain direction.
+  it clearly up or moving), so noise near the thresholds does not make contacts flicker. From one
+  camera, speeds are measured across its line of sight (depth is the least certain direction); a
+  body triangulated from calibrated cameras is measured in every direction.
 - relative_contacts: nothing is known about the floor, as for a BVH from elsewhere. Each point is
   compared with its own lowest height over the clip, speeds are scaled by the leg length.
 
 Locking, two ways, both with the same leg solver (two_bone_ik):
 - lock_skeleton_feet (captures): each contact run pins the ankle at its mean 3D position, blending in
-  and out; the whole body first moves along the camera's line of sight (where a capture's depth
-  jitter lives) before the legs bend for what is left.
+  and out. From one camera the whole body first moves along the camera's line of sight (where a
+  capture's depth jitter lives) before the legs bend for what is left; a body triangulated from
+  calibrated cameras keeps its place, and a lock lets go of a foot that moves away from its anchor.
 - lock_offsets (retargeting): horizontal offsets that pin a heel or toe point on the ground plane;
   animation/retarget.py turns them into leg rotations on the rig.
 """
@@ -32,6 +34,12 @@ SPEED_ON, SPEED_OFF = 0.35, 0.60
 # 2 frames, so that a one-frame flicker is dropped at any frame rate.
 MIN_CONTACT_S = 0.05
 _BLEND_S = 0.1  # blend time into and out of a lock, seconds
+# A foot triangulated from calibrated cameras is placed to within about a centimetre: a lock that
+# would move it further than this is holding a foot that moves (a contact found too long, a foot
+# lifting slowly), so its hold fades out between once and twice this far (metres). On the Pose2Sim
+# trial a full hold to the end of such a run pulled a lifting foot down and swung the nearly
+# straight standing knee by up to 12 cm.
+TRIANGULATED_HOLD_M = 0.02
 
 
 def min_contact_frames(fps: float) -> int:
@@ -50,15 +58,18 @@ def _across_view(vectors: np.ndarray, points: np.ndarray, camera: np.ndarray) ->
     return vectors - np.sum(vectors * ray, axis=-1, keepdims=True) * ray
 
 
-def floor_contacts(points: np.ndarray, fps: float, camera: np.ndarray) -> np.ndarray:
+def floor_contacts(points: np.ndarray, fps: float, camera: np.ndarray | None) -> np.ndarray:
     """Contacts (F, C) bool for contact points (F, C, 3), Y-up metres with the floor at y = 0,
-    seen from a camera at camera (3,). Clips shorter than min_contact_frames(fps) have none."""
+    seen from one camera at camera (3,), or triangulated from calibrated views (None: speeds in every
+    direction count). Clips shorter than min_contact_frames(fps) have none."""
     f = len(points)
     min_frames = min_contact_frames(fps)
     if f < min_frames:
         return np.zeros(points.shape[:2], dtype=bool)
     height = points[..., 1]
-    velocity = _across_view(np.gradient(points, axis=0), points, camera)
+    velocity = np.gradient(points, axis=0)
+    if camera is not None:
+        velocity = _across_view(velocity, points, camera)
     speed = np.linalg.norm(velocity[..., [0, 2]], axis=-1) * fps
     on = (height < HEIGHT_ON) & (speed < SPEED_ON)
     off = (height > HEIGHT_OFF) | (speed > SPEED_OFF)
@@ -209,37 +220,46 @@ def two_bone_ik(root: np.ndarray, mid: np.ndarray, end: np.ndarray, target: np.n
 # Locking a skeleton's feet -----------------------------------------------------------------------
 
 def lock_skeleton_feet(skeleton: Skeleton, rotations: np.ndarray, root_translation: np.ndarray,
-                       foot_contacts: dict[str, np.ndarray], fps: float, camera: np.ndarray,
-                       move_root: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                       foot_contacts: dict[str, np.ndarray], fps: float,
+                       camera: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Rotations (F, J, 4) and root translation (F, 3) with the ankles pinned during contact.
 
     skeleton: a humanoid with VRM joint names (leftUpperLeg, leftLowerLeg, leftFoot, ...).
-    foot_contacts: side ("left"/"right") -> (F,) bool, the foot touches the floor; camera: (3,)
-    where the camera is. With move_root (one camera, whose depth is the uncertain direction), the
-    root moves along the line of sight by the mean depth error of the locked feet; without (a body
-    triangulated from several cameras, placed as well in every direction) it stays. Then only the
-    upper leg, lower leg and foot local rotations change, and the foot keeps its global orientation.
+    foot_contacts: side ("left"/"right") -> (F,) bool, the foot touches the floor. Each contact run
+    pins the ankle at its mean position over the run. camera: (3,) where the one camera is: the
+    root first moves along its line of sight by the mean depth error of the locked feet (where one
+    view's depth jitter lives). None, a body triangulated from calibrated views, placed as well in
+    every direction: the root stays, and a lock holds the ankle only while it is within
+    TRIANGULATED_HOLD_M of its anchor, letting go by twice that.
+    Then only the upper leg, lower leg and foot local rotations change, and the foot keeps its
+    global orientation.
     """
     _, g_pos = forward_kinematics(skeleton, rotations, root_translation)
-    targets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    errors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     shift, count = np.zeros_like(root_translation), np.zeros(len(rotations))
     for side, contact in foot_contacts.items():
         ankle = g_pos[:, skeleton.index(f"{side}Foot")]
         anchor, weight = segment_anchors(contact, ankle, fps)
-        targets[side] = (anchor, weight)
         error = weight[:, None] * (anchor - ankle)
-        shift += error - _across_view(error, ankle, camera)
-        count += weight > 0
-    root = root_translation + shift / np.maximum(count, 1)[:, None] if move_root else root_translation
+        if camera is not None:
+            shift += error - _across_view(error, ankle, camera)
+            count += weight > 0
+        else:
+            hold = np.clip(2.0 - np.linalg.norm(anchor - ankle, axis=-1) / TRIANGULATED_HOLD_M, 0.0, 1.0)
+            error, weight = error * hold[:, None], weight * hold
+        errors[side] = (error, weight)
+    shift /= np.maximum(count, 1)[:, None]
+    root = root_translation + shift
 
     out = rotations.copy()
     g_rot, g_pos = forward_kinematics(skeleton, rotations, root)
     side_axis = g_pos[:, skeleton.index("leftUpperLeg")] - g_pos[:, skeleton.index("rightUpperLeg")]
-    for side, (anchor, weight) in targets.items():
+    for side, (error, weight) in errors.items():
         hip, knee, foot = (skeleton.index(f"{side}{n}") for n in ("UpperLeg", "LowerLeg", "Foot"))
         if not weight.any():
             continue
-        target = g_pos[:, foot] + weight[:, None] * (anchor - g_pos[:, foot])
+        # The root's move carried the locked share of the error along already.
+        target = g_pos[:, foot] + error - weight[:, None] * shift
         upper, lower = two_bone_ik(g_pos[:, hip], g_pos[:, knee], g_pos[:, foot], target, side_axis)
         g_upper = quat.multiply(upper, g_rot[:, hip])
         g_lower = quat.multiply(lower, g_rot[:, knee])

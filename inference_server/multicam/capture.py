@@ -276,14 +276,18 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
     xy, conf = epipolar.view_points(cams, lms, n)
     if offsets is None:
         synced = sync.from_views(cams, xy, conf, fps)
-        if synced.confidence < sync.MIN_CONFIDENCE:
+        doubts = synced.doubts()
+        if doubts:
+            fits = ", ".join(f"{names[v]} could be {synced.spread[v][0]} to {synced.spread[v][1]} frames"
+                             for v in doubts)
             warnings.append(f"the frame offsets found from the person's motion ({synced.offsets}) are uncertain "
-                            f"(confidence {synced.confidence:.2f}): little motion tells the views apart; if the "
-                            "videos are known to be in step, give their offsets (--offsets 0,0,...)")
+                            f"(confidence {synced.confidence:.2f}: {fits}): too little motion, or cameras facing "
+                            "each other, tell the shifts apart; if the videos are known to be in step, give their "
+                            "offsets (--offsets 0,0,...)")
         view_start = synced.offsets
     else:
         synced = sync.Sync(list(offsets), 1.0, "given" if options.offsets is not None else "timecode",
-                           [1.0] * len(lms))
+                           [1.0] * len(lms), [(o, o) for o in offsets])
         view_start = [0] * len(lms)  # the ranges were already shifted by the offsets
     n = min(lm.num_frames - s for lm, s in zip(lms, view_start, strict=True))
     if n < 1:
@@ -307,7 +311,7 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
         points, cams = _moved(points, cams, level.transform)
 
     t = time.perf_counter()
-    body, parts = _placed_body(points, lms, cams, options.solve)
+    body, parts = _placed_body(points, lms, cams, options.solve, warnings)
     clip = solve_world(body, fps, options.solve, ctx, warnings)
     timings["solve"] = time.perf_counter() - t
     first = int(lms[0].frame_indices[0])
@@ -315,7 +319,9 @@ def reconstruct(lms: list[Landmarks], cams: list[VideoCamera], names: list[str],
                     for c, lm in zip(cams, lms, strict=True)]
     clip.metadata.update(views=",".join(names), sync_method=synced.method,
                          sync_offsets=",".join(str(o) for o in synced.offsets),
-                         sync_confidence=f"{synced.confidence:.2f}", first_frame=str(first), floor=level.used)
+                         sync_confidence=f"{synced.confidence:.2f}",
+                         sync_spread=",".join(f"{low}..{high}" for low, high in synced.spread), first_frame=str(first),
+                         floor=level.used)
     if parts:  # frames of each part taken from the triangulation: "left hand 40/100, face 0/100"
         clip.metadata["triangulated_parts"] = ", ".join(f"{name.removesuffix('_image').replace('_', ' ')} "
                                                         f"{int(part.used.sum())}/{n}" for name, part in parts.items())
@@ -331,6 +337,25 @@ def _moved(points: Triangulated, cams: list[VideoCamera], transform: np.ndarray
     return dataclasses.replace(points, points=p), moved
 
 
+# MediaPipe's axes (x right, y down, z away from the camera) as a Camera's (x right, y up, looking down -Z).
+_MEDIAPIPE_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
+
+
+def _one_view_offset(lms: list[Landmarks], cams: list[VideoCamera], j: int) -> np.ndarray:
+    """(F, 3) point j from the hips' midpoint in the world, as MediaPipe's world landmarks of the view
+    most sure of it place it, turned by that view's camera; gaps filled over time (zero where it never
+    saw it)."""
+    best = int(np.argmax([float(np.mean(lm.pose_visibility[:, j])) for lm in lms]))
+    lm = lms[best]
+    offset = lm.pose_world[:, j] - 0.5 * (lm.pose_world[:, 23] + lm.pose_world[:, 24])
+    world = offset @ (cams[best].camera.camera_to_world[:3, :3] @ _MEDIAPIPE_TO_CAMERA).T
+    ok = np.isfinite(world).all(axis=1)
+    if not ok.any():
+        return np.zeros_like(world)
+    frames = np.arange(len(world))
+    return np.stack([np.interp(frames, frames[ok], world[ok, k]) for k in range(3)], axis=1)
+
+
 def _slice(lm: Landmarks, start: int, n: int) -> Landmarks:
     arrays = {f.name: getattr(lm, f.name)[start:start + n] for f in dataclasses.fields(lm)
               if isinstance(getattr(lm, f.name), np.ndarray)}
@@ -338,10 +363,11 @@ def _slice(lm: Landmarks, start: int, n: int) -> Landmarks:
 
 
 def _placed_body(points: Triangulated, lms: list[Landmarks], cams: list[VideoCamera],
-                 options: SolveOptions) -> tuple[PlacedBody, dict[str, seen_parts.SeenPart]]:
+                 options: SolveOptions, warnings: list[str]) -> tuple[PlacedBody, dict[str, seen_parts.SeenPart]]:
     """The triangulated body as the solver takes it: each point's short gaps filled over time, the
     frames where most points were triangulated placed, hands and face from the view seeing them
-    best, triangulated where two views agree on them (seen_parts.py); and those triangulations."""
+    best, triangulated where two views agree on them (seen_parts.py); and those triangulations.
+    A point never triangulated takes its partner's place, or where neither was, one view's."""
     p = points.points
     tri = np.isfinite(p).all(axis=-1)  # (F, 33)
     missing = [j for j in range(p.shape[1]) if not tri[:, j].any()]
@@ -357,16 +383,28 @@ def _placed_body(points: Triangulated, lms: list[Landmarks], cams: list[VideoCam
         if tri[:, j].any():
             for k in range(3):
                 filled[:, j, k] = np.interp(frames, frames[tri[:, j]], p[tri[:, j], j, k])
-        else:
+    root = 0.5 * (filled[:, 23] + filled[:, 24])
+    alone = []
+    for j in missing:
+        if tri[:, swaps.MIRROR[j]].any():
             # A point no two views agree on (an ear hidden from all but one camera) takes its partner's.
             filled[:, j] = filled[:, swaps.MIRROR[j]]
+        else:
+            # Neither it nor its partner (an arm only one camera sees): from the view that sees it best.
+            filled[:, j] = root + _one_view_offset(lms, cams, j)
+            alone.append(j)
+    if alone:
+        from mediapipe.python.solutions.pose import PoseLandmark
+
+        warnings.append("no two views agree on the " + ", ".join(PoseLandmark(j).name.lower().replace("_", " ")
+                                                                  for j in alone)
+                        + ": taken from the one view that sees them best, without depth from the others")
     placed = tri[:, core].all(axis=1)
     if not placed.any():
         placed = tri.mean(axis=1) >= 0.5
-    root = 0.5 * (filled[:, 23] + filled[:, 24])
     world = filled - root[:, None]
     vis = np.where(placed[:, None], points.confidence, 0.0)
-    measures = skeleton_fit.measure_body(world[placed], np.maximum(vis[placed], 0.6 * tri[placed]))
+    measures = skeleton_fit.measure_body(world[placed], np.maximum(vis[placed], 0.6 * tri[placed]), per_side=True)
     # Hands and face from the view that sees the person on the most frames (the face, when asked for).
     seen = [np.isfinite(lm.face_image).all(axis=(1, 2)).sum() if options.face and lm.face_image is not None
             else np.asarray(lm.pose_present, bool).sum() for lm in lms]
@@ -375,5 +413,5 @@ def _placed_body(points: Triangulated, lms: list[Landmarks], cams: list[VideoCam
     rot = cams[best].camera.camera_to_world[:3, :3]
     return PlacedBody(world=world, root=root, placed=placed, visibility=vis, measures=measures, calibrated=True,
                       view=dataclasses.replace(view, times=lms[0].times), view_rotation=quat.from_matrix(rot),
-                      camera_position=np.mean([c.camera.position for c in cams], axis=0)), parts
+                      camera_position=None), parts
 

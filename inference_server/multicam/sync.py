@@ -16,8 +16,11 @@ smallest offset is 0. In order of trust:
    other, so their epipolar lines run along the body and hardly tell shifts apart. The shifts are
    therefore settled with all views at once: the median reprojection error of the points
    triangulated from every view, one view's shift varied with the others held, in a few sweeps.
-   The confidence is a bootstrap over the frames (how often the same shift wins), not a ratio of
-   costs, which stayed high for a wrong answer.
+   The confidence is a bootstrap over the frames (how often the very shift chosen wins), not a
+   ratio of costs, which stayed high for a wrong answer; the shifts that won the resamplings say
+   how far the answer may be off. Counting the neighbours of the chosen shift as agreeing (as
+   before) called cam03 of that trial sure at 1.00 while it won only 47 % of the resamplings,
+   the others going to one frame less.
 """
 
 from __future__ import annotations
@@ -35,20 +38,28 @@ from keygrip.projection import VideoCamera
 
 # Offsets searched: up to this many seconds either way (and at most a third of the shortest clip).
 MAX_LAG_S = 2.0
-# Below this the shifts are barely told apart (reported as a warning).
-MIN_CONFIDENCE = 0.3
+# The shifts that win the frame resamplings for a view may span this many frames (a true offset
+# between two frames splits them between those two); a wider spread is reported as a warning.
+MAX_SPREAD_FRAMES = 1
 
 
 @dataclass
 class Sync:
     """offsets: (V,) frames, the smallest 0. confidence: 0..1 (1 for timecodes and overrides).
     method: "override", "timecode" or "motion". per_view: each view's own confidence (against the
-    reference view; 1 for the reference)."""
+    reference view; 1 for the reference). spread: each view's (lowest, highest) offset, counted as
+    offsets are, among the shifts that won 90 % of the resamplings (given or from timecodes: the
+    offset itself)."""
 
     offsets: list[int]
     confidence: float
     method: str
     per_view: list[float]
+    spread: list[tuple[int, int]]
+
+    def doubts(self) -> list[int]:
+        """The views whose offset is in doubt by more than MAX_SPREAD_FRAMES."""
+        return [v for v, (low, high) in enumerate(self.spread) if high - low > MAX_SPREAD_FRAMES]
 
 
 def normalize(offsets: list[int]) -> list[int]:
@@ -65,7 +76,8 @@ def from_timecodes(paths: list[Path], fps: float) -> Sync | None:
             return None
         starts.append(tc)
     latest = max(starts)
-    return Sync(normalize([round((latest - s) * fps) for s in starts]), 1.0, "timecode", [1.0] * len(paths))
+    offsets = normalize([round((latest - s) * fps) for s in starts])
+    return Sync(offsets, 1.0, "timecode", [1.0] * len(paths), [(o, o) for o in offsets])
 
 
 def _timecode(path: Path) -> float | None:
@@ -99,9 +111,10 @@ def from_views(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray, fps: f
     view's epipolar lines, epipolar.pair_cost), then every view's shift again with all views at once
     (joint_cost): a pair of cameras facing each other hardly tells shifts apart, all views together do.
 
-    per_view confidence: the share of BOOTSTRAP resamplings of the frames whose best shift for the
-    view lies within a frame of the one chosen (1 for the first view): a flat cost, as with a person
-    who hardly moves or a view that sees the motion along its line of sight, gives a low one.
+    per_view confidence: the share of BOOTSTRAP resamplings of the frames in which the shift chosen
+    for the view scores strictly lowest (1 for the first view): a flat cost, as with a person who
+    hardly moves or a view that sees the motion along its line of sight, gives a low one, and so does
+    a true offset between two frames (each of the two wins about half). spread: the shifts that won.
     Raises InvalidInput when no shift makes a view agree with the first (different takes, or a
     calibration that does not belong to these videos).
     """
@@ -130,6 +143,7 @@ def from_views(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray, fps: f
                            "Check that the videos are one take and that the calibration belongs to these cameras, "
                            "or give the offsets yourself (--offsets).")
     conf_v = [1.0] * len(cams)
+    spread = [(0, 0)] * len(cams)
     tables: dict[int, np.ndarray] = {}
     for _ in range(SWEEPS):
         moved = False
@@ -142,9 +156,12 @@ def from_views(cams: list[VideoCamera], xy: np.ndarray, conf: np.ndarray, fps: f
         if not moved:
             break
     for v, table in tables.items():
-        conf_v[v] = _bootstrap_agreement(table, int(np.searchsorted(lags, offsets[v])))
+        conf_v[v], (low, high) = _bootstrap(table, int(np.searchsorted(lags, offsets[v])))
+        spread[v] = (int(lags[low]), int(lags[high]))
     # View v's frame t + offsets[v] shows what the first view's frame t does.
-    return Sync(normalize(offsets), float(min(conf_v)), "motion", conf_v)
+    first = min(offsets)
+    return Sync(normalize(offsets), float(min(conf_v)), "motion", conf_v,
+                [(lo - first, hi - first) for lo, hi in spread])
 
 
 # Coordinate sweeps over the views in the joint search (each view's shift with the others held).
@@ -185,18 +202,23 @@ def _best(per_frame: np.ndarray) -> int:
     return int(np.nanargmin(np.where(np.isfinite(med), med, np.inf)))
 
 
-def _bootstrap_agreement(per_frame: np.ndarray, best: int) -> float:
-    """Share of resamplings of the frames (with replacement) in which the shifts within a frame of
-    best score strictly lower than every other shift (a tie, as for a person who does not move, is
-    no agreement)."""
+def _bootstrap(per_frame: np.ndarray, best: int) -> tuple[float, tuple[int, int]]:
+    """Over resamplings of the frames (with replacement): the share in which the shift (row) best
+    scores strictly lower than every other (a tie, as for a person who does not move, is no win),
+    and the lowest and highest rows among those that won (all the tied ones where several tie),
+    from the 5th to the 95th percentile."""
     rng = np.random.default_rng(0)
     f = per_frame.shape[1]
-    near = np.abs(np.arange(len(per_frame)) - best) <= 1
-    hits = 0
+    wins, low, high = 0, [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for _ in range(BOOTSTRAP):
             med = np.nanmedian(per_frame[:, rng.integers(0, f, f)], axis=1)
             med = np.where(np.isfinite(med), med, np.inf)
-            hits += bool(med[near].min() < med[~near].min())
-    return hits / BOOTSTRAP
+            winners = np.flatnonzero(med == med.min())
+            wins += bool(len(winners) == 1 and winners[0] == best)
+            low.append(winners[0])
+            high.append(winners[-1])
+    lo = int(np.percentile(low, 5, method="inverted_cdf"))
+    hi = int(np.percentile(high, 95, method="inverted_cdf"))
+    return wins / BOOTSTRAP, (lo, hi)
