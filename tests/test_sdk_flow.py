@@ -299,4 +299,4 @@ def test_a_multi_camera_plan_says_what_is_missing_before_anything_is_sent(tmp_pa
     plan = Plan(source="cameras", cameras=animate.Cameras([str(VIDEO), str(cam02)], str(calib)))
     assert plan.title == "2 cameras (Calib.qca.txt) onto a new armature" and plan.stem == VIDEO.stem
     assert plan.options_record()["cameras"] == {"videos": [str(VIDEO), str(cam02)], "calibration": str(calib),
-                                                "frame_offsets": None}
+                                                "frame_offsets": None, "floor": "auto"}
