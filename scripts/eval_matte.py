@@ -182,6 +182,7 @@ def main() -> None:
     seg = Segmenter()
     methods = {"bare": lambda: bare(seg), "chain": lambda: MatteChain(MatteOptions(), seg),
                "chain, no mirror": lambda: MatteChain(MatteOptions(mirror=False), seg),
+               "no band matting": lambda: MatteChain(MatteOptions(band_matting=False), seg),
                "refine only": lambda: MatteChain(MatteOptions(stabilize=False), seg),
                "stabilize only": lambda: MatteChain(MatteOptions(refine=False), seg)}
     bg_frames = [f.image for f in iter_frames(args.data / BACKGROUND, 0, args.frames)]

@@ -12,7 +12,10 @@ for the last step of the refinement, which is at the plate's size:
    the flow fails a forward-backward check (a pixel that does not come back to where it started is
    occluded or moved too fast) or leads outside the image, so the chain falls back to the raw matte
    there. The state resets at a gap in the numbering.
-3. Edge refinement (optional): the fast guided filter (He and Sun, 2015): the guided filter's linear
+3. Band matting (optional, band_matting.py): closed-form matting on a thin band around the matte's
+   edge, at the working size; the stabiliser keeps the matte from before it (what the next frame
+   blends with is the segmenter's, not a solve that may have wandered).
+4. Edge refinement (optional): the fast guided filter (He and Sun, 2015): the guided filter's linear
    coefficients (q = a * I + b in every window, I the plate's luma) are solved at the working size
    and upsampled, then applied to the full-size luma, so edges follow the plate's own edges at full
    resolution for the price of two resizes. OpenCV's ximgproc.guidedFilter solves at one size only,
@@ -29,7 +32,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from inference_server.compositing.options import MatteOptions
+from inference_server.compositing.band_matting import band_matting
+from inference_server.compositing.options import BAND_MATTING, MatteOptions
 
 
 def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
@@ -191,6 +195,8 @@ class MatteChain:
         warp = self.stabilizer.warp_previous(gray_small) if o.stabilize else None
         raw = segmenting.result()
         matte = self.stabilizer.step(gray_small, raw, warp) if o.stabilize else raw
+        if o.band_matting:
+            matte = band_matting(small, matte, BAND_MATTING)
         if o.refine:
             radius = o.refine_radius or max(1, round(max(h, w) / 240))
             radius_small = max(1, round(radius * sw / w))
