@@ -64,7 +64,8 @@ def test_matte_of_a_video_is_numbered_like_it_with_settings_in_metadata(client: 
     assert 0.02 < (alpha > 0.5).mean() < 0.5  # one man, full body, in a lab
     head = _exr_header(path)
     assert head["matte_refine"] == "fast_guided_filter" and head["matte_stabilize"] == "dis_flow_blend"
-    assert head["frame"] == "40" and head["matte_working_size"] == "256" and head["matte_mirror"] == "average"
+    assert head["frame"] == "40" and head["matte_working_size"] == "256"
+    assert head["matte_mirror"] == "alternate, paired along the flow"
     assert head["matte_band_matting"].startswith("closed_form band 1 px")
     assert result.preview.size > 0 and result.processing_fps > 0
     # Each stage can be switched off, and says so; the bare matte differs from the refined one.

@@ -119,7 +119,8 @@ class MatteOptions:
         licence are added where it is loaded)."""
         return {"matte_segmenter": f"model {self.model}" if self.model
                 else "mediapipe selfie_segmentation general (bundled)",
-                "matte_mirror": "average" if self.mirror else "off",
+                "matte_mirror": ("alternate, paired along the flow" if self.stabilize else "average") if self.mirror
+                else "off",
                 "matte_band_matting": BAND_MATTING.describe() if self.band_matting else "off",
                 "matte_refine": "fast_guided_filter" if self.refine else "off",
                 "matte_refine_radius": str(self.refine_radius), "matte_refine_epsilon": f"{self.refine_epsilon:g}",
