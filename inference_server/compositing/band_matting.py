@@ -6,7 +6,8 @@ the colour in every small window (the colour-line model) and finds the alpha tha
 models best, via the matting Laplacian L. Here it is solved only where the matte is unsure: the
 unknown band is the matte's transition (lo < q < hi) grown by `band` pixels; everywhere else a
 strong prior keeps the matte as it is, and inside the band a weak prior pulls towards it (a trimap
-made from the matte itself, with the matte as a soft data term):
+made from the matte itself, with the matte as a soft data term). Only transition pixels within
+settings.reach of the matte's 0.5 contour count:
 
     (L + diag(lambda)) alpha = diag(lambda) q,   lambda = prior inside the band, 100 outside.
 
@@ -50,7 +51,12 @@ def band_matting(rgb: np.ndarray, matte: np.ndarray, settings: BandMatting) -> n
     """
     band, epsilon, prior, lo, hi = settings.band, settings.epsilon, settings.prior, settings.lo, settings.hi
     h, w = matte.shape
-    unknown = cv2.dilate(((matte > lo) & (matte < hi)).astype(np.uint8), np.ones((2 * band + 1,) * 2, np.uint8))
+    # Unsure: within reach of the matte's 0.5 contour and between lo and hi (a segmenter's faint
+    # probability over the background, far from any person, is no edge to solve for).
+    person = (matte > 0.5).astype(np.uint8)
+    reach = np.ones((2 * settings.reach + 1,) * 2, np.uint8)
+    near = cv2.dilate(person, reach) > cv2.erode(person, reach)
+    unknown = cv2.dilate((near & (matte > lo) & (matte < hi)).astype(np.uint8), np.ones((2 * band + 1,) * 2, np.uint8))
     # Windows are 3x3 around their centre: a centre on the border would reach outside the image.
     centres = cv2.dilate(unknown, np.ones((3, 3), np.uint8))
     centres[0, :] = centres[-1, :] = 0
