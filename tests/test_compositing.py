@@ -102,6 +102,45 @@ def test_band_matting_moves_a_blurred_matte_onto_the_colour_edge() -> None:
     assert np.array_equal(band_matting(rgb, empty, BAND_MATTING), empty)
 
 
+def test_stabilised_chain_segments_once_a_frame_alternating_the_mirror() -> None:
+    """With stabilisation on, mirror averaging costs one segmenter call a frame (the mirrored view on
+    every other frame); without the flow, both views every frame; either way the mirror changes the
+    matte."""
+    from inference_server.compositing.matte import MatteChain, Segmenter
+    from inference_server.compositing.options import MatteOptions
+
+    frames = _frames(40, 4, width=270)
+    seg = Segmenter()
+    calls: list[bool] = []  # whether each call saw the mirror image (a flipped view of the frame)
+
+    class Counting:
+        def __call__(self, rgb: np.ndarray) -> np.ndarray:
+            calls.append(bool(rgb.strides[1] < 0))
+            return seg(rgb)
+
+        def close(self) -> None:
+            pass
+
+    try:
+        def run(**options: bool) -> list[np.ndarray]:
+            calls.clear()
+            chain = MatteChain(MatteOptions(**options), Counting())
+            try:
+                return [chain(f) for f in frames]
+            finally:
+                chain.close()
+
+        alternating = run()
+        assert calls == [False, True, False, True]
+        plain = run(mirror=False)
+        assert calls == [False] * 4
+        assert max(float(np.abs(a - b).max()) for a, b in zip(alternating[1:], plain[1:], strict=True)) > 0.05
+        run(stabilize=False)
+        assert len(calls) == 8 and sum(calls) == 4
+    finally:
+        seg.close()
+
+
 def test_sequence_keeps_numbers_across_a_gap_premultiplied_rgba(client: keygrip.Client, tmp_path: Path) -> None:
     frames = _frames(30, 6)
     numbers = [1001, 1002, 1004, 1005, 1006]  # 1003 missing on disk
