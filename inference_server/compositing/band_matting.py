@@ -12,7 +12,7 @@ settings.reach of the matte's 0.5 contour count:
     (L + diag(lambda)) alpha = diag(lambda) q,   lambda = prior inside the band, 100 outside.
 
 L is kept as its windows' 9x9 blocks, a block-diagonal sparse matrix that scipy applies in C between
-a gather and a scatter (numpy's batched products were ten times slower; summing the blocks into one
+a gather and a scatter (numpy's batched products were several times slower; summing the blocks into one
 assembled sparse matrix is no faster), and the system is solved by conjugate gradients with a Jacobi
 preconditioner, started from q, for a fixed number of steps. Only the variables some window
 over the band touches take part, so the cost grows with the length of the edge, not with the image.
