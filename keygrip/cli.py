@@ -309,7 +309,8 @@ def cmd_compositing(client: Client, args: argparse.Namespace) -> int:
     settings: dict[str, Any] = {}
     if args.command in ("matte", "cleanplate"):
         matte: dict[str, Any] = dict(refine=not args.no_refine, stabilize=not args.no_stabilize,
-                                     mirror=not args.no_mirror, model=args.model or "")
+                                     mirror=not args.no_mirror, band_matting=not args.no_band_matting,
+                                     model=args.model or "")
         if args.command == "matte":
             settings.update(matte, premultiplied_rgba=args.rgba)
         else:
@@ -814,6 +815,8 @@ def build_parser() -> argparse.ArgumentParser:
             comp.add_argument("--no-refine", action="store_true", help="no edge refinement (guided filter)")
             comp.add_argument("--no-mirror", action="store_true",
                               help="no mirror averaging (one segmenter call a frame instead of two)")
+            comp.add_argument("--no-band-matting", action="store_true",
+                              help="no closed-form matting on the band around the matte's edge")
             comp.add_argument("--preview", action="store_true",
                               help="also write a preview (matte: MP4 over a checkerboard; clean plate: PNG)")
             comp.add_argument("--model", help="a registered person segmenter in place of MediaPipe Selfie "

@@ -633,7 +633,7 @@ class Client:
         """Start a person matte over frames [start_frame, end_frame) of a plate (the plate's own numbers;
         end 0: to the last), written as matte.####.exr numbered like the plate. settings are
         MatteSettings fields: refine, refine_radius, refine_epsilon, stabilize, temporal_weight,
-        flow_tolerance, working_size, mirror."""
+        flow_tolerance, working_size, mirror, band_matting, model."""
         req = compositing_pb2.MatteRequest(
             input=self.media_input(source, server_path=server_path, progress=upload_progress),
             frame_range=common_pb2.FrameRange(start=start_frame, end=end_frame),

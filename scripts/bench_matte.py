@@ -42,6 +42,7 @@ def main() -> None:
     methods = {"bare selfie segmentation": lambda: seg,
                "chain (refine + stabilize)": lambda: MatteChain(MatteOptions(), seg),
                "chain, no mirror": lambda: MatteChain(MatteOptions(mirror=False), seg),
+               "chain, no band matting": lambda: MatteChain(MatteOptions(band_matting=False), seg),
                "chain, refine only": lambda: MatteChain(MatteOptions(stabilize=False), seg),
                "chain, stabilize only": lambda: MatteChain(MatteOptions(refine=False), seg)}
     times: dict[str, list[float]] = {label: [] for label in methods}

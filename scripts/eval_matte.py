@@ -182,6 +182,7 @@ def main() -> None:
     seg = Segmenter()
     methods = {"bare": lambda: bare(seg), "chain": lambda: MatteChain(MatteOptions(), seg),
                "chain, no mirror": lambda: MatteChain(MatteOptions(mirror=False), seg),
+               "no band matting": lambda: MatteChain(MatteOptions(band_matting=False), seg),
                "refine only": lambda: MatteChain(MatteOptions(stabilize=False), seg),
                "stabilize only": lambda: MatteChain(MatteOptions(refine=False), seg)}
     bg_frames = [f.image for f in iter_frames(args.data / BACKGROUND, 0, args.frames)]
@@ -203,8 +204,8 @@ def main() -> None:
           f"each, {w}x{h}")
     print(f"{'method':16s}" + "".join(f"{n:>10s}" for n in names))
     for label in methods:
-        print(f"{label:16s}" + "".join(f"{np.mean(scores[label][n]):10.3f}" for n in names))
-    print(f"{'chain / bare':16s}" + "".join(f"{np.mean(scores['chain'][n]) / np.mean(scores['bare'][n]):10.2f}"
+        print(f"{label:16s}" + "".join(f"{np.mean(scores[label][n]):10.4f}" for n in names))
+    print(f"{'chain / bare':16s}" + "".join(f"{np.mean(scores['chain'][n]) / np.mean(scores['bare'][n]):10.3f}"
                                             for n in names))
     print("\nReal clips, no ground truth:")
     print(f"{'clip':28s}{'method':16s}{'flicker':>10s}{'edges':>10s}")
@@ -220,8 +221,8 @@ def main() -> None:
         print(f"{clip.name:28s}{'chain / bare':16s}{ratios[-1]:10.2f}{results['chain'][1] / results['bare'][1]:10.2f}")
     c = {n: np.mean(scores["chain"][n]) / np.mean(scores["bare"][n]) for n in names}
     print("\nTargets (chain / bare): flicker <= 0.5: " + ", ".join(f"{r:.2f}" for r in ratios)
-          + f"; dtSSD <= 0.6: {c['dtSSD']:.2f}; MSE <= 0.7: {c['MSE']:.2f}; Grad <= 0.7: {c['Grad']:.2f}; "
-          f"SAD <= 1: {c['SAD']:.2f}")
+          + f"; dtSSD <= 0.6: {c['dtSSD']:.3f}; MSE <= 0.7: {c['MSE']:.3f}; Grad <= 0.7: {c['Grad']:.3f}; "
+          f"SAD <= 1: {c['SAD']:.3f}")
     seg.close()
 
 

@@ -64,15 +64,81 @@ def test_matte_of_a_video_is_numbered_like_it_with_settings_in_metadata(client: 
     assert 0.02 < (alpha > 0.5).mean() < 0.5  # one man, full body, in a lab
     head = _exr_header(path)
     assert head["matte_refine"] == "fast_guided_filter" and head["matte_stabilize"] == "dis_flow_blend"
-    assert head["frame"] == "40" and head["matte_working_size"] == "256" and head["matte_mirror"] == "average"
+    assert head["frame"] == "40" and head["matte_working_size"] == "256"
+    assert head["matte_mirror"] == "alternate, paired along the flow"
+    assert head["matte_band_matting"].startswith("closed_form band 1 px")
     assert result.preview.size > 0 and result.processing_fps > 0
     # Each stage can be switched off, and says so; the bare matte differs from the refined one.
     bare = client.matte(VIDEO, start_frame=40, end_frame=41, working_size=256, refine=False, stabilize=False,
-                        mirror=False).result()
+                        mirror=False, band_matting=False).result()
     bare_path = client.download(bare.matte.frames[0].image.id, tmp_path / "bare.exr")
     assert _exr_header(bare_path)["matte_refine"] == "off" and bare.matte.metadata["matte_stabilize"] == "off"
-    assert bare.matte.metadata["matte_mirror"] == "off"
+    assert bare.matte.metadata["matte_mirror"] == "off" and bare.matte.metadata["matte_band_matting"] == "off"
     assert np.abs(_channels(bare_path)["A"] - alpha).mean() > 1e-3
+
+
+def test_band_matting_moves_a_blurred_matte_onto_the_colour_edge() -> None:
+    """A disc of one colour over noisy ground of another, its matte blurred and shifted as a
+    segmenter's would be: the solve on the band brings the matte closer to the true alpha, and
+    leaves pixels far from the edge alone."""
+    from inference_server.compositing.band_matting import band_matting
+    from inference_server.compositing.options import BAND_MATTING
+
+    rng = np.random.default_rng(3)
+    h, w = 96, 128
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    truth = np.clip(30.5 - np.hypot(yy - 48, xx - 64), 0.0, 1.0)  # anti-aliased disc, radius 30 px
+    fg = np.array([200.0, 60.0, 40.0], np.float32)
+    bg = np.array([40.0, 120.0, 70.0], np.float32) + rng.normal(0.0, 6.0, (h, w, 3)).astype(np.float32)
+    rgb = np.clip(truth[..., None] * fg + (1.0 - truth[..., None]) * bg, 0, 255).astype(np.uint8)
+    coarse = cv2.GaussianBlur(np.clip(32.5 - np.hypot(yy - 49, xx - 65), 0.0, 1.0), (0, 0), 2.0)
+    refined = band_matting(rgb, coarse, BAND_MATTING)
+    assert refined.shape == coarse.shape and refined.dtype == np.float32
+    assert np.abs(refined - truth).mean() < 0.6 * np.abs(coarse - truth).mean()
+    far = cv2.dilate(((coarse > 0.01) & (coarse < 0.99)).astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    assert np.array_equal(refined[far], coarse[far])
+    # Nothing to solve where the matte has no transition.
+    empty = np.zeros((h, w), np.float32)
+    assert np.array_equal(band_matting(rgb, empty, BAND_MATTING), empty)
+
+
+def test_stabilised_chain_segments_once_a_frame_alternating_the_mirror() -> None:
+    """With stabilisation on, mirror averaging costs one segmenter call a frame (the mirrored view on
+    every other frame); without the flow, both views every frame; either way the mirror changes the
+    matte."""
+    from inference_server.compositing.matte import MatteChain, Segmenter
+    from inference_server.compositing.options import MatteOptions
+
+    frames = _frames(40, 4, width=270)
+    seg = Segmenter()
+    calls: list[bool] = []  # whether each call saw the mirror image (a flipped view of the frame)
+
+    class Counting:
+        def __call__(self, rgb: np.ndarray) -> np.ndarray:
+            calls.append(bool(rgb.strides[1] < 0))
+            return seg(rgb)
+
+        def close(self) -> None:
+            pass
+
+    try:
+        def run(**options: bool) -> list[np.ndarray]:
+            calls.clear()
+            chain = MatteChain(MatteOptions(**options), Counting())
+            try:
+                return [chain(f) for f in frames]
+            finally:
+                chain.close()
+
+        alternating = run()
+        assert calls == [False, True, False, True]
+        plain = run(mirror=False)
+        assert calls == [False] * 4
+        assert max(float(np.abs(a - b).max()) for a, b in zip(alternating[1:], plain[1:], strict=True)) > 0.05
+        run(stabilize=False)
+        assert len(calls) == 8 and sum(calls) == 4
+    finally:
+        seg.close()
 
 
 def test_sequence_keeps_numbers_across_a_gap_premultiplied_rgba(client: keygrip.Client, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from keygrip.v1 import common_pb2 as keygrip_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckeygrip/v1/compositing.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"\xfa\x01\n\rMatteSettings\x12\x13\n\x06refine\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\rrefine_radius\x18\x02 \x01(\x05\x12\x16\n\x0erefine_epsilon\x18\x03 \x01(\x02\x12\x16\n\tstabilize\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x17\n\x0ftemporal_weight\x18\x05 \x01(\x02\x12\x16\n\x0e\x66low_tolerance\x18\x06 \x01(\x02\x12\x14\n\x0cworking_size\x18\x07 \x01(\x05\x12\x13\n\x06mirror\x18\x08 \x01(\x08H\x02\x88\x01\x01\x12\r\n\x05model\x18\t \x01(\tB\t\n\x07_refineB\x0c\n\n_stabilizeB\t\n\x07_mirror\"\xa7\x02\n\x0cMatteRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12+\n\x08settings\x18\x03 \x01(\x0b\x32\x19.keygrip.v1.MatteSettings\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.keygrip.v1.OutputFormat\x12\x1a\n\x12premultiplied_rgba\x18\x05 \x01(\x08\x12\x0f\n\x07preview\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptions\"s\n\rDepthSettings\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\tstabilize\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\x0ftemporal_weight\x18\x03 \x01(\x02\x12\x14\n\x0cworking_size\x18\x04 \x01(\x05\x42\x0c\n\n_stabilize\"\xfa\x01\n\x0c\x44\x65pthRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12+\n\x08settings\x18\x03 \x01(\x0b\x32\x19.keygrip.v1.DepthSettings\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.keygrip.v1.OutputFormat\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptions\"\xa0\x03\n\x11\x43leanPlateRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12(\n\x05matte\x18\x03 \x01(\x0b\x32\x19.keygrip.v1.MatteSettings\x12\x0e\n\x06\x64ilate\x18\x04 \x01(\x05\x12\x15\n\x08register\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\x0freference_frame\x18\x06 \x01(\x03\x12(\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x18.keygrip.v1.OutputFormat\x12\x0f\n\x07preview\x18\x08 \x01(\x08\x12\x15\n\rinpaint_model\x18\t \x01(\t\x12\x16\n\x0e\x63lassical_fill\x18\n \x01(\x08\x12\x15\n\rinpaint_steps\x18\x0b \x01(\x05\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptionsB\x0b\n\t_register\"E\n\x0bOutputFrame\x12\x0e\n\x06number\x18\x01 \x01(\x03\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\"\xe8\x01\n\x0eOutputSequence\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\'\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x17.keygrip.v1.OutputFrame\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x05 \x01(\t\x12:\n\x08metadata\x18\x06 \x03(\x0b\x32(.keygrip.v1.OutputSequence.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x0bMatteResult\x12)\n\x05matte\x18\x01 \x01(\x0b\x32\x1a.keygrip.v1.OutputSequence\x12(\n\x07preview\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\x10\n\x08warnings\x18\x03 \x03(\t\x12\x16\n\x0eprocessing_fps\x18\x04 \x01(\x01\"\x8c\x01\n\x0b\x44\x65pthResult\x12)\n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x1a.keygrip.v1.OutputSequence\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04near\x18\x03 \x01(\x02\x12\x0b\n\x03\x66\x61r\x18\x04 \x01(\x02\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12\x16\n\x0eprocessing_fps\x18\x06 \x01(\x01\"\xe1\x02\n\x10\x43leanPlateResult\x12&\n\x05plate\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12)\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12(\n\x07preview\x18\x03 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\x17\n\x0freference_frame\x18\x04 \x01(\x03\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x17\n\x0funseen_fraction\x18\x07 \x01(\x02\x12<\n\x08metadata\x18\x08 \x03(\x0b\x32*.keygrip.v1.CleanPlateResult.MetadataEntry\x12\x10\n\x08warnings\x18\t \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x7f\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n\x16OUTPUT_FORMAT_EXR_HALF\x10\x01\x12\x1b\n\x17OUTPUT_FORMAT_EXR_FLOAT\x10\x02\x12\x17\n\x13OUTPUT_FORMAT_PNG16\x10\x03\x32\xb3\x01\n\x0b\x43ompositing\x12\x32\n\x05Matte\x12\x18.keygrip.v1.MatteRequest\x1a\x0f.keygrip.v1.Job\x12\x32\n\x05\x44\x65pth\x12\x18.keygrip.v1.DepthRequest\x1a\x0f.keygrip.v1.Job\x12<\n\nCleanPlate\x12\x1d.keygrip.v1.CleanPlateRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckeygrip/v1/compositing.proto\x12\nkeygrip.v1\x1a\x17keygrip/v1/common.proto\"\xa6\x02\n\rMatteSettings\x12\x13\n\x06refine\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\rrefine_radius\x18\x02 \x01(\x05\x12\x16\n\x0erefine_epsilon\x18\x03 \x01(\x02\x12\x16\n\tstabilize\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x17\n\x0ftemporal_weight\x18\x05 \x01(\x02\x12\x16\n\x0e\x66low_tolerance\x18\x06 \x01(\x02\x12\x14\n\x0cworking_size\x18\x07 \x01(\x05\x12\x13\n\x06mirror\x18\x08 \x01(\x08H\x02\x88\x01\x01\x12\r\n\x05model\x18\t \x01(\t\x12\x19\n\x0c\x62\x61nd_matting\x18\n \x01(\x08H\x03\x88\x01\x01\x42\t\n\x07_refineB\x0c\n\n_stabilizeB\t\n\x07_mirrorB\x0f\n\r_band_matting\"\xa7\x02\n\x0cMatteRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12+\n\x08settings\x18\x03 \x01(\x0b\x32\x19.keygrip.v1.MatteSettings\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.keygrip.v1.OutputFormat\x12\x1a\n\x12premultiplied_rgba\x18\x05 \x01(\x08\x12\x0f\n\x07preview\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptions\"s\n\rDepthSettings\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\tstabilize\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\x0ftemporal_weight\x18\x03 \x01(\x02\x12\x14\n\x0cworking_size\x18\x04 \x01(\x05\x42\x0c\n\n_stabilize\"\xfa\x01\n\x0c\x44\x65pthRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12+\n\x08settings\x18\x03 \x01(\x0b\x32\x19.keygrip.v1.DepthSettings\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.keygrip.v1.OutputFormat\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptions\"\xa0\x03\n\x11\x43leanPlateRequest\x12%\n\x05input\x18\x01 \x01(\x0b\x32\x16.keygrip.v1.MediaInput\x12+\n\x0b\x66rame_range\x18\x02 \x01(\x0b\x32\x16.keygrip.v1.FrameRange\x12(\n\x05matte\x18\x03 \x01(\x0b\x32\x19.keygrip.v1.MatteSettings\x12\x0e\n\x06\x64ilate\x18\x04 \x01(\x05\x12\x15\n\x08register\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\x0freference_frame\x18\x06 \x01(\x03\x12(\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x18.keygrip.v1.OutputFormat\x12\x0f\n\x07preview\x18\x08 \x01(\x08\x12\x15\n\rinpaint_model\x18\t \x01(\t\x12\x16\n\x0e\x63lassical_fill\x18\n \x01(\x08\x12\x15\n\rinpaint_steps\x18\x0b \x01(\x05\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12+\n\x0bjob_options\x18\x14 \x01(\x0b\x32\x16.keygrip.v1.JobOptionsB\x0b\n\t_register\"E\n\x0bOutputFrame\x12\x0e\n\x06number\x18\x01 \x01(\x03\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\"\xe8\x01\n\x0eOutputSequence\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\'\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x17.keygrip.v1.OutputFrame\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x05 \x01(\t\x12:\n\x08metadata\x18\x06 \x03(\x0b\x32(.keygrip.v1.OutputSequence.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x0bMatteResult\x12)\n\x05matte\x18\x01 \x01(\x0b\x32\x1a.keygrip.v1.OutputSequence\x12(\n\x07preview\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\x10\n\x08warnings\x18\x03 \x03(\t\x12\x16\n\x0eprocessing_fps\x18\x04 \x01(\x01\"\x8c\x01\n\x0b\x44\x65pthResult\x12)\n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x1a.keygrip.v1.OutputSequence\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04near\x18\x03 \x01(\x02\x12\x0b\n\x03\x66\x61r\x18\x04 \x01(\x02\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12\x16\n\x0eprocessing_fps\x18\x06 \x01(\x01\"\xe1\x02\n\x10\x43leanPlateResult\x12&\n\x05plate\x18\x01 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12)\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12(\n\x07preview\x18\x03 \x01(\x0b\x32\x17.keygrip.v1.ArtifactRef\x12\x17\n\x0freference_frame\x18\x04 \x01(\x03\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x17\n\x0funseen_fraction\x18\x07 \x01(\x02\x12<\n\x08metadata\x18\x08 \x03(\x0b\x32*.keygrip.v1.CleanPlateResult.MetadataEntry\x12\x10\n\x08warnings\x18\t \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x7f\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n\x16OUTPUT_FORMAT_EXR_HALF\x10\x01\x12\x1b\n\x17OUTPUT_FORMAT_EXR_FLOAT\x10\x02\x12\x17\n\x13OUTPUT_FORMAT_PNG16\x10\x03\x32\xb3\x01\n\x0b\x43ompositing\x12\x32\n\x05Matte\x12\x18.keygrip.v1.MatteRequest\x1a\x0f.keygrip.v1.Job\x12\x32\n\x05\x44\x65pth\x12\x18.keygrip.v1.DepthRequest\x1a\x0f.keygrip.v1.Job\x12<\n\nCleanPlate\x12\x1d.keygrip.v1.CleanPlateRequest\x1a\x0f.keygrip.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -26,32 +26,32 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_OUTPUTSEQUENCE_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_CLEANPLATERESULT_METADATAENTRY']._options = None
   _globals['_CLEANPLATERESULT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_OUTPUTFORMAT']._serialized_start=2357
-  _globals['_OUTPUTFORMAT']._serialized_end=2484
+  _globals['_OUTPUTFORMAT']._serialized_start=2401
+  _globals['_OUTPUTFORMAT']._serialized_end=2528
   _globals['_MATTESETTINGS']._serialized_start=70
-  _globals['_MATTESETTINGS']._serialized_end=320
-  _globals['_MATTEREQUEST']._serialized_start=323
-  _globals['_MATTEREQUEST']._serialized_end=618
-  _globals['_DEPTHSETTINGS']._serialized_start=620
-  _globals['_DEPTHSETTINGS']._serialized_end=735
-  _globals['_DEPTHREQUEST']._serialized_start=738
-  _globals['_DEPTHREQUEST']._serialized_end=988
-  _globals['_CLEANPLATEREQUEST']._serialized_start=991
-  _globals['_CLEANPLATEREQUEST']._serialized_end=1407
-  _globals['_OUTPUTFRAME']._serialized_start=1409
-  _globals['_OUTPUTFRAME']._serialized_end=1478
-  _globals['_OUTPUTSEQUENCE']._serialized_start=1481
-  _globals['_OUTPUTSEQUENCE']._serialized_end=1713
-  _globals['_OUTPUTSEQUENCE_METADATAENTRY']._serialized_start=1666
-  _globals['_OUTPUTSEQUENCE_METADATAENTRY']._serialized_end=1713
-  _globals['_MATTERESULT']._serialized_start=1716
-  _globals['_MATTERESULT']._serialized_end=1856
-  _globals['_DEPTHRESULT']._serialized_start=1859
-  _globals['_DEPTHRESULT']._serialized_end=1999
-  _globals['_CLEANPLATERESULT']._serialized_start=2002
-  _globals['_CLEANPLATERESULT']._serialized_end=2355
-  _globals['_CLEANPLATERESULT_METADATAENTRY']._serialized_start=1666
-  _globals['_CLEANPLATERESULT_METADATAENTRY']._serialized_end=1713
-  _globals['_COMPOSITING']._serialized_start=2487
-  _globals['_COMPOSITING']._serialized_end=2666
+  _globals['_MATTESETTINGS']._serialized_end=364
+  _globals['_MATTEREQUEST']._serialized_start=367
+  _globals['_MATTEREQUEST']._serialized_end=662
+  _globals['_DEPTHSETTINGS']._serialized_start=664
+  _globals['_DEPTHSETTINGS']._serialized_end=779
+  _globals['_DEPTHREQUEST']._serialized_start=782
+  _globals['_DEPTHREQUEST']._serialized_end=1032
+  _globals['_CLEANPLATEREQUEST']._serialized_start=1035
+  _globals['_CLEANPLATEREQUEST']._serialized_end=1451
+  _globals['_OUTPUTFRAME']._serialized_start=1453
+  _globals['_OUTPUTFRAME']._serialized_end=1522
+  _globals['_OUTPUTSEQUENCE']._serialized_start=1525
+  _globals['_OUTPUTSEQUENCE']._serialized_end=1757
+  _globals['_OUTPUTSEQUENCE_METADATAENTRY']._serialized_start=1710
+  _globals['_OUTPUTSEQUENCE_METADATAENTRY']._serialized_end=1757
+  _globals['_MATTERESULT']._serialized_start=1760
+  _globals['_MATTERESULT']._serialized_end=1900
+  _globals['_DEPTHRESULT']._serialized_start=1903
+  _globals['_DEPTHRESULT']._serialized_end=2043
+  _globals['_CLEANPLATERESULT']._serialized_start=2046
+  _globals['_CLEANPLATERESULT']._serialized_end=2399
+  _globals['_CLEANPLATERESULT_METADATAENTRY']._serialized_start=1710
+  _globals['_CLEANPLATERESULT_METADATAENTRY']._serialized_end=1757
+  _globals['_COMPOSITING']._serialized_start=2531
+  _globals['_COMPOSITING']._serialized_end=2710
 # @@protoc_insertion_point(module_scope)

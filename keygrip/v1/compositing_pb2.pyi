@@ -67,6 +67,7 @@ class MatteSettings(google.protobuf.message.Message):
     WORKING_SIZE_FIELD_NUMBER: builtins.int
     MIRROR_FIELD_NUMBER: builtins.int
     MODEL_FIELD_NUMBER: builtins.int
+    BAND_MATTING_FIELD_NUMBER: builtins.int
     refine: builtins.bool
     """Edge refinement: a fast guided filter with the plate as the guide, so the matte's edges follow the
     image's (hair, limbs) instead of the segmenter's coarse mask. Unset: on.
@@ -98,6 +99,12 @@ class MatteSettings(google.protobuf.message.Message):
     model that does compositing.matte, e.g. a transformers semantic-segmentation model with a person
     class). "": MediaPipe Selfie Segmentation. The rest of the chain is the same.
     """
+    band_matting: builtins.bool
+    """Band matting: closed-form matting (the colour-line model) solved on a thin band around the matte's
+    edge at the working size, before the guided filter; the matte stays as it is outside the band.
+    Gradient error 0.75x -> 0.69x of bare Selfie Segmentation (scripts/eval_matte.py), for a cost that
+    grows with the length of the edge. Unset: on.
+    """
     def __init__(
         self,
         *,
@@ -110,9 +117,12 @@ class MatteSettings(google.protobuf.message.Message):
         working_size: builtins.int = ...,
         mirror: builtins.bool | None = ...,
         model: builtins.str = ...,
+        band_matting: builtins.bool | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_mirror", b"_mirror", "_refine", b"_refine", "_stabilize", b"_stabilize", "mirror", b"mirror", "refine", b"refine", "stabilize", b"stabilize"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_mirror", b"_mirror", "_refine", b"_refine", "_stabilize", b"_stabilize", "flow_tolerance", b"flow_tolerance", "mirror", b"mirror", "model", b"model", "refine", b"refine", "refine_epsilon", b"refine_epsilon", "refine_radius", b"refine_radius", "stabilize", b"stabilize", "temporal_weight", b"temporal_weight", "working_size", b"working_size"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_band_matting", b"_band_matting", "_mirror", b"_mirror", "_refine", b"_refine", "_stabilize", b"_stabilize", "band_matting", b"band_matting", "mirror", b"mirror", "refine", b"refine", "stabilize", b"stabilize"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_band_matting", b"_band_matting", "_mirror", b"_mirror", "_refine", b"_refine", "_stabilize", b"_stabilize", "band_matting", b"band_matting", "flow_tolerance", b"flow_tolerance", "mirror", b"mirror", "model", b"model", "refine", b"refine", "refine_epsilon", b"refine_epsilon", "refine_radius", b"refine_radius", "stabilize", b"stabilize", "temporal_weight", b"temporal_weight", "working_size", b"working_size"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_band_matting", b"_band_matting"]) -> typing.Literal["band_matting"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_mirror", b"_mirror"]) -> typing.Literal["mirror"] | None: ...
     @typing.overload
