@@ -13,6 +13,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from pose2sim_trial import CAM01, CAM02, QCA, TOML, reference_body
 
 from inference_server.errors import InvalidInput
 from inference_server.jobs.context import NullContext
@@ -26,30 +27,12 @@ from inference_server.multicam.triangulate import triangulate
 from keygrip.projection import Camera, VideoCamera
 from keygrip.v1 import motion_pb2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from eval_mocap import load_trc  # noqa: E402  (the evaluation's own reader of the reference)
-
-DATA = Path(__file__).parent / "data"
-TOML = DATA / "pose2sim" / "Calib_qualisys_converted_by_pose2sim.toml"
-QCA = DATA / "pose2sim" / "Calib.qca.txt"
-TRC = DATA / "pose2sim" / "S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
-CAM01 = DATA / "video" / "pose2sim_cam01.mp4"
-CAM02 = DATA / "video" / "pose2sim_cam02_vp9_audio.mp4"
 REPO = Path(__file__).resolve().parents[1]
-# .trc keypoint -> MediaPipe landmark, for synthetic MediaPipe-like views of the reference body.
-TRC_TO_MP = {"LHip": 23, "RHip": 24, "LKnee": 25, "RKnee": 26, "LAnkle": 27, "RAnkle": 28, "LShoulder": 11,
-             "RShoulder": 12, "LElbow": 13, "RElbow": 14, "LWrist": 15, "RWrist": 16, "LHeel": 29, "RHeel": 30,
-             "LBigToe": 31, "RBigToe": 32, "Nose": 0}
 
 
 @pytest.fixture(scope="module")
 def reference() -> np.ndarray:
-    """(100, 33, 3) the reference body in MediaPipe's layout (NaN where BODY_25B has no such point), Y-up m."""
-    names, pts = load_trc(TRC)
-    out = np.full((len(pts), 33, 3), np.nan)
-    for name, mp in TRC_TO_MP.items():
-        out[:, mp] = pts[:, names.index(name)]
-    return out
+    return reference_body()
 
 
 def project_opencv(points_y_up: np.ndarray, table: dict) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_multicam import CAM01, CAM02, TOML, TRC, TRC_TO_MP, load_trc  # noqa: E402  (the same data)
+from pose2sim_trial import CAM01, CAM02, TOML, reference_body
 
 from inference_server.errors import InvalidInput
 from inference_server.jobs.context import NullContext
@@ -27,12 +27,7 @@ _AXIS = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
 
 @pytest.fixture(scope="module")
 def reference() -> np.ndarray:
-    """(100, 33, 3) the reference body in MediaPipe's layout (NaN where BODY_25B has no such point), Y-up m."""
-    names, pts = load_trc(TRC)
-    out = np.full((len(pts), 33, 3), np.nan)
-    for name, mp in TRC_TO_MP.items():
-        out[:, mp] = pts[:, names.index(name)]
-    return out
+    return reference_body()
 
 
 def _turn() -> np.ndarray:

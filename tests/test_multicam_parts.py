@@ -4,7 +4,7 @@ MediaPipe hand tracking, in the Qualisys calibration's world."""
 from __future__ import annotations
 
 import numpy as np
-from test_multicam import CAM01, CAM02, TOML  # noqa: E402  (the same data)
+from pose2sim_trial import CAM01, CAM02, TOML
 
 from inference_server.jobs.context import NullContext
 from inference_server.mocap.options import SolveOptions
