@@ -406,6 +406,20 @@ def test_a_triangulated_body_keeps_each_side_and_its_limbs_reach_their_points() 
     for name in ends:
         j = skeleton.index(name)
         np.testing.assert_allclose(np.abs(np.sum(aimed[:, j] * along[:, j], axis=-1)), 1.0, atol=1e-9)
+    # A shrug (the shoulder points up to 3 cm higher, the arms carried with them): the clavicles turn so
+    # that the upper-arm joints follow, off only by the clavicle's reach changing (a few mm).
+    shrugged = points.copy()
+    lift = 0.03 * np.abs(np.sin(np.linspace(0.0, 3.0, len(points))))
+    arms = [skeleton_fit.L_SHOULDER, skeleton_fit.L_ELBOW, skeleton_fit.L_WRIST, skeleton_fit.L_PINKY,
+            skeleton_fit.L_INDEX]
+    shrugged[:, arms, 1] += lift[:, None]
+    shrug_rot = skeleton_fit.aim_limbs(skeleton, along, root, shrugged, vis)
+    _, pos = forward_kinematics(skeleton, skeleton_fit.to_local(skeleton, shrug_rot), root)
+    shoulder_off, wrist_off = (np.linalg.norm(pos[:, skeleton.index(n)] - shrugged[:, k], axis=-1) for n, k in
+                               (("leftUpperArm", skeleton_fit.L_SHOULDER), ("leftHand", skeleton_fit.L_WRIST)))
+    print(f"shrug: shoulder joint off by at most {1000 * shoulder_off.max():.1f} mm, "
+          f"wrist {1000 * wrist_off.max():.1f} mm")
+    assert shoulder_off.max() < 0.004 and wrist_off.max() < 0.004
 
 
 def test_a_limb_fitted_to_all_its_points_at_once_beats_aiming_bone_by_bone() -> None:
@@ -456,21 +470,3 @@ def test_a_limb_fitted_to_all_its_points_at_once_beats_aiming_bone_by_bone() -> 
     reach = np.linalg.norm(ankle_pt - hip, axis=-1) < upper + lower - 0.01
     free = chain_end(skeleton_fit.fit_chain(hip, knee_pt, ankle_pt, upper, lower, 1e-6 * ones, ones))
     assert np.linalg.norm(free - ankle_pt, axis=-1)[reach].max() < 1e-3
-
-
-def test_a_triangulated_torso_moves_onto_its_four_points() -> None:
-    """A trunk 4 cm longer in the points than in the skeleton: the torso's least-squares place is
-    2 cm up (the hip joints 2 cm below their points, the shoulders 2 cm under theirs), none when the
-    shoulders' points have no confidence."""
-    points, _ = _triangulated_body(20, np.random.default_rng(5))
-    vis = np.ones(points.shape[:2])
-    skeleton = skeleton_fit.build_skeleton(skeleton_fit.measure_body(points, vis, per_side=True))
-    root = 0.5 * (points[:, skeleton_fit.L_HIP] + points[:, skeleton_fit.R_HIP])
-    g_rot = skeleton_fit.body_global_rotations(points, skeleton_fit.measure_body(points, vis), skeleton.names)
-    longer = points.copy()
-    longer[:, [skeleton_fit.L_SHOULDER, skeleton_fit.R_SHOULDER], 1] += 0.04
-    placed = skeleton_fit.place_torso(skeleton, g_rot, root, longer, vis)
-    np.testing.assert_allclose(placed - root, np.tile([0.0, 0.02, 0.0], (20, 1)), atol=1e-9)
-    no_shoulders = vis.copy()
-    no_shoulders[:, [skeleton_fit.L_SHOULDER, skeleton_fit.R_SHOULDER]] = 0.0
-    np.testing.assert_allclose(skeleton_fit.place_torso(skeleton, g_rot, root, longer, no_shoulders), root, atol=1e-9)

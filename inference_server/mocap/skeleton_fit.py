@@ -367,50 +367,45 @@ def fit_chain(start: np.ndarray, mid: np.ndarray, end: np.ndarray, upper: float,
 # end's), and the landmarks of its middle and its end.
 LIMB_CHAINS = (("leftLowerArm", "leftHand", L_ELBOW, L_WRIST), ("rightLowerArm", "rightHand", R_ELBOW, R_WRIST),
                ("leftLowerLeg", "leftFoot", L_KNEE, L_ANKLE), ("rightLowerLeg", "rightFoot", R_KNEE, R_ANKLE))
-# The torso's joints and their landmarks: where the legs and arms start.
-_TORSO = (("leftUpperLeg", L_HIP), ("rightUpperLeg", R_HIP),
-          ("leftUpperArm", L_SHOULDER), ("rightUpperArm", R_SHOULDER))
-
-
-def place_torso(skeleton: Skeleton, global_rot: np.ndarray, root: np.ndarray, points: np.ndarray,
-                confidence: np.ndarray) -> np.ndarray:
-    """The hips joint's world position (F, 3) that puts the torso's hip and shoulder joints nearest
-    their points (F, 33, 3), weighted by confidence (F, 33): the least-squares move of the rigid
-    torso, its rotations kept. root (F, 3): where the hips joint is now (the hips landmarks'
-    midpoint), which leaves a pelvis and trunk of constant size all their frame's mismatch at the
-    shoulders and the hip joints apart; this shares it between the four."""
-    _, g_pos = forward_kinematics(skeleton, to_local(skeleton, global_rot), root)
-    w = np.stack([confidence[:, k] for _, k in _TORSO], axis=1)[..., None]
-    off = np.stack([points[:, k] - g_pos[:, skeleton.index(n)] for n, k in _TORSO], axis=1)
-    return root + (w * off).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-9)
+# The clavicles: the joint that turns, the joint it carries, and that joint's landmark.
+_CLAVICLES = (("leftShoulder", "leftUpperArm", L_SHOULDER), ("rightShoulder", "rightUpperArm", R_SHOULDER))
 
 
 def aim_limbs(skeleton: Skeleton, global_rot: np.ndarray, root: np.ndarray, points: np.ndarray,
               confidence: np.ndarray) -> np.ndarray:
-    """Global rotations (F, J, 4) with each limb's bones turned to reach from where its joint is in
-    the skeleton to the limb's points (F, 33, 3), the landmarks in the world, weighted by
-    confidence (F, 33).
+    """Global rotations (F, J, 4) with the clavicles and each limb's bones turned to reach from where
+    their joints are in the skeleton to the points (F, 33, 3), the landmarks in the world, weighted
+    by confidence (F, 33).
 
     body_global_rotations gives every bone its landmarks' direction, so each joint inherits its
     parent's whole offset from its landmark (a hip joint placed across a pelvis whose landmark
     width jitters, a bone longer or shorter than the landmarks are apart that frame) and the
-    offsets add up along the limb. Reaching from the skeleton's own joint, the knee or elbow goes
-    where fit_chain puts it (this frame's length mismatch shared between it and the ankle or
-    wrist), and the lower bone points at its end's landmark.
+    offsets add up along the limb. Each clavicle turns its upper-arm joint towards the shoulder's
+    landmark (it turned with the upper chest, which left a shoulder joint about a centimetre off its
+    point wherever the trunk and shoulder width of constant size did not fit that frame; a clavicle
+    does move). Reaching from the skeleton's own joint, the knee or elbow goes where fit_chain puts
+    it (this frame's length mismatch shared between it and the ankle or wrist), and the lower bone
+    points at its end's landmark.
     Each bone turns by the shortest arc, so the hinge's twist stays; hands and feet keep their
     global rotations. root: (F, 3) the hips joint's world position.
     """
     g_rot = global_rot.copy()
     _, g_pos = forward_kinematics(skeleton, to_local(skeleton, global_rot), root)
+
+    def aim(j: int, c: int, target: np.ndarray) -> None:  # turn joint j so that its child c lies towards target
+        turn = quat.between(quat.rotate(g_rot[:, j], skeleton.offsets[c]), target - g_pos[:, j])
+        g_rot[:, j] = quat.multiply(turn, g_rot[:, j])
+        g_pos[:, c] = g_pos[:, j] + quat.rotate(g_rot[:, j], skeleton.offsets[c])
+
+    for clavicle, arm, shoulder in _CLAVICLES:
+        aim(skeleton.index(clavicle), skeleton.index(arm), points[:, shoulder])
     for mid_joint, end_joint, mid, end in LIMB_CHAINS:
         m, e = skeleton.index(mid_joint), skeleton.index(end_joint)
         s = int(skeleton.parents[m])
         knee = fit_chain(g_pos[:, s], points[:, mid], points[:, end], float(np.linalg.norm(skeleton.offsets[m])),
                          float(np.linalg.norm(skeleton.offsets[e])), confidence[:, mid], confidence[:, end])
-        for j, c, aim in ((s, m, knee), (m, e, points[:, end])):
-            turn = quat.between(quat.rotate(g_rot[:, j], skeleton.offsets[c]), aim - g_pos[:, j])
-            g_rot[:, j] = quat.multiply(turn, g_rot[:, j])
-            g_pos[:, c] = g_pos[:, j] + quat.rotate(g_rot[:, j], skeleton.offsets[c])
+        aim(s, m, knee)
+        aim(m, e, points[:, end])
     return g_rot
 
 
