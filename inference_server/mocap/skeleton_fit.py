@@ -134,6 +134,18 @@ def _robust_length(points: np.ndarray, vis: np.ndarray, pairs: list[tuple[int, i
     return float(np.median(pooled)) if len(pooled) else 0.0
 
 
+def _mean_length(points: np.ndarray, vis: np.ndarray, pair: tuple[int, int]) -> float:
+    """Confidence-weighted mean distance between two landmarks: the constant length nearest the
+    per-frame lengths in the least-squares sense. Like _robust_length, every frame counts alike where
+    fewer than 3 have any confidence (points placed from one view only)."""
+    a, b = pair
+    d = np.linalg.norm(points[:, a] - points[:, b], axis=-1)
+    w = np.where(np.isfinite(d), np.minimum(vis[:, a], vis[:, b]), 0.0)
+    if (w > 0).sum() < 3:
+        w = np.isfinite(d).astype(np.float64)
+    return float(np.sum(w * np.nan_to_num(d)) / np.sum(w)) if w.any() else 0.0
+
+
 def measure_body(points: np.ndarray, vis: np.ndarray, per_side: bool = False) -> BodyMeasures:
     """Bone lengths from world landmarks (F, 33, 3) and visibility (F, 33), medians over the clip.
 
@@ -141,7 +153,11 @@ def measure_body(points: np.ndarray, vis: np.ndarray, per_side: bool = False) ->
     limb, and pooling left with right gives a symmetric skeleton. per_side: the limbs also keep
     each side's own lengths (BodyMeasures.limbs), for points triangulated from calibrated views,
     which measure each limb where it is (on the Pose2Sim trial the triangulated left leg is 3 cm
-    shorter than the right, and a pooled length put each ankle 1-2 cm off its point).
+    shorter than the right, and a pooled length put each ankle 1-2 cm off its point). Those limbs,
+    the pelvis, the trunk and the shoulders' width are then confidence-weighted means: a triangulated
+    length has no foreshortened frames to ignore, and the mean is the constant length nearest all the
+    frame's lengths (least squares), where the median of a skewed spread is not (the Pose2Sim trial's
+    left forearm: median 260 mm, mean 254 mm).
     """
     mid_hip = 0.5 * (points[:, L_HIP] + points[:, R_HIP])
     mid_sh = 0.5 * (points[:, L_SHOULDER] + points[:, R_SHOULDER])
@@ -153,6 +169,9 @@ def measure_body(points: np.ndarray, vis: np.ndarray, per_side: bool = False) ->
     ext_vis = np.concatenate([vis, vis_hip[:, None], vis_sh[:, None], vis_ear[:, None]], axis=1)
     hip_c, sh_c, ear_c = 33, 34, 35
 
+    def length(pair: tuple[int, int]) -> float:
+        return _mean_length(ext, ext_vis, pair) if per_side else _robust_length(ext, ext_vis, [pair])
+
     heel_ankle = _robust_length(ext, ext_vis, [(L_HEEL, L_ANKLE), (R_HEEL, R_ANKLE)])
     toe_ankle = _robust_length(ext, ext_vis, [(L_TOE, L_ANKLE), (R_TOE, R_ANKLE)])
     foot = _robust_length(ext, ext_vis, [(L_TOE, L_HEEL), (R_TOE, R_HEEL)])
@@ -163,10 +182,10 @@ def measure_body(points: np.ndarray, vis: np.ndarray, per_side: bool = False) ->
     ankle_height = float(np.sqrt(max(toe_ankle**2 - toe_front**2, (0.2 * foot) ** 2)))
 
     return BodyMeasures(
-        hip_half_width=0.5 * _robust_length(ext, ext_vis, [(L_HIP, R_HIP)]),
-        trunk=_robust_length(ext, ext_vis, [(hip_c, sh_c)]),
+        hip_half_width=0.5 * length((L_HIP, R_HIP)),
+        trunk=length((hip_c, sh_c)),
         neck=_robust_length(ext, ext_vis, [(sh_c, ear_c)]),
-        shoulder_half_width=0.5 * _robust_length(ext, ext_vis, [(L_SHOULDER, R_SHOULDER)]),
+        shoulder_half_width=0.5 * length((L_SHOULDER, R_SHOULDER)),
         upper_arm=_robust_length(ext, ext_vis, [(L_SHOULDER, L_ELBOW), (R_SHOULDER, R_ELBOW)]),
         forearm=_robust_length(ext, ext_vis, [(L_ELBOW, L_WRIST), (R_ELBOW, R_WRIST)]),
         thigh=_robust_length(ext, ext_vis, [(L_HIP, L_KNEE), (R_HIP, R_KNEE)]),
@@ -175,7 +194,7 @@ def measure_body(points: np.ndarray, vis: np.ndarray, per_side: bool = False) ->
         heel_back=heel_back,
         toe_front=toe_front,
         ear_width=_robust_length(ext, ext_vis, [(L_EAR, R_EAR)]),
-        limbs={name: _robust_length(ext, ext_vis, [pair]) for name, pair in LIMB_BONES.items()} if per_side else {},
+        limbs={name: length(pair) for name, pair in LIMB_BONES.items()} if per_side else {},
     )
 
 
@@ -309,26 +328,84 @@ def body_global_rotations(p: np.ndarray, m: BodyMeasures, names: list[str]) -> n
     return g
 
 
-def aim_limbs(skeleton: Skeleton, global_rot: np.ndarray, root: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Global rotations (F, J, 4) with each limb bone turned to point from where its joint is in
-    the skeleton to where its far end is among points (F, 33, 3), the landmarks in the world.
+def fit_chain(start: np.ndarray, mid: np.ndarray, end: np.ndarray, upper: float, lower: float,
+              w_mid: np.ndarray, w_end: np.ndarray) -> np.ndarray:
+    """Where (F, 3) the middle joint of a two-bone chain of fixed lengths goes (a knee, an elbow) from
+    start (F, 3) so that it and the chain's end lie nearest their points mid and end (F, 3): the least
+    squares of w_mid |knee - mid|^2 + w_end |ankle - end|^2 over the upper bone's direction, the lower
+    bone pointing at end (which is best for any knee). Aiming each bone at its point in turn instead
+    puts the whole of a frame's length mismatch on the far joints.
+
+    SciPy's least_squares over all frames at once (two unknowns a frame, each frame's block of the
+    Jacobian apart), starting from the greedy aim: the upper bone's direction turned in its tangent plane.
+    """
+    from scipy.optimize import least_squares
+    from scipy.sparse import block_diag
+
+    f = len(start)
+    d0 = _norm(mid - start)
+    helper = np.where(np.abs(d0[:, :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    t1 = _norm(np.cross(d0, helper))
+    t2 = np.cross(d0, t1)
+    s_mid, s_end = np.sqrt(np.maximum(w_mid, 0.0))[:, None], np.sqrt(np.maximum(w_end, 0.0))
+
+    def knee(x: np.ndarray) -> np.ndarray:
+        a, b = x.reshape(f, 2).T
+        return start + upper * _norm(d0 + a[:, None] * t1 + b[:, None] * t2)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        k = knee(x)
+        r_end = s_end * (np.linalg.norm(end - k, axis=-1) - lower)
+        return np.concatenate([s_mid * (k - mid), r_end[:, None]], axis=1).ravel()
+
+    sparsity = block_diag([np.ones((4, 2))] * f)
+    fit = least_squares(residuals, np.zeros(2 * f), jac_sparsity=sparsity, method="trf")
+    return knee(fit.x)
+
+
+# Each limb as a chain: the joints whose rest offsets are its two bones (the middle joint's and the
+# end's), and the landmarks of its middle and its end.
+LIMB_CHAINS = (("leftLowerArm", "leftHand", L_ELBOW, L_WRIST), ("rightLowerArm", "rightHand", R_ELBOW, R_WRIST),
+               ("leftLowerLeg", "leftFoot", L_KNEE, L_ANKLE), ("rightLowerLeg", "rightFoot", R_KNEE, R_ANKLE))
+# The clavicles: the joint that turns, the joint it carries, and that joint's landmark.
+_CLAVICLES = (("leftShoulder", "leftUpperArm", L_SHOULDER), ("rightShoulder", "rightUpperArm", R_SHOULDER))
+
+
+def aim_limbs(skeleton: Skeleton, global_rot: np.ndarray, root: np.ndarray, points: np.ndarray,
+              confidence: np.ndarray) -> np.ndarray:
+    """Global rotations (F, J, 4) with the clavicles and each limb's bones turned to reach from where
+    their joints are in the skeleton to the points (F, 33, 3), the landmarks in the world, weighted
+    by confidence (F, 33).
 
     body_global_rotations gives every bone its landmarks' direction, so each joint inherits its
     parent's whole offset from its landmark (a hip joint placed across a pelvis whose landmark
     width jitters, a bone longer or shorter than the landmarks are apart that frame) and the
-    offsets add up along the limb. Aimed from the skeleton's own joint, a knee, ankle, elbow or
-    wrist lies on the line to its landmark and is off it only by this frame's length mismatch.
+    offsets add up along the limb. Each clavicle turns its upper-arm joint towards the shoulder's
+    landmark (it turned with the upper chest, which left a shoulder joint about a centimetre off its
+    point wherever the trunk and shoulder width of constant size did not fit that frame; a clavicle
+    does move). Reaching from the skeleton's own joint, the knee or elbow goes where fit_chain puts
+    it (this frame's length mismatch shared between it and the ankle or wrist), and the lower bone
+    points at its end's landmark.
     Each bone turns by the shortest arc, so the hinge's twist stays; hands and feet keep their
     global rotations. root: (F, 3) the hips joint's world position.
     """
     g_rot = global_rot.copy()
     _, g_pos = forward_kinematics(skeleton, to_local(skeleton, global_rot), root)
-    for child, (_, far) in LIMB_BONES.items():
-        c = skeleton.index(child)
-        j = int(skeleton.parents[c])
-        turn = quat.between(quat.rotate(g_rot[:, j], skeleton.offsets[c]), points[:, far] - g_pos[:, j])
+
+    def aim(j: int, c: int, target: np.ndarray) -> None:  # turn joint j so that its child c lies towards target
+        turn = quat.between(quat.rotate(g_rot[:, j], skeleton.offsets[c]), target - g_pos[:, j])
         g_rot[:, j] = quat.multiply(turn, g_rot[:, j])
         g_pos[:, c] = g_pos[:, j] + quat.rotate(g_rot[:, j], skeleton.offsets[c])
+
+    for clavicle, arm, shoulder in _CLAVICLES:
+        aim(skeleton.index(clavicle), skeleton.index(arm), points[:, shoulder])
+    for mid_joint, end_joint, mid, end in LIMB_CHAINS:
+        m, e = skeleton.index(mid_joint), skeleton.index(end_joint)
+        s = int(skeleton.parents[m])
+        knee = fit_chain(g_pos[:, s], points[:, mid], points[:, end], float(np.linalg.norm(skeleton.offsets[m])),
+                         float(np.linalg.norm(skeleton.offsets[e])), confidence[:, mid], confidence[:, end])
+        aim(s, m, knee)
+        aim(m, e, points[:, end])
     return g_rot
 
 

@@ -205,10 +205,11 @@ def solve_placed(body: PlacedBody, fps: float, options: SolveOptions, stage: _St
     # The hips joint sits on the hips midpoint, the world landmarks' origin.
     hips = world[:, [skeleton_fit.L_HIP, skeleton_fit.R_HIP]].mean(axis=1)
     if body.calibrated:
-        # Triangulated points each sit where the cameras put them: the limbs reach for them from the
-        # skeleton's own joints, so that the offsets of a pelvis and bones of constant size do not
-        # add up down the limbs (single view: pose_fit has fitted its limbs to the image already).
-        g_rot = skeleton_fit.aim_limbs(skeleton, g_rot, root + hips, world + root[:, None])
+        # Triangulated points each sit where the cameras put them: the clavicles and limbs reach for
+        # them from the skeleton's own joints, so that the offsets of a pelvis, a trunk and bones of
+        # constant size do not add up down the limbs (single view: pose_fit has fitted its limbs to the
+        # image already).
+        g_rot = skeleton_fit.aim_limbs(skeleton, g_rot, root + hips, world + root[:, None], vis)
     confidence = skeleton_fit.joint_confidence(vis, names)
     if hand_tracks is not None:
         hand_solver.apply_finger_rotations(hand_tracks, g_rot, confidence, names)
