@@ -125,6 +125,7 @@ class _LiveBoxes(Mapping[int, Box]):
         self._boxes: dict[int, Box] = {}  # provisional, for the frames before _ready
         self._ready = int(frames[0]) if len(frames) else 0
         self._used: dict[int, Box] = {}
+        self._next = self._ready  # the frame the pose pass reads next
         self._stale = False
         self._people: People | None = None
         self._error: BaseException | None = None
@@ -153,7 +154,10 @@ class _LiveBoxes(Mapping[int, Box]):
             self._lock.notify_all()
 
     def _on_look(self, frame: int, so_far: Callable[[], People]) -> None:
-        if self._update_s > UPDATE_SHARE * (time.perf_counter() - self._t0):
+        # An update only when the pose pass comes near the frames handed over (it is the slower pass:
+        # most looks need none), and within its share of the time.
+        if (self._next < self._ready - (frame - self._ready)
+                or self._update_s > UPDATE_SHARE * (time.perf_counter() - self._t0)):
             return
         t = time.perf_counter()
         people = so_far()
@@ -182,6 +186,7 @@ class _LiveBoxes(Mapping[int, Box]):
         if not len(self.frames) or not self.frames[0] <= frame <= self.frames[-1]:
             raise KeyError(frame)
         with self._lock:
+            self._next = frame
             while True:
                 if self._stale:
                     raise _Stale()
