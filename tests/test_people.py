@@ -323,16 +323,42 @@ def test_side_by_side_passes_give_the_sequential_capture(crossing: DistractorCli
     assert choose(alone, subject_point).id == track.id
 
 
-def test_stale_provisional_boxes_make_the_pose_pass_run_again(crossing: DistractorClip,
-                                                               truth: tuple[np.ndarray, np.ndarray],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Handed over one sighting too early (the running median still missing its later sightings), the
-    provisional boxes differ from the final ones: the pose pass runs again on the final boxes."""
-    monkeypatch.setattr(subject_pass, "READY_SIGHTINGS", 1)
-    people, track, landmarks, replayed = capture_subject(crossing.path, _point(truth), stride=3, discover_every=15,
-                                                         ctx=NullContext())
-    assert replayed
-    assert _same(landmarks, _on_final_boxes(crossing, people, track))
+def _standing(frames: range, x: float) -> People:
+    """One person standing at (x, 300), 100 px radius, seen on `frames` of a 40-frame clip."""
+    track = Track(1, frames=list(frames), detections=[Detection(x, 300.0, 100.0, 0.9, np.ones(4)) for _ in frames])
+    return People(tracks=[track], frames=np.arange(0, 40, 3), start=0, end=40, image_size=(640, 480), fps=30.0,
+                  max_gap=30)
+
+
+def test_a_box_read_that_the_people_pass_then_changes_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pose pass reads the boxes handed over so far; when the people pass ends with other boxes
+    for frames already read (its stitching changed its mind), reading on raises StaleBox (the pose
+    pass then runs again on the final boxes), and so does a later provisional look that shows it."""
+    monkeypatch.setattr(subject_pass, "UPDATE_SHARE", float("inf"))  # every look updates, however quick
+    chosen = mocap_pb2.Subject(point=mocap_pb2.SubjectPoint(x=300, y=300, frame=0))
+    so_far = _standing(range(0, 19, 3), 300.0)
+    ready = so_far.tracks[0].frames[-subject_pass.READY_SIGHTINGS]  # three sightings after: frames 0-11
+
+    def live() -> subject_pass.LiveBoxes:
+        boxes = subject_pass.LiveBoxes(chosen, np.arange(0, 40), NullContext())
+        boxes.offer(18, lambda: so_far)
+        assert boxes[0] == mask_boxes(so_far, so_far.tracks[0], np.arange(1))[0]
+        return boxes
+
+    same = live()
+    same.end(_standing(range(0, 40, 3), 300.0))  # the same person, seen to the end
+    assert same[ready] and same.matches_final()
+
+    moved = live()
+    moved.end(_standing(range(0, 40, 3), 310.0))
+    with pytest.raises(subject_pass.StaleBox):
+        moved[1]
+    assert not moved.matches_final()
+
+    early = live()
+    early.offer(24, lambda: _standing(range(0, 25, 3), 310.0))
+    with pytest.raises(subject_pass.StaleBox):
+        early[1]
 
 
 class _CancelAfter(NullContext):
@@ -348,9 +374,9 @@ class _CancelAfter(NullContext):
 
 def test_a_cancelled_subject_capture_stops_both_passes(crossing: DistractorClip,
                                                        truth: tuple[np.ndarray, np.ndarray]) -> None:
-    ctx = _CancelAfter(8)  # polled every 0.1 s: cancelled about 0.8 s in, with both passes under way
+    ctx = _CancelAfter(2)  # polled every 0.1 s: cancelled early, with the people pass under way
     with pytest.raises(JobCancelled):
         capture_subject(crossing.path, _point(truth), stride=3, discover_every=15, ctx=ctx)
-    assert ctx.calls == 9  # it stopped at the first check that raised
+    assert ctx.calls == 3  # it stopped at the first check that raised
     assert not any(t.name == "keygrip-people" for t in threading.enumerate())  # the people pass ended too
     assert all(value < FRAMES for stage, value, _, _ in ctx.events if stage == "inference")

@@ -80,7 +80,7 @@ def capture_subject(
     # once see each other's partly initialised modules (an AttributeError deep in its protobufs).
     import mediapipe  # noqa: F401
 
-    boxes = _LiveBoxes(subject, np.arange(first, last), ctx)
+    boxes = LiveBoxes(subject, np.arange(first, last), ctx)
     thread = threading.Thread(
         target=boxes.run_people, name="keygrip-people", daemon=True,
         kwargs={"path": path, "start": start, "end": end, "name": name, "stride": stride,
@@ -90,7 +90,7 @@ def capture_subject(
         try:
             landmarks = _pose(path, start, end, hands, face, 1, boxes, ctx)
             replay = not boxes.matches_final()
-        except _Stale:
+        except StaleBox:
             replay = True
         if replay:
             landmarks = _pose(path, start, end, hands, face, 1, boxes.final(), ctx)
@@ -106,16 +106,16 @@ def _pose(path: str | Path, start: int, end: int | None, hands: bool, face: bool
     return detect(path, start=start, end=end, hands=hands, face=face, workers=workers, subject=boxes, ctx=ctx)
 
 
-class _Stale(Exception):
-    """A box the pose pass used is not the final one: the pose pass must run again."""
+class StaleBox(Exception):
+    """A box the pose pass read is not the final one: the pose pass must run again."""
 
 
-class _LiveBoxes(Mapping[int, Box]):
+class LiveBoxes(Mapping[int, Box]):
     """The subject's boxes as the people pass (run_people, on its own thread) makes them known.
 
     Read from the pose pass's thread: a frame's box waits until it is ready (provisionally, or
     finally once the people pass has ended), polling the job's cancellation meanwhile; a box read
-    is remembered, to be checked against the final one. Raises _Stale as soon as a box read is
+    is remembered, to be checked against the final one. Raises StaleBox as soon as a box read is
     known to differ from the final one (or from a later provisional one)."""
 
     def __init__(self, subject: mocap_pb2.Subject, frames: np.ndarray, ctx: JobContext) -> None:
@@ -143,17 +143,21 @@ class _LiveBoxes(Mapping[int, Box]):
                    discover_every: int) -> None:
         try:
             people = find_people(path, start=start, end=end, ctx=_ThreadContext(self, self.ctx), name=name,
-                                 stride=stride, discover_every=discover_every, on_look=self._on_look)
+                                 stride=stride, discover_every=discover_every, on_look=self.offer)
         except BaseException as exc:  # handed to the pose pass's thread, which raises it
-            with self._lock:
-                self._error, self._done = exc, True
-                self._lock.notify_all()
+            self.end(error=exc)
             return
+        self.end(people)
+
+    def end(self, people: People | None = None, error: BaseException | None = None) -> None:
+        """The people pass has ended, with its people or an error."""
         with self._lock:
-            self._people, self._done = people, True
+            self._people, self._error, self._done = people, error, True
             self._lock.notify_all()
 
-    def _on_look(self, frame: int, so_far: Callable[[], People]) -> None:
+    def offer(self, frame: int, so_far: Callable[[], People]) -> None:
+        """After the people pass's look at `frame` (find_people's on_look): hand over the boxes of
+        the frames now ready, and mark the capture stale if a box read already changed."""
         # An update only when the pose pass comes near the frames handed over (it is the slower pass:
         # most looks need none), and within its share of the time.
         if (self._next < self._ready - (frame - self._ready)
@@ -189,7 +193,7 @@ class _LiveBoxes(Mapping[int, Box]):
             self._next = frame
             while True:
                 if self._stale:
-                    raise _Stale()
+                    raise StaleBox()
                 if self._done:
                     break
                 if frame < self._ready:
@@ -201,7 +205,7 @@ class _LiveBoxes(Mapping[int, Box]):
         box = self.final()[frame]
         if not self._verified:
             if not self.matches_final():
-                raise _Stale()
+                raise StaleBox()
             self._verified = True
         self._used[frame] = box
         return box
@@ -255,7 +259,7 @@ class _ThreadContext:
     """What find_people sees of the job on the people pass's thread: progress is handed to the pose
     pass's thread (which reports it), and cancelling the capture (the stop event) ends the pass."""
 
-    def __init__(self, boxes: _LiveBoxes, ctx: JobContext) -> None:
+    def __init__(self, boxes: LiveBoxes, ctx: JobContext) -> None:
         self._boxes, self._ctx = boxes, ctx
 
     @property
