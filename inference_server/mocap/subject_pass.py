@@ -132,7 +132,7 @@ class LiveBoxes(Mapping[int, Box]):
         self._done = False
         self._final: tuple[Track, dict[int, Box]] | None = None
         self._verified = False  # every box read before the people pass ended was checked
-        self._progress: tuple[float, float, str, float] | None = None
+        self._progress: tuple[str, float, float, str, float] | None = None
         self._last_report = 0.0
         self._update_s = 0.0
         self._t0 = time.perf_counter()
@@ -182,7 +182,7 @@ class LiveBoxes(Mapping[int, Box]):
 
     def report(self, stage: str, value: float, maximum: float, message: str, fps: float) -> None:
         with self._lock:
-            self._progress = (value, maximum, message, fps)
+            self._progress = (stage, value, maximum, message, fps)
 
     # The pose pass's thread.
 
@@ -218,8 +218,8 @@ class LiveBoxes(Mapping[int, Box]):
             now = time.perf_counter()
             if not self._used and self._progress is not None and now - self._last_report >= _PROGRESS_INTERVAL_S:
                 self._last_report = now
-                value, maximum, message, fps = self._progress
-                self.ctx.progress("people", value, maximum, message, fps=fps)
+                stage, value, maximum, message, fps = self._progress
+                self.ctx.progress(stage, value, maximum, message, fps=fps)
         finally:
             self._lock.acquire()
 
