@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,10 +21,15 @@ import pytest
 from server_process import REPO
 
 import keygrip
+from inference_server.errors import JobCancelled
+from inference_server.jobs.context import NullContext
 from inference_server.media.video import iter_frames
+from inference_server.mocap import subject_pass
+from inference_server.mocap.inference import detect
 from inference_server.mocap.landmarks import Landmarks
-from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, People
-from inference_server.mocap.subject import LIMBS, keep_subject
+from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, People, find_people
+from inference_server.mocap.subject import LIMBS, choose, keep_subject, mask_boxes
+from inference_server.mocap.subject_pass import capture_subject
 from inference_server.mocap.tracks import Detection, Linker, Track
 from keygrip.animate import CaptureOptions
 from keygrip.people import subject
@@ -287,3 +293,90 @@ def test_a_limb_mixed_with_someone_else_is_bridged_not_kept() -> None:
     np.testing.assert_array_equal(out.pose_world[rest], world[rest])  # nothing else touched, frames 40-45 too
     np.testing.assert_array_equal(out.pose_visibility[rest], visibility[rest])
     assert any("partly hidden by someone else on 6 of 60 frames of two.mp4" in m for m in warnings), warnings
+
+
+def _point(truth: tuple[np.ndarray, np.ndarray]) -> mocap_pb2.Subject:
+    x, y = truth[0][0]
+    return mocap_pb2.Subject(point=mocap_pb2.SubjectPoint(x=float(x), y=float(y), frame=0))
+
+
+def _on_final_boxes(crossing: DistractorClip, people: People, track: Track) -> Landmarks:
+    """The pose pass as the sequential path runs it: on the final boxes, after the people pass."""
+    return detect(crossing.path, workers=1, subject=mask_boxes(people, track, np.arange(people.start, people.end)),
+                  ctx=NullContext())
+
+
+def _same(a: Landmarks, b: Landmarks) -> bool:
+    return all(np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True)
+               for k in ("frame_indices", "pose_image", "pose_world", "pose_visibility", "pose_present"))
+
+
+def test_side_by_side_passes_give_the_sequential_capture(crossing: DistractorClip,
+                                                         truth: tuple[np.ndarray, np.ndarray]) -> None:
+    """The pose pass running beside the people pass on provisional boxes gives exactly the landmarks
+    of the pose pass on the final boxes, and the people of find_people alone."""
+    subject_point = _point(truth)
+    people, track, landmarks, _ = capture_subject(crossing.path, subject_point, stride=3, discover_every=15,
+                                                  ctx=NullContext())
+    assert _same(landmarks, _on_final_boxes(crossing, people, track))
+    alone = find_people(crossing.path, stride=3, discover_every=15, ctx=NullContext())
+    assert choose(alone, subject_point).id == track.id
+
+
+def _standing(frames: range, x: float) -> People:
+    """One person standing at (x, 300), 100 px radius, seen on `frames` of a 40-frame clip."""
+    track = Track(1, frames=list(frames), detections=[Detection(x, 300.0, 100.0, 0.9, np.ones(4)) for _ in frames])
+    return People(tracks=[track], frames=np.arange(0, 40, 3), start=0, end=40, image_size=(640, 480), fps=30.0,
+                  max_gap=30)
+
+
+def test_a_box_read_that_the_people_pass_then_changes_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pose pass reads the boxes handed over so far; when the people pass ends with other boxes
+    for frames already read (its stitching changed its mind), reading on raises StaleBox (the pose
+    pass then runs again on the final boxes), and so does a later provisional look that shows it."""
+    monkeypatch.setattr(subject_pass, "UPDATE_SHARE", float("inf"))  # every look updates, however quick
+    chosen = mocap_pb2.Subject(point=mocap_pb2.SubjectPoint(x=300, y=300, frame=0))
+    so_far = _standing(range(0, 19, 3), 300.0)
+    ready = so_far.tracks[0].frames[-subject_pass.READY_SIGHTINGS]  # three sightings after: frames 0-11
+
+    def live() -> subject_pass.LiveBoxes:
+        boxes = subject_pass.LiveBoxes(chosen, np.arange(0, 40), NullContext())
+        boxes.offer(18, lambda: so_far)
+        assert boxes[0] == mask_boxes(so_far, so_far.tracks[0], np.arange(1))[0]
+        return boxes
+
+    same = live()
+    same.end(_standing(range(0, 40, 3), 300.0))  # the same person, seen to the end
+    assert same[ready] and same.matches_final()
+
+    moved = live()
+    moved.end(_standing(range(0, 40, 3), 310.0))
+    with pytest.raises(subject_pass.StaleBox):
+        moved[1]
+    assert not moved.matches_final()
+
+    early = live()
+    early.offer(24, lambda: _standing(range(0, 25, 3), 310.0))
+    with pytest.raises(subject_pass.StaleBox):
+        early[1]
+
+
+class _CancelAfter(NullContext):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.calls, self.n = 0, n
+
+    def check_cancelled(self) -> None:
+        self.calls += 1
+        if self.calls > self.n:
+            raise JobCancelled("cancelled by the test")
+
+
+def test_a_cancelled_subject_capture_stops_both_passes(crossing: DistractorClip,
+                                                       truth: tuple[np.ndarray, np.ndarray]) -> None:
+    ctx = _CancelAfter(2)  # polled every 0.1 s: cancelled early, with the people pass under way
+    with pytest.raises(JobCancelled):
+        capture_subject(crossing.path, _point(truth), stride=3, discover_every=15, ctx=ctx)
+    assert ctx.calls == 3  # it stopped at the first check that raised
+    assert not any(t.name == "keygrip-people" for t in threading.enumerate())  # the people pass ended too
+    assert all(value < FRAMES for stage, value, _, _ in ctx.events if stage == "inference")

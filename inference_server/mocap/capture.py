@@ -18,7 +18,8 @@ from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import MocapOptions, check
 from inference_server.mocap.people import People, discover_interval, find_people, sample_stride
 from inference_server.mocap.solve import solve
-from inference_server.mocap.subject import choose, keep_subject, mask_boxes
+from inference_server.mocap.subject import keep_subject, mask_boxes
+from inference_server.mocap.subject_pass import capture_subject
 from inference_server.mocap.tracks import Track
 from inference_server.motion.clip import MotionClip
 
@@ -26,7 +27,8 @@ from inference_server.motion.clip import MotionClip
 @dataclass
 class MocapOutput:
     """landmarks: the raw capture; clip: the solved motion; timings: seconds per stage
-    ("people" when a subject was chosen, "inference", "solve", "preview", "total"); preview_path:
+    ("people" when a subject was chosen, which for one subject ran beside "inference", "solve",
+    "preview", "total"); preview_path:
     the QA video when asked for; subject_id: the track captured (0: no subject asked for)."""
 
     landmarks: Landmarks
@@ -50,19 +52,22 @@ def run_mocap(
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
-    people, track = None, None
+    people, track, landmarks = None, None, None
     if options.subject is not None:
         t = time.perf_counter()
         fps = options.fps_override or probe(path).fps
         # A subject by id must be looked for as DetectPeople does, so that the ids are its ids; by a
         # point or `auto`, quick looks 10 times a second do (a single-person capture pays little).
         by_id = options.subject.HasField("track_id")
-        people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name,
-                             stride=1 if by_id else sample_stride(fps),
-                             discover_every=1 if by_id else discover_interval(fps))
-        track = choose(people, options.subject)
-        timings["people"] = time.perf_counter() - t
-    landmarks, clip, preview_path = _capture(path, options, ctx, people, track, timings, out_dir)
+        people, track, landmarks, _ = capture_subject(
+            path, options.subject, start=options.start_frame, end=options.end_frame, hands=options.solve.hands,
+            face=options.solve.face, workers=options.workers, name=name,
+            stride=1 if by_id else sample_stride(fps), discover_every=1 if by_id else discover_interval(fps),
+            ctx=ctx)
+        # The people pass ran beside the pose pass: its own seconds, and both passes together.
+        timings["people"] = people.seconds
+        timings["inference"] = time.perf_counter() - t
+    landmarks, clip, preview_path = _capture(path, options, ctx, people, track, timings, out_dir, landmarks=landmarks)
     timings["total"] = time.perf_counter() - t_start
     return MocapOutput(landmarks=landmarks, clip=clip, timings=timings, preview_path=preview_path,
                        subject_id=track.id if track is not None else 0)
@@ -103,19 +108,21 @@ def run_mocap_everyone(
 
 def _capture(path: str | Path, options: MocapOptions, ctx: JobContext, people: People | None,
              track: Track | None, timings: dict[str, float], out_dir: str | Path | None,
-             suffix: str = "") -> tuple[Landmarks, MotionClip, Path | None]:
-    """Inference (on the chosen person alone when a track is given), solve and preview."""
+             suffix: str = "", landmarks: Landmarks | None = None) -> tuple[Landmarks, MotionClip, Path | None]:
+    """Inference (on the chosen person alone when a track is given; landmarks: already made on
+    them, see capture_subject), solve and preview."""
     solve_options = options.solve
     subject_warnings: list[str] = []
-    boxes = None
-    if people is not None and track is not None:
-        boxes = mask_boxes(people, track, np.arange(people.start, people.end))
     t = time.perf_counter()
-    landmarks = detect(
-        path, start=options.start_frame, end=options.end_frame, hands=solve_options.hands,
-        face=solve_options.face,
-        workers=options.workers, subject=boxes, ctx=ctx,
-    )
+    if landmarks is None:
+        boxes = None
+        if people is not None and track is not None:
+            boxes = mask_boxes(people, track, np.arange(people.start, people.end))
+        landmarks = detect(
+            path, start=options.start_frame, end=options.end_frame, hands=solve_options.hands,
+            face=solve_options.face,
+            workers=options.workers, subject=boxes, ctx=ctx,
+        )
     if people is not None and track is not None:
         landmarks, subject_warnings = keep_subject(landmarks, people, track)
     if options.fps_override:
@@ -125,7 +132,7 @@ def _capture(path: str | Path, options: MocapOptions, ctx: JobContext, people: P
             landmarks, fps=float(options.fps_override),
             times=(landmarks.frame_indices - first).astype(np.float64) / options.fps_override,
         )
-    timings["inference"] = time.perf_counter() - t
+    timings["inference"] = timings.get("inference", 0.0) + time.perf_counter() - t
 
     ctx.check_cancelled()
     t = time.perf_counter()

@@ -25,7 +25,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,7 +89,7 @@ def detect(
     face: bool = False,
     workers: int | None = None,
     max_side: int = 1280,
-    subject: dict[int, tuple[float, float, float, float]] | None = None,
+    subject: Mapping[int, tuple[float, float, float, float]] | None = None,
     ctx: JobContext,
 ) -> Landmarks:
     """MediaPipe landmarks of the tracked person over frames start <= index < end of a clip.
@@ -105,7 +105,9 @@ def detect(
     max_side: frames are downsized so that their longer side is at most this many pixels before
         inference (normalised landmarks do not depend on it; speed and accuracy do).
     subject: the chosen person's normalised box (x0, y0, x1, y1) per frame number (subject.py);
-        everything outside it is blacked out, the whole frame where it is empty or not given.
+        everything outside it is blacked out, the whole frame where it is empty or not given. Read
+        one frame at a time, in order, as the frame is tracked (subject_pass.py hands boxes over
+        as they become known); with more than one worker it must be picklable.
     Progress goes to ctx as stage "inference" (value = frames done of the range); ctx.check_cancelled()
     is polled at least every 0.1 s and cancelling ends the chunk tasks (ctx.tasks).
     Raises InvalidInput for an unreadable clip or an empty range, FailedPrecondition when nobody is
@@ -116,14 +118,7 @@ def detect(
     # The frames there are in the range (a sequence may skip numbers); chunks split them evenly.
     numbers = frame_numbers(info, start, end)
     total = len(numbers)
-    if workers is None:
-        # One MediaPipe graph keeps about one core busy, and decoding needs some of another; a
-        # spawned worker costs 1-2 s to import MediaPipe. Measured on 2 cores, a second worker
-        # lost (0.63x), so parallel chunks start at 3 cores and only for clips long enough to pay.
-        cores = os.cpu_count() or 1
-        workers = 1 if cores <= 2 else min(cores - 1, total // CHUNK_MIN_FRAMES)
-    workers = max(1, min(workers, total // WARMUP_FRAMES))
-    chunks = _split(numbers, end, workers)
+    chunks = _split(numbers, end, chunk_count(total, workers))
     job = _Job(str(path), hands, face, max_side, subject)
     results = _run_chunks(job, chunks, total, ctx)
     results = _fix_seams(job, chunks, results, ctx)
@@ -159,6 +154,17 @@ def detect(
     return _fill_missing_numbers(landmarks, start, end, info.first_frame) if info.is_image_sequence else landmarks
 
 
+def chunk_count(total: int, workers: int | None) -> int:
+    """How many chunks (processes) detect() uses for `total` frames given its `workers` argument."""
+    if workers is None:
+        # One MediaPipe graph keeps about one core busy, and decoding needs some of another; a
+        # spawned worker costs 1-2 s to import MediaPipe. Measured on 2 cores, a second worker
+        # lost (0.63x), so parallel chunks start at 3 cores and only for clips long enough to pay.
+        cores = os.cpu_count() or 1
+        workers = 1 if cores <= 2 else min(cores - 1, total // CHUNK_MIN_FRAMES)
+    return max(1, min(workers, total // WARMUP_FRAMES))
+
+
 def _fill_missing_numbers(lm: Landmarks, start: int, end: int, first: int) -> Landmarks:
     """Landmarks with one row per frame number in [start, end): numbers missing on disk become
     frames where nobody was seen (NaN landmarks, visibility 0), at (number - first) / fps."""
@@ -185,7 +191,7 @@ class _Job:
     hands: bool
     face: bool
     max_side: int
-    subject: dict[int, tuple[float, float, float, float]] | None = None
+    subject: Mapping[int, tuple[float, float, float, float]] | None = None
 
 
 def _split(numbers: np.ndarray, end: int, n: int) -> list[_Chunk]:

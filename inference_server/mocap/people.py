@@ -17,6 +17,7 @@ one small thumbnail.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,16 +219,26 @@ def _thumbnail(image: np.ndarray, det: Detection) -> np.ndarray:
     return cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), THUMBNAIL_HEIGHT), interpolation=cv2.INTER_AREA)
 
 
+def _finish(linker: Linker, looks: int, stride: int) -> list[Track]:
+    """The people of `looks` looks: the linker's tracks stitched, flicker left out."""
+    # Three looks on consecutive frames, or two a stride apart, span about as long: less is flicker.
+    least = 3 if stride == 1 else 2
+    return linker.finish(min_frames=max(least, int(MIN_TRACK_SHARE * looks)), min_stretch=least)
+
+
 def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                 max_people: int = DEFAULT_MAX_PEOPLE, ctx: JobContext, stage: str = "people",
-                name: str | None = None, stride: int = 1, discover_every: int = 1) -> People:
+                name: str | None = None, stride: int = 1, discover_every: int = 1,
+                on_look: Callable[[int, Callable[[], People]], None] | None = None) -> People:
     """Every person in frames start <= index < end of a clip, as tracks with stable ids.
 
     stride: look on every stride-th frame only (tracks then hold those frames; a capture following
     one person needs no more, see sample_stride). discover_every: frames between full looks (see
     PersonDetector); the looks in between are quick ones that expect the people seen on the last
     look (1: every look is full, as DetectPeople's). name: the clip as the user knows it, for messages
-    (default: the file's name). Progress goes
+    (default: the file's name). on_look(frame, so_far): called after each look; so_far() gives the
+    people as they would be if the clip ended at that look (tracks only, no thumbnails; it costs a
+    Linker.finish, so a caller takes it only now and then). Progress goes
     to ctx under `stage`; ctx.check_cancelled() is polled every frame. Raises InvalidInput for an
     unreadable clip, an empty range or a max_people outside 1..MAX_PEOPLE_LIMIT.
     """
@@ -245,6 +256,12 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
     numbers: list[int] = []
     t0 = time.perf_counter()
     total = end - start
+
+    def so_far() -> People:
+        return People(tracks=_finish(linker, len(numbers), stride), frames=np.asarray(numbers, np.int64),
+                      start=start, end=end, image_size=(info.width, info.height), fps=fps, max_gap=max_gap,
+                      name=name, ignored=linker.ignored)
+
     try:
         discovered, previous = None, None
         for frame in iter_frames(path, start, end, DETECT_MAX_SIDE, step=stride):
@@ -268,6 +285,8 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                     small = Detection(d.x / frame.scale, d.y / frame.scale, d.radius / frame.scale, d.score, d.colour)
                     best[key] = (quality, frame.index, _thumbnail(frame.image, small))
             numbers.append(frame.index)
+            if on_look is not None:
+                on_look(frame.index, so_far)
             n = frame.index - start + 1
             elapsed = time.perf_counter() - t0
             ctx.progress(stage, n, total, f"looking for people: frame {n} of {total}", fps=n / max(elapsed, 1e-6))
@@ -276,13 +295,9 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
     if not numbers:
         raise InvalidInput(f"{name}: frames {start}-{end - 1} could not be decoded; "
                            "the file may be damaged.")
-    # Three looks on consecutive frames, or two a stride apart, span about as long: less is flicker.
-    least = 3 if stride == 1 else 2
-    tracks = linker.finish(min_frames=max(least, int(MIN_TRACK_SHARE * len(numbers))), min_stretch=least)
-    people = People(tracks=tracks, frames=np.asarray(numbers, np.int64), start=start, end=end,
-                    image_size=(info.width, info.height),
-                    fps=fps, max_gap=max_gap, name=name, ignored=linker.ignored, seconds=time.perf_counter() - t0)
-    for t in tracks:
+    people = so_far()
+    people.seconds = time.perf_counter() - t0
+    for t in people.tracks:
         _, f, thumb = max((best[k] for k in t.pieces if k in best), key=lambda b: b[0])
         ok, png = cv2.imencode(".png", cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR))
         if ok:
