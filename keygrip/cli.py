@@ -289,8 +289,12 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
                       "".join(f"; warning: {w}" for w in p.warnings))
         elif result.subject_id:
             print(f"subject: person {result.subject_id}")
-        for warning in [] if result.people else result.warnings:
-            print(f"warning: {warning}")
+        # With people, each one's warnings are on its line; what is left concerns the take (a person
+        # found but not captured).
+        own = set(result.people[0].warnings) if result.people else set()
+        for warning in result.warnings:
+            if warning not in own:
+                print(f"warning: {warning}")
         for path in written:
             print(f"wrote {path}")
     return 0

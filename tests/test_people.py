@@ -8,6 +8,7 @@ twelve. The subject's truth is the reference 3D projected through the calibratio
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import threading
@@ -206,13 +207,16 @@ def test_cli_lists_people_and_writes_thumbnails(shared_server, crossing: Distrac
 
 
 def test_cli_captures_everyone_into_a_file_each(shared_server, crossing: DistractorClip, tmp_path: Path) -> None:
-    # The whole clip: the detector sees the copy on only 4 of its first 12 frames (it crosses in
-    # front of the subject there), too few for the pose model to capture them every run.
+    # The detector sees the copy on few frames (it crosses in front of the subject): whether the pose
+    # model then finds them in their box differs between runs, so a person is either written to their
+    # own file or named as not captured, never dropped without a word.
     out = _keygrip(shared_server.address, "mocap", str(crossing.path), "--people", "all",
                    "--out", str(tmp_path / "take.bvh"))
     assert out.returncode == 0, out.stderr
     written = sorted(p.name for p in tmp_path.glob("take_person*.bvh"))
-    assert len(written) >= 2 and "take_person1.bvh" in written, (written, out.stdout)
+    not_captured = re.findall(r"warning: person (\d+) \(seen on \d+ of \d+ frames\) was not captured", out.stdout)
+    assert "take_person1.bvh" in written and len(written) + len(not_captured) >= 2, (written, out.stdout)
+    assert not {f"take_person{i}.bvh" for i in not_captured} & set(written)
     assert all((tmp_path / name).read_text().startswith("HIERARCHY") for name in written)
     assert "person 1: " in out.stdout
     refused = _keygrip(shared_server.address, "mocap", str(crossing.path), "--people", "all", "--subject", "1",

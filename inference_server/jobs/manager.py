@@ -381,7 +381,16 @@ class JobManager:
                 log.error("worker %d died (exit code %s) while %s (error id %s)", worker.index, code, job.what,
                           error_id, extra={"job_id": job_id, "error_id": error_id, "exit_code": code,
                                            "input": job.name})
-                if rec is not None:
+                # On a cluster the process may have died with its node: if no node left can run the
+                # job, say so rather than run it again (and again) on a node that is gone.
+                changed = self.ray is not None and self.ray.refresh()
+                unmet = self.ray.unmet(rec.type) if rec is not None and self.ray is not None else ""
+                if changed:  # the watch will not see this change again: the other jobs hear of it here
+                    assert self.loop is not None
+                    self.loop.call_soon(self._cluster_changed)
+                if rec is not None and unmet:
+                    self._finish(job_id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+                elif rec is not None:
                     self._requeue_or_fail(rec, f"the worker died (exit code {code}, error id {error_id})", (
                         "INTERNAL", "WORKER_DIED",
                         died_message(job, "worker process", code, error_id, attempts=rec.attempts)))

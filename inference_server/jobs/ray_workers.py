@@ -372,16 +372,24 @@ class RayExecutor:
         return [{k: float(v) for k, v in node.get("Resources", {}).items() if not k.startswith("node:")}
                 for node in ray.nodes() if node.get("Alive")]
 
+    def refresh(self) -> bool:
+        """Look at the cluster's nodes now (not at the watch's next poll); True when they changed.
+        A job whose process died asks this first: its node may just have left, and a job run again
+        on the node list of a moment ago would go back to it."""
+        try:
+            nodes = self._alive_nodes()
+        except Exception:  # the cluster is unreachable for a moment: keep what was seen last
+            log.warning("could not list the Ray cluster's nodes", exc_info=True)
+            return False
+        if sorted(map(sorted, (n.items() for n in nodes))) == sorted(map(sorted, (n.items() for n in self._nodes))):
+            return False
+        self._nodes = nodes
+        log.info("the Ray cluster changed", extra={"nodes": len(nodes)})
+        return True
+
     def _watch_nodes(self, on_change: Callable[[], None]) -> None:
         while not self._stopped.wait(_NODES_POLL_S):
-            try:
-                nodes = self._alive_nodes()
-            except Exception:  # the cluster is unreachable for a moment: look again
-                log.warning("could not list the Ray cluster's nodes", exc_info=True)
-                continue
-            if sorted(map(sorted, (n.items() for n in nodes))) != sorted(map(sorted, (n.items() for n in self._nodes))):
-                self._nodes = nodes
-                log.info("the Ray cluster changed", extra={"nodes": len(nodes)})
+            if self.refresh():
                 on_change()
 
     def stop(self) -> None:

@@ -76,10 +76,11 @@ def run_mocap(
 def run_mocap_everyone(
     path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None,
     name: str | None = None,
-) -> tuple[People, list[MocapOutput]]:
+) -> tuple[People, list[MocapOutput], list[str]]:
     """Capture every person in the footage, one after the other, each as run_mocap captures a
-    subject (ids as DetectPeople's over the same frames). Returns the people and one output per
-    person, the person seen on the most frames first. Raises FailedPrecondition when nobody is found."""
+    subject (ids as DetectPeople's over the same frames). Returns the people, one output per
+    person, the person seen on the most frames first, and a warning for each person the detector
+    found but the pose model never did (not captured). Raises FailedPrecondition when nobody is found."""
     check(options)
     t = time.perf_counter()
     people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name)
@@ -87,15 +88,17 @@ def run_mocap_everyone(
     if not people.tracks:
         raise FailedPrecondition(f"no person found in frames {people.start}-{people.end - 1} of {people.name}; "
                                  "pick a frame range that shows someone.", reason="NO_PERSON")
-    outputs = []
+    outputs, missed = [], []
     for track in sorted(people.tracks, key=lambda tr: (-len(tr.frames), tr.id)):
         t_start = time.perf_counter()
         timings = {"people": people_s}
         try:
             landmarks, clip, preview = _capture(path, options, ctx, people, track, timings, out_dir,
                                                 suffix=f"_person{track.id}")
-        except FailedPrecondition:
-            continue  # found by the detector but never by the pose model: nobody to capture
+        except FailedPrecondition:  # found by the detector but never by the pose model: nobody to capture
+            missed.append(f"person {track.id} (seen on {len(track.frames)} of {len(people.frames)} frames) was "
+                          "not captured: the pose model found nobody in their box")
+            continue
         timings["total"] = time.perf_counter() - t_start + people_s
         outputs.append(MocapOutput(landmarks=landmarks, clip=clip, timings=timings, preview_path=preview,
                                    subject_id=track.id))
@@ -103,7 +106,7 @@ def run_mocap_everyone(
         raise FailedPrecondition(f"no person in {people.name} could be captured: the pose model found nobody "
                                  "where the detector did; pick a frame range where people are in full view.",
                                  reason="NO_PERSON")
-    return people, outputs
+    return people, outputs, missed
 
 
 def _capture(path: str | Path, options: MocapOptions, ctx: JobContext, people: People | None,

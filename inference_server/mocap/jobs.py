@@ -51,7 +51,7 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
             result = mocap_pb2.CaptureMotionResult(subject_id=out.subject_id)
             self._store(out, request, path, ctx, result, "", name)
             return result
-        people, outputs = run_mocap_everyone(path, options, ctx, out_dir=ctx.scratch, name=name)
+        people, outputs, missed = run_mocap_everyone(path, options, ctx, out_dir=ctx.scratch, name=name)
         result = mocap_pb2.CaptureMotionResult(subject_id=outputs[0].subject_id)
         for out in outputs:
             person = result.people.add(subject_id=out.subject_id,
@@ -63,6 +63,7 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
             if first.HasField(field):
                 getattr(result, field).CopyFrom(getattr(first, field))
         result.warnings.extend(first.warnings)
+        result.warnings.extend(missed)  # people the detector found whom no capture could follow
         return result
 
     @staticmethod
