@@ -10,6 +10,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from job_contexts import CancelAfter
 
 from inference_server.errors import FailedPrecondition, JobCancelled
 from inference_server.jobs.context import NullContext
@@ -92,17 +93,6 @@ def test_nobody_in_the_clip(tmp_path):
     path = _encode(tmp_path / "empty_room.mp4", images)
     with pytest.raises(FailedPrecondition, match="no person found in frames 0-29 of empty_room.mp4"):
         detect(path, workers=1, ctx=NullContext())
-
-
-class CancelAfter(NullContext):
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.calls, self.n = 0, n
-
-    def check_cancelled(self) -> None:
-        self.calls += 1
-        if self.calls > self.n:
-            raise JobCancelled("cancelled by the test")
 
 
 def test_cancel_stops_and_ends_workers():

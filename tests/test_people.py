@@ -19,6 +19,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from job_contexts import CancelAfter
 from server_process import REPO
 
 import keygrip
@@ -365,20 +366,9 @@ def test_a_box_read_that_the_people_pass_then_changes_is_caught(monkeypatch: pyt
         early[1]
 
 
-class _CancelAfter(NullContext):
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.calls, self.n = 0, n
-
-    def check_cancelled(self) -> None:
-        self.calls += 1
-        if self.calls > self.n:
-            raise JobCancelled("cancelled by the test")
-
-
 def test_a_cancelled_subject_capture_stops_both_passes(crossing: DistractorClip,
                                                        truth: tuple[np.ndarray, np.ndarray]) -> None:
-    ctx = _CancelAfter(2)  # polled every 0.1 s: cancelled early, with the people pass under way
+    ctx = CancelAfter(2)  # polled every 0.1 s: cancelled early, with the people pass under way
     with pytest.raises(JobCancelled):
         capture_subject(crossing.path, _point(truth), stride=3, discover_every=15, ctx=ctx)
     assert ctx.calls == 3  # it stopped at the first check that raised

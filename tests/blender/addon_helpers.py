@@ -24,8 +24,8 @@ from blender_addon import ADDON_MODULE, load_addon  # noqa: E402
 
 from keygrip import humanoid  # noqa: E402
 
-__all__ = ["ADDON_MODULE", "REPO", "build_character_armature", "canonical_skeleton", "enable_addon", "load_addon",
-           "new_scene", "prefs"]
+__all__ = ["ADDON_MODULE", "REPO", "build_character_armature", "canonical_skeleton", "cancel_once_capturing",
+           "enable_addon", "load_addon", "new_scene", "prefs"]
 
 
 def enable_addon() -> ModuleType:
@@ -114,3 +114,19 @@ def build_character_armature(bones: list[Any], name: str) -> Any:
     for k, b in enumerate(bones):
         body.vertex_groups.new(name=b.name).add([3 * k, 3 * k + 1, 3 * k + 2], 1.0, "REPLACE")
     return armature
+
+
+def cancel_once_capturing(session: Any, main_thread: ModuleType) -> None:
+    """Cancel a capture session (as Esc or the Cancel button would) once the server is working on the
+    capture, and wait for the session to end."""
+    import time
+
+    import bpy
+
+    deadline = time.monotonic() + 120
+    while session.busy and not session.progress.stage.startswith("capture"):
+        assert time.monotonic() < deadline, f"the capture never started: {session.progress}"
+        main_thread.poll_all(wait=0.05)
+    assert session.busy, f"the session ended before it could be cancelled: {session.state} {session.error}"
+    assert bpy.ops.keygrip.cancel() == {"FINISHED"}
+    main_thread.drain(timeout=60)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-import pytest
-from addon_helpers import ADDON_MODULE, canonical_skeleton, enable_addon, new_scene, prefs
+from addon_helpers import ADDON_MODULE, canonical_skeleton, new_scene
 
 addon_utils = import_module("addon_utils")
 
@@ -24,15 +23,6 @@ VIDEO = DATA / "video" / "pose2sim_cam01.mp4"
 # The calibration's world is the lab's, Z-up; a clip's is Y-up: (x, y, z)_clip = (y, z, x)_lab.
 LAB_TO_Y_UP = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 FRAMES = 8
-
-
-@pytest.fixture(scope="module")
-def addon(shared_server):
-    module = enable_addon()
-    prefs().server_address = shared_server.address
-    yield module
-    if ADDON_MODULE in bpy.context.preferences.addons:
-        addon_utils.disable(ADDON_MODULE, default_set=True)
 
 
 def calibrated_cameras() -> list:

@@ -8,14 +8,13 @@ Background mode has no event loop, so main_thread.drain() plays the bpy.app.time
 from __future__ import annotations
 
 import socket
-import time
 from importlib import import_module
 from pathlib import Path
 
 import bpy
 import numpy as np
 import pytest
-from addon_helpers import ADDON_MODULE, enable_addon, new_scene, prefs
+from addon_helpers import ADDON_MODULE, cancel_once_capturing, enable_addon, new_scene, prefs
 
 from keygrip import humanoid
 
@@ -84,15 +83,6 @@ def assert_feet_on_floor(stats: dict, tol: float) -> None:
     assert -tol < lo and hi < tol, stats
     lo, hi = stats["ankle_z"]
     assert lo > 0.0 and hi < stats["rest_ankle_over_ball"] + tol, stats
-
-
-@pytest.fixture(scope="module")
-def addon(shared_server):
-    module = enable_addon()
-    prefs().server_address = shared_server.address
-    yield module
-    if ADDON_MODULE in bpy.context.preferences.addons:
-        addon_utils.disable(ADDON_MODULE, default_set=True)
 
 
 @pytest.fixture(scope="module")
@@ -422,14 +412,7 @@ def test_cancel_leaves_the_scene_unchanged(addon, shared_server):
     before = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
     assert bpy.ops.keygrip.capture() == {"FINISHED"}
     session = main_thread.latest()
-    # Cancel once the server is working on the capture (the same as Esc or the Cancel button).
-    deadline = time.monotonic() + 120
-    while session.busy and not session.progress.stage.startswith("capture"):
-        assert time.monotonic() < deadline, f"the capture never started: {session.progress}"
-        main_thread.poll_all(wait=0.05)
-    assert session.busy, f"the session ended before it could be cancelled: {session.state} {session.error}"
-    assert bpy.ops.keygrip.cancel() == {"FINISHED"}
-    main_thread.drain(timeout=60)
+    cancel_once_capturing(session, main_thread)
     assert session.state == "cancelled" and session.error == "cancelled"
     after = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
     assert after == before

@@ -9,14 +9,13 @@ cancel leaves the scene as it was and cancels the server's job."""
 from __future__ import annotations
 
 import json
-import time
 from importlib import import_module
 from pathlib import Path
 
 import bpy
 import numpy as np
 import pytest
-from addon_helpers import ADDON_MODULE, canonical_skeleton, enable_addon, new_scene, prefs
+from addon_helpers import ADDON_MODULE, cancel_once_capturing, canonical_skeleton, new_scene
 
 addon_utils = import_module("addon_utils")
 
@@ -29,15 +28,6 @@ FRAMES = 12
 OVERLAY_LANDMARKS = {"leftUpperArm": 11, "rightUpperArm": 12, "leftLowerArm": 13, "rightLowerArm": 14,
                      "leftHand": 15, "rightHand": 16, "leftUpperLeg": 23, "rightUpperLeg": 24,
                      "leftLowerLeg": 25, "rightLowerLeg": 26, "leftFoot": 27, "rightFoot": 28}
-
-
-@pytest.fixture(scope="module")
-def addon(shared_server):
-    module = enable_addon()
-    prefs().server_address = shared_server.address
-    yield module
-    if ADDON_MODULE in bpy.context.preferences.addons:
-        addon_utils.disable(ADDON_MODULE, default_set=True)
 
 
 def run_capture() -> object:
@@ -171,13 +161,7 @@ def test_cancel_leaves_the_scene_unchanged(addon, take, shared_server):
     before = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
     assert bpy.ops.keygrip.capture() == {"FINISHED"}   # the whole take, offsets from the motion: long enough
     session = main_thread.latest()
-    deadline = time.monotonic() + 120
-    while session.busy and not session.progress.stage.startswith("capture"):
-        assert time.monotonic() < deadline, f"the capture never started: {session.progress}"
-        main_thread.poll_all(wait=0.05)
-    assert session.busy, f"the session ended before it could be cancelled: {session.state} {session.error}"
-    assert bpy.ops.keygrip.cancel() == {"FINISHED"}
-    main_thread.drain(timeout=60)
+    cancel_once_capturing(session, main_thread)
     assert session.state == "cancelled"
     after = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.movieclips), bpy.context.scene.render.fps)
     assert after == before
