@@ -48,7 +48,8 @@ def true_disparity(alpha: np.ndarray) -> np.ndarray:
 
 
 class SimulatedModel(DepthChain):
-    """DepthChain whose model returns the next frame's prepared disparity (at the model's size)."""
+    """DepthChain whose model returns the next frame's prepared disparity (a real model cannot be
+    downloaded here); the rest of the chain, the stabilisation, is the job's own."""
 
     def __init__(self, outputs: list[np.ndarray], *, stabilize: bool) -> None:
         import torch

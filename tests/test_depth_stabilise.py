@@ -3,14 +3,17 @@ least squares has when both sides are noisy, so a long shot keeps its depth rang
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from inference_server.compositing.depth import DepthChain, affine_match
+from inference_server.compositing.depth import affine_match
 from inference_server.media.video import iter_frames
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from eval_depth import SimulatedModel  # noqa: E402  (the evaluation's stand-in for a depth model)
 
 VIDEO = Path(__file__).parent / "data" / "video" / "pose2sim_cam01.mp4"
 
@@ -29,17 +32,6 @@ def test_affine_match_keeps_the_scale_of_noisy_data() -> None:
     assert affine_match(np.full(10, 3.0), np.arange(10.0)) == (1.0, 1.5)  # a flat frame: shift only
 
 
-class _Simulated(DepthChain):
-    """DepthChain whose model returns prepared disparities (a real model cannot be downloaded here)."""
-
-    def __init__(self, outputs: list[np.ndarray]) -> None:
-        super().__init__(torch.nn.Linear(1, 1), 112, stabilize=True, weight=0.5)
-        self.outputs = iter(outputs)
-
-    def disparity(self, rgb: np.ndarray) -> np.ndarray:
-        return next(self.outputs)
-
-
 def test_a_long_still_shot_keeps_its_depth_range() -> None:
     """30 frames of a real still background whose model output drifts in scale and shift and carries
     noise: the stabilised depth's near-far range stays that of the first frame (least squares chained
@@ -50,7 +42,7 @@ def test_a_long_still_shot_keeps_its_depth_range() -> None:
     truth = np.linspace(0.0, 1.0, 112, dtype=np.float32)[:, None].repeat(63, axis=1)
     outputs = [(truth * np.exp(rng.normal(0, 0.2)) + rng.normal(0, 0.2)
                 + rng.normal(0, 0.08, truth.shape)).astype(np.float32) for _ in range(30)]
-    chain = _Simulated(outputs)
+    chain = SimulatedModel(outputs, stabilize=True)
     depths = [chain(rgb) for _ in range(30)]
     # How much of the true near-far range each frame's depth spans (its slope against the truth).
     spans = [float(np.polyfit(truth.ravel(), 1.0 - d.ravel(), 1)[0]) for d in depths]

@@ -284,7 +284,7 @@ class JobManager:
                 continue
             unmet = self.ray.unmet(rec.type) if self.ray is not None else ""
             if unmet:  # the nodes that could run it left while it waited
-                self._finish(job_id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+                self._no_node(job_id, unmet)
                 continue
             worker.job_id = job_id
             now = time.time()
@@ -311,16 +311,20 @@ class JobManager:
             unmet = self.ray.unmet(rec.type) if rec is not None else ""
             if unmet:
                 self.queue.remove(job_id)
-                self._finish(job_id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+                self._no_node(job_id, unmet)
         for worker in list(self.workers):
             rec = self.store.get(worker.job_id) if worker.job_id else None
             unmet = self.ray.unmet(rec.type) if rec is not None else ""
             if rec is not None and unmet:
                 worker.job_id, worker.job_input = None, None  # what its end says is not heard
-                self._finish(rec.id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+                self._no_node(rec.id, unmet)
                 worker.kill()
         self.metrics.queue_depth.set(len(self.queue))
         self._dispatch()
+
+    def _no_node(self, job_id: str, unmet: str) -> None:
+        """Fail a job no alive node of the cluster can run (unmet: what it needs that none has)."""
+        self._finish(job_id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
 
     def _worker_of(self, job_id: str) -> WorkerHandle | None:
         return next((w for w in self.workers if w.job_id == job_id), None)
@@ -389,7 +393,7 @@ class JobManager:
                     assert self.loop is not None
                     self.loop.call_soon(self._cluster_changed)
                 if rec is not None and unmet:
-                    self._finish(job_id, js.FAILED, error=("FAILED_PRECONDITION", "NO_NODE_FOR_JOB", unmet))
+                    self._no_node(job_id, unmet)
                 elif rec is not None:
                     self._requeue_or_fail(rec, f"the worker died (exit code {code}, error id {error_id})", (
                         "INTERNAL", "WORKER_DIED",
