@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -35,6 +36,13 @@ def crash() -> None:
 
 def die() -> None:
     os._exit(3)
+
+
+def signalled(x: int) -> int:
+    """Gets what Ctrl+C in a terminal or a service manager's stop sends to the whole process group."""
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return x
 
 
 def sleep(seconds: float) -> None:
@@ -80,3 +88,12 @@ def test_leaving_the_group_ends_running_tasks() -> None:
     assert multiprocessing.active_children() == []
     with pytest.raises(JobCancelled, match="was cancelled"):
         slow.result()
+
+
+def test_a_stop_signal_to_the_process_group_is_left_to_the_front() -> None:
+    # The front decides what happens to a running job when the server stops (run again or fail with
+    # SERVER_STOPPED); a task dying of the same signal first would fail the job as a crash.
+    with LocalTaskRunner().group() as group:
+        task = group.submit(signalled, 7)
+        assert group.wait(timeout=60)
+        assert task.result() == 7

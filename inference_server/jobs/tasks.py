@@ -30,6 +30,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -139,6 +140,15 @@ class _Failure:
     error: BaseException
 
 
+def leave_shutdown_to_the_front() -> None:
+    """Ignore the signals that reach a whole process group: Ctrl+C in a terminal (SIGINT) and a service
+    manager's stop (systemd sends SIGTERM to every process of the unit). The front hears them too and
+    decides what happens to each running job; a worker or task dying of them first would fail its job
+    as a crash. They are still ended by SIGKILL, and end by themselves when the front is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _die_with_parent() -> None:
     """End this process as soon as the process that started it is gone."""
     parent = multiprocessing.parent_process()
@@ -155,6 +165,7 @@ def _die_with_parent() -> None:
 def _task_main(out: multiprocessing.Queue[Any], index: int, name: str, fn: Callable[..., Any],
                args: tuple[Any, ...], reports: bool) -> None:
     """Entry point of a task process."""
+    leave_shutdown_to_the_front()
     _die_with_parent()
     try:
         kwargs = {"report": lambda v: out.put(_Progress(index, v))} if reports else {}
@@ -234,7 +245,7 @@ class LocalTaskGroup:
     def cancel(self) -> None:
         for task in self._tasks:
             if task.process.is_alive():
-                task.process.terminate()
+                task.process.kill()  # it ignores SIGTERM (leave_shutdown_to_the_front)
         for task in self._tasks:
             task.process.join(timeout=_JOIN_S)
             task._finish(error=JobCancelled(f"{task.name} was cancelled"))

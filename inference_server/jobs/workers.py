@@ -49,7 +49,7 @@ from inference_server.jobs.messages import (
     WorkerExited,
     WorkerReady,
 )
-from inference_server.jobs.tasks import LocalTaskRunner, TaskRunner
+from inference_server.jobs.tasks import LocalTaskRunner, TaskRunner, leave_shutdown_to_the_front
 from inference_server.logs import setup_logging
 from inference_server.models.registry import set_worker_data_dir
 from inference_server.store.artifacts import ArtifactStore
@@ -167,10 +167,7 @@ def run_job(handlers: Handlers, conn: Channel, msg: RunJob, artifacts: ArtifactS
 
 def worker_main(conn: Connection, data_dir: str, log_level: str = "INFO", log_format: str = "json") -> None:
     """Entry point of a worker process."""
-    import signal
-
-    # Ctrl+C in the terminal reaches the whole process group: let the front shut workers down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leave_shutdown_to_the_front()
     # The front starts workers as daemons (they end with it), and a daemon may not start processes;
     # a job's tasks (jobs/tasks.py) need to, and they end with this worker by themselves.
     mp.current_process().daemon = False
