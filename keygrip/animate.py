@@ -51,7 +51,9 @@ class CaptureOptions:
     """The capture's options (CaptureMotionRequest fields). start_frame/end_frame: the source's frame
     numbers (0-based for a video, on-disk numbers for an image sequence), end exclusive; end 0: to the end.
     subject: who to capture among several people, as keygrip.people.subject reads it ("2", "640,360@12",
-    "auto"); "": whoever MediaPipe finds first."""
+    "auto"); "": whoever MediaPipe finds first. people_tracks: with a subject, the artifact id of
+    detect_people's tracks over the same video and frames (its result's tracks.id): the capture follows
+    them instead of looking for the people again; "": it looks."""
 
     hands: bool = False
     face: bool = False
@@ -61,6 +63,7 @@ class CaptureOptions:
     end_frame: int = 0
     preview: bool = False
     subject: str = ""
+    people_tracks: str = ""
 
     def request_fields(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

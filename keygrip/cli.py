@@ -197,7 +197,8 @@ def _multiview_videos(names: list[str], server_path: bool) -> list[str]:
 def cmd_mocap_multiview(client: Client, args: argparse.Namespace) -> int:
     """keygrip mocap CAM1 CAM2 ... --calibration FILE: one take from calibrated cameras."""
     bar = None if args.json else ProgressBar()
-    for flag, value in (("--subject", args.subject), ("--people", args.people), ("--height", args.height),
+    for flag, value in (("--subject", args.subject), ("--people", args.people),
+                        ("--people-tracks", args.people_tracks), ("--height", args.height),
                         ("--fov", args.fov), ("--preview", args.preview), ("--landmarks", args.landmarks),
                         ("--workers", args.workers)):
         if value:
@@ -258,7 +259,7 @@ def cmd_mocap(client: Client, args: argparse.Namespace) -> int:
                    root_motion=not args.no_root_motion, subject_height_m=args.height or 0.0,
                    fov_degrees=args.fov or 0.0, preview=bool(args.preview), start_frame=args.start,
                    end_frame=args.end or 0, workers=args.workers or 0, subject=args.subject,
-                   everyone=args.people == "all")
+                   everyone=args.people == "all", people_tracks=args.people_tracks or "")
     source = _media_source(args.video, args.server_path)
     if isinstance(source, sequences.Sequence) and not args.json:
         print(sequences.describe_frames(source.file_pattern(), source.first, source.last, source.gaps()))
@@ -386,7 +387,7 @@ def cmd_people(client: Client, args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     if args.thumbnails:
         print(f"thumbnails written to {args.thumbnails}")
-    print("capture one with: keygrip mocap VIDEO --subject ID (same --start/--end)")
+    print(f"capture one with: keygrip mocap VIDEO --subject ID --people-tracks {result.tracks.id} (same --start/--end)")
     return 0
 
 
@@ -797,6 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(same --start/--end), X,Y@FRAME (a pixel on them), or auto (the person seen most)")
     mocap.add_argument("--people", choices=["all"], help="all: capture every person, each into OUT_personID.bvh "
                        "(and _personID for --preview, --clip, --landmarks)")
+    mocap.add_argument("--people-tracks", metavar="ARTIFACT",
+                       help="with --subject or --people all: the tracks `keygrip people` printed for the same video "
+                       "and --start/--end; the capture follows them by their ids instead of looking again")
     mocap.add_argument("--server-path", action="store_true",
                        help="VIDEO is a path on the server (a file, a folder of frames or a pattern)")
 

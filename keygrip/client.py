@@ -497,8 +497,17 @@ class Client:
         """Start a motion capture. Options are CaptureMotionRequest fields: hands, face, smoothing,
         foot_lock, root_motion, subject_height_m, fov_degrees, preview, start_frame, end_frame, ...;
         subject: who to capture among several people (a person's id from detect_people, "X,Y@FRAME",
-        "auto" or a mocap_pb2.Subject; see keygrip.people)."""
+        "auto" or a mocap_pb2.Subject; see keygrip.people). people_tracks: with subject or everyone, a
+        detect_people result over the same video and frames (or its .tracks, or that artifact's id): the
+        capture follows those tracks, by those ids, instead of looking for the people again."""
         start, end = options.pop("start_frame", 0), options.pop("end_frame", 0)
+        tracks = options.pop("people_tracks", None)
+        if isinstance(tracks, mocap_pb2.DetectPeopleResult):
+            options["people_tracks"] = tracks.tracks
+        elif isinstance(tracks, str) and tracks:
+            options["people_tracks"] = common_pb2.ArtifactRef(id=tracks)
+        elif tracks:
+            options["people_tracks"] = tracks
         if options.get("subject") not in (None, ""):
             from keygrip.people import subject
 

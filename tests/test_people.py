@@ -134,6 +134,73 @@ def test_capture_follows_the_subject_chosen_by_a_point(client: keygrip.Client, c
     assert again.subject_id == result.subject_id and again.summary.frames == result.summary.frames
 
 
+def _subject_id(people: mocap_pb2.DetectPeopleResult, truth: tuple[np.ndarray, np.ndarray]) -> int:
+    """The id of the track on the subject's hips at frame 0."""
+    hips, height = truth
+    return next(p.id for p in people.people
+                if _centre(p, 0) is not None and np.linalg.norm(_centre(p, 0) - hips[0]) < 0.15 * height[0])
+
+
+def test_a_capture_follows_the_tracks_detect_people_returned(client: keygrip.Client, crossing: DistractorClip,
+                                                             truth: tuple[np.ndarray, np.ndarray],
+                                                             tmp_path: Path) -> None:
+    """With DetectPeople's tracks the capture takes the people by the ids the user was shown and does
+    not look for them again (the detector need not find the same tracks twice)."""
+    people = client.detect_people(crossing.path).result(timeout=300)
+    tracks = mocap_pb2.PeopleTracks.FromString(client.download_bytes(people.tracks.id))
+    assert [p.id for p in tracks.people] == [p.id for p in people.people]
+    assert list(tracks.people[0].boxes) == list(people.people[0].boxes) and not tracks.people[0].thumbnail_png
+    assert (tracks.start, tracks.end, list(tracks.scanned)) == (0, FRAMES, list(range(FRAMES)))
+    subject_id = _subject_id(people, truth)
+    result = client.capture_motion(crossing.path, subject=subject_id, people_tracks=people).result(timeout=300)
+    assert result.subject_id == subject_id and result.summary.stage_seconds["people"] == 0
+    # Ids come from the tracks given: the subject's track alone, renumbered 7, is captured as person 7,
+    # on the subject.
+    only = mocap_pb2.PeopleTracks()
+    only.CopyFrom(tracks)
+    del only.people[:]
+    only.people.add().CopyFrom(next(p for p in tracks.people if p.id == subject_id))
+    only.people[0].id = 7
+    (tmp_path / "seven.keygrip-people").write_bytes(only.SerializeToString())
+    seven = client.upload(tmp_path / "seven.keygrip-people")
+    result = client.capture_motion(crossing.path, subject=7, people_tracks=seven.id).result(timeout=300)
+    assert result.subject_id == 7
+    lm = np.load(io.BytesIO(client.download_bytes(result.landmarks.id)))
+    hips, height = truth
+    pose_hips = lm["pose_image"][:, [23, 24], :2].mean(axis=1) * [270, 480]
+    present = lm["pose_present"]
+    assert present.sum() >= 0.5 * FRAMES
+    assert not (present & (np.linalg.norm(pose_hips - hips, axis=1) >= 0.15 * height)).any()
+    # Everyone along the same tracks: each capture is one of DetectPeople's people, the subject among them.
+    everyone = client.capture_motion(crossing.path, everyone=True, people_tracks=people.tracks.id).result(timeout=300)
+    captured = {p.subject_id for p in everyone.people}
+    assert subject_id in captured and captured <= {p.id for p in people.people}
+
+
+def test_tracks_of_other_frames_or_footage_are_refused(client: keygrip.Client, crossing: DistractorClip,
+                                                       tmp_path: Path) -> None:
+    first = client.detect_people(crossing.path, end_frame=12).result(timeout=300)
+    with pytest.raises(keygrip.JobFailed, match=r"the people tracks \(people_tracks\) cover frames 0-11 of "
+                                                r"crossing\.mp4, the capture frames 0-29") as info:
+        client.capture_motion(crossing.path, subject=1, people_tracks=first).result(timeout=300)
+    assert info.value.code == "INVALID_ARGUMENT"
+    other = tmp_path / "other.mp4"
+    other.write_bytes(crossing.path.read_bytes() + b"\0")  # the same frames, another upload
+    with pytest.raises(keygrip.JobFailed, match=r"were found in another input than other\.mp4") as info:
+        client.capture_motion(other, subject=1, end_frame=12, people_tracks=first).result(timeout=300)
+    assert info.value.code == "INVALID_ARGUMENT"
+    (tmp_path / "notes.txt").write_text("not tracks")
+    notes = client.upload(tmp_path / "notes.txt")
+    with pytest.raises(keygrip.JobFailed, match=r"people_tracks|people tracks") as info:
+        client.capture_motion(crossing.path, subject=1, end_frame=12, people_tracks=notes.id).result(timeout=300)
+    assert info.value.code == "INVALID_ARGUMENT"
+    # Refused at submit time: tracks that are not on the server, tracks without saying who to capture.
+    with pytest.raises(keygrip.NotFound, match="does not exist on this server"):
+        client.capture_motion(crossing.path, subject=1, people_tracks="0" * 64)
+    with pytest.raises(keygrip.InvalidArgument, match="people_tracks are for a capture with a subject or everyone"):
+        client.capture_motion(crossing.path, people_tracks=first)
+
+
 def test_a_point_on_nobody_and_an_unknown_id_name_the_people(client: keygrip.Client,
                                                              crossing: DistractorClip) -> None:
     with pytest.raises(keygrip.JobFailed, match=r"no person at \(268, 2\) on frame 0 of crossing\.mp4: "
@@ -205,6 +272,13 @@ def test_cli_lists_people_and_writes_thumbnails(shared_server, crossing: Distrac
     assert out.returncode == 0, out.stderr
     assert "people in frames 0-11" in out.stdout and "person 1: frames 0-" in out.stdout
     assert (tmp_path / "thumbs" / "person_1.png").read_bytes()[:4] == b"\x89PNG"
+    # What it prints to capture one of them takes that person along these tracks.
+    tracks = re.search(r"--subject ID --people-tracks ([0-9a-f]{64}) ", out.stdout)
+    assert tracks, out.stdout
+    one = _keygrip(shared_server.address, "mocap", str(crossing.path), "--end", "12", "--subject", "1",
+                   "--people-tracks", tracks.group(1), "--out", str(tmp_path / "one.bvh"))
+    assert one.returncode == 0, one.stderr
+    assert "subject: person 1" in one.stdout and (tmp_path / "one.bvh").read_text().startswith("HIERARCHY")
 
 
 def test_cli_captures_everyone_into_a_file_each(shared_server, crossing: DistractorClip, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import MocapOptions, check
 from inference_server.mocap.people import People, discover_interval, find_people, sample_stride
 from inference_server.mocap.solve import solve
-from inference_server.mocap.subject import keep_subject, mask_boxes
+from inference_server.mocap.subject import choose, keep_subject, mask_boxes
 from inference_server.mocap.subject_pass import capture_subject
 from inference_server.mocap.tracks import Track
 from inference_server.motion.clip import MotionClip
@@ -40,20 +40,25 @@ class MocapOutput:
 
 def run_mocap(
     path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None,
-    name: str | None = None,
+    name: str | None = None, people: People | None = None,
 ) -> MocapOutput:
     """Capture the person in a video file or image sequence and solve their motion.
 
     out_dir: where the preview video goes (a new temporary folder when None). name: the footage as
-    the user knows it, for messages about the people in it (default: the file's name). Raises InvalidInput
+    the user knows it, for messages about the people in it (default: the file's name). people: with a
+    subject, DetectPeople's tracks over the same frames (people_from_proto): the subject is chosen among
+    them and followed without looking for people again. Raises InvalidInput
     (bad options, not a video), FailedPrecondition (nobody in the frames) or JobCancelled.
     """
     check(options)  # before the expensive part, so bad options fail at once
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
-    people, track, landmarks = None, None, None
-    if options.subject is not None:
+    track, landmarks = None, None
+    if options.subject is not None and people is not None:
+        track = choose(people, options.subject)
+        timings["people"] = 0.0  # found before, by DetectPeople
+    elif options.subject is not None:
         t = time.perf_counter()
         fps = options.fps_override or probe(path).fps
         # A subject by id must be looked for as DetectPeople does, so that the ids are its ids; by a
@@ -75,15 +80,17 @@ def run_mocap(
 
 def run_mocap_everyone(
     path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None,
-    name: str | None = None,
+    name: str | None = None, people: People | None = None,
 ) -> tuple[People, list[MocapOutput], list[str]]:
     """Capture every person in the footage, one after the other, each as run_mocap captures a
-    subject (ids as DetectPeople's over the same frames). Returns the people, one output per
+    subject (ids as DetectPeople's over the same frames; people: its tracks, so that it need not look
+    for them again). Returns the people, one output per
     person, the person seen on the most frames first, and a warning for each person the detector
     found but the pose model never did (not captured). Raises FailedPrecondition when nobody is found."""
     check(options)
     t = time.perf_counter()
-    people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name)
+    if people is None:
+        people = find_people(path, start=options.start_frame, end=options.end_frame, ctx=ctx, name=name)
     people_s = time.perf_counter() - t
     if not people.tracks:
         raise FailedPrecondition(f"no person found in frames {people.start}-{people.end - 1} of {people.name}; "

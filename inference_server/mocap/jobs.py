@@ -9,15 +9,19 @@ import io
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
+from google.protobuf import message
+
 from inference_server.capability import JobHandler
+from inference_server.errors import InvalidInput
 from inference_server.jobs.context import JobContext
 from inference_server.jobs.failures import JobInput, describe_media
 from inference_server.mocap.options import options_from_request
 
 if TYPE_CHECKING:
     from inference_server.mocap.capture import MocapOutput
+    from inference_server.mocap.people import People
 from inference_server.motion.clip import FrameFlag
-from inference_server.store.artifacts import ArtifactStore, artifact_ref, input_name, local_path
+from inference_server.store.artifacts import ArtifactStore, artifact_ref, input_fingerprint, input_name, local_path
 from keygrip.v1 import mocap_pb2
 
 
@@ -46,12 +50,14 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
         path = local_path(ctx.artifacts, request.input, ctx.scratch)
         options = options_from_request(request)
         name = self.describe(request, ctx.artifacts).name
+        people = self._people(request, path, ctx, name) if request.HasField("people_tracks") else None
         if not options.everyone:
-            out = run_mocap(path, options, ctx, out_dir=ctx.scratch, name=name)
+            out = run_mocap(path, options, ctx, out_dir=ctx.scratch, name=name, people=people)
             result = mocap_pb2.CaptureMotionResult(subject_id=out.subject_id)
             self._store(out, request, path, ctx, result, "", name)
             return result
-        people, outputs, missed = run_mocap_everyone(path, options, ctx, out_dir=ctx.scratch, name=name)
+        people, outputs, missed = run_mocap_everyone(path, options, ctx, out_dir=ctx.scratch, name=name,
+                                                     people=people)
         result = mocap_pb2.CaptureMotionResult(subject_id=outputs[0].subject_id)
         for out in outputs:
             person = result.people.add(subject_id=out.subject_id,
@@ -65,6 +71,20 @@ class CaptureHandler(JobHandler[mocap_pb2.CaptureMotionRequest]):
         result.warnings.extend(first.warnings)
         result.warnings.extend(missed)  # people the detector found whom no capture could follow
         return result
+
+    @staticmethod
+    def _people(request: mocap_pb2.CaptureMotionRequest, path: Path, ctx: JobContext, name: str) -> People:
+        """DetectPeople's tracks the request names (people_tracks), checked against its input and frames."""
+        from inference_server.mocap.people import people_from_proto
+
+        digest = request.people_tracks.id
+        try:
+            tracks = mocap_pb2.PeopleTracks.FromString(ctx.artifacts.read_bytes(digest))
+        except message.DecodeError:
+            raise InvalidInput(f"people_tracks {digest} is not a PeopleTracks artifact: pass the tracks of a "
+                               "DetectPeopleResult.", reason="PEOPLE_TRACKS_MISMATCH") from None
+        end = request.frame_range.end or None
+        return people_from_proto(tracks, path, input_fingerprint(request.input), request.frame_range.start, end, name)
 
     @staticmethod
     def _store(out: MocapOutput, request: mocap_pb2.CaptureMotionRequest, path: Path, ctx: JobContext,
@@ -128,21 +148,22 @@ class DetectPeopleHandler(JobHandler[mocap_pb2.DetectPeopleRequest]):
                               smaller="a shorter frame range (start and end frame)")
 
     def run(self, request: mocap_pb2.DetectPeopleRequest, ctx: JobContext) -> mocap_pb2.DetectPeopleResult:
-        from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, find_people
+        from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, find_people, person_track
 
         path = local_path(ctx.artifacts, request.input, ctx.scratch)
         people = find_people(path, start=request.frame_range.start, end=request.frame_range.end or None,
                              max_people=request.max_people or DEFAULT_MAX_PEOPLE, ctx=ctx,
                              name=self.describe(request, ctx.artifacts).name)
         w, h = people.image_size
+        tracks = people.to_proto(input_fingerprint(request.input)).SerializeToString()
         result = mocap_pb2.DetectPeopleResult(
             frames=len(people.frames), first_frame=int(people.frames[0]), width=w, height=h,
             processing_fps=len(people.frames) / people.seconds if people.seconds > 0 else 0.0,
-            warnings=people.warnings)
+            warnings=people.warnings,
+            tracks=artifact_ref(ctx.put_bytes(tracks, "people.keygrip-people", "application/x-protobuf")))
         for t in people.tracks:
-            result.people.add(
-                id=t.id, thumbnail_png=people.thumbnails.get(t.id, b""),
-                thumbnail_frame=people.thumbnail_frames.get(t.id, t.frames[0]), frames=t.frames,
-                boxes=[v for d in t.detections for v in d.box()],
-                visible_fraction=len(t.frames) / len(people.frames))
+            person = result.people.add()
+            person.CopyFrom(person_track(t, len(people.frames)))
+            person.thumbnail_png = people.thumbnails.get(t.id, b"")
+            person.thumbnail_frame = people.thumbnail_frames.get(t.id, t.frames[0])
         return result

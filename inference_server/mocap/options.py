@@ -96,6 +96,8 @@ def options_from_request(req: mocap_pb2.CaptureMotionRequest) -> MocapOptions:
 def check_request(req: mocap_pb2.CaptureMotionRequest) -> None:
     """Raise InvalidInput for a request whose options cannot be captured (see check())."""
     check(options_from_request(req))
+    if req.HasField("people_tracks") and not (req.HasField("subject") or req.everyone):
+        raise InvalidInput("people_tracks are for a capture with a subject or everyone: say who to capture")
 
 
 def check_people_request(req: mocap_pb2.DetectPeopleRequest) -> None:

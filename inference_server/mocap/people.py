@@ -29,6 +29,7 @@ from inference_server.jobs.context import JobContext
 from inference_server.media.video import frames_in_range, iter_frames, probe
 from inference_server.mocap.options import MAX_PEOPLE_LIMIT
 from inference_server.mocap.tracks import Detection, Linker, Track
+from keygrip.v1 import mocap_pb2
 
 # Frames are downsized to this longer side before detection (the detector sees 224 px anyway).
 DETECT_MAX_SIDE = 720
@@ -81,6 +82,53 @@ class People:
             d = t.detections[k]
             parts.append(f"person {t.id} at ({d.x:.0f}, {d.y:.0f}) on frame {t.frames[k]}")
         return ", ".join(parts) if parts else "nobody"
+
+    def to_proto(self, input_fingerprint: str) -> mocap_pb2.PeopleTracks:
+        """The tracks as a capture of the same input takes them back (people_from_proto); no thumbnails."""
+        w, h = self.image_size
+        msg = mocap_pb2.PeopleTracks(input_fingerprint=input_fingerprint, start=self.start, end=self.end,
+                                     scanned=self.frames.tolist(), width=w, height=h, fps=self.fps)
+        msg.people.extend(person_track(t, len(self.frames)) for t in self.tracks)
+        return msg
+
+
+def person_track(track: Track, scanned: int) -> mocap_pb2.PersonTrack:
+    """A track as DetectPeople returns it (no thumbnail): its frames and a box per frame."""
+    return mocap_pb2.PersonTrack(id=track.id, frames=track.frames, boxes=[v for d in track.detections for v in d.box()],
+                                 visible_fraction=len(track.frames) / max(scanned, 1))
+
+
+def people_from_proto(msg: mocap_pb2.PeopleTracks, path: str | Path, input_fingerprint: str, start: int,
+                      end: int | None, name: str) -> People:
+    """DetectPeople's tracks (PeopleTracks) back as People, for a capture of frames [start, end) of the
+    clip at `path`, given as input_fingerprint. Raises InvalidInput, saying what to do, when they were
+    found in another input, over another frame range or at another image size."""
+    what = "the people tracks (people_tracks)"
+    if msg.input_fingerprint != input_fingerprint:
+        raise InvalidInput(f"{what} were found in another input than {name}; run DetectPeople on {name} and pass "
+                           "its tracks, or leave people_tracks out.", reason="PEOPLE_TRACKS_MISMATCH")
+    info = probe(path)
+    start, end = frames_in_range(info, start, end, name)
+    if (msg.start, msg.end) != (start, end):
+        raise InvalidInput(f"{what} cover frames {msg.start}-{msg.end - 1} of {name}, the capture frames {start}-"
+                           f"{end - 1}; capture the same frame range as DetectPeople, or leave people_tracks out.",
+                           reason="PEOPLE_TRACKS_MISMATCH")
+    if (msg.width, msg.height) != (info.width, info.height):
+        raise InvalidInput(f"{what} were found at {msg.width}x{msg.height}, {name} is {info.width}x{info.height}; "
+                           "run DetectPeople again.", reason="PEOPLE_TRACKS_MISMATCH")
+    tracks = []
+    for p in msg.people:
+        boxes = np.asarray(p.boxes, np.float64).reshape(-1, 4)
+        if len(boxes) != len(p.frames) or not len(boxes):
+            raise InvalidInput(f"{what}: person {p.id} has {len(p.frames)} frames and {len(boxes)} boxes",
+                               reason="PEOPLE_TRACKS_MISMATCH")
+        # Detection.box() inverted; a track's score and colour only matter while linking, which is done.
+        detections = [Detection((x0 + x1) / 2, (y0 + y1) / 2, (y1 - y0) / 2, 1.0, np.zeros(0, np.float32))
+                      for x0, y0, x1, y1 in boxes.tolist()]
+        tracks.append(Track(p.id, frames=list(p.frames), detections=detections, ambiguous=[False] * len(p.frames)))
+    return People(tracks=tracks, frames=np.asarray(msg.scanned, np.int64), start=start, end=end,
+                  image_size=(info.width, info.height), fps=msg.fps, max_gap=max(1, round(MAX_GAP_S * msg.fps)),
+                  name=name)
 
 
 class PersonDetector:

@@ -10,6 +10,7 @@ from inference_server.jobs.manager import JobManager
 from inference_server.mocap.options import check_people_request, check_request
 from inference_server.services.errors import rpc_errors
 from inference_server.services.inputs import check_media_input
+from inference_server.store.artifacts import check_digest
 from keygrip.v1 import common_pb2, mocap_pb2, mocap_pb2_grpc
 
 
@@ -22,6 +23,8 @@ class MotionCaptureService(mocap_pb2_grpc.MotionCaptureServicer):
     async def CaptureMotion(self, request: mocap_pb2.CaptureMotionRequest,
                             context: grpc.aio.ServicerContext) -> common_pb2.Job:
         check_request(request)  # bad options fail at submit time, before any frame is decoded
+        if request.HasField("people_tracks"):
+            self.manager.artifacts.stat(check_digest(request.people_tracks.id))
         req = mocap_pb2.CaptureMotionRequest()
         req.CopyFrom(request)
         req.input.CopyFrom(check_media_input(self.config, self.manager.artifacts, request.input))

@@ -163,6 +163,12 @@ def input_name(media: common_pb2.MediaInput) -> str:
     return media.path if which == "path" else media.artifact_id
 
 
+def input_fingerprint(media: common_pb2.MediaInput) -> str:
+    """sha256 of an input as a job received it (after the service checked it): the same upload, path or
+    sequence of uploads gives the same fingerprint, so that results made from one input can say so."""
+    return hashlib.sha256(media.SerializeToString(deterministic=True)).hexdigest()
+
+
 def sequence_name(pattern: str) -> tuple[str, int, str]:
     """(head, padding, tail) of an uploaded sequence's pattern (its file name part only)."""
     name = pattern.replace("\\", "/").rsplit("/", 1)[-1]

@@ -152,6 +152,7 @@ class DetectPeopleResult(google.protobuf.message.Message):
     HEIGHT_FIELD_NUMBER: builtins.int
     PROCESSING_FPS_FIELD_NUMBER: builtins.int
     WARNINGS_FIELD_NUMBER: builtins.int
+    TRACKS_FIELD_NUMBER: builtins.int
     frames: builtins.int
     """frames scanned"""
     first_frame: builtins.int
@@ -165,6 +166,10 @@ class DetectPeopleResult(google.protobuf.message.Message):
     def warnings(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """people left out beyond max_people, ..."""
 
+    @property
+    def tracks(self) -> keygrip.v1.common_pb2.ArtifactRef:
+        """a serialized PeopleTracks: give it to CaptureMotion (people_tracks) to"""
+
     def __init__(
         self,
         *,
@@ -175,10 +180,59 @@ class DetectPeopleResult(google.protobuf.message.Message):
         height: builtins.int = ...,
         processing_fps: builtins.float = ...,
         warnings: collections.abc.Iterable[builtins.str] | None = ...,
+        tracks: keygrip.v1.common_pb2.ArtifactRef | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["first_frame", b"first_frame", "frames", b"frames", "height", b"height", "people", b"people", "processing_fps", b"processing_fps", "warnings", b"warnings", "width", b"width"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["tracks", b"tracks"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["first_frame", b"first_frame", "frames", b"frames", "height", b"height", "people", b"people", "processing_fps", b"processing_fps", "tracks", b"tracks", "warnings", b"warnings", "width", b"width"]) -> None: ...
 
 global___DetectPeopleResult = DetectPeopleResult
+
+@typing.final
+class PeopleTracks(google.protobuf.message.Message):
+    """What DetectPeople found, as a capture of the same input and frame range takes it (no thumbnails)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    INPUT_FINGERPRINT_FIELD_NUMBER: builtins.int
+    START_FIELD_NUMBER: builtins.int
+    END_FIELD_NUMBER: builtins.int
+    SCANNED_FIELD_NUMBER: builtins.int
+    WIDTH_FIELD_NUMBER: builtins.int
+    HEIGHT_FIELD_NUMBER: builtins.int
+    FPS_FIELD_NUMBER: builtins.int
+    PEOPLE_FIELD_NUMBER: builtins.int
+    input_fingerprint: builtins.str
+    """sha256 of the (checked) MediaInput the people were found in"""
+    start: builtins.int
+    """the frame range looked at, [start, end), source frame numbers"""
+    end: builtins.int
+    width: builtins.int
+    """the source's upright size in pixels"""
+    height: builtins.int
+    fps: builtins.float
+    @property
+    def scanned(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
+        """the frames looked at (an image sequence's gaps left out)"""
+
+    @property
+    def people(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___PersonTrack]:
+        """thumbnail_png left empty"""
+
+    def __init__(
+        self,
+        *,
+        input_fingerprint: builtins.str = ...,
+        start: builtins.int = ...,
+        end: builtins.int = ...,
+        scanned: collections.abc.Iterable[builtins.int] | None = ...,
+        width: builtins.int = ...,
+        height: builtins.int = ...,
+        fps: builtins.float = ...,
+        people: collections.abc.Iterable[global___PersonTrack] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["end", b"end", "fps", b"fps", "height", b"height", "input_fingerprint", b"input_fingerprint", "people", b"people", "scanned", b"scanned", "start", b"start", "width", b"width"]) -> None: ...
+
+global___PeopleTracks = PeopleTracks
 
 @typing.final
 class CaptureMotionRequest(google.protobuf.message.Message):
@@ -200,6 +254,7 @@ class CaptureMotionRequest(google.protobuf.message.Message):
     WORKERS_FIELD_NUMBER: builtins.int
     SUBJECT_FIELD_NUMBER: builtins.int
     EVERYONE_FIELD_NUMBER: builtins.int
+    PEOPLE_TRACKS_FIELD_NUMBER: builtins.int
     JOB_OPTIONS_FIELD_NUMBER: builtins.int
     fps_override: builtins.float
     """0: the video's own timestamps"""
@@ -234,8 +289,15 @@ class CaptureMotionRequest(google.protobuf.message.Message):
         """unset: whoever MediaPipe finds first (one person in the shot)"""
 
     @property
-    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+    def people_tracks(self) -> keygrip.v1.common_pb2.ArtifactRef:
         """not with subject
+        with subject or everyone: DetectPeopleResult.tracks over the same input
+        """
+
+    @property
+    def job_options(self) -> keygrip.v1.common_pb2.JobOptions:
+        """and frame range; the capture follows those tracks (subject ids are
+        theirs) instead of looking for people again
         how the server treats the job (requeue after a crash, ...)
         """
 
@@ -258,10 +320,11 @@ class CaptureMotionRequest(google.protobuf.message.Message):
         workers: builtins.int = ...,
         subject: global___Subject | None = ...,
         everyone: builtins.bool = ...,
+        people_tracks: keygrip.v1.common_pb2.ArtifactRef | None = ...,
         job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "everyone", b"everyone", "face", b"face", "focal_length_px", b"focal_length_px", "foot_lock", b"foot_lock", "fov_degrees", b"fov_degrees", "fps_override", b"fps_override", "frame_range", b"frame_range", "hands", b"hands", "input", b"input", "job_options", b"job_options", "preview", b"preview", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject", "subject_height_m", b"subject_height_m", "workers", b"workers"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "foot_lock", b"foot_lock", "frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "people_tracks", b"people_tracks", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_foot_lock", b"_foot_lock", "_root_motion", b"_root_motion", "_smoothing", b"_smoothing", "everyone", b"everyone", "face", b"face", "focal_length_px", b"focal_length_px", "foot_lock", b"foot_lock", "fov_degrees", b"fov_degrees", "fps_override", b"fps_override", "frame_range", b"frame_range", "hands", b"hands", "input", b"input", "job_options", b"job_options", "people_tracks", b"people_tracks", "preview", b"preview", "request_id", b"request_id", "root_motion", b"root_motion", "smoothing", b"smoothing", "subject", b"subject", "subject_height_m", b"subject_height_m", "workers", b"workers"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_foot_lock", b"_foot_lock"]) -> typing.Literal["foot_lock"] | None: ...
     @typing.overload

@@ -374,6 +374,9 @@ def test_bvh_import_onto_rig_and_export(capture, tmp_path):
 
 
 def test_find_people_lists_them_with_thumbnails_and_picks_the_subject(addon, shared_server):
+    from keygrip import Client
+    from keygrip.v1 import mocap_pb2
+
     main_thread = import_module(f"{ADDON_MODULE}.main_thread")
     previews = import_module(f"{ADDON_MODULE}.previews")
     tasks = import_module(f"{ADDON_MODULE}.tasks")
@@ -394,13 +397,22 @@ def test_find_people_lists_them_with_thumbnails_and_picks_the_subject(addon, sha
         assert tasks.person_key(bpy.context.scene.name, person.person_id) in previews.latest
     assert bpy.ops.keygrip.use_person(person_id=1) == {"FINISHED"}
     assert s.subject == "1"
-    plan = import_module(f"{ADDON_MODULE}.operators").plan_from_panel(bpy.context)[0]
-    assert plan.capture.subject == "1"  # the capture follows the person picked in the list
-    # Finding people again (a new range) replaces the list instead of adding to it.
+    operators = import_module(f"{ADDON_MODULE}.operators")
+    plan = operators.plan_from_panel(bpy.context)[0]
+    # The capture follows the person picked in the list, along the tracks the list was made from.
+    first_tracks = plan.capture.people_tracks
+    assert plan.capture.subject == "1" and len(first_tracks) == 64
+    with Client(shared_server.address) as client:
+        tracks = mocap_pb2.PeopleTracks.FromString(client.download_bytes(first_tracks))
+    assert [p.id for p in tracks.people] == [1, 2] and (tracks.start, tracks.end) == (0, 30)
+    # Over other frames the list's tracks do not hold: the capture looks for the people itself.
     s.frame_end = 20
+    assert operators.plan_from_panel(bpy.context)[0].capture.people_tracks == ""
+    # Finding people again (a new range) replaces the list instead of adding to it.
     assert bpy.ops.keygrip.find_people() == {"FINISHED"}
     main_thread.drain(timeout=240)
     assert [p.person_id for p in s.people] == [1, 2] and s.people[0].last_frame == 19
+    assert operators.plan_from_panel(bpy.context)[0].capture.people_tracks not in ("", first_tracks)
 
 
 def test_cancel_leaves_the_scene_unchanged(addon, shared_server):

@@ -90,7 +90,7 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Pla
         bvh_path=bvh_path,
         capture=CaptureOptions(hands=s.hands, face=s.face, smoothing=s.smoothing, foot_lock=s.foot_lock,
                                start_frame=s.frame_start, end_frame=s.frame_end, preview=s.preview,
-                               subject=s.subject.strip()),
+                               subject=s.subject.strip(), people_tracks=_people_tracks(s, video)),
         root_motion=s.root_motion, foot_lock=s.foot_lock, target="SELECTED" if bvh_path else s.target)
     armature_name = ""
     if plan.target == "SELECTED":
@@ -333,6 +333,13 @@ class UsePersonOperator(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         context.scene.keygrip.subject = str(self.person_id)
         return {"FINISHED"}
+
+
+def _people_tracks(s: properties.KeygripSceneSettings, video: str) -> str:
+    """The tracks Find People found, when the capture's subject is one of them in the same video and
+    frames (the capture then follows them by their ids, without looking again); else ""."""
+    same = s.people_video == video and tuple(s.people_frames) == (s.frame_start, s.frame_end)
+    return s.people_tracks if s.subject.strip() and same else ""
 
 
 class MapBonesOperator(_SessionOperator):

@@ -117,6 +117,11 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         "empty: whoever is found first")
     people: bpy.props.CollectionProperty(type=KeygripPersonItem)
     people_video: bpy.props.StringProperty(name="People found in", description="The video Find People looked at")
+    people_frames: bpy.props.IntVectorProperty(name="People found over", size=2,
+                                               description="The frame range Find People looked at (start, end)")
+    people_tracks: bpy.props.StringProperty(
+        name="People tracks", description="The server's artifact of the tracks Find People found: a capture of "
+        "one of them over the same video and frames follows them instead of looking again")
     foot_lock: bpy.props.BoolProperty(name="Foot lock", default=True,
                                       description="Pin the feet while they touch the ground")
     root_motion: bpy.props.EnumProperty(name="Root motion", items=ROOT_MOTION_ITEMS, default="HIPS")

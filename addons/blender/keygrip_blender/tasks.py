@@ -88,7 +88,7 @@ def people_session(video: str, frames: tuple[int, int], settings: ServerSettings
             item.first_frame, item.last_frame = person.frames[0], person.frames[-1]
             if person.thumbnail_png:
                 previews.show(person_key(scene_name, person.id), person.thumbnail_png)
-        panel.people_video = video
+        panel.people_video, panel.people_frames, panel.people_tracks = video, frames, result.tracks.id
         return result
 
     return Session(f"find people in {Path(video).name}", [Worker(detect), Main(fill)], connector(settings))
