@@ -8,6 +8,7 @@ twelve. The subject's truth is the reference 3D projected through the calibratio
 from __future__ import annotations
 
 import io
+import multiprocessing
 import re
 import subprocess
 import sys
@@ -23,11 +24,11 @@ from job_contexts import CancelAfter
 from server_process import REPO
 
 import keygrip
-from inference_server.errors import JobCancelled
+from inference_server.errors import FailedPrecondition, JobCancelled
 from inference_server.jobs.context import NullContext
 from inference_server.media.video import iter_frames
 from inference_server.mocap import subject_pass
-from inference_server.mocap.inference import detect
+from inference_server.mocap.inference import detect, detect_each
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, People, find_people
 from inference_server.mocap.subject import LIMBS, choose, keep_subject, mask_boxes
@@ -448,3 +449,32 @@ def test_a_cancelled_subject_capture_stops_both_passes(crossing: DistractorClip,
     assert ctx.calls == 3  # it stopped at the first check that raised
     assert not any(t.name == "keygrip-people" for t in threading.enumerate())  # the people pass ended too
     assert all(value < FRAMES for stage, value, _, _ in ctx.events if stage == "inference")
+
+
+def test_everyone_side_by_side_gives_each_person_their_own_pass(crossing: DistractorClip) -> None:
+    """Capturing everyone shares the processes out among the people: each person's landmarks are
+    those of their own pass alone, and a cancel ends every process."""
+    people = find_people(crossing.path, ctx=NullContext())
+    frames = np.arange(people.start, people.end)
+    boxes = {t.id: mask_boxes(people, t, frames) for t in people.tracks}
+    assert len(boxes) >= 2
+    ctx = NullContext()
+    together = detect_each(crossing.path, boxes, workers=2, ctx=ctx)  # two people side by side
+    assert list(together) == list(boxes) and multiprocessing.active_children() == []
+    for i, subject_boxes in boxes.items():
+        try:
+            alone = detect(crossing.path, subject=subject_boxes, workers=1, ctx=NullContext())
+        except FailedPrecondition:  # the copy, barely seen, may give the pose model nobody
+            assert isinstance(together[i], FailedPrecondition)
+            continue
+        landmarks = together[i]
+        assert isinstance(landmarks, Landmarks)
+        np.testing.assert_array_equal(landmarks.frame_indices, alone.frame_indices)
+        np.testing.assert_array_equal(landmarks.pose_image, alone.pose_image)
+        np.testing.assert_array_equal(landmarks.pose_present, alone.pose_present)
+    done = [(value, maximum) for stage, value, maximum, _ in ctx.events if stage == "inference"]
+    assert done[-1] == (FRAMES * len(boxes), FRAMES * len(boxes))  # counted over everyone
+    cancelled = CancelAfter(2)
+    with pytest.raises(JobCancelled):
+        detect_each(crossing.path, boxes, workers=2, ctx=cancelled)
+    assert multiprocessing.active_children() == []

@@ -13,7 +13,7 @@ import numpy as np
 from inference_server.errors import FailedPrecondition
 from inference_server.jobs.context import JobContext
 from inference_server.media.video import first_frame_number, probe
-from inference_server.mocap.inference import detect
+from inference_server.mocap.inference import detect, detect_each
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.options import MocapOptions, check
 from inference_server.mocap.people import People, discover_interval, find_people, sample_stride
@@ -82,9 +82,9 @@ def run_mocap_everyone(
     path: str | Path, options: MocapOptions, ctx: JobContext, *, out_dir: str | Path | None = None,
     name: str | None = None, people: People | None = None,
 ) -> tuple[People, list[MocapOutput], list[str]]:
-    """Capture every person in the footage, one after the other, each as run_mocap captures a
-    subject (ids as DetectPeople's over the same frames; people: its tracks, so that it need not look
-    for them again). Returns the people, one output per
+    """Capture every person in the footage, each as run_mocap captures a subject (ids as DetectPeople's
+    over the same frames; people: its tracks, so that it need not look for them again), several
+    people's pose passes side by side where cores allow (inference.detect_each). Returns the people, one output per
     person, the person seen on the most frames first, and a warning for each person the detector
     found but the pose model never did (not captured). Raises FailedPrecondition when nobody is found."""
     check(options)
@@ -95,18 +95,28 @@ def run_mocap_everyone(
     if not people.tracks:
         raise FailedPrecondition(f"no person found in frames {people.start}-{people.end - 1} of {people.name}; "
                                  "pick a frame range that shows someone.", reason="NO_PERSON")
+    tracks = sorted(people.tracks, key=lambda tr: (-len(tr.frames), tr.id))
+    t = time.perf_counter()
+    frames = np.arange(people.start, people.end)
+    found = detect_each(path, {tr.id: mask_boxes(people, tr, frames) for tr in tracks}, start=options.start_frame,
+                        end=options.end_frame, hands=options.solve.hands, face=options.solve.face,
+                        workers=options.workers, ctx=ctx)
+    inference_s = time.perf_counter() - t  # everyone's, tracked side by side where cores allow
     outputs, missed = [], []
-    for track in sorted(people.tracks, key=lambda tr: (-len(tr.frames), tr.id)):
+    for track in tracks:
         t_start = time.perf_counter()
-        timings = {"people": people_s}
+        timings = {"people": people_s, "inference": inference_s}
         try:
+            landmarks = found[track.id]
+            if isinstance(landmarks, FailedPrecondition):
+                raise landmarks
             landmarks, clip, preview = _capture(path, options, ctx, people, track, timings, out_dir,
-                                                suffix=f"_person{track.id}")
+                                                suffix=f"_person{track.id}", landmarks=landmarks)
         except FailedPrecondition:  # found by the detector but never by the pose model: nobody to capture
             missed.append(f"person {track.id} (seen on {len(track.frames)} of {len(people.frames)} frames) was "
                           "not captured: the pose model found nobody in their box")
             continue
-        timings["total"] = time.perf_counter() - t_start + people_s
+        timings["total"] = time.perf_counter() - t_start + people_s + inference_s
         outputs.append(MocapOutput(landmarks=landmarks, clip=clip, timings=timings, preview_path=preview,
                                    subject_id=track.id))
     if not outputs:

@@ -7,6 +7,10 @@ Each task decodes its own chunk and first runs the tracker over WARMUP_FRAMES fr
 chunk (the overlap) so that detection, tracking and landmark smoothing have settled when its own
 frames start; the overlap results are discarded.
 
+Several chosen people (detect_each, capturing everyone): each person's pass is a lane of its own
+where there are processes for it, several people's passes one after the other in a lane where
+there are not, and a person's frames in chunks when there are more processes than people.
+
 Seams: MediaPipe tracks the first person it detects. With several people in view, a chunk could
 lock onto someone else than the chunk before it. On the overlap frames both chunks saw the same
 images, so the parent compares them, and when they tracked different people it runs that chunk again
@@ -34,7 +38,14 @@ import numpy as np
 
 from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.jobs.context import JobContext
-from inference_server.media.video import DEFAULT_SEQUENCE_FPS, frame_numbers, frames_in_range, iter_frames, probe
+from inference_server.media.video import (
+    DEFAULT_SEQUENCE_FPS,
+    MediaInfo,
+    frame_numbers,
+    frames_in_range,
+    iter_frames,
+    probe,
+)
 from inference_server.mocap.landmarks import Landmarks
 
 T = TypeVar("T")
@@ -120,21 +131,69 @@ def detect(
     total = len(numbers)
     chunks = _split(numbers, end, chunk_count(total, workers))
     job = _Job(str(path), hands, face, max_side, subject)
-    results = _run_chunks(job, chunks, total, ctx)
+    results = [lane[0] for lane in _run_lanes([[(job, c)] for c in chunks], total, ctx)]
     results = _fix_seams(job, chunks, results, ctx)
     kept = [r.select(r.frame_indices >= c.start) for c, r in zip(chunks, results, strict=True)]
+    return _landmarks(kept, info, Path(path).name, start, end)
 
-    def cat(name: str) -> np.ndarray:
-        return np.concatenate([getattr(r, name) for r in kept])
 
-    def cat_tracks(name: str) -> np.ndarray | None:
+def detect_each(
+    path: str | Path,
+    subjects: Mapping[int, Mapping[int, tuple[float, float, float, float]]],
+    *,
+    start: int = 0,
+    end: int | None = None,
+    hands: bool = False,
+    face: bool = False,
+    workers: int | None = None,
+    max_side: int = 1280,
+    ctx: JobContext,
+) -> dict[int, Landmarks | FailedPrecondition]:
+    """detect() for each of several chosen people over the same frames, person id -> their boxes
+    (`subject` of detect()). The processes detect() would use (workers) are shared out: several people
+    side by side, and each person's frames in chunks when there are more processes than people.
+    Returns per person their landmarks, or the FailedPrecondition saying that nobody was found in
+    their box. Progress: stage "inference", frames done over all the people."""
+    info = probe(path)
+    start, end = frames_in_range(info, start, end)
+    numbers = frame_numbers(info, start, end)
+    total = len(numbers)
+    ids = list(subjects)
+    processes = inference_processes(workers)
+    chunks = _split(numbers, end, max(1, min(processes // len(ids), chunk_count(total, workers))))
+    jobs = {i: _Job(str(path), hands, face, max_side, subjects[i]) for i in ids}
+    pairs = [(i, c) for i in ids for c in chunks]
+    n = min(processes, len(pairs))
+    lanes = [pairs[k::n] for k in range(n)]
+    done = _run_lanes([[(jobs[i], c) for i, c in lane] for lane in lanes], total * len(ids), ctx)
+    tracked = {(i, c.index): r for lane, rs in zip(lanes, done, strict=True)
+               for (i, c), r in zip(lane, rs, strict=True)}
+    out: dict[int, Landmarks | FailedPrecondition] = {}
+    for i in ids:
+        results = _fix_seams(jobs[i], chunks, [tracked[i, c.index] for c in chunks], ctx)
+        kept = [r.select(r.frame_indices >= c.start) for c, r in zip(chunks, results, strict=True)]
+        try:
+            out[i] = _landmarks(kept, info, Path(path).name, start, end)
+        except FailedPrecondition as exc:
+            out[i] = exc
+    return out
+
+
+def _landmarks(kept: list[_ChunkResult], info: MediaInfo, name: str, start: int, end: int) -> Landmarks:
+    """The chunks' kept frames, in order, as Landmarks (a sequence's missing numbers filled in).
+    Raises FailedPrecondition when nobody is found on any frame."""
+
+    def cat(field: str) -> np.ndarray:
+        return np.concatenate([getattr(r, field) for r in kept])
+
+    def cat_tracks(field: str) -> np.ndarray | None:
         """Hand and face tracks, which only Holistic has."""
-        return None if getattr(kept[0], name) is None else cat(name)
+        return None if getattr(kept[0], field) is None else cat(field)
 
     present = cat("pose_present")
     if not present.any():
         raise FailedPrecondition(
-            f"no person found in frames {start}-{end - 1} of {Path(path).name}: MediaPipe saw nobody in "
+            f"no person found in frames {start}-{end - 1} of {name}: MediaPipe saw nobody in "
             "any frame. Use a clip where one person is in full view, or pick a frame range that shows them.",
             reason="NO_PERSON",
         )
@@ -152,6 +211,15 @@ def detect(
         face_image=cat_tracks("face_image"),
     )
     return _fill_missing_numbers(landmarks, start, end, info.first_frame) if info.is_image_sequence else landmarks
+
+
+def inference_processes(workers: int | None) -> int:
+    """The processes detect_each shares out among people (and their chunks) given its `workers`
+    argument: as many as chunk_count allows a long clip (one on two cores or fewer)."""
+    if workers is not None:
+        return max(1, workers)
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else cores - 1
 
 
 def chunk_count(total: int, workers: int | None) -> int:
@@ -343,18 +411,23 @@ def _mask_outside(image: np.ndarray, box: tuple[float, float, float, float]) -> 
     return out
 
 
-def _track_chunk(job: _Job, chunk: _Chunk, *, report: Callable[[int], None]) -> _ChunkResult:
-    """A task (jobs/tasks.py): track one chunk, reporting the kept frames done now and then."""
-    last = 0.0
+def _track_lane(lane: list[tuple[_Job, _Chunk]], *, report: Callable[[int], None]) -> list[_ChunkResult]:
+    """A task (jobs/tasks.py): track a lane's chunks one after the other, reporting now and then the
+    kept frames done over all of them."""
+    last, before = 0.0, 0
+    results: list[_ChunkResult] = []
 
     def on_frame(done: int) -> None:
         nonlocal last
         now = time.monotonic()
         if now - last >= _PROGRESS_INTERVAL_S:
             last = now
-            report(done)
+            report(before + done)
 
-    return _run_tracker(job, chunk, None, on_frame)
+    for job, chunk in lane:
+        results.append(_run_tracker(job, chunk, None, on_frame))
+        before += int((results[-1].frame_indices >= chunk.start).sum())
+    return results
 
 
 def _run_tracker(job: _Job, chunk: _Chunk, hint: dict[int, tuple[float, float, float, float]] | None,
@@ -385,27 +458,36 @@ class _Progress:
             self.ctx.progress("inference", n, self.total, f"tracking frame {n} of {self.total}", fps=fps)
 
 
-def _run_chunks(job: _Job, chunks: list[_Chunk], total: int, ctx: JobContext) -> list[_ChunkResult]:
-    """Chunk 0 in this process, the others as tasks running meanwhile."""
-    progress = _Progress(ctx, len(chunks), total)
-    results: list[_ChunkResult | None] = [None] * len(chunks)
+def _run_lanes(lanes: list[list[tuple[_Job, _Chunk]]], total: int, ctx: JobContext) -> list[list[_ChunkResult]]:
+    """Lanes of chunks to track, each lane's one after the other: lane 0 in this process, the others
+    as tasks running meanwhile. total: the kept frames of all of them, for progress."""
+    progress = _Progress(ctx, len(lanes), total)
+    results: list[list[_ChunkResult] | None] = [None] * len(lanes)
+
+    def lane_name(lane: list[tuple[_Job, _Chunk]]) -> str:
+        chunk = lane[0][1]
+        people = f" for {len(lane)} people" if len(lane) > 1 else ""
+        return f"inference worker for frames {chunk.start}-{chunk.end - 1}{people}"
+
     with ctx.tasks.group() as group:
-        tasks = [group.submit(_track_chunk, job, c, name=f"inference worker for frames {c.start}-{c.end - 1}",
-                              on_progress=functools.partial(progress.update, c.index)) for c in chunks[1:]]
+        tasks = [group.submit(_track_lane, lane, name=lane_name(lane),
+                              on_progress=functools.partial(progress.update, k))
+                 for k, lane in enumerate(lanes[1:], 1)]
 
         def collect() -> None:
             """Take the results that arrived (raising a task's error here)."""
-            for c, task in zip(chunks[1:], tasks, strict=True):
-                if results[c.index] is None and task.done():
-                    result: _ChunkResult = task.result()
-                    results[c.index] = result
-                    progress.update(c.index, int((result.frame_indices >= c.start).sum()))
+            for k, task in enumerate(tasks, 1):
+                if results[k] is None and task.done():
+                    done: list[_ChunkResult] = task.result()
+                    results[k] = done
+                    progress.update(k, sum(int((r.frame_indices >= c.start).sum())
+                                           for r, (_, c) in zip(done, lanes[k], strict=True)))
 
-        last_check = 0.0
+        last_check, before = 0.0, 0
 
         def on_frame(done: int) -> None:
             nonlocal last_check
-            progress.update(0, done)
+            progress.update(0, before + done)
             now = time.monotonic()
             if now - last_check >= _POLL_S:
                 last_check = now
@@ -413,7 +495,11 @@ def _run_chunks(job: _Job, chunks: list[_Chunk], total: int, ctx: JobContext) ->
                 group.wait(tasks, timeout=0)
                 collect()
 
-        results[0] = _run_tracker(job, chunks[0], None, on_frame)
+        own = []
+        for job, chunk in lanes[0]:
+            own.append(_run_tracker(job, chunk, None, on_frame))
+            before += int((own[-1].frame_indices >= chunk.start).sum())
+        results[0] = own
         while any(r is None for r in results):
             ctx.check_cancelled()
             group.wait(tasks, timeout=_POLL_S)
