@@ -31,6 +31,7 @@ from inference_server.mocap import subject_pass
 from inference_server.mocap.inference import detect, detect_each
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, People, find_people
+from inference_server.mocap.preview import draw_people, person_colour
 from inference_server.mocap.subject import LIMBS, choose, keep_subject, mask_boxes
 from inference_server.mocap.subject_pass import capture_subject
 from inference_server.mocap.tracks import Detection, Linker, Track
@@ -164,8 +165,15 @@ def test_a_capture_follows_the_tracks_detect_people_returned(client: keygrip.Cli
     only.people[0].id = 7
     (tmp_path / "seven.keygrip-people").write_bytes(only.SerializeToString())
     seven = client.upload(tmp_path / "seven.keygrip-people")
-    result = client.capture_motion(crossing.path, subject=7, people_tracks=seven.id).result(timeout=300)
+    result = client.capture_motion(crossing.path, subject=7, people_tracks=seven.id, preview=True).result(timeout=300)
     assert result.subject_id == 7
+    # The preview draws person 7's box in their colour, marked as captured.
+    with av.open(io.BytesIO(client.download_bytes(result.preview.id))) as video:
+        first = next(video.decode(video=0)).to_ndarray(format="rgb24")
+    source = next(iter_frames(crossing.path, 0, 1, 960)).image
+    near = [int((np.linalg.norm(image.astype(float) - person_colour(7), axis=-1) < 40).sum())
+            for image in (first, source)]
+    assert near[0] > near[1] + 100, near
     lm = np.load(io.BytesIO(client.download_bytes(result.landmarks.id)))
     hips, height = truth
     pose_hips = lm["pose_image"][:, [23, 24], :2].mean(axis=1) * [270, 480]
@@ -478,3 +486,13 @@ def test_everyone_side_by_side_gives_each_person_their_own_pass(crossing: Distra
     with pytest.raises(JobCancelled):
         detect_each(crossing.path, boxes, workers=2, ctx=cancelled)
     assert multiprocessing.active_children() == []
+
+
+def test_the_preview_draws_each_person_in_their_colour_the_captured_one_thicker() -> None:
+    image = np.zeros((200, 300, 3), np.uint8)
+    draw_people(image, [(1, (20.0, 40.0, 80.0, 160.0)), (2, (150.0, 40.0, 210.0, 160.0))], subject_id=2)
+    one, two = (np.all(image == person_colour(i), axis=-1) for i in (1, 2))
+    assert one[100, 20] and two[100, 150]  # on each box's left edge
+    assert not one[100, 50] and not two[100, 180]  # nothing drawn inside
+    assert two[100, 150:160].sum() > one[100, 20:30].sum()  # the captured person's line is thicker
+    assert one[:38].any() and two[:38].any()  # each labelled above their box

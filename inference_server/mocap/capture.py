@@ -169,7 +169,8 @@ def _capture(path: str | Path, options: MocapOptions, ctx: JobContext, people: P
         ctx.progress("preview", 0, 1, "writing the preview video")
         from inference_server.mocap.preview import write_preview
 
-        preview_path = write_preview(path, landmarks, folder / f"{Path(path).stem}{suffix}_preview.mp4", clip=clip)
+        preview_path = write_preview(path, landmarks, folder / f"{Path(path).stem}{suffix}_preview.mp4", clip=clip,
+                                     people=people, subject_id=track.id if track is not None else 0)
         ctx.progress("preview", 1, 1, "preview written")
         timings["preview"] = time.perf_counter() - t
     return landmarks, clip, preview_path

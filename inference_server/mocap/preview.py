@@ -2,7 +2,9 @@
 
 Artists scrub this to see where tracking failed before trusting the animation. Frames without a
 person say so in red; when a solved clip is given, its per-frame flag (interpolated / missing) is
-written too, so gaps the solver filled are visible.
+written too, so gaps the solver filled are visible. In a shot with several people, each person's
+track is drawn as a box in their own colour with their id (DetectPeople's), the captured person's
+thicker and marked, so that a swap onto someone else shows at a glance.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 
 from inference_server.media.video import iter_frames
 from inference_server.mocap.landmarks import Landmarks
+from inference_server.mocap.people import People
+from inference_server.mocap.tracks import interpolate
 from inference_server.motion.clip import FrameFlag, MotionClip, frame_rate
 
 # MediaPipe Pose topology (landmark indices): face outline, arms, torso, legs and feet.
@@ -37,6 +41,15 @@ _LEFT, _RIGHT, _CENTRE = (255, 150, 0), (0, 200, 255), (230, 230, 230)
 _FACE = (180, 255, 180)
 _WARN = (255, 40, 40)
 _VISIBLE = 0.5
+# One colour per person id (RGB), repeating after eight.
+_PEOPLE = ((255, 80, 80), (80, 220, 80), (90, 140, 255), (255, 220, 60), (220, 90, 255), (60, 230, 230),
+           (255, 150, 200), (170, 170, 90))
+Box = tuple[float, float, float, float]
+
+
+def person_colour(track_id: int) -> tuple[int, int, int]:
+    """The colour a person's box and id are drawn in (RGB)."""
+    return _PEOPLE[(track_id - 1) % len(_PEOPLE)]
 
 
 def write_preview(
@@ -45,15 +58,20 @@ def write_preview(
     out_path: str | Path,
     *,
     clip: MotionClip | None = None,
+    people: People | None = None,
+    subject_id: int = 0,
     max_side: int = 960,
 ) -> Path:
     """Write an MP4 of the frames in landmarks, downsized to max_side, with the skeleton drawn.
 
     clip: the solved clip of the same frames (same order), whose frame_flags are shown; optional.
+    people: the shot's people, each drawn as a box with their id where their track is known;
+    subject_id: the one the landmarks are of (0: none).
     Returns out_path. Uses libx264 (PyAV's bundled FFmpeg has it), yuv420p, the source frame rate.
     """
     out_path = Path(out_path)
     rows = {int(f): i for i, f in enumerate(landmarks.frame_indices)}
+    tracks = [(t.id, *interpolate(t, landmarks.frame_indices, people.max_gap)) for t in people.tracks] if people else []
     first, last = int(landmarks.frame_indices.min()), int(landmarks.frame_indices.max())
     flags = clip.frame_flags if clip is not None and clip.num_frames == landmarks.num_frames else None
     with av.open(str(out_path), mode="w") as out:
@@ -70,6 +88,8 @@ def write_preview(
                 stream.width, stream.height = image.shape[1] // 2 * 2, image.shape[0] // 2 * 2
                 stream.pix_fmt = "yuv420p"
                 stream.options = {"crf": "23", "preset": "veryfast"}
+            boxes = [(i, _box(where[row], frame.scale)) for i, where, known in tracks if known[row]]
+            draw_people(image, boxes, subject_id)
             _draw(image, landmarks, row, None if flags is None else int(flags[row]), frame.index)
             image = image[: stream.height, : stream.width]
             vf = av.VideoFrame.from_ndarray(image, format="rgb24")
@@ -109,6 +129,29 @@ def _draw(image: np.ndarray, lm: Landmarks, row: int, flag: int | None, index: i
     _label(image, f"frame {index}", _CENTRE, 1)
     if flag is not None and flag != FrameFlag.TRACKED:
         _label(image, FrameFlag(flag).name, _WARN, 3)
+
+
+def _box(where: np.ndarray, scale: float) -> Box:
+    """A track's (x, y, radius) in source pixels as the box Detection.box() gives, in the image's pixels."""
+    x, y, r = where / scale
+    return (x - 0.5 * r, y - r, x + 0.5 * r, y + r)
+
+
+def draw_people(image: np.ndarray, boxes: list[tuple[int, Box]], subject_id: int = 0) -> None:
+    """Each person's box (pixels of `image`) in their colour, labelled with their id; the subject's
+    thicker and labelled as captured."""
+    h, w = image.shape[:2]
+    thin = max(1, round(max(h, w) / 600))
+    scale = max(0.4, max(h, w) / 1600)
+    for track_id, (x0, y0, x1, y1) in boxes:
+        colour = person_colour(track_id)
+        chosen = track_id == subject_id
+        p0, p1 = (round(x0), round(y0)), (round(x1), round(y1))
+        cv2.rectangle(image, p0, p1, colour, 3 * thin if chosen else thin)  # axis-aligned: no anti-aliasing
+        text = f"{track_id} captured" if chosen else str(track_id)
+        at = (max(0, p0[0]), max(int(20 * scale), p0[1] - 4))
+        cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3 * thin + 2, cv2.LINE_AA)
+        cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thin + 1, cv2.LINE_AA)
 
 
 def _side_colour(a: int, b: int) -> tuple[int, int, int]:
