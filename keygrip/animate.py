@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from keygrip.errors import JobFailed
 from keygrip.projection import VideoCamera
 from keygrip.rigs import RigDescription, bone_map_from_dict
 from keygrip.session import Main, Step, Worker, WorkerContext
@@ -135,8 +136,13 @@ class Plan:
     rig_file: str = ""
 
     @property
+    def person(self) -> str:
+        """" person 2" when the capture takes a person by id (one of several in the shot), else ""."""
+        return f" person {self.capture.subject}" if self.source == "video" and self.capture.subject.isdigit() else ""
+
+    @property
     def title(self) -> str:
-        what = Path(self.video or self.bvh_path).name or f"capture {self.capture_job_id[:8]}"
+        what = (Path(self.video or self.bvh_path).name or f"capture {self.capture_job_id[:8]}") + self.person
         if self.source == "cameras" and self.cameras is not None:
             what = f"{len(self.cameras.videos)} cameras ({Path(self.cameras.calibration).name})"
         onto = self.rig.name if self.target == "SELECTED" and self.rig is not None else "a new armature"
@@ -147,7 +153,7 @@ class Plan:
         """A short name for what is created: the video's or BVH's file name without suffix (a
         multi-camera take: its first video's)."""
         first = self.cameras.videos[0] if self.source == "cameras" and self.cameras and self.cameras.videos else ""
-        return Path(self.video or self.bvh_path or first).stem or "capture"
+        return (Path(self.video or self.bvh_path or first).stem or "capture") + self.person
 
     @property
     def videos(self) -> list[str]:
@@ -476,3 +482,49 @@ def steps(plan: Plan, *, describe_new_rig: Callable[[Skeleton], RigDescription],
         Worker(retarget_step),
         Main(write),
     ]
+
+
+PeopleWrite = Callable[[list[tuple[Plan, Retargeted]], list[str]], WriteSummary]
+
+
+def people_steps(plans: Sequence[Plan], *, describe_new_rig: Callable[[Plan, Skeleton], RigDescription],
+                 write: PeopleWrite) -> list[Step]:
+    """steps() for several people of one shot, a plan each (capture.subject: the person's id; a NEW
+    target: each person gets an armature of their own): every capture, every new rig, every retarget,
+    then ONE write of them all, so that the host makes one undo step of it.
+
+    describe_new_rig(plan, skeleton): main thread, as for steps(). write(done, skipped): main thread,
+    each person's plan and result, and a line for each person the capture found nobody for (left out;
+    when nobody is left the session fails with the first such error); its summary of them all is the
+    session's value."""
+
+    def fetch_all(ctx: WorkerContext, _: Any) -> tuple[list[tuple[Plan, Motion]], list[str]]:
+        found: list[tuple[Plan, Motion]] = []
+        skipped: list[str] = []
+        first: JobFailed | None = None
+        for plan in plans:
+            try:
+                found.append((plan, fetch_motion(ctx, plan)))
+            except JobFailed as exc:
+                if exc.code != "FAILED_PRECONDITION":  # anything but "nobody there" ends the session
+                    raise
+                skipped.append(f"person {plan.capture.subject} was not captured: {exc}")
+                first = first or exc
+        if not found and first is not None:
+            raise first
+        return found, skipped
+
+    def rigs(fetched: tuple[list[tuple[Plan, Motion]], list[str]]
+             ) -> tuple[list[tuple[Plan, Motion, RigDescription]], list[str]]:
+        found, skipped = fetched
+        if any(plan.target != "NEW" or motion.skeleton is None for plan, motion in found):
+            raise ValueError("several people go onto a new armature each: choose 'New armature' as the target")
+        return [(plan, motion, describe_new_rig(plan, cast(Skeleton, motion.skeleton)))
+                for plan, motion in found], skipped
+
+    def retarget_all(ctx: WorkerContext, targets: tuple[list[tuple[Plan, Motion, RigDescription]], list[str]]
+                     ) -> tuple[list[tuple[Plan, Retargeted]], list[str]]:
+        found, skipped = targets
+        return [(plan, retarget(ctx, plan, motion, rig)) for plan, motion, rig in found], skipped
+
+    return [Worker(fetch_all), Main(rigs), Worker(retarget_all), Main(lambda done: write(*done))]

@@ -465,3 +465,38 @@ def test_unregister_leaves_no_handlers_or_timers(addon, shared_server):
     assert {n: len(getattr(bpy.app.handlers, n)) for n in handlers} == handlers
     enable_addon()
     prefs().server_address = shared_server.address
+
+
+def test_capture_chosen_people_onto_an_armature_each_in_one_undo_step(addon, shared_server):
+    from keygrip import Client
+
+    main_thread = import_module(f"{ADDON_MODULE}.main_thread")
+    new_scene()
+    s = bpy.context.scene.keygrip
+    # The target is the selected rig, but several people each get a new armature of their own.
+    s.video_path, s.frame_start, s.frame_end, s.target = str(VIDEO), 0, 30, "SELECTED"
+    assert bpy.ops.keygrip.find_people() == {"FINISHED"}
+    main_thread.drain(timeout=240)
+    assert [p.person_id for p in s.people] == [1, 2]
+    for person in s.people:
+        person.chosen = True
+    bpy.ops.ed.undo_push(message="people ticked")
+    objects_before = sorted(o.name for o in bpy.data.objects)
+    assert bpy.ops.keygrip.capture_people() == {"FINISHED"}
+    session = main_thread.latest()
+    main_thread.drain(timeout=600)
+    assert session.state == "succeeded", session.error
+    made = {o.name: o for o in bpy.data.objects if o.type == "ARMATURE"}
+    # The man balancing is captured; the woman half out of the picture is captured too, or named as
+    # not captured (the pose model may find nobody in her box), never dropped without a word.
+    skipped = [w for w in session.value.warnings if "was not captured" in w]
+    assert f"Keygrip {VIDEO.stem} person 1" in made and len(made) + len(skipped) == 2, (list(made), skipped)
+    with Client(shared_server.address) as client:
+        for name, obj in made.items():
+            assert obj.animation_data.action is not None
+            result = client.get_job(obj["keygrip"]["capture_job_id"]).result()
+            # Each one is the person of its name, taken along the tracks Find People listed.
+            assert f"person {result.subject_id}" in name and result.summary.stage_seconds["people"] == 0
+    # One undo step takes every armature, action and camera away.
+    bpy.ops.ed.undo()
+    assert sorted(o.name for o in bpy.data.objects) == objects_before

@@ -6,7 +6,8 @@ Nothing in the scene changes before this runs: a cancelled or failed job leaves 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import bpy
@@ -102,7 +103,22 @@ def _show_cameras(plan: Plan, scene_plan: ScenePlan, anim: RigAnimation, obj: bp
 def apply_result(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSummary:
     """Write the retargeted animation (and face curves, reference video) and push one undo step."""
     with window_context():
-        return _apply(plan, scene_plan, done)
+        summary = _apply(plan, scene_plan, done)
+        bpy.ops.ed.undo_push(message=f"Keygrip: {plan.title}")
+    return summary
+
+
+def apply_people(done: Sequence[tuple[Plan, Retargeted]], scene_plan: ScenePlan,
+                 skipped: Sequence[str] = ()) -> list[WriteSummary]:
+    """Several people of one shot, each onto the new armature of their plan, as ONE undo step. The
+    camera that filmed them comes with the first person only (it is the same camera); `skipped`, the
+    people not captured, go into the first summary's warnings."""
+    with window_context():
+        summaries = [_apply(plan, replace(scene_plan, reference_video=scene_plan.reference_video and not k), result)
+                     for k, (plan, result) in enumerate(done)]
+        summaries[0].warnings[:0] = list(skipped)
+        bpy.ops.ed.undo_push(message=f"Keygrip: {len(done)} people of {Path(done[0][0].video).name}")
+    return summaries
 
 
 def window_context() -> contextlib.AbstractContextManager[object]:
@@ -115,6 +131,7 @@ def window_context() -> contextlib.AbstractContextManager[object]:
 
 
 def _apply(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSummary:
+    """The write-back itself; the caller pushes the undo step."""
     scene = bpy.context.scene
     anim = done.animation
     if scene_plan.match_scene and anim.fps > 0:
@@ -146,5 +163,4 @@ def _apply(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSummary:
         # The clip's keys, all of them and nothing more (a key on a fraction of a frame rounds up).
         scene.frame_start = scene_plan.frame_start
         scene.frame_end = int(np.ceil(last_frame - 1e-6))
-    bpy.ops.ed.undo_push(message=f"Keygrip: {plan.title}")
     return summary

@@ -8,13 +8,14 @@ start the session and return; main_thread.drain() then plays the timer's part.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from keygrip import animate, rigs
-from keygrip.animate import CaptureOptions, Plan, SourceKind
+from keygrip.animate import CaptureOptions, Plan, SourceKind, TargetKind
 from keygrip.client import find_local_sequence
 from keygrip.compositing import PassPlan
 from keygrip.generate import GenerateKind, GeneratePlan, ProjectPlan
@@ -64,9 +65,10 @@ def character_file(obj: bpy.types.Object) -> str:
     return str(path)
 
 
-def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Plan, ScenePlan]:
-    """The panel's settings as the SDK's Plan and where the result lands in this scene; raises
-    ValueError with a fix-it message when incomplete."""
+def plan_from_panel(context: bpy.types.Context, bvh_path: str = "", target: TargetKind | None = None
+                    ) -> tuple[Plan, ScenePlan]:
+    """The panel's settings as the SDK's Plan and where the result lands in this scene (target: instead
+    of the panel's); raises ValueError with a fix-it message when incomplete."""
     s = context.scene.keygrip
     video = video_path(context)
     source: SourceKind
@@ -90,8 +92,9 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "") -> tuple[Pla
         bvh_path=bvh_path,
         capture=CaptureOptions(hands=s.hands, face=s.face, smoothing=s.smoothing, foot_lock=s.foot_lock,
                                start_frame=s.frame_start, end_frame=s.frame_end, preview=s.preview,
-                               subject=s.subject.strip(), people_tracks=_people_tracks(s, video)),
-        root_motion=s.root_motion, foot_lock=s.foot_lock, target="SELECTED" if bvh_path else s.target)
+                               subject=s.subject.strip(),
+                               people_tracks=_people_tracks(s, video) if s.subject.strip() else ""),
+        root_motion=s.root_motion, foot_lock=s.foot_lock, target=target or ("SELECTED" if bvh_path else s.target))
     armature_name = ""
     if plan.target == "SELECTED":
         obj = _armature(context)
@@ -336,10 +339,34 @@ class UsePersonOperator(bpy.types.Operator):
 
 
 def _people_tracks(s: properties.KeygripSceneSettings, video: str) -> str:
-    """The tracks Find People found, when the capture's subject is one of them in the same video and
-    frames (the capture then follows them by their ids, without looking again); else ""."""
+    """The tracks Find People found, when the capture is of the same video and frames (a capture of one
+    of those people then follows them by their ids, without looking again); else ""."""
     same = s.people_video == video and tuple(s.people_frames) == (s.frame_start, s.frame_end)
-    return s.people_tracks if s.subject.strip() and same else ""
+    return s.people_tracks if same else ""
+
+
+class CapturePeopleOperator(_SessionOperator):
+    """Capture every person ticked in the list, each onto a new armature of their own, in one undo step
+    (Esc cancels)"""
+
+    bl_idname = "keygrip.capture_people"
+    bl_label = "Capture Chosen People"
+    bl_options = {"REGISTER"}  # the write-back pushes its own undo step, as Capture's
+
+    def make_session(self, context: bpy.types.Context) -> Session:
+        s = context.scene.keygrip
+        ids = [person.person_id for person in s.people if person.chosen]
+        if not ids:
+            raise ValueError("tick the people to capture in the list (Find People lists them)")
+        plan, scene_plan = plan_from_panel(context, target="NEW")
+        if plan.source != "video" or s.people_video != plan.video:
+            raise ValueError("several people are captured from the video Find People looked at: find people in "
+                             "this video first")
+        tracks = _people_tracks(s, plan.video)
+        plans = [dataclasses.replace(plan, capture=dataclasses.replace(plan.capture, subject=str(i),
+                                                                       people_tracks=tracks)) for i in ids]
+        return tasks.people_capture_session(plans, dataclasses.replace(scene_plan, armature_name=""),
+                                            preferences.server_settings(context))
 
 
 class MapBonesOperator(_SessionOperator):
@@ -564,10 +591,11 @@ class LoadBoneMapOperator(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-CLASSES = (CaptureOperator, ImportBvhOperator, ExportBvhOperator, ConnectOperator, ProbeOperator, FindPeopleOperator,
-           UsePersonOperator, CameraVideoAddOperator, CameraVideosFromFolderOperator, CameraVideoRemoveOperator,
-           MapBonesOperator, GenerateTextureOperator, GenerateWorldOperator, ProjectTextureOperator, CancelOperator,
-           SaveBoneMapOperator, LoadBoneMapOperator, MatteOperator, CleanPlateOperator, DepthOperator)
+CLASSES = (CaptureOperator, CapturePeopleOperator, ImportBvhOperator, ExportBvhOperator, ConnectOperator,
+           ProbeOperator, FindPeopleOperator, UsePersonOperator, CameraVideoAddOperator,
+           CameraVideosFromFolderOperator, CameraVideoRemoveOperator, MapBonesOperator, GenerateTextureOperator,
+           GenerateWorldOperator, ProjectTextureOperator, CancelOperator, SaveBoneMapOperator, LoadBoneMapOperator,
+           MatteOperator, CleanPlateOperator, DepthOperator)
 
 
 # Progress in the status bar and redraws, after every tick ---------------------------------------

@@ -138,9 +138,15 @@ class KeygripPanel(bpy.types.Panel):
                 info.label(text=f"Person {person.person_id}: frames {person.first_frame}-{person.last_frame}, "
                                 f"seen on {person.visible:.0%}")
                 chosen = s.subject.strip() == str(person.person_id)
-                op = info.operator("keygrip.use_person", text="Chosen" if chosen else "Capture This Person",
-                                   icon="CHECKMARK" if chosen else "NONE", depress=chosen)
+                row = info.row(align=True)
+                op = row.operator("keygrip.use_person", text="Chosen" if chosen else "Capture This Person",
+                                  icon="CHECKMARK" if chosen else "NONE", depress=chosen)
                 op.person_id = person.person_id
+                row.prop(person, "chosen", text="", icon="ADD")  # several people: one armature each
+            ticked = sum(person.chosen for person in s.people)
+            if ticked:
+                box.operator("keygrip.capture_people", text=f"Capture {ticked} Chosen People, One Armature Each",
+                             icon="COMMUNITY")
         col.prop(s, "foot_lock")
         col.prop(s, "root_motion")
         if not cameras:

@@ -62,6 +62,9 @@ class KeygripPersonItem(bpy.types.PropertyGroup):
     first_frame: bpy.props.IntProperty(name="First frame")
     last_frame: bpy.props.IntProperty(name="Last frame")
     visible: bpy.props.FloatProperty(name="Seen on", subtype="FACTOR", min=0.0, max=1.0)
+    chosen: bpy.props.BoolProperty(
+        name="Include", description="Capture this person with the others ticked, each onto a new armature of "
+        "their own (Capture Chosen People)")
 
 
 class KeygripCameraVideo(bpy.types.PropertyGroup):

@@ -39,6 +39,25 @@ def capture_session(plan: Plan, scene_plan: ScenePlan, settings: ServerSettings)
                    connector(settings))
 
 
+def people_capture_session(plans: list[Plan], scene_plan: ScenePlan, settings: ServerSettings) -> Session:
+    """Capture several people of one shot (a plan each), each onto a new armature of their own, written
+    in one undo step."""
+
+    def describe_new_rig(plan: Plan, skeleton: Skeleton) -> RigDescription:
+        return rig.describe_canonical(skeleton.joint_names, skeleton.parents, skeleton.offsets,
+                                      name=apply.new_armature_name(plan))
+
+    def write(done: list[tuple[Plan, Retargeted]], skipped: list[str]) -> WriteSummary:
+        summaries = apply.apply_people(done, scene_plan, skipped)
+        # The panel shows one summary: the first person's warnings, naming every armature and action written.
+        return dataclasses.replace(summaries[0], target=", ".join(s.target for s in summaries),
+                                   animation=", ".join(s.animation for s in summaries))
+
+    title = f"{len(plans)} people of {Path(plans[0].video).name}"
+    return Session(title, animate.people_steps(plans, describe_new_rig=describe_new_rig, write=write),
+                   connector(settings))
+
+
 def connect_session(settings: ServerSettings) -> Session:
     """GetServerInfo (connecting also starts the local server when allowed)."""
     return Session("connect", [Worker(lambda ctx, _: ctx.server_info)], connector(settings),
