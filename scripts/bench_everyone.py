@@ -3,8 +3,9 @@ other, taking turns in one process.
 
 The clip is a Pose2Sim camera with a second person crossing the subject (scripts/distractor.py).
 The people are found once beforehand (DetectPeople's tracks, as `--people-tracks` passes them), so
-that only the pose passes, the checks and the solves are timed: `--workers N` processes shared out
-among the people (inference.detect_each) against one process (`--workers 1`). Printed per camera: the
+that only the pose passes, the checks and the solves are timed: the processes a capture uses by
+default, or `--workers N`, shared out among the people (inference.detect_each), against one process
+(`--workers 1`). Printed per camera: the
 fastest run of each, their ratio, and the ratio of processor time (all processes of the job).
 
     python scripts/bench_everyone.py [--data ../shared/data] [--cameras cam01,cam04] [--workers 2] [--repeat 3]
@@ -13,6 +14,7 @@ fastest run of each, their ratio, and the ratio of processor time (all processes
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from eval_mocap import REFERENCE, TRIAL  # noqa: E402
 
 from inference_server.jobs.context import NullContext  # noqa: E402
 from inference_server.mocap.capture import run_mocap_everyone  # noqa: E402
+from inference_server.mocap.inference import inference_processes  # noqa: E402
 from inference_server.mocap.options import MocapOptions  # noqa: E402
 from inference_server.mocap.people import find_people  # noqa: E402
 
@@ -43,20 +46,22 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=default_data, help="the shared data folder")
     parser.add_argument("--cameras", default="cam01,cam04")
     parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2, help="processes shared out among the people")
+    parser.add_argument("--workers", type=int, help="processes shared out among the people (default: as a "
+                        "capture picks them on this machine)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     trial = args.data / TRIAL
     if not (trial / REFERENCE).exists():
         print(f"skipped: the Pose2Sim balancing trial is not under {args.data} (pass --data)")
         return 0
+    print(f"side by side: {inference_processes(args.workers, args.frames)} processes on {os.cpu_count()} cores")
     print(f"{'cam':6}{'people':>8}{'one by one s':>14}{'side by side s':>16}{'ratio':>8}{'ratio (cpu)':>13}")
     with tempfile.TemporaryDirectory() as tmp:
         for cam in args.cameras.split(","):
             clip = make_distractor_clip(trial / "videos" / f"{cam}.mp4", Path(tmp) / f"{cam}.mp4", frames=args.frames)
             people = find_people(clip.path, ctx=NullContext())
-            wall: dict[int, list[float]] = {1: [], args.workers: []}
-            cpu: dict[int, list[float]] = {1: [], args.workers: []}
+            wall: dict[int | None, list[float]] = {1: [], args.workers: []}
+            cpu: dict[int | None, list[float]] = {1: [], args.workers: []}
             captured = 0
             for _ in range(args.repeat):
                 for workers in wall:
