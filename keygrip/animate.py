@@ -137,7 +137,7 @@ class Plan:
 
     @property
     def person(self) -> str:
-        """" person 2" when the capture takes a person by id (one of several in the shot), else ""."""
+        """What names the person a capture takes by id (one of several in the shot), as " person 2"; "" else."""
         return f" person {self.capture.subject}" if self.source == "video" and self.capture.subject.isdigit() else ""
 
     @property
@@ -497,6 +497,8 @@ def people_steps(plans: Sequence[Plan], *, describe_new_rig: Callable[[Plan, Ske
     each person's plan and result, and a line for each person the capture found nobody for (left out;
     when nobody is left the session fails with the first such error); its summary of them all is the
     session's value."""
+    if not plans:
+        raise ValueError("no people to capture: give a plan for each")
 
     def fetch_all(ctx: WorkerContext, _: Any) -> tuple[list[tuple[Plan, Motion]], list[str]]:
         found: list[tuple[Plan, Motion]] = []

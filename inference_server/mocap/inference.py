@@ -217,7 +217,7 @@ def _landmarks(kept: list[_ChunkResult], info: MediaInfo, name: str, start: int,
 def inference_processes(workers: int | None, frames: int) -> int:
     """The processes detect_each shares out among people (and their chunks) given its `workers`
     argument, for `frames` frames a person. Unlike chunks, two people side by side gain on two cores
-    too (no warm-up frames twice; measured 1.18-1.30x with two people over 100 frames,
+    too (no warm-up frames twice; measured 1.15-1.83x with 2-3 people over 100 frames,
     scripts/bench_everyone.py), while a short clip does not pay for starting a process."""
     if workers is not None:
         return max(1, workers)
