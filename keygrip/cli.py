@@ -795,7 +795,8 @@ def build_parser() -> argparse.ArgumentParser:
     mocap.add_argument("--end", type=int, help="frame after the last")
     mocap.add_argument("--workers", type=int, help="parallel inference processes")
     mocap.add_argument("--subject", help="who to capture among several people: an id from `keygrip people` "
-                       "(same --start/--end), X,Y@FRAME (a pixel on them), or auto (the person seen most)")
+                       "(same --start/--end), X,Y@FRAME (a pixel on them), X0,Y0,X1,Y1@FRAME (a box around them), "
+                       "or auto (the person seen most)")
     mocap.add_argument("--people", choices=["all"], help="all: capture every person, each into OUT_personID.bvh "
                        "(and _personID for --preview, --clip, --landmarks)")
     mocap.add_argument("--people-tracks", metavar="ARTIFACT",

@@ -24,12 +24,13 @@ from job_contexts import CancelAfter
 from server_process import REPO
 
 import keygrip
-from inference_server.errors import FailedPrecondition, JobCancelled
+from inference_server.errors import FailedPrecondition, InvalidInput, JobCancelled
 from inference_server.jobs.context import NullContext
 from inference_server.media.video import iter_frames
 from inference_server.mocap import subject_pass
 from inference_server.mocap.inference import detect, detect_each
 from inference_server.mocap.landmarks import Landmarks
+from inference_server.mocap.options import MocapOptions, check
 from inference_server.mocap.people import DEFAULT_MAX_PEOPLE, People, find_people
 from inference_server.mocap.preview import draw_people, person_colour
 from inference_server.mocap.subject import LIMBS, choose, keep_subject, mask_boxes
@@ -496,3 +497,21 @@ def test_the_preview_draws_each_person_in_their_colour_the_captured_one_thicker(
     assert not one[100, 50] and not two[100, 180]  # nothing drawn inside
     assert two[100, 150:160].sum() > one[100, 20:30].sum()  # the captured person's line is thicker
     assert one[:38].any() and two[:38].any()  # each labelled above their box
+
+
+def test_a_box_drawn_around_the_subject_chooses_them(crossing: DistractorClip,
+                                                     truth: tuple[np.ndarray, np.ndarray]) -> None:
+    people = find_people(crossing.path, ctx=NullContext())
+    hips, height = truth
+    (x, y), h = hips[0], height[0]
+    # Drawn loosely around the subject (head to feet, arms' width), as an artist would drag it.
+    drawn = subject(f"{x - 0.3 * h:.0f},{y - 0.6 * h:.0f},{x + 0.3 * h:.0f},{y + 0.55 * h:.0f}@0")
+    assert drawn.WhichOneof("choice") == "box"
+    assert choose(people, drawn).id == choose(people, _point(truth)).id
+    with pytest.raises(InvalidInput, match=r"no person in the box \(0, 0, 40, 30\) on frame 0 of crossing\.mp4: "
+                                           r"the nearest are person \d+ at .* px away"):
+        choose(people, subject("0,0,40,30@0"))
+    with pytest.raises(InvalidInput, match=r"subject frame 99 is outside the captured frames 0-29"):
+        choose(people, subject("0,0,40,30@99"))
+    with pytest.raises(InvalidInput, match="must be left, top, right, bottom"):
+        check(MocapOptions(subject=subject("40,30,0,0@0")))

@@ -62,7 +62,7 @@ def run_mocap(
         t = time.perf_counter()
         fps = options.fps_override or probe(path).fps
         # A subject by id must be looked for as DetectPeople does, so that the ids are its ids; by a
-        # point or `auto`, quick looks 10 times a second do (a single-person capture pays little).
+        # point, a box or `auto`, quick looks 10 times a second do (a single-person capture pays little).
         by_id = options.subject.HasField("track_id")
         people, track, landmarks, _ = capture_subject(
             path, options.subject, start=options.start_frame, end=options.end_frame, hands=options.solve.hands,

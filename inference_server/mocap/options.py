@@ -57,7 +57,7 @@ class MocapOptions:
     solve: how to solve the skeleton; its hands / face switches also choose Holistic over Pose.
     workers: inference processes; None picks a count for this machine (see inference.detect).
     preview: also write the QA preview video (skeleton over footage).
-    subject: who to capture in a shot with several people (a track id, a point, the most visible);
+    subject: who to capture in a shot with several people (a track id, a point, a box, the most visible);
         None: whoever MediaPipe finds first, without a people pass.
     everyone: capture every person found (capture.run_mocap_everyone), not with subject.
     """
@@ -132,7 +132,7 @@ def check(options: MocapOptions) -> None:
 def _check_subject(subject: mocap_pb2.Subject) -> None:
     kind = subject.WhichOneof("choice")
     if kind is None:
-        raise InvalidInput("subject is set but empty: give a track_id, a point or most_visible")
+        raise InvalidInput("subject is set but empty: give a track_id, a point, a box or most_visible")
     if kind == "track_id" and subject.track_id < 1:
         raise InvalidInput("subject track_id must be a person's id from DetectPeople (1 or more), "
                            f"got {subject.track_id}")
@@ -140,6 +140,11 @@ def _check_subject(subject: mocap_pb2.Subject) -> None:
         p = subject.point
         if not (0 <= p.x < float("inf") and 0 <= p.y < float("inf")):
             raise InvalidInput(f"subject point ({p.x}, {p.y}) must be in pixels inside the image")
+    if kind == "box":
+        b = subject.box
+        if not (0 <= b.x0 < b.x1 < float("inf") and 0 <= b.y0 < b.y1 < float("inf")):
+            raise InvalidInput(f"subject box ({b.x0}, {b.y0}, {b.x1}, {b.y1}) must be left, top, right, bottom in "
+                               "pixels inside the image, right of left and below top")
     if kind == "most_visible" and not subject.most_visible:
         raise InvalidInput("subject most_visible must be true when set")
 

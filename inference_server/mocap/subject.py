@@ -29,6 +29,8 @@ from inference_server.mocap.people import People
 from inference_server.mocap.tracks import Track, interpolate
 from keygrip.v1 import mocap_pb2
 
+# A box drawn around someone must cover this share of their body's box (or of itself, when smaller).
+MIN_BOX_OVERLAP = 0.3
 # The pose's hip centre may lie this many body radii from the track's and still be the subject.
 MAX_HIP_OFFSET_RADII = 0.25
 # The subject's path is a running median over this many sightings (see _path).
@@ -65,6 +67,8 @@ def choose(people: People, subject: mocap_pb2.Subject) -> Track:
         return track
     if kind == "point":
         return _at_point(people, subject.point, name)
+    if kind == "box":
+        return _in_box(people, subject.box, name)
     return max(people.tracks, key=lambda t: (len(t.frames), -t.id))
 
 
@@ -73,23 +77,58 @@ def _at_point(people: People, point: mocap_pb2.SubjectPoint, name: str) -> Track
     if not people.start <= frame < people.end:
         raise InvalidInput(f"subject frame {frame} is outside the captured frames "
                            f"{people.start}-{people.end - 1} of {name}; pick a frame inside them.")
-    nearest: list[tuple[float, Track, np.ndarray]] = []
+    hits: list[tuple[float, Track]] = []  # the people the point lies on, with its distance from their centre
+    for t in people.tracks:
+        where, known = interpolate(t, np.array([frame]), people.max_gap, hold(people))
+        x, y, r = where[0]
+        if known[0] and abs(point.x - x) <= 0.6 * r and abs(point.y - y) <= 1.1 * r:
+            hits.append((float(np.hypot(point.x - x, point.y - y)), t))
+    if hits:
+        return min(hits, key=lambda hit: hit[0])[1]
+    raise InvalidInput(f"no person at ({point.x:.0f}, {point.y:.0f}) on frame {frame} of {name}: "
+                       f"{_nearest(people, point)} Pick a point on the person's body, or a track id from DetectPeople.")
+
+
+def _nearest(people: People, point: mocap_pb2.SubjectPoint) -> str:
+    """"the nearest are person 2 at (x, y), 40 px away, ..." on the point's frame, for messages."""
+    found = []
+    for t in people.tracks:
+        where, known = interpolate(t, np.array([int(point.frame)]), people.max_gap, hold(people))
+        if known[0]:
+            found.append((float(np.hypot(point.x - where[0][0], point.y - where[0][1])), t, where[0]))
+    found.sort(key=lambda n: n[0])
+    seen = ", ".join(f"person {t.id} at ({w[0]:.0f}, {w[1]:.0f}), {d:.0f} px away" for d, t, w in found[:3])
+    return f"the nearest are {seen}." if seen else "nobody is seen on that frame."
+
+
+def _in_box(people: People, box: mocap_pb2.SubjectBox, name: str) -> Track:
+    """The person whose body (Detection.box) a box drawn on a frame overlaps most, as a share of the
+    smaller of the two; InvalidInput naming the nearest people when it overlaps nobody by MIN_BOX_OVERLAP."""
+    frame = int(box.frame)
+    if not people.start <= frame < people.end:
+        raise InvalidInput(f"subject frame {frame} is outside the captured frames "
+                           f"{people.start}-{people.end - 1} of {name}; pick a frame inside them.")
+    best: tuple[float, Track | None] = (0.0, None)
     for t in people.tracks:
         where, known = interpolate(t, np.array([frame]), people.max_gap, hold(people))
         if not known[0]:
             continue
         x, y, r = where[0]
-        inside = abs(point.x - x) <= 0.6 * r and abs(point.y - y) <= 1.1 * r
-        dist = float(np.hypot(point.x - x, point.y - y))
-        nearest.append((0.0 if inside else dist, t, where[0]))
-    hits = sorted((n for n in nearest if n[0] == 0.0), key=lambda n: np.hypot(point.x - n[2][0], point.y - n[2][1]))
-    if hits:
-        return hits[0][1]
-    nearest.sort(key=lambda n: n[0])
-    seen = ", ".join(f"person {t.id} at ({w[0]:.0f}, {w[1]:.0f}), {d:.0f} px away" for d, t, w in nearest[:3])
-    raise InvalidInput(f"no person at ({point.x:.0f}, {point.y:.0f}) on frame {frame} of {name}: "
-                       + (f"the nearest are {seen}." if seen else "nobody is seen on that frame.")
-                       + " Pick a point on the person's body, or a track id from DetectPeople.")
+        w = min(box.x1, x + 0.5 * r) - max(box.x0, x - 0.5 * r)
+        h = min(box.y1, y + r) - max(box.y0, y - r)
+        smaller = min((box.x1 - box.x0) * (box.y1 - box.y0), 2.0 * r * r)
+        overlap = max(w, 0.0) * max(h, 0.0) / max(smaller, 1e-9)
+        if overlap > best[0]:
+            best = (overlap, t)
+    if best[1] is not None and best[0] >= MIN_BOX_OVERLAP:
+        return best[1]
+    centre = mocap_pb2.SubjectPoint(x=(box.x0 + box.x1) / 2, y=(box.y0 + box.y1) / 2, frame=frame)
+    try:
+        return _at_point(people, centre, name)  # its centre on someone is as good as a point there
+    except InvalidInput:
+        raise InvalidInput(
+            f"no person in the box ({box.x0:.0f}, {box.y0:.0f}, {box.x1:.0f}, {box.y1:.0f}) on frame {frame} of "
+            f"{name}: {_nearest(people, centre)} Draw the box around the person's body, or give their id.") from None
 
 
 def hold(people: People) -> int:

@@ -22,6 +22,7 @@ class Subject(google.protobuf.message.Message):
     TRACK_ID_FIELD_NUMBER: builtins.int
     POINT_FIELD_NUMBER: builtins.int
     MOST_VISIBLE_FIELD_NUMBER: builtins.int
+    BOX_FIELD_NUMBER: builtins.int
     track_id: builtins.int
     """a PersonTrack.id from DetectPeople over the same input and frame range"""
     most_visible: builtins.bool
@@ -30,18 +31,52 @@ class Subject(google.protobuf.message.Message):
     def point(self) -> global___SubjectPoint:
         """the person under a point of one frame"""
 
+    @property
+    def box(self) -> global___SubjectBox:
+        """the person a box drawn on one frame holds best"""
+
     def __init__(
         self,
         *,
         track_id: builtins.int = ...,
         point: global___SubjectPoint | None = ...,
         most_visible: builtins.bool = ...,
+        box: global___SubjectBox | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["choice", b"choice", "most_visible", b"most_visible", "point", b"point", "track_id", b"track_id"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["choice", b"choice", "most_visible", b"most_visible", "point", b"point", "track_id", b"track_id"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["choice", b"choice"]) -> typing.Literal["track_id", "point", "most_visible"] | None: ...
+    def HasField(self, field_name: typing.Literal["box", b"box", "choice", b"choice", "most_visible", b"most_visible", "point", b"point", "track_id", b"track_id"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["box", b"box", "choice", b"choice", "most_visible", b"most_visible", "point", b"point", "track_id", b"track_id"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["choice", b"choice"]) -> typing.Literal["track_id", "point", "most_visible", "box"] | None: ...
 
 global___Subject = Subject
+
+@typing.final
+class SubjectBox(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    X0_FIELD_NUMBER: builtins.int
+    Y0_FIELD_NUMBER: builtins.int
+    X1_FIELD_NUMBER: builtins.int
+    Y1_FIELD_NUMBER: builtins.int
+    FRAME_FIELD_NUMBER: builtins.int
+    x0: builtins.float
+    """pixels of the upright source image: left, top, right, bottom"""
+    y0: builtins.float
+    x1: builtins.float
+    y1: builtins.float
+    frame: builtins.int
+    """source frame number"""
+    def __init__(
+        self,
+        *,
+        x0: builtins.float = ...,
+        y0: builtins.float = ...,
+        x1: builtins.float = ...,
+        y1: builtins.float = ...,
+        frame: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["frame", b"frame", "x0", b"x0", "x1", b"x1", "y0", b"y0", "y1", b"y1"]) -> None: ...
+
+global___SubjectBox = SubjectBox
 
 @typing.final
 class SubjectPoint(google.protobuf.message.Message):

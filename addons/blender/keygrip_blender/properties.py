@@ -116,7 +116,8 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
     smoothing: bpy.props.FloatProperty(name="Smoothing", min=0.0, max=1.0, default=0.5, subtype="FACTOR")
     subject: bpy.props.StringProperty(
         name="Subject", description="Who to capture when several people are in the shot: a person's id from "
-        "`keygrip people`, X,Y@FRAME (a pixel on them, e.g. 640,360@12) or auto (the person seen most); "
+        "`keygrip people`, X,Y@FRAME (a pixel on them, e.g. 640,360@12), X0,Y0,X1,Y1@FRAME (a box around "
+        "them) or auto (the person seen most); "
         "empty: whoever is found first")
     people: bpy.props.CollectionProperty(type=KeygripPersonItem)
     people_video: bpy.props.StringProperty(name="People found in", description="The video Find People looked at")
