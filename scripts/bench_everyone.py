@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distractor import make_distractor_clip  # noqa: E402
-from eval_mocap import REFERENCE, TRIAL  # noqa: E402
+from eval_mocap import add_data_argument, balancing_trial  # noqa: E402
 
 from inference_server.jobs.context import NullContext  # noqa: E402
 from inference_server.mocap.capture import run_mocap_everyone  # noqa: E402
@@ -41,18 +41,16 @@ def cpu_seconds() -> float:
 
 
 def main() -> int:
-    default_data = Path(__file__).resolve().parents[2] / "shared" / "data"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=default_data, help="the shared data folder")
+    add_data_argument(parser)
     parser.add_argument("--cameras", default="cam01,cam04")
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--workers", type=int, help="processes shared out among the people (default: as a "
                         "capture picks them on this machine)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    trial = args.data / TRIAL
-    if not (trial / REFERENCE).exists():
-        print(f"skipped: the Pose2Sim balancing trial is not under {args.data} (pass --data)")
+    trial = balancing_trial(args.data)
+    if trial is None:
         return 0
     print(f"side by side: {inference_processes(args.workers, args.frames)} processes on {os.cpu_count()} cores")
     print(f"{'cam':6}{'people':>8}{'one by one s':>14}{'side by side s':>16}{'ratio':>8}{'ratio (cpu)':>13}")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distractor import make_distractor_clip  # noqa: E402
 from eval_identity import bare_loop_fps, project_hips  # noqa: E402
-from eval_mocap import CALIBRATION, REFERENCE, TRIAL  # noqa: E402
+from eval_mocap import CALIBRATION, REFERENCE, add_data_argument, balancing_trial  # noqa: E402
 
 from inference_server.jobs.context import NullContext  # noqa: E402
 from inference_server.mocap.capture import run_mocap  # noqa: E402
@@ -40,16 +40,14 @@ from keygrip.v1 import mocap_pb2  # noqa: E402
 
 
 def main() -> int:
-    default_data = Path(__file__).resolve().parents[2] / "shared" / "data"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=default_data, help="the shared data folder")
+    add_data_argument(parser)
     parser.add_argument("--cameras", default="cam01,cam04")
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    trial = args.data / TRIAL
-    if not (trial / REFERENCE).exists():
-        print(f"skipped: the Pose2Sim balancing trial is not under {args.data} (pass --data)")
+    trial = balancing_trial(args.data)
+    if trial is None:
         return 0
     print(f"{'cam':6}{'capture':>9}{'bare fps':>10}{'fps':>7}{'ratio (fastest)':>17}{'ratio (median)':>16}"
           f"{'ratio (cpu)':>14}")

@@ -43,7 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distractor import DistractorClip, make_distractor_clip  # noqa: E402
-from eval_mocap import CALIBRATION, JOINTS, REFERENCE, TRIAL, load_trc, procrustes_align  # noqa: E402
+from eval_mocap import (  # noqa: E402
+    CALIBRATION,
+    JOINTS,
+    REFERENCE,
+    add_data_argument,
+    balancing_trial,
+    load_trc,
+    procrustes_align,
+)
 
 from inference_server.jobs.context import NullContext  # noqa: E402
 from inference_server.mocap.capture import MocapOutput, run_mocap  # noqa: E402
@@ -204,17 +212,15 @@ def sports2d(clip: Path, frames: int | None) -> None:
 
 
 def main() -> int:
-    default_data = Path(__file__).resolve().parents[2] / "shared" / "data"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=default_data, help="the shared data folder")
+    add_data_argument(parser)
     parser.add_argument("--cameras", default="cam01,cam02,cam03,cam04")
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--sports2d-frames", type=int, default=None, help="frames of the Sports2D clip (all)")
     parser.add_argument("--no-sports2d", action="store_true")
     args = parser.parse_args()
-    trial = args.data / TRIAL
-    if not (trial / REFERENCE).exists():
-        print(f"skipped: the Pose2Sim balancing trial is not under {args.data} (pass --data)")
+    trial = balancing_trial(args.data)
+    if trial is None:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         results = {cam: evaluate_camera(trial, cam, args.frames, Path(tmp)) for cam in args.cameras.split(",")}

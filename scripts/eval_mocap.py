@@ -53,6 +53,7 @@ from keygrip.projection import Camera  # noqa: E402
 TRIAL = Path("video") / "pose2sim_balancing"
 REFERENCE = "reference_3d/S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
 CALIBRATION = "calibration/Calib_qualisys_converted_by_pose2sim.toml"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAMERAS = ["cam01", "cam02", "cam03", "cam04"]
 # The .trc's Y-up axes (x, y, z) are the calibration's Z-up world axes (y, z, x).
 TRC_TO_CALIBRATION = [2, 0, 1]
@@ -74,6 +75,21 @@ LIMBS = [(0, 2, 4), (1, 3, 5), (6, 8, 10), (7, 9, 11)]
 # apart along the view axis, m.
 DEPTH_ORDER_MIN = 0.05
 ANKLES = [4, 5]
+
+
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    """--data, the shared data folder, for the scripts that evaluate on the Pose2Sim trial."""
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+
+
+def balancing_trial(data: Path) -> Path | None:
+    """The Pose2Sim balancing trial's folder under the shared data folder; None, having said so, when
+    it is not there (the scripts then skip, as CI does without ../shared)."""
+    trial = data / TRIAL
+    if not (trial / REFERENCE).exists():
+        print(f"skipped: the Pose2Sim balancing trial is not under {data} (pass --data)")
+        return None
+    return trial
 
 
 def load_trc(path: Path) -> tuple[list[str], np.ndarray]:
@@ -228,17 +244,15 @@ def evaluate_camera(trial: Path, cam: str, calib: dict, ref: np.ndarray, contact
 
 
 def main() -> int:
-    default_data = Path(__file__).resolve().parents[2] / "shared" / "data"
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=default_data, help="the shared data folder")
+    add_data_argument(parser)
     parser.add_argument("--smoothing", type=float, default=0.5)
     parser.add_argument("--no-foot-lock", action="store_true")
     parser.add_argument("--cache", type=Path, help="a folder to keep and reuse MediaPipe's landmarks in")
     args = parser.parse_args()
-    trial = args.data / TRIAL
-    if not (trial / REFERENCE).exists():
-        print(f"skipped: the Pose2Sim balancing trial is not under {args.data} (pass --data)")
+    trial = balancing_trial(args.data)
+    if trial is None:
         return 0
     names, ref_all = load_trc(trial / REFERENCE)
     ref = ref_all[:, [names.index(j[0]) for j in JOINTS]]

@@ -45,7 +45,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_mocap import ANKLES, load_trc, procrustes_align, reference_contacts  # noqa: E402
+from eval_mocap import (  # noqa: E402
+    ANKLES,
+    REFERENCE,
+    add_data_argument,
+    balancing_trial,
+    load_trc,
+    procrustes_align,
+    reference_contacts,
+)
 
 from inference_server.jobs.context import NullContext  # noqa: E402
 from inference_server.media.video import probe  # noqa: E402
@@ -63,8 +71,6 @@ from inference_server.multicam.capture import (  # noqa: E402
 )
 from keygrip.projection import VideoCamera  # noqa: E402
 
-TRIAL = Path("video") / "pose2sim_balancing"
-REFERENCE = "reference_3d/S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
 CALIBRATIONS = {"toml": "calibration/Calib_qualisys_converted_by_pose2sim.toml",
                 "qca": "calibration/Calib.qca.txt", "scene": "calibration/Calib_scene.toml"}
 CAMERAS = ["cam01", "cam02", "cam03", "cam04"]
@@ -151,16 +157,14 @@ def floor_lines(views: list[Landmarks], cams: list[VideoCamera], fps: float) -> 
 
 
 def main() -> int:
-    default_data = Path(__file__).resolve().parents[2] / "shared" / "data"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=default_data, help="the shared data folder")
+    add_data_argument(parser)
     parser.add_argument("--calibration", choices=sorted(CALIBRATIONS), default="toml")
     parser.add_argument("--repeats", type=int, default=2, help="speed runs of each kind, alternating")
     parser.add_argument("--cache", type=Path, help="keep each view's landmarks here and reuse them (no speed test)")
     args = parser.parse_args()
-    trial = args.data / TRIAL
-    if not (trial / REFERENCE).exists():
-        print(f"skipped: the Pose2Sim balancing trial is not under {args.data} (pass --data)")
+    trial = balancing_trial(args.data)
+    if trial is None:
         return 0
     names, ref_all = load_trc(trial / REFERENCE)
     frames = pelvis_frames(ref_all, names)
