@@ -122,9 +122,8 @@ def people_from_proto(msg: mocap_pb2.PeopleTracks, path: str | Path, input_finge
         if len(boxes) != len(p.frames) or not len(boxes):
             raise InvalidInput(f"{what}: person {p.id} has {len(p.frames)} frames and {len(boxes)} boxes",
                                reason="PEOPLE_TRACKS_MISMATCH")
-        # Detection.box() inverted; a track's score and colour only matter while linking, which is done.
-        detections = [Detection((x0 + x1) / 2, (y0 + y1) / 2, (y1 - y0) / 2, 1.0, np.zeros(0, np.float32))
-                      for x0, y0, x1, y1 in boxes.tolist()]
+        # A track's score and colour only matter while linking, which is done.
+        detections = [Detection.from_box(tuple(box)) for box in boxes.tolist()]
         tracks.append(Track(p.id, frames=list(p.frames), detections=detections, ambiguous=[False] * len(p.frames)))
     return People(tracks=tracks, frames=np.asarray(msg.scanned, np.int64), start=start, end=end,
                   image_size=(info.width, info.height), fps=msg.fps, max_gap=max(1, round(MAX_GAP_S * msg.fps)),

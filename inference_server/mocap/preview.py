@@ -19,7 +19,7 @@ import numpy as np
 from inference_server.media.video import iter_frames
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.people import People
-from inference_server.mocap.tracks import interpolate
+from inference_server.mocap.tracks import body_box, interpolate
 from inference_server.motion.clip import FrameFlag, MotionClip, frame_rate
 
 # MediaPipe Pose topology (landmark indices): face outline, arms, torso, legs and feet.
@@ -132,9 +132,9 @@ def _draw(image: np.ndarray, lm: Landmarks, row: int, flag: int | None, index: i
 
 
 def _box(where: np.ndarray, scale: float) -> Box:
-    """A track's (x, y, radius) in source pixels as the box Detection.box() gives, in the image's pixels."""
+    """A track's (x, y, radius) in source pixels as its body box in the image's pixels."""
     x, y, r = where / scale
-    return (x - 0.5 * r, y - r, x + 0.5 * r, y + r)
+    return body_box(x, y, r)
 
 
 def draw_people(image: np.ndarray, boxes: list[tuple[int, Box]], subject_id: int = 0) -> None:

@@ -26,7 +26,7 @@ from inference_server.errors import FailedPrecondition, InvalidInput
 from inference_server.mocap.filters import fill_gaps
 from inference_server.mocap.landmarks import Landmarks
 from inference_server.mocap.people import People
-from inference_server.mocap.tracks import Track, interpolate
+from inference_server.mocap.tracks import Track, body_box, interpolate
 from keygrip.v1 import mocap_pb2
 
 # A box drawn around someone must cover this share of their body's box (or of itself, when smaller).
@@ -113,10 +113,10 @@ def _in_box(people: People, box: mocap_pb2.SubjectBox, name: str) -> Track:
         where, known = interpolate(t, np.array([frame]), people.max_gap, hold(people))
         if not known[0]:
             continue
-        x, y, r = where[0]
-        w = min(box.x1, x + 0.5 * r) - max(box.x0, x - 0.5 * r)
-        h = min(box.y1, y + r) - max(box.y0, y - r)
-        smaller = min((box.x1 - box.x0) * (box.y1 - box.y0), 2.0 * r * r)
+        bx0, by0, bx1, by1 = body_box(*where[0])
+        w = min(box.x1, bx1) - max(box.x0, bx0)
+        h = min(box.y1, by1) - max(box.y0, by0)
+        smaller = min((box.x1 - box.x0) * (box.y1 - box.y0), (bx1 - bx0) * (by1 - by0))
         overlap = max(w, 0.0) * max(h, 0.0) / max(smaller, 1e-9)
         if overlap > best[0]:
             best = (overlap, t)

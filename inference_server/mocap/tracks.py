@@ -96,8 +96,19 @@ class Detection:
     colour: np.ndarray
 
     def box(self) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1) in pixels: the body, as wide as its radius."""
-        return (self.x - 0.5 * self.radius, self.y - self.radius, self.x + 0.5 * self.radius, self.y + self.radius)
+        """(x0, y0, x1, y1) in pixels: the body (body_box)."""
+        return body_box(self.x, self.y, self.radius)
+
+    @classmethod
+    def from_box(cls, box: tuple[float, float, float, float], score: float = 1.0) -> Detection:
+        """The detection whose box() is `box`, without a colour (one no longer linked into tracks)."""
+        x0, y0, x1, y1 = box
+        return cls((x0 + x1) / 2, (y0 + y1) / 2, (y1 - y0) / 2, score, np.zeros(0, np.float32))
+
+
+def body_box(x: float, y: float, radius: float) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of a body with its hip centre at (x, y): twice its radius high, as wide as it."""
+    return (x - 0.5 * radius, y - radius, x + 0.5 * radius, y + radius)
 
 
 @dataclass
@@ -195,8 +206,7 @@ class Track:
     def box(self) -> tuple[float, float, float, float]:
         """The predicted body box, as Detection.box."""
         x, y = self.where()
-        r = self.radius
-        return (x - 0.5 * r, y - r, x + 0.5 * r, y + r)
+        return body_box(x, y, self.radius)
 
     def centres(self) -> np.ndarray:
         """(N, 3) x, y, radius in pixels per detected frame."""
