@@ -500,3 +500,8 @@ def test_capture_chosen_people_onto_an_armature_each_in_one_undo_step(addon, sha
     # One undo step takes every armature, action and camera away.
     bpy.ops.ed.undo()
     assert sorted(o.name for o in bpy.data.objects) == objects_before
+    # Over other frames the ticked ids no longer name those people: refused, nothing runs.
+    s = bpy.context.scene.keygrip
+    s.frame_end = 20
+    with pytest.raises(RuntimeError, match="found in another video or frame range: find people again"):
+        bpy.ops.keygrip.capture_people()

@@ -359,10 +359,9 @@ class CapturePeopleOperator(_SessionOperator):
         if not ids:
             raise ValueError("tick the people to capture in the list (Find People lists them)")
         plan, scene_plan = plan_from_panel(context, target="NEW")
-        if plan.source != "video" or s.people_video != plan.video:
-            raise ValueError("several people are captured from the video Find People looked at: find people in "
-                             "this video first")
-        tracks = _people_tracks(s, plan.video)
+        tracks = _people_tracks(s, plan.video) if plan.source == "video" else ""
+        if not tracks:  # the ticks name Find People's ids, which hold for its video and frames only
+            raise ValueError("the people ticked were found in another video or frame range: find people again")
         plans = [dataclasses.replace(plan, capture=dataclasses.replace(plan.capture, subject=str(i),
                                                                        people_tracks=tracks)) for i in ids]
         return tasks.people_capture_session(plans, dataclasses.replace(scene_plan, armature_name=""),
