@@ -366,7 +366,8 @@ def cmd_people(client: Client, args: argparse.Namespace) -> int:
     bar = None if args.json else ProgressBar()
     source = _media_source(args.video, args.server_path)
     job = client.detect_people(source, server_path=args.server_path, start_frame=args.start, end_frame=args.end or 0,
-                               max_people=args.max_people or 0, upload_progress=_upload_bar(bar) if bar else None,
+                               max_people=args.max_people or 0, small_people=args.small_people,
+                               upload_progress=_upload_bar(bar) if bar else None,
                                requeue=not args.no_requeue)
     result = follow(job, bar).result()
     if args.thumbnails:
@@ -852,6 +853,9 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_argument("--end", type=int, help="frame after the last")
     people.add_argument("--max-people", type=int, help="at most this many people tracked at once (default 10, "
                                                        "at most 32)")
+    people.add_argument("--small-people", action="store_true",
+                        help="also look for people far from the camera (down to about a sixth of the frame's "
+                             "height): about twice the time, and person-like things may be listed too")
     people.add_argument("--thumbnails", type=Path, help="write person_ID.png for each person into this folder")
     people.add_argument("--server-path", action="store_true", help="VIDEO is a path on the server, not uploaded")
 

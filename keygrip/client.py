@@ -548,14 +548,18 @@ class Client:
         return self._submit(self.stub(multicam_pb2_grpc.MultiCameraStub).CaptureMultiView, req, requeue)
 
     def detect_people(self, source: Source, *, server_path: bool = False, start_frame: int = 0, end_frame: int = 0,
-                      max_people: int = 0, request_id: str = "", requeue: bool = True,
+                      max_people: int = 0, small_people: bool = False, request_id: str = "", requeue: bool = True,
                       upload_progress: ProgressCallback | None = None) -> Job[mocap_pb2.DetectPeopleResult]:
         """Start finding every person in frames start_frame <= n < end_frame (0: to the end): tracks with
-        ids that capture_motion(subject=id) takes over the same frames, a thumbnail each, and their frames."""
+        ids that capture_motion(subject=id) takes over the same frames, a thumbnail each, and their frames.
+
+        small_people: also look for people far from the camera (down to about a sixth of the frame's
+        height); about twice the time, and person-like things may be reported too. Capture such a
+        person along this result's tracks (capture_motion(people_tracks=result))."""
         req = mocap_pb2.DetectPeopleRequest(
             input=self.media_input(source, server_path=server_path, progress=upload_progress),
             frame_range=common_pb2.FrameRange(start=int(start_frame), end=int(end_frame or 0)),
-            max_people=int(max_people), request_id=request_id)
+            max_people=int(max_people), small_people=bool(small_people), request_id=request_id)
         return self._submit(self.stub(mocap_pb2_grpc.MotionCaptureStub).DetectPeople, req, requeue)
 
     def rig_file(self, path: str | os.PathLike[str], *, skeleton: str = "", server_path: bool = False

@@ -41,11 +41,13 @@ from keygrip.people import subject
 from keygrip.v1 import mocap_pb2
 
 sys.path.insert(0, str(REPO / "scripts"))
+from crowd import CrowdClip, make_crowd_clip  # noqa: E402
 from distractor import DistractorClip, make_distractor_clip  # noqa: E402
 from eval_identity import project_hips  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 VIDEO = DATA / "video" / "pose2sim_cam01.mp4"
+VIDEO_CAM02 = DATA / "video" / "pose2sim_cam02_vp9_audio.mp4"
 TRC = DATA / "pose2sim" / "S00_P00_T01_BalancingTrial_0-100_filt_butterworth.trc"
 CALIBRATION = DATA / "pose2sim" / "Calib_qualisys_converted_by_pose2sim.toml"
 FRAMES = 30
@@ -256,6 +258,45 @@ def test_a_crowd_is_capped(client: keygrip.Client, crossing: DistractorClip) -> 
     assert any("more people at once than max_people (1) in crossing.mp4" in w for w in result.warnings)
     with pytest.raises(keygrip.InvalidArgument, match=r"max_people must lie in 1\.\.32"):
         client.detect_people(crossing.path, max_people=33)
+
+
+@pytest.fixture(scope="module")
+def crowd(tmp_path_factory: pytest.TempPathFactory) -> CrowdClip:
+    """Twelve people, each 22 % of the frame's height, walking sideways in two rows."""
+    return make_crowd_clip([VIDEO, VIDEO_CAM02], tmp_path_factory.mktemp("crowd") / "crowd.mp4", people=12,
+                           frames=12, height=0.22)
+
+
+def _who(crowd: CrowdClip, person: mocap_pb2.PersonTrack) -> set[int]:
+    """The crowd's people a track was on: for each of its frames, the one whose middle is nearest
+    its box's centre (within half their height, a third of the way to the next person; -1 where
+    nobody is)."""
+    who = set()
+    for f in person.frames:
+        gaps = np.linalg.norm(crowd.hips[f] - _centre(person, f), axis=1)
+        who.add(int(gaps.argmin()) if gaps.min() < 0.5 * crowd.height else -1)
+    return who
+
+
+def test_a_crowd_of_small_people_is_found_and_capped(client: keygrip.Client, crowd: CrowdClip) -> None:
+    """People far from the camera (a crowd of twelve, each under a quarter of the frame's height) are
+    found with small_people, kept to max_people tracks with a warning, each track on one person; a
+    capture along those tracks takes the person chosen."""
+    result = client.detect_people(crowd.path, small_people=True).result(timeout=300)
+    assert len(result.people) == DEFAULT_MAX_PEOPLE
+    assert any("more people at once than max_people (10) in crowd.mp4" in w for w in result.warnings)
+    who = [_who(crowd, p) for p in result.people]
+    assert all(len(w) == 1 and -1 not in w for w in who), [sorted(w) for w in who]  # no track jumps to someone else
+    assert len(set().union(*who)) == DEFAULT_MAX_PEOPLE  # ten different people
+    person = max(result.people, key=lambda p: len(p.frames))
+    (k,) = _who(crowd, person)
+    capture = client.capture_motion(crowd.path, subject=person.id, people_tracks=result).result(timeout=300)
+    assert capture.subject_id == person.id
+    lm = np.load(io.BytesIO(client.download_bytes(capture.landmarks.id)))
+    present = lm["pose_present"]
+    hips = lm["pose_image"][:, [23, 24], :2].mean(axis=1) * [result.width, result.height]
+    assert present.sum() >= 0.5 * len(present)
+    assert (np.linalg.norm(hips - crowd.hips[:, k], axis=1)[present] < 0.25 * crowd.height).all()
 
 
 def test_a_crowd_of_twelve_keeps_ten_tracks() -> None:

@@ -54,6 +54,10 @@ NUM_POSE = 33
 NUM_HAND = 21
 NUM_FACE = 468
 WARMUP_FRAMES = 15
+# A subject whose box is under this share of the frame's height is tracked in a square around them,
+# upscaled to CROP_SIDE pixels (_Crop): MediaPipe Pose's own detector misses people that small.
+SMALL_BOX_SHARE = 1 / 3
+CROP_SIDE = 512
 CHUNK_MIN_FRAMES = 60
 # Two chunks tracked the same person when their overlap landmarks agree within this normalised
 # distance (mean over the visible landmarks); different people are much further apart.
@@ -315,6 +319,11 @@ class _Tracker:
                 image = _mask_outside(image, box)
             if hint and frame.index in hint:
                 image = _mask_outside(image, hint[frame.index])
+            crop = None
+            if box is not None:
+                crop = _Crop.around(box, image.shape)
+                if crop is not None:
+                    image, box = crop.image(image), crop.box(box)
             image.flags.writeable = False
             r = self.graph.process(image)
             if box is not None and r.pose_landmarks is not None and _off(r.pose_landmarks, box, image.shape):
@@ -326,16 +335,17 @@ class _Tracker:
             rows["idx"].append(frame.index)
             rows["t"].append(frame.time)
             pose = r.pose_landmarks
+            in_frame = crop.to_frame if crop is not None else (lambda xyz: xyz)
             rows["pp"].append(pose is not None)
-            rows["pi"].append(_xyz(pose, NUM_POSE))
+            rows["pi"].append(in_frame(_xyz(pose, NUM_POSE)))
             rows["pw"].append(_xyz(r.pose_world_landmarks, NUM_POSE))
             rows["pv"].append(np.array([lm.visibility for lm in pose.landmark], np.float32)
                               if pose is not None else np.zeros(NUM_POSE, np.float32))
             if self.hands:
-                rows["lh"].append(_xyz(r.left_hand_landmarks, NUM_HAND))
-                rows["rh"].append(_xyz(r.right_hand_landmarks, NUM_HAND))
+                rows["lh"].append(in_frame(_xyz(r.left_hand_landmarks, NUM_HAND)))
+                rows["rh"].append(in_frame(_xyz(r.right_hand_landmarks, NUM_HAND)))
             if self.face:
-                rows["fc"].append(_xyz(r.face_landmarks, NUM_FACE))
+                rows["fc"].append(in_frame(_xyz(r.face_landmarks, NUM_FACE)))
             if frame.index >= chunk.start:
                 done += 1
             on_frame(done)
@@ -404,6 +414,52 @@ def _off(pose: Any, box: tuple[float, float, float, float], shape: tuple[int, ..
 
     hips = pose.landmark[23], pose.landmark[24]
     return off_subject(box, ((hips[0].x + hips[1].x) / 2, (hips[0].y + hips[1].y) / 2), (shape[1], shape[0]))
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """A square of the frame (pixels; it may reach past the frame's edges, which read black) that
+    MediaPipe Pose sees instead of the whole frame, upscaled to CROP_SIDE: a person far from the
+    camera is too small for its detector in the whole frame, as for people.PersonDetector's."""
+
+    x0: float
+    y0: float
+    side: float
+    width: int
+    height: int
+
+    @classmethod
+    def around(cls, box: tuple[float, float, float, float], shape: tuple[int, ...]) -> _Crop | None:
+        """The square around a subject's box (normalised, subject.mask_boxes), as high as the box and
+        centred on it, when the box is under SMALL_BOX_SHARE of the frame's height; else None."""
+        h, w = shape[:2]
+        x0, y0, x1, y1 = box
+        side = (y1 - y0) * h
+        if side <= 0 or side >= SMALL_BOX_SHARE * h:
+            return None
+        return cls((x0 + x1) / 2 * w - side / 2, (y0 + y1) / 2 * h - side / 2, side, w, h)
+
+    def image(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        scale = CROP_SIDE / self.side
+        matrix = np.array([[scale, 0, -self.x0 * scale], [0, scale, -self.y0 * scale]], np.float32)
+        return cv2.warpAffine(image, matrix, (CROP_SIDE, CROP_SIDE), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+    def box(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """A box normalised to the frame, normalised to the square."""
+        x0, y0, x1, y1 = box
+        return ((x0 * self.width - self.x0) / self.side, (y0 * self.height - self.y0) / self.side,
+                (x1 * self.width - self.x0) / self.side, (y1 * self.height - self.y0) / self.side)
+
+    def to_frame(self, xyz: np.ndarray) -> np.ndarray:
+        """Landmarks normalised to the square (x, y; z on x's scale), normalised to the frame."""
+        out = xyz.copy()
+        out[:, 0] = (self.x0 + xyz[:, 0] * self.side) / self.width
+        out[:, 1] = (self.y0 + xyz[:, 1] * self.side) / self.height
+        out[:, 2] = xyz[:, 2] * self.side / self.width
+        return out
 
 
 def _mask_outside(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:

@@ -153,7 +153,7 @@ class DetectPeopleHandler(JobHandler[mocap_pb2.DetectPeopleRequest]):
         path = local_path(ctx.artifacts, request.input, ctx.scratch)
         people = find_people(path, start=request.frame_range.start, end=request.frame_range.end or None,
                              max_people=request.max_people or DEFAULT_MAX_PEOPLE, ctx=ctx,
-                             name=self.describe(request, ctx.artifacts).name)
+                             name=self.describe(request, ctx.artifacts).name, small_people=request.small_people)
         w, h = people.image_size
         tracks = people.to_proto(input_fingerprint(request.input)).SerializeToString()
         result = mocap_pb2.DetectPeopleResult(

@@ -17,7 +17,7 @@ one small thumbnail.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,14 @@ MIN_TRACK_SHARE = 0.1
 # A capture following one person looks fully for people (newcomers, small people) this often (s).
 DISCOVER_S = 0.5
 THUMBNAIL_HEIGHT = 128
+# A found person is covered from COVER_HALF_WIDTH radii left of their hips to as far right, and
+# COVER_HALF_HEIGHT radii above to as far below (head to feet, shoulder width).
+COVER_HALF_WIDTH, COVER_HALF_HEIGHT = 0.45, 1.2
+# A square smaller than the frame also shows person-like things (a camera on the ceiling, a coat on a
+# chair) to a detector made for one dominant person: its people need this score (MediaPipe's own is 0.5).
+SMALL_MIN_SCORE = 0.6
+# Squares searched are at least this side (pixels of the downsized frame): smaller shows too little.
+MIN_TILE = 64
 _HIST_BINS = (16, 4)
 
 _DETECTOR_GRAPH = """
@@ -139,6 +147,13 @@ class PersonDetector:
     the linker knows that people were left out, see find_people's warning). Wide or tall frames are
     also searched square by square (see the module doc); a person covered in one square stays
     covered in the next.
+
+    The detector finds a person only when they fill about half its 224 px square: in a whole frame
+    people under about a third of its height go unseen. A fine look also searches squares of half
+    the frame's shorter side, which finds people down to about a sixth of its height (people far
+    from the camera, a crowd). It costs a run per square, so it is made now and then (see
+    find_people); in between, each person known from earlier looks and not found again is looked
+    for in a square around where they were last.
     """
 
     def __init__(self, max_people: int = DEFAULT_MAX_PEOPLE) -> None:
@@ -153,27 +168,43 @@ class PersonDetector:
     def close(self) -> None:
         self.graph.close()
 
-    def __call__(self, image: np.ndarray, expected: int | None = None) -> list[Detection]:
+    def __call__(self, image: np.ndarray, expected: int | None = None, near: Sequence[Detection] = (),
+                 fine: bool = False) -> list[Detection]:
         """The people in an RGB image, in its pixels, strongest first within each search.
 
         expected: how many people a quick look should find (those seen on the last look): it
         searches the whole frame only, and stops once that many are found, instead of searching the
-        squares too and confirming that nobody else is there (the full look, which finds newcomers)."""
+        squares too and confirming that nobody else is there (the full look, which finds newcomers).
+        near: people seen before (in this image's pixels); each one that no search found is looked
+        for in a square around them. fine: also search the small squares (see the class doc)."""
         masked = image.copy()
         found: list[Detection] = []
+        h, w = image.shape[:2]
         full = expected is None
-        tiles = _tiles(image.shape[1], image.shape[0]) if full else [(0, 0, image.shape[1], image.shape[0])]
+        tiles = _tiles(w, h) if full else [(0, 0, w, h)]
         limit = self.most if expected is None else min(expected, self.most)
-        for x0, y0, x1, y1 in tiles:
-            while len(found) < limit:
-                new = _merge([d for d in self._detect(masked, image, (x0, y0, x1, y1))
-                              if _is_new(d, found)])
-                if not new:
-                    break
-                for d in new[: limit - len(found)]:
-                    found.append(d)
-                    _cover(masked, d)
+        self._search(masked, image, tiles, found, limit)
+        missed = [k for k in near if all(np.hypot(k.x - d.x, k.y - d.y) > k.radius for d in found)]
+        self._search(masked, image, [_around(k, w, h) for k in missed], found, self.most, small=True)
+        if fine:
+            self._search(masked, image, _fine_tiles(w, h), found, self.most, small=True)
         return found
+
+    def _search(self, masked: np.ndarray, image: np.ndarray, tiles: list[tuple[int, int, int, int]],
+                found: list[Detection], limit: int, small: bool = False) -> None:
+        """Run the detector over each tile until it finds nobody new there, adding the people it
+        finds to `found` (at most `limit` in all) and covering them in `masked`. small: the tiles
+        are squares smaller than the frame (see _in_cover)."""
+        for tile in tiles:
+            while len(found) < limit:
+                added = 0
+                for d in _merge([d for d in self._detect(masked, image, tile) if _is_new(d, found)]):
+                    if len(found) < limit and not (small and (_in_cover(d, found) or d.score < SMALL_MIN_SCORE)):
+                        found.append(d)
+                        _cover(masked, d)
+                        added += 1
+                if not added:
+                    break
 
     def _detect(self, masked: np.ndarray, image: np.ndarray, tile: tuple[int, int, int, int]) -> list[Detection]:
         """One detector run on a square of the masked frame; colours come from the unmasked one."""
@@ -198,11 +229,18 @@ def _is_new(d: Detection, found: list[Detection]) -> bool:
     return all(np.hypot(d.x - k.x, d.y - k.y) > 0.3 * max(d.radius, k.radius) for k in found)
 
 
+def _in_cover(d: Detection, found: list[Detection]) -> bool:
+    """Centred on someone already found: what a square smaller than the frame reports, off centre,
+    from the edges of a covered body (or of a body it reported twice)."""
+    return any(abs(d.x - k.x) <= COVER_HALF_WIDTH * k.radius and abs(d.y - k.y) <= COVER_HALF_HEIGHT * k.radius
+               for k in found)
+
+
 def _cover(image: np.ndarray, d: Detection) -> None:
     """Black out a found person's body (head to feet, shoulder width) so that the next run looks elsewhere."""
     h, w = image.shape[:2]
-    x0, x1 = int(max(0, d.x - 0.45 * d.radius)), int(min(w, d.x + 0.45 * d.radius))
-    y0, y1 = int(max(0, d.y - 1.2 * d.radius)), int(min(h, d.y + 1.2 * d.radius))
+    x0, x1 = int(max(0, d.x - COVER_HALF_WIDTH * d.radius)), int(min(w, d.x + COVER_HALF_WIDTH * d.radius))
+    y0, y1 = int(max(0, d.y - COVER_HALF_HEIGHT * d.radius)), int(min(h, d.y + COVER_HALF_HEIGHT * d.radius))
     image[y0:y1, x0:x1] = 0
 
 
@@ -228,6 +266,27 @@ def _tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
         for o in np.linspace(0, long - side, n).round().astype(int):
             tiles.append((int(o), 0, int(o) + side, h) if w > h else (0, int(o), w, int(o) + side))
     return tiles
+
+
+def _fine_tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
+    """Squares of half the shorter side across the whole frame, each overlapping its neighbours by a
+    third (a small person is then whole in at least one)."""
+    side = min(w, h) // 2
+    if side < MIN_TILE:
+        return []
+    step = 2 * side / 3
+    xs = np.linspace(0, w - side, int(np.ceil((w - side) / step)) + 1).round().astype(int)
+    ys = np.linspace(0, h - side, int(np.ceil((h - side) / step)) + 1).round().astype(int)
+    return [(int(x), int(y), int(x) + side, int(y) + side) for y in ys for x in xs]
+
+
+def _around(d: Detection, w: int, h: int) -> tuple[int, int, int, int]:
+    """A square around a person seen before, in which their body (twice their radius high) fills two
+    fifths of the height, as in a fine square; clipped to the frame."""
+    side = int(min(max(4 * d.radius, MIN_TILE), w, h))
+    x0 = int(np.clip(round(d.x - side / 2), 0, w - side))
+    y0 = int(np.clip(round(d.y - side / 2), 0, h - side))
+    return (x0, y0, x0 + side, y0 + side)
 
 
 def _merge(found: list[Detection]) -> list[Detection]:
@@ -275,7 +334,7 @@ def _finish(linker: Linker, looks: int, stride: int) -> list[Track]:
 
 def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                 max_people: int = DEFAULT_MAX_PEOPLE, ctx: JobContext, stage: str = "people",
-                name: str | None = None, stride: int = 1, discover_every: int = 1,
+                name: str | None = None, stride: int = 1, discover_every: int = 1, small_people: bool = False,
                 on_look: Callable[[int, Callable[[], People]], None] | None = None) -> People:
     """Every person in frames start <= index < end of a clip, as tracks with stable ids.
 
@@ -285,7 +344,9 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
     look (1: every look is full, as DetectPeople's). name: the clip as the user knows it, for messages
     (default: the file's name). on_look(frame, so_far): called after each look; so_far() gives the
     people as they would be if the clip ended at that look (tracks only, no thumbnails; it costs a
-    Linker.finish, so a caller takes it only now and then). Progress goes
+    Linker.finish, so a caller takes it only now and then). small_people: also look for people far
+    from the camera (see PersonDetector): a fine look every DISCOVER_S seconds, and each person
+    known and not found again looked for around where they were. Progress goes
     to ctx under `stage`; ctx.check_cancelled() is polled every frame. Raises InvalidInput for an
     unreadable clip, an empty range or a max_people outside 1..MAX_PEOPLE_LIMIT.
     """
@@ -309,15 +370,20 @@ def find_people(path: str | Path, *, start: int = 0, end: int | None = None,
                       start=start, end=end, image_size=(info.width, info.height), fps=fps, max_gap=max_gap,
                       name=name, ignored=linker.ignored)
 
+    fine_every = discover_interval(fps)
     try:
-        discovered, previous = None, None
+        discovered, fine_at, previous = None, None, None
         for frame in iter_frames(path, start, end, DETECT_MAX_SIDE, step=stride):
             ctx.check_cancelled()
             seen = sum(t.frames[-1] == previous for t in linker.live)
+            near = [Detection(d.x / frame.scale, d.y / frame.scale, d.radius / frame.scale, d.score, d.colour)
+                    for d in (t.detections[-1] for t in linker.live)] if small_people else []
+            fine = small_people and (fine_at is None or frame.index - fine_at >= fine_every)
             if discovered is None or frame.index - discovered >= discover_every or not seen:
-                found, discovered = detector(frame.image), frame.index
+                found, discovered = detector(frame.image, near=near, fine=fine), frame.index
+                fine_at = frame.index if fine else fine_at
             else:
-                found = detector(frame.image, expected=seen)
+                found = detector(frame.image, expected=seen, near=near)
             previous = frame.index
             for d in found:  # into source pixels
                 d.x, d.y, d.radius = d.x * frame.scale, d.y * frame.scale, d.radius * frame.scale

@@ -110,11 +110,16 @@ class DetectPeopleRequest(google.protobuf.message.Message):
     FRAME_RANGE_FIELD_NUMBER: builtins.int
     MAX_PEOPLE_FIELD_NUMBER: builtins.int
     REQUEST_ID_FIELD_NUMBER: builtins.int
+    SMALL_PEOPLE_FIELD_NUMBER: builtins.int
     JOB_OPTIONS_FIELD_NUMBER: builtins.int
     max_people: builtins.int
     """at most this many people tracked at once; 0: 10 (at most 32)"""
     request_id: builtins.str
     """idempotency key"""
+    small_people: builtins.bool
+    """Also look for people far from the camera (down to about a sixth of the frame's height): about
+    twice the time, and person-like things (a camera on a stand, a mannequin) may be reported too.
+    """
     @property
     def input(self) -> keygrip.v1.common_pb2.MediaInput: ...
     @property
@@ -130,10 +135,11 @@ class DetectPeopleRequest(google.protobuf.message.Message):
         frame_range: keygrip.v1.common_pb2.FrameRange | None = ...,
         max_people: builtins.int = ...,
         request_id: builtins.str = ...,
+        small_people: builtins.bool = ...,
         job_options: keygrip.v1.common_pb2.JobOptions | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "job_options", b"job_options"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "max_people", b"max_people", "request_id", b"request_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["frame_range", b"frame_range", "input", b"input", "job_options", b"job_options", "max_people", b"max_people", "request_id", b"request_id", "small_people", b"small_people"]) -> None: ...
 
 global___DetectPeopleRequest = DetectPeopleRequest
 
