@@ -19,6 +19,7 @@ No host API is imported here; numpy is imported on first use.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -464,13 +465,7 @@ def steps(plan: Plan, *, describe_new_rig: Callable[[Skeleton], RigDescription],
     """
 
     def target_rig(motion: Motion) -> tuple[Motion, RigDescription]:
-        if plan.target == "NEW":
-            if motion.skeleton is None:
-                raise ValueError("a new armature needs a captured skeleton: capture a video, or pick a rig")
-            return motion, describe_new_rig(motion.skeleton)
-        if plan.rig is None:
-            raise ValueError("select the armature to animate (or choose 'New armature' as the target)")
-        return motion, plan.rig
+        return motion, _target_rig(plan, motion, describe_new_rig)
 
     def retarget_step(ctx: WorkerContext, target: tuple[Motion, RigDescription]) -> Retargeted:
         motion, rig = target
@@ -484,14 +479,26 @@ def steps(plan: Plan, *, describe_new_rig: Callable[[Skeleton], RigDescription],
     ]
 
 
+def _target_rig(plan: Plan, motion: Motion, describe_new_rig: Callable[[Skeleton], RigDescription]
+                ) -> RigDescription:
+    """The rig a plan's motion goes onto: a new one described from the captured skeleton, or the plan's."""
+    if plan.target == "NEW":
+        if motion.skeleton is None:
+            raise ValueError("a new armature needs a captured skeleton: capture a video, or pick a rig")
+        return describe_new_rig(motion.skeleton)
+    if plan.rig is None:
+        raise ValueError("select the armature to animate (or choose 'New armature' as the target)")
+    return plan.rig
+
+
 PeopleWrite = Callable[[list[tuple[Plan, Retargeted]], list[str]], WriteSummary]
 
 
 def people_steps(plans: Sequence[Plan], *, describe_new_rig: Callable[[Plan, Skeleton], RigDescription],
                  write: PeopleWrite) -> list[Step]:
-    """steps() for several people of one shot, a plan each (capture.subject: the person's id; a NEW
-    target: each person gets an armature of their own): every capture, every new rig, every retarget,
-    then ONE write of them all, so that the host makes one undo step of it.
+    """steps() for several people of one shot, a plan each (capture.subject: the person's id; its
+    target: a new armature of their own, or the SELECTED rig the plan describes): every capture, every
+    new rig, every retarget, then ONE write of them all, so that the host makes one undo step of it.
 
     describe_new_rig(plan, skeleton): main thread, as for steps(). write(done, skipped): main thread,
     each person's plan and result, and a line for each person the capture found nobody for (left out;
@@ -519,9 +526,7 @@ def people_steps(plans: Sequence[Plan], *, describe_new_rig: Callable[[Plan, Ske
     def rigs(fetched: tuple[list[tuple[Plan, Motion]], list[str]]
              ) -> tuple[list[tuple[Plan, Motion, RigDescription]], list[str]]:
         found, skipped = fetched
-        if any(plan.target != "NEW" or motion.skeleton is None for plan, motion in found):
-            raise ValueError("several people go onto a new armature each: choose 'New armature' as the target")
-        return [(plan, motion, describe_new_rig(plan, cast(Skeleton, motion.skeleton)))
+        return [(plan, motion, _target_rig(plan, motion, functools.partial(describe_new_rig, plan)))
                 for plan, motion in found], skipped
 
     def retarget_all(ctx: WorkerContext, targets: tuple[list[tuple[Plan, Motion, RigDescription]], list[str]]

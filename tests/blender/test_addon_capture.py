@@ -467,39 +467,53 @@ def test_unregister_leaves_no_handlers_or_timers(addon, shared_server):
     prefs().server_address = shared_server.address
 
 
-def test_capture_chosen_people_onto_an_armature_each_in_one_undo_step(addon, shared_server):
+def test_capture_chosen_people_onto_a_rig_each_in_one_undo_step(addon, shared_server):
     from keygrip import Client
 
     main_thread = import_module(f"{ADDON_MODULE}.main_thread")
     new_scene()
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    metarig = bpy.context.active_object
     s = bpy.context.scene.keygrip
-    # The target is the selected rig, but several people each get a new armature of their own.
+    # The panel's target is the selected rig; each person goes onto the rig picked for them instead.
     s.video_path, s.frame_start, s.frame_end, s.target = str(VIDEO), 0, 30, "SELECTED"
     assert bpy.ops.keygrip.find_people() == {"FINISHED"}
     main_thread.drain(timeout=240)
     assert [p.person_id for p in s.people] == [1, 2]
     for person in s.people:
         person.chosen = True
+    # Two people onto one rig: refused, nothing runs.
+    s.people[0].armature = s.people[1].armature = metarig
+    with pytest.raises(RuntimeError, match="persons 1 and 2 both go onto metarig"):
+        bpy.ops.keygrip.capture_people()
+    s.people[1].armature = None  # person 1 onto the metarig, person 2 onto a new armature
     bpy.ops.ed.undo_push(message="people ticked")
     objects_before = sorted(o.name for o in bpy.data.objects)
     assert bpy.ops.keygrip.capture_people() == {"FINISHED"}
     session = main_thread.latest()
     main_thread.drain(timeout=600)
     assert session.state == "succeeded", session.error
-    made = {o.name: o for o in bpy.data.objects if o.type == "ARMATURE"}
-    # The man balancing is captured; the woman half out of the picture is captured too, or named as
-    # not captured (the pose model may find nobody in her box), never dropped without a word.
+    made = {o.name: o for o in bpy.data.objects if o.type == "ARMATURE" and o.name != "metarig"}
+    # The man balancing is captured onto the metarig; the woman half out of the picture is captured
+    # too, or named as not captured (the pose model may find nobody in her box), never dropped
+    # without a word.
     skipped = [w for w in session.value.warnings if "was not captured" in w]
-    assert f"Keygrip {VIDEO.stem} person 1" in made and len(made) + len(skipped) == 2, (list(made), skipped)
+    assert set(made) <= {f"Keygrip {VIDEO.stem} person 2"} and len(made) + len(skipped) == 1, (list(made), skipped)
+    assert "person 1" in metarig.animation_data.action.name
     with Client(shared_server.address) as client:
+        assert client.get_job(metarig["keygrip"]["capture_job_id"]).result().subject_id == 1
         for name, obj in made.items():
             assert obj.animation_data.action is not None
             result = client.get_job(obj["keygrip"]["capture_job_id"]).result()
             # Each one is the person of its name, taken along the tracks Find People listed.
             assert f"person {result.subject_id}" in name and result.summary.stage_seconds["people"] == 0
-    # One undo step takes every armature, action and camera away.
+    # One undo step takes every armature, action and camera away, and the metarig's animation.
     bpy.ops.ed.undo()
+    metarig = bpy.data.objects["metarig"]
     assert sorted(o.name for o in bpy.data.objects) == objects_before
+    assert metarig.animation_data is None or metarig.animation_data.action is None
+    addon_utils.disable("rigify", default_set=True)
     # Over other frames the ticked ids no longer name those people: refused, nothing runs.
     s = bpy.context.scene.keygrip
     s.frame_end = 20

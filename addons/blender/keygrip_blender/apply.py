@@ -110,11 +110,12 @@ def apply_result(plan: Plan, scene_plan: ScenePlan, done: Retargeted) -> WriteSu
 
 def apply_people(done: Sequence[tuple[Plan, Retargeted]], scene_plan: ScenePlan,
                  skipped: Sequence[str] = ()) -> list[WriteSummary]:
-    """Several people of one shot, each onto the new armature of their plan, as ONE undo step. The
-    camera that filmed them comes with the first person only (it is the same camera); `skipped`, the
-    people not captured, go into the first summary's warnings."""
+    """Several people of one shot, each onto their plan's rig (a new armature, or the SELECTED one its
+    rig describes), as ONE undo step. The camera that filmed them comes with the first person only (it
+    is the same camera); `skipped`, the people not captured, go into the first summary's warnings."""
     with window_context():
-        summaries = [_apply(plan, replace(scene_plan, reference_video=scene_plan.reference_video and not k), result)
+        summaries = [_apply(plan, replace(scene_plan, reference_video=scene_plan.reference_video and not k,
+                                          armature_name=plan.rig.name if plan.rig is not None else ""), result)
                      for k, (plan, result) in enumerate(done)]
         summaries[0].warnings[:0] = list(skipped)
         bpy.ops.ed.undo_push(message=f"Keygrip: {len(done)} people of {Path(done[0][0].video).name}")

@@ -259,7 +259,7 @@ class FindPeopleOperator(_SessionOperator):
             raise ValueError("pick a video file (or a Movie Clip) first")
         s = context.scene.keygrip
         return tasks.people_session(video, (s.frame_start, s.frame_end), preferences.server_settings(context),
-                                    context.scene.name)
+                                    context.scene.name, small_people=s.small_people)
 
 
 class CameraVideoAddOperator(bpy.types.Operator, ImportHelper):
@@ -346,8 +346,8 @@ def _people_tracks(s: properties.KeygripSceneSettings, video: str) -> str:
 
 
 class CapturePeopleOperator(_SessionOperator):
-    """Capture every person ticked in the list, each onto a new armature of their own, in one undo step
-    (Esc cancels)"""
+    """Capture every person ticked in the list, each onto the rig picked for them (or a new armature),
+    in one undo step (Esc cancels)"""
 
     bl_idname = "keygrip.capture_people"
     bl_label = "Capture Chosen People"
@@ -355,15 +355,27 @@ class CapturePeopleOperator(_SessionOperator):
 
     def make_session(self, context: bpy.types.Context) -> Session:
         s = context.scene.keygrip
-        ids = [person.person_id for person in s.people if person.chosen]
-        if not ids:
+        chosen = [person for person in s.people if person.chosen]
+        if not chosen:
             raise ValueError("tick the people to capture in the list (Find People lists them)")
         plan, scene_plan = plan_from_panel(context, target="NEW")
         tracks = _people_tracks(s, plan.video) if plan.source == "video" else ""
         if not tracks:  # the ticks name Find People's ids, which hold for its video and frames only
             raise ValueError("the people ticked were found in another video or frame range: find people again")
-        plans = [dataclasses.replace(plan, capture=dataclasses.replace(plan.capture, subject=str(i),
-                                                                       people_tracks=tracks)) for i in ids]
+        onto: dict[str, int] = {}
+        plans = []
+        for person in chosen:
+            one = dataclasses.replace(plan, capture=dataclasses.replace(plan.capture, subject=str(person.person_id),
+                                                                        people_tracks=tracks))
+            obj = person.armature
+            if obj is not None:
+                if obj.name in onto:
+                    raise ValueError(f"persons {onto[obj.name]} and {person.person_id} both go onto {obj.name}: "
+                                     "pick another rig for one of them (or none, for a new armature)")
+                onto[obj.name] = person.person_id
+                one = dataclasses.replace(one, target="SELECTED", rig=rig.describe_armature(obj),
+                                          bone_map=properties.bone_map_of(obj), rig_file=character_file(obj))
+            plans.append(one)
         return tasks.people_capture_session(plans, dataclasses.replace(scene_plan, armature_name=""),
                                             preferences.server_settings(context))
 

@@ -128,6 +128,7 @@ class KeygripPanel(bpy.types.Panel):
             row = col.row(align=True)
             row.prop(s, "subject")
             row.operator("keygrip.find_people", text="", icon="COMMUNITY")
+            row.prop(s, "small_people", text="", icon="ZOOM_IN")
         if s.people and not cameras and s.people_video == operators.video_path(context):
             box = col.box()
             for person in s.people:
@@ -142,10 +143,12 @@ class KeygripPanel(bpy.types.Panel):
                 op = row.operator("keygrip.use_person", text="Chosen" if chosen else "Capture This Person",
                                   icon="CHECKMARK" if chosen else "NONE", depress=chosen)
                 op.person_id = person.person_id
-                row.prop(person, "chosen", text="", icon="ADD")  # several people: one armature each
+                row.prop(person, "chosen", text="", icon="ADD")  # several people: a rig each
+                if person.chosen:
+                    info.prop(person, "armature", text="Onto", placeholder="New armature")
             ticked = sum(person.chosen for person in s.people)
             if ticked:
-                box.operator("keygrip.capture_people", text=f"Capture {ticked} Chosen People, One Armature Each",
+                box.operator("keygrip.capture_people", text=f"Capture {ticked} Chosen People, One Rig Each",
                              icon="COMMUNITY")
         col.prop(s, "foot_lock")
         col.prop(s, "root_motion")

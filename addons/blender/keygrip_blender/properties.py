@@ -63,8 +63,12 @@ class KeygripPersonItem(bpy.types.PropertyGroup):
     last_frame: bpy.props.IntProperty(name="Last frame")
     visible: bpy.props.FloatProperty(name="Seen on", subtype="FACTOR", min=0.0, max=1.0)
     chosen: bpy.props.BoolProperty(
-        name="Include", description="Capture this person with the others ticked, each onto a new armature of "
-        "their own (Capture Chosen People)")
+        name="Include", description="Capture this person with the others ticked, each onto their own rig "
+        "(Capture Chosen People)")
+    armature: bpy.props.PointerProperty(
+        name="Onto", type=bpy.types.Object, poll=_is_armature,
+        description="The rig this person goes onto with Capture Chosen People (through its bone map); "
+        "empty: a new armature")
 
 
 class KeygripCameraVideo(bpy.types.PropertyGroup):
@@ -119,6 +123,10 @@ class KeygripSceneSettings(bpy.types.PropertyGroup):
         "`keygrip people`, X,Y@FRAME (a pixel on them, e.g. 640,360@12), X0,Y0,X1,Y1@FRAME (a box around "
         "them) or auto (the person seen most); "
         "empty: whoever is found first")
+    small_people: bpy.props.BoolProperty(
+        name="Small People", default=False,
+        description="Find People also looks for people far from the camera (down to about a sixth of the frame's "
+        "height): about twice the time, and person-like things may be listed too (leave them unpicked)")
     people: bpy.props.CollectionProperty(type=KeygripPersonItem)
     people_video: bpy.props.StringProperty(name="People found in", description="The video Find People looked at")
     people_frames: bpy.props.IntVectorProperty(name="People found over", size=2,

@@ -40,8 +40,8 @@ def capture_session(plan: Plan, scene_plan: ScenePlan, settings: ServerSettings)
 
 
 def people_capture_session(plans: list[Plan], scene_plan: ScenePlan, settings: ServerSettings) -> Session:
-    """Capture several people of one shot (a plan each), each onto a new armature of their own, written
-    in one undo step."""
+    """Capture several people of one shot (a plan each), each onto their plan's rig (a new armature, or
+    the SELECTED one its rig describes), written in one undo step."""
 
     def describe_new_rig(plan: Plan, skeleton: Skeleton) -> RigDescription:
         return rig.describe_canonical(skeleton.joint_names, skeleton.parents, skeleton.offsets,
@@ -89,12 +89,14 @@ def probe_session(video: str, settings: ServerSettings, scene_name: str) -> Sess
     return Session(f"probe {Path(video).name}", [Worker(probe), Main(fill)], connector(settings))
 
 
-def people_session(video: str, frames: tuple[int, int], settings: ServerSettings, scene_name: str) -> Session:
+def people_session(video: str, frames: tuple[int, int], settings: ServerSettings, scene_name: str, *,
+                   small_people: bool = False) -> Session:
     """Find every person in the video's frame range and list them in the panel, each with its thumbnail,
-    so that the artist can pick who to capture (the ids hold for a capture of the same range)."""
+    so that the artist can pick who to capture (the ids hold for a capture of the same range).
+    small_people: also look for people far from the camera (DetectPeopleRequest.small_people)."""
 
     def detect(ctx: WorkerContext, _: Any) -> mocap_pb2.DetectPeopleResult:
-        job = ctx.client.detect_people(video, start_frame=frames[0], end_frame=frames[1],
+        job = ctx.client.detect_people(video, start_frame=frames[0], end_frame=frames[1], small_people=small_people,
                                        upload_progress=ctx.upload_progress("video"))
         return ctx.run_job(job, "find people")
 
