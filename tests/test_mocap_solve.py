@@ -216,6 +216,20 @@ def test_left_right_swaps_are_undone(landmarks):
     assert (moved.right_hand_image[swapped] == 0).all()
 
 
+def test_a_pose_gone_wrong_for_a_few_frames_does_not_flip_the_labels():
+    """A capture with someone beside the subject (cam02, tests/data/pose2sim/README.txt): MediaPipe
+    swaps left and right for a while, as on the clean clip, and two frames where its pose took the
+    other person's limbs fit neither labelling. Chaining through them flipped the labels of the rest
+    of the clip; they are skipped, and the subject, who faces the camera throughout, does so after
+    the fix on all but the few frames where MediaPipe itself turned them."""
+    data = np.load(DATA / "cam02_distractor_landmarks.npz")
+    xy = data["image_xy"].astype(np.float64)
+    found = swaps.find_swaps(xy, data["visibility"], data["present"])
+    fixed = np.where(found[:, None, None], xy[:, swaps.MIRROR], xy)
+    facing = fixed[:, 11, 0] > fixed[:, 12, 0]  # the left shoulder on the image's right
+    assert facing.sum() >= 95, "".join("+" if f else "-" for f in facing)
+
+
 def test_pose_fit_keeps_the_image_and_fixes_bone_lengths(landmarks):
     vis = landmarks.pose_visibility
     cam = root_motion.camera_translation(landmarks.pose_image, landmarks.pose_world, vis,

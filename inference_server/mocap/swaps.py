@@ -9,6 +9,11 @@ clip picks, per frame, the labelling that keeps every landmark's image track smo
 On the Pose2Sim balancing trial, cam02 has such a run (about frames 42 to 76, partly flickering);
 undoing it lowered that view's Procrustes-aligned joint error of the solved skeleton from 125 to
 76 mm (scripts/eval_mocap.py). The other three views have no swaps and are left unchanged.
+
+A frame whose pose went wrong (a limb taken from someone beside the subject) fits neither labelling;
+chained through, it can flip the labels of everything after it (on cam02 with a second person
+crossing: from frame 55 to the end, 140 mm instead of 84). Such glitch frames are left out of the
+chain and labelled afterwards like the good frame after them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ RIGHT = np.array([4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32])
 # swap moves every pair by about a limb's spread, far more; ambiguous frames (limbs overlapping in
 # the image) cost about the same either way and must not flip.
 _SWITCH_COST = 0.1
+# A step costing more than this many times the clip's median step, either way, is a glitch.
+GLITCH_RATIO = 5.0
+# At most this many glitch frames in a row are skipped (more is the body moving fast: kept).
+MAX_GLITCH_FRAMES = 3
 
 
 def _mirror_index() -> np.ndarray:
@@ -48,33 +57,51 @@ def find_swaps(image_xy: np.ndarray, visibility: np.ndarray, present: np.ndarray
     # The body's image size sets the scale of every cost.
     extent = np.nanmedian(np.ptp(image_xy[valid], axis=1).max(axis=-1)) if valid.any() else 1.0
     weight = np.minimum(visibility[:, LEFT], visibility[:, RIGHT])
-    # Cost of going from labelling a at the last valid frame to labelling b now (a, b in {0, 1}).
     labelled = np.stack([xy, xy[:, MIRROR]], axis=1)  # (F, 2, 33, 2)
     pairs = np.concatenate([LEFT, RIGHT])
+
+    def step_cost(a: int, b: int) -> np.ndarray:
+        """(2, 2) cost of going from frame a to frame b: rows a's labelling, columns b's (0: as
+        MediaPipe labels, 1: left and right exchanged)."""
+        w = np.minimum(weight[b], weight[a])
+        w = np.concatenate([w, w])
+        move = np.linalg.norm(labelled[a][:, None, pairs] - labelled[b][None, :, pairs], axis=-1)
+        return (move * w).sum(axis=-1) / max(w.sum(), 1e-9) / max(extent, 1e-9)
+
+    frames = np.flatnonzero(valid)
+    # A frame that no labelling joins smoothly to the one before (both costs far above the clip's
+    # usual step: a pose that went wrong for a frame or two, someone else's limb taken) tells
+    # nothing about a swap: it is skipped, and the next frame is compared with the last good one
+    # (a few at most in a row: after that the body is moving fast, and the chain goes on from there).
+    usual = [step_cost(a, b).min() for a, b in zip(frames[:-1], frames[1:], strict=True)]
+    glitch = max(_SWITCH_COST, GLITCH_RATIO * float(np.median(usual))) if usual else np.inf
     cost = np.zeros(2)
     back = np.zeros((f, 2), dtype=np.int8)
-    last = -1
-    for t in range(f):
-        if not valid[t]:
-            back[t] = (0, 1)
-            continue
+    back[:] = (0, 1)
+    last, skipped, glitches = -1, 0, []
+    for t in frames:
         if last >= 0:
-            w = np.minimum(weight[t], weight[last])
-            w = np.concatenate([w, w])
-            move = np.linalg.norm(labelled[last][:, None, pairs] - labelled[t][None, :, pairs], axis=-1)
-            step = (move * w).sum(axis=-1) / max(w.sum(), 1e-9) / max(extent, 1e-9)
+            step = step_cost(last, t)
+            if step.min() > glitch and skipped < MAX_GLITCH_FRAMES:
+                skipped += 1
+                glitches.append(t)
+                continue
             step = step + _SWITCH_COST * (1.0 - np.eye(2))
             total = cost[:, None] + step
             back[t] = total.argmin(axis=0)
             cost = total.min(axis=0)
-        else:
-            back[t] = (0, 1)
-        last = t
+        last, skipped = t, 0
     state = np.zeros(f, dtype=np.int8)
     s = int(cost.argmin())
     for t in range(f - 1, -1, -1):
         state[t] = s
         s = int(back[t, s])
+    # A glitch frame takes the labelling that joins it best to the good frame after it.
+    good = np.setdiff1d(frames, glitches)
+    for t in glitches:
+        after = good[good > t]
+        if len(after):
+            state[t] = int(step_cost(t, int(after[0]))[:, state[after[0]]].argmin())
     swapped = state.astype(bool)
     if swapped[valid].sum() * 2 > valid.sum():
         swapped = ~swapped
