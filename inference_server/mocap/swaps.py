@@ -10,10 +10,12 @@ On the Pose2Sim balancing trial, cam02 has such a run (about frames 42 to 76, pa
 undoing it lowered that view's Procrustes-aligned joint error of the solved skeleton from 125 to
 76 mm (scripts/eval_mocap.py). The other three views have no swaps and are left unchanged.
 
-A frame whose pose went wrong (a limb taken from someone beside the subject) fits neither labelling;
-chained through, it can flip the labels of everything after it (on cam02 with a second person
-crossing: from frame 55 to the end, 140 mm instead of 84). Such glitch frames are left out of the
-chain and labelled afterwards like the good frame after them.
+A frame whose pose went wrong (a limb taken from someone beside the subject) fits neither labelling,
+and one where MediaPipe flickers while the body is side-on fits both about equally; chained
+through, either can flip the labels of everything after it (on cam02 with a second person
+crossing: from frame 55 to the end, 140 mm instead of 84; on the clean cam02 clip, encoded
+differently, from frame 0 to 84: 178 mm instead of 80). Such frames are left out of the chain and
+labelled afterwards like the good frame after them.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ RIGHT = np.array([4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32])
 # swap moves every pair by about a limb's spread, far more; ambiguous frames (limbs overlapping in
 # the image) cost about the same either way and must not flip.
 _SWITCH_COST = 0.1
-# A step costing more than this many times the clip's median step, either way, is a glitch.
+# A step costing more than this many times the clip's median step, either way, is a glitch; one
+# whose dearer labelling costs less than AMBIGUOUS_RATIO times the cheaper is ambiguous.
 GLITCH_RATIO = 5.0
-# At most this many glitch frames in a row are skipped (more is the body moving fast: kept).
+AMBIGUOUS_RATIO = 2.0
+# At most this many such frames in a row are skipped (more is the body moving fast: kept).
 MAX_GLITCH_FRAMES = 3
 
 
@@ -70,9 +74,10 @@ def find_swaps(image_xy: np.ndarray, visibility: np.ndarray, present: np.ndarray
 
     frames = np.flatnonzero(valid)
     # A frame that no labelling joins smoothly to the one before (both costs far above the clip's
-    # usual step: a pose that went wrong for a frame or two, someone else's limb taken) tells
-    # nothing about a swap: it is skipped, and the next frame is compared with the last good one
-    # (a few at most in a row: after that the body is moving fast, and the chain goes on from there).
+    # usual step: a pose that went wrong for a frame or two, someone else's limb taken), or that
+    # both join about as well, tells nothing about a swap: it is skipped, and the next frame is
+    # compared with the last good one (a few at most in a row: after that the body is moving fast
+    # or stays ambiguous, and the chain goes on from there).
     usual = [step_cost(a, b).min() for a, b in zip(frames[:-1], frames[1:], strict=True)]
     glitch = max(_SWITCH_COST, GLITCH_RATIO * float(np.median(usual))) if usual else np.inf
     cost = np.zeros(2)
@@ -82,7 +87,8 @@ def find_swaps(image_xy: np.ndarray, visibility: np.ndarray, present: np.ndarray
     for t in frames:
         if last >= 0:
             step = step_cost(last, t)
-            if step.min() > glitch and skipped < MAX_GLITCH_FRAMES:
+            unclear = step.min() > glitch or step.max() < AMBIGUOUS_RATIO * step.min()
+            if unclear and skipped < MAX_GLITCH_FRAMES:
                 skipped += 1
                 glitches.append(t)
                 continue
