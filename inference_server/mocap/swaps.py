@@ -15,7 +15,8 @@ and one where MediaPipe flickers while the body is side-on fits both about equal
 through, either can flip the labels of everything after it (on cam02 with a second person
 crossing: from frame 55 to the end, 140 mm instead of 84; on the clean cam02 clip, encoded
 differently, from frame 0 to 84: 178 mm instead of 80). Such frames are left out of the chain and
-labelled afterwards like the good frame after them.
+labelled afterwards like the good frame after them. The three cam02 recordings in
+tests/data/pose2sim are the cases.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from inference_server.mocap.landmarks import Landmarks
 LEFT = np.array([1, 2, 3, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31])
 RIGHT = np.array([4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32])
 # Cost of changing the labelling between two frames, in units of the body's image size: a real
-# swap moves every pair by about a limb's spread, far more; ambiguous frames (limbs overlapping in
-# the image) cost about the same either way and must not flip.
-_SWITCH_COST = 0.1
+# swap moves every pair by about a limb's spread, far more. Ambiguous frames (limbs overlapping in
+# the image) are skipped (below), so it only has to outweigh noise; at 0.1 it outweighed the step
+# of a real swap on frames where MediaPipe flickers every frame (0.06-0.09) and lost one of them.
+_SWITCH_COST = 0.05
 # A step costing more than this many times the clip's median step, either way, is a glitch; one
 # whose dearer labelling costs less than AMBIGUOUS_RATIO times the cheaper is ambiguous.
 GLITCH_RATIO = 5.0
+GLITCH_FLOOR = 0.1
 AMBIGUOUS_RATIO = 2.0
 # At most this many such frames in a row are skipped (more is the body moving fast: kept).
 MAX_GLITCH_FRAMES = 3
@@ -79,7 +82,7 @@ def find_swaps(image_xy: np.ndarray, visibility: np.ndarray, present: np.ndarray
     # compared with the last good one (a few at most in a row: after that the body is moving fast
     # or stays ambiguous, and the chain goes on from there).
     usual = [step_cost(a, b).min() for a, b in zip(frames[:-1], frames[1:], strict=True)]
-    glitch = max(_SWITCH_COST, GLITCH_RATIO * float(np.median(usual))) if usual else np.inf
+    glitch = max(GLITCH_FLOOR, GLITCH_RATIO * float(np.median(usual))) if usual else np.inf
     cost = np.zeros(2)
     back = np.zeros((f, 2), dtype=np.int8)
     back[:] = (0, 1)
