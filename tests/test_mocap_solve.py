@@ -216,15 +216,15 @@ def test_left_right_swaps_are_undone(landmarks):
     assert (moved.right_hand_image[swapped] == 0).all()
 
 
-@pytest.mark.parametrize("recording", ["cam02_distractor_landmarks.npz", "cam02_flicker_landmarks.npz",
-                                       "cam02_flicker_every_frame_landmarks.npz"])
+@pytest.mark.parametrize("recording", ["cam02_distractor_landmarks.npz", "cam02_distractor_flicker_landmarks.npz",
+                                       "cam02_flicker_landmarks.npz", "cam02_flicker_every_frame_landmarks.npz"])
 def test_a_few_unclear_frames_do_not_flip_the_labels(recording: str):
-    """Three recorded cam02 captures (tests/data/pose2sim/README.txt): MediaPipe swaps left and right
+    """Four recorded cam02 captures (tests/data/pose2sim/README.txt): MediaPipe swaps left and right
     for a while, and a few frames fit neither labelling (its pose took the limbs of someone beside
     the subject) or both about equally (it flickers while the body turns side-on), or it flickers
-    every frame. Chaining through them flipped the labels of most of the clip; unclear frames are
-    skipped, and the subject, who faces the camera throughout, does so after the fix on all but the
-    few frames where the pose itself turned."""
+    every frame. A chain from each frame to the one before flipped the labels of most of the clip on
+    each; solved over all pairs of nearby frames at once, the subject, who faces the camera
+    throughout, does so after the fix on all but the few frames where the pose itself turned."""
     data = np.load(DATA / recording)
     xy = data["image_xy"].astype(np.float64)
     found = swaps.find_swaps(xy, data["visibility"], data["present"])

@@ -3,43 +3,40 @@
 When a body is seen from the side or from behind, MediaPipe sometimes decides for a run of frames
 that the subject faces the other way: every left landmark then carries the right one's position
 and vice versa. In the image this is a jump, the left knee suddenly sitting where the right knee
-was a frame earlier, while the joints themselves moved smoothly. A two-state Viterbi pass over the
-clip picks, per frame, the labelling that keeps every landmark's image track smooth.
+was a frame earlier, while the joints themselves moved smoothly.
+
+Each pair of frames up to NEIGHBOURS valid frames apart says how much more smoothly the landmarks
+move between them with the same labelling than with one of them relabelled; the labelling of the
+whole clip is the one that agrees best with all these pairwise measurements at once (a Z2
+synchronisation problem, solved by the leading eigenvector of their sparse symmetric matrix, as in
+spectral synchronisation). A single frame whose pose went wrong (a limb taken from someone beside
+the subject), or a few where MediaPipe flickers while the body is side-on, fit both labellings
+about equally: their measurements are weak, and the frames around them, compared with each other
+across them, outvote them.
 
 On the Pose2Sim balancing trial, cam02 has such a run (about frames 42 to 76, partly flickering);
 undoing it lowered that view's Procrustes-aligned joint error of the solved skeleton from 125 to
-76 mm (scripts/eval_mocap.py). The other three views have no swaps and are left unchanged.
-
-A frame whose pose went wrong (a limb taken from someone beside the subject) fits neither labelling,
-and one where MediaPipe flickers while the body is side-on fits both about equally; chained
-through, either can flip the labels of everything after it (on cam02 with a second person
-crossing: from frame 55 to the end, 140 mm instead of 84; on the clean cam02 clip, encoded
-differently, from frame 0 to 84: 178 mm instead of 80). Such frames are left out of the chain and
-labelled afterwards like the good frame after them. The three cam02 recordings in
-tests/data/pose2sim are the cases.
+76 mm (scripts/eval_mocap.py). The other three views have no swaps and are left unchanged. The
+two-state Viterbi chain this replaced compared each frame with the one before only, and a glitch
+or a flicker could flip the labels of the rest of the clip: on cam02 with a second person crossing
+(140 mm instead of 84) and in runs of the clean cam02 clip (178 mm instead of 80); the recordings
+in tests/data/pose2sim are those cases.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sparse
+from scipy.sparse.linalg import eigsh
 
 from inference_server.mocap.landmarks import Landmarks
 
 # MediaPipe Pose left/right landmark pairs (eyes, ears, mouth, arms, hands, legs, feet).
 LEFT = np.array([1, 2, 3, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31])
 RIGHT = np.array([4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32])
-# Cost of changing the labelling between two frames, in units of the body's image size: a real
-# swap moves every pair by about a limb's spread, far more. Ambiguous frames (limbs overlapping in
-# the image) are skipped (below), so it only has to outweigh noise; at 0.1 it outweighed the step
-# of a real swap on frames where MediaPipe flickers every frame (0.06-0.09) and lost one of them.
-_SWITCH_COST = 0.05
-# A step costing more than this many times the clip's median step, either way, is a glitch; one
-# whose dearer labelling costs less than AMBIGUOUS_RATIO times the cheaper is ambiguous.
-GLITCH_RATIO = 5.0
-GLITCH_FLOOR = 0.1
-AMBIGUOUS_RATIO = 2.0
-# At most this many such frames in a row are skipped (more is the body moving fast: kept).
-MAX_GLITCH_FRAMES = 3
+# Each frame is compared with the next this many valid frames (about 0.1-0.2 s): far enough to
+# reach past a glitch or a flicker, near enough that the body has not moved by a limb's spread.
+NEIGHBOURS = 5
 
 
 def _mirror_index() -> np.ndarray:
@@ -55,63 +52,45 @@ def find_swaps(image_xy: np.ndarray, visibility: np.ndarray, present: np.ndarray
     """Frames (F,) bool whose left and right labels should be exchanged.
 
     image_xy: (F, 33, 2) landmark pixels; visibility (F, 33); present (F,) bool. Frames without a
-    person carry the labelling through. Of the two labellings consistent over time, the one
-    MediaPipe uses in most frames is taken as right.
+    person carry the labelling of the last frame with one. Of the two labellings consistent over
+    time, the one MediaPipe uses in most frames is taken as right.
     """
     f = len(image_xy)
-    xy = np.nan_to_num(image_xy)
     valid = np.asarray(present, dtype=bool) & np.all(np.isfinite(image_xy), axis=(1, 2))
-    # The body's image size sets the scale of every cost.
-    extent = np.nanmedian(np.ptp(image_xy[valid], axis=1).max(axis=-1)) if valid.any() else 1.0
-    weight = np.minimum(visibility[:, LEFT], visibility[:, RIGHT])
-    labelled = np.stack([xy, xy[:, MIRROR]], axis=1)  # (F, 2, 33, 2)
-    pairs = np.concatenate([LEFT, RIGHT])
-
-    def step_cost(a: int, b: int) -> np.ndarray:
-        """(2, 2) cost of going from frame a to frame b: rows a's labelling, columns b's (0: as
-        MediaPipe labels, 1: left and right exchanged)."""
-        w = np.minimum(weight[b], weight[a])
-        w = np.concatenate([w, w])
-        move = np.linalg.norm(labelled[a][:, None, pairs] - labelled[b][None, :, pairs], axis=-1)
-        return (move * w).sum(axis=-1) / max(w.sum(), 1e-9) / max(extent, 1e-9)
-
     frames = np.flatnonzero(valid)
-    # A frame that no labelling joins smoothly to the one before (both costs far above the clip's
-    # usual step: a pose that went wrong for a frame or two, someone else's limb taken), or that
-    # both join about as well, tells nothing about a swap: it is skipped, and the next frame is
-    # compared with the last good one (a few at most in a row: after that the body is moving fast
-    # or stays ambiguous, and the chain goes on from there).
-    usual = [step_cost(a, b).min() for a, b in zip(frames[:-1], frames[1:], strict=True)]
-    glitch = max(GLITCH_FLOOR, GLITCH_RATIO * float(np.median(usual))) if usual else np.inf
-    cost = np.zeros(2)
-    back = np.zeros((f, 2), dtype=np.int8)
-    back[:] = (0, 1)
-    last, skipped, glitches = -1, 0, []
-    for t in frames:
-        if last >= 0:
-            step = step_cost(last, t)
-            unclear = step.min() > glitch or step.max() < AMBIGUOUS_RATIO * step.min()
-            if unclear and skipped < MAX_GLITCH_FRAMES:
-                skipped += 1
-                glitches.append(t)
-                continue
-            step = step + _SWITCH_COST * (1.0 - np.eye(2))
-            total = cost[:, None] + step
-            back[t] = total.argmin(axis=0)
-            cost = total.min(axis=0)
-        last, skipped = t, 0
-    state = np.zeros(f, dtype=np.int8)
-    s = int(cost.argmin())
-    for t in range(f - 1, -1, -1):
-        state[t] = s
-        s = int(back[t, s])
-    # A glitch frame takes the labelling that joins it best to the good frame after it.
-    good = np.setdiff1d(frames, glitches)
-    for t in glitches:
-        after = good[good > t]
-        if len(after):
-            state[t] = int(step_cost(t, int(after[0]))[:, state[after[0]]].argmin())
-    swapped = state.astype(bool)
+    n = len(frames)
+    if n < 2:
+        return np.zeros(f, dtype=bool)
+    xy = np.nan_to_num(image_xy)
+    weight = np.minimum(visibility[:, LEFT], visibility[:, RIGHT])
+    pairs = np.concatenate([LEFT, RIGHT])
+    rows, cols, agree = [], [], []
+    for k in range(1, min(NEIGHBOURS, n - 1) + 1):
+        a, b = frames[:-k], frames[k:]
+        w = np.minimum(weight[a], weight[b])
+        w = np.concatenate([w, w], axis=1)
+
+        def cost(other: np.ndarray, w: np.ndarray = w, a: np.ndarray = a) -> np.ndarray:
+            moved = np.linalg.norm(xy[a][:, pairs] - other[:, pairs], axis=-1)
+            return (moved * w).sum(axis=-1) / np.maximum(w.sum(axis=-1), 1e-9)
+
+        same, relabelled = cost(xy[b]), cost(xy[b][:, MIRROR])
+        # +1: the same labelling is far smoother, -1: one of them relabelled is; ~0: no telling.
+        agree.append((relabelled - same) / np.maximum(relabelled + same, 1e-9))
+        rows.append(np.arange(n - k))
+        cols.append(np.arange(k, n))
+    i, j, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(agree)
+    matrix = sparse.csr_matrix((np.concatenate([v, v]), (np.concatenate([i, j]), np.concatenate([j, i]))),
+                               shape=(n, n))
+    if n <= 2 * NEIGHBOURS + 2:  # too small for ARPACK
+        leading = np.linalg.eigh(matrix.toarray())[1][:, -1]
+    else:
+        leading = eigsh(matrix, k=1, which="LA", v0=np.ones(n))[1][:, 0]
+    swapped = np.zeros(f, dtype=bool)
+    swapped[frames] = leading < 0
+    # Frames without a person carry the labelling of the last one with a person (the first's, before it).
+    carried = np.maximum.accumulate(np.where(valid, np.arange(f), -1))
+    swapped = swapped[np.where(carried >= 0, carried, frames[0])]
     if swapped[valid].sum() * 2 > valid.sum():
         swapped = ~swapped
     return swapped & valid
