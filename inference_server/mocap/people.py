@@ -9,6 +9,10 @@ blacked out (repeated single-person passes) until it finds nobody new. It sees a
 on a wide (or tall) frame people become small, so the frame is also searched in overlapping
 squares (the people found in one stay covered in the next).
 
+With small_people (DetectPeople's option, off by default because the detector then also fires on
+person-like things) it also searches smaller squares, for people far from the camera (see
+PersonDetector).
+
 The pass is bounded: frames are downsized before detection, at most `max_people` people are tracked
 at once (more are counted and reported), and what is kept per person is a few numbers per frame plus
 one small thumbnail.
@@ -281,8 +285,9 @@ def _fine_tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
 
 
 def _around(d: Detection, w: int, h: int) -> tuple[int, int, int, int]:
-    """A square around a person seen before, in which their body (twice their radius high) fills two
-    fifths of the height, as in a fine square; clipped to the frame."""
+    """A square around a person seen before, in which their body (twice their radius high) fills half
+    the height (a little more than in a fine square, where they may stand anywhere); clipped to the
+    frame."""
     side = int(min(max(4 * d.radius, MIN_TILE), w, h))
     x0 = int(np.clip(round(d.x - side / 2), 0, w - side))
     y0 = int(np.clip(round(d.y - side / 2), 0, h - side))
