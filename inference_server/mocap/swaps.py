@@ -69,12 +69,8 @@ def find_swaps(image_xy: np.ndarray, visibility: np.ndarray, present: np.ndarray
         a, b = frames[:-k], frames[k:]
         w = np.minimum(weight[a], weight[b])
         w = np.concatenate([w, w], axis=1)
-
-        def cost(other: np.ndarray, w: np.ndarray = w, a: np.ndarray = a) -> np.ndarray:
-            moved = np.linalg.norm(xy[a][:, pairs] - other[:, pairs], axis=-1)
-            return (moved * w).sum(axis=-1) / np.maximum(w.sum(axis=-1), 1e-9)
-
-        same, relabelled = cost(xy[b]), cost(xy[b][:, MIRROR])
+        same = _moved(xy[a][:, pairs], xy[b][:, pairs], w)
+        relabelled = _moved(xy[a][:, pairs], xy[b][:, MIRROR][:, pairs], w)
         # +1: the same labelling is far smoother, -1: one of them relabelled is; ~0: no telling.
         agree.append((relabelled - same) / np.maximum(relabelled + same, 1e-9))
         rows.append(np.arange(n - k))
@@ -94,6 +90,11 @@ def find_swaps(image_xy: np.ndarray, visibility: np.ndarray, present: np.ndarray
     if swapped[valid].sum() * 2 > valid.sum():
         swapped = ~swapped
     return swapped & valid
+
+
+def _moved(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(N,) how far the points (N, K, 2) moved from a to b, their mean weighted by w (N, K)."""
+    return (np.linalg.norm(a - b, axis=-1) * w).sum(axis=-1) / np.maximum(w.sum(axis=-1), 1e-9)
 
 
 def unswap(lm: Landmarks, swapped: np.ndarray) -> Landmarks:

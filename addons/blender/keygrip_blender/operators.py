@@ -65,6 +65,13 @@ def character_file(obj: bpy.types.Object) -> str:
     return str(path)
 
 
+def onto_armature(plan: Plan, obj: bpy.types.Object) -> Plan:
+    """The plan with an existing armature as its target: its description, the artist's bone map and
+    the character file it came from."""
+    return dataclasses.replace(plan, target="SELECTED", rig=rig.describe_armature(obj),
+                               bone_map=properties.bone_map_of(obj), rig_file=character_file(obj))
+
+
 def plan_from_panel(context: bpy.types.Context, bvh_path: str = "", target: TargetKind | None = None
                     ) -> tuple[Plan, ScenePlan]:
     """The panel's settings as the SDK's Plan and where the result lands in this scene (target: instead
@@ -101,9 +108,7 @@ def plan_from_panel(context: bpy.types.Context, bvh_path: str = "", target: Targ
         if obj is None:
             raise ValueError("select the armature to animate (or choose 'New armature' as the target)")
         armature_name = obj.name
-        plan.rig = rig.describe_armature(obj)
-        plan.bone_map = properties.bone_map_of(obj)
-        plan.rig_file = character_file(obj)
+        plan = onto_armature(plan, obj)
     match_scene = s.match_scene == "ALWAYS" or (s.match_scene == "NEW_ARMATURE" and plan.target == "NEW")
     scene_plan = ScenePlan(armature_name=armature_name, face_mesh_name=s.face_mesh.name if s.face_mesh else "",
                            reference_video=s.reference_video, match_scene=match_scene,
@@ -373,8 +378,7 @@ class CapturePeopleOperator(_SessionOperator):
                     raise ValueError(f"persons {onto[obj.name]} and {person.person_id} both go onto {obj.name}: "
                                      "pick another rig for one of them (or none, for a new armature)")
                 onto[obj.name] = person.person_id
-                one = dataclasses.replace(one, target="SELECTED", rig=rig.describe_armature(obj),
-                                          bone_map=properties.bone_map_of(obj), rig_file=character_file(obj))
+                one = onto_armature(one, obj)
             plans.append(one)
         return tasks.people_capture_session(plans, dataclasses.replace(scene_plan, armature_name=""),
                                             preferences.server_settings(context))
